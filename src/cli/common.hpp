@@ -1,0 +1,53 @@
+#pragma once
+// Helpers shared by the `airlock` commands.
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/cli.hpp"
+#include "core/keys.hpp"
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "runtime/onnx_runtime.hpp"
+
+namespace airlock::cli {
+
+// A registered command sets this to run after parsing succeeds; it returns an exit code.
+using Action = std::function<int()>;
+
+// What every command shares: where "now" comes from, and ONNX Runtime on demand.
+struct Context {
+  std::string now_override;  // --now, RFC 3339, for reproducible checks
+  bool quiet = false;
+
+  Result<TimePoint> Now() const;
+  Result<runtime::OnnxRuntime*> Ort();
+  void Say(const std::string& line) const;
+
+ private:
+  std::unique_ptr<runtime::OnnxRuntime> ort_;
+};
+
+// Prints "airlock: error: …" and returns the exit code for the error.
+int ReportError(const Error& e, int code = kExitFailure);
+// kExitVerification for errors that mean "this is not trustworthy", else kExitFailure.
+int VerificationExitCode(const Error& e);
+
+[[nodiscard]] Result<std::vector<PrivateKey>> LoadPrivateKeys(const std::vector<std::string>& paths);
+std::string HumanBytes(std::uint64_t n);
+
+void AddKeygen(CLI::App& app, Context& ctx, Action& action);
+void AddRoot(CLI::App& app, Context& ctx, Action& action);
+void AddInit(CLI::App& app, Context& ctx, Action& action);
+void AddPack(CLI::App& app, Context& ctx, Action& action);
+void AddInspect(CLI::App& app, Context& ctx, Action& action);
+void AddSign(CLI::App& app, Context& ctx, Action& action);
+void AddVerify(CLI::App& app, Context& ctx, Action& action);
+void AddRun(CLI::App& app, Context& ctx, Action& action);
+
+}  // namespace airlock::cli

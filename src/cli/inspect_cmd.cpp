@@ -1,0 +1,181 @@
+// airlock inspect.
+
+#include <cstdio>
+#include <set>
+
+#include "cli/common.hpp"
+#include "pkg/layout.hpp"
+#include "pkg/package.hpp"
+#include "pkg/samples.hpp"
+#include "trust/canonical_json.hpp"
+
+namespace airlock::cli {
+
+namespace {
+
+using nlohmann::json;
+
+// Everything inspect shows, as JSON; the human form is printed from it.
+Result<json> Describe(const std::string& path, const std::string& ref) {
+  AIRLOCK_ASSIGN_OR_RETURN(auto reader, pkg::LayoutReader::Open(path));
+  AIRLOCK_ASSIGN_OR_RETURN(pkg::Package p, pkg::LoadPackage(*reader, ref));
+  json out = {{"path", path},
+              {"name", p.name()},
+              {"version", p.version()},
+              {"ref", p.ref},
+              {"index", p.index_descriptor.ToJson()},
+              {"created", p.index.annotations.count(std::string(pkg::annotation::kCreated))
+                              ? p.index.annotations.at(std::string(pkg::annotation::kCreated))
+                              : ""},
+              {"variants", json::array()}};
+  for (const auto& v : p.variants) {
+    json layers = json::array();
+    for (const auto& l : v.manifest.layers) {
+      layers.push_back(l.ToJson());
+    }
+    out["variants"].push_back({{"platform", v.platform.ToString()},
+                               {"manifest", v.descriptor.ToJson()},
+                               {"config", v.config},
+                               {"layers", layers}});
+  }
+  const pkg::Variant& first = p.variants.front();
+  if (auto layers = first.Layers(pkg::media::kPipeline); !layers.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front()));
+    AIRLOCK_ASSIGN_OR_RETURN(json pipeline, trust::ParseJson(bytes, pkg::kMaxJsonBlob, "pipeline"));
+    out["pipeline"] = pipeline;
+  }
+  if (auto layers = first.Layers(pkg::media::kSamples); !layers.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front(), 1ULL << 30));
+    AIRLOCK_ASSIGN_OR_RETURN(pkg::Samples samples, pkg::ParseSamplesLayer(bytes));
+    json sets = json::array();
+    for (const auto& s : samples.sets) {
+      sets.push_back(s.name);
+    }
+    out["samples"] = {{"sets", sets},
+                      {"tolerance", {{"rtol", samples.tolerance.rtol}, {"atol", samples.tolerance.atol}}}};
+  }
+  if (auto layers = first.Layers(pkg::media::kBaseline); !layers.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front()));
+    AIRLOCK_ASSIGN_OR_RETURN(json baseline, trust::ParseJson(bytes, pkg::kMaxJsonBlob, "baseline"));
+    json features = json::array();
+    for (const auto& f : baseline.value("features", json::array())) {
+      features.push_back(f.value("name", ""));
+    }
+    out["baseline"] = {{"count", baseline.value("count", 0)}, {"features", features}};
+    if (baseline.contains("predictions")) {
+      out["baseline"]["predictions"] = baseline["predictions"].value("kind", "");
+    }
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(auto release, pkg::FindRelease(*reader, p));
+  if (release) {
+    json keyids = json::array();
+    for (const auto& s : release->signatures()) {
+      keyids.push_back(s.keyid);
+    }
+    out["release"] = {{"signed", release->body()}, {"signed_by", keyids}};
+  }
+  return out;
+}
+
+std::string Short(const std::string& digest) { return digest.substr(0, 19) + "…"; }
+
+void PrintHuman(const json& d) {
+  std::printf("%s %s\n", d["name"].get<std::string>().c_str(), d["version"].get<std::string>().c_str());
+  std::printf("  package    %s (ref %s)\n", d["path"].get<std::string>().c_str(), d["ref"].get<std::string>().c_str());
+  std::printf("  index      %s  %s\n", d["index"]["digest"].get<std::string>().c_str(),
+              HumanBytes(d["index"]["size"]).c_str());
+  if (!d["created"].get<std::string>().empty()) {
+    std::printf("  created    %s\n", d["created"].get<std::string>().c_str());
+  }
+  const json& first = d["variants"][0];
+  const json& desc = first["config"].value("descriptor", json::object());
+  if (desc.contains("description")) {
+    std::printf("  about      %s\n", desc["description"].get<std::string>().c_str());
+  }
+  std::printf("  platforms\n");
+  for (const auto& v : d["variants"]) {
+    std::printf("    %-16s %-6s manifest %s\n", v["platform"].get<std::string>().c_str(),
+                v["manifest"]["annotations"].value(std::string(pkg::annotation::kPrecision), "").c_str(),
+                Short(v["manifest"]["digest"]).c_str());
+  }
+  std::printf("  layers (%s)\n", first["platform"].get<std::string>().c_str());
+  for (const auto& l : first["layers"]) {
+    std::string mt = l["mediaType"];
+    std::string kind = mt == pkg::media::kModelWeight ? "model"
+                       : mt == pkg::media::kPipeline  ? "pipeline"
+                       : mt == pkg::media::kBaseline  ? "baseline"
+                       : mt == pkg::media::kSamples   ? "samples"
+                       : mt == pkg::media::kModelDoc  ? "card"
+                                                      : mt;
+    std::printf("    %-9s %-20s %10s  %s\n", kind.c_str(),
+                l["annotations"].value(std::string(pkg::annotation::kFilepath), "").c_str(),
+                HumanBytes(l["size"]).c_str(), Short(l["digest"]).c_str());
+  }
+  if (d.contains("pipeline") && d["pipeline"].contains("signature")) {
+    for (const char* side : {"inputs", "outputs"}) {
+      std::printf("  %s\n", side);
+      for (const auto& t : d["pipeline"]["signature"][side]) {
+        std::string shape = "[";
+        for (std::size_t i = 0; i < t["shape"].size(); ++i) {
+          std::int64_t dim = t["shape"][i];
+          std::string named = t.contains("dim_names") ? t["dim_names"][i].get<std::string>() : "";
+          shape += (i ? "," : "") + (dim >= 0 ? std::to_string(dim) : named.empty() ? "?" : named);
+        }
+        shape += "]";
+        std::printf("    %-20s %-6s %s\n", t["name"].get<std::string>().c_str(),
+                    t["datatype"].get<std::string>().c_str(), shape.c_str());
+      }
+    }
+  }
+  if (d.contains("samples")) {
+    std::printf("  samples    %zu set(s), rtol %g, atol %g\n", d["samples"]["sets"].size(),
+                d["samples"]["tolerance"]["rtol"].get<double>(),
+                d["samples"]["tolerance"]["atol"].get<double>());
+  }
+  if (d.contains("baseline")) {
+    std::printf("  baseline   %zu feature(s) over %lld examples%s\n", d["baseline"]["features"].size(),
+                static_cast<long long>(d["baseline"]["count"].get<std::int64_t>()),
+                d["baseline"].contains("predictions")
+                    ? (", predictions: " + d["baseline"]["predictions"].get<std::string>()).c_str()
+                    : "");
+  }
+  if (d.contains("release")) {
+    const json& r = d["release"]["signed"];
+    std::printf("  release    counter %lld, created %s, expires %s\n",
+                static_cast<long long>(r.value("release_counter", 0)),
+                r.value("created", "").c_str(), r.value("expires", "").c_str());
+    for (const auto& k : d["release"]["signed_by"]) {
+      std::printf("    signed by %s\n", k.get<std::string>().c_str());
+    }
+  } else {
+    std::printf("  release    none (unsigned: run airlock sign)\n");
+  }
+}
+
+}  // namespace
+
+void AddInspect(CLI::App& app, Context& /*ctx*/, Action& action) {
+  auto* cmd = app.add_subcommand("inspect", "Show what a package holds");
+  auto path = std::make_shared<std::string>();
+  auto ref = std::make_shared<std::string>();
+  auto as_json = std::make_shared<bool>(false);
+  cmd->add_option("package", *path, "package directory or .tar")->required();
+  cmd->add_option("--ref", *ref, "which package in the layout (its version tag)");
+  cmd->add_flag("--json", *as_json, "print JSON");
+  cmd->callback([&action, path, ref, as_json] {
+    action = [path, ref, as_json]() -> int {
+      auto d = Describe(*path, *ref);
+      if (!d) {
+        return ReportError(d.error(), VerificationExitCode(d.error()));
+      }
+      if (*as_json) {
+        std::printf("%s\n", d->dump(2).c_str());
+      } else {
+        PrintHuman(*d);
+      }
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace airlock::cli

@@ -1,0 +1,18 @@
+#pragma once
+// Hex and base64 (RFC 4648, with padding) for digests, keys and signatures. Thread-safe.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace airlock {
+
+std::string HexEncode(std::string_view bytes);
+// Lower- or upper-case hex; nullopt on odd length or a non-hex character.
+std::optional<std::string> HexDecode(std::string_view hex);
+
+std::string Base64Encode(std::string_view bytes);
+// Strict: padding required, no whitespace; nullopt otherwise.
+std::optional<std::string> Base64Decode(std::string_view text);
+
+}  // namespace airlock

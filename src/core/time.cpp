@@ -1,0 +1,102 @@
+#include "core/time.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace airlock {
+
+std::string FormatRfc3339(TimePoint t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Result<TimePoint> ParseRfc3339(std::string_view text) {
+  auto bad = [&] {
+    return Fail(ErrorCode::kInvalidArgument,
+                "bad time \"" + std::string(text) + "\" (want RFC 3339, e.g. 2026-11-22T10:00:00Z)");
+  };
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
+      text[13] != ':' || text[16] != ':') {
+    return bad();
+  }
+  auto num = [&](std::size_t pos, std::size_t len, int& out) {
+    out = 0;
+    for (std::size_t i = pos; i < pos + len; ++i) {
+      if (text[i] < '0' || text[i] > '9') {
+        return false;
+      }
+      out = out * 10 + (text[i] - '0');
+    }
+    return true;
+  };
+  int year, mon, day, hour, min, sec;
+  if (!num(0, 4, year) || !num(5, 2, mon) || !num(8, 2, day) || !num(11, 2, hour) ||
+      !num(14, 2, min) || !num(17, 2, sec) || mon < 1 || mon > 12 || day < 1 || day > 31 ||
+      hour > 23 || min > 59 || sec > 60) {
+    return bad();
+  }
+  std::size_t pos = 19;
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      ++pos;
+    }
+  }
+  long offset = 0;
+  if (pos < text.size() && (text[pos] == 'Z' || text[pos] == 'z') && pos + 1 == text.size()) {
+    offset = 0;
+  } else if (pos + 6 == text.size() && (text[pos] == '+' || text[pos] == '-') &&
+             text[pos + 3] == ':') {
+    int oh, om;
+    if (!num(pos + 1, 2, oh) || !num(pos + 4, 2, om)) {
+      return bad();
+    }
+    offset = (oh * 3600L + om * 60L) * (text[pos] == '-' ? -1 : 1);
+  } else {
+    return bad();
+  }
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = mon - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = min;
+  tm.tm_sec = sec;
+  std::time_t tt = timegm(&tm);
+  return std::chrono::system_clock::from_time_t(tt - offset);
+}
+
+Result<std::chrono::seconds> ParseDuration(std::string_view text) {
+  if (text.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "empty duration");
+  }
+  long long total = 0;
+  long long current = -1;
+  for (char c : text) {
+    if (c >= '0' && c <= '9') {
+      current = (current < 0 ? 0 : current) * 10 + (c - '0');
+      if (current > 1000000000LL) {
+        return Fail(ErrorCode::kInvalidArgument, "duration too long: " + std::string(text));
+      }
+      continue;
+    }
+    long long unit = c == 'd' ? 86400 : c == 'h' ? 3600 : c == 'm' ? 60 : c == 's' ? 1 : 0;
+    if (unit == 0 || current < 0) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "bad duration \"" + std::string(text) + "\" (want e.g. 365d, 12h, 30m, 1d12h)");
+    }
+    total += current * unit;
+    current = -1;
+  }
+  if (current >= 0) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "duration \"" + std::string(text) + "\" needs a unit (d, h, m or s)");
+  }
+  return std::chrono::seconds(total);
+}
+
+}  // namespace airlock

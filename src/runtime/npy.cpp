@@ -1,0 +1,224 @@
+#include "runtime/npy.hpp"
+
+#include <cstring>
+#include <regex>
+
+#include "core/fs.hpp"
+
+namespace airlock::runtime {
+namespace {
+
+constexpr std::string_view kMagic = "\x93NUMPY";
+
+Error Bad(std::string_view what) {
+  return Error(ErrorCode::kCorrupt, "not a usable .npy file: " + std::string(what));
+}
+
+struct Descr {
+  DataType dtype;
+  std::size_t item_size;  // bytes per element in the file
+  char string_kind = 0;   // 'S' or 'U' for BYTES
+};
+
+Result<Descr> ParseDescr(const std::string& d) {
+  if (d.size() < 3) {
+    return Fail(Bad("dtype '" + d + "'"));
+  }
+  char order = d[0];
+  char kind = d[1];
+  int size = std::atoi(d.c_str() + 2);
+  if (order == '>' && size > 1) {
+    return Fail(ErrorCode::kUnsupported,
+                ".npy dtype '" + d + "' is big-endian; save it little-endian (arr.astype('<" +
+                    d.substr(1) + "'))");
+  }
+  if (kind == 'O') {
+    return Fail(ErrorCode::kUnsupported,
+                ".npy holds Python objects (a pickle), which Airlock never loads; save strings as "
+                "a fixed-width 'S' or 'U' array");
+  }
+  if (kind == 'S' || kind == 'U') {
+    if (size <= 0) {
+      return Fail(Bad("dtype '" + d + "'"));
+    }
+    return Descr{DataType::kBytes, static_cast<std::size_t>(kind == 'U' ? size * 4 : size), kind};
+  }
+  struct Entry {
+    char kind;
+    int size;
+    DataType type;
+  };
+  static constexpr Entry kTable[] = {
+      {'b', 1, DataType::kBool},   {'i', 1, DataType::kInt8},   {'i', 2, DataType::kInt16},
+      {'i', 4, DataType::kInt32},  {'i', 8, DataType::kInt64},  {'u', 1, DataType::kUint8},
+      {'u', 2, DataType::kUint16}, {'u', 4, DataType::kUint32}, {'u', 8, DataType::kUint64},
+      {'f', 2, DataType::kFp16},   {'f', 4, DataType::kFp32},   {'f', 8, DataType::kFp64},
+  };
+  for (const auto& e : kTable) {
+    if (e.kind == kind && e.size == size) {
+      return Descr{e.type, static_cast<std::size_t>(size)};
+    }
+  }
+  return Fail(ErrorCode::kUnsupported, ".npy dtype '" + d + "' is not supported");
+}
+
+void AppendUtf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+}  // namespace
+
+Result<Tensor> ParseNpy(std::string_view bytes, std::string name) {
+  if (bytes.size() < 10 || bytes.substr(0, 6) != kMagic) {
+    return Fail(Bad("missing the \\x93NUMPY magic"));
+  }
+  int major = static_cast<unsigned char>(bytes[6]);
+  std::size_t header_len;
+  std::size_t header_start;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | static_cast<unsigned char>(bytes[9]) << 8;
+    header_start = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) {
+      return Fail(Bad("truncated header"));
+    }
+    std::uint32_t len;
+    std::memcpy(&len, bytes.data() + 8, 4);
+    header_len = len;
+    header_start = 12;
+  } else {
+    return Fail(ErrorCode::kUnsupported, ".npy format version " + std::to_string(major));
+  }
+  if (bytes.size() < header_start + header_len) {
+    return Fail(Bad("truncated header"));
+  }
+  std::string header(bytes.substr(header_start, header_len));
+  static const std::regex kDescr(R"('descr'\s*:\s*'([^']+)')");
+  static const std::regex kFortran(R"('fortran_order'\s*:\s*(True|False))");
+  static const std::regex kShape(R"('shape'\s*:\s*\(([^)]*)\))");
+  std::smatch m_descr, m_fortran, m_shape;
+  if (!std::regex_search(header, m_descr, kDescr) ||
+      !std::regex_search(header, m_fortran, kFortran) ||
+      !std::regex_search(header, m_shape, kShape)) {
+    return Fail(Bad("header lacks descr, fortran_order or shape"));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(Descr descr, ParseDescr(m_descr[1]));
+  Tensor t;
+  t.name = std::move(name);
+  t.dtype = descr.dtype;
+  std::string dims = m_shape[1];
+  static const std::regex kDim(R"(\s*(\d+)\s*,?)");
+  for (std::sregex_iterator it(dims.begin(), dims.end(), kDim), end; it != end; ++it) {
+    t.shape.push_back(std::stoll((*it)[1]));
+  }
+  std::int64_t count = t.ElementCount();
+  if (m_fortran[1] == "True" && t.shape.size() > 1) {
+    return Fail(ErrorCode::kUnsupported,
+                ".npy is in Fortran order; save it with np.ascontiguousarray first");
+  }
+  std::string_view body = bytes.substr(header_start + header_len);
+  std::uint64_t want = static_cast<std::uint64_t>(count) * descr.item_size;
+  if (body.size() != want) {
+    return Fail(Bad("shape " + ShapeToString(t.shape) + " of " + m_descr[1].str() + " needs " +
+                    std::to_string(want) + " bytes of data, file has " +
+                    std::to_string(body.size())));
+  }
+  if (descr.dtype != DataType::kBytes) {
+    t.data.assign(body);
+    return t;
+  }
+  for (std::int64_t i = 0; i < count; ++i) {
+    std::string_view item = body.substr(i * descr.item_size, descr.item_size);
+    std::string s;
+    if (descr.string_kind == 'S') {
+      s.assign(item.substr(0, std::min(item.find('\0'), item.size())));
+    } else {
+      for (std::size_t k = 0; k + 4 <= item.size(); k += 4) {
+        std::uint32_t cp;
+        std::memcpy(&cp, item.data() + k, 4);
+        if (cp == 0) {
+          break;
+        }
+        AppendUtf8(s, cp);
+      }
+    }
+    t.strings.push_back(std::move(s));
+  }
+  return t;
+}
+
+Result<Tensor> LoadNpy(const std::filesystem::path& path, std::string name) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, 4ULL << 30));
+  return WithContext(ParseNpy(bytes, std::move(name)), path.string());
+}
+
+Result<std::string> SerializeNpy(const Tensor& t) {
+  AIRLOCK_RETURN_IF_ERROR(t.CheckConsistent());
+  std::string descr;
+  std::size_t width = 0;
+  switch (t.dtype) {
+    case DataType::kBool: descr = "|b1"; break;
+    case DataType::kUint8: descr = "|u1"; break;
+    case DataType::kUint16: descr = "<u2"; break;
+    case DataType::kUint32: descr = "<u4"; break;
+    case DataType::kUint64: descr = "<u8"; break;
+    case DataType::kInt8: descr = "|i1"; break;
+    case DataType::kInt16: descr = "<i2"; break;
+    case DataType::kInt32: descr = "<i4"; break;
+    case DataType::kInt64: descr = "<i8"; break;
+    case DataType::kFp16: descr = "<f2"; break;
+    case DataType::kFp32: descr = "<f4"; break;
+    case DataType::kFp64: descr = "<f8"; break;
+    case DataType::kBf16:
+      return Fail(ErrorCode::kUnsupported, "NumPy has no BF16 type; tensor " + t.name);
+    case DataType::kBytes:
+      for (const auto& s : t.strings) {
+        width = std::max(width, s.size());
+      }
+      width = std::max<std::size_t>(width, 1);
+      descr = "|S" + std::to_string(width);
+      break;
+  }
+  std::string shape = "(";
+  for (std::size_t i = 0; i < t.shape.size(); ++i) {
+    shape += std::to_string(t.shape[i]) + (t.shape.size() == 1 ? "," : i + 1 < t.shape.size() ? ", " : "");
+  }
+  shape += ")";
+  std::string header =
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  // Pad with spaces so that the data starts at a multiple of 64 bytes, then a newline.
+  std::size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string out(kMagic);
+  out.push_back('\x01');
+  out.push_back('\x00');
+  out.push_back(static_cast<char>(header.size() & 0xff));
+  out.push_back(static_cast<char>(header.size() >> 8));
+  out += header;
+  if (t.dtype == DataType::kBytes) {
+    for (const auto& s : t.strings) {
+      out += s;
+      out.append(width - s.size(), '\0');
+    }
+  } else {
+    out += t.data;
+  }
+  return out;
+}
+
+}  // namespace airlock::runtime

@@ -1,0 +1,49 @@
+#include "trust/canonical_json.hpp"
+
+namespace airlock::trust {
+namespace {
+
+Status CheckNoFloats(const nlohmann::json& v, const std::string& where) {
+  if (v.is_number_float()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "floating-point number at " + where + " cannot be signed (use an integer or string)");
+  }
+  if (v.is_object()) {
+    for (const auto& [k, item] : v.items()) {
+      AIRLOCK_RETURN_IF_ERROR(CheckNoFloats(item, where + "/" + k));
+    }
+  } else if (v.is_array()) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      AIRLOCK_RETURN_IF_ERROR(CheckNoFloats(v[i], where + "/" + std::to_string(i)));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> Canonicalize(const nlohmann::json& value) {
+  AIRLOCK_RETURN_IF_ERROR(CheckNoFloats(value, ""));
+  try {
+    // nlohmann keeps object keys in a std::map (sorted by bytes) and, with no indent and
+    // ensure_ascii off, writes exactly the form described in the header.
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+  } catch (const nlohmann::json::exception& e) {
+    return Fail(ErrorCode::kInvalidArgument, std::string("cannot canonicalize: ") + e.what());
+  }
+}
+
+Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
+                                 std::string_view what) {
+  if (text.size() > max_size) {
+    return Fail(ErrorCode::kCorrupt, std::string(what) + " is " + std::to_string(text.size()) +
+                                         " bytes, over its limit of " + std::to_string(max_size));
+  }
+  nlohmann::json out = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (out.is_discarded()) {
+    return Fail(ErrorCode::kCorrupt, std::string(what) + " is not valid JSON");
+  }
+  return out;
+}
+
+}  // namespace airlock::trust

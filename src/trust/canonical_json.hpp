@@ -1,0 +1,26 @@
+#pragma once
+// Canonical JSON: the exact bytes that signatures cover.
+//
+// Objects with keys sorted by their UTF-8 bytes, no insignificant whitespace, strings as UTF-8
+// with only '"', '\\' and control characters escaped (\n, \t, … or \u00XX), integers in plain
+// decimal. Floating-point numbers are refused: they have no single textual form, and nothing
+// Airlock signs needs them. Parsing is strict (no duplicate keys in what we sign, no comments).
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.hpp"
+
+namespace airlock::trust {
+
+// The canonical form of value; kInvalidArgument if it holds a float or invalid UTF-8.
+[[nodiscard]] Result<std::string> Canonicalize(const nlohmann::json& value);
+
+// Parses JSON text no longer than max_size bytes; kCorrupt on malformed text.
+[[nodiscard]] Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
+                                               std::string_view what);
+
+}  // namespace airlock::trust

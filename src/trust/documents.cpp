@@ -1,0 +1,291 @@
+#include "trust/documents.hpp"
+
+#include <set>
+
+#include "core/encoding.hpp"
+#include "trust/canonical_json.hpp"
+
+namespace airlock::trust {
+namespace {
+
+using nlohmann::json;
+
+Error Malformed(std::string_view what) {
+  return Error(ErrorCode::kCorrupt, "malformed document: " + std::string(what));
+}
+
+Result<std::string> GetString(const json& obj, const char* key, std::string_view doc) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string()) {
+    return Fail(Malformed(std::string(doc) + " needs a string \"" + key + "\""));
+  }
+  return it->get<std::string>();
+}
+
+Result<std::uint64_t> GetUnsigned(const json& obj, const char* key, std::string_view doc) {
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer() || it->get<std::int64_t>() < 0) {
+    return Fail(Malformed(std::string(doc) + " needs a non-negative integer \"" + key + "\""));
+  }
+  return it->get<std::uint64_t>();
+}
+
+Result<TimePoint> GetTime(const json& obj, const char* key, std::string_view doc) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text, GetString(obj, key, doc));
+  auto t = ParseRfc3339(text);
+  if (!t) {
+    return Fail(Malformed(std::string(doc) + " \"" + key + "\": " + t.error().message()));
+  }
+  return *t;
+}
+
+Status CheckType(const json& body, std::string_view want) {
+  auto it = body.find("_type");
+  if (it == body.end() || !it->is_string() || *it != want) {
+    return Fail(ErrorCode::kVerification, "document is not a " + std::string(want) + " document");
+  }
+  auto spec = body.find("spec_version");
+  if (spec == body.end() || !spec->is_number_integer() || *spec != kSpecVersion) {
+    return Fail(ErrorCode::kUnsupported,
+                std::string(want) + " document has an unsupported spec_version (this Airlock "
+                "understands " + std::to_string(kSpecVersion) + ")");
+  }
+  return {};
+}
+
+std::string ShortId(const std::string& id) { return id.substr(0, 12); }
+
+}  // namespace
+
+Result<SignedDocument> SignedDocument::Parse(std::string_view text) {
+  AIRLOCK_ASSIGN_OR_RETURN(json doc, ParseJson(text, kMaxDocumentSize, "signed document"));
+  if (!doc.is_object() || !doc.contains("signed") || !doc["signed"].is_object() ||
+      !doc.contains("signatures") || !doc["signatures"].is_array()) {
+    return Fail(Malformed("want an object with \"signed\" and \"signatures\""));
+  }
+  SignedDocument out;
+  out.body_ = std::move(doc["signed"]);
+  if (!out.body_.contains("_type") || !out.body_["_type"].is_string()) {
+    return Fail(Malformed("\"signed\" has no \"_type\""));
+  }
+  for (const auto& s : doc["signatures"]) {
+    if (!s.is_object() || !s.contains("keyid") || !s["keyid"].is_string() || !s.contains("sig") ||
+        !s["sig"].is_string()) {
+      return Fail(Malformed("a signature needs string \"keyid\" and \"sig\""));
+    }
+    auto raw = Base64Decode(s["sig"].get<std::string>());
+    if (!raw) {
+      return Fail(Malformed("signature by " + s["keyid"].get<std::string>() + " is not base64"));
+    }
+    out.signatures_.push_back({s["keyid"].get<std::string>(), std::move(*raw)});
+  }
+  return out;
+}
+
+SignedDocument SignedDocument::Wrap(json body) {
+  SignedDocument out;
+  out.body_ = std::move(body);
+  return out;
+}
+
+std::string SignedDocument::type() const { return body_.value("_type", ""); }
+
+Result<std::string> SignedDocument::SignedBytes() const { return Canonicalize(body_); }
+
+Status SignedDocument::Sign(const PrivateKey& key) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, SignedBytes());
+  std::erase_if(signatures_, [&](const Signature& s) { return s.keyid == key.id(); });
+  signatures_.push_back({key.id(), key.Sign(bytes)});
+  return {};
+}
+
+Result<std::string> SignedDocument::Serialize() const {
+  json sigs = json::array();
+  for (const auto& s : signatures_) {
+    sigs.push_back({{"keyid", s.keyid}, {"sig", Base64Encode(s.sig)}});
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text,
+                           Canonicalize(json{{"signed", body_}, {"signatures", sigs}}));
+  return text + "\n";
+}
+
+json Root::ToJson() const {
+  json keys_json = json::object();
+  for (const auto& [id, key] : keys) {
+    keys_json[id] = {{"keytype", "ed25519"}, {"public", HexEncode(key.raw())}};
+  }
+  json roles_json = json::object();
+  for (const auto& [name, spec] : roles) {
+    roles_json[name] = {{"keyids", spec.keyids}, {"threshold", spec.threshold}};
+  }
+  return {{"_type", "root"},
+          {"spec_version", kSpecVersion},
+          {"version", version},
+          {"expires", FormatRfc3339(expires)},
+          {"keys", keys_json},
+          {"roles", roles_json}};
+}
+
+Result<Root> Root::FromJson(const json& body) {
+  AIRLOCK_RETURN_IF_ERROR(CheckType(body, "root"));
+  Root root;
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t version, GetUnsigned(body, "version", "root"));
+  root.version = static_cast<std::int64_t>(version);
+  AIRLOCK_ASSIGN_OR_RETURN(root.expires, GetTime(body, "expires", "root"));
+  if (!body.contains("keys") || !body["keys"].is_object()) {
+    return Fail(Malformed("root needs an object \"keys\""));
+  }
+  for (const auto& [id, k] : body["keys"].items()) {
+    if (!k.is_object() || k.value("keytype", "") != "ed25519" || !k.contains("public") ||
+        !k["public"].is_string()) {
+      return Fail(Malformed("root key " + id + " must be {\"keytype\": \"ed25519\", \"public\": hex}"));
+    }
+    auto raw = HexDecode(k["public"].get<std::string>());
+    if (!raw) {
+      return Fail(Malformed("root key " + id + " is not hex"));
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(PublicKey key, PublicKey::FromRaw(*raw));
+    // The id is derived from the key, so one key cannot appear under two ids.
+    if (key.id() != id) {
+      return Fail(ErrorCode::kVerification,
+                  "root lists key " + ShortId(id) + "… under an id that is not its SHA-256");
+    }
+    root.keys.emplace(id, std::move(key));
+  }
+  if (!body.contains("roles") || !body["roles"].is_object()) {
+    return Fail(Malformed("root needs an object \"roles\""));
+  }
+  for (const auto& [name, r] : body["roles"].items()) {
+    if (!r.is_object() || !r.contains("keyids") || !r["keyids"].is_array() ||
+        !r.contains("threshold") || !r["threshold"].is_number_integer()) {
+      return Fail(Malformed("role " + name + " needs \"keyids\" and \"threshold\""));
+    }
+    RoleSpec spec;
+    spec.threshold = r["threshold"].get<int>();
+    std::set<std::string> seen;
+    for (const auto& id : r["keyids"]) {
+      if (!id.is_string() || !root.keys.contains(id.get<std::string>())) {
+        return Fail(Malformed("role " + name + " names a key that the root does not list"));
+      }
+      if (seen.insert(id.get<std::string>()).second) {
+        spec.keyids.push_back(id.get<std::string>());
+      }
+    }
+    if (spec.threshold < 1 || static_cast<std::size_t>(spec.threshold) > spec.keyids.size()) {
+      return Fail(ErrorCode::kVerification,
+                  "role " + name + " has threshold " + std::to_string(spec.threshold) + " but " +
+                      std::to_string(spec.keyids.size()) + " distinct keys");
+    }
+    root.roles.emplace(name, std::move(spec));
+  }
+  if (!root.roles.contains(kRoleRoot)) {
+    return Fail(Malformed("root has no \"root\" role"));
+  }
+  return root;
+}
+
+Status CheckThreshold(const SignedDocument& doc, const Root& root, std::string_view role) {
+  auto it = root.roles.find(role);
+  if (it == root.roles.end()) {
+    return Fail(ErrorCode::kVerification,
+                "the root defines no \"" + std::string(role) + "\" role to check signatures against");
+  }
+  const RoleSpec& spec = it->second;
+  AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, doc.SignedBytes());
+  std::set<std::string> valid;
+  std::vector<std::string> notes;
+  for (const auto& sig : doc.signatures()) {
+    if (std::find(spec.keyids.begin(), spec.keyids.end(), sig.keyid) == spec.keyids.end()) {
+      notes.push_back("key " + ShortId(sig.keyid) + "… is not a " + std::string(role) + " key");
+      continue;
+    }
+    if (!root.keys.at(sig.keyid).Verify(bytes, sig.sig)) {
+      notes.push_back("signature by " + ShortId(sig.keyid) + "… does not verify");
+      continue;
+    }
+    if (!valid.insert(sig.keyid).second) {
+      notes.push_back("key " + ShortId(sig.keyid) + "… signed more than once (counted once)");
+    }
+  }
+  if (static_cast<int>(valid.size()) >= spec.threshold) {
+    return {};
+  }
+  std::string msg = doc.type() + " document has " + std::to_string(valid.size()) + " valid " +
+                    std::string(role) + " signature(s), needs " + std::to_string(spec.threshold);
+  for (const auto& n : notes) {
+    msg += "; " + n;
+  }
+  return Fail(ErrorCode::kVerification, msg);
+}
+
+Result<Root> VerifyRoot(const SignedDocument& doc, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(Root root, Root::FromJson(doc.body()));
+  AIRLOCK_RETURN_IF_ERROR(CheckThreshold(doc, root, kRoleRoot));
+  if (root.expires <= now) {
+    return Fail(ErrorCode::kVerification, "root version " + std::to_string(root.version) +
+                                              " expired at " + FormatRfc3339(root.expires));
+  }
+  return root;
+}
+
+json Release::ToJson() const {
+  return {{"_type", "release"},
+          {"spec_version", kSpecVersion},
+          {"model", model},
+          {"version", version},
+          {"release_counter", release_counter},
+          {"index",
+           {{"mediaType", index_media_type},
+            {"digest", index_digest.ToString()},
+            {"size", index_size}}},
+          {"platforms", platforms},
+          {"created", FormatRfc3339(created)},
+          {"expires", FormatRfc3339(expires)}};
+}
+
+Result<Release> Release::FromJson(const json& body) {
+  AIRLOCK_RETURN_IF_ERROR(CheckType(body, "release"));
+  Release r;
+  AIRLOCK_ASSIGN_OR_RETURN(r.model, GetString(body, "model", "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.version, GetString(body, "version", "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.release_counter, GetUnsigned(body, "release_counter", "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.created, GetTime(body, "created", "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.expires, GetTime(body, "expires", "release"));
+  if (!body.contains("index") || !body["index"].is_object()) {
+    return Fail(Malformed("release needs an object \"index\""));
+  }
+  const json& index = body["index"];
+  AIRLOCK_ASSIGN_OR_RETURN(r.index_media_type, GetString(index, "mediaType", "release index"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string digest, GetString(index, "digest", "release index"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.index_digest, Digest::Parse(digest));
+  AIRLOCK_ASSIGN_OR_RETURN(r.index_size, GetUnsigned(index, "size", "release index"));
+  if (!body.contains("platforms") || !body["platforms"].is_array()) {
+    return Fail(Malformed("release needs an array \"platforms\""));
+  }
+  for (const auto& p : body["platforms"]) {
+    if (!p.is_string()) {
+      return Fail(Malformed("release platforms must be strings"));
+    }
+    r.platforms.push_back(p.get<std::string>());
+  }
+  return r;
+}
+
+Result<Release> VerifyRelease(const SignedDocument& doc, const Root& root, TimePoint now,
+                              std::uint64_t trusted_counter) {
+  AIRLOCK_ASSIGN_OR_RETURN(Release release, Release::FromJson(doc.body()));
+  AIRLOCK_RETURN_IF_ERROR(CheckThreshold(doc, root, kRolePublisher));
+  if (release.expires <= now) {
+    return Fail(ErrorCode::kVerification, "release " + release.model + " " + release.version +
+                                              " expired at " + FormatRfc3339(release.expires));
+  }
+  if (release.release_counter < trusted_counter) {
+    return Fail(ErrorCode::kVerification,
+                "release counter " + std::to_string(release.release_counter) + " of " +
+                    release.model + " is below the trusted counter " +
+                    std::to_string(trusted_counter) + " (a rollback to an older release)");
+  }
+  return release;
+}
+
+}  // namespace airlock::trust
