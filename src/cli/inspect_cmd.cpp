@@ -66,7 +66,7 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
       out["baseline"]["predictions"] = baseline["predictions"].value("kind", "");
     }
   }
-  AIRLOCK_ASSIGN_OR_RETURN(auto release, pkg::FindRelease(*reader, p));
+  AIRLOCK_ASSIGN_OR_RETURN(auto release, pkg::FindRelease(*reader, p.index_descriptor));
   if (release) {
     json keyids = json::array();
     for (const auto& s : release->signatures()) {

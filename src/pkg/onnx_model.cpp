@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <regex>
 
 #include "core/fs.hpp"
@@ -18,14 +19,21 @@ using runtime::Tensor;
 
 Status CheckOnnxModel(const std::filesystem::path& model) {
   AIRLOCK_ASSIGN_OR_RETURN(UniqueFd probe, OpenForRead(model));  // a clear error for a missing file
+  {
+    // The checker's own message for a file that is not ONNX at all is misleading
+    // ("ir_version not set"), so look first: an ONNX model is a ModelProto with a graph.
+    onnx::ModelProto proto;
+    std::ifstream in(model, std::ios::binary);
+    if (!proto.ParseFromIstream(&in) || !proto.has_graph() || !proto.has_ir_version()) {
+      return Fail(ErrorCode::kModel,
+                  model.string() + " is not an ONNX model (it does not parse as an ONNX ModelProto "
+                  "with a graph)");
+    }
+  }
   try {
     onnx::checker::check_model(model.string());
   } catch (const std::exception& e) {
     std::string what = e.what();
-    if (what.find("Unable to parse") != std::string::npos ||
-        what.find("parse") != std::string::npos) {
-      return Fail(ErrorCode::kModel, model.string() + " is not an ONNX model (" + what + ")");
-    }
     return Fail(ErrorCode::kModel, model.string() + " fails the ONNX checker: " + what);
   }
   return {};

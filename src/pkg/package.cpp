@@ -171,7 +171,8 @@ ReleaseReferrer MakeReleaseReferrer(const Descriptor& index, std::string documen
   return r;
 }
 
-Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader, const Package& pkg) {
+Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,
+                                                         const Descriptor& index) {
   AIRLOCK_ASSIGN_OR_RETURN(Index top, reader.ReadIndex());
   for (const auto& d : top.manifests) {
     if (d.artifact_type != media::kRelease) {
@@ -180,7 +181,7 @@ Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader, c
     AIRLOCK_ASSIGN_OR_RETURN(std::string mbytes, reader.ReadBlob(d));
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json mjson, trust::ParseJson(mbytes, kMaxJsonBlob, "release manifest"));
     AIRLOCK_ASSIGN_OR_RETURN(Manifest m, Manifest::FromJson(mjson));
-    if (!m.subject || m.subject->digest != pkg.index_descriptor.digest || m.layers.size() != 1) {
+    if (!m.subject || m.subject->digest != index.digest || m.layers.size() != 1) {
       continue;
     }
     AIRLOCK_ASSIGN_OR_RETURN(std::string doc, reader.ReadBlob(m.layers[0], trust::kMaxDocumentSize));

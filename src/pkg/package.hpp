@@ -55,9 +55,9 @@ struct Package {
 [[nodiscard]] Status VerifyLayers(LayoutReader& reader, const Package& pkg,
                                   const std::function<void(const Descriptor&)>& on_layer = {});
 
-// The release document stored in the layout as a referrer of the package's index, if any.
+// The release document stored in the layout as a referrer of a package index, if any.
 [[nodiscard]] Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,
-                                                                       const Package& pkg);
+                                                                       const Descriptor& index);
 
 // Writes the variant's model files into dir under their package paths, checking each blob's
 // size and digest on the way, and returns the path of the entry model (the first weight layer).

@@ -27,7 +27,7 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
   }
   AIRLOCK_ASSIGN_OR_RETURN(auto reader, LayoutReader::Open(path));
   AIRLOCK_ASSIGN_OR_RETURN(Package pkg, LoadPackage(*reader, options.ref));
-  AIRLOCK_ASSIGN_OR_RETURN(auto existing, FindRelease(*reader, pkg));
+  AIRLOCK_ASSIGN_OR_RETURN(auto existing, FindRelease(*reader, pkg.index_descriptor));
 
   SignResult result;
   if (existing && !options.counter) {
@@ -117,9 +117,10 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
     AIRLOCK_ASSIGN_OR_RETURN(release_doc, WithContext(trust::SignedDocument::Parse(text),
                                                       options.release_file->string()));
   } else {
+    // Nothing in the layout is trusted before the release is: only the index's digest is used,
+    // to find the release that names it.
     AIRLOCK_ASSIGN_OR_RETURN(Descriptor index, FindModelIndex(*reader, options.ref));
-    AIRLOCK_ASSIGN_OR_RETURN(Package unverified, LoadPackage(*reader, index));
-    AIRLOCK_ASSIGN_OR_RETURN(auto found, FindRelease(*reader, unverified));
+    AIRLOCK_ASSIGN_OR_RETURN(auto found, FindRelease(*reader, index));
     if (!found) {
       return Fail(ErrorCode::kVerification,
                   path.string() + " holds no release document: sign it first (airlock sign)");

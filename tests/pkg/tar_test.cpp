@@ -1,0 +1,141 @@
+#include "pkg/tar.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace airlock::pkg {
+namespace {
+
+// A raw ustar header for hand-made hostile archives.
+std::string Header(const std::string& name, std::uint64_t size, char type,
+                   const std::string& link = "") {
+  char h[512] = {};
+  std::memcpy(h, name.data(), std::min<std::size_t>(name.size(), 100));
+  std::snprintf(h + 100, 8, "%07o", 0644);
+  std::snprintf(h + 108, 8, "%07o", 0);
+  std::snprintf(h + 116, 8, "%07o", 0);
+  std::snprintf(h + 124, 12, "%011llo", static_cast<unsigned long long>(size));
+  std::snprintf(h + 136, 12, "%011o", 0);
+  h[156] = type;
+  std::memcpy(h + 157, link.data(), std::min<std::size_t>(link.size(), 100));
+  std::memcpy(h + 257, "ustar", 6);
+  std::memcpy(h + 263, "00", 2);
+  std::memset(h + 148, ' ', 8);
+  unsigned sum = 0;
+  for (char c : h) sum += static_cast<unsigned char>(c);
+  std::snprintf(h + 148, 8, "%06o", sum);
+  return std::string(h, 512);
+}
+
+std::string Entry(const std::string& name, const std::string& data, char type = '0') {
+  std::string out = Header(name, data.size(), type) + data;
+  out.append((512 - data.size() % 512) % 512, '\0');
+  return out;
+}
+
+std::string End() { return std::string(1024, '\0'); }
+
+TEST(Tar, WriterOutputReadsBack) {
+  TarWriter w(nullptr);
+  ASSERT_TRUE(w.AddDirectory("blobs"));
+  ASSERT_TRUE(w.AddBytes("blobs/a", "hello"));
+  ASSERT_TRUE(w.AddBytes("empty", ""));
+  std::string long_path = std::string(120, 'd') + "/file";
+  ASSERT_TRUE(w.AddBytes(long_path, "x"));
+  ASSERT_TRUE(w.Finish());
+  EXPECT_EQ(w.bytes().size() % 10240, 0u);
+  auto entries = IndexTar(w.bytes());
+  ASSERT_TRUE(entries) << entries.error().ToString();
+  ASSERT_EQ(entries->size(), 3u);
+  auto a = entries->at("blobs/a");
+  EXPECT_EQ(w.bytes().substr(a.offset, a.size), "hello");
+  EXPECT_EQ(entries->at("empty").size, 0u);
+  EXPECT_EQ(w.bytes().substr(entries->at(long_path).offset, 1), "x");
+}
+
+TEST(Tar, WriterIsDeterministic) {
+  auto make = [] {
+    TarWriter w(nullptr);
+    EXPECT_TRUE(w.AddBytes("a", "1"));
+    EXPECT_TRUE(w.Finish());
+    return w.bytes();
+  };
+  EXPECT_EQ(make(), make());
+}
+
+TEST(Tar, ReadsGnuLongNamesAndPaxPaths) {
+  std::string long_name = std::string(150, 'n');
+  std::string tar = Entry("././@LongLink", long_name + '\0', 'L') + Entry("short", "A");
+  std::string pax_record = "path=" + std::string(130, 'p');
+  std::string rec = std::to_string(pax_record.size() + 5) + " " + pax_record + "\n";
+  ASSERT_EQ(rec.size(), pax_record.size() + 5);
+  tar += Entry("PaxHeader", rec, 'x') + Entry("short2", "B") + End();
+  auto entries = IndexTar(tar);
+  ASSERT_TRUE(entries) << entries.error().ToString();
+  EXPECT_TRUE(entries->contains(long_name));
+  EXPECT_TRUE(entries->contains(std::string(130, 'p')));
+}
+
+struct Hostile {
+  const char* what;
+  std::string archive;
+  const char* message;
+};
+
+class TarRefuses : public ::testing::TestWithParam<Hostile> {};
+
+TEST_P(TarRefuses, WithAClearMessage) {
+  auto r = IndexTar(GetParam().archive);
+  ASSERT_FALSE(r) << GetParam().what;
+  EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
+  EXPECT_NE(r.error().message().find(GetParam().message), std::string::npos)
+      << r.error().message();
+}
+
+std::string Truncated() {
+  std::string t = Entry("file", std::string(2000, 'x')) + End();
+  return t.substr(0, 512 + 1000);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Archives, TarRefuses,
+    ::testing::Values(
+        Hostile{"dotdot", Entry("blobs/../../etc/passwd", "x") + End(), "\"..\""},
+        Hostile{"absolute", Entry("/etc/passwd", "x") + End(), "absolute"},
+        Hostile{"symlink", Header("blobs/sha256/x", 0, '2', "/etc/shadow") + End(), "symbolic link"},
+        Hostile{"hardlink", Header("blobs/sha256/x", 0, '1', "index.json") + End(), "hard link"},
+        Hostile{"device", Header("dev", 0, '3') + End(), "type '3'"},
+        Hostile{"fifo", Header("fifo", 0, '6') + End(), "type '6'"},
+        Hostile{"truncated data", Truncated(), "truncated inside entry \"file\""},
+        Hostile{"no end marker", Entry("file", "abc"), "truncated"},
+        Hostile{"half header", Entry("file", "abc").substr(0, 300), "truncated"},
+        Hostile{"duplicate", Entry("a", "1") + Entry("a", "2") + End(), "twice"},
+        Hostile{"pax link", Entry("PaxHeader", "19 linkpath=/etc/x\n", 'x') + Entry("a", "1") + End(),
+                "link"}),
+    [](const ::testing::TestParamInfo<Hostile>& p) {
+      std::string n = p.param.what;
+      for (auto& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+      return n;
+    });
+
+TEST(Tar, BadChecksumIsRefused) {
+  std::string t = Entry("a", "1") + End();
+  t[0] = 'b';  // the name changes, the checksum does not
+  auto r = IndexTar(t);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("checksum"), std::string::npos);
+}
+
+TEST(Tar, CheckRelativePath) {
+  EXPECT_EQ(CheckRelativePath("./a/b").value(), "a/b");
+  EXPECT_EQ(CheckRelativePath("a/b/").value(), "a/b");
+  EXPECT_FALSE(CheckRelativePath(""));
+  EXPECT_FALSE(CheckRelativePath("/a"));
+  EXPECT_FALSE(CheckRelativePath("a/../b"));
+  EXPECT_FALSE(CheckRelativePath("a//b"));
+  EXPECT_FALSE(CheckRelativePath(".."));
+}
+
+}  // namespace
+}  // namespace airlock::pkg

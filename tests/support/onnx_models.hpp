@@ -1,0 +1,16 @@
+#pragma once
+// Small ONNX models made in code for tests, so no test depends on a trained artefact.
+
+#include <filesystem>
+#include <string>
+
+namespace airlock::testing {
+
+// y = x * 2 + 1 over FP32 [batch, n] (input "x", output "y"), opset 13.
+void WriteAffineModel(const std::filesystem::path& path, int n = 4);
+// Passes the ONNX checker (custom domains are not checked) but ONNX Runtime has no kernel for it.
+void WriteUnknownOpModel(const std::filesystem::path& path);
+// A string model: Identity over STRING [n] (input "text", output "same").
+void WriteStringIdentityModel(const std::filesystem::path& path);
+
+}  // namespace airlock::testing
