@@ -1,0 +1,183 @@
+// The airlock binary as a user runs it: exit codes, files it writes, messages it prints.
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "pkg/fixture.hpp"
+#include "support/test_support.hpp"
+
+namespace airlock::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kUsage = 2;
+constexpr int kVerification = 3;
+
+class CliTest : public ::testing::Test {
+ protected:
+  CommandResult Airlock(std::vector<std::string> args) { return RunAirlock(args, tmp_.path()); }
+
+  // keys/{root,alice,bob}, root.json needing 1 publisher signature, and a packed affine.tar.
+  void MakeSignedWorld(int threshold = 1) {
+    for (const char* k : {"root", "alice", "bob"}) {
+      ASSERT_EQ(Airlock({"keygen", std::string("keys/") + k}).exit_code, 0);
+    }
+    auto root = Airlock({"root", "init", "--root-key", "keys/root.key", "--publisher",
+                         "keys/alice.pub", "--publisher", "keys/bob.pub", "--threshold",
+                         std::to_string(threshold)});
+    ASSERT_EQ(root.exit_code, 0) << root.err;
+    WriteAffineProject(tmp_ / "src");
+    auto pack = Airlock({"pack", "-f", "src/airlock.yaml", "-o", "affine.tar"});
+    ASSERT_EQ(pack.exit_code, 0) << pack.err;
+  }
+
+  TempDir tmp_;
+};
+
+TEST_F(CliTest, HelpListsTheCommands) {
+  auto r = Airlock({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* cmd : {"keygen", "root", "init", "pack", "inspect", "sign", "verify", "run"}) {
+    EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+  }
+}
+
+TEST_F(CliTest, UsageErrorsExitWithTwo) {
+  EXPECT_EQ(Airlock({}).exit_code, kUsage);
+  EXPECT_EQ(Airlock({"frobnicate"}).exit_code, kUsage);
+  EXPECT_EQ(Airlock({"verify", "x.tar"}).exit_code, kUsage);  // --root is required
+  EXPECT_EQ(Airlock({"pack", "--no-such-flag"}).exit_code, kUsage);
+}
+
+TEST_F(CliTest, KeygenWritesAPrivateKeyOnlyTheOwnerCanRead) {
+  auto r = Airlock({"keygen", "keys/alice"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string id = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(id.size(), 64u);
+  struct stat st {};
+  ASSERT_EQ(::stat((tmp_ / "keys/alice.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  ASSERT_EQ(::stat((tmp_ / "keys/alice.pub").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644);
+  // Never overwrites a key.
+  std::string before = ReadAll(tmp_ / "keys/alice.key");
+  auto again = Airlock({"keygen", "keys/alice"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("already exists"), std::string::npos);
+  EXPECT_EQ(ReadAll(tmp_ / "keys/alice.key"), before);
+}
+
+TEST_F(CliTest, PackSignVerifyInspectRun) {
+  MakeSignedWorld();
+  auto sign = Airlock({"sign", "affine.tar", "-k", "keys/alice.key", "--counter", "3",
+                       "-o", "release.json"});
+  ASSERT_EQ(sign.exit_code, 0) << sign.err;
+  EXPECT_TRUE(fs::exists(tmp_ / "release.json"));
+  auto verify = Airlock({"verify", "affine.tar", "--root", "root.json", "--platform", "linux/arm64"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_NE(verify.out.find("verified affine 1.0.0 (release counter 3"), std::string::npos);
+
+  auto inspect = Airlock({"inspect", "affine.tar"});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("affine 1.0.0"), std::string::npos);
+  EXPECT_NE(inspect.out.find("linux/arm64"), std::string::npos);
+  EXPECT_NE(inspect.out.find("counter 3"), std::string::npos);
+  auto json = Airlock({"inspect", "--json", "affine.tar"});
+  ASSERT_EQ(json.exit_code, 0);
+  auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["name"], "affine");
+  EXPECT_EQ(j["variants"].size(), 2u);
+  EXPECT_EQ(j["pipeline"]["signature"]["inputs"][0]["name"], "x");
+
+  auto samples = Airlock({"run", "affine.tar"});
+  EXPECT_EQ(samples.exit_code, 0) << samples.err;
+  EXPECT_NE(samples.out.find("2 of 2 sample(s)"), std::string::npos);
+
+  WriteNpy(tmp_ / "in.npy", Fp32("x", {1, 4}, {1, 2, 3, 4}));
+  auto run = Airlock({"run", "affine.tar", "--input", "x=in.npy", "--json", "--output-dir", "out"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto out = nlohmann::json::parse(run.out);
+  EXPECT_EQ(out["outputs"][0]["data"], nlohmann::json({3.0, 5.0, 7.0, 9.0}));
+  EXPECT_TRUE(fs::exists(tmp_ / "out/y.npy"));
+}
+
+TEST_F(CliTest, VerificationFailuresExitWithThree) {
+  MakeSignedWorld(2);
+  ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/alice.key", "--counter", "1"}).exit_code, 0);
+  auto under = Airlock({"verify", "affine.tar", "--root", "root.json"});
+  EXPECT_EQ(under.exit_code, kVerification);
+  EXPECT_NE(under.err.find("needs 2"), std::string::npos);
+
+  // Co-signing by the same key does not help; by a second key it does.
+  ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/alice.key"}).exit_code, 0);
+  EXPECT_EQ(Airlock({"verify", "affine.tar", "--root", "root.json"}).exit_code, kVerification);
+  ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/bob.key"}).exit_code, 0);
+  EXPECT_EQ(Airlock({"verify", "affine.tar", "--root", "root.json"}).exit_code, 0);
+
+  auto rollback = Airlock({"verify", "affine.tar", "--root", "root.json", "--trusted-counter", "2"});
+  EXPECT_EQ(rollback.exit_code, kVerification);
+  auto expired = Airlock({"--now", "2099-01-01T00:00:00Z", "verify", "affine.tar", "--root", "root.json"});
+  EXPECT_EQ(expired.exit_code, kVerification);
+  EXPECT_NE(expired.err.find("expired"), std::string::npos);
+
+  // A root that is not a root, and a missing root file.
+  WriteAll(tmp_ / "junk.json", "{\"signed\": 1}");
+  EXPECT_EQ(Airlock({"verify", "affine.tar", "--root", "junk.json"}).exit_code, kVerification);
+  EXPECT_EQ(Airlock({"verify", "affine.tar", "--root", "missing.json"}).exit_code, 1);
+}
+
+TEST_F(CliTest, WrongKeyMessages) {
+  MakeSignedWorld();
+  auto pub_as_private = Airlock({"sign", "affine.tar", "-k", "keys/alice.pub", "--counter", "1"});
+  EXPECT_EQ(pub_as_private.exit_code, 1);
+  EXPECT_NE(pub_as_private.err.find("keys/alice.pub"), std::string::npos);
+  EXPECT_NE(pub_as_private.err.find("public half"), std::string::npos);
+  auto missing = Airlock({"sign", "affine.tar", "-k", "keys/nobody.key", "--counter", "1"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("keys/nobody.key"), std::string::npos);
+  // A stranger's signature is not a publisher's.
+  ASSERT_EQ(Airlock({"keygen", "keys/mallory"}).exit_code, 0);
+  ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/mallory.key", "--counter", "1"}).exit_code, 0);
+  auto r = Airlock({"verify", "affine.tar", "--root", "root.json"});
+  EXPECT_EQ(r.exit_code, kVerification);
+  EXPECT_NE(r.err.find("is not a publisher key"), std::string::npos);
+}
+
+TEST_F(CliTest, InitWritesATemplateThatPackExplains) {
+  ASSERT_EQ(Airlock({"init", "--name", "demo"}).exit_code, 0);
+  std::string yaml = ReadAll(tmp_ / "airlock.yaml");
+  EXPECT_NE(yaml.find("name: demo"), std::string::npos);
+  EXPECT_EQ(Airlock({"init"}).exit_code, 1);  // no overwrite without --force
+  auto pack = Airlock({"pack"});
+  EXPECT_EQ(pack.exit_code, 1);
+  EXPECT_NE(pack.err.find("model.onnx does not exist"), std::string::npos) << pack.err;
+  WriteAffineModel(tmp_ / "model.onnx");
+  auto ok = Airlock({"pack", "-o", "demo"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+TEST_F(CliTest, PackFromFlagsAlone) {
+  WriteAffineModel(tmp_ / "m.onnx");
+  auto r = Airlock({"pack", "--model", "m.onnx", "--name", "m", "--version", "2", "--platform",
+                    "linux/arm64/v8", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["output"], "m-2.tar");
+  EXPECT_TRUE(fs::exists(tmp_ / "m-2.tar"));
+  auto inspect = Airlock({"inspect", "m-2.tar"});
+  EXPECT_NE(inspect.out.find("linux/arm64/v8"), std::string::npos);
+}
+
+TEST_F(CliTest, CorruptPackageInputs) {
+  WriteAll(tmp_ / "notatar.tar", "this is not a tar archive at all");
+  auto r = Airlock({"inspect", "notatar.tar"});
+  EXPECT_EQ(r.exit_code, kVerification);
+  EXPECT_NE(r.err.find("notatar.tar"), std::string::npos);
+  auto missing = Airlock({"inspect", "nothing-here"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("no package at nothing-here"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::testing
