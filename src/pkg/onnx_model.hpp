@@ -11,9 +11,10 @@
 
 namespace airlock::pkg {
 
-// Runs the ONNX checker on a model file. kModel with the checker's message when it fails,
-// including for files that are not ONNX at all.
-[[nodiscard]] Status CheckOnnxModel(const std::filesystem::path& model);
+// Runs the ONNX checker on a model file. kModel with the checker's message when it fails, and
+// for files that are not ONNX at all. Returns an empty string when the checker passed the model,
+// or a note saying why it could not judge it (a model newer than the checker's IR version).
+[[nodiscard]] Result<std::string> CheckOnnxModel(const std::filesystem::path& model);
 
 // Reads a serialized onnx.TensorProto (.pb). The tensor keeps the name stored in the file, which
 // may be empty. External data is refused.

@@ -412,7 +412,10 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
       continue;
     }
     say("checking " + entry.string() + " with the ONNX checker");
-    AIRLOCK_RETURN_IF_ERROR(CheckOnnxModel(entry));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string note, CheckOnnxModel(entry));
+    if (!note.empty()) {
+      say("note: " + note);
+    }
     say("loading it in ONNX Runtime " + ort->Version());
     AIRLOCK_ASSIGN_OR_RETURN(auto model, ort->Load(entry, runtime::SessionConfig{}));
     if (validated.empty()) {

@@ -203,6 +203,24 @@ TEST_F(PackTest, RefusesToOverwriteWithoutForceAndKeepsTheOldOutput) {
   EXPECT_EQ(airlock::testing::ReadAll(tmp_ / "out.tar"), before);
 }
 
+TEST_F(PackTest, ModelNewerThanTheCheckerIsLoadedAndTestedAnyway) {
+  fs::path src = tmp_ / "src";
+  auto yaml = WriteAffineProject(src);
+  airlock::testing::WriteAffineModel(src / "model.onnx", 4, /*ir_version=*/10);
+  auto spec = LoadPackSpec(yaml).value();
+  std::vector<std::string> said;
+  PackOptions options;
+  options.output = tmp_ / "out.tar";
+  options.say = [&](const std::string& s) { said.push_back(s); };
+  auto r = Pack(spec, options, Ort());
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->samples.size(), 2u);
+  bool noted = std::any_of(said.begin(), said.end(), [](const std::string& s) {
+    return s.find("older than the model (IR version 10)") != std::string::npos;
+  });
+  EXPECT_TRUE(noted);
+}
+
 TEST_F(PackTest, SamplesFromOnnxTestLayout) {
   fs::path dir = airlock::testing::OnnxTestData() / "pytorch-converted/test_Conv2d";
   if (!fs::exists(dir)) GTEST_SKIP() << "libonnx-testdata not installed";

@@ -7,9 +7,9 @@
 namespace airlock::testing {
 namespace {
 
-onnx::ModelProto NewModel() {
+onnx::ModelProto NewModel(int ir_version = 8) {
   onnx::ModelProto m;
-  m.set_ir_version(8);
+  m.set_ir_version(ir_version);
   m.set_producer_name("airlock-tests");
   auto* opset = m.add_opset_import();
   opset->set_domain("");
@@ -50,8 +50,8 @@ void AddScalar(onnx::GraphProto* g, const std::string& name, float v) {
 
 }  // namespace
 
-void WriteAffineModel(const std::filesystem::path& path, int n) {
-  auto m = NewModel();
+void WriteAffineModel(const std::filesystem::path& path, int n, int ir_version) {
+  auto m = NewModel(ir_version);
   auto* g = m.mutable_graph();
   g->set_name("affine");
   AddTensorIo(g->add_input(), "x", onnx::TensorProto::FLOAT, {"batch", std::to_string(n)});

@@ -7,7 +7,7 @@
 namespace airlock::testing {
 
 // y = x * 2 + 1 over FP32 [batch, n] (input "x", output "y"), opset 13.
-void WriteAffineModel(const std::filesystem::path& path, int n = 4);
+void WriteAffineModel(const std::filesystem::path& path, int n = 4, int ir_version = 8);
 // Passes the ONNX checker (custom domains are not checked) but ONNX Runtime has no kernel for it.
 void WriteUnknownOpModel(const std::filesystem::path& path);
 // A string model: Identity over STRING [n] (input "text", output "same").
