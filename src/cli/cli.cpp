@@ -1,5 +1,7 @@
 #include "cli/cli.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "cli/common.hpp"
@@ -25,6 +27,22 @@ Result<runtime::OnnxRuntime*> Context::Ort() {
 void Context::Say(const std::string& line) const {
   if (!quiet) {
     std::fprintf(stderr, "  %s\n", line.c_str());
+  }
+}
+
+void Context::Progress(const std::string& label, std::uint64_t done, std::uint64_t total) {
+  if (quiet || total < (64ULL << 20) || !::isatty(STDERR_FILENO)) {
+    return;
+  }
+  int percent = static_cast<int>(done * 100 / total);
+  if (percent == last_percent_) {
+    return;
+  }
+  last_percent_ = percent;
+  std::fprintf(stderr, "\r  %s %3d%% (%s of %s)%s", label.c_str(), percent, HumanBytes(done).c_str(),
+               HumanBytes(total).c_str(), done >= total ? "\n" : "");
+  if (done >= total) {
+    last_percent_ = -1;
   }
 }
 

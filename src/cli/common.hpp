@@ -28,9 +28,13 @@ struct Context {
   Result<TimePoint> Now() const;
   Result<runtime::OnnxRuntime*> Ort();
   void Say(const std::string& line) const;
+  // Prints "label  42% (420 MiB of 1.0 GiB)" in place on a terminal, for files of 64 MiB and
+  // more; nothing when stderr is not a terminal or with --quiet.
+  void Progress(const std::string& label, std::uint64_t done, std::uint64_t total);
 
  private:
   std::unique_ptr<runtime::OnnxRuntime> ort_;
+  int last_percent_ = -1;
 };
 
 // Prints "airlock: error: …" and returns the exit code for the error.

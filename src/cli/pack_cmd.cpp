@@ -187,6 +187,9 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         options.force = a->force;
         options.validate = !a->no_validate;
         options.say = [&ctx](const std::string& s) { ctx.Say(s); };
+        options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
+          ctx.Progress(label, done, total);
+        };
         runtime::OnnxRuntime* ort = nullptr;
         if (options.validate) {
           AIRLOCK_ASSIGN_OR_RETURN(ort, ctx.Ort());
@@ -208,9 +211,13 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         if (result.signature) j["signature"] = result.signature->ToJson();
         std::printf("%s\n", j.dump(2).c_str());
       } else {
-        std::printf("packed %s (%s)\n  index %s\n  %zu sample(s) passed\n", output.c_str(),
+        std::string samples =
+            a->no_validate            ? "validation skipped (--no-validate)"
+            : result.samples.empty()  ? "no samples: add some so that devices can validate the model"
+                                      : std::to_string(result.samples.size()) + " sample(s) passed";
+        std::printf("packed %s (%s)\n  index %s\n  %s\n", output.c_str(),
                     HumanBytes(result.total_bytes).c_str(), result.index.digest.ToString().c_str(),
-                    result.samples.size());
+                    samples.c_str());
       }
       return kExitOk;
     };

@@ -107,6 +107,9 @@ void AddVerify(CLI::App& app, Context& ctx, Action& action) {
       if (!a->platform.empty()) options.platform = a->platform;
       if (!a->release.empty()) options.release_file = a->release;
       options.say = [&ctx](const std::string& s) { ctx.Say(s); };
+      options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
+        ctx.Progress(label, done, total);
+      };
       auto r = pkg::VerifyPackage(a->package, *root, options);
       if (!r) {
         std::fprintf(stderr, "airlock: verification FAILED for %s\n", a->package.c_str());

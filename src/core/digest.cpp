@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,8 +63,10 @@ Digest Sha256Of(std::string_view data) {
   return h.Finish();
 }
 
-Result<FileDigest> HashFile(const std::filesystem::path& path) {
+Result<FileDigest> HashFile(const std::filesystem::path& path, const ProgressFn& progress) {
   AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenForRead(path));
+  struct stat st {};
+  std::uint64_t total = ::fstat(fd.get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
   ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   Sha256 h;
   std::vector<char> buf(1 << 20);
@@ -81,6 +84,9 @@ Result<FileDigest> HashFile(const std::filesystem::path& path) {
     }
     h.Update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
     size += static_cast<std::uint64_t>(n);
+    if (progress) {
+      progress(size, std::max(total, size));
+    }
   }
   return FileDigest{h.Finish(), size};
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -56,6 +57,9 @@ struct FileDigest {
   Digest digest;
   std::uint64_t size = 0;
 };
-[[nodiscard]] Result<FileDigest> HashFile(const std::filesystem::path& path);
+// progress, if set, is called with the bytes hashed so far after every chunk.
+using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
+[[nodiscard]] Result<FileDigest> HashFile(const std::filesystem::path& path,
+                                          const ProgressFn& progress = {});
 
 }  // namespace airlock

@@ -494,7 +494,13 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
         continue;
       }
       say("hashing " + f.source.string());
-      AIRLOCK_ASSIGN_OR_RETURN(FileDigest fd, HashFile(f.source));
+      ProgressFn progress;
+      if (options.progress) {
+        progress = [&](std::uint64_t done, std::uint64_t total) {
+          options.progress("hashing " + f.filepath, done, total);
+        };
+      }
+      AIRLOCK_ASSIGN_OR_RETURN(FileDigest fd, HashFile(f.source, progress));
       Descriptor d;
       d.media_type = std::string(media::kModelWeight);
       d.digest = fd.digest;

@@ -69,7 +69,9 @@ struct PackOptions {
   std::filesystem::path output;  // a directory, or a file ending in .tar
   bool force = false;            // replace an existing output
   bool validate = true;          // checker, ONNX Runtime load, samples
-  std::function<void(const std::string&)> say;  // progress for people; may be empty
+  std::function<void(const std::string&)> say;  // what is happening, for people; may be empty
+  // Byte progress of long steps (hashing a model file), labelled; may be empty.
+  std::function<void(const std::string& label, std::uint64_t done, std::uint64_t total)> progress;
 };
 
 struct PackResult {

@@ -133,7 +133,8 @@ Result<Package> LoadPackage(LayoutReader& reader, std::string_view ref) {
 }
 
 Status VerifyLayers(LayoutReader& reader, const Package& pkg,
-                    const std::function<void(const Descriptor&)>& on_layer) {
+                    const std::function<void(const Descriptor&)>& on_layer,
+                    const std::function<void(const Descriptor&, std::uint64_t done)>& progress) {
   std::set<Digest> done;
   for (const auto& v : pkg.variants) {
     for (const auto& layer : v.manifest.layers) {
@@ -143,7 +144,11 @@ Status VerifyLayers(LayoutReader& reader, const Package& pkg,
       if (on_layer) {
         on_layer(layer);
       }
-      AIRLOCK_RETURN_IF_ERROR(WithContext(reader.VerifyBlob(layer),
+      std::function<void(std::uint64_t)> on_bytes;
+      if (progress) {
+        on_bytes = [&](std::uint64_t done_bytes) { progress(layer, done_bytes); };
+      }
+      AIRLOCK_RETURN_IF_ERROR(WithContext(reader.VerifyBlob(layer, on_bytes),
                                           "layer " + layer.Annotation(annotation::kFilepath)));
     }
   }

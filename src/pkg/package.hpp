@@ -52,8 +52,11 @@ struct Package {
 [[nodiscard]] Result<Package> LoadPackage(LayoutReader& reader, std::string_view ref = {});
 
 // Reads every layer of every variant (each distinct blob once) and checks size and digest.
-[[nodiscard]] Status VerifyLayers(LayoutReader& reader, const Package& pkg,
-                                  const std::function<void(const Descriptor&)>& on_layer = {});
+// on_layer is called before each layer, progress with its bytes checked so far.
+[[nodiscard]] Status VerifyLayers(
+    LayoutReader& reader, const Package& pkg,
+    const std::function<void(const Descriptor&)>& on_layer = {},
+    const std::function<void(const Descriptor&, std::uint64_t done)>& progress = {});
 
 // The release document stored in the layout as a referrer of a package index, if any.
 [[nodiscard]] Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,

@@ -167,11 +167,18 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
     AIRLOCK_RETURN_IF_ERROR(p.Select(*options.platform).map([](auto) {}));
   }
   say("index " + index.digest.ToString() + " matches the release; checking every blob");
-  AIRLOCK_RETURN_IF_ERROR(VerifyLayers(*reader, p, [&](const Descriptor& d) {
-    ++result.blobs_checked;
-    say("  " + d.digest.ToString().substr(0, 19) + "  " + std::to_string(d.size) + " bytes  " +
-        d.Annotation(annotation::kFilepath));
-  }));
+  AIRLOCK_RETURN_IF_ERROR(VerifyLayers(
+      *reader, p,
+      [&](const Descriptor& d) {
+        ++result.blobs_checked;
+        say("  " + d.digest.ToString().substr(0, 19) + "  " + std::to_string(d.size) +
+            " bytes  " + d.Annotation(annotation::kFilepath));
+      },
+      [&](const Descriptor& d, std::uint64_t done) {
+        if (options.progress) {
+          options.progress("checking " + d.Annotation(annotation::kFilepath), done, d.size);
+        }
+      }));
   return result;
 }
 

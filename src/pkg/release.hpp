@@ -47,6 +47,8 @@ struct VerifyOptions {
   std::optional<std::string> platform;      // the platform that must be in the package
   std::optional<std::filesystem::path> release_file;  // else the release stored in the layout
   std::function<void(const std::string&)> say;
+  // Byte progress while blobs are checked, labelled with the layer's file path; may be empty.
+  std::function<void(const std::string& label, std::uint64_t done, std::uint64_t total)> progress;
 };
 
 struct VerifyResult {
