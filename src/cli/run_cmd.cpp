@@ -100,6 +100,15 @@ void AddRun(CLI::App& app, Context& ctx, Action& action) {
           AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front(), 1ULL << 30));
           AIRLOCK_ASSIGN_OR_RETURN(pkg::Samples samples, pkg::ParseSamplesLayer(bytes));
           AIRLOCK_ASSIGN_OR_RETURN(auto outcomes, pkg::RunSamples(*backend, samples));
+          if (a->json) {
+            nlohmann::json j = {{"model_name", p.name()}, {"model_version", p.version()},
+                                {"samples", nlohmann::json::array()}};
+            for (const auto& o : outcomes) {
+              j["samples"].push_back({{"name", o.name}, {"ok", true}, {"max_abs_error", o.max_abs_error}});
+            }
+            std::printf("%s\n", j.dump(2).c_str());
+            return kExitOk;
+          }
           for (const auto& o : outcomes) {
             std::printf("sample %-12s ok (max abs error %.3g)\n", o.name.c_str(), o.max_abs_error);
           }

@@ -63,11 +63,15 @@ Digest Sha256Of(std::string_view data) {
   return h.Finish();
 }
 
-Result<FileDigest> HashFile(const std::filesystem::path& path, const ProgressFn& progress) {
+namespace {
+
+// Reads path to the end, hashing, and writes every chunk to out_fd unless it is negative.
+Result<FileDigest> HashStream(const std::filesystem::path& path, int out_fd,
+                              const std::filesystem::path& out_path, const ProgressFn& progress) {
   AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenForRead(path));
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   struct stat st {};
   std::uint64_t total = ::fstat(fd.get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   Sha256 h;
   std::vector<char> buf(1 << 20);
   std::uint64_t size = 0;
@@ -83,12 +87,38 @@ Result<FileDigest> HashFile(const std::filesystem::path& path, const ProgressFn&
       break;
     }
     h.Update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    for (ssize_t done = 0; out_fd >= 0 && done < n;) {
+      ssize_t w = ::write(out_fd, buf.data() + done, static_cast<std::size_t>(n - done));
+      if (w < 0 && errno == EINTR) {
+        continue;
+      }
+      if (w < 0) {
+        return Fail(ErrnoError("cannot write", out_path));
+      }
+      done += w;
+    }
     size += static_cast<std::uint64_t>(n);
     if (progress) {
       progress(size, std::max(total, size));
     }
   }
   return FileDigest{h.Finish(), size};
+}
+
+}  // namespace
+
+Result<FileDigest> HashFile(const std::filesystem::path& path, const ProgressFn& progress) {
+  return HashStream(path, -1, {}, progress);
+}
+
+Result<FileDigest> HashCopy(const std::filesystem::path& from, const std::filesystem::path& to,
+                            const ProgressFn& progress) {
+  int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (out < 0) {
+    return Fail(ErrnoError("cannot create", to));
+  }
+  UniqueFd guard(out);
+  return HashStream(from, out, to, progress);
 }
 
 }  // namespace airlock

@@ -61,5 +61,10 @@ struct FileDigest {
 using ProgressFn = std::function<void(std::uint64_t done, std::uint64_t total)>;
 [[nodiscard]] Result<FileDigest> HashFile(const std::filesystem::path& path,
                                           const ProgressFn& progress = {});
+// Copies from into a new file to (which must not exist), hashing the bytes as they are written,
+// so the digest is that of the copy even if from changes meanwhile. Does not fsync.
+[[nodiscard]] Result<FileDigest> HashCopy(const std::filesystem::path& from,
+                                          const std::filesystem::path& to,
+                                          const ProgressFn& progress = {});
 
 }  // namespace airlock

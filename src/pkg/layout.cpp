@@ -155,6 +155,15 @@ Result<std::string> LayoutReader::ReadFile(std::string_view rel, std::uint64_t m
   return out;
 }
 
+Result<FileRange> LayoutReader::LocateBlob(const Descriptor& d) {
+  auto r = Locate(BlobPath(d.digest));
+  if (!r && r.error().code() == ErrorCode::kNotFound) {
+    return Fail(ErrorCode::kCorrupt, path().string() + " lacks blob " + d.digest.ToString() +
+                                         " (" + d.media_type + ")");
+  }
+  return r;
+}
+
 Result<std::string> LayoutReader::ReadBlob(const Descriptor& d, std::uint64_t max_size) {
   std::string rel = BlobPath(d.digest);
   if (d.size > max_size) {
@@ -162,7 +171,7 @@ Result<std::string> LayoutReader::ReadBlob(const Descriptor& d, std::uint64_t ma
                                          std::to_string(d.size) + " bytes, over the limit of " +
                                          std::to_string(max_size) + " for " + d.media_type);
   }
-  AIRLOCK_ASSIGN_OR_RETURN(FileRange r, Locate(rel));
+  AIRLOCK_ASSIGN_OR_RETURN(FileRange r, LocateBlob(d));
   if (r.size != d.size) {
     return Fail(ErrorCode::kCorrupt, "blob " + d.digest.ToString() + " is " +
                                          std::to_string(r.size) + " bytes, its descriptor says " +
@@ -182,7 +191,7 @@ Result<std::string> LayoutReader::ReadBlob(const Descriptor& d, std::uint64_t ma
 Status LayoutReader::VerifyBlob(const Descriptor& d,
                                 const std::function<void(std::uint64_t)>& progress) {
   std::string rel = BlobPath(d.digest);
-  AIRLOCK_ASSIGN_OR_RETURN(FileRange r, Locate(rel));
+  AIRLOCK_ASSIGN_OR_RETURN(FileRange r, LocateBlob(d));
   if (r.size != d.size) {
     return Fail(ErrorCode::kCorrupt, "blob " + d.digest.ToString() + " is " +
                                          std::to_string(r.size) + " bytes, its descriptor says " +
@@ -228,11 +237,26 @@ void LayoutWriter::AddRange(std::string rel, FileRange range) {
   entries_.insert_or_assign(std::move(rel), range);
 }
 
+void LayoutWriter::AddMovable(std::string rel, fs::path file) {
+  entries_.insert_or_assign(std::move(rel), Movable{std::move(file)});
+}
+
 void LayoutWriter::SetIndex(const Index& index) {
   AddBytes(std::string(kLayoutIndex), ToBytes(index.ToJson()));
 }
 
 Status LayoutWriter::WriteEntry(const fs::path& target, const Source& src) const {
+  if (const auto* movable = std::get_if<Movable>(&src)) {
+    // The parent directory is fsync'ed by the caller once all entries are in.
+    AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenForRead(movable->file));
+    if (::fsync(fd.get()) != 0) {
+      return Fail(ErrnoError("cannot fsync", movable->file));
+    }
+    if (::rename(movable->file.c_str(), target.c_str()) != 0) {
+      return Fail(ErrnoError("cannot move into place", target));
+    }
+    return {};
+  }
   AIRLOCK_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(target));
   if (const auto* bytes = std::get_if<std::string>(&src)) {
     AIRLOCK_RETURN_IF_ERROR(file.Write(*bytes));
@@ -296,6 +320,7 @@ Status LayoutWriter::UpdateDirectory(const fs::path& dir) const {
     AIRLOCK_RETURN_IF_ERROR(MakeDirectories(target.parent_path()));
     AIRLOCK_RETURN_IF_ERROR(WriteEntry(target, src));
   }
+  AIRLOCK_RETURN_IF_ERROR(SyncDirectory(dir / "blobs" / "sha256"));
   auto index = entries_.find(std::string(kLayoutIndex));
   if (index != entries_.end()) {
     AIRLOCK_RETURN_IF_ERROR(WriteEntry(dir / kLayoutIndex, index->second));
@@ -323,6 +348,13 @@ Status LayoutWriter::WriteTar(const fs::path& file, bool replace) const {
     }
     if (const auto* bytes = std::get_if<std::string>(&src)) {
       AIRLOCK_RETURN_IF_ERROR(tar.AddBytes(rel, *bytes));
+    } else if (const auto* movable = std::get_if<Movable>(&src)) {
+      AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenForRead(movable->file));
+      struct stat st {};
+      if (::fstat(fd.get(), &st) != 0) {
+        return Fail(ErrnoError("cannot stat", movable->file));
+      }
+      AIRLOCK_RETURN_IF_ERROR(tar.AddRange(rel, fd.get(), 0, static_cast<std::uint64_t>(st.st_size)));
     } else {
       const FileRange& r = std::get<FileRange>(src);
       AIRLOCK_RETURN_IF_ERROR(tar.AddRange(rel, r.fd, r.offset, r.size));

@@ -58,6 +58,9 @@ class LayoutReader {
   // Streams a blob through SHA-256 and checks size and digest, reporting bytes done.
   [[nodiscard]] Status VerifyBlob(const Descriptor& d,
                                   const std::function<void(std::uint64_t)>& progress = {});
+  // The byte range of a blob; kCorrupt when the layout lacks it (a package missing a blob its
+  // documents name is broken, not merely incomplete).
+  [[nodiscard]] Result<FileRange> LocateBlob(const Descriptor& d);
   // The top-level index.json.
   [[nodiscard]] Result<Index> ReadIndex();
 
@@ -78,6 +81,9 @@ class LayoutWriter {
   void AddBlob(const Descriptor& d, std::string data);
   // size bytes of fd at offset; fd must stay open until Write*.
   void AddRange(std::string rel, FileRange range);
+  // A file to move into place (directory output) or to copy (tar output). For a directory it
+  // must be on the same filesystem as the output; it is fsync'ed before it is moved.
+  void AddMovable(std::string rel, std::filesystem::path file);
   void SetIndex(const Index& index);
   bool Has(std::string_view rel) const { return entries_.contains(std::string(rel)); }
 
@@ -91,7 +97,10 @@ class LayoutWriter {
   [[nodiscard]] Status WriteTar(const std::filesystem::path& file, bool replace) const;
 
  private:
-  using Source = std::variant<std::string, FileRange>;
+  struct Movable {
+    std::filesystem::path file;
+  };
+  using Source = std::variant<std::string, FileRange, Movable>;
   Status WriteEntry(const std::filesystem::path& target, const Source& src) const;
   std::map<std::string, Source> entries_;
 };

@@ -171,6 +171,52 @@ Status ValidatePipeline(const json& p) {
   return {};
 }
 
+// A directory beside the output (so on its filesystem), removed with its contents on destruction.
+// Model files are copied into it and hashed as they are copied; pack then validates and ships
+// those copies, so a source file that changes meanwhile cannot make the package lie.
+class Staging {
+ public:
+  static Result<Staging> Create(const fs::path& output) {
+    fs::path parent = output.parent_path().empty() ? fs::path(".") : output.parent_path();
+    std::string tmpl = (parent / ("." + output.filename().string() + ".staging-XXXXXX")).string();
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      return Fail(ErrnoError("cannot create a staging directory", tmpl));
+    }
+    return Staging(tmpl);
+  }
+  Staging(Staging&& o) noexcept : dir_(std::move(o.dir_)) { o.dir_.clear(); }
+  Staging(const Staging&) = delete;
+  ~Staging() {
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+  }
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  explicit Staging(fs::path dir) : dir_(std::move(dir)) {}
+  fs::path dir_;
+};
+
+// Errors about a staged copy should name the file the user gave.
+template <typename T>
+Result<T> ShowAs(Result<T> r, const fs::path& staged, const fs::path& source) {
+  if (r) {
+    return r;
+  }
+  std::string msg = r.error().message();
+  for (auto at = msg.find(staged.string()); at != std::string::npos;
+       at = msg.find(staged.string(), at + source.string().size())) {
+    msg.replace(at, staged.string().size(), source.string());
+  }
+  return Fail(r.error().code(), msg);
+}
+
+// The staged copies of one platform's model files.
+struct StagedFiles {
+  std::vector<fs::path> paths;  // in the order of PlatformSpec::files; the first is the model
+  std::vector<Descriptor> layers;
+};
+
 // A layer waiting to be written: bytes in memory or a whole source file.
 struct PendingLayer {
   Descriptor descriptor;
@@ -403,21 +449,62 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   }
   PackResult result;
 
-  // 1. Validate each distinct entry model, and take the signature from the first.
+  // 1. Copy each platform's model files into the staging directory, hashing them on the way.
+  //    Platforms with the same files share one copy.
+  AIRLOCK_ASSIGN_OR_RETURN(Staging staging, Staging::Create(options.output));
+  std::map<std::string, StagedFiles> staged;  // by the platform's list of files
+  auto files_key = [](const PlatformSpec& ps) {
+    std::string key;
+    for (const auto& f : ps.files) key += f.source.string() + "\n" + f.filepath + "\n";
+    return key;
+  };
+  for (const auto& ps : spec.platforms) {
+    std::string key = files_key(ps);
+    if (staged.contains(key)) {
+      continue;
+    }
+    StagedFiles group;
+    fs::path dir = staging.dir() / std::to_string(staged.size());
+    for (const auto& f : ps.files) {
+      fs::path target = dir / f.filepath;
+      AIRLOCK_RETURN_IF_ERROR(MakeDirectories(target.parent_path()));
+      say("copying and hashing " + f.source.string());
+      ProgressFn progress;
+      if (options.progress) {
+        progress = [&](std::uint64_t done, std::uint64_t total) {
+          options.progress("hashing " + f.filepath, done, total);
+        };
+      }
+      AIRLOCK_ASSIGN_OR_RETURN(FileDigest fd, HashCopy(f.source, target, progress));
+      Descriptor d;
+      d.media_type = std::string(media::kModelWeight);
+      d.digest = fd.digest;
+      d.size = fd.size;
+      d.annotations[std::string(annotation::kFilepath)] = f.filepath;
+      group.paths.push_back(target);
+      group.layers.push_back(std::move(d));
+    }
+    staged.emplace(key, std::move(group));
+  }
+
+  // 2. Validate each distinct model (the staged copy), and take the signature from the first.
   std::map<std::string, runtime::ModelSignature> validated;
   Samples samples = spec.samples;
   for (const auto& ps : spec.platforms) {
-    const fs::path& entry = ps.files.front().source;
-    if (!options.validate || validated.contains(entry.string())) {
+    std::string key = files_key(ps);
+    const fs::path& entry = staged.at(key).paths.front();
+    if (!options.validate || validated.contains(key)) {
       continue;
     }
-    say("checking " + entry.string() + " with the ONNX checker");
-    AIRLOCK_ASSIGN_OR_RETURN(std::string note, CheckOnnxModel(entry));
+    say("checking " + ps.files.front().source.string() + " with the ONNX checker");
+    const fs::path& source = ps.files.front().source;
+    AIRLOCK_ASSIGN_OR_RETURN(std::string note, ShowAs(CheckOnnxModel(entry), entry, source));
     if (!note.empty()) {
       say("note: " + note);
     }
     say("loading it in ONNX Runtime " + ort->Version());
-    AIRLOCK_ASSIGN_OR_RETURN(auto model, ort->Load(entry, runtime::SessionConfig{}));
+    AIRLOCK_ASSIGN_OR_RETURN(auto model,
+                             ShowAs(ort->Load(entry, runtime::SessionConfig{}), entry, source));
     if (validated.empty()) {
       for (auto& set : samples.sets) {
         AIRLOCK_RETURN_IF_ERROR(BindToSignature(set, model->signature()));
@@ -431,7 +518,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
         result.samples = outcomes;
       }
     }
-    validated.emplace(entry.string(), model->signature());
+    validated.emplace(key, model->signature());
   }
   if (!validated.empty()) {
     result.signature = validated.begin()->second;
@@ -443,7 +530,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     say("validation skipped (--no-validate): the model was not checked, loaded or tested");
   }
 
-  // 2. The shared layers: pipeline, baseline, samples, card.
+  // 3. The shared layers: pipeline, baseline, samples, card.
   std::vector<PendingLayer> shared;
   json pipeline = spec.pipeline;
   pipeline["schema"] = "airlock.pipeline.v1";
@@ -483,34 +570,12 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     shared.push_back({d, std::move(bytes), std::nullopt});
   }
 
-  // 3. Model weights: hashed once per distinct source file, streamed into place later.
-  std::map<std::string, Descriptor> weights;
   LayoutWriter writer;
-  std::vector<UniqueFd> open_files;
-  for (const auto& ps : spec.platforms) {
-    for (const auto& f : ps.files) {
-      std::string key = f.source.string() + "\n" + f.filepath;
-      if (weights.contains(key)) {
-        continue;
-      }
-      say("hashing " + f.source.string());
-      ProgressFn progress;
-      if (options.progress) {
-        progress = [&](std::uint64_t done, std::uint64_t total) {
-          options.progress("hashing " + f.filepath, done, total);
-        };
-      }
-      AIRLOCK_ASSIGN_OR_RETURN(FileDigest fd, HashFile(f.source, progress));
-      Descriptor d;
-      d.media_type = std::string(media::kModelWeight);
-      d.digest = fd.digest;
-      d.size = fd.size;
-      d.annotations[std::string(annotation::kFilepath)] = f.filepath;
-      weights.emplace(key, d);
-      if (!writer.Has(BlobPath(d.digest))) {
-        AIRLOCK_ASSIGN_OR_RETURN(UniqueFd file, OpenForRead(f.source));
-        writer.AddRange(BlobPath(d.digest), FileRange{file.get(), 0, fd.size});
-        open_files.push_back(std::move(file));
+  for (const auto& [key, group] : staged) {
+    for (std::size_t i = 0; i < group.paths.size(); ++i) {
+      std::string rel = BlobPath(group.layers[i].digest);
+      if (!writer.Has(rel)) {
+        writer.AddMovable(rel, group.paths[i]);
       }
     }
   }
@@ -529,8 +594,8 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   for (const auto& ps : spec.platforms) {
     Manifest m;
     m.artifact_type = std::string(media::kModelArtifact);
-    for (const auto& f : ps.files) {
-      m.layers.push_back(weights.at(f.source.string() + "\n" + f.filepath));
+    for (const auto& layer : staged.at(files_key(ps)).layers) {
+      m.layers.push_back(layer);
     }
     for (const auto& l : shared) {
       m.layers.push_back(l.descriptor);
@@ -559,7 +624,8 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     }
     std::string manifest_bytes = ToBytes(m.ToJson());
     Descriptor md = DescribeBytes(media::kImageManifest, manifest_bytes);
-    md.artifact_type = std::string(media::kModelArtifact);
+    // No artifactType on the index's entries: skopeo 1.9 does not know the field there and
+    // rewrites the index on `copy --all`, which would change the digest a release signs.
     md.platform = ps.platform;
     md.annotations[std::string(annotation::kPrecision)] = ps.precision;
     md.annotations[std::string(annotation::kMinRuntime)] = spec.min_runtime;
@@ -579,8 +645,10 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   writer.SetIndex(top);
 
   std::set<Digest> distinct;
-  for (const auto& [k, d] : weights) {
-    if (distinct.insert(d.digest).second) result.total_bytes += d.size;
+  for (const auto& [key, group] : staged) {
+    for (const auto& d : group.layers) {
+      if (distinct.insert(d.digest).second) result.total_bytes += d.size;
+    }
   }
   for (const auto& l : shared) {
     if (distinct.insert(l.descriptor.digest).second) result.total_bytes += l.descriptor.size;

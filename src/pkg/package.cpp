@@ -203,7 +203,7 @@ Result<std::filesystem::path> MaterializeModel(LayoutReader& reader, const Varia
     AIRLOCK_ASSIGN_OR_RETURN(std::string rel, CheckRelativePath(layer->Annotation(annotation::kFilepath)));
     std::filesystem::path target = dir / rel;
     AIRLOCK_RETURN_IF_ERROR(MakeDirectories(target.parent_path()));
-    AIRLOCK_ASSIGN_OR_RETURN(FileRange range, reader.Locate(BlobPath(layer->digest)));
+    AIRLOCK_ASSIGN_OR_RETURN(FileRange range, reader.LocateBlob(*layer));
     if (range.size != layer->size) {
       return Fail(ErrorCode::kCorrupt, "blob " + layer->digest.ToString() + " is " +
                                            std::to_string(range.size) + " bytes, its descriptor says " +

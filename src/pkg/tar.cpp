@@ -300,8 +300,15 @@ Status TarWriter::AddRange(std::string_view path, int fd, std::uint64_t offset,
   AIRLOCK_RETURN_IF_ERROR(Header(path, size, '0'));
   if (out_ == nullptr) {
     std::string data(size, '\0');
-    if (::pread(fd, data.data(), size, static_cast<off_t>(offset)) != static_cast<ssize_t>(size)) {
-      return Fail(ErrorCode::kIo, "short read while archiving " + std::string(path));
+    for (std::uint64_t done = 0; done < size;) {
+      ssize_t n = ::pread(fd, data.data() + done, size - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        return Fail(ErrorCode::kIo, "short read while archiving " + std::string(path));
+      }
+      done += static_cast<std::uint64_t>(n);
     }
     AIRLOCK_RETURN_IF_ERROR(Emit(data));
   } else {

@@ -141,7 +141,9 @@ Result<TensorSpec> SpecOf(const std::string& name, const Ort::TypeInfo& info, co
 }  // namespace
 
 struct OnnxRuntime::Impl {
-  Ort::Env env{ORT_LOGGING_LEVEL_ERROR, "airlock"};
+  // Errors reach the caller in the exceptions we convert; ONNX Runtime's own log would say them
+  // a second time on stderr.
+  Ort::Env env{ORT_LOGGING_LEVEL_FATAL, "airlock"};
 };
 
 OnnxRuntime::OnnxRuntime() : impl_(std::make_unique<Impl>()) {}

@@ -169,6 +169,18 @@ TEST_F(CliTest, PackFromFlagsAlone) {
   EXPECT_NE(inspect.out.find("linux/arm64/v8"), std::string::npos);
 }
 
+TEST_F(CliTest, PackageMissingABlobFailsVerification) {
+  MakeSignedWorld();
+  ASSERT_EQ(Airlock({"pack", "-f", "src/airlock.yaml", "-o", "dir"}).exit_code, 0);
+  ASSERT_EQ(Airlock({"sign", "dir", "-k", "keys/alice.key", "--counter", "1"}).exit_code, 0);
+  auto j = nlohmann::json::parse(Airlock({"inspect", "--json", "dir"}).out);
+  std::string model = j["variants"][0]["layers"][0]["digest"];
+  fs::remove(tmp_ / "dir/blobs/sha256" / model.substr(7));
+  auto r = Airlock({"verify", "dir", "--root", "root.json"});
+  EXPECT_EQ(r.exit_code, kVerification);
+  EXPECT_NE(r.err.find("lacks blob " + model), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, CorruptPackageInputs) {
   WriteAll(tmp_ / "notatar.tar", "this is not a tar archive at all");
   auto r = Airlock({"inspect", "notatar.tar"});
