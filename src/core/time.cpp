@@ -39,6 +39,12 @@ Result<TimePoint> ParseRfc3339(std::string_view text) {
       hour > 23 || min > 59 || sec > 60) {
     return bad();
   }
+  // timegm would quietly turn February 30 into March 2; RFC 3339 §5.7 makes it invalid.
+  static constexpr int kDaysInMonth[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (day > kDaysInMonth[mon - 1] + (mon == 2 && leap ? 1 : 0)) {
+    return bad();
+  }
   std::size_t pos = 19;
   if (pos < text.size() && text[pos] == '.') {
     ++pos;

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <regex>
 
 #include "core/fs.hpp"
@@ -35,7 +36,8 @@ nlohmann::json ScalarToJson(const YAML::Node& node) {
     }
   }
   if (std::regex_match(s, kFloat)) {
-    return std::stod(s);
+    // strtod, not stod: out-of-range values ("1e999") become ±inf instead of throwing.
+    return std::strtod(s.c_str(), nullptr);
   }
   if (s == ".inf" || s == "+.inf") {
     return std::numeric_limits<double>::infinity();

@@ -1,5 +1,6 @@
 #include "runtime/npy.hpp"
 
+#include <charconv>
 #include <cstring>
 #include <regex>
 
@@ -21,12 +22,13 @@ struct Descr {
 };
 
 Result<Descr> ParseDescr(const std::string& d) {
-  if (d.size() < 3) {
+  if (d.size() < 2) {  // NumPy writes object arrays as '|O', without a size
     return Fail(Bad("dtype '" + d + "'"));
   }
   char order = d[0];
   char kind = d[1];
-  int size = std::atoi(d.c_str() + 2);
+  int size = 0;  // stays 0 when the digits are missing or out of range
+  std::from_chars(d.data() + 2, d.data() + d.size(), size);
   if (order == '>' && size > 1) {
     return Fail(ErrorCode::kUnsupported,
                 ".npy dtype '" + d + "' is big-endian; save it little-endian (arr.astype('<" +
@@ -41,7 +43,7 @@ Result<Descr> ParseDescr(const std::string& d) {
     if (size <= 0) {
       return Fail(Bad("dtype '" + d + "'"));
     }
-    return Descr{DataType::kBytes, static_cast<std::size_t>(kind == 'U' ? size * 4 : size), kind};
+    return Descr{DataType::kBytes, static_cast<std::size_t>(size) * (kind == 'U' ? 4 : 1), kind};
   }
   struct Entry {
     char kind;
@@ -122,16 +124,26 @@ Result<Tensor> ParseNpy(std::string_view bytes, std::string name) {
   t.dtype = descr.dtype;
   std::string dims = m_shape[1];
   static const std::regex kDim(R"(\s*(\d+)\s*,?)");
+  // The header is untrusted: parse without exceptions and multiply with overflow checks.
+  std::int64_t count = 1;
   for (std::sregex_iterator it(dims.begin(), dims.end(), kDim), end; it != end; ++it) {
-    t.shape.push_back(std::stoll((*it)[1]));
+    const std::string digits = (*it)[1];
+    std::int64_t dim = 0;
+    auto parsed = std::from_chars(digits.data(), digits.data() + digits.size(), dim);
+    if (parsed.ec != std::errc() || __builtin_mul_overflow(count, dim, &count)) {
+      return Fail(Bad("shape (" + dims + ") is too large"));
+    }
+    t.shape.push_back(dim);
   }
-  std::int64_t count = t.ElementCount();
   if (m_fortran[1] == "True" && t.shape.size() > 1) {
     return Fail(ErrorCode::kUnsupported,
                 ".npy is in Fortran order; save it with np.ascontiguousarray first");
   }
   std::string_view body = bytes.substr(header_start + header_len);
-  std::uint64_t want = static_cast<std::uint64_t>(count) * descr.item_size;
+  std::uint64_t want = 0;
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(count), descr.item_size, &want)) {
+    return Fail(Bad("shape " + ShapeToString(t.shape) + " is too large"));
+  }
   if (body.size() != want) {
     return Fail(Bad("shape " + ShapeToString(t.shape) + " of " + m_descr[1].str() + " needs " +
                     std::to_string(want) + " bytes of data, file has " +
@@ -143,16 +155,18 @@ Result<Tensor> ParseNpy(std::string_view bytes, std::string name) {
   }
   for (std::int64_t i = 0; i < count; ++i) {
     std::string_view item = body.substr(i * descr.item_size, descr.item_size);
+    // NumPy pads with NULs and strips only trailing ones; NULs inside a string are kept.
     std::string s;
     if (descr.string_kind == 'S') {
-      s.assign(item.substr(0, std::min(item.find('\0'), item.size())));
+      s.assign(item.substr(0, item.find_last_not_of('\0') + 1));  // npos + 1 == 0
     } else {
-      for (std::size_t k = 0; k + 4 <= item.size(); k += 4) {
+      std::size_t used = item.size() / 4;
+      while (used > 0 && item.substr((used - 1) * 4, 4) == std::string_view("\0\0\0\0", 4)) {
+        --used;
+      }
+      for (std::size_t k = 0; k < used * 4; k += 4) {
         std::uint32_t cp;
         std::memcpy(&cp, item.data() + k, 4);
-        if (cp == 0) {
-          break;
-        }
         AppendUtf8(s, cp);
       }
     }

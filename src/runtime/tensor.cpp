@@ -73,6 +73,17 @@ T Load(const std::string& data, std::int64_t i) {
   return v;
 }
 
+// An integer element as exact decimal (64-bit values do not fit a double).
+std::string ExactText(const Tensor& t, std::int64_t i) {
+  if (t.dtype == DataType::kInt64) {
+    return std::to_string(Load<std::int64_t>(t.data, i));
+  }
+  if (t.dtype == DataType::kUint64) {
+    return std::to_string(Load<std::uint64_t>(t.data, i));
+  }
+  return std::to_string(static_cast<std::int64_t>(t.ValueAsDouble(i)));
+}
+
 }  // namespace
 
 std::string_view DataTypeName(DataType t) { return Info(t).name; }
@@ -114,13 +125,19 @@ std::int64_t Tensor::ElementCount() const {
 }
 
 Status Tensor::CheckConsistent() const {
+  // The product is computed with overflow checks: a shape like [2^32, 2^32] must not wrap around
+  // to a small count that some short buffer happens to match.
+  std::int64_t n = 1;
   for (auto d : shape) {
     if (d < 0) {
       return Fail(ErrorCode::kInvalidArgument,
                   "tensor " + name + " has a negative dimension in " + ShapeToString(shape));
     }
+    if (__builtin_mul_overflow(n, d, &n)) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "tensor " + name + " of shape " + ShapeToString(shape) + " is too large");
+    }
   }
-  std::int64_t n = ElementCount();
   if (dtype == DataType::kBytes) {
     if (static_cast<std::int64_t>(strings.size()) != n) {
       return Fail(ErrorCode::kInvalidArgument, "tensor " + name + " of shape " +
@@ -130,7 +147,11 @@ Status Tensor::CheckConsistent() const {
     }
     return {};
   }
-  std::uint64_t want = static_cast<std::uint64_t>(n) * ElementSize(dtype);
+  std::uint64_t want = 0;
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(n), ElementSize(dtype), &want)) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "tensor " + name + " of shape " + ShapeToString(shape) + " is too large");
+  }
   if (data.size() != want) {
     return Fail(ErrorCode::kInvalidArgument,
                 "tensor " + name + " of shape " + ShapeToString(shape) + " and type " +
@@ -279,13 +300,14 @@ Status CompareTensors(const Tensor& expected, const Tensor& actual, const Tolera
     return {};
   }
   if (!IsFloating(expected.dtype)) {
+    // Exact means bit for bit: converting to double would make 2^53 and 2^53 + 1 look equal.
     if (expected.data != actual.data) {
+      const std::size_t size = ElementSize(expected.dtype);
       for (std::int64_t i = 0; i < n; ++i) {
-        if (expected.ValueAsDouble(i) != actual.ValueAsDouble(i)) {
-          std::ostringstream msg;
-          msg << "output " << name << " element " << i << " is " << actual.ValueAsDouble(i)
-              << ", expected " << expected.ValueAsDouble(i);
-          return Fail(ErrorCode::kMismatch, msg.str());
+        if (std::memcmp(expected.data.data() + i * size, actual.data.data() + i * size, size)) {
+          return Fail(ErrorCode::kMismatch, "output " + name + " element " + std::to_string(i) +
+                                                " is " + ExactText(actual, i) + ", expected " +
+                                                ExactText(expected, i));
         }
       }
     }

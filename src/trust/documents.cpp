@@ -161,7 +161,8 @@ Result<Root> Root::FromJson(const json& body) {
       return Fail(Malformed("role " + name + " needs \"keyids\" and \"threshold\""));
     }
     RoleSpec spec;
-    spec.threshold = r["threshold"].get<int>();
+    // Read wide and range-check before narrowing: get<int>() would turn 2^32 + 1 into 1.
+    const std::int64_t threshold = r["threshold"].get<std::int64_t>();
     std::set<std::string> seen;
     for (const auto& id : r["keyids"]) {
       if (!id.is_string() || !root.keys.contains(id.get<std::string>())) {
@@ -171,11 +172,12 @@ Result<Root> Root::FromJson(const json& body) {
         spec.keyids.push_back(id.get<std::string>());
       }
     }
-    if (spec.threshold < 1 || static_cast<std::size_t>(spec.threshold) > spec.keyids.size()) {
+    if (threshold < 1 || static_cast<std::uint64_t>(threshold) > spec.keyids.size()) {
       return Fail(ErrorCode::kVerification,
-                  "role " + name + " has threshold " + std::to_string(spec.threshold) + " but " +
+                  "role " + name + " has threshold " + r["threshold"].dump() + " but " +
                       std::to_string(spec.keyids.size()) + " distinct keys");
     }
+    spec.threshold = static_cast<int>(threshold);
     root.roles.emplace(name, std::move(spec));
   }
   if (!root.roles.contains(kRoleRoot)) {

@@ -1,0 +1,159 @@
+#include "core/time.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace airlock {
+namespace {
+
+using std::chrono::seconds;
+
+TimePoint At(std::int64_t unix_seconds) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(seconds(unix_seconds)));
+}
+
+constexpr std::int64_t k20261122T10 = 1795341600;  // 2026-11-22T10:00:00Z
+
+TEST(Rfc3339Test, FormatsUtcWholeSeconds) {
+  EXPECT_EQ(FormatRfc3339(At(0)), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(FormatRfc3339(At(k20261122T10)), "2026-11-22T10:00:00Z");
+  EXPECT_EQ(FormatRfc3339(At(951868799)), "2000-02-29T23:59:59Z");
+  // Sub-second parts are dropped, not rounded.
+  EXPECT_EQ(FormatRfc3339(At(k20261122T10) + std::chrono::milliseconds(999)),
+            "2026-11-22T10:00:00Z");
+}
+
+TEST(Rfc3339Test, ParsesUtc) {
+  auto t = ParseRfc3339("2026-11-22T10:00:00Z");
+  ASSERT_TRUE(t) << t.error().ToString();
+  EXPECT_EQ(*t, At(k20261122T10));
+  auto lower = ParseRfc3339("2026-11-22t10:00:00z");
+  ASSERT_TRUE(lower);
+  EXPECT_EQ(*lower, At(k20261122T10));
+}
+
+TEST(Rfc3339Test, RoundTrips) {
+  for (const char* text : {"1970-01-01T00:00:00Z", "2000-02-29T23:59:59Z", "2026-11-22T10:00:00Z",
+                           "2099-12-31T23:59:59Z"}) {
+    auto t = ParseRfc3339(text);
+    ASSERT_TRUE(t) << text;
+    EXPECT_EQ(FormatRfc3339(*t), text);
+  }
+  for (std::int64_t s : {0LL, 1LL, 86399LL, 1795341600LL, 4102444799LL}) {
+    auto t = ParseRfc3339(FormatRfc3339(At(s)));
+    ASSERT_TRUE(t);
+    EXPECT_EQ(*t, At(s));
+  }
+}
+
+TEST(Rfc3339Test, OffsetsAreAppliedToGiveTheSameInstant) {
+  auto plus = ParseRfc3339("2026-11-22T12:00:00+02:00");
+  ASSERT_TRUE(plus) << plus.error().ToString();
+  EXPECT_EQ(*plus, At(k20261122T10));
+  EXPECT_EQ(FormatRfc3339(*plus), "2026-11-22T10:00:00Z");
+
+  auto minus = ParseRfc3339("2026-11-22T04:30:00-05:30");
+  ASSERT_TRUE(minus);
+  EXPECT_EQ(*minus, At(k20261122T10));
+
+  // Across a day boundary.
+  auto early = ParseRfc3339("2026-11-23T01:00:00+15:00");
+  ASSERT_TRUE(early);
+  EXPECT_EQ(*early, At(k20261122T10));
+
+  auto zero = ParseRfc3339("2026-11-22T10:00:00+00:00");
+  ASSERT_TRUE(zero);
+  EXPECT_EQ(*zero, At(k20261122T10));
+}
+
+TEST(Rfc3339Test, FractionsAreAcceptedAndDropped) {
+  for (const char* text : {"2026-11-22T10:00:00.5Z", "2026-11-22T10:00:00.123456789Z",
+                           "2026-11-22T12:00:00.999+02:00"}) {
+    auto t = ParseRfc3339(text);
+    ASSERT_TRUE(t) << text;
+    EXPECT_EQ(*t, At(k20261122T10)) << text;
+  }
+}
+
+TEST(Rfc3339Test, GarbageIsRefused) {
+  for (const char* text : {
+           "",
+           "yesterday",
+           "2026-11-22",
+           "2026-11-22T10:00Z",
+           "2026-11-22T10:00:00",       // no zone
+           "2026-11-22T10:00:00+0200",  // offset without colon
+           "2026-11-22T10:00:00+02",
+           "2026-11-22T10:00:00Zjunk",
+           "2026-11-22T10:00:00ZZ",
+           "2026/11/22T10:00:00Z",
+           "2026-11-22X10:00:00Z",
+           "2026-13-01T00:00:00Z",  // month 13
+           "2026-00-10T00:00:00Z",
+           "2026-11-32T00:00:00Z",
+           "2026-11-00T00:00:00Z",
+           "2026-11-22T24:00:00Z",
+           "2026-11-22T10:60:00Z",
+           "2026-11-22T10:00:61Z",
+           "2026-1a-22T10:00:00Z",
+           "+2026-11-22T10:00:00Z",
+           "2026-11-22T10:00:00+0a:00",
+       }) {
+    auto t = ParseRfc3339(text);
+    ASSERT_FALSE(t) << "accepted \"" << text << "\"";
+    EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(t.error().message().find("RFC 3339"), std::string::npos);
+  }
+}
+
+TEST(Rfc3339Test, DaysThatDoNotExistAreRefused) {
+  for (const char* text : {"2026-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2026-02-30T00:00:00Z",
+                           "2026-04-31T00:00:00Z", "2026-11-31T00:00:00Z"}) {
+    auto t = ParseRfc3339(text);
+    EXPECT_FALSE(t) << "accepted \"" << text << "\" as " << FormatRfc3339(*t);
+  }
+  for (const char* text : {"2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2026-01-31T00:00:00Z",
+                           "2026-12-31T23:59:59Z"}) {
+    auto t = ParseRfc3339(text);
+    ASSERT_TRUE(t) << text;
+    EXPECT_EQ(FormatRfc3339(*t), text);
+  }
+}
+
+TEST(DurationTest, ParsesUnitsAndCombinations) {
+  EXPECT_EQ(ParseDuration("365d").value(), seconds(365 * 86400));
+  EXPECT_EQ(ParseDuration("1d12h").value(), seconds(86400 + 12 * 3600));
+  EXPECT_EQ(ParseDuration("90m").value(), seconds(5400));
+  EXPECT_EQ(ParseDuration("45s").value(), seconds(45));
+  EXPECT_EQ(ParseDuration("12h").value(), seconds(43200));
+  EXPECT_EQ(ParseDuration("1h30m15s").value(), seconds(3600 + 1800 + 15));
+  EXPECT_EQ(ParseDuration("0s").value(), seconds(0));
+}
+
+TEST(DurationTest, RefusesMalformed) {
+  for (const char* text : {"", "5", "d", "5x", "1d12", "-5d", "5 d", "1.5h", "h5", "5D"}) {
+    auto d = ParseDuration(text);
+    ASSERT_FALSE(d) << "accepted \"" << text << "\"";
+    EXPECT_EQ(d.error().code(), ErrorCode::kInvalidArgument);
+  }
+  EXPECT_NE(ParseDuration("5").error().message().find("unit"), std::string::npos);
+}
+
+TEST(DurationTest, RefusesAbsurdlyLongValues) {
+  auto d = ParseDuration("99999999999999999999d");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(ClockTest, FixedClockSaysWhatItWasTold) {
+  FixedClock clock(At(k20261122T10));
+  EXPECT_EQ(clock.Now(), At(k20261122T10));
+  const Clock& as_base = clock;
+  EXPECT_EQ(as_base.Now(), At(k20261122T10));
+  SystemClock system;
+  EXPECT_GT(system.Now(), At(k20261122T10 - 10LL * 365 * 86400));
+}
+
+}  // namespace
+}  // namespace airlock
