@@ -53,11 +53,11 @@ class OrtBackend final : public InferenceBackend {
         auto type = static_cast<ONNXTensorElementDataType>(ToOnnxType(t->dtype));
         if (t->dtype == DataType::kBytes) {
           Ort::Value v = Ort::Value::CreateTensor(allocator, t->shape.data(), t->shape.size(), type);
-          std::vector<const char*> ptrs;
-          for (const auto& s : t->strings) {
-            ptrs.push_back(s.c_str());
+          // Element by element with explicit lengths: strings may hold NUL bytes.
+          for (std::size_t i = 0; i < t->strings.size(); ++i) {
+            char* dst = v.GetResizedStringTensorElementBuffer(i, t->strings[i].size());
+            std::memcpy(dst, t->strings[i].data(), t->strings[i].size());
           }
-          v.FillStringTensor(ptrs.data(), ptrs.size());
           values.push_back(std::move(v));
         } else {
           // ONNX Runtime reads inputs in place and does not modify them.

@@ -278,6 +278,8 @@ Status CheckAgainstSpec(const Tensor& t, const TensorSpec& spec) {
 
 Status CompareTensors(const Tensor& expected, const Tensor& actual, const Tolerance& tol) {
   const std::string& name = expected.name.empty() ? actual.name : expected.name;
+  AIRLOCK_RETURN_IF_ERROR(WithContext(expected.CheckConsistent(), "expected output " + name));
+  AIRLOCK_RETURN_IF_ERROR(WithContext(actual.CheckConsistent(), "output " + name));
   if (expected.dtype != actual.dtype) {
     return Fail(ErrorCode::kMismatch, "output " + name + " is " +
                                           std::string(DataTypeName(actual.dtype)) +

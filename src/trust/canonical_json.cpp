@@ -1,5 +1,8 @@
 #include "trust/canonical_json.hpp"
 
+#include <set>
+#include <vector>
+
 namespace airlock::trust {
 namespace {
 
@@ -39,9 +42,29 @@ Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
     return Fail(ErrorCode::kCorrupt, std::string(what) + " is " + std::to_string(text.size()) +
                                          " bytes, over its limit of " + std::to_string(max_size));
   }
-  nlohmann::json out = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // Duplicate keys are refused: parsers disagree on which one wins, so a document that means
+  // one thing here could mean another to some other reader.
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
+  auto track = [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start) {
+      keys.emplace_back();
+    } else if (event == Event::object_end && !keys.empty()) {
+      keys.pop_back();
+    } else if (event == Event::key && !keys.empty() &&
+               !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  nlohmann::json out = nlohmann::json::parse(text, track, /*allow_exceptions=*/false);
   if (out.is_discarded()) {
     return Fail(ErrorCode::kCorrupt, std::string(what) + " is not valid JSON");
+  }
+  if (!duplicate.empty()) {
+    return Fail(ErrorCode::kCorrupt,
+                std::string(what) + " has the key \"" + duplicate + "\" twice in one object");
   }
   return out;
 }

@@ -19,7 +19,8 @@ namespace airlock::trust {
 // The canonical form of value; kInvalidArgument if it holds a float or invalid UTF-8.
 [[nodiscard]] Result<std::string> Canonicalize(const nlohmann::json& value);
 
-// Parses JSON text no longer than max_size bytes; kCorrupt on malformed text.
+// Parses JSON text no longer than max_size bytes; kCorrupt on malformed text and on an object
+// with the same key twice.
 [[nodiscard]] Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
                                                std::string_view what);
 

@@ -127,6 +127,18 @@ TEST(ParseJsonTest, RefusesMalformedJson) {
   }
 }
 
+TEST(ParseJsonTest, RefusesDuplicateKeys) {
+  for (const char* text : {"{\"a\":1,\"a\":2}", "{\"x\":{\"b\":1,\"c\":2,\"b\":3}}",
+                           "[{\"signed\":{},\"signed\":{}}]"}) {
+    auto r = ParseJson(text, 1 << 20, "release document");
+    ASSERT_FALSE(r) << "accepted: " << text;
+    EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
+    EXPECT_NE(r.error().message().find("twice in one object"), std::string::npos);
+  }
+  // The same key in sibling objects is fine.
+  EXPECT_TRUE(ParseJson("[{\"a\":1},{\"a\":2},{\"b\":{\"a\":3}}]", 1 << 20, "x"));
+}
+
 TEST(ParseJsonTest, AcceptsAnyValidJson) {
   EXPECT_EQ(ParseOk("  [1, \"two\", null, true, {\"x\": -3}]  \n"),
             json({1, "two", nullptr, true, {{"x", -3}}}));
