@@ -24,9 +24,7 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
               {"version", p.version()},
               {"ref", p.ref},
               {"index", p.index_descriptor.ToJson()},
-              {"created", p.index.annotations.count(std::string(pkg::annotation::kCreated))
-                              ? p.index.annotations.at(std::string(pkg::annotation::kCreated))
-                              : ""},
+              {"created", p.index.Annotation(pkg::annotation::kCreated)},
               {"variants", json::array()}};
   for (const auto& v : p.variants) {
     json layers = json::array();

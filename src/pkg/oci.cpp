@@ -90,9 +90,13 @@ json Platform::ToJson() const {
   return j;
 }
 
-std::string Descriptor::Annotation(std::string_view key) const {
+std::string AnnotationOf(const Annotations& annotations, std::string_view key) {
   auto it = annotations.find(key);
   return it == annotations.end() ? std::string() : it->second;
+}
+
+std::string Descriptor::Annotation(std::string_view key) const {
+  return AnnotationOf(annotations, key);
 }
 
 json Descriptor::ToJson() const {
@@ -178,6 +182,10 @@ Result<Manifest> Manifest::FromJson(const json& j) {
   }
   AIRLOCK_ASSIGN_OR_RETURN(m.annotations, AnnotationsFromJson(j));
   return m;
+}
+
+std::string Index::Annotation(std::string_view key) const {
+  return AnnotationOf(annotations, key);
 }
 
 json Index::ToJson() const {

@@ -60,6 +60,8 @@ struct Platform {
 };
 
 using Annotations = std::map<std::string, std::string, std::less<>>;
+// The value of an annotation, or "" when it is absent.
+std::string AnnotationOf(const Annotations& annotations, std::string_view key);
 
 struct Descriptor {
   std::string media_type;
@@ -89,6 +91,8 @@ struct Index {
   std::string artifact_type;
   std::vector<Descriptor> manifests;
   Annotations annotations;
+
+  std::string Annotation(std::string_view key) const;
 
   nlohmann::json ToJson() const;
   [[nodiscard]] static Result<Index> FromJson(const nlohmann::json& j);

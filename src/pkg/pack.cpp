@@ -217,11 +217,10 @@ struct StagedFiles {
   std::vector<Descriptor> layers;
 };
 
-// A layer waiting to be written: bytes in memory or a whole source file.
+// A small layer waiting to be written, with its bytes.
 struct PendingLayer {
   Descriptor descriptor;
   std::string bytes;
-  std::optional<fs::path> file;
 };
 
 }  // namespace
@@ -541,7 +540,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     std::string bytes = pipeline.dump(2) + "\n";
     Descriptor d = DescribeBytes(media::kPipeline, bytes);
     d.annotations[std::string(annotation::kFilepath)] = "pipeline.json";
-    shared.push_back({d, std::move(bytes), std::nullopt});
+    shared.push_back({d, std::move(bytes)});
   }
   if (spec.baseline) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(*spec.baseline, kMaxJsonBlob));
@@ -555,19 +554,19 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     std::string bytes = parsed->dump(2) + "\n";
     Descriptor d = DescribeBytes(media::kBaseline, bytes);
     d.annotations[std::string(annotation::kFilepath)] = "baseline.json";
-    shared.push_back({d, std::move(bytes), std::nullopt});
+    shared.push_back({d, std::move(bytes)});
   }
   if (!samples.sets.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, BuildSamplesLayer(samples));
     Descriptor d = DescribeBytes(media::kSamples, bytes);
     d.annotations[std::string(annotation::kFilepath)] = "samples.tar";
-    shared.push_back({d, std::move(bytes), std::nullopt});
+    shared.push_back({d, std::move(bytes)});
   }
   if (spec.card) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, ReadFile(*spec.card, kMaxJsonBlob));
     Descriptor d = DescribeBytes(media::kModelDoc, bytes);
     d.annotations[std::string(annotation::kFilepath)] = spec.card->filename().string();
-    shared.push_back({d, std::move(bytes), std::nullopt});
+    shared.push_back({d, std::move(bytes)});
   }
 
   LayoutWriter writer;

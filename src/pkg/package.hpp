@@ -36,8 +36,8 @@ struct Package {
   Index index;
   std::vector<Variant> variants;
 
-  std::string name() const { return index.annotations.count(std::string(annotation::kModel)) ? index.annotations.at(std::string(annotation::kModel)) : ""; }
-  std::string version() const { return index.annotations.count(std::string(annotation::kVersion)) ? index.annotations.at(std::string(annotation::kVersion)) : ""; }
+  std::string name() const { return index.Annotation(annotation::kModel); }
+  std::string version() const { return index.Annotation(annotation::kVersion); }
   std::vector<std::string> PlatformNames() const;
   // The variant for a platform ("linux/amd64"); the first variant when platform is empty.
   [[nodiscard]] Result<const Variant*> Select(std::string_view platform) const;
