@@ -39,8 +39,8 @@ void Context::Progress(const std::string& label, std::uint64_t done, std::uint64
     return;
   }
   last_percent_ = percent;
-  std::fprintf(stderr, "\r  %s %3d%% (%s of %s)%s", label.c_str(), percent, HumanBytes(done).c_str(),
-               HumanBytes(total).c_str(), done >= total ? "\n" : "");
+  std::fprintf(stderr, "\r  %s %3d%% (%s of %s)%s", label.c_str(), percent,
+               HumanBytes(done).c_str(), HumanBytes(total).c_str(), done >= total ? "\n" : "");
   if (done >= total) {
     last_percent_ = -1;
   }
@@ -93,7 +93,8 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", "airlock 0.1.0");
   Context ctx;
   std::string log_level = "warn";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", ctx.quiet, "print only results and errors");
   app.add_option("--now", ctx.now_override,
                  "judge expiry at this RFC 3339 time instead of the clock");

@@ -2,7 +2,6 @@
 // Helpers shared by the `airlock` commands.
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -42,7 +41,8 @@ int ReportError(const Error& e, int code = kExitFailure);
 // kExitVerification for errors that mean "this is not trustworthy", else kExitFailure.
 int VerificationExitCode(const Error& e);
 
-[[nodiscard]] Result<std::vector<PrivateKey>> LoadPrivateKeys(const std::vector<std::string>& paths);
+[[nodiscard]] Result<std::vector<PrivateKey>> LoadPrivateKeys(
+    const std::vector<std::string>& paths);
 std::string HumanBytes(std::uint64_t n);
 
 void AddKeygen(CLI::App& app, Context& ctx, Action& action);

@@ -49,8 +49,9 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
     for (const auto& s : samples.sets) {
       sets.push_back(s.name);
     }
-    out["samples"] = {{"sets", sets},
-                      {"tolerance", {{"rtol", samples.tolerance.rtol}, {"atol", samples.tolerance.atol}}}};
+    out["samples"] = {
+        {"sets", sets},
+        {"tolerance", {{"rtol", samples.tolerance.rtol}, {"atol", samples.tolerance.atol}}}};
   }
   if (auto layers = first.Layers(pkg::media::kBaseline); !layers.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front()));
@@ -78,8 +79,10 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
 std::string Short(const std::string& digest) { return digest.substr(0, 19) + "…"; }
 
 void PrintHuman(const json& d) {
-  std::printf("%s %s\n", d["name"].get<std::string>().c_str(), d["version"].get<std::string>().c_str());
-  std::printf("  package    %s (ref %s)\n", d["path"].get<std::string>().c_str(), d["ref"].get<std::string>().c_str());
+  std::printf("%s %s\n", d["name"].get<std::string>().c_str(),
+              d["version"].get<std::string>().c_str());
+  std::printf("  package    %s (ref %s)\n", d["path"].get<std::string>().c_str(),
+              d["ref"].get<std::string>().c_str());
   std::printf("  index      %s  %s\n", d["index"]["digest"].get<std::string>().c_str(),
               HumanBytes(d["index"]["size"]).c_str());
   if (!d["created"].get<std::string>().empty()) {
@@ -92,9 +95,10 @@ void PrintHuman(const json& d) {
   }
   std::printf("  platforms\n");
   for (const auto& v : d["variants"]) {
-    std::printf("    %-16s %-6s manifest %s\n", v["platform"].get<std::string>().c_str(),
-                v["manifest"]["annotations"].value(std::string(pkg::annotation::kPrecision), "").c_str(),
-                Short(v["manifest"]["digest"]).c_str());
+    std::printf(
+        "    %-16s %-6s manifest %s\n", v["platform"].get<std::string>().c_str(),
+        v["manifest"]["annotations"].value(std::string(pkg::annotation::kPrecision), "").c_str(),
+        Short(v["manifest"]["digest"]).c_str());
   }
   std::printf("  layers (%s)\n", first["platform"].get<std::string>().c_str());
   for (const auto& l : first["layers"]) {
@@ -131,7 +135,8 @@ void PrintHuman(const json& d) {
                 d["samples"]["tolerance"]["atol"].get<double>());
   }
   if (d.contains("baseline")) {
-    std::printf("  baseline   %zu feature(s) over %lld examples%s\n", d["baseline"]["features"].size(),
+    std::printf("  baseline   %zu feature(s) over %lld examples%s\n",
+                d["baseline"]["features"].size(),
                 static_cast<long long>(d["baseline"]["count"].get<std::int64_t>()),
                 d["baseline"].contains("predictions")
                     ? (", predictions: " + d["baseline"]["predictions"].get<std::string>()).c_str()

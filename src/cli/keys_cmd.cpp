@@ -109,8 +109,10 @@ void AddRoot(CLI::App& app, Context& ctx, Action& action) {
           root.roles[role] = spec;
           return {};
         };
-        AIRLOCK_RETURN_IF_ERROR(add_role(std::string(trust::kRoleRoot), a->root_keys, a->root_threshold));
-        AIRLOCK_RETURN_IF_ERROR(add_role(std::string(trust::kRolePublisher), a->publishers, a->threshold));
+        AIRLOCK_RETURN_IF_ERROR(
+            add_role(std::string(trust::kRoleRoot), a->root_keys, a->root_threshold));
+        AIRLOCK_RETURN_IF_ERROR(
+            add_role(std::string(trust::kRolePublisher), a->publishers, a->threshold));
         if (!a->release_managers.empty()) {
           AIRLOCK_RETURN_IF_ERROR(add_role(std::string(trust::kRoleReleaseManager),
                                            a->release_managers, a->release_manager_threshold));

@@ -19,7 +19,8 @@ std::string InitTemplate(const std::string& name, const std::string& model) {
 # Paths are relative to this file. Reference: docs/package-format.md
 
 # The package's name (an OCI repository name: lowercase, digits, . _ -) and version (an OCI tag).
-name: )" + name + R"(
+name: )" +
+         name + R"(
 version: 0.1.0
 description: ""
 authors: []
@@ -31,7 +32,8 @@ revision: ""
 
 model:
   # The ONNX model first; any further files (external weights) after it.
-  files: [)" + model + R"(]
+  files: [)" +
+         model + R"(]
   precision: fp32            # fp32 | fp16 | int8 | mixed
 
 # One variant per platform (os/arch[/variant]). A platform may bring its own files:
@@ -84,8 +86,8 @@ void AddInit(CLI::App& app, Context& ctx, Action& action) {
   cmd->callback([&ctx, &action, a] {
     action = [&ctx, a]() -> int {
       if (fs::exists(a->output) && !a->force) {
-        return ReportError(Error(ErrorCode::kAlreadyExists,
-                                 a->output + " exists (use --force to replace it)"));
+        return ReportError(
+            Error(ErrorCode::kAlreadyExists, a->output + " exists (use --force to replace it)"));
       }
       std::string name = a->name;
       if (name.empty()) {
@@ -104,8 +106,8 @@ void AddInit(CLI::App& app, Context& ctx, Action& action) {
 }
 
 void AddPack(CLI::App& app, Context& ctx, Action& action) {
-  auto* cmd = app.add_subcommand(
-      "pack", "Check, test and package an ONNX model as an OCI model package");
+  auto* cmd =
+      app.add_subcommand("pack", "Check, test and package an ONNX model as an OCI model package");
   struct Args {
     std::string file;
     std::vector<std::string> models;
@@ -118,8 +120,10 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("-f,--file", a->file, "the package description (default: ./airlock.yaml if present)");
-  cmd->add_option("--model", a->models, "model file(s); the first is the ONNX model")->each([](const std::string&) {});
+  cmd->add_option("-f,--file", a->file,
+                  "the package description (default: ./airlock.yaml if present)");
+  cmd->add_option("--model", a->models, "model file(s); the first is the ONNX model")
+      ->each([](const std::string&) {});
   cmd->add_option("--name", a->name, "model name");
   cmd->add_option("--version", a->version, "model version");
   cmd->add_option("--platform", a->platforms, "os/arch[/variant]; repeat for several");
@@ -150,22 +154,26 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         }
         if (!file.empty()) {
           AIRLOCK_ASSIGN_OR_RETURN(doc, LoadYamlFile(file));
-          base = fs::path(file).parent_path().empty() ? fs::path(".") : fs::path(file).parent_path();
+          base =
+              fs::path(file).parent_path().empty() ? fs::path(".") : fs::path(file).parent_path();
           origin = file;
         } else if (a->models.empty()) {
           return Fail(ErrorCode::kInvalidArgument,
-                      "nothing to pack: give -f airlock.yaml or --model FILE (airlock init writes a template)");
+                      "nothing to pack: give -f airlock.yaml or --model FILE (airlock init writes "
+                      "a template)");
         }
         // Flags override the file. Paths given as flags are relative to the current directory.
         auto abs = [](const std::string& p) { return fs::absolute(p).string(); };
         if (!a->models.empty()) {
           nlohmann::json files = nlohmann::json::array();
           for (const auto& m : a->models) files.push_back(abs(m));
-          if (!doc.contains("model") || !doc["model"].is_object()) doc["model"] = nlohmann::json::object();
+          if (!doc.contains("model") || !doc["model"].is_object())
+            doc["model"] = nlohmann::json::object();
           doc["model"]["files"] = files;
         }
         if (!a->precision.empty()) {
-          if (!doc.contains("model") || !doc["model"].is_object()) doc["model"] = nlohmann::json::object();
+          if (!doc.contains("model") || !doc["model"].is_object())
+            doc["model"] = nlohmann::json::object();
           doc["model"]["precision"] = a->precision;
         }
         if (!a->name.empty()) doc["name"] = a->name;
@@ -176,7 +184,8 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         if (!a->baseline.empty()) doc["baseline"] = abs(a->baseline);
         if (!a->card.empty()) doc["card"] = abs(a->card);
         if (!a->sample_dir.empty() || a->rtol || a->atol) {
-          if (!doc.contains("samples") || !doc["samples"].is_object()) doc["samples"] = nlohmann::json::object();
+          if (!doc.contains("samples") || !doc["samples"].is_object())
+            doc["samples"] = nlohmann::json::object();
           if (!a->sample_dir.empty()) doc["samples"]["dir"] = abs(a->sample_dir);
           if (a->rtol) doc["samples"]["tolerance"]["rtol"] = *a->rtol;
           if (a->atol) doc["samples"]["tolerance"]["atol"] = *a->atol;
@@ -187,9 +196,8 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         options.force = a->force;
         options.validate = !a->no_validate;
         options.say = [&ctx](const std::string& s) { ctx.Say(s); };
-        options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
-          ctx.Progress(label, done, total);
-        };
+        options.progress = [&ctx](const std::string& label, std::uint64_t done,
+                                  std::uint64_t total) { ctx.Progress(label, done, total); };
         runtime::OnnxRuntime* ort = nullptr;
         if (options.validate) {
           AIRLOCK_ASSIGN_OR_RETURN(ort, ctx.Ort());
@@ -211,10 +219,10 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         if (result.signature) j["signature"] = result.signature->ToJson();
         std::printf("%s\n", j.dump(2).c_str());
       } else {
-        std::string samples =
-            a->no_validate            ? "validation skipped (--no-validate)"
-            : result.samples.empty()  ? "no samples: add some so that devices can validate the model"
-                                      : std::to_string(result.samples.size()) + " sample(s) passed";
+        std::string samples = a->no_validate ? "validation skipped (--no-validate)"
+                              : result.samples.empty()
+                                  ? "no samples: add some so that devices can validate the model"
+                                  : std::to_string(result.samples.size()) + " sample(s) passed";
         std::printf("packed %s (%s)\n  index %s\n  %s\n", output.c_str(),
                     HumanBytes(result.total_bytes).c_str(), result.index.digest.ToString().c_str(),
                     samples.c_str());

@@ -40,7 +40,8 @@ void AddSign(CLI::App& app, Context& ctx, Action& action) {
         options.counter = a->counter;
         options.created = now;
         options.expires = now + validity;
-        AIRLOCK_ASSIGN_OR_RETURN(pkg::SignResult result, pkg::SignPackage(a->package, keys, options));
+        AIRLOCK_ASSIGN_OR_RETURN(pkg::SignResult result,
+                                 pkg::SignPackage(a->package, keys, options));
         if (!a->output.empty()) {
           AIRLOCK_ASSIGN_OR_RETURN(std::string text, result.document.Serialize());
           AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(a->output, text));
@@ -53,8 +54,8 @@ void AddSign(CLI::App& app, Context& ctx, Action& action) {
       }
       const auto& body = r->document.body();
       std::printf("%s %s %s: release counter %llu, %zu signature(s), expires %s\n",
-                  r->added_to_existing ? "co-signed" : "signed",
-                  body.value("model", "").c_str(), body.value("version", "").c_str(),
+                  r->added_to_existing ? "co-signed" : "signed", body.value("model", "").c_str(),
+                  body.value("version", "").c_str(),
                   static_cast<unsigned long long>(body.value("release_counter", 0ULL)),
                   r->document.signatures().size(), body.value("expires", "").c_str());
       return kExitOk;

@@ -48,8 +48,10 @@ nlohmann::json TensorJson(const runtime::Tensor& t) {
       data.push_back(t.ValueAsDouble(i));
     }
   }
-  return {{"name", t.name}, {"datatype", std::string(runtime::DataTypeName(t.dtype))},
-          {"shape", t.shape}, {"data", data}};
+  return {{"name", t.name},
+          {"datatype", std::string(runtime::DataTypeName(t.dtype))},
+          {"shape", t.shape},
+          {"data", data}};
 }
 
 }  // namespace
@@ -84,8 +86,9 @@ void AddRun(CLI::App& app, Context& ctx, Action& action) {
         AIRLOCK_ASSIGN_OR_RETURN(pkg::Package p, pkg::LoadPackage(*reader, a->ref));
         AIRLOCK_ASSIGN_OR_RETURN(const pkg::Variant* variant, p.Select(a->platform));
         AIRLOCK_ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create());
-        AIRLOCK_ASSIGN_OR_RETURN(fs::path model, pkg::MaterializeModel(*reader, *variant, tmp.path()));
-        AIRLOCK_ASSIGN_OR_RETURN(runtime::OnnxRuntime* ort, ctx.Ort());
+        AIRLOCK_ASSIGN_OR_RETURN(fs::path model,
+                                 pkg::MaterializeModel(*reader, *variant, tmp.path()));
+        AIRLOCK_ASSIGN_OR_RETURN(runtime::OnnxRuntime * ort, ctx.Ort());
         runtime::SessionConfig config;
         config.intra_op_threads = a->threads;
         AIRLOCK_ASSIGN_OR_RETURN(auto backend, ort->Load(model, config));
@@ -97,14 +100,17 @@ void AddRun(CLI::App& app, Context& ctx, Action& action) {
             return Fail(ErrorCode::kInvalidArgument,
                         "the package has no samples; give inputs with --input NAME=FILE");
           }
-          AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front(), 1ULL << 30));
+          AIRLOCK_ASSIGN_OR_RETURN(std::string bytes,
+                                   reader->ReadBlob(*layers.front(), 1ULL << 30));
           AIRLOCK_ASSIGN_OR_RETURN(pkg::Samples samples, pkg::ParseSamplesLayer(bytes));
           AIRLOCK_ASSIGN_OR_RETURN(auto outcomes, pkg::RunSamples(*backend, samples));
           if (a->json) {
-            nlohmann::json j = {{"model_name", p.name()}, {"model_version", p.version()},
+            nlohmann::json j = {{"model_name", p.name()},
+                                {"model_version", p.version()},
                                 {"samples", nlohmann::json::array()}};
             for (const auto& o : outcomes) {
-              j["samples"].push_back({{"name", o.name}, {"ok", true}, {"max_abs_error", o.max_abs_error}});
+              j["samples"].push_back(
+                  {{"name", o.name}, {"ok", true}, {"max_abs_error", o.max_abs_error}});
             }
             std::printf("%s\n", j.dump(2).c_str());
             return kExitOk;
@@ -131,11 +137,13 @@ void AddRun(CLI::App& app, Context& ctx, Action& action) {
           AIRLOCK_RETURN_IF_ERROR(MakeDirectories(a->output_dir));
           for (const auto& t : outputs) {
             AIRLOCK_ASSIGN_OR_RETURN(std::string npy, runtime::SerializeNpy(t));
-            AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fs::path(a->output_dir) / (t.name + ".npy"), npy));
+            AIRLOCK_RETURN_IF_ERROR(
+                WriteFileAtomic(fs::path(a->output_dir) / (t.name + ".npy"), npy));
           }
         }
         if (a->json) {
-          nlohmann::json j = {{"model_name", p.name()}, {"model_version", p.version()},
+          nlohmann::json j = {{"model_name", p.name()},
+                              {"model_version", p.version()},
                               {"outputs", nlohmann::json::array()}};
           for (const auto& t : outputs) j["outputs"].push_back(TensorJson(t));
           std::printf("%s\n", j.dump(2).c_str());

@@ -1,7 +1,7 @@
 #include "core/digest.hpp"
 
-#include <openssl/evp.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,8 +25,8 @@ Result<Digest> Digest::Parse(std::string_view text) {
     ok = ok && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
   }
   if (!ok) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "malformed digest \"" + std::string(text) + "\" (want sha256: and 64 lowercase hex)");
+    return Fail(ErrorCode::kInvalidArgument, "malformed digest \"" + std::string(text) +
+                                                 "\" (want sha256: and 64 lowercase hex)");
   }
   return Digest(std::string(hex));
 }

@@ -53,9 +53,9 @@ Result<std::string> ReadFile(const fs::path& path, std::uint64_t max_size) {
     return Fail(ErrorCode::kInvalidArgument, path.string() + " is a directory, not a file");
   }
   if (static_cast<std::uint64_t>(st.st_size) > max_size) {
-    return Fail(ErrorCode::kInvalidArgument,
-                path.string() + " is " + std::to_string(st.st_size) + " bytes, over the limit of " +
-                    std::to_string(max_size));
+    return Fail(ErrorCode::kInvalidArgument, path.string() + " is " + std::to_string(st.st_size) +
+                                                 " bytes, over the limit of " +
+                                                 std::to_string(max_size));
   }
   std::string data;
   data.resize(static_cast<std::size_t>(st.st_size));
@@ -120,8 +120,7 @@ Result<AtomicFile> AtomicFile::Create(const fs::path& path, mode_t mode) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   for (int attempt = 0; attempt < 16; ++attempt) {
     char suffix[32];
-    std::snprintf(suffix, sizeof(suffix), ".tmp-%016llx",
-                  static_cast<unsigned long long>(rng()));
+    std::snprintf(suffix, sizeof(suffix), ".tmp-%016llx", static_cast<unsigned long long>(rng()));
     std::string name = ".";
     name += path.filename().string();
     name += suffix;

@@ -6,10 +6,9 @@
 // are values; nothing here throws. Thread-compatible: distinct objects may be used concurrently.
 
 #include <string>
+#include <tl/expected.hpp>
 #include <utility>
 #include <vector>
-
-#include <tl/expected.hpp>
 
 namespace airlock {
 
@@ -80,20 +79,20 @@ Result<T> WithContext(Result<T>&& r, std::string what) {
 #define AIRLOCK_CONCAT(a, b) AIRLOCK_CONCAT_INNER(a, b)
 
 // Evaluates a Status-returning expression and returns its error from the enclosing function.
-#define AIRLOCK_RETURN_IF_ERROR(expr)                        \
-  do {                                                       \
-    auto airlock_status_ = (expr);                           \
-    if (!airlock_status_) {                                  \
+#define AIRLOCK_RETURN_IF_ERROR(expr)                             \
+  do {                                                            \
+    auto airlock_status_ = (expr);                                \
+    if (!airlock_status_) {                                       \
       return ::airlock::Fail(std::move(airlock_status_).error()); \
-    }                                                        \
+    }                                                             \
   } while (false)
 
 // `AIRLOCK_ASSIGN_OR_RETURN(auto x, F())` binds the value of a good Result or returns its error.
 #define AIRLOCK_ASSIGN_OR_RETURN(lhs, expr) \
   AIRLOCK_ASSIGN_OR_RETURN_IMPL(AIRLOCK_CONCAT(airlock_result_, __LINE__), lhs, expr)
-#define AIRLOCK_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)  \
-  auto tmp = (expr);                                   \
-  if (!tmp) {                                          \
-    return ::airlock::Fail(std::move(tmp).error());    \
-  }                                                    \
+#define AIRLOCK_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                                  \
+  if (!tmp) {                                         \
+    return ::airlock::Fail(std::move(tmp).error());   \
+  }                                                   \
   lhs = std::move(*tmp)

@@ -16,11 +16,11 @@ std::string FormatRfc3339(TimePoint t) {
 
 Result<TimePoint> ParseRfc3339(std::string_view text) {
   auto bad = [&] {
-    return Fail(ErrorCode::kInvalidArgument,
-                "bad time \"" + std::string(text) + "\" (want RFC 3339, e.g. 2026-11-22T10:00:00Z)");
+    return Fail(ErrorCode::kInvalidArgument, "bad time \"" + std::string(text) +
+                                                 "\" (want RFC 3339, e.g. 2026-11-22T10:00:00Z)");
   };
-  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
-      text[13] != ':' || text[16] != ':') {
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't') || text[13] != ':' || text[16] != ':') {
     return bad();
   }
   auto num = [&](std::size_t pos, std::size_t len, int& out) {

@@ -79,9 +79,9 @@ Result<nlohmann::json> ParseYaml(std::string_view text, std::string_view origin)
   try {
     return ToJson(YAML::Load(std::string(text)));
   } catch (const YAML::Exception& e) {
-    return Fail(ErrorCode::kInvalidArgument,
-                std::string(origin) + ":" + std::to_string(e.mark.line + 1) + ":" +
-                    std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return Fail(ErrorCode::kInvalidArgument, std::string(origin) + ":" +
+                                                 std::to_string(e.mark.line + 1) + ":" +
+                                                 std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
 }
 

@@ -4,9 +4,8 @@
 // one (YAML 1.2 core schema); quoted scalars always stay strings. yaml-cpp's exceptions stop here.
 
 #include <filesystem>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "core/result.hpp"
 

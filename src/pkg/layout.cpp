@@ -132,8 +132,8 @@ Result<std::unique_ptr<LayoutReader>> LayoutReader::Open(const fs::path& path) {
   }
   auto layout = reader->ReadFile(kLayoutFile, 4096);
   if (!layout) {
-    return Fail(ErrorCode::kCorrupt, path.string() +
-                                         " is not an OCI image layout (no oci-layout file)");
+    return Fail(ErrorCode::kCorrupt,
+                path.string() + " is not an OCI image layout (no oci-layout file)");
   }
   auto j = nlohmann::json::parse(*layout, nullptr, false);
   if (j.is_discarded() || !j.is_object() || j.value("imageLayoutVersion", "") != "1.0.0") {
@@ -158,8 +158,8 @@ Result<std::string> LayoutReader::ReadFile(std::string_view rel, std::uint64_t m
 Result<FileRange> LayoutReader::LocateBlob(const Descriptor& d) {
   auto r = Locate(BlobPath(d.digest));
   if (!r && r.error().code() == ErrorCode::kNotFound) {
-    return Fail(ErrorCode::kCorrupt, path().string() + " lacks blob " + d.digest.ToString() +
-                                         " (" + d.media_type + ")");
+    return Fail(ErrorCode::kCorrupt,
+                path().string() + " lacks blob " + d.digest.ToString() + " (" + d.media_type + ")");
   }
   return r;
 }
@@ -223,7 +223,9 @@ Result<Index> LayoutReader::ReadIndex() {
   return WithContext(Index::FromJson(j), path().string() + ": index.json");
 }
 
-LayoutWriter::LayoutWriter() { entries_.emplace(std::string(kLayoutFile), std::string(kLayoutContent)); }
+LayoutWriter::LayoutWriter() {
+  entries_.emplace(std::string(kLayoutFile), std::string(kLayoutContent));
+}
 
 void LayoutWriter::AddBytes(std::string rel, std::string data) {
   entries_.insert_or_assign(std::move(rel), std::move(data));
@@ -300,8 +302,8 @@ Status LayoutWriter::WriteDirectory(const fs::path& dir, bool replace) const {
   } else {
     fs::rename(staging, dir, ec);
     if (ec) {
-      return Fail(ErrorCode::kIo, "cannot move the new layout into " + dir.string() + ": " +
-                                      ec.message());
+      return Fail(ErrorCode::kIo,
+                  "cannot move the new layout into " + dir.string() + ": " + ec.message());
     }
   }
   return SyncDirectory(parent);
@@ -354,7 +356,8 @@ Status LayoutWriter::WriteTar(const fs::path& file, bool replace) const {
       if (::fstat(fd.get(), &st) != 0) {
         return Fail(ErrnoError("cannot stat", movable->file));
       }
-      AIRLOCK_RETURN_IF_ERROR(tar.AddRange(rel, fd.get(), 0, static_cast<std::uint64_t>(st.st_size)));
+      AIRLOCK_RETURN_IF_ERROR(
+          tar.AddRange(rel, fd.get(), 0, static_cast<std::uint64_t>(st.st_size)));
     } else {
       const FileRange& r = std::get<FileRange>(src);
       AIRLOCK_RETURN_IF_ERROR(tar.AddRange(rel, r.fd, r.offset, r.size));

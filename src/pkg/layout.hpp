@@ -41,7 +41,8 @@ struct FileRange {
 class LayoutReader {
  public:
   // Opens a layout directory, or a tar file holding one. kNotFound / kCorrupt with the reason.
-  [[nodiscard]] static Result<std::unique_ptr<LayoutReader>> Open(const std::filesystem::path& path);
+  [[nodiscard]] static Result<std::unique_ptr<LayoutReader>> Open(
+      const std::filesystem::path& path);
   virtual ~LayoutReader() = default;
 
   const std::filesystem::path& path() const { return path_; }
@@ -54,7 +55,8 @@ class LayoutReader {
 
   [[nodiscard]] Result<std::string> ReadFile(std::string_view rel, std::uint64_t max_size);
   // Reads a blob after checking its size, then its digest. kCorrupt naming the blob on mismatch.
-  [[nodiscard]] Result<std::string> ReadBlob(const Descriptor& d, std::uint64_t max_size = kMaxJsonBlob);
+  [[nodiscard]] Result<std::string> ReadBlob(const Descriptor& d,
+                                             std::uint64_t max_size = kMaxJsonBlob);
   // Streams a blob through SHA-256 and checks size and digest, reporting bytes done.
   [[nodiscard]] Status VerifyBlob(const Descriptor& d,
                                   const std::function<void(std::uint64_t)>& progress = {});

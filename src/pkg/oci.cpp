@@ -55,7 +55,8 @@ Result<Platform> Platform::Parse(std::string_view text) {
   std::size_t start = 0;
   while (true) {
     std::size_t slash = text.find('/', start);
-    parts.emplace_back(text.substr(start, slash == std::string_view::npos ? text.npos : slash - start));
+    parts.emplace_back(
+        text.substr(start, slash == std::string_view::npos ? text.npos : slash - start));
     if (slash == std::string_view::npos) {
       break;
     }
@@ -67,8 +68,8 @@ Result<Platform> Platform::Parse(std::string_view text) {
          part.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
   }
   if (!ok) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "bad platform \"" + std::string(text) + "\" (want os/arch[/variant], e.g. linux/arm64)");
+    return Fail(ErrorCode::kInvalidArgument, "bad platform \"" + std::string(text) +
+                                                 "\" (want os/arch[/variant], e.g. linux/arm64)");
   }
   p.os = parts[0];
   p.architecture = parts[1];
@@ -184,9 +185,7 @@ Result<Manifest> Manifest::FromJson(const json& j) {
   return m;
 }
 
-std::string Index::Annotation(std::string_view key) const {
-  return AnnotationOf(annotations, key);
-}
+std::string Index::Annotation(std::string_view key) const { return AnnotationOf(annotations, key); }
 
 json Index::ToJson() const {
   json j = {{"schemaVersion", 2}, {"mediaType", media::kImageIndex}, {"manifests", json::array()}};

@@ -26,14 +26,16 @@ Result<std::string> CheckOnnxModel(const std::filesystem::path& model) {
     std::ifstream in(model, std::ios::binary);
     if (!proto.ParseFromIstream(&in) || !proto.has_graph() || !proto.has_ir_version()) {
       return Fail(ErrorCode::kModel,
-                  model.string() + " is not an ONNX model (it does not parse as an ONNX ModelProto "
-                  "with a graph)");
+                  model.string() +
+                      " is not an ONNX model (it does not parse as an ONNX ModelProto "
+                      "with a graph)");
     }
     if (proto.ir_version() > onnx::Version::IR_VERSION) {
       // libonnx refuses any model newer than itself, however valid. ONNX Runtime's load, which
       // follows, validates the graph with its own (newer) schemas, so that is not lost.
-      return "the ONNX checker here (libonnx, IR version " + std::to_string(onnx::Version::IR_VERSION) +
-             ") is older than the model (IR version " + std::to_string(proto.ir_version()) +
+      return "the ONNX checker here (libonnx, IR version " +
+             std::to_string(onnx::Version::IR_VERSION) + ") is older than the model (IR version " +
+             std::to_string(proto.ir_version()) +
              "); skipped it and relied on ONNX Runtime's validation";
     }
   }
@@ -82,20 +84,41 @@ Result<Tensor> LoadTensorProto(const std::filesystem::path& path) {
     t.data = proto.raw_data();
   } else {
     switch (t.dtype) {
-      case DataType::kFp32: AppendAs<decltype(proto.float_data()), float>(proto.float_data(), t.data); break;
-      case DataType::kFp64: AppendAs<decltype(proto.double_data()), double>(proto.double_data(), t.data); break;
-      case DataType::kInt64: AppendAs<decltype(proto.int64_data()), std::int64_t>(proto.int64_data(), t.data); break;
-      case DataType::kUint64: AppendAs<decltype(proto.uint64_data()), std::uint64_t>(proto.uint64_data(), t.data); break;
-      case DataType::kUint32: AppendAs<decltype(proto.uint64_data()), std::uint32_t>(proto.uint64_data(), t.data); break;
-      case DataType::kInt32: AppendAs<decltype(proto.int32_data()), std::int32_t>(proto.int32_data(), t.data); break;
-      case DataType::kInt16: AppendAs<decltype(proto.int32_data()), std::int16_t>(proto.int32_data(), t.data); break;
+      case DataType::kFp32:
+        AppendAs<decltype(proto.float_data()), float>(proto.float_data(), t.data);
+        break;
+      case DataType::kFp64:
+        AppendAs<decltype(proto.double_data()), double>(proto.double_data(), t.data);
+        break;
+      case DataType::kInt64:
+        AppendAs<decltype(proto.int64_data()), std::int64_t>(proto.int64_data(), t.data);
+        break;
+      case DataType::kUint64:
+        AppendAs<decltype(proto.uint64_data()), std::uint64_t>(proto.uint64_data(), t.data);
+        break;
+      case DataType::kUint32:
+        AppendAs<decltype(proto.uint64_data()), std::uint32_t>(proto.uint64_data(), t.data);
+        break;
+      case DataType::kInt32:
+        AppendAs<decltype(proto.int32_data()), std::int32_t>(proto.int32_data(), t.data);
+        break;
+      case DataType::kInt16:
+        AppendAs<decltype(proto.int32_data()), std::int16_t>(proto.int32_data(), t.data);
+        break;
       case DataType::kUint16:
       case DataType::kFp16:
-      case DataType::kBf16: AppendAs<decltype(proto.int32_data()), std::uint16_t>(proto.int32_data(), t.data); break;
-      case DataType::kInt8: AppendAs<decltype(proto.int32_data()), std::int8_t>(proto.int32_data(), t.data); break;
+      case DataType::kBf16:
+        AppendAs<decltype(proto.int32_data()), std::uint16_t>(proto.int32_data(), t.data);
+        break;
+      case DataType::kInt8:
+        AppendAs<decltype(proto.int32_data()), std::int8_t>(proto.int32_data(), t.data);
+        break;
       case DataType::kUint8:
-      case DataType::kBool: AppendAs<decltype(proto.int32_data()), std::uint8_t>(proto.int32_data(), t.data); break;
-      case DataType::kBytes: break;
+      case DataType::kBool:
+        AppendAs<decltype(proto.int32_data()), std::uint8_t>(proto.int32_data(), t.data);
+        break;
+      case DataType::kBytes:
+        break;
     }
   }
   auto consistent = t.CheckConsistent();
@@ -132,7 +155,8 @@ Result<std::vector<SampleSet>> LoadOnnxTestData(const fs::path& dir) {
     }
   }
   if (ec) {
-    return Fail(ErrorCode::kNotFound, "cannot read sample directory " + dir.string() + ": " + ec.message());
+    return Fail(ErrorCode::kNotFound,
+                "cannot read sample directory " + dir.string() + ": " + ec.message());
   }
   if (set_dirs.empty()) {
     return Fail(ErrorCode::kNotFound, dir.string() + " has no test_data_set_* directories");
@@ -155,7 +179,8 @@ Result<std::vector<SampleSet>> LoadOnnxTestData(const fs::path& dir) {
     std::sort(outputs.begin(), outputs.end());
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].first != static_cast<int>(i)) {
-        return Fail(ErrorCode::kInvalidArgument, sd.string() + ": input_" + std::to_string(i) + ".pb is missing");
+        return Fail(ErrorCode::kInvalidArgument,
+                    sd.string() + ": input_" + std::to_string(i) + ".pb is missing");
       }
       AIRLOCK_ASSIGN_OR_RETURN(Tensor t, LoadTensorProto(inputs[i].second));
       set.inputs.push_back(std::move(t));

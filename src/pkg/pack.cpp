@@ -35,7 +35,8 @@ Result<std::vector<std::string>> StringList(const json& doc, const char* key,
     return out;
   }
   if (!v.is_array()) {
-    return Fail(SpecError(origin, std::string("\"") + key + "\" must be a string or a list of strings"));
+    return Fail(
+        SpecError(origin, std::string("\"") + key + "\" must be a string or a list of strings"));
   }
   for (const auto& item : v) {
     if (!item.is_string()) {
@@ -76,7 +77,8 @@ Result<std::vector<ModelFile>> ModelFiles(const json& files, const fs::path& bas
     mf.source = p.is_absolute() ? p : base / p;
     // Inside the package a file keeps its path relative to airlock.yaml, so that external data
     // files stay where the model expects them; absolute paths keep only the file name.
-    auto rel = CheckRelativePath(p.is_absolute() ? p.filename().string() : p.lexically_normal().string());
+    auto rel =
+        CheckRelativePath(p.is_absolute() ? p.filename().string() : p.lexically_normal().string());
     if (!rel) {
       return Fail(SpecError(origin, "model file " + n + ": " + rel.error().message()));
     }
@@ -112,9 +114,11 @@ Result<Samples> LoadSamples(const json& doc, const fs::path& base, const std::st
     for (const char* k : {"rtol", "atol"}) {
       if (t.contains(k)) {
         if (!t[k].is_number() || t[k].get<double>() < 0) {
-          return Fail(SpecError(origin, std::string("samples.tolerance.") + k + " must be a non-negative number"));
+          return Fail(SpecError(
+              origin, std::string("samples.tolerance.") + k + " must be a non-negative number"));
         }
-        (std::string(k) == "rtol" ? samples.tolerance.rtol : samples.tolerance.atol) = t[k].get<double>();
+        (std::string(k) == "rtol" ? samples.tolerance.rtol : samples.tolerance.atol) =
+            t[k].get<double>();
       }
     }
   }
@@ -136,8 +140,8 @@ Result<Samples> LoadSamples(const json& doc, const fs::path& base, const std::st
       ++i;
       for (const char* side : {"inputs", "outputs"}) {
         if (!entry.contains(side) || !entry[side].is_object()) {
-          return Fail(SpecError(origin, "sample set " + set.name + " needs \"" + side +
-                                            "\": {tensor name: file}"));
+          return Fail(SpecError(
+              origin, "sample set " + set.name + " needs \"" + side + "\": {tensor name: file}"));
         }
         for (const auto& [name, file] : entry[side].items()) {
           AIRLOCK_ASSIGN_OR_RETURN(runtime::Tensor t, LoadSampleTensor(name, file, base, origin));
@@ -159,7 +163,8 @@ Status ValidatePipeline(const json& p) {
       continue;
     }
     if (!p[side].is_array()) {
-      return Fail(ErrorCode::kInvalidArgument, std::string("pipeline.") + side + " must be a list of steps");
+      return Fail(ErrorCode::kInvalidArgument,
+                  std::string("pipeline.") + side + " must be a list of steps");
     }
     for (const auto& step : p[side]) {
       if (!step.is_object() || !step.contains("op") || !step["op"].is_string()) {
@@ -225,7 +230,8 @@ struct PendingLayer {
 
 }  // namespace
 
-Result<PackSpec> PackSpecFromJson(const json& doc, const fs::path& base, const std::string& origin) {
+Result<PackSpec> PackSpecFromJson(const json& doc, const fs::path& base,
+                                  const std::string& origin) {
   if (!doc.is_object()) {
     return Fail(SpecError(origin, "expected a mapping at the top"));
   }
@@ -282,7 +288,8 @@ Result<PackSpec> PackSpecFromJson(const json& doc, const fs::path& base, const s
           ps.precision = ScalarString(p, "precision");
         }
       } else {
-        return Fail(SpecError(origin, "each platform is \"os/arch\" or {platform, files, precision}"));
+        return Fail(
+            SpecError(origin, "each platform is \"os/arch\" or {platform, files, precision}"));
       }
       auto parsed = Platform::Parse(text);
       if (!parsed) {
@@ -324,13 +331,14 @@ Status ValidateSpec(const PackSpec& spec) {
   static const std::regex kName(R"([a-z0-9]+([._-][a-z0-9]+)*)");
   static const std::regex kVersion(R"([A-Za-z0-9_][A-Za-z0-9._-]{0,127})");
   if (!std::regex_match(spec.name, kName)) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "model name \"" + spec.name +
-                    "\" must be lowercase letters and digits separated by . _ or - (an OCI repository name)");
+    return Fail(ErrorCode::kInvalidArgument, "model name \"" + spec.name +
+                                                 "\" must be lowercase letters and digits "
+                                                 "separated by . _ or - (an OCI repository name)");
   }
   if (!std::regex_match(spec.version, kVersion)) {
     return Fail(ErrorCode::kInvalidArgument,
-                "version \"" + spec.version + "\" must be a valid OCI tag (letters, digits, . _ -; at most 128)");
+                "version \"" + spec.version +
+                    "\" must be a valid OCI tag (letters, digits, . _ -; at most 128)");
   }
   if (!spec.created.empty()) {
     AIRLOCK_RETURN_IF_ERROR(WithContext(ParseRfc3339(spec.created).map([](auto) {}), "created"));
@@ -341,15 +349,17 @@ Status ValidateSpec(const PackSpec& spec) {
   std::set<std::string> seen;
   for (const auto& p : spec.platforms) {
     if (!seen.insert(p.platform.ToString()).second) {
-      return Fail(ErrorCode::kInvalidArgument, "platform " + p.platform.ToString() + " is listed twice");
+      return Fail(ErrorCode::kInvalidArgument,
+                  "platform " + p.platform.ToString() + " is listed twice");
     }
     if (p.files.empty()) {
-      return Fail(ErrorCode::kInvalidArgument, "platform " + p.platform.ToString() + " has no model file");
+      return Fail(ErrorCode::kInvalidArgument,
+                  "platform " + p.platform.ToString() + " has no model file");
     }
     if (p.precision != "fp32" && p.precision != "fp16" && p.precision != "int8" &&
         p.precision != "mixed") {
-      return Fail(ErrorCode::kInvalidArgument, "precision \"" + p.precision +
-                                                   "\" must be fp32, fp16, int8 or mixed");
+      return Fail(ErrorCode::kInvalidArgument,
+                  "precision \"" + p.precision + "\" must be fp32, fp16, int8 or mixed");
     }
     std::set<std::string> paths;
     for (const auto& f : p.files) {
@@ -366,7 +376,9 @@ Status ValidateSpec(const PackSpec& spec) {
 }
 
 Status ValidateBaseline(const json& b, const runtime::ModelSignature* sig) {
-  auto bad = [](const std::string& m) { return Fail(ErrorCode::kInvalidArgument, "baseline: " + m); };
+  auto bad = [](const std::string& m) {
+    return Fail(ErrorCode::kInvalidArgument, "baseline: " + m);
+  };
   if (!b.is_object() || b.value("schema", "") != "airlock.baseline.v1") {
     return bad("want a JSON object with \"schema\": \"airlock.baseline.v1\"");
   }
@@ -522,7 +534,8 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   if (!validated.empty()) {
     result.signature = validated.begin()->second;
   } else if (spec.pipeline.contains("signature")) {
-    AIRLOCK_ASSIGN_OR_RETURN(auto sig, runtime::ModelSignature::FromJson(spec.pipeline["signature"]));
+    AIRLOCK_ASSIGN_OR_RETURN(auto sig,
+                             runtime::ModelSignature::FromJson(spec.pipeline["signature"]));
     result.signature = sig;
   }
   if (!options.validate) {
@@ -548,9 +561,9 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     if (!parsed) {
       return Fail(std::move(parsed.error()));
     }
-    AIRLOCK_RETURN_IF_ERROR(WithContext(
-        ValidateBaseline(*parsed, result.signature ? &*result.signature : nullptr),
-        spec.baseline->string()));
+    AIRLOCK_RETURN_IF_ERROR(
+        WithContext(ValidateBaseline(*parsed, result.signature ? &*result.signature : nullptr),
+                    spec.baseline->string()));
     std::string bytes = parsed->dump(2) + "\n";
     Descriptor d = DescribeBytes(media::kBaseline, bytes);
     d.annotations[std::string(annotation::kFilepath)] = "baseline.json";

@@ -9,11 +9,10 @@
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "pkg/oci.hpp"
@@ -66,9 +65,9 @@ struct PackSpec {
                                       const runtime::ModelSignature* signature);
 
 struct PackOptions {
-  std::filesystem::path output;  // a directory, or a file ending in .tar
-  bool force = false;            // replace an existing output
-  bool validate = true;          // checker, ONNX Runtime load, samples
+  std::filesystem::path output;                 // a directory, or a file ending in .tar
+  bool force = false;                           // replace an existing output
+  bool validate = true;                         // checker, ONNX Runtime load, samples
   std::function<void(const std::string&)> say;  // what is happening, for people; may be empty
   // Byte progress of long steps (hashing a model file), labelled; may be empty.
   std::function<void(const std::string& label, std::uint64_t done, std::uint64_t total)> progress;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/fs.hpp"
+#include "core/text.hpp"
 #include "trust/canonical_json.hpp"
 
 namespace airlock::pkg {
@@ -37,12 +38,9 @@ Result<const Variant*> Package::Select(std::string_view platform) const {
       return &v;
     }
   }
-  std::string have;
-  for (const auto& p : PlatformNames()) {
-    have += (have.empty() ? "" : ", ") + p;
-  }
-  return Fail(ErrorCode::kVerification, "package " + name() + " " + version() + " has no variant for platform " +
-                                            std::string(platform) + " (it has " + have + ")");
+  return Fail(ErrorCode::kVerification,
+              "package " + name() + " " + version() + " has no variant for platform " +
+                  std::string(platform) + " (it has " + Join(PlatformNames()) + ")");
 }
 
 Result<Descriptor> FindModelIndex(LayoutReader& reader, std::string_view ref) {
@@ -73,8 +71,8 @@ Result<Package> LoadPackage(LayoutReader& reader, const Descriptor& index_desc) 
   pkg.index_descriptor = index_desc;
   pkg.ref = index_desc.Annotation(annotation::kRefName);
   if (index_desc.media_type != media::kImageIndex) {
-    return Fail(ErrorCode::kUnsupported, "a package's top must be an image index, not " +
-                                             index_desc.media_type);
+    return Fail(ErrorCode::kUnsupported,
+                "a package's top must be an image index, not " + index_desc.media_type);
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::string index_bytes, reader.ReadBlob(index_desc));
   AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json index_json,
@@ -98,19 +96,19 @@ Result<Package> LoadPackage(LayoutReader& reader, const Descriptor& index_desc) 
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json mjson, trust::ParseJson(mbytes, kMaxJsonBlob, where));
     AIRLOCK_ASSIGN_OR_RETURN(v.manifest, WithContext(Manifest::FromJson(mjson), where));
     if (v.manifest.config.media_type != media::kModelConfig) {
-      return Fail(ErrorCode::kUnsupported,
-                  where + " has config media type " + v.manifest.config.media_type +
-                      ", want " + std::string(media::kModelConfig));
+      return Fail(ErrorCode::kUnsupported, where + " has config media type " +
+                                               v.manifest.config.media_type + ", want " +
+                                               std::string(media::kModelConfig));
     }
     for (const auto& layer : v.manifest.layers) {
       if (!IsKnownLayerType(layer.media_type)) {
-        return Fail(ErrorCode::kUnsupported, where + " has a layer of unknown media type " +
-                                                 layer.media_type);
+        return Fail(ErrorCode::kUnsupported,
+                    where + " has a layer of unknown media type " + layer.media_type);
       }
       std::string filepath = layer.Annotation(annotation::kFilepath);
       if (filepath.empty()) {
-        return Fail(ErrorCode::kCorrupt, where + ": layer " + layer.digest.ToString() +
-                                             " has no " + std::string(annotation::kFilepath));
+        return Fail(ErrorCode::kCorrupt, where + ": layer " + layer.digest.ToString() + " has no " +
+                                             std::string(annotation::kFilepath));
       }
       auto checked = CheckRelativePath(filepath);
       if (!checked) {
@@ -184,12 +182,14 @@ Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,
       continue;
     }
     AIRLOCK_ASSIGN_OR_RETURN(std::string mbytes, reader.ReadBlob(d));
-    AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json mjson, trust::ParseJson(mbytes, kMaxJsonBlob, "release manifest"));
+    AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json mjson,
+                             trust::ParseJson(mbytes, kMaxJsonBlob, "release manifest"));
     AIRLOCK_ASSIGN_OR_RETURN(Manifest m, Manifest::FromJson(mjson));
     if (!m.subject || m.subject->digest != index.digest || m.layers.size() != 1) {
       continue;
     }
-    AIRLOCK_ASSIGN_OR_RETURN(std::string doc, reader.ReadBlob(m.layers[0], trust::kMaxDocumentSize));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string doc,
+                             reader.ReadBlob(m.layers[0], trust::kMaxDocumentSize));
     AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument signed_doc, trust::SignedDocument::Parse(doc));
     return std::optional<trust::SignedDocument>(std::move(signed_doc));
   }
@@ -200,14 +200,15 @@ Result<std::filesystem::path> MaterializeModel(LayoutReader& reader, const Varia
                                                const std::filesystem::path& dir) {
   std::filesystem::path entry;
   for (const Descriptor* layer : variant.Layers(media::kModelWeight)) {
-    AIRLOCK_ASSIGN_OR_RETURN(std::string rel, CheckRelativePath(layer->Annotation(annotation::kFilepath)));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string rel,
+                             CheckRelativePath(layer->Annotation(annotation::kFilepath)));
     std::filesystem::path target = dir / rel;
     AIRLOCK_RETURN_IF_ERROR(MakeDirectories(target.parent_path()));
     AIRLOCK_ASSIGN_OR_RETURN(FileRange range, reader.LocateBlob(*layer));
     if (range.size != layer->size) {
-      return Fail(ErrorCode::kCorrupt, "blob " + layer->digest.ToString() + " is " +
-                                           std::to_string(range.size) + " bytes, its descriptor says " +
-                                           std::to_string(layer->size));
+      return Fail(ErrorCode::kCorrupt,
+                  "blob " + layer->digest.ToString() + " is " + std::to_string(range.size) +
+                      " bytes, its descriptor says " + std::to_string(layer->size));
     }
     AIRLOCK_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(target));
     Sha256 h;
@@ -227,8 +228,8 @@ Result<std::filesystem::path> MaterializeModel(LayoutReader& reader, const Varia
       done += static_cast<std::uint64_t>(n);
     }
     if (h.Finish() != layer->digest) {
-      return Fail(ErrorCode::kCorrupt, "blob " + layer->digest.ToString() + " (" + rel +
-                                           ") does not match its digest");
+      return Fail(ErrorCode::kCorrupt,
+                  "blob " + layer->digest.ToString() + " (" + rel + ") does not match its digest");
     }
     AIRLOCK_RETURN_IF_ERROR(out.Commit());
     if (entry.empty()) {

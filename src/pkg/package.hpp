@@ -7,11 +7,10 @@
 // (VerifyLayers does). Thread-compatible.
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "pkg/layout.hpp"
@@ -31,7 +30,7 @@ struct Variant {
 };
 
 struct Package {
-  std::string ref;          // the layout's ref name (the version)
+  std::string ref;  // the layout's ref name (the version)
   Descriptor index_descriptor;
   Index index;
   std::vector<Variant> variants;

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/fs.hpp"
+#include "core/text.hpp"
 
 namespace airlock::pkg {
 namespace fs = std::filesystem;
@@ -37,7 +38,8 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
     if (!options.counter) {
       return Fail(ErrorCode::kInvalidArgument,
                   "a new release needs a release counter (--counter N, higher than the last "
-                  "release of " + pkg.name() + ")");
+                  "release of " +
+                      pkg.name() + ")");
     }
     trust::Release release;
     release.model = pkg.name();
@@ -106,14 +108,16 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
     }
   };
   VerifyResult result;
-  AIRLOCK_ASSIGN_OR_RETURN(result.root, WithContext(trust::VerifyRoot(root_doc, options.now), "root"));
-  say("root version " + std::to_string(result.root.version) + " is signed by its own keys and valid until " +
-      FormatRfc3339(result.root.expires));
+  AIRLOCK_ASSIGN_OR_RETURN(result.root,
+                           WithContext(trust::VerifyRoot(root_doc, options.now), "root"));
+  say("root version " + std::to_string(result.root.version) +
+      " is signed by its own keys and valid until " + FormatRfc3339(result.root.expires));
 
   AIRLOCK_ASSIGN_OR_RETURN(auto reader, LayoutReader::Open(path));
   trust::SignedDocument release_doc;
   if (options.release_file) {
-    AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(*options.release_file, trust::kMaxDocumentSize));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string text,
+                             ReadFile(*options.release_file, trust::kMaxDocumentSize));
     AIRLOCK_ASSIGN_OR_RETURN(release_doc, WithContext(trust::SignedDocument::Parse(text),
                                                       options.release_file->string()));
   } else {
@@ -132,7 +136,8 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
                                                             options.trusted_counter),
                                        "release"));
   const trust::Release& rel = result.release;
-  say("release " + rel.model + " " + rel.version + " (counter " + std::to_string(rel.release_counter) +
+  say("release " + rel.model + " " + rel.version + " (counter " +
+      std::to_string(rel.release_counter) +
       ") carries enough publisher signatures and is valid until " + FormatRfc3339(rel.expires));
 
   // From here on the release is the authority: load the index it names, by digest and size.
@@ -148,21 +153,20 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
   const Package& p = result.package;
   if (p.name() != rel.model || p.version() != rel.version) {
     return Fail(ErrorCode::kVerification, "the package says " + p.name() + " " + p.version() +
-                                              ", the release says " + rel.model + " " + rel.version);
+                                              ", the release says " + rel.model + " " +
+                                              rel.version);
   }
   std::set<std::string> signed_platforms(rel.platforms.begin(), rel.platforms.end());
   for (const auto& name : p.PlatformNames()) {
     if (!signed_platforms.contains(name)) {
-      return Fail(ErrorCode::kVerification, "platform " + name + " is in the package but not in the release");
+      return Fail(ErrorCode::kVerification,
+                  "platform " + name + " is in the package but not in the release");
     }
   }
   if (options.platform) {
     if (!signed_platforms.contains(*options.platform)) {
-      return Fail(ErrorCode::kVerification, "the release is for " + [&] {
-        std::string s;
-        for (const auto& x : rel.platforms) s += (s.empty() ? "" : ", ") + x;
-        return s;
-      }() + ", not " + *options.platform);
+      return Fail(ErrorCode::kVerification,
+                  "the release is for " + Join(rel.platforms) + ", not " + *options.platform);
     }
     AIRLOCK_RETURN_IF_ERROR(p.Select(*options.platform).map([](auto) {}));
   }
@@ -171,8 +175,8 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
       *reader, p,
       [&](const Descriptor& d) {
         ++result.blobs_checked;
-        say("  " + d.digest.ToString().substr(0, 19) + "  " + std::to_string(d.size) +
-            " bytes  " + d.Annotation(annotation::kFilepath));
+        say("  " + d.digest.ToString().substr(0, 19) + "  " + std::to_string(d.size) + " bytes  " +
+            d.Annotation(annotation::kFilepath));
       },
       [&](const Descriptor& d, std::uint64_t done) {
         if (options.progress) {

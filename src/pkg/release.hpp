@@ -19,8 +19,8 @@
 namespace airlock::pkg {
 
 struct SignOptions {
-  std::string ref;                      // which package in the layout; empty for the only one
-  std::optional<std::uint64_t> counter; // required for a new release
+  std::string ref;                       // which package in the layout; empty for the only one
+  std::optional<std::uint64_t> counter;  // required for a new release
   TimePoint created;
   TimePoint expires;
 };
@@ -43,8 +43,8 @@ struct SignResult {
 struct VerifyOptions {
   std::string ref;
   TimePoint now;
-  std::uint64_t trusted_counter = 0;        // refuse releases below this
-  std::optional<std::string> platform;      // the platform that must be in the package
+  std::uint64_t trusted_counter = 0;                  // refuse releases below this
+  std::optional<std::string> platform;                // the platform that must be in the package
   std::optional<std::filesystem::path> release_file;  // else the release stored in the layout
   std::function<void(const std::string&)> say;
   // Byte progress while blobs are checked, labelled with the layer's file path; may be empty.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <regex>
 
+#include "core/text.hpp"
 #include "pkg/tar.hpp"
 #include "runtime/npy.hpp"
 #include "trust/canonical_json.hpp"
@@ -29,13 +30,13 @@ Status BindToSignature(SampleSet& set, const runtime::ModelSignature& sig) {
       auto spec = std::find_if(specs.begin(), specs.end(),
                                [&](const runtime::TensorSpec& s) { return s.name == t.name; });
       if (spec == specs.end()) {
-        std::string names;
+        std::vector<std::string> names;
         for (const auto& s : specs) {
-          names += (names.empty() ? "" : ", ") + s.name;
+          names.push_back(s.name);
         }
-        return Fail(ErrorCode::kInvalidArgument, "sample " + set.name + " names " + side + " \"" +
-                                                     t.name + "\", which the model does not have (it has " +
-                                                     names + ")");
+        return Fail(ErrorCode::kInvalidArgument,
+                    "sample " + set.name + " names " + side + " \"" + t.name +
+                        "\", which the model does not have (it has " + Join(names) + ")");
       }
       auto ok = CheckAgainstSpec(t, *spec);
       if (!ok && std::string(side) == "input") {
@@ -70,8 +71,8 @@ Result<std::vector<SampleOutcome>> RunSamples(runtime::InferenceBackend& model,
       auto actual = std::find_if(result->begin(), result->end(),
                                  [&](const Tensor& t) { return t.name == expected.name; });
       if (actual == result->end()) {
-        return Fail(ErrorCode::kMismatch, "sample " + set.name + ": the model gave no output \"" +
-                                              expected.name + "\"");
+        return Fail(ErrorCode::kMismatch,
+                    "sample " + set.name + ": the model gave no output \"" + expected.name + "\"");
       }
       auto cmp = CompareTensors(expected, *actual, samples.tolerance);
       if (!cmp) {

@@ -208,7 +208,8 @@ Result<std::map<std::string, TarEntryRange>> IndexTar(int fd, std::uint64_t size
             continue;
           }
           if (n < 0) {
-            return Fail(ErrorCode::kIo, std::string("cannot read archive: ") + std::strerror(errno));
+            return Fail(ErrorCode::kIo,
+                        std::string("cannot read archive: ") + std::strerror(errno));
           }
           if (n == 0) {
             return false;

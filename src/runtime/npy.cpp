@@ -185,18 +185,42 @@ Result<std::string> SerializeNpy(const Tensor& t) {
   std::string descr;
   std::size_t width = 0;
   switch (t.dtype) {
-    case DataType::kBool: descr = "|b1"; break;
-    case DataType::kUint8: descr = "|u1"; break;
-    case DataType::kUint16: descr = "<u2"; break;
-    case DataType::kUint32: descr = "<u4"; break;
-    case DataType::kUint64: descr = "<u8"; break;
-    case DataType::kInt8: descr = "|i1"; break;
-    case DataType::kInt16: descr = "<i2"; break;
-    case DataType::kInt32: descr = "<i4"; break;
-    case DataType::kInt64: descr = "<i8"; break;
-    case DataType::kFp16: descr = "<f2"; break;
-    case DataType::kFp32: descr = "<f4"; break;
-    case DataType::kFp64: descr = "<f8"; break;
+    case DataType::kBool:
+      descr = "|b1";
+      break;
+    case DataType::kUint8:
+      descr = "|u1";
+      break;
+    case DataType::kUint16:
+      descr = "<u2";
+      break;
+    case DataType::kUint32:
+      descr = "<u4";
+      break;
+    case DataType::kUint64:
+      descr = "<u8";
+      break;
+    case DataType::kInt8:
+      descr = "|i1";
+      break;
+    case DataType::kInt16:
+      descr = "<i2";
+      break;
+    case DataType::kInt32:
+      descr = "<i4";
+      break;
+    case DataType::kInt64:
+      descr = "<i8";
+      break;
+    case DataType::kFp16:
+      descr = "<f2";
+      break;
+    case DataType::kFp32:
+      descr = "<f4";
+      break;
+    case DataType::kFp64:
+      descr = "<f8";
+      break;
     case DataType::kBf16:
       return Fail(ErrorCode::kUnsupported, "NumPy has no BF16 type; tensor " + t.name);
     case DataType::kBytes:
@@ -209,7 +233,9 @@ Result<std::string> SerializeNpy(const Tensor& t) {
   }
   std::string shape = "(";
   for (std::size_t i = 0; i < t.shape.size(); ++i) {
-    shape += std::to_string(t.shape[i]) + (t.shape.size() == 1 ? "," : i + 1 < t.shape.size() ? ", " : "");
+    shape += std::to_string(t.shape[i]) + (t.shape.size() == 1      ? ","
+                                           : i + 1 < t.shape.size() ? ", "
+                                                                    : "");
   }
   shape += ")";
   std::string header =

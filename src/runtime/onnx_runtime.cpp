@@ -52,7 +52,8 @@ class OrtBackend final : public InferenceBackend {
       for (const Tensor* t : ordered) {
         auto type = static_cast<ONNXTensorElementDataType>(ToOnnxType(t->dtype));
         if (t->dtype == DataType::kBytes) {
-          Ort::Value v = Ort::Value::CreateTensor(allocator, t->shape.data(), t->shape.size(), type);
+          Ort::Value v =
+              Ort::Value::CreateTensor(allocator, t->shape.data(), t->shape.size(), type);
           // Element by element with explicit lengths: strings may hold NUL bytes.
           for (std::size_t i = 0; i < t->strings.size(); ++i) {
             char* dst = v.GetResizedStringTensorElementBuffer(i, t->strings[i].size());

@@ -15,9 +15,9 @@
 namespace airlock::runtime {
 
 struct SessionConfig {
-  int intra_op_threads = 1;    // 0 lets ONNX Runtime choose (one per core)
-  bool allow_spinning = false; // spinning trades idle CPU for latency
-  bool cpu_arena = false;      // the arena grows without bound on varying shapes: off by default
+  int intra_op_threads = 1;     // 0 lets ONNX Runtime choose (one per core)
+  bool allow_spinning = false;  // spinning trades idle CPU for latency
+  bool cpu_arena = false;       // the arena grows without bound on varying shapes: off by default
 };
 
 class OnnxRuntime {

@@ -140,10 +140,9 @@ Status Tensor::CheckConsistent() const {
   }
   if (dtype == DataType::kBytes) {
     if (static_cast<std::int64_t>(strings.size()) != n) {
-      return Fail(ErrorCode::kInvalidArgument, "tensor " + name + " of shape " +
-                                                   ShapeToString(shape) + " needs " +
-                                                   std::to_string(n) + " strings, has " +
-                                                   std::to_string(strings.size()));
+      return Fail(ErrorCode::kInvalidArgument,
+                  "tensor " + name + " of shape " + ShapeToString(shape) + " needs " +
+                      std::to_string(n) + " strings, has " + std::to_string(strings.size()));
     }
     return {};
   }
@@ -206,9 +205,8 @@ nlohmann::json ModelSignature::ToJson() const {
   auto list = [](const std::vector<TensorSpec>& specs) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& s : specs) {
-      nlohmann::json j = {{"name", s.name},
-                          {"datatype", std::string(DataTypeName(s.dtype))},
-                          {"shape", s.shape}};
+      nlohmann::json j = {
+          {"name", s.name}, {"datatype", std::string(DataTypeName(s.dtype))}, {"shape", s.shape}};
       bool named = false;
       for (const auto& n : s.dim_names) {
         named = named || !n.empty();
@@ -227,7 +225,8 @@ Result<ModelSignature> ModelSignature::FromJson(const nlohmann::json& j) {
   ModelSignature sig;
   for (const char* side : {"inputs", "outputs"}) {
     if (!j.contains(side) || !j[side].is_array()) {
-      return Fail(ErrorCode::kInvalidArgument, std::string("signature needs a list \"") + side + "\"");
+      return Fail(ErrorCode::kInvalidArgument,
+                  std::string("signature needs a list \"") + side + "\"");
     }
     for (const auto& t : j[side]) {
       if (!t.is_object() || !t.contains("name") || !t["name"].is_string() ||
@@ -249,7 +248,8 @@ Result<ModelSignature> ModelSignature::FromJson(const nlohmann::json& j) {
       if (t.contains("dim_names") && t["dim_names"].is_array() &&
           t["dim_names"].size() == spec.shape.size()) {
         for (std::size_t i = 0; i < spec.shape.size(); ++i) {
-          spec.dim_names[i] = t["dim_names"][i].is_string() ? t["dim_names"][i].get<std::string>() : "";
+          spec.dim_names[i] =
+              t["dim_names"][i].is_string() ? t["dim_names"][i].get<std::string>() : "";
         }
       }
       (std::string(side) == "inputs" ? sig.inputs : sig.outputs).push_back(std::move(spec));
@@ -260,9 +260,9 @@ Result<ModelSignature> ModelSignature::FromJson(const nlohmann::json& j) {
 
 Status CheckAgainstSpec(const Tensor& t, const TensorSpec& spec) {
   if (t.dtype != spec.dtype) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "tensor " + spec.name + " must be " + std::string(DataTypeName(spec.dtype)) +
-                    ", got " + std::string(DataTypeName(t.dtype)));
+    return Fail(ErrorCode::kInvalidArgument, "tensor " + spec.name + " must be " +
+                                                 std::string(DataTypeName(spec.dtype)) + ", got " +
+                                                 std::string(DataTypeName(t.dtype)));
   }
   bool ok = t.shape.size() == spec.shape.size();
   for (std::size_t i = 0; ok && i < spec.shape.size(); ++i) {
@@ -282,8 +282,8 @@ Status CompareTensors(const Tensor& expected, const Tensor& actual, const Tolera
   AIRLOCK_RETURN_IF_ERROR(WithContext(actual.CheckConsistent(), "output " + name));
   if (expected.dtype != actual.dtype) {
     return Fail(ErrorCode::kMismatch, "output " + name + " is " +
-                                          std::string(DataTypeName(actual.dtype)) +
-                                          ", expected " + std::string(DataTypeName(expected.dtype)));
+                                          std::string(DataTypeName(actual.dtype)) + ", expected " +
+                                          std::string(DataTypeName(expected.dtype)));
   }
   if (expected.shape != actual.shape) {
     return Fail(ErrorCode::kMismatch, "output " + name + " has shape " +

@@ -6,12 +6,11 @@
 // in `data`; BYTES elements (ONNX strings) in `strings`. Plain values; thread-compatible.
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 

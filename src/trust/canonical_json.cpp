@@ -8,8 +8,8 @@ namespace {
 
 Status CheckNoFloats(const nlohmann::json& v, const std::string& where) {
   if (v.is_number_float()) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "floating-point number at " + where + " cannot be signed (use an integer or string)");
+    return Fail(ErrorCode::kInvalidArgument, "floating-point number at " + where +
+                                                 " cannot be signed (use an integer or string)");
   }
   if (v.is_object()) {
     for (const auto& [k, item] : v.items()) {

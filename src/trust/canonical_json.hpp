@@ -7,10 +7,9 @@
 // Airlock signs needs them. Parsing is strict (no duplicate keys in what we sign, no comments).
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 

@@ -47,8 +47,10 @@ Status CheckType(const json& body, std::string_view want) {
   auto spec = body.find("spec_version");
   if (spec == body.end() || !spec->is_number_integer() || *spec != kSpecVersion) {
     return Fail(ErrorCode::kUnsupported,
-                std::string(want) + " document has an unsupported spec_version (this Airlock "
-                "understands " + std::to_string(kSpecVersion) + ")");
+                std::string(want) +
+                    " document has an unsupported spec_version (this Airlock "
+                    "understands " +
+                    std::to_string(kSpecVersion) + ")");
   }
   return {};
 }
@@ -118,12 +120,9 @@ json Root::ToJson() const {
   for (const auto& [name, spec] : roles) {
     roles_json[name] = {{"keyids", spec.keyids}, {"threshold", spec.threshold}};
   }
-  return {{"_type", "root"},
-          {"spec_version", kSpecVersion},
-          {"version", version},
-          {"expires", FormatRfc3339(expires)},
-          {"keys", keys_json},
-          {"roles", roles_json}};
+  return {{"_type", "root"},    {"spec_version", kSpecVersion},
+          {"version", version}, {"expires", FormatRfc3339(expires)},
+          {"keys", keys_json},  {"roles", roles_json}};
 }
 
 Result<Root> Root::FromJson(const json& body) {
@@ -138,7 +137,8 @@ Result<Root> Root::FromJson(const json& body) {
   for (const auto& [id, k] : body["keys"].items()) {
     if (!k.is_object() || k.value("keytype", "") != "ed25519" || !k.contains("public") ||
         !k["public"].is_string()) {
-      return Fail(Malformed("root key " + id + " must be {\"keytype\": \"ed25519\", \"public\": hex}"));
+      return Fail(
+          Malformed("root key " + id + " must be {\"keytype\": \"ed25519\", \"public\": hex}"));
     }
     auto raw = HexDecode(k["public"].get<std::string>());
     if (!raw) {
@@ -189,8 +189,8 @@ Result<Root> Root::FromJson(const json& body) {
 Status CheckThreshold(const SignedDocument& doc, const Root& root, std::string_view role) {
   auto it = root.roles.find(role);
   if (it == root.roles.end()) {
-    return Fail(ErrorCode::kVerification,
-                "the root defines no \"" + std::string(role) + "\" role to check signatures against");
+    return Fail(ErrorCode::kVerification, "the root defines no \"" + std::string(role) +
+                                              "\" role to check signatures against");
   }
   const RoleSpec& spec = it->second;
   AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, doc.SignedBytes());

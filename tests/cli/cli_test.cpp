@@ -23,9 +23,9 @@ class CliTest : public ::testing::Test {
     for (const char* k : {"root", "alice", "bob"}) {
       ASSERT_EQ(Airlock({"keygen", std::string("keys/") + k}).exit_code, 0);
     }
-    auto root = Airlock({"root", "init", "--root-key", "keys/root.key", "--publisher",
-                         "keys/alice.pub", "--publisher", "keys/bob.pub", "--threshold",
-                         std::to_string(threshold)});
+    auto root =
+        Airlock({"root", "init", "--root-key", "keys/root.key", "--publisher", "keys/alice.pub",
+                 "--publisher", "keys/bob.pub", "--threshold", std::to_string(threshold)});
     ASSERT_EQ(root.exit_code, 0) << root.err;
     WriteAffineProject(tmp_ / "src");
     auto pack = Airlock({"pack", "-f", "src/airlock.yaml", "-o", "affine.tar"});
@@ -70,11 +70,12 @@ TEST_F(CliTest, KeygenWritesAPrivateKeyOnlyTheOwnerCanRead) {
 
 TEST_F(CliTest, PackSignVerifyInspectRun) {
   MakeSignedWorld();
-  auto sign = Airlock({"sign", "affine.tar", "-k", "keys/alice.key", "--counter", "3",
-                       "-o", "release.json"});
+  auto sign = Airlock(
+      {"sign", "affine.tar", "-k", "keys/alice.key", "--counter", "3", "-o", "release.json"});
   ASSERT_EQ(sign.exit_code, 0) << sign.err;
   EXPECT_TRUE(fs::exists(tmp_ / "release.json"));
-  auto verify = Airlock({"verify", "affine.tar", "--root", "root.json", "--platform", "linux/arm64"});
+  auto verify =
+      Airlock({"verify", "affine.tar", "--root", "root.json", "--platform", "linux/arm64"});
   EXPECT_EQ(verify.exit_code, 0) << verify.err;
   EXPECT_NE(verify.out.find("verified affine 1.0.0 (release counter 3"), std::string::npos);
 
@@ -115,9 +116,11 @@ TEST_F(CliTest, VerificationFailuresExitWithThree) {
   ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/bob.key"}).exit_code, 0);
   EXPECT_EQ(Airlock({"verify", "affine.tar", "--root", "root.json"}).exit_code, 0);
 
-  auto rollback = Airlock({"verify", "affine.tar", "--root", "root.json", "--trusted-counter", "2"});
+  auto rollback =
+      Airlock({"verify", "affine.tar", "--root", "root.json", "--trusted-counter", "2"});
   EXPECT_EQ(rollback.exit_code, kVerification);
-  auto expired = Airlock({"--now", "2099-01-01T00:00:00Z", "verify", "affine.tar", "--root", "root.json"});
+  auto expired =
+      Airlock({"--now", "2099-01-01T00:00:00Z", "verify", "affine.tar", "--root", "root.json"});
   EXPECT_EQ(expired.exit_code, kVerification);
   EXPECT_NE(expired.err.find("expired"), std::string::npos);
 
@@ -138,7 +141,8 @@ TEST_F(CliTest, WrongKeyMessages) {
   EXPECT_NE(missing.err.find("keys/nobody.key"), std::string::npos);
   // A stranger's signature is not a publisher's.
   ASSERT_EQ(Airlock({"keygen", "keys/mallory"}).exit_code, 0);
-  ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/mallory.key", "--counter", "1"}).exit_code, 0);
+  ASSERT_EQ(Airlock({"sign", "affine.tar", "-k", "keys/mallory.key", "--counter", "1"}).exit_code,
+            0);
   auto r = Airlock({"verify", "affine.tar", "--root", "root.json"});
   EXPECT_EQ(r.exit_code, kVerification);
   EXPECT_NE(r.err.find("is not a publisher key"), std::string::npos);

@@ -163,14 +163,18 @@ INSTANTIATE_TEST_SUITE_P(
                    airlock::testing::WriteNpy(d / "samples/1/x.npy",
                                               airlock::testing::Fp32("x", {1, 3}, {1, 2, 3}));
                  },
-                 ErrorCode::kInvalidArgument, "sample 1: tensor x must have shape [?,4], got [1,3]"},
+                 ErrorCode::kInvalidArgument,
+                 "sample 1: tensor x must have shape [?,4], got [1,3]"},
         BadInput{"WrongSampleName",
-                 [](const fs::path& d) { Replace(d / "airlock.yaml", "inputs: {x: samples/0", "inputs: {z: samples/0"); },
+                 [](const fs::path& d) {
+                   Replace(d / "airlock.yaml", "inputs: {x: samples/0", "inputs: {z: samples/0");
+                 },
                  ErrorCode::kInvalidArgument, "names input \"z\", which the model does not have"},
         BadInput{"OutputsDoNotMatch",
                  [](const fs::path& d) {
-                   airlock::testing::WriteNpy(d / "samples/1/y.npy",
-                                              airlock::testing::Fp32("y", {2, 4}, {-1, 2, 21, 1, 3, 3, 3, 3.5f}));
+                   airlock::testing::WriteNpy(
+                       d / "samples/1/y.npy",
+                       airlock::testing::Fp32("y", {2, 4}, {-1, 2, 21, 1, 3, 3, 3, 3.5f}));
                  },
                  ErrorCode::kMismatch, "sample 1: output y: 1 of 8 elements differ"},
         BadInput{"TruncatedNpy",
@@ -179,17 +183,28 @@ INSTANTIATE_TEST_SUITE_P(
                    airlock::testing::WriteAll(d / "samples/0/x.npy", s.substr(0, s.size() - 3));
                  },
                  ErrorCode::kCorrupt, "samples/0/x.npy"},
-        BadInput{"BadName", [](const fs::path& d) { Replace(d / "airlock.yaml", "name: affine", "name: Affine Model"); },
+        BadInput{"BadName",
+                 [](const fs::path& d) {
+                   Replace(d / "airlock.yaml", "name: affine", "name: Affine Model");
+                 },
                  ErrorCode::kInvalidArgument, "model name \"Affine Model\""},
-        BadInput{"BadPlatform", [](const fs::path& d) { Replace(d / "airlock.yaml", "linux/arm64", "arm64"); },
+        BadInput{"BadPlatform",
+                 [](const fs::path& d) { Replace(d / "airlock.yaml", "linux/arm64", "arm64"); },
                  ErrorCode::kInvalidArgument, "bad platform \"arm64\""},
         BadInput{"BadBaseline",
-                 [](const fs::path& d) { Replace(d / "baseline.json", "\"counts\": [4, 6]", "\"counts\": [4]"); },
+                 [](const fs::path& d) {
+                   Replace(d / "baseline.json", "\"counts\": [4, 6]", "\"counts\": [4]");
+                 },
                  ErrorCode::kInvalidArgument, "baseline: feature x: a histogram needs n+1 edges"},
         BadInput{"BaselineNamesUnknownTensor",
-                 [](const fs::path& d) { Replace(d / "baseline.json", "\"tensor\": \"x\"", "\"tensor\": \"w\""); },
+                 [](const fs::path& d) {
+                   Replace(d / "baseline.json", "\"tensor\": \"x\"", "\"tensor\": \"w\"");
+                 },
                  ErrorCode::kInvalidArgument, "which is not a model input"},
-        BadInput{"YamlSyntax", [](const fs::path& d) { airlock::testing::WriteAll(d / "airlock.yaml", "name: [unclosed\n"); },
+        BadInput{"YamlSyntax",
+                 [](const fs::path& d) {
+                   airlock::testing::WriteAll(d / "airlock.yaml", "name: [unclosed\n");
+                 },
                  ErrorCode::kInvalidArgument, "airlock.yaml:"}),
     [](const ::testing::TestParamInfo<BadInput>& p) { return std::string(p.param.name); });
 

@@ -93,7 +93,8 @@ TEST_P(ReleaseTest, ThresholdReachedByCoSigning) {
   auto under = Verify();
   ASSERT_FALSE(under);
   EXPECT_EQ(under.error().code(), ErrorCode::kVerification);
-  EXPECT_NE(under.error().ToString().find("1 valid publisher signature(s), needs 2"), std::string::npos)
+  EXPECT_NE(under.error().ToString().find("1 valid publisher signature(s), needs 2"),
+            std::string::npos)
       << under.error().ToString();
 
   auto co = Sign({publishers_[1]}, std::nullopt);
@@ -256,7 +257,8 @@ TEST_P(TamperTest, UnknownMediaTypeIsRefused) {
   auto r = LoadPackage(*reopened);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
-  EXPECT_NE(r.error().ToString().find("unknown media type application/x-mystery"), std::string::npos);
+  EXPECT_NE(r.error().ToString().find("unknown media type application/x-mystery"),
+            std::string::npos);
 }
 
 TEST_P(TamperTest, SymlinkedBlobIsRefused) {

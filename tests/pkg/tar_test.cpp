@@ -89,8 +89,7 @@ TEST_P(TarRefuses, WithAClearMessage) {
   auto r = IndexTar(GetParam().archive);
   ASSERT_FALSE(r) << GetParam().what;
   EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
-  EXPECT_NE(r.error().message().find(GetParam().message), std::string::npos)
-      << r.error().message();
+  EXPECT_NE(r.error().message().find(GetParam().message), std::string::npos) << r.error().message();
 }
 
 std::string Truncated() {
@@ -103,7 +102,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         Hostile{"dotdot", Entry("blobs/../../etc/passwd", "x") + End(), "\"..\""},
         Hostile{"absolute", Entry("/etc/passwd", "x") + End(), "absolute"},
-        Hostile{"symlink", Header("blobs/sha256/x", 0, '2', "/etc/shadow") + End(), "symbolic link"},
+        Hostile{"symlink", Header("blobs/sha256/x", 0, '2', "/etc/shadow") + End(),
+                "symbolic link"},
         Hostile{"hardlink", Header("blobs/sha256/x", 0, '1', "index.json") + End(), "hard link"},
         Hostile{"device", Header("dev", 0, '3') + End(), "type '3'"},
         Hostile{"fifo", Header("fifo", 0, '6') + End(), "type '6'"},
@@ -111,8 +111,8 @@ INSTANTIATE_TEST_SUITE_P(
         Hostile{"no end marker", Entry("file", "abc"), "truncated"},
         Hostile{"half header", Entry("file", "abc").substr(0, 300), "truncated"},
         Hostile{"duplicate", Entry("a", "1") + Entry("a", "2") + End(), "twice"},
-        Hostile{"pax link", Entry("PaxHeader", "19 linkpath=/etc/x\n", 'x') + Entry("a", "1") + End(),
-                "link"}),
+        Hostile{"pax link",
+                Entry("PaxHeader", "19 linkpath=/etc/x\n", 'x') + Entry("a", "1") + End(), "link"}),
     [](const ::testing::TestParamInfo<Hostile>& p) {
       std::string n = p.param.what;
       for (auto& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

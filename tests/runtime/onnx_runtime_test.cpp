@@ -215,7 +215,11 @@ TEST_F(OnnxRuntimeTest, StringModelRoundTripsBytes) {
   Tensor in;
   in.name = "text";
   in.dtype = DataType::kBytes;
-  in.strings = {"hello", "", "w\xc3\xb6rld \xf0\x9f\x8f\xad", std::string(10000, 'x'), "end",
+  in.strings = {"hello",
+                "",
+                "w\xc3\xb6rld \xf0\x9f\x8f\xad",
+                std::string(10000, 'x'),
+                "end",
                 std::string("in\0side", 7)};
   in.shape = {static_cast<std::int64_t>(in.strings.size())};
   auto out = backend->Run({in});

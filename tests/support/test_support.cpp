@@ -69,7 +69,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const fs::path& c
   char buf[65536];
   while (open_fds > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now()).count();
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) {
       ::kill(pid, SIGKILL);
       killed = true;
