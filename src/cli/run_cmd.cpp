@@ -16,29 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A temporary directory, removed with everything in it on destruction.
-class TempDir {
- public:
-  static Result<TempDir> Create() {
-    std::string tmpl = (fs::temp_directory_path() / "airlock-run-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      return Fail(ErrnoError("cannot create a temporary directory", tmpl));
-    }
-    return TempDir(tmpl);
-  }
-  TempDir(TempDir&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
-  TempDir(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  explicit TempDir(fs::path p) : path_(std::move(p)) {}
-  fs::path path_;
-};
-
 nlohmann::json TensorJson(const runtime::Tensor& t) {
   nlohmann::json data = nlohmann::json::array();
   for (std::int64_t i = 0; i < t.ElementCount(); ++i) {
@@ -85,7 +62,9 @@ void AddRun(CLI::App& app, Context& ctx, Action& action) {
         AIRLOCK_ASSIGN_OR_RETURN(auto reader, pkg::LayoutReader::Open(a->package));
         AIRLOCK_ASSIGN_OR_RETURN(pkg::Package p, pkg::LoadPackage(*reader, a->ref));
         AIRLOCK_ASSIGN_OR_RETURN(const pkg::Variant* variant, p.Select(a->platform));
-        AIRLOCK_ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create());
+        AIRLOCK_ASSIGN_OR_RETURN(
+            TempDirectory tmp,
+            TempDirectory::Create(fs::temp_directory_path() / "airlock-run-XXXXXX"));
         AIRLOCK_ASSIGN_OR_RETURN(fs::path model,
                                  pkg::MaterializeModel(*reader, *variant, tmp.path()));
         AIRLOCK_ASSIGN_OR_RETURN(runtime::OnnxRuntime * ort, ctx.Ort());

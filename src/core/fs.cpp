@@ -35,6 +35,21 @@ UniqueFd::~UniqueFd() {
   }
 }
 
+Result<TempDirectory> TempDirectory::Create(const fs::path& pattern) {
+  std::string path = pattern.string();
+  if (::mkdtemp(path.data()) == nullptr) {
+    return Fail(ErrnoError("cannot create a temporary directory", pattern));
+  }
+  return TempDirectory(path);
+}
+
+TempDirectory::~TempDirectory() {
+  std::error_code ec;
+  if (!path_.empty()) {
+    fs::remove_all(path_, ec);
+  }
+}
+
 Result<UniqueFd> OpenForRead(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

@@ -76,6 +76,24 @@ class UniqueFd {
   int fd_;
 };
 
+// A directory made by mkdtemp(3) from pattern (a path ending in "XXXXXX"), removed with
+// everything in it when the object dies. Not thread-safe.
+class TempDirectory {
+ public:
+  [[nodiscard]] static Result<TempDirectory> Create(const std::filesystem::path& pattern);
+  TempDirectory(TempDirectory&& other) noexcept : path_(std::move(other.path_)) {
+    other.path_.clear();
+  }
+  TempDirectory(const TempDirectory&) = delete;
+  TempDirectory& operator=(const TempDirectory&) = delete;
+  ~TempDirectory();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  explicit TempDirectory(std::filesystem::path path) : path_(std::move(path)) {}
+  std::filesystem::path path_;
+};
+
 // Opens a file read-only.
 [[nodiscard]] Result<UniqueFd> OpenForRead(const std::filesystem::path& path);
 

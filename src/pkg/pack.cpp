@@ -176,32 +176,6 @@ Status ValidatePipeline(const json& p) {
   return {};
 }
 
-// A directory beside the output (so on its filesystem), removed with its contents on destruction.
-// Model files are copied into it and hashed as they are copied; pack then validates and ships
-// those copies, so a source file that changes meanwhile cannot make the package lie.
-class Staging {
- public:
-  static Result<Staging> Create(const fs::path& output) {
-    fs::path parent = output.parent_path().empty() ? fs::path(".") : output.parent_path();
-    std::string tmpl = (parent / ("." + output.filename().string() + ".staging-XXXXXX")).string();
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      return Fail(ErrnoError("cannot create a staging directory", tmpl));
-    }
-    return Staging(tmpl);
-  }
-  Staging(Staging&& o) noexcept : dir_(std::move(o.dir_)) { o.dir_.clear(); }
-  Staging(const Staging&) = delete;
-  ~Staging() {
-    std::error_code ec;
-    if (!dir_.empty()) fs::remove_all(dir_, ec);
-  }
-  const fs::path& dir() const { return dir_; }
-
- private:
-  explicit Staging(fs::path dir) : dir_(std::move(dir)) {}
-  fs::path dir_;
-};
-
 // Errors about a staged copy should name the file the user gave.
 template <typename T>
 Result<T> ShowAs(Result<T> r, const fs::path& staged, const fs::path& source) {
@@ -462,7 +436,15 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
 
   // 1. Copy each platform's model files into the staging directory, hashing them on the way.
   //    Platforms with the same files share one copy.
-  AIRLOCK_ASSIGN_OR_RETURN(Staging staging, Staging::Create(options.output));
+  // Model files are copied into a directory beside the output (so on its filesystem) and hashed
+  // as they are copied; pack then validates and ships those copies, so a source file that
+  // changes meanwhile cannot make the package lie.
+  fs::path out_dir =
+      options.output.parent_path().empty() ? fs::path(".") : options.output.parent_path();
+  AIRLOCK_ASSIGN_OR_RETURN(
+      TempDirectory staging,
+      TempDirectory::Create(out_dir /
+                            ("." + options.output.filename().string() + ".staging-XXXXXX")));
   std::map<std::string, StagedFiles> staged;  // by the platform's list of files
   auto files_key = [](const PlatformSpec& ps) {
     std::string key;
@@ -475,7 +457,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
       continue;
     }
     StagedFiles group;
-    fs::path dir = staging.dir() / std::to_string(staged.size());
+    fs::path dir = staging.path() / std::to_string(staged.size());
     for (const auto& f : ps.files) {
       fs::path target = dir / f.filepath;
       AIRLOCK_RETURN_IF_ERROR(MakeDirectories(target.parent_path()));

@@ -5,25 +5,11 @@
 #include <string>
 
 #include "pkg/pack.hpp"
-#include "runtime/npy.hpp"
 #include "support/onnx_models.hpp"
+#include "support/tensors.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::testing {
-
-inline runtime::Tensor Fp32(std::string name, std::vector<std::int64_t> shape,
-                            const std::vector<float>& values) {
-  runtime::Tensor t;
-  t.name = std::move(name);
-  t.dtype = runtime::DataType::kFp32;
-  t.shape = std::move(shape);
-  t.data.assign(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-  return t;
-}
-
-inline void WriteNpy(const std::filesystem::path& p, const runtime::Tensor& t) {
-  WriteAll(p, runtime::SerializeNpy(t).value());
-}
 
 // Writes model.onnx, samples/{0,1}/{x,y}.npy and airlock.yaml into dir; returns the yaml path.
 inline std::filesystem::path WriteAffineProject(const std::filesystem::path& dir) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/tensor.hpp"
+#include "support/tensors.hpp"
 
 namespace airlock::runtime {
 namespace {
@@ -14,15 +15,7 @@ namespace {
 template <typename T>
 Tensor Make(DataType dtype, std::vector<std::int64_t> shape, const std::vector<T>& values,
             std::string name = "probs") {
-  Tensor t;
-  t.name = std::move(name);
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.data.resize(values.size() * sizeof(T));
-  if (!values.empty()) {  // memcpy from a null pointer is undefined, even for 0 bytes
-    std::memcpy(t.data.data(), values.data(), t.data.size());
-  }
-  return t;
+  return testing::MakeTensor<T>(std::move(name), dtype, std::move(shape), values);
 }
 
 Tensor Fp32(const std::vector<float>& v) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "support/tensors.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::runtime {
@@ -17,15 +18,7 @@ using testing::WriteAll;
 
 template <typename T>
 Tensor Make(DataType dtype, std::vector<std::int64_t> shape, const std::vector<T>& values) {
-  Tensor t;
-  t.name = "x";
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.data.resize(values.size() * sizeof(T));
-  if (!values.empty()) {  // memcpy from a null pointer is undefined, even for 0 bytes
-    std::memcpy(t.data.data(), values.data(), t.data.size());
-  }
-  return t;
+  return testing::MakeTensor<T>("x", dtype, std::move(shape), values);
 }
 
 template <typename T>

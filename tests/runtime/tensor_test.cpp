@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "support/tensors.hpp"
+
 namespace airlock::runtime {
 namespace {
 
@@ -21,15 +23,7 @@ const std::vector<DataType> kAllTypes = {
 
 template <typename T>
 Tensor Make(DataType dtype, std::vector<std::int64_t> shape, const std::vector<T>& values) {
-  Tensor t;
-  t.name = "t";
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.data.resize(values.size() * sizeof(T));
-  if (!values.empty()) {  // memcpy from a null pointer is undefined, even for 0 bytes
-    std::memcpy(t.data.data(), values.data(), t.data.size());
-  }
-  return t;
+  return testing::MakeTensor<T>("t", dtype, std::move(shape), values);
 }
 
 TEST(DataTypeTest, NamesRoundTrip) {
