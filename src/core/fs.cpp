@@ -1,6 +1,7 @@
 #include "core/fs.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +33,42 @@ UniqueFd& UniqueFd::operator=(UniqueFd&& o) noexcept {
 UniqueFd::~UniqueFd() {
   if (fd_ >= 0) {
     ::close(fd_);
+  }
+}
+
+std::string TemporaryPrefix(const fs::path& target, std::string_view kind) {
+  std::string out = ".";
+  out += target.filename().string();
+  out += ".";
+  out += kind;
+  out += "-" + std::to_string(::getpid()) + "-";
+  return out;
+}
+
+void RemoveStaleTemporaries(const fs::path& target) {
+  fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::string prefix = "." + target.filename().string() + ".";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    std::string name = entry.path().filename().string();
+    if (!name.starts_with(prefix)) {
+      continue;
+    }
+    // ".NAME.KIND-PID-…": take the PID between the first two dashes after the prefix.
+    std::string rest = name.substr(prefix.size());
+    std::size_t dash = rest.find('-');
+    std::size_t dash2 = dash == std::string::npos ? dash : rest.find('-', dash + 1);
+    if (dash2 == std::string::npos) {
+      continue;
+    }
+    long pid = std::strtol(rest.substr(dash + 1, dash2 - dash - 1).c_str(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid()) {
+      continue;
+    }
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove_all(entry.path(), ignored);
+    }
   }
 }
 
@@ -135,11 +172,8 @@ Result<AtomicFile> AtomicFile::Create(const fs::path& path, mode_t mode) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   for (int attempt = 0; attempt < 16; ++attempt) {
     char suffix[32];
-    std::snprintf(suffix, sizeof(suffix), ".tmp-%016llx", static_cast<unsigned long long>(rng()));
-    std::string name = ".";
-    name += path.filename().string();
-    name += suffix;
-    fs::path temp = parent / name;
+    std::snprintf(suffix, sizeof(suffix), "%016llx", static_cast<unsigned long long>(rng()));
+    fs::path temp = parent / (TemporaryPrefix(path, "tmp") + suffix);
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd >= 0) {
       // The umask must not widen or narrow what the caller asked for (0600 for keys).

@@ -76,6 +76,12 @@ class UniqueFd {
   int fd_;
 };
 
+// Temporary files and directories beside a target are named ".NAME.KIND-PID-…" (KIND "tmp" for
+// AtomicFile, others for callers' staging), so that what a killed process left behind can be
+// recognised: RemoveStaleTemporaries deletes those of target whose process no longer exists.
+std::string TemporaryPrefix(const std::filesystem::path& target, std::string_view kind);
+void RemoveStaleTemporaries(const std::filesystem::path& target);
+
 // A directory made by mkdtemp(3) from pattern (a path ending in "XXXXXX"), removed with
 // everything in it when the object dies. Not thread-safe.
 class TempDirectory {

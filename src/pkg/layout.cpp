@@ -276,8 +276,16 @@ Status LayoutWriter::WriteDirectory(const fs::path& dir, bool replace) const {
                 dir.string() + " already exists (use --force to replace it)");
   }
   fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
-  fs::path staging = parent / ("." + dir.filename().string() + ".partial");
+  fs::path staging = parent / (TemporaryPrefix(dir, "partial") + "layout");
   fs::remove_all(staging, ec);
+  // Whatever fails below, no half-written layout stays behind.
+  struct RemoveOnExit {
+    fs::path path;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  } cleanup{staging};
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(staging / "blobs" / "sha256"));
   for (const auto& [rel, src] : entries_) {
     fs::path target = staging / rel;
@@ -287,7 +295,7 @@ Status LayoutWriter::WriteDirectory(const fs::path& dir, bool replace) const {
   AIRLOCK_RETURN_IF_ERROR(SyncDirectory(staging / "blobs" / "sha256"));
   if (fs::exists(dir, ec)) {
     // Swap: move the old one aside, the new one in, then delete the old.
-    fs::path old = parent / ("." + dir.filename().string() + ".old");
+    fs::path old = parent / (TemporaryPrefix(dir, "old") + "layout");
     fs::remove_all(old, ec);
     fs::rename(dir, old, ec);
     if (ec) {

@@ -436,6 +436,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
 
   // 1. Copy each platform's model files into the staging directory, hashing them on the way.
   //    Platforms with the same files share one copy.
+  RemoveStaleTemporaries(options.output);  // what an earlier, killed pack left behind
   // Model files are copied into a directory beside the output (so on its filesystem) and hashed
   // as they are copied; pack then validates and ships those copies, so a source file that
   // changes meanwhile cannot make the package lie.
@@ -443,8 +444,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
       options.output.parent_path().empty() ? fs::path(".") : options.output.parent_path();
   AIRLOCK_ASSIGN_OR_RETURN(
       TempDirectory staging,
-      TempDirectory::Create(out_dir /
-                            ("." + options.output.filename().string() + ".staging-XXXXXX")));
+      TempDirectory::Create(out_dir / (TemporaryPrefix(options.output, "staging") + "XXXXXX")));
   std::map<std::string, StagedFiles> staged;  // by the platform's list of files
   auto files_key = [](const PlatformSpec& ps) {
     std::string key;

@@ -93,6 +93,7 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
   writer.AddBlob(ref.manifest_descriptor, ref.manifest_bytes);
   writer.SetIndex(top);
   if (reader->is_archive()) {
+    RemoveStaleTemporaries(path);
     AIRLOCK_RETURN_IF_ERROR(writer.WriteTar(path, /*replace=*/true));
   } else {
     AIRLOCK_RETURN_IF_ERROR(writer.UpdateDirectory(path));

@@ -1,6 +1,8 @@
 #include "pkg/pack.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/digest.hpp"
 #include "pkg/fixture.hpp"
@@ -234,6 +236,28 @@ TEST_F(PackTest, ModelNewerThanTheCheckerIsLoadedAndTestedAnyway) {
     return s.find("older than the model (IR version 10)") != std::string::npos;
   });
   EXPECT_TRUE(noted);
+}
+
+TEST_F(PackTest, RemovesWhatAKilledPackLeftBehind) {
+  auto yaml = WriteAffineProject(tmp_.path() / "src");
+  // A process that has exited: its pid names leftovers nobody owns any more.
+  pid_t dead = ::fork();
+  if (dead == 0) {
+    ::_exit(0);
+  }
+  ::waitpid(dead, nullptr, 0);
+  std::string pid = std::to_string(dead);
+  airlock::testing::WriteAll(tmp_ / (".out.tar.tmp-" + pid + "-0123456789abcdef"), "half a tar");
+  fs::create_directories(tmp_ / (".out.tar.staging-" + pid + "-AbCdEf") / "0");
+  // Leftovers of a live process (this one's parent, say) are not touched.
+  std::string live = ".out.tar.tmp-" + std::to_string(::getppid()) + "-0000";
+  airlock::testing::WriteAll(tmp_ / live, "in use");
+  ASSERT_TRUE(PackTo(yaml, tmp_ / "out.tar"));
+  std::vector<std::string> hidden;
+  for (const auto& e : fs::directory_iterator(tmp_.path())) {
+    if (e.path().filename().string().starts_with(".")) hidden.push_back(e.path().filename());
+  }
+  EXPECT_EQ(hidden, std::vector<std::string>{live});
 }
 
 TEST_F(PackTest, SamplesFromOnnxTestLayout) {
