@@ -16,6 +16,7 @@ void AddSign(CLI::App& app, Context& ctx, Action& action) {
     std::vector<std::string> keys;
     std::optional<std::uint64_t> counter;
     std::string expires = "365d";
+    bool expires_given = false;
     std::string ref;
     std::string output;
   };
@@ -25,11 +26,13 @@ void AddSign(CLI::App& app, Context& ctx, Action& action) {
   cmd->add_option("--counter", a->counter,
                   "release counter: must grow with every release of the model. Without it, the "
                   "keys co-sign the release already in the package");
-  cmd->add_option("--expires", a->expires, "how long the release is valid (e.g. 365d)")
-      ->capture_default_str();
+  auto* expires =
+      cmd->add_option("--expires", a->expires, "how long a new release is valid (e.g. 365d)")
+          ->capture_default_str();
   cmd->add_option("--ref", a->ref, "which package in the layout (its version tag)");
   cmd->add_option("-o,--output", a->output, "also write the release document to this file");
-  cmd->callback([&ctx, &action, a] {
+  cmd->callback([&ctx, &action, a, expires] {
+    a->expires_given = expires->count() > 0;
     action = [&ctx, a]() -> int {
       auto run = [&]() -> Result<pkg::SignResult> {
         AIRLOCK_ASSIGN_OR_RETURN(auto keys, LoadPrivateKeys(a->keys));
@@ -40,6 +43,7 @@ void AddSign(CLI::App& app, Context& ctx, Action& action) {
         options.counter = a->counter;
         options.created = now;
         options.expires = now + validity;
+        options.expires_given = a->expires_given;
         AIRLOCK_ASSIGN_OR_RETURN(pkg::SignResult result,
                                  pkg::SignPackage(a->package, keys, options));
         if (!a->output.empty()) {

@@ -177,11 +177,14 @@ ReleaseReferrer MakeReleaseReferrer(const Descriptor& index, std::string documen
 Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,
                                                          const Descriptor& index) {
   AIRLOCK_ASSIGN_OR_RETURN(Index top, reader.ReadIndex());
+  std::set<Digest> seen;
   for (const auto& d : top.manifests) {
-    if (d.artifact_type != media::kRelease) {
+    // A release manifest is a few hundred bytes; anything else is not read (nor read twice).
+    if (d.artifact_type != media::kRelease || d.size > kMaxReleaseManifest ||
+        !seen.insert(d.digest).second) {
       continue;
     }
-    AIRLOCK_ASSIGN_OR_RETURN(std::string mbytes, reader.ReadBlob(d));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string mbytes, reader.ReadBlob(d, kMaxReleaseManifest));
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json mjson,
                              trust::ParseJson(mbytes, kMaxJsonBlob, "release manifest"));
     AIRLOCK_ASSIGN_OR_RETURN(Manifest m, Manifest::FromJson(mjson));
@@ -191,6 +194,12 @@ Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,
     AIRLOCK_ASSIGN_OR_RETURN(std::string doc,
                              reader.ReadBlob(m.layers[0], trust::kMaxDocumentSize));
     AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument signed_doc, trust::SignedDocument::Parse(doc));
+    // The document must itself name the index it is stored beside.
+    const auto& body = signed_doc.body();
+    if (!body.contains("index") || !body["index"].is_object() ||
+        !body["index"].contains("digest") || body["index"]["digest"] != index.digest.ToString()) {
+      continue;
+    }
     return std::optional<trust::SignedDocument>(std::move(signed_doc));
   }
   return std::optional<trust::SignedDocument>();

@@ -57,7 +57,11 @@ struct Package {
     const std::function<void(const Descriptor&)>& on_layer = {},
     const std::function<void(const Descriptor&, std::uint64_t done)>& progress = {});
 
-// The release document stored in the layout as a referrer of a package index, if any.
+inline constexpr std::uint64_t kMaxReleaseManifest = 64 * 1024;
+
+// The release document stored in the layout as a referrer of a package index, if any: a
+// referrer manifest with that subject whose document names that index too. Nothing here is
+// verified; callers verify the document.
 [[nodiscard]] Result<std::optional<trust::SignedDocument>> FindRelease(LayoutReader& reader,
                                                                        const Descriptor& index);
 

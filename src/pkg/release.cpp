@@ -32,6 +32,22 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
 
   SignResult result;
   if (existing && !options.counter) {
+    // Co-signing: sign only a release that describes this very package, in every field that
+    // identifies it, so that a signer who inspected the package signs what they saw.
+    AIRLOCK_ASSIGN_OR_RETURN(trust::Release stored, trust::Release::FromJson(existing->body()));
+    if (stored.index_digest != pkg.index_descriptor.digest ||
+        stored.index_size != pkg.index_descriptor.size || stored.model != pkg.name() ||
+        stored.version != pkg.version() || stored.platforms != pkg.PlatformNames()) {
+      return Fail(ErrorCode::kVerification,
+                  "the release stored in " + path.string() + " does not describe this package (" +
+                      stored.model + " " + stored.version + ", index " +
+                      stored.index_digest.ToString() + "); refusing to co-sign it");
+    }
+    if (options.expires_given) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "co-signing keeps the release's expiry (" + FormatRfc3339(stored.expires) +
+                      "); to change it, make a new release with --counter");
+    }
     result.document = std::move(*existing);
     result.added_to_existing = true;
   } else {
@@ -115,6 +131,8 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
       " is signed by its own keys and valid until " + FormatRfc3339(result.root.expires));
 
   AIRLOCK_ASSIGN_OR_RETURN(auto reader, LayoutReader::Open(path));
+  // The package the layout names (by --ref, or its only one): what inspect shows and run loads.
+  AIRLOCK_ASSIGN_OR_RETURN(Descriptor named, FindModelIndex(*reader, options.ref));
   trust::SignedDocument release_doc;
   if (options.release_file) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string text,
@@ -124,8 +142,7 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
   } else {
     // Nothing in the layout is trusted before the release is: only the index's digest is used,
     // to find the release that names it.
-    AIRLOCK_ASSIGN_OR_RETURN(Descriptor index, FindModelIndex(*reader, options.ref));
-    AIRLOCK_ASSIGN_OR_RETURN(auto found, FindRelease(*reader, index));
+    AIRLOCK_ASSIGN_OR_RETURN(auto found, FindRelease(*reader, named));
     if (!found) {
       return Fail(ErrorCode::kVerification,
                   path.string() + " holds no release document: sign it first (airlock sign)");
@@ -141,6 +158,14 @@ Result<VerifyResult> VerifyPackage(const fs::path& path, const trust::SignedDocu
       std::to_string(rel.release_counter) +
       ") carries enough publisher signatures and is valid until " + FormatRfc3339(rel.expires));
 
+  // Mix-and-match: the release must sign the package the layout names, not some other index
+  // that happens to be stored in it.
+  if (rel.index_digest != named.digest || rel.index_size != named.size) {
+    return Fail(ErrorCode::kVerification,
+                "the release signs index " + rel.index_digest.ToString() + ", but " +
+                    path.string() + " names index " + named.digest.ToString() +
+                    (options.ref.empty() ? std::string() : " for " + options.ref));
+  }
   // From here on the release is the authority: load the index it names, by digest and size.
   Descriptor index;
   index.media_type = rel.index_media_type;

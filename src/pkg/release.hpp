@@ -23,6 +23,7 @@ struct SignOptions {
   std::optional<std::uint64_t> counter;  // required for a new release
   TimePoint created;
   TimePoint expires;
+  bool expires_given = false;  // the user chose the expiry (refused when co-signing)
 };
 
 struct SignResult {

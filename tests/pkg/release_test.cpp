@@ -273,6 +273,83 @@ TEST_P(TamperTest, SymlinkedBlobIsRefused) {
   EXPECT_NE(r.error().ToString().find("not a regular file"), std::string::npos);
 }
 
+// Another package with the same name and version but different bytes (an attacker's), packed
+// beside the honest one.
+fs::path PackImpostor(const fs::path& dir) {
+  auto ort = runtime::OnnxRuntime::Create().value();
+  auto yaml = airlock::testing::WriteAffineProject(dir / "evil-src");
+  airlock::testing::WriteAll(dir / "evil-src/model.onnx", "not the reviewed model");
+  auto spec = LoadPackSpec(yaml).value();
+  PackOptions options;
+  options.output = dir / "evil";
+  options.validate = false;
+  EXPECT_TRUE(Pack(spec, options, ort.get()));
+  return options.output;
+}
+
+// Stores document in layout as a referrer of index (what a hostile layout could hold).
+void StoreReferrer(const fs::path& layout, const Descriptor& index, const std::string& document) {
+  ReleaseReferrer r = MakeReleaseReferrer(index, document);
+  WriteAll(layout / BlobPath(r.document_descriptor.digest), r.document_bytes);
+  WriteAll(layout / BlobPath(r.config_descriptor.digest), r.config_bytes);
+  WriteAll(layout / BlobPath(r.manifest_descriptor.digest), r.manifest_bytes);
+  auto top = nlohmann::json::parse(ReadAll(layout / "index.json"));
+  top["manifests"].push_back(r.manifest_descriptor.ToJson());
+  WriteAll(layout / "index.json", top.dump());
+}
+
+TEST_P(TamperTest, CoSigningRefusesAReleaseForAnotherPackage) {
+  fs::path evil = PackImpostor(tmp_.path());
+  // One compromised publisher signs the impostor, and plants that release beside the honest
+  // package for the second publisher to co-sign.
+  SignOptions o;
+  o.counter = 6;
+  o.created = kNow;
+  o.expires = kNow + hours(24);
+  auto evil_release = SignPackage(evil, {publishers_[0]}, o);
+  ASSERT_TRUE(evil_release);
+  auto honest = LoadPackage(*LayoutReader::Open(package_).value()).value();
+  StoreReferrer(package_, honest.index_descriptor, evil_release->document.Serialize().value());
+  std::string before = Snapshot();
+  auto co = Sign({publishers_[1]}, std::nullopt);
+  ASSERT_FALSE(co);
+  EXPECT_EQ(Snapshot(), before);
+  // And the honest package can still be released properly.
+  ASSERT_TRUE(Sign({publishers_[0], publishers_[1]}, 7));
+  EXPECT_TRUE(Verify());
+}
+
+TEST_P(TamperTest, AReleaseForAnotherIndexInTheLayoutIsRefused) {
+  ASSERT_TRUE(Sign({publishers_[0], publishers_[1]}, 1, kNow));
+  SignOptions o;
+  o.counter = 1;
+  o.created = kNow;
+  o.expires = kNow + hours(24);
+  auto release = SignPackage(package_, {publishers_[0], publishers_[1]}, o).value();
+  WriteAll(tmp_ / "release.json", release.document.Serialize().value());
+  // Point the layout's index.json at the impostor's index (copying its blobs in), keeping the
+  // signed release: verify must not vouch for what index.json now names.
+  fs::path evil = PackImpostor(tmp_.path());
+  for (const auto& e : fs::directory_iterator(evil / "blobs/sha256")) {
+    fs::copy_file(e.path(), package_ / "blobs/sha256" / e.path().filename(),
+                  fs::copy_options::skip_existing);
+  }
+  fs::copy_file(evil / "index.json", package_ / "index.json", fs::copy_options::overwrite_existing);
+  VerifyOptions vo;
+  vo.now = kNow + hours(1);
+  vo.release_file = tmp_ / "release.json";
+  auto r = VerifyPackage(package_, root_, vo);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kVerification);
+  EXPECT_NE(r.error().ToString().find("but " + package_.string() + " names index"),
+            std::string::npos)
+      << r.error().ToString();
+  // Without the file, the stored release does not name the index: there is no release for it.
+  auto stored = Verify();
+  ASSERT_FALSE(stored);
+  EXPECT_NE(stored.error().ToString().find("holds no release document"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Directory, TamperTest, ::testing::Values(false));
 
 TEST(LayoutTest, TruncatedTarIsRefusedWithItsName) {
