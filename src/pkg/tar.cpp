@@ -19,8 +19,16 @@ using ReadAt = std::function<Result<bool>(std::uint64_t offset, char* out, std::
 Result<std::uint64_t> ParseOctal(const char* field, std::size_t len, std::string_view what) {
   // Base-256 (GNU) for huge values: high bit of the first byte set.
   if (static_cast<unsigned char>(field[0]) & 0x80) {
+    // 0x80 marks a positive value, 0xff a negative one (refused); no size of ours needs more
+    // than 63 bits, so anything larger is refused rather than wrapped.
+    if (static_cast<unsigned char>(field[0]) != 0x80) {
+      return Fail(Corrupt("negative " + std::string(what) + " in a tar header"));
+    }
     std::uint64_t v = 0;
     for (std::size_t i = 1; i < len; ++i) {
+      if (v >> 55) {
+        return Fail(Corrupt(std::string(what) + " too large in a tar header"));
+      }
       v = v << 8 | static_cast<unsigned char>(field[i]);
     }
     return v;
@@ -65,6 +73,11 @@ Result<std::string> PaxPath(std::string_view records) {
     if (eq != std::string_view::npos && (rec.substr(0, eq) == "linkpath")) {
       return Fail(Corrupt("pax header names a link target"));
     }
+    if (eq != std::string_view::npos && (rec.substr(0, eq) == "size")) {
+      // Other readers would split the archive by this size and Airlock by the ustar one; refuse
+      // rather than disagree about where entries are.
+      return Fail(Corrupt("pax header sets a size, which packages may not do"));
+    }
     records.remove_prefix(len);
   }
   return path;
@@ -105,12 +118,13 @@ Result<std::map<std::string, TarEntryRange>> Index(const ReadAt& read, std::uint
       }
     }
     std::uint64_t data_at = pos + kBlock;
-    std::uint64_t next = data_at + (size + kBlock - 1) / kBlock * kBlock;
-    if (data_at + size > total) {
+    // Written without additions that could wrap: size is untrusted.
+    if (data_at > total || size > total - data_at) {
       return Fail(Corrupt("archive is truncated inside entry \"" + name + "\" (needs " +
                           std::to_string(size) + " bytes, " +
                           std::to_string(total > data_at ? total - data_at : 0) + " left)"));
     }
+    std::uint64_t next = data_at + (size + kBlock - 1) / kBlock * kBlock;  // > pos: no loops
     if (type == 'x' || type == 'L') {
       if (size > (1 << 20)) {
         return Fail(Corrupt("oversized extended header for \"" + name + "\""));

@@ -119,6 +119,40 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// A header whose size field is GNU base-256.
+std::string Base256Header(const std::string& name, char type, unsigned char first,
+                          std::uint64_t value) {
+  std::string h = Header(name, 0, type);
+  h[124] = static_cast<char>(first);
+  for (int i = 11; i >= 1; --i) {
+    h[124 + i] = static_cast<char>(value & 0xff);
+    value >>= 8;
+  }
+  std::memset(h.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (char c : h) sum += static_cast<unsigned char>(c);
+  std::snprintf(h.data() + 148, 8, "%06o", sum);
+  return h;
+}
+
+TEST(Tar, HostileSizesAreRefusedWithoutLoopingOrWrapping) {
+  // A size that would wrap the offset arithmetic back to this very header.
+  for (char type : {'5', 'g', '0'}) {
+    auto r = IndexTar(Base256Header("d", type, 0x80, UINT64_MAX - 511) + End());
+    ASSERT_FALSE(r) << type;
+    EXPECT_NE(r.error().message().find("too large"), std::string::npos) << r.error().message();
+  }
+  auto big = IndexTar(Base256Header("f", '0', 0x80, 1ULL << 40) + End());
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.error().message().find("truncated"), std::string::npos);
+  auto negative = IndexTar(Base256Header("f", '0', 0xff, 5) + End());
+  ASSERT_FALSE(negative);
+  EXPECT_NE(negative.error().message().find("negative"), std::string::npos);
+  auto pax = IndexTar(Entry("PaxHeader", "13 size=1024\n", 'x') + Entry("a", "1") + End());
+  ASSERT_FALSE(pax);
+  EXPECT_NE(pax.error().message().find("sets a size"), std::string::npos);
+}
+
 TEST(Tar, BadChecksumIsRefused) {
   std::string t = Entry("a", "1") + End();
   t[0] = 'b';  // the name changes, the checksum does not
