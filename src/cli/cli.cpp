@@ -114,7 +114,16 @@ int Main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   SetupLogging(log_level);
-  return action ? action() : kExitUsage;
+  if (!action) {
+    return kExitUsage;
+  }
+  try {
+    return action();
+  } catch (const std::exception& e) {
+    // Libraries convert their exceptions to errors; this is the net under a missed one.
+    std::fprintf(stderr, "airlock: internal error: %s (please report it)\n", e.what());
+    return kExitFailure;
+  }
 }
 
 }  // namespace airlock::cli

@@ -7,6 +7,7 @@
 #include "pkg/layout.hpp"
 #include "pkg/package.hpp"
 #include "pkg/samples.hpp"
+#include "runtime/tensor.hpp"
 #include "trust/canonical_json.hpp"
 
 namespace airlock::cli {
@@ -41,6 +42,14 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front()));
     AIRLOCK_ASSIGN_OR_RETURN(json pipeline, trust::ParseJson(bytes, pkg::kMaxJsonBlob, "pipeline"));
     out["pipeline"] = pipeline;
+    if (pipeline.contains("signature")) {
+      auto sig = runtime::ModelSignature::FromJson(pipeline["signature"]);
+      if (sig) {
+        out["signature"] = sig->ToJson();
+      } else {
+        out["signature_error"] = sig.error().message();
+      }
+    }
   }
   if (auto layers = first.Layers(pkg::media::kSamples); !layers.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front(), 1ULL << 30));
@@ -57,12 +66,14 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*layers.front()));
     AIRLOCK_ASSIGN_OR_RETURN(json baseline, trust::ParseJson(bytes, pkg::kMaxJsonBlob, "baseline"));
     json features = json::array();
-    for (const auto& f : baseline.value("features", json::array())) {
-      features.push_back(f.value("name", ""));
+    if (baseline.contains("features") && baseline["features"].is_array()) {
+      for (const auto& f : baseline["features"]) {
+        features.push_back(trust::StringOr(f, "name"));
+      }
     }
-    out["baseline"] = {{"count", baseline.value("count", 0)}, {"features", features}};
+    out["baseline"] = {{"count", trust::IntOr(baseline, "count")}, {"features", features}};
     if (baseline.contains("predictions")) {
-      out["baseline"]["predictions"] = baseline["predictions"].value("kind", "");
+      out["baseline"]["predictions"] = trust::StringOr(baseline["predictions"], "kind");
     }
   }
   AIRLOCK_ASSIGN_OR_RETURN(auto release, pkg::FindRelease(*reader, p.index_descriptor));
@@ -89,15 +100,17 @@ void PrintHuman(const json& d) {
     std::printf("  created    %s\n", d["created"].get<std::string>().c_str());
   }
   const json& first = d["variants"][0];
-  const json& desc = first["config"].value("descriptor", json::object());
-  if (desc.contains("description")) {
-    std::printf("  about      %s\n", desc["description"].get<std::string>().c_str());
+  if (first["config"].contains("descriptor")) {
+    std::string about = trust::StringOr(first["config"]["descriptor"], "description");
+    if (!about.empty()) {
+      std::printf("  about      %s\n", about.c_str());
+    }
   }
   std::printf("  platforms\n");
   for (const auto& v : d["variants"]) {
     std::printf(
         "    %-16s %-6s manifest %s\n", v["platform"].get<std::string>().c_str(),
-        v["manifest"]["annotations"].value(std::string(pkg::annotation::kPrecision), "").c_str(),
+        trust::StringOr(v["manifest"]["annotations"], pkg::annotation::kPrecision).c_str(),
         Short(v["manifest"]["digest"]).c_str());
   }
   std::printf("  layers (%s)\n", first["platform"].get<std::string>().c_str());
@@ -110,13 +123,16 @@ void PrintHuman(const json& d) {
                        : mt == pkg::media::kModelDoc  ? "card"
                                                       : mt;
     std::printf("    %-9s %-20s %10s  %s\n", kind.c_str(),
-                l["annotations"].value(std::string(pkg::annotation::kFilepath), "").c_str(),
+                trust::StringOr(l["annotations"], pkg::annotation::kFilepath).c_str(),
                 HumanBytes(l["size"]).c_str(), Short(l["digest"]).c_str());
   }
-  if (d.contains("pipeline") && d["pipeline"].contains("signature")) {
+  if (d.contains("signature_error")) {
+    std::printf("  signature  unreadable: %s\n", d["signature_error"].get<std::string>().c_str());
+  }
+  if (d.contains("signature")) {  // validated by ModelSignature::FromJson in Describe
     for (const char* side : {"inputs", "outputs"}) {
       std::printf("  %s\n", side);
-      for (const auto& t : d["pipeline"]["signature"][side]) {
+      for (const auto& t : d["signature"][side]) {
         std::string shape = "[";
         for (std::size_t i = 0; i < t["shape"].size(); ++i) {
           std::int64_t dim = t["shape"][i];
@@ -145,8 +161,8 @@ void PrintHuman(const json& d) {
   if (d.contains("release")) {
     const json& r = d["release"]["signed"];
     std::printf("  release    counter %lld, created %s, expires %s\n",
-                static_cast<long long>(r.value("release_counter", 0)),
-                r.value("created", "").c_str(), r.value("expires", "").c_str());
+                static_cast<long long>(trust::IntOr(r, "release_counter")),
+                trust::StringOr(r, "created").c_str(), trust::StringOr(r, "expires").c_str());
     for (const auto& k : d["release"]["signed_by"]) {
       std::printf("    signed by %s\n", k.get<std::string>().c_str());
     }

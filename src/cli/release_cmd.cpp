@@ -5,6 +5,7 @@
 #include "cli/common.hpp"
 #include "core/fs.hpp"
 #include "pkg/release.hpp"
+#include "trust/canonical_json.hpp"
 
 namespace airlock::cli {
 
@@ -58,10 +59,10 @@ void AddSign(CLI::App& app, Context& ctx, Action& action) {
       }
       const auto& body = r->document.body();
       std::printf("%s %s %s: release counter %llu, %zu signature(s), expires %s\n",
-                  r->added_to_existing ? "co-signed" : "signed", body.value("model", "").c_str(),
-                  body.value("version", "").c_str(),
-                  static_cast<unsigned long long>(body.value("release_counter", 0ULL)),
-                  r->document.signatures().size(), body.value("expires", "").c_str());
+                  r->added_to_existing ? "co-signed" : "signed", trust::StringOr(body, "model").c_str(),
+                  trust::StringOr(body, "version").c_str(),
+                  static_cast<unsigned long long>(trust::IntOr(body, "release_counter")),
+                  r->document.signatures().size(), trust::StringOr(body, "expires").c_str());
       return kExitOk;
     };
   });

@@ -136,7 +136,7 @@ Result<std::unique_ptr<LayoutReader>> LayoutReader::Open(const fs::path& path) {
                 path.string() + " is not an OCI image layout (no oci-layout file)");
   }
   auto j = nlohmann::json::parse(*layout, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("imageLayoutVersion", "") != "1.0.0") {
+  if (j.is_discarded() || !j.is_object() || trust::StringOr(j, "imageLayoutVersion") != "1.0.0") {
     return Fail(ErrorCode::kUnsupported,
                 path.string() + ": unsupported oci-layout (want imageLayoutVersion 1.0.0)");
   }

@@ -1,5 +1,7 @@
 #include "pkg/oci.hpp"
 
+#include "trust/canonical_json.hpp"
+
 namespace airlock::pkg {
 namespace {
 
@@ -35,7 +37,7 @@ Result<Annotations> AnnotationsFromJson(const json& j) {
 }
 
 Status CheckSchemaVersion(const json& j) {
-  if (!j.is_object() || j.value("schemaVersion", 0) != 2) {
+  if (!j.is_object() || trust::IntOr(j, "schemaVersion") != 2) {
     return Fail(Malformed("schemaVersion must be 2"));
   }
   return {};
@@ -137,7 +139,7 @@ Result<Descriptor> Descriptor::FromJson(const json& j) {
         !p.contains("architecture") || !p["architecture"].is_string()) {
       return Fail(Malformed("platform needs os and architecture"));
     }
-    d.platform = Platform{p["os"], p["architecture"], p.value("variant", "")};
+    d.platform = Platform{p["os"], p["architecture"], trust::StringOr(p, "variant")};
   }
   return d;
 }
@@ -164,14 +166,14 @@ json Manifest::ToJson() const {
 
 Result<Manifest> Manifest::FromJson(const json& j) {
   AIRLOCK_RETURN_IF_ERROR(CheckSchemaVersion(j));
-  if (j.value("mediaType", std::string(media::kImageManifest)) != media::kImageManifest) {
+  if (trust::StringOr(j, "mediaType", std::string(media::kImageManifest)) != media::kImageManifest) {
     return Fail(Malformed("not an image manifest"));
   }
   if (!j.contains("config") || !j.contains("layers") || !j["layers"].is_array()) {
     return Fail(Malformed("a manifest needs config and layers"));
   }
   Manifest m;
-  m.artifact_type = j.value("artifactType", "");
+  m.artifact_type = trust::StringOr(j, "artifactType");
   AIRLOCK_ASSIGN_OR_RETURN(m.config, Descriptor::FromJson(j["config"]));
   for (const auto& l : j["layers"]) {
     AIRLOCK_ASSIGN_OR_RETURN(Descriptor d, Descriptor::FromJson(l));
@@ -203,14 +205,14 @@ json Index::ToJson() const {
 
 Result<Index> Index::FromJson(const json& j) {
   AIRLOCK_RETURN_IF_ERROR(CheckSchemaVersion(j));
-  if (j.value("mediaType", std::string(media::kImageIndex)) != media::kImageIndex) {
+  if (trust::StringOr(j, "mediaType", std::string(media::kImageIndex)) != media::kImageIndex) {
     return Fail(Malformed("not an image index"));
   }
   if (!j.contains("manifests") || !j["manifests"].is_array()) {
     return Fail(Malformed("an index needs manifests"));
   }
   Index idx;
-  idx.artifact_type = j.value("artifactType", "");
+  idx.artifact_type = trust::StringOr(j, "artifactType");
   for (const auto& m : j["manifests"]) {
     AIRLOCK_ASSIGN_OR_RETURN(Descriptor d, Descriptor::FromJson(m));
     idx.manifests.push_back(std::move(d));

@@ -353,7 +353,7 @@ Status ValidateBaseline(const json& b, const runtime::ModelSignature* sig) {
   auto bad = [](const std::string& m) {
     return Fail(ErrorCode::kInvalidArgument, "baseline: " + m);
   };
-  if (!b.is_object() || b.value("schema", "") != "airlock.baseline.v1") {
+  if (!b.is_object() || trust::StringOr(b, "schema") != "airlock.baseline.v1") {
     return bad("want a JSON object with \"schema\": \"airlock.baseline.v1\"");
   }
   auto has_tensor = [&](const std::vector<runtime::TensorSpec>& specs, const std::string& n) {
@@ -406,7 +406,7 @@ Status ValidateBaseline(const json& b, const runtime::ModelSignature* sig) {
       return bad("predictions name tensor \"" + p["tensor"].get<std::string>() +
                  "\", which is not a model output");
     }
-    std::string kind = p.value("kind", "");
+    std::string kind = trust::StringOr(p, "kind");
     if (kind == "class") {
       if (!p.contains("labels") || !p["labels"].is_array() || !p.contains("counts") ||
           !p["counts"].is_array() || p["labels"].size() != p["counts"].size()) {

@@ -4,6 +4,7 @@
 
 #include "core/fs.hpp"
 #include "core/text.hpp"
+#include "trust/canonical_json.hpp"
 
 namespace airlock::pkg {
 namespace fs = std::filesystem;
@@ -88,7 +89,7 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
       if (mbytes) {
         auto m = nlohmann::json::parse(*mbytes, nullptr, false);
         old_release = !m.is_discarded() && m.contains("subject") &&
-                      m["subject"].value("digest", "") == pkg.index_descriptor.digest.ToString();
+                      trust::StringOr(m["subject"], "digest") == pkg.index_descriptor.digest.ToString();
       }
     }
     if (!old_release) {

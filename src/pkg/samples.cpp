@@ -131,18 +131,23 @@ Result<Samples> ParseSamplesLayer(std::string_view bytes) {
   };
   AIRLOCK_ASSIGN_OR_RETURN(std::string_view index_text, file("samples.json"));
   AIRLOCK_ASSIGN_OR_RETURN(json index, trust::ParseJson(index_text, 1 << 20, "samples.json"));
-  if (!index.is_object() || index.value("schema", "") != "airlock.samples.v1" ||
+  if (!index.is_object() || trust::StringOr(index, "schema") != "airlock.samples.v1" ||
       !index.contains("sets") || !index["sets"].is_array()) {
     return Fail(ErrorCode::kCorrupt, "samples.json is not an airlock.samples.v1 document");
   }
   Samples samples;
   if (index.contains("tolerance") && index["tolerance"].is_object()) {
-    samples.tolerance.rtol = index["tolerance"].value("rtol", samples.tolerance.rtol);
-    samples.tolerance.atol = index["tolerance"].value("atol", samples.tolerance.atol);
+    for (const char* k : {"rtol", "atol"}) {
+      const auto& t = index["tolerance"];
+      if (t.contains(k) && t[k].is_number()) {
+        (std::string(k) == "rtol" ? samples.tolerance.rtol : samples.tolerance.atol) =
+            t[k].get<double>();
+      }
+    }
   }
   for (const auto& s : index["sets"]) {
     SampleSet set;
-    set.name = s.value("name", "");
+    set.name = trust::StringOr(s, "name");
     for (const char* side : {"inputs", "outputs"}) {
       if (!s.contains(side) || !s[side].is_array()) {
         return Fail(ErrorCode::kCorrupt, "samples.json set " + set.name + " lacks " + side);
@@ -152,7 +157,7 @@ Result<Samples> ParseSamplesLayer(std::string_view bytes) {
           return Fail(ErrorCode::kCorrupt, "samples.json entry without a file");
         }
         AIRLOCK_ASSIGN_OR_RETURN(std::string_view npy, file(t["file"].get<std::string>()));
-        AIRLOCK_ASSIGN_OR_RETURN(Tensor tensor, runtime::ParseNpy(npy, t.value("name", "")));
+        AIRLOCK_ASSIGN_OR_RETURN(Tensor tensor, runtime::ParseNpy(npy, trust::StringOr(t, "name")));
         (std::string(side) == "inputs" ? set.inputs : set.outputs).push_back(std::move(tensor));
       }
     }

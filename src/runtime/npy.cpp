@@ -2,7 +2,7 @@
 
 #include <charconv>
 #include <cstring>
-#include <regex>
+#include <optional>
 
 #include "core/fs.hpp"
 
@@ -13,6 +13,45 @@ constexpr std::string_view kMagic = "\x93NUMPY";
 
 Error Bad(std::string_view what) {
   return Error(ErrorCode::kCorrupt, "not a usable .npy file: " + std::string(what));
+}
+
+// NumPy caps headers at 10000 bytes by default; leave room for very long shapes.
+constexpr std::size_t kMaxHeader = 64 * 1024;
+
+// The text of a value in the header's Python dict literal: "'<key>': <value>," → "<value>",
+// trimmed. Values are quoted strings, True/False, or tuples, none nested.
+std::optional<std::string_view> DictValue(std::string_view header, std::string_view key) {
+  std::string quoted = "'" + std::string(key) + "'";
+  std::size_t at = header.find(quoted);
+  if (at == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::size_t pos = header.find(':', at + quoted.size());
+  if (pos == std::string_view::npos) {
+    return std::nullopt;
+  }
+  ++pos;
+  while (pos < header.size() && header[pos] == ' ') {
+    ++pos;
+  }
+  std::size_t end;
+  if (pos < header.size() && header[pos] == '\'') {
+    end = header.find('\'', pos + 1);
+    end = end == std::string_view::npos ? end : end + 1;
+  } else if (pos < header.size() && header[pos] == '(') {
+    end = header.find(')', pos);
+    end = end == std::string_view::npos ? end : end + 1;
+  } else {
+    end = header.find_first_of(",}", pos);
+  }
+  if (end == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string_view value = header.substr(pos, end - pos);
+  while (!value.empty() && value.back() == ' ') {
+    value.remove_suffix(1);
+  }
+  return value;
 }
 
 struct Descr {
@@ -108,34 +147,43 @@ Result<Tensor> ParseNpy(std::string_view bytes, std::string name) {
   if (bytes.size() < header_start + header_len) {
     return Fail(Bad("truncated header"));
   }
-  std::string header(bytes.substr(header_start, header_len));
-  static const std::regex kDescr(R"('descr'\s*:\s*'([^']+)')");
-  static const std::regex kFortran(R"('fortran_order'\s*:\s*(True|False))");
-  static const std::regex kShape(R"('shape'\s*:\s*\(([^)]*)\))");
-  std::smatch m_descr, m_fortran, m_shape;
-  if (!std::regex_search(header, m_descr, kDescr) ||
-      !std::regex_search(header, m_fortran, kFortran) ||
-      !std::regex_search(header, m_shape, kShape)) {
+  if (header_len > kMaxHeader) {
+    return Fail(Bad("header of " + std::to_string(header_len) + " bytes is over the limit of " +
+                    std::to_string(kMaxHeader)));
+  }
+  std::string_view header = bytes.substr(header_start, header_len);
+  auto descr_text = DictValue(header, "descr");
+  auto fortran_text = DictValue(header, "fortran_order");
+  auto shape_text = DictValue(header, "shape");
+  if (!descr_text || !fortran_text || !shape_text || descr_text->size() < 2 ||
+      descr_text->front() != '\'' || descr_text->back() != '\'' || shape_text->size() < 2 ||
+      shape_text->front() != '(' || shape_text->back() != ')') {
     return Fail(Bad("header lacks descr, fortran_order or shape"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(Descr descr, ParseDescr(m_descr[1]));
+  std::string descr_string(descr_text->substr(1, descr_text->size() - 2));
+  AIRLOCK_ASSIGN_OR_RETURN(Descr descr, ParseDescr(descr_string));
   Tensor t;
   t.name = std::move(name);
   t.dtype = descr.dtype;
-  std::string dims = m_shape[1];
-  static const std::regex kDim(R"(\s*(\d+)\s*,?)");
   // The header is untrusted: parse without exceptions and multiply with overflow checks.
+  std::string_view dims = shape_text->substr(1, shape_text->size() - 2);
   std::int64_t count = 1;
-  for (std::sregex_iterator it(dims.begin(), dims.end(), kDim), end; it != end; ++it) {
-    const std::string digits = (*it)[1];
-    std::int64_t dim = 0;
-    auto parsed = std::from_chars(digits.data(), digits.data() + digits.size(), dim);
-    if (parsed.ec != std::errc() || __builtin_mul_overflow(count, dim, &count)) {
-      return Fail(Bad("shape (" + dims + ") is too large"));
+  while (true) {
+    while (!dims.empty() && (dims.front() == ' ' || dims.front() == ',')) {
+      dims.remove_prefix(1);
     }
+    if (dims.empty()) {
+      break;
+    }
+    std::int64_t dim = 0;
+    auto parsed = std::from_chars(dims.data(), dims.data() + dims.size(), dim);
+    if (parsed.ec != std::errc() || dim < 0 || __builtin_mul_overflow(count, dim, &count)) {
+      return Fail(Bad("shape " + std::string(*shape_text) + " is not a tuple of sizes, or too large"));
+    }
+    dims.remove_prefix(static_cast<std::size_t>(parsed.ptr - dims.data()));
     t.shape.push_back(dim);
   }
-  if (m_fortran[1] == "True" && t.shape.size() > 1) {
+  if (*fortran_text == "True" && t.shape.size() > 1) {
     return Fail(ErrorCode::kUnsupported,
                 ".npy is in Fortran order; save it with np.ascontiguousarray first");
   }
@@ -145,7 +193,7 @@ Result<Tensor> ParseNpy(std::string_view bytes, std::string name) {
     return Fail(Bad("shape " + ShapeToString(t.shape) + " is too large"));
   }
   if (body.size() != want) {
-    return Fail(Bad("shape " + ShapeToString(t.shape) + " of " + m_descr[1].str() + " needs " +
+    return Fail(Bad("shape " + ShapeToString(t.shape) + " of " + descr_string + " needs " +
                     std::to_string(want) + " bytes of data, file has " +
                     std::to_string(body.size())));
   }

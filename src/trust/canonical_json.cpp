@@ -25,6 +25,26 @@ Status CheckNoFloats(const nlohmann::json& v, const std::string& where) {
 
 }  // namespace
 
+std::string StringOr(const nlohmann::json& obj, std::string_view key, std::string fallback) {
+  if (obj.is_object()) {
+    auto it = obj.find(key);
+    if (it != obj.end() && it->is_string()) {
+      return it->get<std::string>();
+    }
+  }
+  return fallback;
+}
+
+std::int64_t IntOr(const nlohmann::json& obj, std::string_view key, std::int64_t fallback) {
+  if (obj.is_object()) {
+    auto it = obj.find(key);
+    if (it != obj.end() && it->is_number_integer()) {
+      return it->get<std::int64_t>();
+    }
+  }
+  return fallback;
+}
+
 Result<std::string> Canonicalize(const nlohmann::json& value) {
   AIRLOCK_RETURN_IF_ERROR(CheckNoFloats(value, ""));
   try {

@@ -23,4 +23,9 @@ namespace airlock::trust {
 [[nodiscard]] Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
                                                std::string_view what);
 
+// Reading fields of untrusted JSON without exceptions: the value at key when it has the right
+// type, else fallback (nlohmann's value() throws on a wrong type).
+std::string StringOr(const nlohmann::json& obj, std::string_view key, std::string fallback = "");
+std::int64_t IntOr(const nlohmann::json& obj, std::string_view key, std::int64_t fallback = 0);
+
 }  // namespace airlock::trust

@@ -90,7 +90,7 @@ SignedDocument SignedDocument::Wrap(json body) {
   return out;
 }
 
-std::string SignedDocument::type() const { return body_.value("_type", ""); }
+std::string SignedDocument::type() const { return StringOr(body_, "_type"); }
 
 Result<std::string> SignedDocument::SignedBytes() const { return Canonicalize(body_); }
 
@@ -135,7 +135,7 @@ Result<Root> Root::FromJson(const json& body) {
     return Fail(Malformed("root needs an object \"keys\""));
   }
   for (const auto& [id, k] : body["keys"].items()) {
-    if (!k.is_object() || k.value("keytype", "") != "ed25519" || !k.contains("public") ||
+    if (!k.is_object() || StringOr(k, "keytype") != "ed25519" || !k.contains("public") ||
         !k["public"].is_string()) {
       return Fail(
           Malformed("root key " + id + " must be {\"keytype\": \"ed25519\", \"public\": hex}"));

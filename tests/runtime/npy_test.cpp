@@ -341,3 +341,38 @@ TEST(NpyTest, LoadNpyNamesTheFileInErrors) {
 
 }  // namespace
 }  // namespace airlock::runtime
+
+namespace airlock::runtime {
+namespace {
+
+TEST(NpyHostileTest, HugeHeaderIsRefusedWithoutParsingIt) {
+  // Format 2.0 allows a 4 GiB header; NumPy itself stops at 10 KB.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }";
+  header.append(100000, ' ');
+  header.push_back('\n');
+  std::string bytes = std::string("\x93NUMPY\x02\x00", 8);
+  std::uint32_t len = static_cast<std::uint32_t>(header.size());
+  bytes.append(reinterpret_cast<const char*>(&len), 4);
+  bytes += header;
+  bytes.append(4, '\0');
+  auto r = ParseNpy(bytes, "x");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("over the limit"), std::string::npos);
+}
+
+TEST(NpyHostileTest, NegativeOrGarbageDimensionsAreRefused) {
+  for (const char* shape : {"(-1,)", "(1, x)", "(99999999999999999999,)"}) {
+    std::string header = std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape +
+                         ", }";
+    header.append(64 - (10 + header.size() + 1) % 64, ' ');
+    header.push_back('\n');
+    std::string bytes = std::string("\x93NUMPY\x01\x00", 8);
+    bytes.push_back(static_cast<char>(header.size() & 0xff));
+    bytes.push_back(static_cast<char>(header.size() >> 8));
+    bytes += header;
+    EXPECT_FALSE(ParseNpy(bytes, "x")) << shape;
+  }
+}
+
+}  // namespace
+}  // namespace airlock::runtime
