@@ -165,8 +165,14 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
         // Flags override the file. Paths given as flags are relative to the current directory.
         auto abs = [](const std::string& p) { return fs::absolute(p).string(); };
         if (!a->models.empty()) {
+          // Inside the package a model file keeps its path relative to the base directory (so
+          // external data files stay beside the model); from elsewhere, only its name.
           nlohmann::json files = nlohmann::json::array();
-          for (const auto& m : a->models) files.push_back(abs(m));
+          for (const auto& m : a->models) {
+            fs::path rel = fs::absolute(m).lexically_relative(fs::absolute(base));
+            bool inside = !rel.empty() && *rel.begin() != "..";
+            files.push_back(inside ? rel.string() : abs(m));
+          }
           if (!doc.contains("model") || !doc["model"].is_object())
             doc["model"] = nlohmann::json::object();
           doc["model"]["files"] = files;

@@ -26,12 +26,20 @@ class DirectoryReader final : public LayoutReader {
     auto it = open_.find(checked);
     if (it == open_.end()) {
       fs::path p = path() / checked;
-      struct stat st {};
-      if (::lstat(p.c_str(), &st) != 0) {
-        return Fail(ErrnoError("missing", p));
-      }
-      if (!S_ISREG(st.st_mode)) {
-        return Fail(ErrorCode::kCorrupt, p.string() + " is not a regular file (links are refused)");
+      // Every component inside the layout must be what it claims: no symbolic links anywhere.
+      fs::path walked = path();
+      for (const auto& part : fs::path(checked)) {
+        walked /= part;
+        struct stat st {};
+        if (::lstat(walked.c_str(), &st) != 0) {
+          return Fail(ErrnoError("missing", walked));
+        }
+        bool last = walked == p;
+        if (S_ISLNK(st.st_mode) || (last ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))) {
+          return Fail(ErrorCode::kCorrupt, walked.string() + " is not a regular " +
+                                               (last ? "file" : "directory") +
+                                               " (links are refused)");
+        }
       }
       AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenForRead(p));
       it = open_.emplace(checked, std::move(fd)).first;
@@ -274,6 +282,12 @@ Status LayoutWriter::WriteDirectory(const fs::path& dir, bool replace) const {
   if (fs::exists(dir, ec) && !replace) {
     return Fail(ErrorCode::kAlreadyExists,
                 dir.string() + " already exists (use --force to replace it)");
+  }
+  // --force replaces a package, never anything else that happens to be there.
+  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec) &&
+      !(fs::is_directory(dir, ec) && fs::exists(dir / kLayoutFile, ec))) {
+    return Fail(ErrorCode::kAlreadyExists,
+                dir.string() + " exists and is not an OCI layout; refusing to replace it");
   }
   fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
   fs::path staging = parent / (TemporaryPrefix(dir, "partial") + "layout");

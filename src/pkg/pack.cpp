@@ -210,11 +210,18 @@ Result<PackSpec> PackSpecFromJson(const json& doc, const fs::path& base,
     return Fail(SpecError(origin, "expected a mapping at the top"));
   }
   PackSpec spec;
-  spec.name = ScalarString(doc, "name");
-  spec.version = ScalarString(doc, "version");
+  for (auto [key, field] :
+       {std::pair{"name", &spec.name}, std::pair{"version", &spec.version},
+        std::pair{"revision", &spec.revision}, std::pair{"created", &spec.created}}) {
+    // YAML reads `version: 1.10` as the number 1.1: refuse rather than change what was written.
+    if (doc.contains(key) && doc[key].is_number_float()) {
+      return Fail(SpecError(origin, std::string(key) + " reads as the number " + doc[key].dump() +
+                                        "; put it in quotes to keep it as written (" + key +
+                                        ": \"…\")"));
+    }
+    *field = ScalarString(doc, key);
+  }
   spec.description = ScalarString(doc, "description");
-  spec.revision = ScalarString(doc, "revision");
-  spec.created = ScalarString(doc, "created");
   if (doc.contains("min_runtime")) {
     spec.min_runtime = ScalarString(doc, "min_runtime");
   }
@@ -429,6 +436,15 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     }
   };
   AIRLOCK_RETURN_IF_ERROR(ValidateSpec(spec));
+  // "out/" means the directory out.
+  fs::path output = options.output;
+  while (!output.empty() && output.filename().empty() && output != output.root_path()) {
+    output = output.parent_path();
+  }
+  if (output.empty() || output.filename() == "." || output.filename() == "..") {
+    return Fail(ErrorCode::kInvalidArgument,
+                "output " + options.output.string() + " names no file or directory");
+  }
   if (options.validate && ort == nullptr) {
     return Fail(ErrorCode::kInternal, "Pack needs ONNX Runtime to validate");
   }
@@ -436,15 +452,14 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
 
   // 1. Copy each platform's model files into the staging directory, hashing them on the way.
   //    Platforms with the same files share one copy.
-  RemoveStaleTemporaries(options.output);  // what an earlier, killed pack left behind
+  RemoveStaleTemporaries(output);  // what an earlier, killed pack left behind
   // Model files are copied into a directory beside the output (so on its filesystem) and hashed
   // as they are copied; pack then validates and ships those copies, so a source file that
   // changes meanwhile cannot make the package lie.
-  fs::path out_dir =
-      options.output.parent_path().empty() ? fs::path(".") : options.output.parent_path();
+  fs::path out_dir = output.parent_path().empty() ? fs::path(".") : output.parent_path();
   AIRLOCK_ASSIGN_OR_RETURN(
       TempDirectory staging,
-      TempDirectory::Create(out_dir / (TemporaryPrefix(options.output, "staging") + "XXXXXX")));
+      TempDirectory::Create(out_dir / (TemporaryPrefix(output, "staging") + "XXXXXX")));
   std::map<std::string, StagedFiles> staged;  // by the platform's list of files
   auto files_key = [](const PlatformSpec& ps) {
     std::string key;
@@ -649,12 +664,12 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   }
 
   // 5. Write.
-  bool as_tar = options.output.extension() == ".tar";
-  say("writing " + options.output.string() + (as_tar ? " (tar)" : " (OCI layout directory)"));
+  bool as_tar = output.extension() == ".tar";
+  say("writing " + output.string() + (as_tar ? " (tar)" : " (OCI layout directory)"));
   if (as_tar) {
-    AIRLOCK_RETURN_IF_ERROR(writer.WriteTar(options.output, options.force));
+    AIRLOCK_RETURN_IF_ERROR(writer.WriteTar(output, options.force));
   } else {
-    AIRLOCK_RETURN_IF_ERROR(writer.WriteDirectory(options.output, options.force));
+    AIRLOCK_RETURN_IF_ERROR(writer.WriteDirectory(output, options.force));
   }
   return result;
 }

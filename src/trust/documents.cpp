@@ -193,7 +193,13 @@ Status CheckThreshold(const SignedDocument& doc, const Root& root, std::string_v
                                               "\" role to check signatures against");
   }
   const RoleSpec& spec = it->second;
-  AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, doc.SignedBytes());
+  auto canonical = doc.SignedBytes();
+  if (!canonical) {
+    // Nothing Airlock signs has a canonical form problem; such a document was not made by us.
+    return Fail(ErrorCode::kVerification,
+                doc.type() + " document cannot have been signed: " + canonical.error().message());
+  }
+  const std::string& bytes = *canonical;
   std::set<std::string> valid;
   std::vector<std::string> notes;
   for (const auto& sig : doc.signatures()) {

@@ -185,6 +185,41 @@ TEST_F(CliTest, PackageMissingABlobFailsVerification) {
   EXPECT_NE(r.err.find("lacks blob " + model), std::string::npos) << r.err;
 }
 
+TEST_F(CliTest, PackGuardsWhatTheUserWrote) {
+  WriteAffineModel(tmp_ / "model.onnx");
+  WriteAll(tmp_ / "data/extra.bin", "external weights");
+  // YAML would read 1.10 as 1.1.
+  WriteAll(tmp_ / "airlock.yaml", "name: m\nversion: 1.10\nmodel: model.onnx\n");
+  auto number = Airlock({"pack"});
+  EXPECT_EQ(number.exit_code, 1);
+  EXPECT_NE(number.err.find("version reads as the number 1.1; put it in quotes"), std::string::npos)
+      << number.err;
+  // --force replaces a package, not a directory of other things.
+  WriteAll(tmp_ / "work/notes.txt", "mine");
+  auto force = Airlock(
+      {"pack", "--model", "model.onnx", "--name", "m", "--version", "1", "-o", "work", "--force"});
+  EXPECT_EQ(force.exit_code, 1);
+  EXPECT_EQ(ReadAll(tmp_ / "work/notes.txt"), "mine");
+  // A trailing slash names the directory; flag paths keep their folders inside the package.
+  auto slash = Airlock({"pack", "--model", "model.onnx", "--model", "data/extra.bin", "--name", "m",
+                        "--version", "1", "-o", "out/"});
+  ASSERT_EQ(slash.exit_code, 0) << slash.err;
+  EXPECT_TRUE(fs::exists(tmp_ / "out/oci-layout"));
+  auto j = nlohmann::json::parse(Airlock({"inspect", "--json", "out"}).out);
+  EXPECT_EQ(j["variants"][0]["layers"][1]["annotations"]["org.cncf.model.filepath"],
+            "data/extra.bin");
+}
+
+TEST_F(CliTest, SymlinkedLayoutDirectoriesAreRefused) {
+  MakeSignedWorld();
+  ASSERT_EQ(Airlock({"pack", "-f", "src/airlock.yaml", "-o", "dir"}).exit_code, 0);
+  fs::rename(tmp_ / "dir/blobs", tmp_ / "elsewhere");
+  fs::create_directory_symlink(tmp_ / "elsewhere", tmp_ / "dir/blobs");
+  auto r = Airlock({"inspect", "dir"});
+  EXPECT_EQ(r.exit_code, kVerification);
+  EXPECT_NE(r.err.find("links are refused"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, CorruptPackageInputs) {
   WriteAll(tmp_ / "notatar.tar", "this is not a tar archive at all");
   auto r = Airlock({"inspect", "notatar.tar"});

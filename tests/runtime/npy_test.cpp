@@ -362,8 +362,8 @@ TEST(NpyHostileTest, HugeHeaderIsRefusedWithoutParsingIt) {
 
 TEST(NpyHostileTest, NegativeOrGarbageDimensionsAreRefused) {
   for (const char* shape : {"(-1,)", "(1, x)", "(99999999999999999999,)"}) {
-    std::string header = std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape +
-                         ", }";
+    std::string header =
+        std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }";
     header.append(64 - (10 + header.size() + 1) % 64, ' ');
     header.push_back('\n');
     std::string bytes = std::string("\x93NUMPY\x01\x00", 8);

@@ -151,3 +151,26 @@ TEST_F(ThresholdTest, SignaturesSurviveReformatting) {
 
 }  // namespace
 }  // namespace airlock::trust
+
+namespace airlock::trust {
+namespace {
+
+TEST(CanonicalFormTest, ABodyWithoutOneIsAVerificationFailure) {
+  auto key = PrivateKey::Generate().value();
+  Root root;
+  root.expires = TestNow() + std::chrono::hours(24);
+  root.keys.emplace(key.id(), key.public_key());
+  root.roles["root"] = {{key.id()}, 1};
+  root.roles["publisher"] = {{key.id()}, 1};
+  // A float cannot be canonicalised, so nothing Airlock made can carry one.
+  std::string text = R"({"signed": {"_type": "release", "note": 1.5}, "signatures": [{"keyid": ")" +
+                     key.id() + R"(", "sig": ")" + Base64Encode(std::string(64, '\0')) + R"("}]})";
+  auto doc = SignedDocument::Parse(text).value();
+  auto r = CheckThreshold(doc, root, kRolePublisher);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kVerification);
+  EXPECT_NE(r.error().message().find("cannot have been signed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::trust
