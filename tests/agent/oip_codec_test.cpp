@@ -1,0 +1,223 @@
+#include "agent/oip_codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "support/tensors.hpp"
+
+namespace airlock::agent {
+namespace {
+
+using nlohmann::json;
+using runtime::DataType;
+using runtime::Tensor;
+
+// One tensor of each datatype, with values every encoding represents exactly.
+std::vector<Tensor> EveryDatatype() {
+  using testing::MakeTensor;
+  std::vector<Tensor> out = {
+      MakeTensor<std::uint8_t>("bool", DataType::kBool, {3}, {1, 0, 1}),
+      MakeTensor<std::uint8_t>("u8", DataType::kUint8, {2}, {0, 255}),
+      MakeTensor<std::uint16_t>("u16", DataType::kUint16, {2}, {0, 65535}),
+      MakeTensor<std::uint32_t>("u32", DataType::kUint32, {2}, {0, 4000000000u}),
+      MakeTensor<std::uint64_t>("u64", DataType::kUint64, {2}, {0, 18000000000000000000ull}),
+      MakeTensor<std::int8_t>("i8", DataType::kInt8, {2}, {-128, 127}),
+      MakeTensor<std::int16_t>("i16", DataType::kInt16, {2}, {-32768, 32767}),
+      MakeTensor<std::int32_t>("i32", DataType::kInt32, {2, 2}, {-5, 0, 7, 2147483647}),
+      MakeTensor<std::int64_t>("i64", DataType::kInt64, {2}, {-9000000000000000000ll, 42}),
+      MakeTensor<std::uint16_t>("f16", DataType::kFp16, {3},
+                                {0x3c00, 0xc000, 0x3555}),                        // 1, -2, ~1/3
+      MakeTensor<std::uint16_t>("bf16", DataType::kBf16, {2}, {0x3f80, 0xc040}),  // 1, -3
+      MakeTensor<float>("f32", DataType::kFp32, {1, 3}, {0.5f, -1.25f, 3.0e-8f}),
+      MakeTensor<double>("f64", DataType::kFp64, {2}, {0.1, -1e300}),
+  };
+  Tensor bytes;
+  bytes.name = "bytes";
+  bytes.dtype = DataType::kBytes;
+  bytes.shape = {3};
+  bytes.strings = {"hello", "", std::string("a\0b", 3)};
+  out.push_back(bytes);
+  return out;
+}
+
+void ExpectSame(const Tensor& want, const Tensor& got) {
+  EXPECT_EQ(got.name, want.name);
+  EXPECT_EQ(got.dtype, want.dtype) << want.name;
+  EXPECT_EQ(got.shape, want.shape) << want.name;
+  EXPECT_EQ(got.data, want.data) << want.name;
+  EXPECT_EQ(got.strings, want.strings) << want.name;
+}
+
+TEST(OipCodecTest, JsonRequestForEveryDatatype) {
+  for (const Tensor& t : EveryDatatype()) {
+    json body = {{"id", "r1"}, {"inputs", {TensorToJson(t)}}};
+    auto req = ParseInferRequest(body.dump(), std::nullopt);
+    ASSERT_TRUE(req) << t.name << ": " << req.error().ToString();
+    EXPECT_EQ(req->id, "r1");
+    ExpectSame(t, req->inputs.at(0));
+  }
+}
+
+TEST(OipCodecTest, NestedJsonDataIsRowMajor) {
+  json body = {{"inputs",
+                {{{"name", "x"},
+                  {"datatype", "FP32"},
+                  {"shape", {2, 2}},
+                  {"data", {{1.0, 2.0}, {3.0, 4.0}}}}}}};
+  auto req = ParseInferRequest(body.dump(), std::nullopt);
+  ASSERT_TRUE(req) << req.error().ToString();
+  ExpectSame(testing::Fp32("x", {2, 2}, {1, 2, 3, 4}), req->inputs[0]);
+}
+
+// A request carrying every tensor in binary form after the JSON header.
+std::pair<std::string, std::uint64_t> BinaryRequest(const std::vector<Tensor>& tensors) {
+  json inputs = json::array();
+  std::string binary;
+  for (const Tensor& t : tensors) {
+    std::size_t before = binary.size();
+    if (t.dtype == DataType::kBytes) {
+      for (const auto& s : t.strings) {
+        std::uint32_t len = static_cast<std::uint32_t>(s.size());
+        binary.append(reinterpret_cast<const char*>(&len), 4);
+        binary += s;
+      }
+    } else {
+      binary += t.data;
+    }
+    inputs.push_back({{"name", t.name},
+                      {"datatype", std::string(runtime::DataTypeName(t.dtype))},
+                      {"shape", t.shape},
+                      {"parameters", {{"binary_data_size", binary.size() - before}}}});
+  }
+  std::string header = json{{"inputs", inputs}}.dump();
+  return {header + binary, header.size()};
+}
+
+TEST(OipCodecTest, BinaryRequestForEveryDatatype) {
+  auto tensors = EveryDatatype();
+  auto [body, header] = BinaryRequest(tensors);
+  auto req = ParseInferRequest(body, header);
+  ASSERT_TRUE(req) << req.error().ToString();
+  ASSERT_EQ(req->inputs.size(), tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    ExpectSame(tensors[i], req->inputs[i]);
+  }
+}
+
+TEST(OipCodecTest, BinaryResponseRoundTrip) {
+  auto tensors = EveryDatatype();
+  InferRequest asked;
+  asked.binary_outputs = true;
+  asked.outputs = {{"f32", false}};  // this one as JSON, the rest binary
+  auto encoded = EncodeInferResponse("m", "1", "id7", tensors, asked);
+  ASSERT_TRUE(encoded.header_length);
+  json header = json::parse(encoded.body.substr(0, *encoded.header_length));
+  EXPECT_EQ(header["model_name"], "m");
+  EXPECT_EQ(header["model_version"], "1");
+  EXPECT_EQ(header["id"], "id7");
+  // Reading the response back as if it were a request gives the same tensors.
+  json as_request = {{"inputs", header["outputs"]}};
+  std::string body = as_request.dump();
+  auto back = ParseInferRequest(body + encoded.body.substr(*encoded.header_length), body.size());
+  ASSERT_TRUE(back) << back.error().ToString();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    ExpectSame(tensors[i], back->inputs[i]);
+  }
+  EXPECT_TRUE(header["outputs"][11].contains("data"));  // f32 stayed JSON
+}
+
+TEST(OipCodecTest, JsonOnlyResponseHasNoHeaderLength) {
+  auto encoded = EncodeInferResponse("m", "", "", {testing::Fp32("y", {1}, {2})}, {});
+  EXPECT_FALSE(encoded.header_length);
+  EXPECT_EQ(json::parse(encoded.body)["outputs"][0]["data"], json({2.0}));
+}
+
+struct BadRequest {
+  const char* name;
+  std::string body;
+  std::optional<std::uint64_t> header;
+  const char* message;
+  std::string binary = "";  // appended after body, which then is the JSON header
+};
+
+class OipCodecRefuses : public ::testing::TestWithParam<BadRequest> {};
+
+TEST_P(OipCodecRefuses, WithAMessageTheClientCanActOn) {
+  RequestLimits limits;
+  limits.max_elements = 1 << 20;
+  const BadRequest& b = GetParam();
+  auto r = b.binary.empty() ? ParseInferRequest(b.body, b.header, limits)
+                            : ParseInferRequest(b.body + b.binary, b.body.size(), limits);
+  ASSERT_FALSE(r) << GetParam().name;
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message().find(GetParam().message), std::string::npos) << r.error().message();
+}
+
+std::string Input(const std::string& fields) { return R"({"inputs": [{)" + fields + "}]}"; }
+
+INSTANTIATE_TEST_SUITE_P(
+    Requests, OipCodecRefuses,
+    ::testing::Values(
+        BadRequest{"NotJson", "{inputs", std::nullopt, "not a JSON object"},
+        BadRequest{"NoInputs", "{}", std::nullopt, "non-empty \"inputs\""},
+        BadRequest{"NoShape", Input(R"("name": "x", "datatype": "FP32")"), std::nullopt,
+                   "\"name\", \"datatype\" and \"shape\""},
+        BadRequest{"UnknownDatatype",
+                   Input(R"("name": "x", "datatype": "FP8", "shape": [1], "data": [1])"),
+                   std::nullopt, "unknown datatype \"FP8\""},
+        BadRequest{"TooFewElements",
+                   Input(R"("name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2])"),
+                   std::nullopt, "has 2 data elements, its shape [3] needs 3"},
+        BadRequest{"TooManyElements",
+                   Input(R"("name": "x", "datatype": "FP32", "shape": [1], "data": [1, 2])"),
+                   std::nullopt, "more data elements than its shape holds"},
+        BadRequest{"WrongType",
+                   Input(R"("name": "x", "datatype": "INT32", "shape": [1], "data": ["a"])"),
+                   std::nullopt, "non-integer value"},
+        BadRequest{"OutOfRange",
+                   Input(R"("name": "x", "datatype": "UINT8", "shape": [1], "data": [256])"),
+                   std::nullopt, "out of range"},
+        BadRequest{"NegativeDim",
+                   Input(R"("name": "x", "datatype": "FP32", "shape": [-1], "data": [])"),
+                   std::nullopt, "not a list of sizes"},
+        BadRequest{
+            "HugeShape",
+            Input(
+                R"("name": "x", "datatype": "FP32", "shape": [100000, 100000, 100000, 100000], "data": [])"),
+            std::nullopt, "larger than the server accepts"},
+        BadRequest{"HeaderPastBody",
+                   Input(R"("name": "x", "datatype": "FP32", "shape": [1], "data": [1])"),
+                   std::uint64_t{100000}, "past the end"},
+        BadRequest{
+            "BinarySizePastBody",
+            Input(
+                R"("name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4})"),
+            std::nullopt, "declares 4 binary bytes, but only 0 remain"},
+        BadRequest{
+            "BinarySizeWrong",
+            Input(
+                R"("name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 4})"),
+            std::nullopt, "need 8", "abcd"},
+        BadRequest{
+            "BytesLengthPastData",
+            Input(
+                R"("name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6})"),
+            std::nullopt, "runs past its binary data", std::string("\x09\x00\x00\x00hi", 6)},
+        BadRequest{"Duplicate",
+                   R"({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]},
+                                  {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]})",
+                   std::nullopt, "given twice"},
+        BadRequest{"NoData", Input(R"("name": "x", "datatype": "FP32", "shape": [1])"),
+                   std::nullopt, "neither \"data\" nor binary_data_size"}),
+    [](const ::testing::TestParamInfo<BadRequest>& p) { return std::string(p.param.name); });
+
+TEST(OipCodecTest, BytesAfterTheBinaryInputsAreRefused) {
+  auto [body, header] = BinaryRequest({testing::Fp32("x", {1}, {1})});
+  auto r = ParseInferRequest(body + "junk", header);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("4 bytes after the binary inputs"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace airlock::agent
