@@ -450,12 +450,11 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   }
   PackResult result;
 
-  // 1. Copy each platform's model files into the staging directory, hashing them on the way.
-  //    Platforms with the same files share one copy.
+  // 1. Copy each platform's model files into a staging directory beside the output (so on its
+  //    filesystem), hashing them on the way; pack then validates and ships those copies, so a
+  //    source file that changes meanwhile cannot make the package lie. Platforms with the same
+  //    files share one copy.
   RemoveStaleTemporaries(output);  // what an earlier, killed pack left behind
-  // Model files are copied into a directory beside the output (so on its filesystem) and hashed
-  // as they are copied; pack then validates and ships those copies, so a source file that
-  // changes meanwhile cannot make the package lie.
   fs::path out_dir = output.parent_path().empty() ? fs::path(".") : output.parent_path();
   AIRLOCK_ASSIGN_OR_RETURN(
       TempDirectory staging,
@@ -496,7 +495,7 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   }
 
   // 2. Validate each distinct model (the staged copy), and take the signature from the first.
-  std::map<std::string, runtime::ModelSignature> validated;
+  std::set<std::string> validated;  // files keys already checked
   Samples samples = spec.samples;
   for (const auto& ps : spec.platforms) {
     std::string key = files_key(ps);
@@ -513,7 +512,8 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
     say("loading it in ONNX Runtime " + ort->Version());
     AIRLOCK_ASSIGN_OR_RETURN(auto model,
                              ShowAs(ort->Load(entry, runtime::SessionConfig{}), entry, source));
-    if (validated.empty()) {
+    if (!result.signature) {  // the first platform's model defines the package's signature
+      result.signature = model->signature();
       for (auto& set : samples.sets) {
         AIRLOCK_RETURN_IF_ERROR(BindToSignature(set, model->signature()));
       }
@@ -526,11 +526,9 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
         result.samples = outcomes;
       }
     }
-    validated.emplace(key, model->signature());
+    validated.insert(key);
   }
-  if (!validated.empty()) {
-    result.signature = validated.begin()->second;
-  } else if (spec.pipeline.contains("signature")) {
+  if (!result.signature && spec.pipeline.contains("signature")) {
     AIRLOCK_ASSIGN_OR_RETURN(auto sig,
                              runtime::ModelSignature::FromJson(spec.pipeline["signature"]));
     result.signature = sig;
