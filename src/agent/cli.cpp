@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "agent/model_store.hpp"
+#include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "trust/documents.hpp"
@@ -11,20 +12,9 @@
 namespace airlock::agent {
 namespace {
 
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitVerification = 3;
-
 int Report(const Error& e) {
   std::fprintf(stderr, "airlock-agent: error: %s\n", e.ToString().c_str());
-  switch (e.code()) {
-    case ErrorCode::kVerification:
-    case ErrorCode::kCorrupt:
-    case ErrorCode::kUnsupported:
-      return kExitVerification;
-    default:
-      return kExitFailure;
-  }
+  return ExitCodeFor(e);
 }
 
 }  // namespace

@@ -51,17 +51,6 @@ int ReportError(const Error& e, int code) {
   return code;
 }
 
-int VerificationExitCode(const Error& e) {
-  switch (e.code()) {
-    case ErrorCode::kVerification:
-    case ErrorCode::kCorrupt:
-    case ErrorCode::kUnsupported:
-      return kExitVerification;
-    default:
-      return kExitFailure;
-  }
-}
-
 Result<std::vector<PrivateKey>> LoadPrivateKeys(const std::vector<std::string>& paths) {
   std::vector<PrivateKey> keys;
   for (const auto& p : paths) {

@@ -38,8 +38,6 @@ struct Context {
 
 // Prints "airlock: error: …" and returns the exit code for the error.
 int ReportError(const Error& e, int code = kExitFailure);
-// kExitVerification for errors that mean "this is not trustworthy", else kExitFailure.
-int VerificationExitCode(const Error& e);
 
 [[nodiscard]] Result<std::vector<PrivateKey>> LoadPrivateKeys(
     const std::vector<std::string>& paths);

@@ -185,7 +185,7 @@ void AddInspect(CLI::App& app, Context& /*ctx*/, Action& action) {
     action = [path, ref, as_json]() -> int {
       auto d = Describe(*path, *ref);
       if (!d) {
-        return ReportError(d.error(), VerificationExitCode(d.error()));
+        return ReportError(d.error(), ExitCodeFor(d.error()));
       }
       if (*as_json) {
         std::printf("%s\n", d->dump(2).c_str());

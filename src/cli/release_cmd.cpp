@@ -119,7 +119,7 @@ void AddVerify(CLI::App& app, Context& ctx, Action& action) {
       auto r = pkg::VerifyPackage(a->package, *root, options);
       if (!r) {
         std::fprintf(stderr, "airlock: verification FAILED for %s\n", a->package.c_str());
-        return ReportError(r.error(), VerificationExitCode(r.error()));
+        return ReportError(r.error(), ExitCodeFor(r.error()));
       }
       if (a->json) {
         nlohmann::json j = {{"verified", true},
