@@ -76,10 +76,7 @@ Result<InstalledModel> ModelStore::Install(const fs::path& package,
       TempDirectory::Create(dir_ / (TemporaryPrefix(dir_ / "install", "staging") + "XXXXXX")));
   fs::path copy = staging.path() / "package";
   pkg::LayoutWriter writer;
-  for (const auto& rel : reader->List()) {
-    AIRLOCK_ASSIGN_OR_RETURN(pkg::FileRange range, reader->Locate(rel));
-    writer.AddRange(rel, range);
-  }
+  AIRLOCK_RETURN_IF_ERROR(writer.AddAll(*reader));
   AIRLOCK_RETURN_IF_ERROR(writer.WriteDirectory(copy, /*replace=*/false));
 
   // 2. Verify the copy, against the counter this store already trusts for the model.

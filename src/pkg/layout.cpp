@@ -251,6 +251,14 @@ void LayoutWriter::AddMovable(std::string rel, fs::path file) {
   entries_.insert_or_assign(std::move(rel), Movable{std::move(file)});
 }
 
+Status LayoutWriter::AddAll(LayoutReader& reader) {
+  for (const auto& rel : reader.List()) {
+    AIRLOCK_ASSIGN_OR_RETURN(FileRange range, reader.Locate(rel));
+    AddRange(rel, range);
+  }
+  return {};
+}
+
 void LayoutWriter::SetIndex(const Index& index) {
   AddBytes(std::string(kLayoutIndex), ToBytes(index.ToJson()));
 }

@@ -86,6 +86,8 @@ class LayoutWriter {
   // A file to move into place (directory output) or to copy (tar output). For a directory it
   // must be on the same filesystem as the output; it is fsync'ed before it is moved.
   void AddMovable(std::string rel, std::filesystem::path file);
+  // Every file of reader's layout, as ranges of its open files; reader must outlive Write*.
+  [[nodiscard]] Status AddAll(LayoutReader& reader);
   void SetIndex(const Index& index);
   bool Has(std::string_view rel) const { return entries_.contains(std::string(rel)); }
 

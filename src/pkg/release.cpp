@@ -9,19 +9,6 @@
 namespace airlock::pkg {
 namespace fs = std::filesystem;
 
-namespace {
-
-// Copies every file of the layout into a writer, as ranges of the open reader.
-Status CopyLayout(LayoutReader& reader, LayoutWriter& writer) {
-  for (const auto& rel : reader.List()) {
-    AIRLOCK_ASSIGN_OR_RETURN(FileRange r, reader.Locate(rel));
-    writer.AddRange(rel, r);
-  }
-  return {};
-}
-
-}  // namespace
-
 Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKey>& keys,
                                const SignOptions& options) {
   if (keys.empty()) {
@@ -88,8 +75,9 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
       auto mbytes = reader->ReadBlob(d);
       if (mbytes) {
         auto m = nlohmann::json::parse(*mbytes, nullptr, false);
-        old_release = !m.is_discarded() && m.contains("subject") &&
-                      trust::StringOr(m["subject"], "digest") == pkg.index_descriptor.digest.ToString();
+        old_release =
+            !m.is_discarded() && m.contains("subject") &&
+            trust::StringOr(m["subject"], "digest") == pkg.index_descriptor.digest.ToString();
       }
     }
     if (!old_release) {
@@ -103,7 +91,7 @@ Result<SignResult> SignPackage(const fs::path& path, const std::vector<PrivateKe
 
   LayoutWriter writer;
   if (reader->is_archive()) {
-    AIRLOCK_RETURN_IF_ERROR(CopyLayout(*reader, writer));
+    AIRLOCK_RETURN_IF_ERROR(writer.AddAll(*reader));
   }
   writer.AddBlob(ref.document_descriptor, ref.document_bytes);
   writer.AddBlob(ref.config_descriptor, ref.config_bytes);
