@@ -28,3 +28,9 @@ else()
     INTERFACE_INCLUDE_DIRECTORIES "${ORT_INCLUDE_DIR}")
   message(STATUS "ONNX Runtime: ${ORT_LIBRARY}")
 endif()
+
+# The agent's HTTP server, image decoding for pipelines, MQTT (Paho C++ on Paho C).
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
+pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
+find_package(PahoMqttCpp REQUIRED)
