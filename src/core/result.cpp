@@ -22,6 +22,10 @@ const char* ErrorCodeName(ErrorCode code) {
       return "model";
     case ErrorCode::kMismatch:
       return "mismatch";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
+    case ErrorCode::kTimeout:
+      return "timeout";
     case ErrorCode::kInternal:
       return "internal";
   }

@@ -23,6 +23,8 @@ enum class ErrorCode {
   kModel,            // the model itself: ONNX checker, ONNX Runtime load or run
   kMismatch,         // outputs that do not match the expected ones
   kInternal,         // a broken invariant inside Airlock
+  kUnavailable,      // busy or not ready: a full queue, a model still loading; try again later
+  kTimeout,          // a deadline passed before the work was done
 };
 
 // A short stable name for the code ("corrupt", "verification", …), used in messages and JSON.

@@ -76,33 +76,46 @@ Result<TimePoint> ParseRfc3339(std::string_view text) {
   return std::chrono::system_clock::from_time_t(tt - offset);
 }
 
-Result<std::chrono::seconds> ParseDuration(std::string_view text) {
+Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   if (text.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "empty duration");
   }
-  long long total = 0;
-  long long current = -1;
-  for (char c : text) {
-    if (c >= '0' && c <= '9') {
-      current = (current < 0 ? 0 : current) * 10 + (c - '0');
-      if (current > 1000000000LL) {
+  auto bad = [&] {
+    return Fail(ErrorCode::kInvalidArgument,
+                "bad duration \"" + std::string(text) + "\" (want e.g. 365d, 12h, 30m, 1d12h, 5s, 2ms)");
+  };
+  long long total_ms = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    long long value = 0;
+    std::size_t digits = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i, ++digits) {
+      value = value * 10 + (text[i] - '0');
+      if (value > 1000000000LL) {
         return Fail(ErrorCode::kInvalidArgument, "duration too long: " + std::string(text));
       }
-      continue;
     }
-    long long unit = c == 'd' ? 86400 : c == 'h' ? 3600 : c == 'm' ? 60 : c == 's' ? 1 : 0;
-    if (unit == 0 || current < 0) {
+    if (digits == 0) {
+      return bad();
+    }
+    if (i == text.size()) {
       return Fail(ErrorCode::kInvalidArgument,
-                  "bad duration \"" + std::string(text) + "\" (want e.g. 365d, 12h, 30m, 1d12h)");
+                  "duration \"" + std::string(text) + "\" needs a unit (d, h, m, s or ms)");
     }
-    total += current * unit;
-    current = -1;
+    long long unit_ms = 0;
+    if (text.substr(i, 2) == "ms") {
+      unit_ms = 1;
+      i += 2;
+    } else {
+      char c = text[i++];
+      unit_ms = c == 'd' ? 86400000 : c == 'h' ? 3600000 : c == 'm' ? 60000 : c == 's' ? 1000 : 0;
+    }
+    if (unit_ms == 0) {
+      return bad();
+    }
+    total_ms += value * unit_ms;
   }
-  if (current >= 0) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "duration \"" + std::string(text) + "\" needs a unit (d, h, m or s)");
-  }
-  return std::chrono::seconds(total);
+  return std::chrono::milliseconds(total_ms);
 }
 
 }  // namespace airlock

@@ -39,6 +39,6 @@ std::string FormatRfc3339(TimePoint t);
 // Accepts "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)"; fractions are dropped.
 [[nodiscard]] Result<TimePoint> ParseRfc3339(std::string_view text);
 // "90d", "12h", "30m", "45s", or combinations like "1d12h".
-[[nodiscard]] Result<std::chrono::seconds> ParseDuration(std::string_view text);
+[[nodiscard]] Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 }  // namespace airlock

@@ -144,15 +144,30 @@ Result<TensorSpec> SpecOf(const std::string& name, const Ort::TypeInfo& info, co
 struct OnnxRuntime::Impl {
   // Errors reach the caller in the exceptions we convert; ONNX Runtime's own log would say them
   // a second time on stderr.
-  Ort::Env env{ORT_LOGGING_LEVEL_FATAL, "airlock"};
+  explicit Impl(const RuntimeOptions& options)
+      : env(options.shared_pool_threads > 0 ? SharedPoolEnv(options)
+                                            : Ort::Env(ORT_LOGGING_LEVEL_FATAL, "airlock")),
+        shared_pool(options.shared_pool_threads > 0) {}
+
+  static Ort::Env SharedPoolEnv(const RuntimeOptions& options) {
+    Ort::ThreadingOptions threading;
+    threading.SetGlobalIntraOpNumThreads(options.shared_pool_threads);
+    threading.SetGlobalInterOpNumThreads(1);
+    threading.SetGlobalSpinControl(options.shared_pool_spinning ? 1 : 0);
+    return Ort::Env(static_cast<const OrtThreadingOptions*>(threading), ORT_LOGGING_LEVEL_FATAL,
+                    "airlock");
+  }
+
+  Ort::Env env;
+  bool shared_pool;
 };
 
-OnnxRuntime::OnnxRuntime() : impl_(std::make_unique<Impl>()) {}
+OnnxRuntime::OnnxRuntime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 OnnxRuntime::~OnnxRuntime() = default;
 
-Result<std::unique_ptr<OnnxRuntime>> OnnxRuntime::Create() {
+Result<std::unique_ptr<OnnxRuntime>> OnnxRuntime::Create(const RuntimeOptions& options) {
   try {
-    return std::unique_ptr<OnnxRuntime>(new OnnxRuntime());
+    return std::unique_ptr<OnnxRuntime>(new OnnxRuntime(std::make_unique<Impl>(options)));
   } catch (const Ort::Exception& e) {
     return Fail(OrtError(e, "cannot start ONNX Runtime"));
   }
@@ -162,12 +177,21 @@ std::string OnnxRuntime::Version() const { return Ort::GetVersionString(); }
 
 Result<std::unique_ptr<InferenceBackend>> OnnxRuntime::Load(const std::filesystem::path& model,
                                                             const SessionConfig& config) {
+  if (config.shared_pool && !impl_->shared_pool) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "a session asks for the shared thread pool but the runtime has none");
+  }
   try {
     Ort::SessionOptions options;
-    options.SetIntraOpNumThreads(config.intra_op_threads);
-    options.SetInterOpNumThreads(1);
+    if (config.shared_pool) {
+      options.DisablePerSessionThreads();
+    } else {
+      options.SetIntraOpNumThreads(config.intra_op_threads);
+      options.SetInterOpNumThreads(1);
+      options.AddConfigEntry("session.intra_op.allow_spinning",
+                             config.allow_spinning ? "1" : "0");
+    }
     options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-    options.AddConfigEntry("session.intra_op.allow_spinning", config.allow_spinning ? "1" : "0");
     if (!config.cpu_arena) {
       options.DisableCpuMemArena();
     }

@@ -18,11 +18,23 @@ struct SessionConfig {
   int intra_op_threads = 1;     // 0 lets ONNX Runtime choose (one per core)
   bool allow_spinning = false;  // spinning trades idle CPU for latency
   bool cpu_arena = false;       // the arena grows without bound on varying shapes: off by default
+  // Run on the runtime's shared thread pool instead of the session's own threads (then
+  // intra_op_threads and allow_spinning are the pool's). Needs a runtime created with one.
+  bool shared_pool = false;
+};
+
+// Process-wide options, fixed when the runtime is created.
+struct RuntimeOptions {
+  // > 0: one intra-op thread pool of this many threads shared by every session that asks for it
+  // (SessionConfig::shared_pool): small devices serving several models need not run a pool each.
+  int shared_pool_threads = 0;
+  bool shared_pool_spinning = false;
 };
 
 class OnnxRuntime {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<OnnxRuntime>> Create();
+  [[nodiscard]] static Result<std::unique_ptr<OnnxRuntime>> Create(
+      const RuntimeOptions& options = {});
   ~OnnxRuntime();
 
   // "1.29.0": the library actually loaded.
@@ -34,8 +46,8 @@ class OnnxRuntime {
                                                                const SessionConfig& config);
 
  private:
-  OnnxRuntime();
   struct Impl;
+  explicit OnnxRuntime(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

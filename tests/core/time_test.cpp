@@ -129,10 +129,13 @@ TEST(DurationTest, ParsesUnitsAndCombinations) {
   EXPECT_EQ(ParseDuration("12h").value(), seconds(43200));
   EXPECT_EQ(ParseDuration("1h30m15s").value(), seconds(3600 + 1800 + 15));
   EXPECT_EQ(ParseDuration("0s").value(), seconds(0));
+  EXPECT_EQ(ParseDuration("2ms").value(), std::chrono::milliseconds(2));
+  EXPECT_EQ(ParseDuration("1s500ms").value(), std::chrono::milliseconds(1500));
+  EXPECT_EQ(ParseDuration("1m5s").value(), seconds(65));
 }
 
 TEST(DurationTest, RefusesMalformed) {
-  for (const char* text : {"", "5", "d", "5x", "1d12", "-5d", "5 d", "1.5h", "h5", "5D"}) {
+  for (const char* text : {"", "5", "d", "5x", "1d12", "-5d", "5 d", "1.5h", "h5", "5D", "5msx", "ms"}) {
     auto d = ParseDuration(text);
     ASSERT_FALSE(d) << "accepted \"" << text << "\"";
     EXPECT_EQ(d.error().code(), ErrorCode::kInvalidArgument);
