@@ -1,9 +1,15 @@
 #include "agent/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 
+#include "agent/config.hpp"
+#include "agent/http_api.hpp"
+#include "agent/model_repository.hpp"
 #include "agent/model_store.hpp"
+#include "runtime/onnx_runtime.hpp"
 #include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
@@ -15,6 +21,63 @@ namespace {
 int Report(const Error& e) {
   std::fprintf(stderr, "airlock-agent: error: %s\n", e.ToString().c_str());
   return ExitCodeFor(e);
+}
+
+struct ServeArgs {
+  std::string config_file;
+  std::string address;
+  int port = -1;
+  std::string log_level = "info";
+};
+
+// Loads what the configuration says, serves until SIGINT or SIGTERM.
+int Serve(AgentConfig config, const std::string& platform) {
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto ort = runtime::OnnxRuntime::Create(config.runtime);
+  if (!ort) {
+    return Report(ort.error());
+  }
+  auto store = ModelStore::Open(config.store);
+  if (!store) {
+    return Report(store.error());
+  }
+  ModelRepository repo(config.store, **ort, config, platform);
+  AgentServer server(repo, platform, (*ort)->Version());
+  auto bound = server.Bind();
+  if (!bound) {
+    return Report(bound.error());
+  }
+  for (const auto& e : repo.LoadAtStart()) {
+    spdlog::error("{}", e.ToString());
+  }
+  const char* scheme = config.http.tls_cert.empty() ? "http" : "https";
+  std::printf("airlock-agent: serving on %s://%s:%d\n", scheme, config.http.address.c_str(),
+              server.port());
+  std::fflush(stdout);
+  if (config.http.address != "127.0.0.1" && config.http.address != "::1" &&
+      config.http.address != "localhost" && config.http.api_key_file.empty()) {
+    spdlog::warn("listening on {} without an API key: anyone who can reach this port can run "
+                 "and unload models (set http.api_key_file)",
+                 config.http.address);
+  }
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("stopping (signal {})", sig);
+    server.Stop();
+  });
+  server.Serve();
+  // Serve also returns when Stop was not called (a listen failure): wake the waiter.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  return kExitOk;
 }
 
 }  // namespace
@@ -37,12 +100,25 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   auto* list = app.add_subcommand("list", "List the installed models");
 
+  auto* serve = app.add_subcommand(
+      "serve",
+      "Serve the installed models over the Open Inference Protocol (HTTP, Triton-compatible)");
+  ServeArgs serve_args;
+  serve->add_option("-c,--config", serve_args.config_file,
+                    "YAML configuration (docs/agent.md lists every key); default: built-in");
+  serve->add_option("--address", serve_args.address,
+                    "address to listen on (default 127.0.0.1, from the configuration)");
+  serve->add_option("--port", serve_args.port,
+                    "port to listen on (default 8000; 0 picks a free one and prints it)");
+  serve->add_option("--log-level", serve_args.log_level, "trace, debug, info, warn or error")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : kExitUsage;
   }
-  SetupLogging("warn");
+  SetupLogging(*serve ? serve_args.log_level : "warn");
   TimePoint now = SystemClock().Now();
   if (!now_text.empty()) {
     auto t = ParseRfc3339(now_text);
@@ -51,6 +127,27 @@ int Main(int argc, char** argv) {
       return kExitUsage;
     }
     now = *t;
+  }
+  if (*serve) {
+    AgentConfig config;
+    if (!serve_args.config_file.empty()) {
+      auto loaded = LoadAgentConfig(serve_args.config_file);
+      if (!loaded) {
+        Report(loaded.error());
+        return kExitUsage;
+      }
+      config = std::move(*loaded);
+    }
+    if (app.get_option("--store")->count() > 0) {
+      config.store = store_dir;
+    }
+    if (!serve_args.address.empty()) {
+      config.http.address = serve_args.address;
+    }
+    if (serve_args.port >= 0) {
+      config.http.port = serve_args.port;
+    }
+    return Serve(std::move(config), platform);
   }
   auto store = ModelStore::Open(store_dir);
   if (!store) {

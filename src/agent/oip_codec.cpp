@@ -233,8 +233,14 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
     return Fail(Bad("Inference-Header-Content-Length " + std::to_string(json_size) +
                     " is past the end of the " + std::to_string(body.size()) + "-byte body"));
   }
-  json doc = json::parse(body.substr(0, json_size), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
+  json doc;
+  try {
+    doc = json::parse(body.substr(0, json_size));
+  } catch (const json::parse_error& e) {
+    // e.byte says where; the rest of nlohmann's message names the token it did not expect.
+    return Fail(Bad("malformed JSON in the request at byte " + std::to_string(e.byte)));
+  }
+  if (!doc.is_object()) {
     return Fail(Bad("the request body is not a JSON object"));
   }
   InferRequest req;
@@ -385,7 +391,7 @@ EncodedResponse EncodeInferResponse(std::string_view model_name, std::string_vie
                               {"parameters", {{"binary_data_size", binary.size() - before}}}});
   }
   EncodedResponse out;
-  out.body = doc.dump();
+  out.body = doc.dump(-1, ' ', false, json::error_handler_t::replace);
   if (!binary.empty() || std::any_of(doc["outputs"].begin(), doc["outputs"].end(),
                                      [](const json& o) { return o.contains("parameters"); })) {
     out.header_length = out.body.size();

@@ -159,7 +159,7 @@ std::string Input(const std::string& fields) { return R"({"inputs": [{)" + field
 INSTANTIATE_TEST_SUITE_P(
     Requests, OipCodecRefuses,
     ::testing::Values(
-        BadRequest{"NotJson", "{inputs", std::nullopt, "not a JSON object"},
+        BadRequest{"NotJson", "{inputs", std::nullopt, "malformed JSON in the request at byte 2"},
         BadRequest{"NoInputs", "{}", std::nullopt, "non-empty \"inputs\""},
         BadRequest{"NoShape", Input(R"("name": "x", "datatype": "FP32")"), std::nullopt,
                    "\"name\", \"datatype\" and \"shape\""},

@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include "runtime/tensor.hpp"
+
 namespace airlock::testing {
 namespace {
 
@@ -85,6 +87,22 @@ void WriteUnknownOpModel(const std::filesystem::path& path) {
   node->set_domain("com.example.nowhere");
   node->add_input("x");
   node->add_output("y");
+  Save(m, path);
+}
+
+void WriteIdentityModel(const std::filesystem::path& path, const std::vector<int>& onnx_types) {
+  auto m = NewModel();
+  auto* g = m.mutable_graph();
+  g->set_name("identity");
+  for (int type : onnx_types) {
+    std::string name = std::string(runtime::DataTypeName(runtime::FromOnnxType(type).value()));
+    AddTensorIo(g->add_input(), "in_" + name, type, {"batch", "n"});
+    AddTensorIo(g->add_output(), "out_" + name, type, {"batch", "n"});
+    auto* node = g->add_node();
+    node->set_op_type("Identity");
+    node->add_input("in_" + name);
+    node->add_output("out_" + name);
+  }
   Save(m, path);
 }
 

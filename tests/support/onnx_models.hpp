@@ -2,6 +2,7 @@
 // Small ONNX models made in code for tests, so no test depends on a trained artefact.
 
 #include <filesystem>
+#include <vector>
 #include <string>
 
 namespace airlock::testing {
@@ -10,6 +11,9 @@ namespace airlock::testing {
 void WriteAffineModel(const std::filesystem::path& path, int n = 4, int ir_version = 8);
 // Passes the ONNX checker (custom domains are not checked) but ONNX Runtime has no kernel for it.
 void WriteUnknownOpModel(const std::filesystem::path& path);
+// Identity over [batch, n] for each ONNX element type given: inputs "in_T", outputs "out_T",
+// where T is the Open Inference Protocol name of the type (in_FP32, out_BYTES, ...).
+void WriteIdentityModel(const std::filesystem::path& path, const std::vector<int>& onnx_types);
 // A string model: Identity over STRING [n] (input "text", output "same").
 void WriteStringIdentityModel(const std::filesystem::path& path);
 

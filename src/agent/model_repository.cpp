@@ -1,0 +1,427 @@
+#include "agent/model_repository.hpp"
+
+#include <malloc.h>
+
+#include <algorithm>
+
+#include "core/fs.hpp"
+#include "core/log.hpp"
+#include "pkg/package.hpp"
+#include "pkg/samples.hpp"
+#include "trust/canonical_json.hpp"
+
+namespace airlock::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::steady_clock;
+
+// Installed versions of one model, highest release counter first.
+Result<std::vector<InstalledModel>> InstalledVersions(const fs::path& store_dir,
+                                                      const std::string& name) {
+  AIRLOCK_ASSIGN_OR_RETURN(ModelStore store, ModelStore::Open(store_dir));
+  AIRLOCK_ASSIGN_OR_RETURN(auto all, store.List());
+  std::vector<InstalledModel> mine;
+  for (auto& m : all) {
+    if (m.name == name) {
+      mine.push_back(std::move(m));
+    }
+  }
+  std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) {
+    return a.release_counter > b.release_counter;
+  });
+  return mine;
+}
+
+}  // namespace
+
+const char* ModelStateName(ModelState s) {
+  switch (s) {
+    case ModelState::kLoading:
+      return "LOADING";
+    case ModelState::kReady:
+      return "READY";
+    case ModelState::kUnloading:
+      return "UNLOADING";
+    case ModelState::kUnavailable:
+      return "UNAVAILABLE";
+  }
+  return "UNAVAILABLE";
+}
+
+void ReleaseFreeMemory() { malloc_trim(0); }
+
+ModelRepository::ModelRepository(fs::path store_dir, runtime::OnnxRuntime& ort,
+                                 AgentConfig config, std::string platform,
+                                 BackendDecorator decorate)
+    : store_dir_(std::move(store_dir)),
+      ort_(ort),
+      config_(std::move(config)),
+      platform_(std::move(platform)),
+      decorate_(std::move(decorate)) {}
+
+ModelRepository::~ModelRepository() = default;
+
+std::mutex& ModelRepository::LoadMutex(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto& m = load_mutexes_[name];
+  if (!m) {
+    m = std::make_unique<std::mutex>();
+  }
+  return *m;
+}
+
+void ModelRepository::SetState(const std::string& name, const std::string& version,
+                               ModelState state, std::string reason,
+                               std::shared_ptr<ServedVersion> served) {
+  std::lock_guard lock(mutex_);
+  Slot& slot = models_[name].versions[version];
+  slot.state = state;
+  slot.reason = std::move(reason);
+  if (served) {
+    slot.release_counter = served->release_counter;
+  }
+  slot.served = std::move(served);
+}
+
+Result<std::shared_ptr<ServedVersion>> ModelRepository::LoadVersion(const InstalledModel& m,
+                                                                   const ModelConfig& config) {
+  auto started = steady_clock::now();
+  auto served = std::make_shared<ServedVersion>();
+  served->name = m.name;
+  served->version = m.version;
+  served->release_counter = m.release_counter;
+  served->index_digest = m.index_digest;
+  served->config = config;
+
+  AIRLOCK_ASSIGN_OR_RETURN(auto reader, pkg::LayoutReader::Open(m.path));
+  AIRLOCK_ASSIGN_OR_RETURN(pkg::Package package, pkg::LoadPackage(*reader, m.version));
+  AIRLOCK_ASSIGN_OR_RETURN(const pkg::Variant* variant, package.Select(platform_));
+
+  // The store verified every blob at install; the model files are checked again because they
+  // are what runs, and a disk can rot or be tampered with between install and load.
+  auto weights = variant->Layers(pkg::media::kModelWeight);
+  if (weights.empty()) {
+    return Fail(ErrorCode::kCorrupt, "the package has no model weight layer");
+  }
+  for (const auto* w : weights) {
+    AIRLOCK_RETURN_IF_ERROR(reader->VerifyBlob(*w));
+  }
+  std::unique_ptr<runtime::InferenceBackend> backend;
+  if (weights.size() == 1) {
+    // One file: load the verified blob in place.
+    AIRLOCK_ASSIGN_OR_RETURN(
+        backend, ort_.Load(m.path / pkg::BlobPath(weights.front()->digest), config.session));
+  } else {
+    // External data files must sit beside the model under their names.
+    AIRLOCK_ASSIGN_OR_RETURN(
+        TempDirectory files,
+        TempDirectory::Create(store_dir_ / (TemporaryPrefix(store_dir_ / "load", "files") +
+                                            "XXXXXX")));
+    AIRLOCK_ASSIGN_OR_RETURN(fs::path entry,
+                             pkg::MaterializeModel(*reader, *variant, files.path()));
+    AIRLOCK_ASSIGN_OR_RETURN(backend, ort_.Load(entry, config.session));
+  }
+  served->backend = decorate_ ? decorate_(std::move(backend)) : std::move(backend);
+  served->signature = served->backend->signature();
+
+  served->pipeline = nlohmann::json::object();
+  auto pipelines = variant->Layers(pkg::media::kPipeline);
+  if (!pipelines.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string text, reader->ReadBlob(*pipelines.front()));
+    AIRLOCK_ASSIGN_OR_RETURN(served->pipeline, trust::ParseJson(text, pkg::kMaxJsonBlob, "pipeline.json"));
+  }
+
+  // Warm up: the first runs allocate and specialise; the samples also prove the model computes
+  // what its publisher recorded, on this machine.
+  auto samples = variant->Layers(pkg::media::kSamples);
+  if (config.warmup && !samples.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(*samples.front(), 1ULL << 30));
+    AIRLOCK_ASSIGN_OR_RETURN(pkg::Samples parsed, pkg::ParseSamplesLayer(bytes));
+    for (auto& set : parsed.sets) {
+      AIRLOCK_RETURN_IF_ERROR(pkg::BindToSignature(set, served->signature));
+    }
+    auto outcome = pkg::RunSamples(*served->backend, parsed);
+    if (!outcome) {
+      return Fail(std::move(outcome.error()).WithContext("warm-up with the package's samples"));
+    }
+    served->warmup_samples = parsed.sets.size();
+  }
+  served->scheduler = std::make_unique<Scheduler>(served->backend, config, served->stats);
+  served->loaded_at = std::chrono::system_clock::now();
+  served->load_duration =
+      std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - started);
+  return served;
+}
+
+Status ModelRepository::Load(const std::string& name) {
+  std::lock_guard load_lock(LoadMutex(name));
+  AIRLOCK_ASSIGN_OR_RETURN(auto installed, InstalledVersions(store_dir_, name));
+  if (installed.empty()) {
+    return Fail(ErrorCode::kNotFound, "model \"" + name +
+                                          "\" is not installed (install it with airlock-agent "
+                                          "install PACKAGE --root ROOT)");
+  }
+  const ModelConfig& config = config_.For(name);
+  {
+    std::lock_guard lock(mutex_);
+    Model& model = models_[name];
+    model.wanted = true;
+    for (const auto& m : installed) {
+      Slot& slot = model.versions[m.version];
+      slot.release_counter = m.release_counter;
+      if (slot.state == ModelState::kUnavailable && slot.reason.empty()) {
+        slot.reason = "not loaded";
+      }
+    }
+  }
+
+  // The versions to serve, in order of preference.
+  std::vector<const InstalledModel*> candidates;
+  std::size_t want = installed.size();
+  switch (config.versions.kind) {
+    case VersionPolicy::Kind::kLatest:
+      want = config.versions.latest;
+      for (const auto& m : installed) {
+        candidates.push_back(&m);
+      }
+      break;
+    case VersionPolicy::Kind::kAll:
+      for (const auto& m : installed) {
+        candidates.push_back(&m);
+      }
+      break;
+    case VersionPolicy::Kind::kSpecific:
+      want = config.versions.versions.size();
+      for (const auto& v : config.versions.versions) {
+        auto it = std::find_if(installed.begin(), installed.end(),
+                               [&](const auto& m) { return m.version == v; });
+        if (it == installed.end()) {
+          SetState(name, v, ModelState::kUnavailable, "not installed");
+        } else {
+          candidates.push_back(&*it);
+        }
+      }
+      break;
+  }
+
+  std::vector<std::string> chosen;
+  std::optional<Error> first_error;
+  for (const InstalledModel* m : candidates) {
+    if (chosen.size() >= want) {
+      break;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      Slot& slot = models_[name].versions[m->version];
+      if (slot.state == ModelState::kReady) {
+        chosen.push_back(m->version);
+        continue;
+      }
+      slot.state = ModelState::kLoading;
+      slot.reason.clear();
+    }
+    ++loads_;
+    auto served = LoadVersion(*m, config);
+    if (!served) {
+      ++load_failures_;
+      Error e = std::move(served.error()).WithContext("loading " + name + " " + m->version);
+      spdlog::warn("{}", e.ToString());
+      SetState(name, m->version, ModelState::kUnavailable, e.ToString());
+      if (!first_error) {
+        first_error = e;
+      }
+      continue;
+    }
+    spdlog::info("{} {} is ready (loaded in {} ms, {} warm-up samples)", name, m->version,
+                     (*served)->load_duration.count(), (*served)->warmup_samples);
+    SetState(name, m->version, ModelState::kReady, "", std::move(*served));
+    chosen.push_back(m->version);
+  }
+
+  // Only now, with the new versions ready, retire the ones the policy no longer wants.
+  bool retired = false;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [version, slot] : models_[name].versions) {
+      if (slot.state == ModelState::kReady &&
+          std::find(chosen.begin(), chosen.end(), version) == chosen.end()) {
+        slot.state = ModelState::kUnavailable;
+        slot.reason = "unloaded: not wanted by the version policy";
+        slot.served.reset();
+        retired = true;
+      }
+    }
+  }
+  if (retired) {
+    ReleaseFreeMemory();
+  }
+  if (chosen.empty()) {
+    return Fail(first_error ? *first_error
+                            : Error(ErrorCode::kNotFound, "no version of \"" + name +
+                                                              "\" matches its version policy"));
+  }
+  return {};
+}
+
+Status ModelRepository::Unload(const std::string& name) {
+  std::lock_guard load_lock(LoadMutex(name));
+  {
+    std::lock_guard lock(mutex_);
+    auto it = models_.find(name);
+    if (it == models_.end()) {
+      return Fail(ErrorCode::kNotFound, "model \"" + name + "\" is not loaded");
+    }
+    it->second.wanted = false;
+    for (auto& [version, slot] : it->second.versions) {
+      if (slot.state == ModelState::kReady) {
+        slot.state = ModelState::kUnavailable;
+        slot.reason = "unloaded";
+      }
+      slot.served.reset();
+    }
+  }
+  ReleaseFreeMemory();
+  return {};
+}
+
+std::vector<Error> ModelRepository::LoadAtStart() {
+  std::vector<std::string> names = config_.load;
+  if (config_.model_control == AgentConfig::ModelControl::kAll) {
+    auto store = ModelStore::Open(store_dir_);
+    if (!store) {
+      return {store.error()};
+    }
+    auto all = store->List();
+    if (!all) {
+      return {all.error()};
+    }
+    for (const auto& m : *all) {
+      if (std::find(names.begin(), names.end(), m.name) == names.end()) {
+        names.push_back(m.name);
+      }
+    }
+  }
+  std::vector<Error> errors;
+  for (const auto& name : names) {
+    auto s = Load(name);
+    if (!s) {
+      errors.push_back(s.error());
+    }
+  }
+  return errors;
+}
+
+Result<std::shared_ptr<ServedVersion>> ModelRepository::Find(const std::string& name,
+                                                             const std::string& version) const {
+  std::lock_guard lock(mutex_);
+  auto it = models_.find(name);
+  if (it == models_.end()) {
+    return Fail(ErrorCode::kNotFound, "unknown model \"" + name + "\"");
+  }
+  if (!version.empty()) {
+    auto v = it->second.versions.find(version);
+    if (v == it->second.versions.end()) {
+      return Fail(ErrorCode::kNotFound,
+                  "unknown version \"" + version + "\" of model \"" + name + "\"");
+    }
+    if (v->second.state != ModelState::kReady) {
+      return Fail(ErrorCode::kUnavailable, name + " " + version + " is not ready (" +
+                                               ModelStateName(v->second.state) +
+                                               (v->second.reason.empty() ? "" : ": ") +
+                                               v->second.reason + ")");
+    }
+    return v->second.served;
+  }
+  std::shared_ptr<ServedVersion> best;
+  for (const auto& [v, slot] : it->second.versions) {
+    if (slot.state == ModelState::kReady &&
+        (!best || slot.served->release_counter > best->release_counter)) {
+      best = slot.served;
+    }
+  }
+  if (!best) {
+    return Fail(ErrorCode::kUnavailable, "model \"" + name + "\" has no ready version");
+  }
+  return best;
+}
+
+std::vector<VersionStatus> ModelRepository::Index() const {
+  // What is installed, whether or not it was ever loaded.
+  std::vector<InstalledModel> installed;
+  if (auto store = ModelStore::Open(store_dir_)) {
+    if (auto all = store->List()) {
+      installed = std::move(*all);
+    }
+  }
+  std::lock_guard lock(mutex_);
+  std::map<std::pair<std::string, std::string>, VersionStatus> out;
+  for (const auto& m : installed) {
+    out[{m.name, m.version}] = {m.name, m.version, m.release_counter, ModelState::kUnavailable,
+                                "not loaded"};
+  }
+  for (const auto& [name, model] : models_) {
+    for (const auto& [version, slot] : model.versions) {
+      auto& s = out[{name, version}];
+      s.name = name;
+      s.version = version;
+      if (slot.release_counter != 0) {
+        s.release_counter = slot.release_counter;
+      }
+      s.state = slot.state;
+      s.reason = slot.reason;
+    }
+  }
+  std::vector<VersionStatus> list;
+  for (auto& [key, s] : out) {
+    list.push_back(std::move(s));
+  }
+  std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
+    return a.name != b.name ? a.name < b.name : a.release_counter < b.release_counter;
+  });
+  return list;
+}
+
+std::vector<VersionStatus> ModelRepository::VersionsOf(const std::string& name) const {
+  auto all = Index();
+  std::vector<VersionStatus> mine;
+  for (auto& s : all) {
+    if (s.name == name) {
+      mine.push_back(std::move(s));
+    }
+  }
+  return mine;
+}
+
+std::vector<std::shared_ptr<ServedVersion>> ModelRepository::Ready() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<ServedVersion>> out;
+  for (const auto& [name, model] : models_) {
+    for (const auto& [version, slot] : model.versions) {
+      if (slot.state == ModelState::kReady) {
+        out.push_back(slot.served);
+      }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a->name != b->name ? a->name < b->name : a->release_counter < b->release_counter;
+  });
+  return out;
+}
+
+bool ModelRepository::AllReady() const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [name, model] : models_) {
+    if (!model.wanted) {
+      continue;
+    }
+    bool any = std::any_of(model.versions.begin(), model.versions.end(),
+                           [](const auto& kv) { return kv.second.state == ModelState::kReady; });
+    if (!any) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace airlock::agent

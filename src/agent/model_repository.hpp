@@ -1,0 +1,141 @@
+#pragma once
+// The models this agent serves: which installed versions are loaded, in what state, and the
+// loaded versions themselves.
+//
+// Load(name) applies the model's version policy to what the store holds: it loads and warms up
+// every version the policy wants that is not loaded yet (each reads its package, checks the model
+// blobs' digests again, loads the model into ONNX Runtime, runs the package's samples and
+// compares their outputs), and only then unloads the versions the policy no longer wants. Callers
+// that hold a ServedVersion keep it alive until their request finishes, so swapping versions
+// under traffic fails no request. A version that fails to load is marked unavailable with the
+// reason and the versions that were serving keep serving (with `latest: N`, the next older
+// version that loads takes its place).
+//
+// Thread-safe. Load and Unload block while models load; requests are never blocked by a load.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "agent/config.hpp"
+#include "agent/model_store.hpp"
+#include "agent/scheduler.hpp"
+#include "core/result.hpp"
+#include "runtime/onnx_runtime.hpp"
+
+namespace airlock::agent {
+
+// Where a version is in its life, as the repository API reports it (Triton's names).
+enum class ModelState {
+  kLoading,      // being read, loaded into the runtime and warmed up; not serving yet
+  kReady,        // serving
+  kUnloading,    // no new requests; finishing the ones it has
+  kUnavailable,  // not serving: never loaded, unloaded, or failed (see the reason)
+};
+const char* ModelStateName(ModelState s);  // "LOADING", "READY", "UNLOADING", "UNAVAILABLE"
+
+// One loaded, ready version. Immutable once published except its statistics.
+struct ServedVersion {
+  std::string name;
+  std::string version;
+  std::uint64_t release_counter = 0;
+  std::string index_digest;
+  runtime::ModelSignature signature;
+  nlohmann::json pipeline;  // the package's pipeline.json, {} when it has none
+  ModelConfig config;
+  std::chrono::system_clock::time_point loaded_at;
+  std::chrono::milliseconds load_duration{0};
+  std::size_t warmup_samples = 0;
+  InferenceStats stats;
+  std::shared_ptr<runtime::InferenceBackend> backend;
+  std::unique_ptr<Scheduler> scheduler;  // declared last: destroyed first
+};
+
+struct VersionStatus {
+  std::string name;
+  std::string version;
+  std::uint64_t release_counter = 0;
+  ModelState state = ModelState::kUnavailable;
+  std::string reason;  // why it is unavailable, or "" when ready
+};
+
+// Wraps each backend as it loads (tests use it to hold executions at a gate).
+using BackendDecorator = std::function<std::unique_ptr<runtime::InferenceBackend>(
+    std::unique_ptr<runtime::InferenceBackend>)>;
+
+class ModelRepository {
+ public:
+  // store_dir is an agent store (ModelStore); ort must outlive the repository.
+  ModelRepository(std::filesystem::path store_dir, runtime::OnnxRuntime& ort, AgentConfig config,
+                  std::string platform, BackendDecorator decorate = {});
+  ~ModelRepository();
+
+  // Applies the model's version policy (see above). Fails with kNotFound when nothing of the
+  // model is installed, and with the first load error when no version the policy wants is ready.
+  [[nodiscard]] Status Load(const std::string& name);
+  // Stops serving every version of the model; memory returns once in-flight requests finish.
+  [[nodiscard]] Status Unload(const std::string& name);
+  // Loads what the configuration says to load at start (every installed model, or the `load`
+  // list). Returns the failures, one per model; the others serve regardless.
+  std::vector<Error> LoadAtStart();
+
+  // The ready version to serve a request: `version` when given, else the ready version with the
+  // highest release counter. kNotFound for an unknown model or version, kUnavailable when it is
+  // known but not ready.
+  [[nodiscard]] Result<std::shared_ptr<ServedVersion>> Find(const std::string& name,
+                                                            const std::string& version = {}) const;
+
+  // Every installed or loaded version with its state, sorted by name then release counter.
+  std::vector<VersionStatus> Index() const;
+  // The ready versions, sorted by name then release counter.
+  std::vector<std::shared_ptr<ServedVersion>> Ready() const;
+  // True when every model the agent was asked to load has a ready version.
+  bool AllReady() const;
+  // The installed versions of one model (any state), for metadata.
+  std::vector<VersionStatus> VersionsOf(const std::string& name) const;
+
+  const AgentConfig& config() const { return config_; }
+  std::uint64_t loads() const { return loads_.load(); }
+  std::uint64_t load_failures() const { return load_failures_.load(); }
+
+ private:
+  struct Slot {
+    ModelState state = ModelState::kUnavailable;
+    std::string reason;
+    std::uint64_t release_counter = 0;
+    std::shared_ptr<ServedVersion> served;  // set when ready
+  };
+  struct Model {
+    std::map<std::string, Slot> versions;
+    bool wanted = false;  // asked to load (at start or by the API) and not unloaded since
+  };
+
+  Result<std::shared_ptr<ServedVersion>> LoadVersion(const InstalledModel& m,
+                                                     const ModelConfig& config);
+  std::mutex& LoadMutex(const std::string& name);
+  void SetState(const std::string& name, const std::string& version, ModelState state,
+                std::string reason, std::shared_ptr<ServedVersion> served = nullptr);
+
+  const std::filesystem::path store_dir_;
+  runtime::OnnxRuntime& ort_;
+  const AgentConfig config_;
+  const std::string platform_;
+  const BackendDecorator decorate_;
+
+  mutable std::mutex mutex_;  // guards models_ and load_mutexes_
+  std::map<std::string, Model> models_;
+  std::map<std::string, std::unique_ptr<std::mutex>> load_mutexes_;
+  std::atomic<std::uint64_t> loads_{0};
+  std::atomic<std::uint64_t> load_failures_{0};
+};
+
+// Returns freed heap memory to the operating system (after an unload).
+void ReleaseFreeMemory();
+
+}  // namespace airlock::agent
