@@ -318,6 +318,19 @@ Result<double> ThresholdValue(StepReader& r, const json& thresholds, const std::
   return r.Bad("missing parameter \"value\" (and no thresholds." + above + " in the pipeline)");
 }
 
+// Labels must match the classes when the signature fixes how many there are.
+Status CheckLabelCount(StepReader& r, const std::string& tensor,
+                       const std::vector<std::string>& labels, const runtime::ModelSignature& sig) {
+  for (const auto& spec : sig.outputs) {
+    if (spec.name == tensor && !labels.empty() && !spec.shape.empty() && spec.shape.back() > 0 &&
+        static_cast<std::size_t>(spec.shape.back()) != labels.size()) {
+      return r.Bad(std::to_string(labels.size()) + " labels for the " +
+                   std::to_string(spec.shape.back()) + " classes of \"" + tensor + "\"");
+    }
+  }
+  return {};
+}
+
 Result<steps::Post> ParsePost(StepReader& r, const std::string& op,
                               const runtime::ModelSignature& sig,
                               const std::vector<std::string>& labels, const json& thresholds) {
@@ -330,6 +343,7 @@ Result<steps::Post> ParsePost(StepReader& r, const std::string& op,
     steps::Argmax s;
     AIRLOCK_ASSIGN_OR_RETURN(s.tensor, OutputName(r, "tensor", sig.outputs, "output"));
     AIRLOCK_ASSIGN_OR_RETURN(s.labels, r.Labels(labels));
+    AIRLOCK_RETURN_IF_ERROR(CheckLabelCount(r, s.tensor, s.labels, sig));
     return s;
   }
   if (op == "top_k") {
@@ -337,6 +351,7 @@ Result<steps::Post> ParsePost(StepReader& r, const std::string& op,
     AIRLOCK_ASSIGN_OR_RETURN(s.tensor, OutputName(r, "tensor", sig.outputs, "output"));
     AIRLOCK_ASSIGN_OR_RETURN(s.k, r.Int("k", 1, 1000));
     AIRLOCK_ASSIGN_OR_RETURN(s.labels, r.Labels(labels));
+    AIRLOCK_RETURN_IF_ERROR(CheckLabelCount(r, s.tensor, s.labels, sig));
     return s;
   }
   if (op == "threshold") {

@@ -159,6 +159,10 @@ TEST(PipelineParse, RefusesBadStepsNamingThem) {
       {"labels not strings", {{"postprocess", {{{"op", "argmax"}, {"labels", {1, 2}}}}}},
        "list of strings"},
       {"top labels", {{"labels", "ok"}}, "\"labels\" must be a list of strings"},
+      {"label count", {{"postprocess", {{{"op", "argmax"}, {"labels", {"a", "b"}}}}}},
+       "postprocess step 0 (argmax): 2 labels for the 3 classes of \"y\""},
+      {"top_k label count", {{"labels", {"a"}}, {"postprocess", {{{"op", "top_k"}, {"k", 1}}}}},
+       "1 labels for the 3 classes"},
       {"schema", {{"schema", "airlock.pipeline.v2"}}, "not airlock.pipeline.v1"},
       {"thresholds", {{"thresholds", {1, 2}}}, "\"thresholds\" must be an object"},
   };
