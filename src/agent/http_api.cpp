@@ -52,6 +52,25 @@ void SendError(httplib::Response& res, const Error& e) {
   SendError(res, HttpStatusFor(e.code()), e.ToString());
 }
 
+// The content types a pipeline reads; anything else (curl's default form type, text/plain) is
+// left to the pipeline to recognise by its bytes.
+std::string PipelineContentType(const std::string& header) {
+  std::string type = header.substr(0, header.find(';'));
+  for (auto& ch : type) {
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  while (!type.empty() && type.back() == ' ') {
+    type.pop_back();
+  }
+  for (const char* known : {"image/jpeg", "image/png", "application/x-npy", "application/json",
+                            "application/octet-stream"}) {
+    if (type == known) {
+      return header;
+    }
+  }
+  return "";
+}
+
 std::string TritonType(runtime::DataType t) {
   return t == runtime::DataType::kBytes ? "TYPE_STRING"
                                         : "TYPE_" + std::string(runtime::DataTypeName(t));
@@ -225,6 +244,12 @@ std::string RenderMetrics(const ModelRepository& repository) {
   per_version("nv_inference_pending_request_count", "gauge",
               "Instantaneous number of pending requests awaiting execution",
               [](const ServedVersion& v) { return v.scheduler->QueueDepth(); });
+  per_version("airlock_pipeline_requests_total", "counter",
+              "Raw inputs (images, signals) the model's pipeline turned into results",
+              [](const ServedVersion& v) { return v.stats.pipeline_success.load(); });
+  per_version("airlock_pipeline_failures_total", "counter",
+              "Raw inputs the model's pipeline could not turn into results",
+              [](const ServedVersion& v) { return v.stats.pipeline_failure.load(); });
   per_version("airlock_inference_rejected_total", "counter",
               "Requests refused because the model's queue was full (HTTP 503)",
               [](const ServedVersion& v) { return v.stats.rejected.load(); });
@@ -278,7 +303,6 @@ struct AgentServer::Impl {
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::unique_ptr<httplib::Server> server;
   std::string api_key;
-  PipelineHandler pipeline;
   MetricsAppender metrics_appender;
   std::atomic<std::uint64_t> http_requests{0};
   std::atomic<std::uint64_t> http_errors{0};
@@ -304,7 +328,7 @@ struct AgentServer::Impl {
            CRYPTO_memcmp(given.data(), api_key.data(), api_key.size()) == 0;
   }
 
-  void Infer(const httplib::Request& req, httplib::Response& res) {
+  void Infer(const httplib::Request& req, httplib::Response& res, const std::string& body) {
     auto arrival = steady_clock::now();
     auto target = Target(req);
     if (!target) {
@@ -321,7 +345,7 @@ struct AgentServer::Impl {
       }
       header_length = n;
     }
-    auto request = ParseInferRequest(req.body, header_length);
+    auto request = ParseInferRequest(body, header_length);
     if (!request) {
       served->stats.fail.Add(steady_clock::now() - arrival);
       return SendError(res, request.error());
@@ -415,6 +439,54 @@ struct AgentServer::Impl {
     };
   }
 
+  // A request body read through httplib's content reader: that path skips httplib's form parsing
+  // (and its 8 KiB limit on form bodies, which is what curl -d sends by default). From a
+  // multipart form (curl -F file=@tag.jpg), the first part, with its file name and type.
+  struct Body {
+    std::string bytes;
+    std::string content_type;
+    std::string name;
+  };
+  using BodyHandler = std::function<void(const httplib::Request&, httplib::Response&, Body&)>;
+
+  httplib::Server::HandlerWithContentReader WithBody(BodyHandler handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res,
+                           const httplib::ContentReader& reader) {
+      Body body;
+      body.content_type = req.get_header_value("Content-Type");
+      if (req.is_multipart_form_data()) {
+        int part = 0;
+        reader(
+            [&](const httplib::MultipartFormData& f) {
+              if (++part == 1) {
+                body.name = f.filename;
+                body.content_type = f.content_type;
+              }
+              return true;
+            },
+            [&](const char* data, std::size_t n) {
+              if (part == 1) {
+                body.bytes.append(data, n);
+              }
+              return true;
+            });
+      } else {
+        reader([&](const char* data, std::size_t n) {
+          body.bytes.append(data, n);
+          return true;
+        });
+      }
+      if (res.status >= 400) {
+        return;  // httplib refused the body (too large)
+      }
+      if (!Authorized(req)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        return SendError(res, 401, "missing or wrong API key (send Authorization: Bearer KEY)");
+      }
+      handler(req, res, body);
+    };
+  }
+
   void Routes() {
     auto& s = *server;
     // Paths of one model, optionally one version: matches[1] is the model, [2] the version.
@@ -500,8 +572,10 @@ struct AgentServer::Impl {
             }
             SendJson(res, {{"model_stats", stats}});
           });
-    post(model + "/infer",
-           [this](const httplib::Request& req, httplib::Response& res) { Infer(req, res); });
+    s.Post(model + "/infer",
+           WithBody([this](const httplib::Request& req, httplib::Response& res, Body& body) {
+             Infer(req, res, body.bytes);
+           }));
     post("/v2/repository/index", [this](const httplib::Request& req, httplib::Response& res) {
       bool only_ready = false;
       if (!req.body.empty()) {
@@ -555,22 +629,21 @@ struct AgentServer::Impl {
     get("/api/v1/status", [this](const httplib::Request&, httplib::Response& res) {
       SendJson(res, Status());
     });
-    post(R"(/api/v1/models/([^/]+)(?:/versions/([^/]+))?/predict)",
-           [this](const httplib::Request& req, httplib::Response& res) {
+    s.Post(R"(/api/v1/models/([^/]+)(?:/versions/([^/]+))?/predict)",
+           WithBody([this](const httplib::Request& req, httplib::Response& res, Body& body) {
              auto v = Target(req);
              if (!v) {
                return SendError(res, v.error());
              }
-             if (!pipeline) {
-               return SendError(res, 501, "this agent was built without pipelines");
-             }
-             auto result = pipeline(*v, req.body, req.get_header_value("Content-Type"),
-                                    req.get_param_value("name"));
+             std::string name = req.has_param("name") ? req.get_param_value("name") : body.name;
+             pipeline::Input in{std::move(body.bytes), PipelineContentType(body.content_type),
+                                std::move(name)};
+             auto result = Predict(**v, in);
              if (!result) {
                return SendError(res, result.error());
              }
              SendJson(res, *result);
-           });
+           }));
   }
 };
 
@@ -579,10 +652,6 @@ AgentServer::AgentServer(ModelRepository& repository, std::string platform,
     : impl_(std::make_unique<Impl>(repository, std::move(platform), std::move(runtime_version))) {}
 
 AgentServer::~AgentServer() = default;
-
-void AgentServer::SetPipelineHandler(PipelineHandler handler) {
-  impl_->pipeline = std::move(handler);
-}
 
 void AgentServer::SetMetricsAppender(MetricsAppender appender) {
   impl_->metrics_appender = std::move(appender);

@@ -20,12 +20,6 @@
 
 namespace airlock::agent {
 
-// Runs a model's pipeline on a raw input (an image, a signal) and returns its result; set by the
-// agent when pipelines are available. body/content_type/name are the request's.
-using PipelineHandler = std::function<Result<nlohmann::json>(
-    const std::shared_ptr<ServedVersion>& model, const std::string& body,
-    const std::string& content_type, const std::string& name)>;
-
 // Extra Prometheus text appended to /metrics (pipeline and I/O counters).
 using MetricsAppender = std::function<void(std::string& out)>;
 
@@ -36,7 +30,6 @@ class AgentServer {
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;
 
-  void SetPipelineHandler(PipelineHandler handler);
   void SetMetricsAppender(MetricsAppender appender);
 
   // Binds the configured address and port (port 0: a free one). kIo when the port is taken,

@@ -51,6 +51,29 @@ const char* ModelStateName(ModelState s) {
 
 void ReleaseFreeMemory() { malloc_trim(0); }
 
+Result<nlohmann::json> Predict(ServedVersion& model, const pipeline::Input& in) {
+  auto arrival = steady_clock::now();
+  if (!model.steps) {
+    return Fail(ErrorCode::kUnsupported, model.name + " " + model.version +
+                                             " has no pipeline: send tensors to "
+                                             "/v2/models/" + model.name + "/infer instead");
+  }
+  auto result = [&]() -> Result<nlohmann::json> {
+    AIRLOCK_ASSIGN_OR_RETURN(auto inputs, model.steps->Preprocess(in));
+    AIRLOCK_ASSIGN_OR_RETURN(auto outputs, model.scheduler->Execute(inputs, arrival));
+    AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json out, model.steps->Postprocess(inputs, outputs));
+    out["model"] = model.name;
+    out["version"] = model.version;
+    if (!in.name.empty()) {
+      out["name"] = in.name;
+    }
+    return out;
+  }();
+  (result ? model.stats.pipeline_success : model.stats.pipeline_failure)
+      .fetch_add(1, std::memory_order_relaxed);
+  return result;
+}
+
 ModelRepository::ModelRepository(fs::path store_dir, runtime::OnnxRuntime& ort,
                                  AgentConfig config, std::string platform,
                                  BackendDecorator decorate)
@@ -129,7 +152,13 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::LoadVersion(const Instal
   auto pipelines = variant->Layers(pkg::media::kPipeline);
   if (!pipelines.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string text, reader->ReadBlob(*pipelines.front()));
-    AIRLOCK_ASSIGN_OR_RETURN(served->pipeline, trust::ParseJson(text, pkg::kMaxJsonBlob, "pipeline.json"));
+    AIRLOCK_ASSIGN_OR_RETURN(served->pipeline,
+                             trust::ParseJson(text, pkg::kMaxJsonBlob, "pipeline.json"));
+    auto steps = pipeline::Pipeline::Parse(served->pipeline, served->signature);
+    if (!steps) {
+      return Fail(std::move(steps.error()).WithContext("the package's pipeline.json"));
+    }
+    served->steps = std::move(*steps);
   }
 
   // Warm up: the first runs allocate and specialise; the samples also prove the model computes

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@
 #include "agent/config.hpp"
 #include "agent/model_store.hpp"
 #include "agent/scheduler.hpp"
+#include "pipeline/pipeline.hpp"
 #include "core/result.hpp"
 #include "runtime/onnx_runtime.hpp"
 
@@ -48,6 +50,7 @@ struct ServedVersion {
   std::string index_digest;
   runtime::ModelSignature signature;
   nlohmann::json pipeline;  // the package's pipeline.json, {} when it has none
+  std::optional<pipeline::Pipeline> steps;  // parsed from it, when it has one
   ModelConfig config;
   std::chrono::system_clock::time_point loaded_at;
   std::chrono::milliseconds load_duration{0};
@@ -134,6 +137,13 @@ class ModelRepository {
   std::atomic<std::uint64_t> loads_{0};
   std::atomic<std::uint64_t> load_failures_{0};
 };
+
+// Runs a raw input (an image, a signal) through the version's pipeline: pre-processing, the model
+// (through its scheduler, so queue limits and statistics apply), post-processing. The result
+// JSON (docs/pipelines.md) gains "model", "version" and, when in.name is set, "name".
+// kUnsupported when the package has no pipeline; otherwise the pipeline's and the scheduler's
+// errors.
+[[nodiscard]] Result<nlohmann::json> Predict(ServedVersion& model, const pipeline::Input& in);
 
 // Returns freed heap memory to the operating system (after an unload).
 void ReleaseFreeMemory();

@@ -59,6 +59,8 @@ struct InferenceStats {
   std::atomic<std::uint64_t> last_inference_ms{0};  // Unix epoch ms
   std::atomic<std::uint64_t> rejected{0};  // queue full
   std::atomic<std::uint64_t> timed_out{0};
+  std::atomic<std::uint64_t> pipeline_success{0};  // raw inputs turned into results
+  std::atomic<std::uint64_t> pipeline_failure{0};
   LatencyHistogram latency;
 
   // Executions per batch size (rows), for Triton's batch_stats.

@@ -32,7 +32,7 @@ model:
 platforms: [linux/amd64, linux/arm64]
 card: README.md
 pipeline:
-  postprocess: [{op: threshold, tensor: y, value: 4}]
+  postprocess: [{op: threshold, tensor: y, above: high, below: low, value: 4}]
 samples:
   tolerance: {rtol: 1.0e-5, atol: 1.0e-6}
   sets:
