@@ -727,7 +727,13 @@ Result<std::unique_ptr<Route>> Route::Create(const json& config, PipelineHandler
   if (!handler) {
     return Fail(ErrorCode::kInvalidArgument, "a route needs a handler");
   }
-  std::string name = config.value("name", std::string("pipeline"));
+  std::string name = "pipeline";
+  if (auto n = config.find("name"); n != config.end()) {
+    if (!n->is_string() || n->get<std::string>().empty()) {
+      return Fail(ErrorCode::kInvalidArgument, "a route's 'name' must be a non-empty string");
+    }
+    name = n->get<std::string>();
+  }
   std::unique_ptr<Route> route(new Route(name, std::move(handler), context));
   auto sources = config.find("sources");
   auto sinks = config.find("sinks");

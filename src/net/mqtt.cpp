@@ -282,7 +282,10 @@ Status MqttClient::ConnectOnce(MqttVersion version, bool* protocol_refused) {
     if (const auto* me = dynamic_cast<const mqtt::exception*>(&e)) {
       // The broker answered and refused the protocol: CONNACK 1 (3.1.1, "unacceptable protocol
       // version") or reason 0x84 (v5, "unsupported protocol version").
-      *protocol_refused = me->get_return_code() == 1 || me->get_reason_code() == 0x84;
+      // Paho reports a 3.1.1 CONNACK code as the return or the reason code, depending on the
+      // protocol it sent; 1 is no valid v5 CONNACK reason, so either place means the same.
+      *protocol_refused = me->get_return_code() == 1 || me->get_reason_code() == 1 ||
+                          me->get_reason_code() == 0x84;
     }
     return Fail(PahoError("connecting to " + server_uri_ + " (MQTT " + VersionName(version) + ")",
                           e));

@@ -427,6 +427,8 @@ TEST(Route, MqttTopicSourceToJsonlSink) {
 TEST(Route, CreateRefusesBadRoutes) {
   FakePipeline pipeline;
   EXPECT_FALSE(Route::Create({{"sinks", json::array()}}, pipeline.Handler(), {}));
+  EXPECT_FALSE(Route::Create({{"name", 7}, {"sources", {{{"type", "folder"}, {"path", "/x"}}}}},
+                             pipeline.Handler(), {}));
   auto r = Route::Create({{"name", "x"}, {"sources", {{{"type", "folder"}}}}}, pipeline.Handler(),
                          {});
   ASSERT_FALSE(r);

@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -239,9 +244,11 @@ TEST(MqttClient, BrokerPublishesTheLastWillWhenTheConnectionBreaks) {
   options.will = MqttWill{.topic = "dev/d1/online", .payload = "false", .qos = 1, .retained = true};
   auto device = Connected(options);
   ASSERT_TRUE(device);
-  device->SetConnectionHandler([&](bool up) {
+  // What the agent does: say "online" again after every reconnect. (The destructor joins the
+  // connection thread before the client goes, so the raw pointer is safe in the handler.)
+  device->SetConnectionHandler([d = device.get()](bool up) {
     if (up) {
-      (void)device->Publish("dev/d1/online", "true", Qos(1, true));
+      (void)d->Publish("dev/d1/online", "true", Qos(1, true));
     }
   });
   ASSERT_TRUE(device->Publish("dev/d1/online", "true", Qos(1, true)));
@@ -290,6 +297,125 @@ TEST(MqttClient, SpeaksMqtt311WhenAsked) {
   ASSERT_TRUE(inbox.WaitFor(1));
   EXPECT_EQ(inbox.at(0).payload, "x");
   EXPECT_EQ(inbox.at(0).content_type, "");
+}
+
+// A broker that only speaks MQTT 3.1.1, as old ones do: it answers a v5 CONNECT with the 3.1.1
+// CONNACK "unacceptable protocol version" and accepts a 3.1.1 CONNECT. Just enough to connect.
+class Mqtt311OnlyBroker {
+ public:
+  Mqtt311OnlyBroker() {
+    listen_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(listen_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(listen_, 8) != 0 ||
+        ::getsockname(listen_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      throw std::runtime_error("fake broker: cannot listen");
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Mqtt311OnlyBroker() {
+    stop_ = true;
+    thread_.join();
+    for (int fd : open_) {
+      ::close(fd);
+    }
+    ::close(listen_);
+  }
+  std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  std::vector<int> levels() {
+    std::lock_guard lk(mu_);
+    return levels_;
+  }
+
+ private:
+  static bool ReadExactly(int fd, unsigned char* p, std::size_t n) {
+    while (n > 0) {
+      ssize_t r = ::recv(fd, p, n, 0);
+      if (r <= 0) {
+        return false;
+      }
+      p += r;
+      n -= static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  void Run() {
+    while (!stop_) {
+      pollfd pfd{listen_, POLLIN, 0};
+      if (::poll(&pfd, 1, 50) <= 0) {
+        continue;
+      }
+      int fd = ::accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        continue;
+      }
+      timeval tv{2, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      unsigned char header = 0;
+      std::size_t length = 0;
+      unsigned char byte = 0;
+      int shift = 0;
+      bool ok = ReadExactly(fd, &header, 1);
+      do {
+        ok = ok && ReadExactly(fd, &byte, 1);
+        length |= static_cast<std::size_t>(byte & 0x7f) << shift;
+        shift += 7;
+      } while (ok && (byte & 0x80) && shift < 28);
+      std::vector<unsigned char> body(length);
+      ok = ok && (header >> 4) == 1 && length > 7 && ReadExactly(fd, body.data(), length);
+      if (!ok) {
+        ::close(fd);
+        continue;
+      }
+      int level = body[6];  // after the protocol name 00 04 'M' 'Q' 'T' 'T'
+      {
+        std::lock_guard lk(mu_);
+        levels_.push_back(level);
+      }
+      const unsigned char accepted[] = {0x20, 0x02, 0x00, 0x00};
+      const unsigned char refused[] = {0x20, 0x02, 0x00, 0x01};
+      ::send(fd, level == 4 ? accepted : refused, 4, MSG_NOSIGNAL);
+      if (level == 4) {
+        open_.push_back(fd);  // kept open: the client stays connected
+      } else {
+        ::close(fd);
+      }
+    }
+  }
+
+  int listen_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<int> levels_;
+  std::vector<int> open_;
+  std::thread thread_;
+};
+
+TEST(MqttClient, FallsBackToMqtt311WhenTheBrokerRefusesV5) {
+  Mqtt311OnlyBroker broker;
+  auto client = MqttClient::Create(Options(broker.url(), "fallback"));
+  ASSERT_TRUE(client);
+  ASSERT_TRUE((*client)->WaitConnected(10s));
+  EXPECT_EQ((*client)->NegotiatedVersion(), MqttVersion::kV311);
+  EXPECT_EQ(broker.levels(), (std::vector<int>{5, 4}));
+}
+
+TEST(MqttClient, DoesNotFallBackWhenToldToSpeakV5Only) {
+  Mqtt311OnlyBroker broker;
+  auto options = Options(broker.url(), "v5only");
+  options.version = MqttVersion::kV5;
+  auto client = MqttClient::Create(options);
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(WaitUntil([&] { return broker.levels().size() >= 2; }));
+  EXPECT_FALSE((*client)->IsConnected());
+  for (int level : broker.levels()) {
+    EXPECT_EQ(level, 5);
+  }
 }
 
 TEST(MqttClient, InteroperatesWithMosquittoCommandLineClients) {
