@@ -269,6 +269,7 @@ void TcpProxy::Run() {
       while (::read(wake_[0], buf, sizeof(buf)) > 0) {
       }
     }
+    const std::size_t polled = pairs.size();  // fds has entries for these only
     if (fds[1].revents & POLLIN) {
       int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (client >= 0) {
@@ -285,8 +286,9 @@ void TcpProxy::Run() {
         }
       }
     }
-    std::vector<std::pair<int, int>> keep;
-    for (std::size_t i = 0; i < pairs.size(); ++i) {
+    std::vector<std::pair<int, int>> keep(pairs.begin() + static_cast<std::ptrdiff_t>(polled),
+                                          pairs.end());
+    for (std::size_t i = 0; i < polled; ++i) {
       auto [a, b] = pairs[i];
       bool alive = true;
       for (int side = 0; side < 2 && alive; ++side) {
