@@ -3,10 +3,11 @@
 #   make test   install what is missing, build, and pass the whole test suite
 #   make bench  build and run the benchmarks in bench/ (see bench/README.md)
 #   make asan   the test suite under AddressSanitizer + UBSan
+#   make fuzz   every libFuzzer target for FUZZ_SECONDS (default 60) each (clang; scripts/fuzz)
 PRESET ?= release
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all bootstrap build run test bench asan clean format
+.PHONY: all bootstrap build run test bench asan fuzz clean format
 
 all: build
 
@@ -28,6 +29,14 @@ bench: build
 
 asan:
 	@$(MAKE) --no-print-directory test PRESET=asan
+
+# Not through bootstrap, which installs the clang it needs too: the fuzz preset builds only the
+# fuzz targets and the libraries they link.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz --target airlock_fuzzers
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz build/fuzz
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')

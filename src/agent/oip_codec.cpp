@@ -233,15 +233,29 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
     return Fail(Bad("Inference-Header-Content-Length " + std::to_string(json_size) +
                     " is past the end of the " + std::to_string(body.size()) + "-byte body"));
   }
+  bool too_deep = false;
+  auto limit_depth = [&](int depth, json::parse_event_t event, json& /*parsed*/) {
+    // depth counts the enclosing arrays and objects; a dropped value is never built.
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= limits.max_json_depth) {
+      too_deep = true;
+      return false;
+    }
+    return true;
+  };
   json doc;
   try {
-    doc = json::parse(body.substr(0, json_size));
+    doc = json::parse(body.substr(0, json_size), limit_depth);
   } catch (const json::parse_error& e) {
     // e.byte says where; the rest of nlohmann's message names the token it did not expect.
     return Fail(Bad("malformed JSON in the request at byte " + std::to_string(e.byte)));
   }
-  if (!doc.is_object()) {
+  if (doc.is_discarded() || !doc.is_object()) {
     return Fail(Bad("the request body is not a JSON object"));
+  }
+  if (too_deep) {
+    return Fail(Bad("the request nests arrays and objects deeper than " +
+                    std::to_string(limits.max_json_depth) + " levels"));
   }
   InferRequest req;
   if (doc.contains("id")) {

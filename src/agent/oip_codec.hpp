@@ -38,6 +38,10 @@ struct InferRequest {
 
 struct RequestLimits {
   std::uint64_t max_elements = 1ULL << 28;  // per tensor
+  // Arrays and objects nested deeper than this in the JSON are refused: reading "data" recurses
+  // once per level. The request itself takes 3 levels ({"inputs": [{"data": …}]}), nested
+  // "data" one per dimension.
+  int max_json_depth = 64;
 };
 
 // Parses a request body. header_length is the Inference-Header-Content-Length header, when the

@@ -72,8 +72,24 @@ Result<TimePoint> ParseRfc3339(std::string_view text) {
   tm.tm_hour = hour;
   tm.tm_min = min;
   tm.tm_sec = sec;
-  std::time_t tt = timegm(&tm);
-  return std::chrono::system_clock::from_time_t(tt - offset);
+  std::time_t tt = timegm(&tm) - offset;
+  // system_clock counts nanoseconds in 64 bits: about 1678 to 2262. Converting a time outside
+  // that range would overflow (undefined behaviour), so it is refused.
+  using std::chrono::seconds;
+  using std::chrono::system_clock;
+  constexpr auto kFirst =
+      std::chrono::duration_cast<seconds>(system_clock::time_point::min().time_since_epoch());
+  constexpr auto kLast =
+      std::chrono::duration_cast<seconds>(system_clock::time_point::max().time_since_epoch());
+  if (tt < kFirst.count() || tt > kLast.count()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "time \"" + std::string(text) +
+                    "\" is outside the range Airlock's clock represents "
+                    "(" +
+                    FormatRfc3339(system_clock::time_point(kFirst)) + " to " +
+                    FormatRfc3339(system_clock::time_point(kLast)) + ")");
+  }
+  return system_clock::from_time_t(tt);
 }
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {

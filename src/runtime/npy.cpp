@@ -1,6 +1,7 @@
 #include "runtime/npy.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -66,8 +67,11 @@ Result<Descr> ParseDescr(const std::string& d) {
   }
   char order = d[0];
   char kind = d[1];
-  int size = 0;  // stays 0 when the digits are missing or out of range
-  std::from_chars(d.data() + 2, d.data() + d.size(), size);
+  int size = 0;  // 0 when the digits are missing, out of range or followed by anything
+  auto parsed = std::from_chars(d.data() + 2, d.data() + d.size(), size);
+  if (parsed.ptr != d.data() + d.size()) {
+    size = 0;
+  }
   if (order == '>' && size > 1) {
     return Fail(ErrorCode::kUnsupported,
                 ".npy dtype '" + d + "' is big-endian; save it little-endian (arr.astype('<" +
@@ -215,6 +219,13 @@ Result<Tensor> ParseNpy(std::string_view bytes, std::string name) {
       for (std::size_t k = 0; k < used * 4; k += 4) {
         std::uint32_t cp;
         std::memcpy(&cp, item.data() + k, 4);
+        // UTF-8 has no encoding for these: AppendUtf8 would write bytes that are not UTF-8.
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+          char hex[16];
+          std::snprintf(hex, sizeof(hex), "U+%04X", static_cast<unsigned>(cp));
+          return Fail(Bad("element " + std::to_string(i) + " of a '" + descr_string +
+                          "' array holds " + hex + ", which is not a Unicode character"));
+        }
         AppendUtf8(s, cp);
       }
     }

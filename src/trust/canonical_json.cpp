@@ -66,8 +66,15 @@ Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
   // one thing here could mean another to some other reader.
   std::vector<std::set<std::string>> keys;
   std::string duplicate;
-  auto track = [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+  bool too_deep = false;
+  auto track = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using Event = nlohmann::json::parse_event_t;
+    // depth counts the enclosing arrays and objects. Returning false drops the too-deep value, so
+    // it is never built; the text is still read to its end, once.
+    if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxJsonDepth) {
+      too_deep = true;
+      return false;
+    }
     if (event == Event::object_start) {
       keys.emplace_back();
     } else if (event == Event::object_end && !keys.empty()) {
@@ -81,6 +88,10 @@ Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
   nlohmann::json out = nlohmann::json::parse(text, track, /*allow_exceptions=*/false);
   if (out.is_discarded()) {
     return Fail(ErrorCode::kCorrupt, std::string(what) + " is not valid JSON");
+  }
+  if (too_deep) {
+    return Fail(ErrorCode::kCorrupt, std::string(what) + " nests arrays and objects deeper than " +
+                                         std::to_string(kMaxJsonDepth) + " levels");
   }
   if (!duplicate.empty()) {
     return Fail(ErrorCode::kCorrupt,

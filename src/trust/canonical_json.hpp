@@ -18,8 +18,13 @@ namespace airlock::trust {
 // The canonical form of value; kInvalidArgument if it holds a float or invalid UTF-8.
 [[nodiscard]] Result<std::string> Canonicalize(const nlohmann::json& value);
 
-// Parses JSON text no longer than max_size bytes; kCorrupt on malformed text and on an object
-// with the same key twice.
+// Arrays and objects nested deeper than this are refused by ParseJson. Nothing Airlock signs nests
+// more than a few levels, and the code that walks a document (Canonicalize, nlohmann's dump)
+// recurses once per level: a 1 MiB document of '[' would otherwise overflow the stack.
+inline constexpr int kMaxJsonDepth = 64;
+
+// Parses JSON text no longer than max_size bytes; kCorrupt on malformed text, on an object with
+// the same key twice, and on nesting deeper than kMaxJsonDepth.
 [[nodiscard]] Result<nlohmann::json> ParseJson(std::string_view text, std::size_t max_size,
                                                std::string_view what);
 

@@ -219,5 +219,34 @@ TEST(OipCodecTest, BytesAfterTheBinaryInputsAreRefused) {
   EXPECT_NE(r.error().message().find("4 bytes after the binary inputs"), std::string::npos);
 }
 
+// Found while writing fuzz/fuzz_infer_request (a crafted input run through it): "data" nested a few
+// hundred thousand levels deep overflowed the stack (reading it recursed once per level) and killed
+// the agent.
+TEST(OipCodecTest, DeeplyNestedDataIsRefusedAndTheNextRequestWorks) {
+  const int deep = 200000;
+  std::string data = std::string(deep, '[') + "1" + std::string(deep, ']');
+  auto r = ParseInferRequest(
+      Input(R"("name": "x", "datatype": "FP32", "shape": [1], "data": )" + data), std::nullopt);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message().find("deeper than 64 levels"), std::string::npos)
+      << r.error().message();
+  // A deep object where a number belongs is refused the same way (its text would be in the error).
+  std::string object;
+  for (int i = 0; i < deep / 8; ++i) {
+    object += R"({"a":)";
+  }
+  object += "1" + std::string(deep / 8, '}');
+  EXPECT_FALSE(ParseInferRequest(
+      Input(R"("name": "x", "datatype": "FP32", "shape": [1], "data": [)" + object + "]"),
+      std::nullopt));
+  // Nesting that matches a rank-4 shape is fine.
+  auto ok = ParseInferRequest(
+      Input(R"("name": "x", "datatype": "FP32", "shape": [1, 1, 1, 2], "data": [[[[1, 2]]]])"),
+      std::nullopt);
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(ok->inputs.at(0).shape, (std::vector<std::int64_t>{1, 1, 1, 2}));
+}
+
 }  // namespace
 }  // namespace airlock::agent

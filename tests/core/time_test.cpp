@@ -47,6 +47,25 @@ TEST(Rfc3339Test, RoundTrips) {
   }
 }
 
+// Found by fuzz/fuzz_release: a release "created" in year 4052 overflowed the conversion to
+// system_clock's nanoseconds (undefined behaviour; in practice a wrapped, wrong time).
+TEST(Rfc3339Test, TimesOutsideTheClockRangeAreRefused) {
+  for (const char* text : {"4052-11-22T00:00:00Z", "9999-12-31T23:59:59Z", "2262-04-12T00:00:00Z",
+                           "0000-01-01T00:00:00Z", "1677-09-21T00:00:00Z"}) {
+    auto t = ParseRfc3339(text);
+    ASSERT_FALSE(t) << text;
+    EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(t.error().message().find("outside the range"), std::string::npos)
+        << t.error().message();
+  }
+  // Just inside both ends, round trip.
+  for (const char* text : {"2262-04-11T00:00:00Z", "1677-09-22T00:00:00Z"}) {
+    auto t = ParseRfc3339(text);
+    ASSERT_TRUE(t) << text << ": " << t.error().ToString();
+    EXPECT_EQ(FormatRfc3339(*t), text);
+  }
+}
+
 TEST(Rfc3339Test, OffsetsAreAppliedToGiveTheSameInstant) {
   auto plus = ParseRfc3339("2026-11-22T12:00:00+02:00");
   ASSERT_TRUE(plus) << plus.error().ToString();

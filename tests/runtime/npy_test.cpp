@@ -374,5 +374,26 @@ TEST(NpyHostileTest, NegativeOrGarbageDimensionsAreRefused) {
   }
 }
 
+// Found by fuzz/fuzz_npy: 'U' elements are UCS-4 code points, and ones past U+10FFFF or in the
+// surrogate range were "encoded" into bytes that are not UTF-8 (past U+1FFFFF, garbage bytes).
+TEST(NpyHostileTest, UnicodeArraysWithNonCharactersAreRefused) {
+  for (std::uint32_t cp : {0x110000u, 0x20202020u, 0xD800u, 0xDFFFu, 0xFFFFFFFFu}) {
+    Error e = ParseFails(NumpyFile("<U2", "(1,)", Bytes<std::uint32_t>({0x41, cp})));
+    EXPECT_EQ(e.code(), ErrorCode::kCorrupt);
+    EXPECT_NE(e.message().find("not a Unicode character"), std::string::npos) << e.message();
+  }
+  // The largest code point and those around the surrogates still decode.
+  Tensor t = ParseOk(NumpyFile("<U3", "(1,)", Bytes<std::uint32_t>({0xD7FF, 0xE000, 0x10FFFF})));
+  ASSERT_EQ(t.strings.size(), 1u);
+  EXPECT_EQ(t.strings[0], "\xED\x9F\xBF\xEE\x80\x80\xF4\x8F\xBF\xBF");
+}
+
+// Found by fuzz/fuzz_npy: a descr with bytes after its size ("<U2\0{") was read as "<U2".
+TEST(NpyHostileTest, DescrWithTrailingBytesIsRefused) {
+  for (const char* descr : {"<f4x", "<U2 ", "|b1,"}) {
+    EXPECT_FALSE(ParseNpy(NumpyFile(descr, "(1,)", std::string(4, '\0')), "x")) << descr;
+  }
+}
+
 }  // namespace
 }  // namespace airlock::runtime

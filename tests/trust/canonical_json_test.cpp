@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 namespace airlock::trust {
 namespace {
@@ -137,6 +138,32 @@ TEST(ParseJsonTest, RefusesDuplicateKeys) {
   }
   // The same key in sibling objects is fine.
   EXPECT_TRUE(ParseJson("[{\"a\":1},{\"a\":2},{\"b\":{\"a\":3}}]", 1 << 20, "x"));
+}
+
+// Found while writing fuzz/fuzz_json (a crafted input run through it): a document of nested '['
+// overflowed the stack in Canonicalize (which walks it recursively) instead of being refused.
+TEST(ParseJsonTest, RefusesDeepNestingWithoutRecursing) {
+  const int deep = 200000;
+  for (const auto& [open, close] : {std::pair{"[", "]"}, std::pair{"{\"a\":", "}"}}) {
+    std::string text;
+    for (int i = 0; i < deep; ++i) {
+      text += open;
+    }
+    text += "1";
+    for (int i = 0; i < deep; ++i) {
+      text += close;
+    }
+    auto r = ParseJson(text, 4 << 20, "release document");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
+    EXPECT_NE(r.error().message().find("deeper than 64"), std::string::npos) << r.error().message();
+  }
+  // The limit itself is fine, and the next document parses.
+  std::string at_limit = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  auto ok = ParseJson(at_limit, 1 << 20, "x");
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_TRUE(Canonicalize(*ok));
+  EXPECT_FALSE(ParseJson("[" + at_limit + "]", 1 << 20, "x"));
 }
 
 TEST(ParseJsonTest, AcceptsAnyValidJson) {
