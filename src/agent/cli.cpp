@@ -5,11 +5,9 @@
 #include <cstdio>
 #include <thread>
 
+#include "agent/agent.hpp"
 #include "agent/config.hpp"
-#include "agent/http_api.hpp"
-#include "agent/model_repository.hpp"
 #include "agent/model_store.hpp"
-#include "runtime/onnx_runtime.hpp"
 #include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
@@ -40,23 +38,11 @@ int Serve(AgentConfig config, const std::string& platform) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  auto ort = runtime::OnnxRuntime::Create(config.runtime);
-  if (!ort) {
-    return Report(ort.error());
+  auto agent = Agent::Create(config, platform);
+  if (!agent) {
+    return Report(agent.error());
   }
-  auto store = ModelStore::Open(config.store);
-  if (!store) {
-    return Report(store.error());
-  }
-  ModelRepository repo(config.store, **ort, config, platform);
-  AgentServer server(repo, platform, (*ort)->Version());
-  auto bound = server.Bind();
-  if (!bound) {
-    return Report(bound.error());
-  }
-  for (const auto& e : repo.LoadAtStart()) {
-    spdlog::error("{}", e.ToString());
-  }
+  Agent& server = **agent;
   const char* scheme = config.http.tls_cert.empty() ? "http" : "https";
   std::printf("airlock-agent: serving on %s://%s:%d\n", scheme, config.http.address.c_str(),
               server.port());

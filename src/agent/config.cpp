@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "core/fs.hpp"
 #include "core/time.hpp"
 #include "core/yaml.hpp"
 
@@ -305,8 +306,23 @@ Result<AgentConfig> ParseAgentConfig(const json& doc, std::string_view origin) {
     if (const json* mq = f.Get("mqtt")) {
       Fields fm(*mq, "mqtt");
       AIRLOCK_RETURN_IF_ERROR(fm.CheckObject());
-      AIRLOCK_RETURN_IF_ERROR(fm.CheckKnown({"broker"}));
-      AIRLOCK_RETURN_IF_ERROR(fm.String("broker", c.mqtt_broker));
+      AIRLOCK_RETURN_IF_ERROR(fm.CheckKnown({"broker", "client_id", "username", "password_file"}));
+      AIRLOCK_RETURN_IF_ERROR(fm.String("broker", c.mqtt.broker));
+      AIRLOCK_RETURN_IF_ERROR(fm.String("client_id", c.mqtt.client_id));
+      AIRLOCK_RETURN_IF_ERROR(fm.String("username", c.mqtt.username));
+      std::filesystem::path password_file;
+      AIRLOCK_RETURN_IF_ERROR(fm.Path("password_file", password_file));
+      if (!password_file.empty()) {
+        auto text = ReadFile(password_file, 4096);
+        if (!text) {
+          return Fail(std::move(text.error()).WithContext("mqtt.password_file"));
+        }
+        c.mqtt.password = *text;
+        while (!c.mqtt.password.empty() &&
+               (c.mqtt.password.back() == '\n' || c.mqtt.password.back() == '\r')) {
+          c.mqtt.password.pop_back();
+        }
+      }
     }
     return {};
   };

@@ -68,7 +68,12 @@ struct AgentConfig {
   std::vector<std::string> load;
   ModelConfig defaults;
   std::map<std::string, ModelConfig> models;  // overrides of defaults, by model name
-  std::string mqtt_broker;                    // for MQTT sources and sinks, e.g. tcp://127.0.0.1:1883
+  struct Mqtt {
+    std::string broker;     // tcp://host:1883; empty: no MQTT (routes may not use it)
+    std::string client_id;  // default airlock-agent-HOSTNAME
+    std::string username;
+    std::string password;   // read from password_file
+  } mqtt;
 
   // The settings for one model: its overrides over the defaults.
   const ModelConfig& For(const std::string& model) const;

@@ -1,0 +1,102 @@
+#include "agent/agent.hpp"
+
+#include <unistd.h>
+
+#include "core/log.hpp"
+
+namespace airlock::agent {
+
+Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string platform) {
+  std::unique_ptr<Agent> a(new Agent());
+  a->config_ = std::move(config);
+  const AgentConfig& c = a->config_;
+  AIRLOCK_ASSIGN_OR_RETURN(a->ort_, runtime::OnnxRuntime::Create(c.runtime));
+  AIRLOCK_ASSIGN_OR_RETURN(ModelStore store, ModelStore::Open(c.store));
+  (void)store;
+  a->repository_ = std::make_unique<ModelRepository>(c.store, *a->ort_, c, platform);
+  a->server_ = std::make_unique<AgentServer>(*a->repository_, platform, a->ort_->Version());
+  AIRLOCK_RETURN_IF_ERROR(a->server_->Bind());
+
+  if (!c.mqtt.broker.empty()) {
+    net::MqttOptions options;
+    options.broker_url = c.mqtt.broker;
+    options.client_id = c.mqtt.client_id;
+    if (options.client_id.empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof host - 1);
+      options.client_id = "airlock-agent-" + std::string(host);
+    }
+    options.username = c.mqtt.username;
+    options.password = c.mqtt.password;
+    AIRLOCK_ASSIGN_OR_RETURN(a->mqtt_, net::MqttClient::Create(options));
+  }
+  IoContext context{a->mqtt_.get(), nullptr};
+  ModelRepository* repo = a->repository_.get();
+  for (const auto& [name, model] : c.models) {
+    if (!model.io.contains("sources") && !model.io.contains("sinks")) {
+      continue;
+    }
+    nlohmann::json route = {{"name", name},
+                            {"sources", model.io.value("sources", nlohmann::json::array())},
+                            {"sinks", model.io.value("sinks", nlohmann::json::array())}};
+    auto handler = [repo, model_name = name](const SourceInput& in) -> Result<nlohmann::json> {
+      AIRLOCK_ASSIGN_OR_RETURN(auto served, repo->Find(model_name));
+      return Predict(*served, pipeline::Input{in.bytes, in.content_type, in.name});
+    };
+    auto r = Route::Create(route, handler, context);
+    if (!r) {
+      return Fail(std::move(r.error()).WithContext("models." + name));
+    }
+    a->routes_.push_back(std::move(*r));
+  }
+
+  a->load_errors_ = a->repository_->LoadAtStart();
+  for (const auto& e : a->load_errors_) {
+    spdlog::error("{}", e.ToString());
+  }
+  for (auto& r : a->routes_) {
+    auto started = r->Start();
+    if (!started) {
+      return Fail(std::move(started.error()).WithContext("starting the sources of " + r->name()));
+    }
+  }
+  Agent* self = a.get();
+  a->server_->SetMetricsAppender([self](std::string& out) {
+    auto family = [&](const char* name, const char* help, auto field) {
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+      for (const auto& r : self->routes_) {
+        out += std::string(name) + "{model=\"" + r->name() + "\"} " +
+               std::to_string(field(r->counters())) + "\n";
+      }
+    };
+    if (self->mqtt_) {
+      out += "# HELP airlock_mqtt_connected 1 while the agent is connected to its MQTT broker\n"
+             "# TYPE airlock_mqtt_connected gauge\nairlock_mqtt_connected " +
+             std::to_string(self->mqtt_->IsConnected() ? 1 : 0) + "\n";
+    }
+    family("airlock_route_inputs_processed_total", "Source inputs turned into results",
+           [](const RouteCounters& k) { return k.processed; });
+    family("airlock_route_inputs_failed_total", "Source inputs the pipeline refused",
+           [](const RouteCounters& k) { return k.failed; });
+    family("airlock_route_inputs_dropped_total", "Source inputs dropped (queue full)",
+           [](const RouteCounters& k) { return k.dropped; });
+    family("airlock_route_deliveries_total", "Results delivered to a sink",
+           [](const RouteCounters& k) { return k.delivered; });
+    family("airlock_route_delivery_failures_total", "Results a sink failed to take",
+           [](const RouteCounters& k) { return k.delivery_failures; });
+  });
+  return a;
+}
+
+Agent::~Agent() {
+  for (auto& r : routes_) {
+    r->Stop();
+  }
+  Stop();
+}
+
+void Agent::Serve() { server_->Serve(); }
+
+void Agent::Stop() { server_->Stop(); }
+
+}  // namespace airlock::agent
