@@ -370,6 +370,10 @@ struct Point {
   // From the agent's statistics over the whole point (warm-up included), mean per request.
   double server_us = 0;  // handler: parse, queue, infer (Triton's "success" duration)
   double infer_us = 0;   // the backend alone (compute_infer)
+  // CPU time (user + system) over the measured window per counted request: of the agent process,
+  // and of this process (the clients, or the in-process ONNX Runtime calls).
+  double agent_cpu_us = 0;
+  double self_cpu_us = 0;
 
   double Percentile(double p) const {
     if (latency_ns.empty()) {
@@ -388,7 +392,7 @@ using Request = std::function<bool()>;
 // `warmup` without recording, then for `duration`. Requests that started before the window or end
 // after it are not counted.
 Point RunClosedLoop(int n, double warmup, double duration,
-                    const std::function<Request(int)>& make_request) {
+                    const std::function<Request(int)>& make_request, pid_t agent_pid) {
   std::vector<std::vector<std::int64_t>> per_thread(static_cast<std::size_t>(n));
   std::atomic<std::uint64_t> errors{0};
   std::latch ready(n + 1), go(1);
@@ -423,6 +427,10 @@ Point RunClosedLoop(int n, double warmup, double duration,
   start = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup));
   end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration));
   go.count_down();
+  std::this_thread::sleep_until(start);
+  double agent0 = CpuSeconds(agent_pid), self0 = CpuSeconds(getpid());
+  std::this_thread::sleep_until(end);
+  double agent1 = CpuSeconds(agent_pid), self1 = CpuSeconds(getpid());
   for (auto& t : threads) {
     t.join();
   }
@@ -434,6 +442,11 @@ Point RunClosedLoop(int n, double warmup, double duration,
     p.latency_ns.insert(p.latency_ns.end(), v.begin(), v.end());
   }
   std::sort(p.latency_ns.begin(), p.latency_ns.end());
+  if (!p.latency_ns.empty()) {
+    double count = static_cast<double>(p.latency_ns.size());
+    p.agent_cpu_us = (agent1 - agent0) / count * 1e6;
+    p.self_cpu_us = (self1 - self0) / count * 1e6;
+  }
   return p;
 }
 
@@ -459,9 +472,14 @@ void PrintPoint(const Point& p) {
               p.mode.c_str(), p.concurrency, p.latency_ns.size(), p.Throughput(),
               p.Percentile(0.5), p.Percentile(0.99));
   if (p.mode == "ort" || p.mode == "live") {
-    std::printf("         |         |\n");
+    std::printf("         |         |");
   } else {
-    std::printf(" %7.1f | %7.1f |\n", p.server_us, p.infer_us);
+    std::printf(" %7.1f | %7.1f |", p.server_us, p.infer_us);
+  }
+  if (p.mode == "ort") {
+    std::printf("         | %7.1f |\n", p.self_cpu_us);
+  } else {
+    std::printf(" %7.1f | %7.1f |\n", p.agent_cpu_us, p.self_cpu_us);
   }
   if (p.errors > 0) {
     std::printf("  (%llu failed requests in that point)\n",
@@ -497,9 +515,9 @@ bool RunLatency(const Options& o, std::vector<BenchModel>& models, runtime::Onnx
               "airlock-agent serve (pid %d, 127.0.0.1:%d) with instances: %d\n\n",
               o.seconds, o.warmup, agent.pid(), agent.port(), max_c);
   std::printf("| model             | mode   |  c | requests |    req/s  |  p50 us   |  p99 us   "
-              "| srv us  | inf us  |\n");
+              "| srv us  | inf us  | agt cpu | own cpu |\n");
   std::printf("|-------------------|--------|---:|---------:|----------:|----------:|----------:"
-              "|--------:|--------:|\n");
+              "|--------:|--------:|--------:|--------:|\n");
   std::fflush(stdout);
 
   bool ok = true;
@@ -558,7 +576,7 @@ bool RunLatency(const Options& o, std::vector<BenchModel>& models, runtime::Onnx
         if (counted) {
           before = FetchStats(agent, m.name);
         }
-        Point p = RunClosedLoop(n, o.warmup, o.seconds, make);
+        Point p = RunClosedLoop(n, o.warmup, o.seconds, make, agent.pid());
         p.model = m.name;
         p.mode = mode;
         if (counted) {
