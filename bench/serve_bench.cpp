@@ -423,9 +423,11 @@ Point RunClosedLoop(int n, double warmup, double duration,
     });
   }
   ready.arrive_and_wait();
-  auto now = Clock::now();
-  start = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup));
-  end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration));
+  auto seconds = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  start = Clock::now() + seconds(warmup);
+  end = start + seconds(duration);
   go.count_down();
   std::this_thread::sleep_until(start);
   double agent0 = CpuSeconds(agent_pid), self0 = CpuSeconds(getpid());
