@@ -376,12 +376,15 @@ struct AgentServer::Impl {
     }
     auto encoded =
         EncodeInferResponse(served->name, served->version, request->id, *outputs, *request);
+    // Moved into the response rather than through set_content, which copies: the body holds
+    // every output tensor.
     if (encoded.header_length) {
       res.set_header("Inference-Header-Content-Length", std::to_string(*encoded.header_length));
-      res.set_content(encoded.body, "application/octet-stream");
+      res.set_header("Content-Type", "application/octet-stream");
     } else {
-      res.set_content(encoded.body, kJson);
+      res.set_header("Content-Type", kJson);
     }
+    res.body = std::move(encoded.body);
     res.status = 200;
   }
 
@@ -471,6 +474,12 @@ struct AgentServer::Impl {
               return true;
             });
       } else {
+        // httplib hands the body over in 4 KiB pieces: reserve it whole once (Content-Length,
+        // which httplib has already held to max_request_size) instead of regrowing the string.
+        std::uint64_t length = req.get_header_value<std::uint64_t>("Content-Length");
+        if (length <= config.http.max_request_size) {
+          body.bytes.reserve(static_cast<std::size_t>(length));
+        }
         reader([&](const char* data, std::size_t n) {
           body.bytes.append(data, n);
           return true;
