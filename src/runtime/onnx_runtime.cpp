@@ -3,6 +3,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <cstring>
+#include <mutex>
 
 namespace airlock::runtime {
 namespace {
@@ -143,23 +144,30 @@ Result<TensorSpec> SpecOf(const std::string& name, const Ort::TypeInfo& info, co
 
 struct OnnxRuntime::Impl {
   // Errors reach the caller in the exceptions we convert; ONNX Runtime's own log would say them
-  // a second time on stderr.
-  explicit Impl(const RuntimeOptions& options)
-      : env(options.shared_pool_threads > 0 ? SharedPoolEnv(options)
-                                            : Ort::Env(ORT_LOGGING_LEVEL_FATAL, "airlock")),
-        shared_pool(options.shared_pool_threads > 0) {}
+  // a second time on stderr. The Env is made on the first load: it costs about 15 MB of resident
+  // memory, which an agent with no model loaded should not pay.
+  explicit Impl(const RuntimeOptions& o) : options(o), shared_pool(o.shared_pool_threads > 0) {}
 
-  static Ort::Env SharedPoolEnv(const RuntimeOptions& options) {
-    Ort::ThreadingOptions threading;
-    threading.SetGlobalIntraOpNumThreads(options.shared_pool_threads);
-    threading.SetGlobalInterOpNumThreads(1);
-    threading.SetGlobalSpinControl(options.shared_pool_spinning ? 1 : 0);
-    return Ort::Env(static_cast<const OrtThreadingOptions*>(threading), ORT_LOGGING_LEVEL_FATAL,
-                    "airlock");
+  Ort::Env& Env() {
+    std::call_once(once, [&] {
+      if (shared_pool) {
+        Ort::ThreadingOptions threading;
+        threading.SetGlobalIntraOpNumThreads(options.shared_pool_threads);
+        threading.SetGlobalInterOpNumThreads(1);
+        threading.SetGlobalSpinControl(options.shared_pool_spinning ? 1 : 0);
+        env = Ort::Env(static_cast<const OrtThreadingOptions*>(threading),
+                       ORT_LOGGING_LEVEL_FATAL, "airlock");
+      } else {
+        env = Ort::Env(ORT_LOGGING_LEVEL_FATAL, "airlock");
+      }
+    });
+    return env;
   }
 
-  Ort::Env env;
+  RuntimeOptions options;
   bool shared_pool;
+  std::once_flag once;
+  Ort::Env env{nullptr};
 };
 
 OnnxRuntime::OnnxRuntime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -195,7 +203,7 @@ Result<std::unique_ptr<InferenceBackend>> OnnxRuntime::Load(const std::filesyste
     if (!config.cpu_arena) {
       options.DisableCpuMemArena();
     }
-    Ort::Session session(impl_->env, model.c_str(), options);
+    Ort::Session session(impl_->Env(), model.c_str(), options);
     Ort::AllocatorWithDefaultOptions allocator;
     ModelSignature sig;
     for (std::size_t i = 0; i < session.GetInputCount(); ++i) {
