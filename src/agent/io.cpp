@@ -150,11 +150,18 @@ std::string Where(const json& config, const char* kind) {
 
 class MqttSink final : public Sink {
  public:
+  static constexpr std::chrono::seconds kConnectGrace{10};
+
   MqttSink(net::MqttClient* client, std::string topic, int qos, bool retain)
       : client_(client), topic_(std::move(topic)), qos_(qos), retain_(retain) {}
 
   Status Deliver(const json& result) override {
     std::string payload = result.dump(-1, ' ', false, json::error_handler_t::replace);
+    // At start-up and across a short reconnect the result waits for the broker a little rather
+    // than failing at once; past that it is a failed delivery (the durable outbox is issue 7's).
+    if (!client_->IsConnected()) {
+      client_->WaitConnected(kConnectGrace);
+    }
     return client_->Publish(topic_, payload,
                             {.qos = qos_, .retained = retain_, .content_type = "application/json"});
   }

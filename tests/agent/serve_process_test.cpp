@@ -121,7 +121,7 @@ models:
   // deliveries, not queued (the durable outbox is the monitoring issue's).
   ASSERT_TRUE(airlock::testing::WaitUntil([&] {
     auto m = c.Get("/metrics");
-    return m && m->body.find("airlock_mqtt_connected 1") != std::string::npos;
+    return m && m->body.find("\nairlock_mqtt_connected 1\n") != std::string::npos;
   }));
 
   // A scratched tag (sample 1) arrives in the folder: written elsewhere, then renamed in.
