@@ -294,9 +294,6 @@ void InstallAll(const std::vector<BenchModel>& models, const fs::path& work,
 void PrepareRequests(BenchModel& m, runtime::InferenceBackend& backend) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(0.0f, 1.0f);
-  json jreq = {{"inputs", json::array()}};
-  json header = {{"inputs", json::array()}, {"parameters", {{"binary_data_output", true}}}};
-  std::string tail;
   for (const auto& spec : backend.signature().inputs) {
     if (spec.dtype != runtime::DataType::kFp32) {
       Die(m.name + ": input " + spec.name + " is not FP32; the benchmark only makes FP32 inputs");
@@ -312,18 +309,12 @@ void PrepareRequests(BenchModel& m, runtime::InferenceBackend& backend) {
       v = dist(rng);
     }
     t.data.assign(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-    jreq["inputs"].push_back(agent::TensorToJson(t));
-    header["inputs"].push_back({{"name", t.name},
-                                {"datatype", "FP32"},
-                                {"shape", t.shape},
-                                {"parameters", {{"binary_data_size", t.data.size()}}}});
-    tail += t.data;
     m.inputs.push_back(std::move(t));
   }
-  m.json_body = jreq.dump();
-  m.binary_body = header.dump();
-  m.binary_header_length = m.binary_body.size();
-  m.binary_body += tail;
+  m.json_body = agent::EncodeInferRequest(m.inputs, {.binary_inputs = false}).body;
+  auto binary = agent::EncodeInferRequest(m.inputs, {.binary_inputs = true, .binary_outputs = true});
+  m.binary_body = std::move(binary.body);
+  m.binary_header_length = binary.header_length.value_or(m.binary_body.size());
   m.expected = Must(backend.Run(m.inputs), m.name + ": in-process run");
 }
 
@@ -334,23 +325,16 @@ void CheckResponse(const BenchModel& m, const httplib::Result& r, const std::str
     Die(m.name + " (" + mode + "): " +
         (r ? "HTTP " + std::to_string(r->status) + " " + r->body : "no response"));
   }
-  // A response has the shape of a request with "outputs" for "inputs".
-  std::string as_request = r->body;
-  auto pos = as_request.find("\"outputs\"");
-  if (pos == std::string::npos) {
-    Die(m.name + " (" + mode + "): no outputs in " + r->body.substr(0, 200));
-  }
-  as_request.replace(pos, 9, "\"inputs\" ");
   std::optional<std::uint64_t> header_length;
   if (r->has_header("Inference-Header-Content-Length")) {
     header_length = std::stoull(r->get_header_value("Inference-Header-Content-Length"));
   }
-  auto parsed = Must(agent::ParseInferRequest(as_request, header_length),
+  auto parsed = Must(agent::ParseInferResponse(r->body, header_length),
                      m.name + " (" + mode + "): response");
   for (const auto& want : m.expected) {
-    auto it = std::find_if(parsed.inputs.begin(), parsed.inputs.end(),
+    auto it = std::find_if(parsed.outputs.begin(), parsed.outputs.end(),
                            [&](const Tensor& t) { return t.name == want.name; });
-    if (it == parsed.inputs.end()) {
+    if (it == parsed.outputs.end()) {
       Die(m.name + " (" + mode + "): no output " + want.name);
     }
     Must(runtime::CompareTensors(want, *it, {1e-4, 1e-6}),

@@ -225,9 +225,17 @@ bool BoolParameter(const json& obj, const char* key) {
 
 }  // namespace
 
-Result<InferRequest> ParseInferRequest(std::string_view body,
-                                       std::optional<std::uint64_t> header_length,
-                                       const RequestLimits& limits) {
+namespace {
+
+// A body split into its JSON document and the binary section that follows it.
+struct SplitBody {
+  json doc;
+  std::string_view binary;
+};
+
+// what: "request" or "response", for messages.
+Result<SplitBody> SplitAndParse(std::string_view body, std::optional<std::uint64_t> header_length,
+                                const RequestLimits& limits, const std::string& what) {
   std::uint64_t json_size = header_length.value_or(body.size());
   if (json_size > body.size()) {
     return Fail(Bad("Inference-Header-Content-Length " + std::to_string(json_size) +
@@ -243,58 +251,55 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
     }
     return true;
   };
-  json doc;
+  SplitBody out;
   try {
-    doc = json::parse(body.substr(0, json_size), limit_depth);
+    out.doc = json::parse(body.substr(0, json_size), limit_depth);
   } catch (const json::parse_error& e) {
     // e.byte says where; the rest of nlohmann's message names the token it did not expect.
-    return Fail(Bad("malformed JSON in the request at byte " + std::to_string(e.byte)));
+    return Fail(Bad("malformed JSON in the " + what + " at byte " + std::to_string(e.byte)));
   }
-  if (doc.is_discarded() || !doc.is_object()) {
-    return Fail(Bad("the request body is not a JSON object"));
+  if (out.doc.is_discarded() || !out.doc.is_object()) {
+    return Fail(Bad("the " + what + " body is not a JSON object"));
   }
   if (too_deep) {
-    return Fail(Bad("the request nests arrays and objects deeper than " +
+    return Fail(Bad("the " + what + " nests arrays and objects deeper than " +
                     std::to_string(limits.max_json_depth) + " levels"));
   }
-  InferRequest req;
-  if (doc.contains("id")) {
-    if (!doc["id"].is_string()) {
-      return Fail(Bad("\"id\" must be a string"));
-    }
-    req.id = doc["id"].get<std::string>();
-  }
-  req.binary_outputs = BoolParameter(doc, "binary_data_output");
-  if (!doc.contains("inputs") || !doc["inputs"].is_array() || doc["inputs"].empty()) {
-    return Fail(Bad("the request needs a non-empty \"inputs\" list"));
-  }
-  std::string_view binary = body.substr(json_size);
-  for (const auto& in : doc["inputs"]) {
+  out.binary = body.substr(json_size);
+  return out;
+}
+
+// Reads a list of tensors ("inputs" of a request, "outputs" of a response), taking binary
+// elements from the front of `binary` in order. kind: "input" or "output", for messages.
+Result<std::vector<Tensor>> ParseTensors(const json& list, std::string_view& binary,
+                                         const RequestLimits& limits, const std::string& kind) {
+  std::vector<Tensor> tensors;
+  for (const auto& in : list) {
     if (!in.is_object() || !in.contains("name") || !in["name"].is_string() ||
         !in.contains("datatype") || !in["datatype"].is_string() || !in.contains("shape") ||
         !in["shape"].is_array()) {
-      return Fail(Bad("each input needs \"name\", \"datatype\" and \"shape\""));
+      return Fail(Bad("each " + kind + " needs \"name\", \"datatype\" and \"shape\""));
     }
     Tensor t;
     t.name = in["name"].get<std::string>();
-    for (const auto& other : req.inputs) {
+    for (const auto& other : tensors) {
       if (other.name == t.name) {
-        return Fail(Bad("input '" + t.name + "' is given twice"));
+        return Fail(Bad(kind + " '" + t.name + "' is given twice"));
       }
     }
     auto dtype = runtime::ParseDataType(in["datatype"].get<std::string>());
     if (!dtype) {
-      return Fail(Bad("input '" + t.name + "' has unknown datatype " + in["datatype"].dump()));
+      return Fail(Bad(kind + " '" + t.name + "' has unknown datatype " + in["datatype"].dump()));
     }
     t.dtype = *dtype;
     std::uint64_t count = 1;
     for (const auto& d : in["shape"]) {
       if (!d.is_number_integer() || d.get<std::int64_t>() < 0) {
-        return Fail(Bad("input '" + t.name + "' has a shape that is not a list of sizes"));
+        return Fail(Bad(kind + " '" + t.name + "' has a shape that is not a list of sizes"));
       }
       std::uint64_t dim = d.get<std::uint64_t>();
       if (__builtin_mul_overflow(count, dim, &count) || count > limits.max_elements) {
-        return Fail(Bad("input '" + t.name + "' is larger than the server accepts (" +
+        return Fail(Bad(kind + " '" + t.name + "' is larger than the server accepts (" +
                         std::to_string(limits.max_elements) + " elements)"));
       }
       t.shape.push_back(static_cast<std::int64_t>(dim));
@@ -306,11 +311,12 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
     }
     if (size_param != nullptr) {
       if (!size_param->is_number_unsigned()) {
-        return Fail(Bad("input '" + t.name + "': binary_data_size must be a non-negative integer"));
+        return Fail(
+            Bad(kind + " '" + t.name + "': binary_data_size must be a non-negative integer"));
       }
       std::uint64_t size = size_param->get<std::uint64_t>();
       if (size > binary.size()) {
-        return Fail(Bad("input '" + t.name + "' declares " + std::to_string(size) +
+        return Fail(Bad(kind + " '" + t.name + "' declares " + std::to_string(size) +
                         " binary bytes, but only " + std::to_string(binary.size()) + " remain"));
       }
       AIRLOCK_RETURN_IF_ERROR(BinaryToElements(binary.substr(0, size), t, count));
@@ -318,14 +324,69 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
     } else if (in.contains("data")) {
       AIRLOCK_RETURN_IF_ERROR(JsonToElements(in["data"], t, count));
     } else {
-      return Fail(Bad("input '" + t.name + "' has neither \"data\" nor binary_data_size"));
+      return Fail(Bad(kind + " '" + t.name + "' has neither \"data\" nor binary_data_size"));
     }
-    req.inputs.push_back(std::move(t));
+    tensors.push_back(std::move(t));
   }
   if (!binary.empty()) {
-    return Fail(
-        Bad(std::to_string(binary.size()) + " bytes after the binary inputs belong to no input"));
+    return Fail(Bad(std::to_string(binary.size()) + " bytes after the binary " + kind +
+                    "s belong to no " + kind));
   }
+  return tensors;
+}
+
+// Appends a tensor's elements in the binary extension's form.
+void AppendBinary(const Tensor& t, std::string& out) {
+  if (t.dtype == DataType::kBytes) {
+    for (const auto& s : t.strings) {
+      Append<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
+      out += s;
+    }
+  } else {
+    out += t.data;
+  }
+}
+
+json BinaryTensorHeader(const Tensor& t, std::size_t size) {
+  return {{"name", t.name},
+          {"datatype", std::string(DataTypeName(t.dtype))},
+          {"shape", t.shape},
+          {"parameters", {{"binary_data_size", size}}}};
+}
+
+// The JSON document, then the binary section when there is one (or a tensor declared one).
+EncodedBody Finish(const json& doc, const std::string& list_key, const std::string& binary) {
+  EncodedBody out;
+  out.body = doc.dump(-1, ' ', false, json::error_handler_t::replace);
+  const json& list = doc[list_key];
+  if (!binary.empty() || std::any_of(list.begin(), list.end(), [](const json& o) {
+        return o.contains("parameters") && o["parameters"].contains("binary_data_size");
+      })) {
+    out.header_length = out.body.size();
+    out.body += binary;
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<InferRequest> ParseInferRequest(std::string_view body,
+                                       std::optional<std::uint64_t> header_length,
+                                       const RequestLimits& limits) {
+  AIRLOCK_ASSIGN_OR_RETURN(SplitBody split, SplitAndParse(body, header_length, limits, "request"));
+  json& doc = split.doc;
+  InferRequest req;
+  if (doc.contains("id")) {
+    if (!doc["id"].is_string()) {
+      return Fail(Bad("\"id\" must be a string"));
+    }
+    req.id = doc["id"].get<std::string>();
+  }
+  req.binary_outputs = BoolParameter(doc, "binary_data_output");
+  if (!doc.contains("inputs") || !doc["inputs"].is_array() || doc["inputs"].empty()) {
+    return Fail(Bad("the request needs a non-empty \"inputs\" list"));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(req.inputs, ParseTensors(doc["inputs"], split.binary, limits, "input"));
   if (doc.contains("outputs")) {
     if (!doc["outputs"].is_array()) {
       return Fail(Bad("\"outputs\" must be a list"));
@@ -339,6 +400,48 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
     }
   }
   return req;
+}
+
+Result<InferResponse> ParseInferResponse(std::string_view body,
+                                         std::optional<std::uint64_t> header_length,
+                                         const RequestLimits& limits) {
+  AIRLOCK_ASSIGN_OR_RETURN(SplitBody split,
+                           SplitAndParse(body, header_length, limits, "response"));
+  const json& doc = split.doc;
+  if (doc.contains("error")) {
+    return Fail(Bad("the server answered with an error: " + doc["error"].dump()));
+  }
+  if (!doc.contains("outputs") || !doc["outputs"].is_array()) {
+    return Fail(Bad("the response has no \"outputs\" list"));
+  }
+  InferResponse resp;
+  auto text = [&](const char* key) {
+    return doc.contains(key) && doc[key].is_string() ? doc[key].get<std::string>() : "";
+  };
+  resp.model_name = text("model_name");
+  resp.model_version = text("model_version");
+  resp.id = text("id");
+  AIRLOCK_ASSIGN_OR_RETURN(resp.outputs,
+                           ParseTensors(doc["outputs"], split.binary, limits, "output"));
+  return resp;
+}
+
+EncodedBody EncodeInferRequest(const std::vector<Tensor>& inputs, const EncodeOptions& options) {
+  json doc = {{"inputs", json::array()}};
+  if (options.binary_outputs) {
+    doc["parameters"] = {{"binary_data_output", true}};
+  }
+  std::string binary;
+  for (const auto& t : inputs) {
+    if (!options.binary_inputs) {
+      doc["inputs"].push_back(TensorToJson(t));
+      continue;
+    }
+    std::size_t before = binary.size();
+    AppendBinary(t, binary);
+    doc["inputs"].push_back(BinaryTensorHeader(t, binary.size() - before));
+  }
+  return Finish(doc, "inputs", binary);
 }
 
 json TensorToJson(const Tensor& t) {
@@ -368,9 +471,9 @@ json TensorToJson(const Tensor& t) {
           {"data", std::move(data)}};
 }
 
-EncodedResponse EncodeInferResponse(std::string_view model_name, std::string_view model_version,
-                                    std::string_view id, const std::vector<Tensor>& outputs,
-                                    const InferRequest& request) {
+EncodedBody EncodeInferResponse(std::string_view model_name, std::string_view model_version,
+                                std::string_view id, const std::vector<Tensor>& outputs,
+                                const InferRequest& request) {
   json doc = {{"model_name", model_name}, {"outputs", json::array()}};
   if (!model_version.empty()) {
     doc["model_version"] = model_version;
@@ -391,27 +494,10 @@ EncodedResponse EncodeInferResponse(std::string_view model_name, std::string_vie
       continue;
     }
     std::size_t before = binary.size();
-    if (t.dtype == DataType::kBytes) {
-      for (const auto& s : t.strings) {
-        Append<std::uint32_t>(binary, static_cast<std::uint32_t>(s.size()));
-        binary += s;
-      }
-    } else {
-      binary += t.data;
-    }
-    doc["outputs"].push_back({{"name", t.name},
-                              {"datatype", std::string(DataTypeName(t.dtype))},
-                              {"shape", t.shape},
-                              {"parameters", {{"binary_data_size", binary.size() - before}}}});
+    AppendBinary(t, binary);
+    doc["outputs"].push_back(BinaryTensorHeader(t, binary.size() - before));
   }
-  EncodedResponse out;
-  out.body = doc.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (!binary.empty() || std::any_of(doc["outputs"].begin(), doc["outputs"].end(),
-                                     [](const json& o) { return o.contains("parameters"); })) {
-    out.header_length = out.body.size();
-    out.body += binary;
-  }
-  return out;
+  return Finish(doc, "outputs", binary);
 }
 
 }  // namespace airlock::agent

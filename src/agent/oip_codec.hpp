@@ -50,17 +50,37 @@ struct RequestLimits {
                                                      std::optional<std::uint64_t> header_length,
                                                      const RequestLimits& limits = {});
 
-struct EncodedResponse {
+// A request or response body: JSON, then the binary tensors when there are any.
+struct EncodedBody {
   std::string body;
   std::optional<std::uint64_t> header_length;  // set when binary tensors follow the JSON
 };
 
 // Encodes outputs as a response; outputs whose name is requested binary (or all, with
 // binary_outputs) go in the binary section.
-EncodedResponse EncodeInferResponse(std::string_view model_name, std::string_view model_version,
-                                    std::string_view id,
-                                    const std::vector<runtime::Tensor>& outputs,
-                                    const InferRequest& request);
+EncodedBody EncodeInferResponse(std::string_view model_name, std::string_view model_version,
+                                std::string_view id, const std::vector<runtime::Tensor>& outputs,
+                                const InferRequest& request);
+
+// The client's side, for tests, benchmarks and tools.
+struct EncodeOptions {
+  bool binary_inputs = true;    // the binary extension; false: JSON "data"
+  bool binary_outputs = false;  // ask for every output in binary form
+};
+EncodedBody EncodeInferRequest(const std::vector<runtime::Tensor>& inputs,
+                               const EncodeOptions& options = {});
+
+struct InferResponse {
+  std::string model_name;
+  std::string model_version;
+  std::string id;
+  std::vector<runtime::Tensor> outputs;
+};
+// Parses a response body (checked as strictly as a request); a body with "error" is kInvalidArgument
+// quoting it.
+[[nodiscard]] Result<InferResponse> ParseInferResponse(std::string_view body,
+                                                       std::optional<std::uint64_t> header_length,
+                                                       const RequestLimits& limits = {});
 
 // The JSON encoding of one tensor ({"name", "datatype", "shape", "data"}).
 nlohmann::json TensorToJson(const runtime::Tensor& t);

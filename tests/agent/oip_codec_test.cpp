@@ -116,15 +116,69 @@ TEST(OipCodecTest, BinaryResponseRoundTrip) {
   EXPECT_EQ(header["model_name"], "m");
   EXPECT_EQ(header["model_version"], "1");
   EXPECT_EQ(header["id"], "id7");
-  // Reading the response back as if it were a request gives the same tensors.
-  json as_request = {{"inputs", header["outputs"]}};
-  std::string body = as_request.dump();
-  auto back = ParseInferRequest(body + encoded.body.substr(*encoded.header_length), body.size());
+  // A client reading the response gets the same tensors.
+  auto back = ParseInferResponse(encoded.body, encoded.header_length);
   ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->model_name, "m");
+  EXPECT_EQ(back->model_version, "1");
+  EXPECT_EQ(back->id, "id7");
+  ASSERT_EQ(back->outputs.size(), tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    ExpectSame(tensors[i], back->inputs[i]);
+    ExpectSame(tensors[i], back->outputs[i]);
   }
   EXPECT_TRUE(header["outputs"][11].contains("data"));  // f32 stayed JSON
+}
+
+// The client's encoder writes what the hand-made request above holds, byte for byte.
+TEST(OipCodecTest, RequestEncoderMatchesTheProtocol) {
+  auto tensors = EveryDatatype();
+  auto [body, header] = BinaryRequest(tensors);
+  auto encoded = EncodeInferRequest(tensors);
+  ASSERT_TRUE(encoded.header_length);
+  EXPECT_EQ(*encoded.header_length, header);
+  EXPECT_EQ(encoded.body, body);
+
+  auto with_outputs = EncodeInferRequest(tensors, {.binary_inputs = true, .binary_outputs = true});
+  auto req = ParseInferRequest(with_outputs.body, with_outputs.header_length);
+  ASSERT_TRUE(req) << req.error().ToString();
+  EXPECT_TRUE(req->binary_outputs);
+
+  // JSON tensors: no header length, and the parser reads the same values (BYTES as UTF-8 text).
+  std::vector<Tensor> printable = tensors;
+  for (auto& t : printable) {
+    if (t.dtype == DataType::kBytes) {
+      for (auto& s : t.strings) {
+        s = "text";
+      }
+    }
+  }
+  auto as_json = EncodeInferRequest(printable, {.binary_inputs = false});
+  EXPECT_FALSE(as_json.header_length);
+  auto parsed = ParseInferRequest(as_json.body, std::nullopt);
+  ASSERT_TRUE(parsed) << parsed.error().ToString();
+  ASSERT_EQ(parsed->inputs.size(), printable.size());
+  for (std::size_t i = 0; i < printable.size(); ++i) {
+    ExpectSame(printable[i], parsed->inputs[i]);
+  }
+}
+
+TEST(OipCodecTest, ResponseParserRefusesErrorsAndShortBodies) {
+  auto err = ParseInferResponse(R"({"error": "model 'x' is not ready"})", std::nullopt);
+  ASSERT_FALSE(err);
+  EXPECT_NE(err.error().message().find("is not ready"), std::string::npos);
+  auto no_outputs = ParseInferResponse(R"({"model_name": "m"})", std::nullopt);
+  ASSERT_FALSE(no_outputs);
+  EXPECT_NE(no_outputs.error().message().find("no \"outputs\""), std::string::npos);
+  InferRequest binary;
+  binary.binary_outputs = true;
+  auto encoded = EncodeInferResponse("m", "", "", {testing::Fp32("y", {2}, {1, 2})}, binary);
+  ASSERT_TRUE(encoded.header_length);
+  auto truncated = ParseInferResponse(encoded.body.substr(0, encoded.body.size() - 1),
+                                      encoded.header_length);
+  ASSERT_FALSE(truncated);
+  EXPECT_NE(truncated.error().message().find("output 'y' declares 8 binary bytes"),
+            std::string::npos)
+      << truncated.error().message();
 }
 
 TEST(OipCodecTest, JsonOnlyResponseHasNoHeaderLength) {

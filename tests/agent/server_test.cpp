@@ -183,48 +183,23 @@ TEST_F(ServerTest, BinaryAndJsonRoundTripForEveryDatatype) {
     inputs.push_back(std::move(t));
   }
 
-  // Binary request: JSON header then each tensor's bytes.
-  json header = {{"inputs", json::array()}, {"parameters", {{"binary_data_output", true}}}};
-  std::string tail;
-  for (const auto& t : inputs) {
-    std::string bytes;
-    if (t.dtype == DataType::kBytes) {
-      for (const auto& s : t.strings) {
-        auto len = static_cast<std::uint32_t>(s.size());
-        bytes.append(reinterpret_cast<const char*>(&len), 4);
-        bytes += s;
-      }
-    } else {
-      bytes = t.data;
-    }
-    header["inputs"].push_back({{"name", t.name},
-                                {"datatype", std::string(runtime::DataTypeName(t.dtype))},
-                                {"shape", t.shape},
-                                {"parameters", {{"binary_data_size", bytes.size()}}}});
-    tail += bytes;
-  }
-  std::string head = header.dump();
-  httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(head.size())}};
-  auto r = c->Post("/v2/models/identity/infer", h, head + tail, "application/octet-stream");
+  // Binary request: JSON header then each tensor's bytes; outputs in binary too.
+  auto request = EncodeInferRequest(inputs, {.binary_inputs = true, .binary_outputs = true});
+  ASSERT_TRUE(request.header_length);
+  httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(*request.header_length)}};
+  auto r = c->Post("/v2/models/identity/infer", h, request.body, "application/octet-stream");
   ASSERT_EQ(r->status, 200) << r->body;
   ASSERT_TRUE(r->has_header("Inference-Header-Content-Length"));
-  auto parsed = ParseInferRequest(
+  auto outputs = ParseInferResponse(
       r->body, std::stoull(r->get_header_value("Inference-Header-Content-Length")));
-  // A response has the same shape as a request ("outputs" in place of "inputs").
-  std::string as_request = r->body;
-  auto pos = as_request.find("\"outputs\"");
-  ASSERT_NE(pos, std::string::npos);
-  as_request.replace(pos, 9, "\"inputs\" ");
-  auto outputs = ParseInferRequest(
-      as_request, std::stoull(r->get_header_value("Inference-Header-Content-Length")));
   ASSERT_TRUE(outputs) << outputs.error().ToString();
-  ASSERT_EQ(outputs->inputs.size(), inputs.size());
+  ASSERT_EQ(outputs->outputs.size(), inputs.size());
   for (const auto& in : inputs) {
     SCOPED_TRACE(in.name);
     std::string out_name = "out_" + in.name.substr(3);
-    auto it = std::find_if(outputs->inputs.begin(), outputs->inputs.end(),
+    auto it = std::find_if(outputs->outputs.begin(), outputs->outputs.end(),
                            [&](const Tensor& t) { return t.name == out_name; });
-    ASSERT_NE(it, outputs->inputs.end());
+    ASSERT_NE(it, outputs->outputs.end());
     EXPECT_EQ(it->dtype, in.dtype);
     EXPECT_EQ(it->shape, in.shape);
     EXPECT_EQ(it->data, in.data);
