@@ -47,11 +47,16 @@ class AgentFixture : public ::testing::Test {
     auto spec = pkg::LoadPackSpec(dir / "airlock.yaml");
     EXPECT_TRUE(spec) << spec.error().ToString();
     spec->version = version;
+    return PackAndSign(*spec, counter, validate);
+  }
+
+  std::filesystem::path PackAndSign(const pkg::PackSpec& spec, std::uint64_t counter,
+                                    bool validate = true) {
     pkg::PackOptions options;
-    options.output = tmp_ / (spec->name + "-" + version + "-" + std::to_string(counter) + ".tar");
+    options.output = tmp_ / (spec.name + "-" + spec.version + "-" + std::to_string(counter) + ".tar");
     options.force = true;
     options.validate = validate;
-    auto packed = pkg::Pack(*spec, options, validate ? &Ort() : nullptr);
+    auto packed = pkg::Pack(spec, options, validate ? &Ort() : nullptr);
     EXPECT_TRUE(packed) << packed.error().ToString();
     pkg::SignOptions sign;
     sign.counter = counter;
@@ -64,9 +69,12 @@ class AgentFixture : public ::testing::Test {
   // Packs and installs into the store.
   void Install(const std::filesystem::path& dir, const std::string& version,
                std::uint64_t counter, bool validate = true) {
+    InstallPackage(PackProject(dir, version, counter, validate));
+  }
+
+  void InstallPackage(const std::filesystem::path& package) {
     auto store = ModelStore::Open(store_dir()).value();
-    auto installed = store.Install(PackProject(dir, version, counter, validate), root_, kTestNow,
-                                   HostPlatform());
+    auto installed = store.Install(package, root_, kTestNow, HostPlatform());
     ASSERT_TRUE(installed) << installed.error().ToString();
   }
 
