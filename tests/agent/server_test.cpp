@@ -565,5 +565,72 @@ TEST_F(ServerTest, MetricsUseTritonNamesAndStatusReportsModels) {
   EXPECT_EQ(status["models"][0]["requests"]["success"], 1);
 }
 
+// A self-signed certificate for 127.0.0.1 and its key, made by the openssl command.
+void MakeCertificate(const fs::path& cert, const fs::path& key) {
+  auto made = airlock::testing::RunCommand(
+      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", key.string(), "-out", cert.string(), "-days", "2", "-subj", "/CN=127.0.0.1",
+       "-addext", "subjectAltName=IP:127.0.0.1"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+}
+
+// With http.tls the agent speaks HTTPS only: a client that trusts the certificate gets answers,
+// one that does not is refused, and plain HTTP on that port gets no HTTP answer.
+TEST_F(ServerTest, ServesHttpsWithTheConfiguredCertificate) {
+  MakeCertificate(tmp_ / "agent.crt", tmp_ / "agent.key");
+  MakeCertificate(tmp_ / "other.crt", tmp_ / "other.key");
+  Install(affine_dir(), "1.0.0", 1);
+  AgentConfig config;
+  config.http.tls_cert = tmp_ / "agent.crt";
+  config.http.tls_key = tmp_ / "agent.key";
+  StartServer(config);
+
+  httplib::SSLClient c("127.0.0.1", server_->port());
+  c.set_ca_cert_path((tmp_ / "agent.crt").c_str());
+  c.enable_server_certificate_verification(true);
+  auto ready = c.Get("/v2/health/ready");
+  ASSERT_TRUE(ready) << httplib::to_string(ready.error());
+  EXPECT_EQ(ready->status, 200);
+  auto infer = c.Post("/v2/models/affine/infer",
+                      R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})",
+                      "application/json");
+  ASSERT_TRUE(infer) << httplib::to_string(infer.error());
+  EXPECT_EQ(infer->status, 200) << infer->body;
+
+  httplib::SSLClient untrusting("127.0.0.1", server_->port());
+  untrusting.set_ca_cert_path((tmp_ / "other.crt").c_str());
+  untrusting.enable_server_certificate_verification(true);
+  auto refused = untrusting.Get("/v2/health/live");
+  EXPECT_FALSE(refused);
+  EXPECT_EQ(refused.error(), httplib::Error::SSLServerVerification);
+
+  httplib::Client plain("127.0.0.1", server_->port());
+  plain.set_read_timeout(5);
+  auto p = plain.Get("/v2/health/live");
+  EXPECT_FALSE(p && p->status == 200);
+
+  // The server still answers after the refused and the plain connection.
+  auto again = c.Get("/v2/health/live");
+  ASSERT_TRUE(again) << httplib::to_string(again.error());
+  EXPECT_EQ(again->status, 200);
+}
+
+TEST_F(ServerTest, MismatchedTlsKeyIsRefusedAtStartWithTheFilesNamed) {
+  MakeCertificate(tmp_ / "agent.crt", tmp_ / "agent.key");
+  MakeCertificate(tmp_ / "other.crt", tmp_ / "other.key");
+  ASSERT_TRUE(ModelStore::Open(store_dir()));
+  AgentConfig config;
+  config.store = store_dir();
+  config.http.port = 0;
+  config.http.tls_cert = tmp_ / "agent.crt";
+  config.http.tls_key = tmp_ / "other.key";
+  ModelRepository repo(store_dir(), Ort(), config, HostPlatform(), {});
+  AgentServer server(repo, HostPlatform(), Ort().Version());
+  auto bound = server.Bind();
+  ASSERT_FALSE(bound);
+  EXPECT_NE(bound.error().message().find("agent.crt"), std::string::npos) << bound.error().ToString();
+  EXPECT_NE(bound.error().message().find("other.key"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace airlock::agent
