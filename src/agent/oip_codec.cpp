@@ -347,11 +347,19 @@ void AppendBinary(const Tensor& t, std::string& out) {
   }
 }
 
-json BinaryTensorHeader(const Tensor& t, std::size_t size) {
-  return {{"name", t.name},
-          {"datatype", std::string(DataTypeName(t.dtype))},
-          {"shape", t.shape},
-          {"parameters", {{"binary_data_size", size}}}};
+// Adds a tensor to a body's list: with its "data" in the JSON, or its bytes appended to binary
+// and their count in "binary_data_size".
+void AddTensor(const Tensor& t, bool as_binary, json& list, std::string& binary) {
+  if (!as_binary) {
+    list.push_back(TensorToJson(t));
+    return;
+  }
+  std::size_t before = binary.size();
+  AppendBinary(t, binary);
+  list.push_back({{"name", t.name},
+                  {"datatype", std::string(DataTypeName(t.dtype))},
+                  {"shape", t.shape},
+                  {"parameters", {{"binary_data_size", binary.size() - before}}}});
 }
 
 // The JSON document, then the binary section when there is one (or a tensor declared one).
@@ -433,13 +441,7 @@ EncodedBody EncodeInferRequest(const std::vector<Tensor>& inputs, const EncodeOp
   }
   std::string binary;
   for (const auto& t : inputs) {
-    if (!options.binary_inputs) {
-      doc["inputs"].push_back(TensorToJson(t));
-      continue;
-    }
-    std::size_t before = binary.size();
-    AppendBinary(t, binary);
-    doc["inputs"].push_back(BinaryTensorHeader(t, binary.size() - before));
+    AddTensor(t, options.binary_inputs, doc["inputs"], binary);
   }
   return Finish(doc, "inputs", binary);
 }
@@ -489,13 +491,7 @@ EncodedBody EncodeInferResponse(std::string_view model_name, std::string_view mo
         as_binary = r.binary;
       }
     }
-    if (!as_binary) {
-      doc["outputs"].push_back(TensorToJson(t));
-      continue;
-    }
-    std::size_t before = binary.size();
-    AppendBinary(t, binary);
-    doc["outputs"].push_back(BinaryTensorHeader(t, binary.size() - before));
+    AddTensor(t, as_binary, doc["outputs"], binary);
   }
   return Finish(doc, "outputs", binary);
 }
