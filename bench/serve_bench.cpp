@@ -155,9 +155,9 @@ class AgentProcess {
     if (pipe(fds) != 0) {
       Die("pipe: " + std::string(std::strerror(errno)));
     }
-    std::vector<std::string> args = {binary.string(), "--store", store.string(), "serve",
-                                     "-c", config.string(), "--port", "0",
-                                     "--log-level", "warn"};
+    std::vector<std::string> args = {
+        binary.string(), "--store", store.string(), "serve", "-c", config.string(),
+        "--port",        "0",       "--log-level",  "warn"};
     std::vector<char*> argv;
     for (auto& a : args) {
       argv.push_back(a.data());
@@ -241,13 +241,13 @@ class AgentProcess {
 
 struct BenchModel {
   std::string name;
-  fs::path project;  // holds airlock.yaml
-  fs::path onnx;     // the model file, for the in-process runs
-  bool small = false;  // a target applies to it
-  std::vector<Tensor> inputs;         // batch 1, deterministic values
-  std::vector<Tensor> expected;       // what ONNX Runtime in process answers
-  std::string json_body;              // the request with JSON tensors
-  std::string binary_body;            // the request with binary tensors
+  fs::path project;              // holds airlock.yaml
+  fs::path onnx;                 // the model file, for the in-process runs
+  bool small = false;            // a target applies to it
+  std::vector<Tensor> inputs;    // batch 1, deterministic values
+  std::vector<Tensor> expected;  // what ONNX Runtime in process answers
+  std::string json_body;         // the request with JSON tensors
+  std::string binary_body;       // the request with binary tensors
   std::size_t binary_header_length = 0;
 };
 
@@ -312,7 +312,8 @@ void PrepareRequests(BenchModel& m, runtime::InferenceBackend& backend) {
     m.inputs.push_back(std::move(t));
   }
   m.json_body = agent::EncodeInferRequest(m.inputs, {.binary_inputs = false}).body;
-  auto binary = agent::EncodeInferRequest(m.inputs, {.binary_inputs = true, .binary_outputs = true});
+  auto binary =
+      agent::EncodeInferRequest(m.inputs, {.binary_inputs = true, .binary_outputs = true});
   m.binary_body = std::move(binary.body);
   m.binary_header_length = binary.header_length.value_or(m.binary_body.size());
   m.expected = Must(backend.Run(m.inputs), m.name + ": in-process run");
@@ -322,15 +323,15 @@ void PrepareRequests(BenchModel& m, runtime::InferenceBackend& backend) {
 // every figure meaningless).
 void CheckResponse(const BenchModel& m, const httplib::Result& r, const std::string& mode) {
   if (!r || r->status != 200) {
-    Die(m.name + " (" + mode + "): " +
-        (r ? "HTTP " + std::to_string(r->status) + " " + r->body : "no response"));
+    Die(m.name + " (" + mode +
+        "): " + (r ? "HTTP " + std::to_string(r->status) + " " + r->body : "no response"));
   }
   std::optional<std::uint64_t> header_length;
   if (r->has_header("Inference-Header-Content-Length")) {
     header_length = std::stoull(r->get_header_value("Inference-Header-Content-Length"));
   }
-  auto parsed = Must(agent::ParseInferResponse(r->body, header_length),
-                     m.name + " (" + mode + "): response");
+  auto parsed =
+      Must(agent::ParseInferResponse(r->body, header_length), m.name + " (" + mode + "): response");
   for (const auto& want : m.expected) {
     auto it = std::find_if(parsed.outputs.begin(), parsed.outputs.end(),
                            [&](const Tensor& t) { return t.name == want.name; });
@@ -455,8 +456,8 @@ ServerStats FetchStats(const AgentProcess& agent, const std::string& model) {
 
 void PrintPoint(const Point& p) {
   std::printf("| %-17s | %-6s | %2d | %8zu | %9.1f | %9.1f | %9.1f |", p.model.c_str(),
-              p.mode.c_str(), p.concurrency, p.latency_ns.size(), p.Throughput(),
-              p.Percentile(0.5), p.Percentile(0.99));
+              p.mode.c_str(), p.concurrency, p.latency_ns.size(), p.Throughput(), p.Percentile(0.5),
+              p.Percentile(0.99));
   if (p.mode == "ort" || p.mode == "live") {
     std::printf("         |         |");
   } else {
@@ -497,13 +498,16 @@ bool RunLatency(const Options& o, std::vector<BenchModel>& models, runtime::Onnx
   fs::path config = work / "latency.yaml";
   Write(config, AgentConfigYaml(names, max_c));
   AgentProcess agent(o.agent, config, store);
-  std::printf("\n== latency and throughput: %.1f s per point after %.1f s of warm-up; "
-              "airlock-agent serve (pid %d, 127.0.0.1:%d) with instances: %d\n\n",
-              o.seconds, o.warmup, agent.pid(), agent.port(), max_c);
-  std::printf("| model             | mode   |  c | requests |    req/s  |  p50 us   |  p99 us   "
-              "| srv us  | inf us  | agt cpu | own cpu |\n");
-  std::printf("|-------------------|--------|---:|---------:|----------:|----------:|----------:"
-              "|--------:|--------:|--------:|--------:|\n");
+  std::printf(
+      "\n== latency and throughput: %.1f s per point after %.1f s of warm-up; "
+      "airlock-agent serve (pid %d, 127.0.0.1:%d) with instances: %d\n\n",
+      o.seconds, o.warmup, agent.pid(), agent.port(), max_c);
+  std::printf(
+      "| model             | mode   |  c | requests |    req/s  |  p50 us   |  p99 us   "
+      "| srv us  | inf us  | agt cpu | own cpu |\n");
+  std::printf(
+      "|-------------------|--------|---:|---------:|----------:|----------:|----------:"
+      "|--------:|--------:|--------:|--------:|\n");
   std::fflush(stdout);
 
   bool ok = true;
@@ -518,19 +522,17 @@ bool RunLatency(const Options& o, std::vector<BenchModel>& models, runtime::Onnx
                     "json");
       httplib::Headers h = {
           {"Inference-Header-Content-Length", std::to_string(m.binary_header_length)}};
-      CheckResponse(m,
-                    c->Post("/v2/models/" + m.name + "/infer", h, m.binary_body,
-                            "application/octet-stream"),
-                    "binary");
+      CheckResponse(
+          m,
+          c->Post("/v2/models/" + m.name + "/infer", h, m.binary_body, "application/octet-stream"),
+          "binary");
     }
     const std::string path = "/v2/models/" + m.name + "/infer";
     for (const auto& mode : o.modes) {
       for (int n : o.concurrency) {
         std::function<Request(int)> make;
         if (mode == "ort") {
-          make = [&](int) -> Request {
-            return [&] { return backend->Run(m.inputs).has_value(); };
-          };
+          make = [&](int) -> Request { return [&] { return backend->Run(m.inputs).has_value(); }; };
         } else if (mode == "live") {
           // The HTTP floor: a GET the agent answers without a body or a model.
           make = [&](int) -> Request {
@@ -546,8 +548,7 @@ bool RunLatency(const Options& o, std::vector<BenchModel>& models, runtime::Onnx
             std::shared_ptr<httplib::Client> c = agent.Client();
             httplib::Headers h;
             if (binary) {
-              h.emplace("Inference-Header-Content-Length",
-                        std::to_string(m.binary_header_length));
+              h.emplace("Inference-Header-Content-Length", std::to_string(m.binary_header_length));
             }
             const std::string& body = binary ? m.binary_body : m.json_body;
             const char* type = binary ? "application/octet-stream" : "application/json";
@@ -636,9 +637,9 @@ void RunIdle(const Options& o, const fs::path& work, const fs::path& store,
     std::vector<std::string> load;
     fs::path store;
   };
-  std::vector<Case> cases = {{"no model loaded", {}, empty_store},
-                             {"both examples loaded", {"visual-inspection", "vibration-anomaly"},
-                              store}};
+  std::vector<Case> cases = {
+      {"no model loaded", {}, empty_store},
+      {"both examples loaded", {"visual-inspection", "vibration-anomaly"}, store}};
   for (const auto& c : cases) {
     fs::path config = work / "idle.yaml";
     Write(config, AgentConfigYaml(c.load, 0));
@@ -662,14 +663,17 @@ void RunIdle(const Options& o, const fs::path& work, const fs::path& store,
 }
 
 bool RunCycles(const Options& o, const fs::path& work, const fs::path& store) {
-  std::printf("\n== %d load/unload cycles per model (POST /v2/repository/models/M/load, then "
-              "/unload); RSS after the unload\n\n",
-              o.cycles);
-  std::printf("| model             | loaded, 1st | after 1 | after 10 | after %d | max   | "
-              "growth |\n",
-              o.cycles);
-  std::printf("|-------------------|------------:|--------:|---------:|--------:|------:|-------:|"
-              "\n");
+  std::printf(
+      "\n== %d load/unload cycles per model (POST /v2/repository/models/M/load, then "
+      "/unload); RSS after the unload\n\n",
+      o.cycles);
+  std::printf(
+      "| model             | loaded, 1st | after 1 | after 10 | after %d | max   | "
+      "growth |\n",
+      o.cycles);
+  std::printf(
+      "|-------------------|------------:|--------:|---------:|--------:|------:|-------:|"
+      "\n");
   bool ok = true;
   fs::path config = work / "cycles.yaml";
   Write(config, AgentConfigYaml({}, 0));
@@ -689,8 +693,7 @@ bool RunCycles(const Options& o, const fs::path& work, const fs::path& store) {
       }
       r = c->Post("/v2/repository/models/" + name + "/unload", "", "application/json");
       if (!r || r->status != 200) {
-        std::printf("unload of %s failed: %s\n", name.c_str(),
-                    r ? r->body.c_str() : "no response");
+        std::printf("unload of %s failed: %s\n", name.c_str(), r ? r->body.c_str() : "no response");
         ok = false;
         break;
       }
@@ -705,10 +708,11 @@ bool RunCycles(const Options& o, const fs::path& work, const fs::path& store) {
       last = rss;
     }
     double growth = first > 0 ? last / first - 1 : 0;
-    std::printf("| %-17s | %11.1f | %7.1f | %8.1f | %7.1f | %5.1f | %+5.1f%% |  target <= +%.0f%%: "
-                "%s\n",
-                name.c_str(), loaded, first, tenth, last, max, growth * 100, kMaxCycleGrowth * 100,
-                growth <= kMaxCycleGrowth ? "met" : "NOT met");
+    std::printf(
+        "| %-17s | %11.1f | %7.1f | %8.1f | %7.1f | %5.1f | %+5.1f%% |  target <= +%.0f%%: "
+        "%s\n",
+        name.c_str(), loaded, first, tenth, last, max, growth * 100, kMaxCycleGrowth * 100,
+        growth <= kMaxCycleGrowth ? "met" : "NOT met");
     std::fflush(stdout);
   }
   return ok;

@@ -70,9 +70,10 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
       }
     };
     if (self->mqtt_) {
-      out += "# HELP airlock_mqtt_connected Whether the agent is connected to its MQTT broker (1) or not (0)\n"
-             "# TYPE airlock_mqtt_connected gauge\nairlock_mqtt_connected " +
-             std::to_string(self->mqtt_->IsConnected() ? 1 : 0) + "\n";
+      out +=
+          "# HELP airlock_mqtt_connected Connected to the MQTT broker (1) or not (0)\n"
+          "# TYPE airlock_mqtt_connected gauge\nairlock_mqtt_connected " +
+          std::to_string(self->mqtt_->IsConnected() ? 1 : 0) + "\n";
     }
     family("airlock_route_inputs_processed_total", "Source inputs turned into results",
            [](const RouteCounters& k) { return k.processed; });

@@ -49,8 +49,7 @@ Status CheckKeys(const json& config, const std::string& where,
   return {};
 }
 
-Result<std::string> RequiredString(const json& config, const std::string& where,
-                                   const char* key) {
+Result<std::string> RequiredString(const json& config, const std::string& where, const char* key) {
   auto it = config.find(key);
   if (it == config.end() || !it->is_string() || it->get<std::string>().empty()) {
     return Fail(ConfigError(where, std::string("'") + key + "' must be a non-empty string"));
@@ -58,8 +57,8 @@ Result<std::string> RequiredString(const json& config, const std::string& where,
   return it->get<std::string>();
 }
 
-Result<std::string> OptionalString(const json& config, const std::string& where,
-                                   const char* key, std::string fallback) {
+Result<std::string> OptionalString(const json& config, const std::string& where, const char* key,
+                                   std::string fallback) {
   auto it = config.find(key);
   if (it == config.end()) {
     return fallback;
@@ -104,8 +103,8 @@ Result<std::chrono::milliseconds> OptionalDuration(const json& config, const std
     return fallback;
   }
   auto bad = [&] {
-    return Fail(ConfigError(where, std::string("'") + key +
-                                       "' must be a positive duration like \"500ms\" or \"5s\""));
+    return Fail(ConfigError(
+        where, std::string("'") + key + "' must be a positive duration like \"500ms\" or \"5s\""));
   };
   std::chrono::milliseconds value{0};
   if (it->is_number()) {
@@ -217,8 +216,8 @@ class JsonlSink final : public Sink {
     auto size = static_cast<std::uint64_t>(st.st_size);
     if (max_bytes_ != 0 && size + line.size() > max_bytes_) {
       if (when_full_ == WhenFull::kRefuse) {
-        return Fail(ErrorCode::kIo, path_.string() + " is full (max_bytes " +
-                                        std::to_string(max_bytes_) + ")");
+        return Fail(ErrorCode::kIo,
+                    path_.string() + " is full (max_bytes " + std::to_string(max_bytes_) + ")");
       }
       AIRLOCK_RETURN_IF_ERROR(Rotate());
       size = 0;
@@ -246,8 +245,8 @@ class JsonlSink final : public Sink {
     if (fd_.get() >= 0) {
       return {};
     }
-    AIRLOCK_RETURN_IF_ERROR(MakeDirectories(path_.parent_path().empty() ? fs::path(".")
-                                                                        : path_.parent_path()));
+    AIRLOCK_RETURN_IF_ERROR(
+        MakeDirectories(path_.parent_path().empty() ? fs::path(".") : path_.parent_path()));
     int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
       return Fail(ErrnoError("open", path_));
@@ -356,8 +355,7 @@ class FolderSource final : public Source {
         next_scan = std::chrono::steady_clock::now() + std::min(rescan_, wait);
         continue;
       }
-      auto timeout =
-          std::chrono::ceil<std::chrono::milliseconds>(next_scan - now).count();
+      auto timeout = std::chrono::ceil<std::chrono::milliseconds>(next_scan - now).count();
       pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
       if (::poll(fds, 2, static_cast<int>(std::min<long long>(timeout, 60000))) <= 0) {
         continue;
@@ -484,8 +482,8 @@ class FolderSource final : public Source {
       target = dir / (stem + "." + std::to_string(i) + ext);
     }
     if (error != nullptr) {
-      AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(target.string() + ".error.txt",
-                                              error->ToString() + "\n"));
+      AIRLOCK_RETURN_IF_ERROR(
+          WriteFileAtomic(target.string() + ".error.txt", error->ToString() + "\n"));
     }
     if (::rename(path.c_str(), target.c_str()) != 0) {
       return Fail(ErrnoError("rename", path));
@@ -609,9 +607,10 @@ std::string ContentTypeForName(const std::string& name) {
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   static const std::map<std::string, std::string> kTypes = {
-      {".jpg", "image/jpeg"},  {".jpeg", "image/jpeg"},       {".png", "image/png"},
-      {".json", "application/json"}, {".npy", "application/x-npy"}, {".txt", "text/plain"},
-      {".csv", "text/csv"},    {".bin", "application/octet-stream"},
+      {".jpg", "image/jpeg"},        {".jpeg", "image/jpeg"},
+      {".png", "image/png"},         {".json", "application/json"},
+      {".npy", "application/x-npy"}, {".txt", "text/plain"},
+      {".csv", "text/csv"},          {".bin", "application/octet-stream"},
   };
   auto it = kTypes.find(ext);
   return it == kTypes.end() ? "" : it->second;
@@ -694,15 +693,14 @@ Result<std::unique_ptr<Source>> MakeSource(const json& config, const IoContext& 
         config, where, {"type", "path", "pattern", "done", "settle", "rescan", "max_bytes"}));
     AIRLOCK_ASSIGN_OR_RETURN(std::string path, RequiredString(config, where, "path"));
     AIRLOCK_ASSIGN_OR_RETURN(std::string pattern, OptionalString(config, where, "pattern", "*"));
-    AIRLOCK_ASSIGN_OR_RETURN(std::string done,
-                             OptionalString(config, where, "done", "processed"));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string done, OptionalString(config, where, "done", "processed"));
     if (done != "processed" && done != "delete") {
       return Fail(ConfigError(where, "'done' must be \"processed\" or \"delete\""));
     }
     AIRLOCK_ASSIGN_OR_RETURN(auto settle, OptionalDuration(config, where, "settle", 2s));
     AIRLOCK_ASSIGN_OR_RETURN(auto rescan, OptionalDuration(config, where, "rescan", 5s));
-    AIRLOCK_ASSIGN_OR_RETURN(
-        auto max_bytes, OptionalInt(config, where, "max_bytes", 64 << 20, 1, INT64_MAX));
+    AIRLOCK_ASSIGN_OR_RETURN(auto max_bytes,
+                             OptionalInt(config, where, "max_bytes", 64 << 20, 1, INT64_MAX));
     return std::unique_ptr<Source>(new FolderSource(
         path, pattern, done == "delete" ? FolderSource::Done::kDelete : FolderSource::Done::kMove,
         settle, rescan, static_cast<std::uint64_t>(max_bytes)));
@@ -745,7 +743,8 @@ Result<std::unique_ptr<Route>> Route::Create(const json& config, PipelineHandler
   auto sources = config.find("sources");
   auto sinks = config.find("sinks");
   if (sources == config.end() || !sources->is_array() || sources->empty()) {
-    return Fail(ErrorCode::kInvalidArgument, "route " + name + ": 'sources' must be a non-empty list");
+    return Fail(ErrorCode::kInvalidArgument,
+                "route " + name + ": 'sources' must be a non-empty list");
   }
   if (sinks != config.end() && !sinks->is_array()) {
     return Fail(ErrorCode::kInvalidArgument, "route " + name + ": 'sinks' must be a list");

@@ -413,8 +413,7 @@ Result<InferRequest> ParseInferRequest(std::string_view body,
 Result<InferResponse> ParseInferResponse(std::string_view body,
                                          std::optional<std::uint64_t> header_length,
                                          const RequestLimits& limits) {
-  AIRLOCK_ASSIGN_OR_RETURN(SplitBody split,
-                           SplitAndParse(body, header_length, limits, "response"));
+  AIRLOCK_ASSIGN_OR_RETURN(SplitBody split, SplitAndParse(body, header_length, limits, "response"));
   const json& doc = split.doc;
   if (doc.contains("error")) {
     return Fail(Bad("the server answered with an error: " + doc["error"].dump()));

@@ -76,8 +76,8 @@ struct InferResponse {
   std::string id;
   std::vector<runtime::Tensor> outputs;
 };
-// Parses a response body (checked as strictly as a request); a body with "error" is kInvalidArgument
-// quoting it.
+// Parses a response body (checked as strictly as a request); a body with "error" is
+// kInvalidArgument quoting it.
 [[nodiscard]] Result<InferResponse> ParseInferResponse(std::string_view body,
                                                        std::optional<std::uint64_t> header_length,
                                                        const RequestLimits& limits = {});

@@ -53,7 +53,8 @@ class AgentFixture : public ::testing::Test {
   std::filesystem::path PackAndSign(const pkg::PackSpec& spec, std::uint64_t counter,
                                     bool validate = true) {
     pkg::PackOptions options;
-    options.output = tmp_ / (spec.name + "-" + spec.version + "-" + std::to_string(counter) + ".tar");
+    options.output =
+        tmp_ / (spec.name + "-" + spec.version + "-" + std::to_string(counter) + ".tar");
     options.force = true;
     options.validate = validate;
     auto packed = pkg::Pack(spec, options, validate ? &Ort() : nullptr);
@@ -67,8 +68,8 @@ class AgentFixture : public ::testing::Test {
   }
 
   // Packs and installs into the store.
-  void Install(const std::filesystem::path& dir, const std::string& version,
-               std::uint64_t counter, bool validate = true) {
+  void Install(const std::filesystem::path& dir, const std::string& version, std::uint64_t counter,
+               bool validate = true) {
     InstallPackage(PackProject(dir, version, counter, validate));
   }
 

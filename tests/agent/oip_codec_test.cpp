@@ -173,8 +173,8 @@ TEST(OipCodecTest, ResponseParserRefusesErrorsAndShortBodies) {
   binary.binary_outputs = true;
   auto encoded = EncodeInferResponse("m", "", "", {testing::Fp32("y", {2}, {1, 2})}, binary);
   ASSERT_TRUE(encoded.header_length);
-  auto truncated = ParseInferResponse(encoded.body.substr(0, encoded.body.size() - 1),
-                                      encoded.header_length);
+  auto truncated =
+      ParseInferResponse(encoded.body.substr(0, encoded.body.size() - 1), encoded.header_length);
   ASSERT_FALSE(truncated);
   EXPECT_NE(truncated.error().message().find("output 'y' declares 8 binary bytes"),
             std::string::npos)

@@ -1,14 +1,14 @@
 // `airlock-agent serve` as a real process: its configuration file, its port, a watched folder whose
 // pictures come out as verdicts on a real Mosquitto, and a clean stop on SIGTERM.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "agent/agent_fixture.hpp"
 #include "support/mosquitto.hpp"
@@ -100,19 +100,25 @@ TEST_F(ServeProcessTest, WatchedFolderToMqttWithARealBroker) {
   airlock::testing::MosquittoBroker broker;
   fs::path inbox = tmp_ / "inbox";
   fs::create_directories(inbox);
-  airlock::testing::WriteAll(tmp_ / "agent.yaml", R"(
-store: )" + store_dir().string() + R"(
+  airlock::testing::WriteAll(tmp_ / "agent.yaml",
+                             R"(
+store: )" + store_dir().string() +
+                                 R"(
 http: {port: 0}
-mqtt: {broker: )" + broker.url() + R"(, client_id: test-agent-)" + std::to_string(getpid()) + R"(}
+mqtt: {broker: )" + broker.url() +
+                                 R"(, client_id: test-agent-)" + std::to_string(getpid()) + R"(}
 models:
   visual-inspection:
-    sources: [{type: folder, path: )" + inbox.string() + R"(, pattern: "*.png", settle: 100ms, rescan: 200ms}]
+    sources: [{type: folder, path: )" +
+                                 inbox.string() +
+                                 R"(, pattern: "*.png", settle: 100ms, rescan: 200ms}]
     sinks:
       - {type: mqtt, topic: dev/d1/results/visual-inspection, qos: 1, retain: true}
-      - {type: jsonl, path: )" + (tmp_ / "results.jsonl").string() + R"(}
+      - {type: jsonl, path: )" + (tmp_ / "results.jsonl").string() +
+                                 R"(}
 )");
-  Child agent({AgentBinary(), "serve", "--config", (tmp_ / "agent.yaml").string(), "--log-level",
-               "warn"});
+  Child agent(
+      {AgentBinary(), "serve", "--config", (tmp_ / "agent.yaml").string(), "--log-level", "warn"});
   std::string line = agent.ReadLine();
   ASSERT_NE(line.find("serving on http://127.0.0.1:"), std::string::npos) << line;
   int port = std::stoi(line.substr(line.rfind(':') + 1));
@@ -133,14 +139,16 @@ models:
       {"mosquitto_sub", "-h", "127.0.0.1", "-p", std::to_string(broker.port()), "-V", "mqttv5",
        "-t", "dev/d1/results/#", "-C", "1", "-W", "20"},
       {}, 40);
-  ASSERT_EQ(sub.exit_code, 0) << sub.err << "\n"
-                              << c.Get("/metrics")->body.substr(c.Get("/metrics")->body.find("airlock_route"))
-                              << broker.Log() << airlock::testing::ReadAll(tmp_ / "results.jsonl");
+  ASSERT_EQ(sub.exit_code, 0)
+      << sub.err << "\n"
+      << c.Get("/metrics")->body.substr(c.Get("/metrics")->body.find("airlock_route"))
+      << broker.Log() << airlock::testing::ReadAll(tmp_ / "results.jsonl");
   auto result = json::parse(sub.out);
   EXPECT_EQ(result["verdict"], "scratched") << sub.out;
   EXPECT_EQ(result["model"], "visual-inspection");
   EXPECT_EQ(result["input"], "part-17.png");
-  EXPECT_TRUE(airlock::testing::WaitUntil([&] { return fs::exists(inbox / "processed/part-17.png"); }));
+  EXPECT_TRUE(
+      airlock::testing::WaitUntil([&] { return fs::exists(inbox / "processed/part-17.png"); }));
   EXPECT_NE(airlock::testing::ReadAll(tmp_ / "results.jsonl").find("\"scratched\""),
             std::string::npos);
 
@@ -150,8 +158,9 @@ models:
   EXPECT_TRUE(airlock::testing::WaitUntil([&] { return fs::exists(inbox / "failed/bad.png"); }));
   auto metrics = c.Get("/metrics");
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("airlock_route_inputs_processed_total{model=\"visual-inspection\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      metrics->body.find("airlock_route_inputs_processed_total{model=\"visual-inspection\"} 1"),
+      std::string::npos);
   EXPECT_NE(metrics->body.find("airlock_route_inputs_failed_total{model=\"visual-inspection\"} 1"),
             std::string::npos);
   EXPECT_EQ(c.Get("/v2/health/ready")->status, 200);
@@ -177,8 +186,8 @@ TEST_F(ServeProcessTest, APortInUseIsReported) {
   socklen_t len = sizeof addr;
   getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len);
   int port = ntohs(addr.sin_port);
-  auto r = airlock::testing::RunCommand({AgentBinary(), "--store", store_dir().string(), "serve",
-                                         "--port", std::to_string(port)});
+  auto r = airlock::testing::RunCommand(
+      {AgentBinary(), "--store", store_dir().string(), "serve", "--port", std::to_string(port)});
   close(taken);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)

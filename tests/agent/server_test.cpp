@@ -150,9 +150,9 @@ TEST_F(ServerTest, InfersWithJsonTensors) {
 // Every datatype ONNX Runtime's Identity takes, through the binary extension and through JSON.
 TEST_F(ServerTest, BinaryAndJsonRoundTripForEveryDatatype) {
   using P = onnx::TensorProto;
-  std::vector<int> types = {P::BOOL,   P::UINT8,  P::UINT16, P::UINT32, P::UINT64,
-                            P::INT8,   P::INT16,  P::INT32,  P::INT64,  P::FLOAT16,
-                            P::FLOAT,  P::DOUBLE, P::STRING, P::BFLOAT16};
+  std::vector<int> types = {P::BOOL,  P::UINT8,  P::UINT16, P::UINT32,  P::UINT64,
+                            P::INT8,  P::INT16,  P::INT32,  P::INT64,   P::FLOAT16,
+                            P::FLOAT, P::DOUBLE, P::STRING, P::BFLOAT16};
   Install(IdentityProject("identity", types), "1.0.0", 1);
   StartServer();
   ASSERT_TRUE(load_errors_.empty()) << load_errors_.front().ToString();
@@ -173,10 +173,10 @@ TEST_F(ServerTest, BinaryAndJsonRoundTripForEveryDatatype) {
       std::size_t n = runtime::ElementSize(t.dtype) * 6;
       for (std::size_t i = 0; i < n; ++i) {
         // Keep FP16/BF16/FP32/FP64 values finite and ordinary: small mantissa-only patterns.
-        t.data += static_cast<char>(i % runtime::ElementSize(t.dtype) ==
-                                            runtime::ElementSize(t.dtype) - 1
-                                        ? 0x3c
-                                        : (i * 7 + 1) & 0x7f);
+        t.data +=
+            static_cast<char>(i % runtime::ElementSize(t.dtype) == runtime::ElementSize(t.dtype) - 1
+                                  ? 0x3c
+                                  : (i * 7 + 1) & 0x7f);
       }
     }
     ASSERT_TRUE(t.CheckConsistent());
@@ -186,7 +186,8 @@ TEST_F(ServerTest, BinaryAndJsonRoundTripForEveryDatatype) {
   // Binary request: JSON header then each tensor's bytes; outputs in binary too.
   auto request = EncodeInferRequest(inputs, {.binary_inputs = true, .binary_outputs = true});
   ASSERT_TRUE(request.header_length);
-  httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(*request.header_length)}};
+  httplib::Headers h = {
+      {"Inference-Header-Content-Length", std::to_string(*request.header_length)}};
   auto r = c->Post("/v2/models/identity/infer", h, request.body, "application/octet-stream");
   ASSERT_EQ(r->status, 200) << r->body;
   ASSERT_TRUE(r->has_header("Inference-Header-Content-Length"));
@@ -249,36 +250,73 @@ TEST_F(ServerTest, BadRequestsGetTheRightStatusAndTheServerKeepsServing) {
   std::vector<Case> cases = {
       {"malformed JSON", "/v2/models/affine/infer", "{\"inputs\": [", {}, 400, "malformed JSON"},
       {"not an object", "/v2/models/affine/infer", "[1,2]", {}, 400, "not a JSON object"},
-      {"wrong input name", "/v2/models/affine/infer",
-       R"({"inputs":[{"name":"z","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})", {}, 400,
+      {"wrong input name",
+       "/v2/models/affine/infer",
+       R"({"inputs":[{"name":"z","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})",
+       {},
+       400,
        "no input named \"z\""},
-      {"wrong shape", "/v2/models/affine/infer",
-       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,5],"data":[1,2,3,4,5]}]})", {}, 400,
+      {"wrong shape",
+       "/v2/models/affine/infer",
+       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,5],"data":[1,2,3,4,5]}]})",
+       {},
+       400,
        "x"},
-      {"wrong datatype", "/v2/models/affine/infer",
-       R"({"inputs":[{"name":"x","datatype":"INT32","shape":[1,4],"data":[1,2,3,4]}]})", {}, 400,
+      {"wrong datatype",
+       "/v2/models/affine/infer",
+       R"({"inputs":[{"name":"x","datatype":"INT32","shape":[1,4],"data":[1,2,3,4]}]})",
+       {},
+       400,
        "INT32"},
-      {"count does not match shape", "/v2/models/affine/infer",
-       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3]}]})", {}, 400,
+      {"count does not match shape",
+       "/v2/models/affine/infer",
+       R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3]}]})",
+       {},
+       400,
        "needs 4"},
-      {"binary size does not match shape", "/v2/models/affine/infer",
+      {"binary size does not match shape",
+       "/v2/models/affine/infer",
        R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"parameters":{"binary_data_size":8}}]})" +
            std::string(8, '\0'),
-       {{"Inference-Header-Content-Length", "87"}}, 400, ""},
-      {"header length past the body", "/v2/models/affine/infer", R"({"inputs":[]})",
-       {{"Inference-Header-Content-Length", "9999"}}, 400, "past the end"},
-      {"header length not a number", "/v2/models/affine/infer", R"({"inputs":[]})",
-       {{"Inference-Header-Content-Length", "12abc"}}, 400, "not a number"},
-      {"huge declared shape", "/v2/models/affine/infer",
+       {{"Inference-Header-Content-Length", "87"}},
+       400,
+       ""},
+      {"header length past the body",
+       "/v2/models/affine/infer",
+       R"({"inputs":[]})",
+       {{"Inference-Header-Content-Length", "9999"}},
+       400,
+       "past the end"},
+      {"header length not a number",
+       "/v2/models/affine/infer",
+       R"({"inputs":[]})",
+       {{"Inference-Header-Content-Length", "12abc"}},
+       400,
+       "not a number"},
+      {"huge declared shape",
+       "/v2/models/affine/infer",
        R"({"inputs":[{"name":"x","datatype":"FP32","shape":[4294967296,4294967296],"data":[1]}]})",
-       {}, 400, ""},
-      {"unknown output", "/v2/models/affine/infer",
+       {},
+       400,
+       ""},
+      {"unknown output",
+       "/v2/models/affine/infer",
        R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}],"outputs":[{"name":"nope"}]})",
-       {}, 400, "unknown output \"nope\""},
-      {"unknown model", "/v2/models/nope/infer", Affine({1, 2, 3, 4}).dump(), {}, 404,
+       {},
+       400,
+       "unknown output \"nope\""},
+      {"unknown model",
+       "/v2/models/nope/infer",
+       Affine({1, 2, 3, 4}).dump(),
+       {},
+       404,
        "unknown model"},
-      {"unknown version", "/v2/models/affine/versions/7/infer", Affine({1, 2, 3, 4}).dump(), {},
-       404, "unknown version"},
+      {"unknown version",
+       "/v2/models/affine/versions/7/infer",
+       Affine({1, 2, 3, 4}).dump(),
+       {},
+       404,
+       "unknown version"},
       {"body over the limit", "/v2/models/affine/infer", big, {}, 413, "max_request_size"},
   };
   for (const auto& k : cases) {
@@ -289,8 +327,7 @@ TEST_F(ServerTest, BadRequestsGetTheRightStatusAndTheServerKeepsServing) {
     auto body = json::parse(r->body, nullptr, false);
     ASSERT_TRUE(body.is_object()) << r->body;
     ASSERT_TRUE(body.contains("error"));
-    EXPECT_NE(body["error"].get<std::string>().find(k.message), std::string::npos)
-        << body["error"];
+    EXPECT_NE(body["error"].get<std::string>().find(k.message), std::string::npos) << body["error"];
     // Still serving.
     auto good = c->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
     ASSERT_TRUE(good);
@@ -312,9 +349,9 @@ TEST_F(ServerTest, RepositoryIndexLoadAndUnload) {
   ASSERT_EQ(index.size(), 2u);
   EXPECT_EQ(index[0]["state"], "UNAVAILABLE");
   EXPECT_EQ(index[0]["reason"], "not loaded");
-  EXPECT_EQ(c->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json")
-                ->status,
-            404);
+  EXPECT_EQ(
+      c->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json")->status,
+      404);
 
   ASSERT_EQ(c->Post("/v2/repository/models/affine/load", "", "application/json")->status, 200);
   index = Parse(c->Post("/v2/repository/index", "{}", "application/json"));
@@ -322,7 +359,8 @@ TEST_F(ServerTest, RepositoryIndexLoadAndUnload) {
   EXPECT_EQ(index[0]["state"], "UNAVAILABLE");  // latest 1: only 1.1.0 serves
   EXPECT_EQ(index[1]["version"], "1.1.0");
   EXPECT_EQ(index[1]["state"], "READY");
-  auto ready_only = Parse(c->Post("/v2/repository/index", R"({"ready": true})", "application/json"));
+  auto ready_only =
+      Parse(c->Post("/v2/repository/index", R"({"ready": true})", "application/json"));
   EXPECT_EQ(ready_only.size(), 1u);
   auto r = c->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
   EXPECT_EQ(Parse(r)["model_version"], "1.1.0");
@@ -346,7 +384,8 @@ TEST_F(ServerTest, VersionPolicies) {
   Install(affine_dir(), "1.1.0", 2);
   Install(affine_dir(), "1.2.0", 3);
   AgentConfig config;
-  config.models["affine"].versions = {VersionPolicy::Kind::kSpecific, 0, {"1.0.0", "1.2.0", "9.9.9"}};
+  config.models["affine"].versions = {
+      VersionPolicy::Kind::kSpecific, 0, {"1.0.0", "1.2.0", "9.9.9"}};
   StartServer(config);
   auto c = Client();
   auto index = Parse(c->Post("/v2/repository/index", "", "application/json"));
@@ -417,7 +456,8 @@ TEST_F(ServerTest, HotSwapUnderConcurrentLoadFailsNoRequest) {
     clients.emplace_back([&] {
       auto c = Client();
       while (!stop.load()) {
-        auto r = c->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
+        auto r =
+            c->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
         if (r && r->status == 200 && Parse(r)["outputs"][0]["data"] == json({3, 5, 7, 9})) {
           ++ok;
           from_new += Parse(r)["model_version"] == "1.1.0" ? 1 : 0;
@@ -457,17 +497,20 @@ TEST_F(ServerTest, AFullQueueAnswers503AndAStuckRequestTimesOut) {
   auto served = repo_->Find("affine").value();
   // One runs (held at the gate), one waits, the third is refused.
   std::thread first([&] {
-    auto r = Client()->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
+    auto r =
+        Client()->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
     EXPECT_EQ(r->status, 200);
   });
   ASSERT_TRUE(Eventually([&] { return served->scheduler->QueueDepth() == 1; }));
   std::thread second([&] {
-    auto r = Client()->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
+    auto r =
+        Client()->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
     EXPECT_EQ(r->status, 503);
     EXPECT_NE(r->body.find("timed out"), std::string::npos) << r->body;
   });
   ASSERT_TRUE(Eventually([&] { return served->scheduler->QueueDepth() == 2; }));
-  auto third = Client()->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
+  auto third =
+      Client()->Post("/v2/models/affine/infer", Affine({1, 2, 3, 4}).dump(), "application/json");
   EXPECT_EQ(third->status, 503);
   EXPECT_NE(third->body.find("queue is full"), std::string::npos) << third->body;
   second.join();  // times out while the first is held
@@ -591,9 +634,10 @@ TEST_F(ServerTest, ServesHttpsWithTheConfiguredCertificate) {
   auto ready = c.Get("/v2/health/ready");
   ASSERT_TRUE(ready) << httplib::to_string(ready.error());
   EXPECT_EQ(ready->status, 200);
-  auto infer = c.Post("/v2/models/affine/infer",
-                      R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})",
-                      "application/json");
+  auto infer =
+      c.Post("/v2/models/affine/infer",
+             R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]})",
+             "application/json");
   ASSERT_TRUE(infer) << httplib::to_string(infer.error());
   EXPECT_EQ(infer->status, 200) << infer->body;
 
@@ -628,7 +672,8 @@ TEST_F(ServerTest, MismatchedTlsKeyIsRefusedAtStartWithTheFilesNamed) {
   AgentServer server(repo, HostPlatform(), Ort().Version());
   auto bound = server.Bind();
   ASSERT_FALSE(bound);
-  EXPECT_NE(bound.error().message().find("agent.crt"), std::string::npos) << bound.error().ToString();
+  EXPECT_NE(bound.error().message().find("agent.crt"), std::string::npos)
+      << bound.error().ToString();
   EXPECT_NE(bound.error().message().find("other.key"), std::string::npos);
 }
 

@@ -7,6 +7,8 @@
 // that file). An unlisted failure, or a listed model failing for another reason, fails the test;
 // a listed model that passes is reported so that its line can be removed.
 
+#include "support/conformance.hpp"
+
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
@@ -25,7 +27,6 @@
 #include <thread>
 #include <vector>
 
-#include "support/conformance.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::testing {
