@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "core/digest.hpp"
+#include "core/fs.hpp"
+#include "net/registry_client.hpp"
 #include "support/mosquitto.hpp"
 #include "support/onnx_models.hpp"
 #include "support/registry.hpp"
@@ -272,6 +274,53 @@ TEST_F(RegistryInterop, SkopeoReadsWhatAirlockPushedAndViceVersa) {
   EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
   CommandResult unsigned_ = Verify(pulled);
   EXPECT_EQ(unsigned_.exit_code, 3) << "a package without its release must not verify";
+}
+
+// The client on its own: a blob larger than the chunk size goes up in PATCH chunks, comes back
+// through a resumable download, and the tag list shows the package and its referrers tag.
+TEST_F(RegistryInterop, ChunkedUploadDownloadAndTags) {
+  net::RegistryOptions options;
+  options.registry = registry_->address();
+  options.chunk_size = 64 * 1024;
+  auto client = net::RegistryClient::Create(options);
+  ASSERT_TRUE(client.has_value()) << client.error().ToString();
+  std::string bytes;
+  for (int i = 0; bytes.size() < 300000; ++i) {
+    bytes += std::to_string(i * 7919) + ",";
+  }
+  fs::path file = dir_ / "big.bin";
+  WriteAll(file, bytes);
+  Digest digest = Sha256Of(bytes);
+  auto fd = OpenForRead(file);
+  ASSERT_TRUE(fd.has_value());
+  std::uint64_t reported = 0;
+  auto pushed = (*client)->PushBlob("models/blobs", digest, {fd->get(), 0, bytes.size()}, {},
+                                    [&](std::uint64_t done, std::uint64_t) { reported = done; });
+  ASSERT_TRUE(pushed.has_value()) << pushed.error().ToString() << registry_->Log();
+  EXPECT_EQ(*pushed, net::BlobPushOutcome::kUploaded);
+  EXPECT_EQ(reported, bytes.size());
+  EXPECT_EQ(ReadAll(registry_->BlobDataPath(digest.hex())), bytes);
+  EXPECT_NE(registry_->Log().find("PATCH /v2/models/blobs/blobs/uploads/"), std::string::npos);
+
+  auto size = (*client)->BlobSize("models/blobs", digest);
+  ASSERT_TRUE(size.has_value()) << size.error().ToString();
+  EXPECT_EQ(size->value_or(0), bytes.size());
+  auto again = (*client)->PushBlob("models/blobs", digest, {fd->get(), 0, bytes.size()});
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(*again, net::BlobPushOutcome::kExisted);
+  ASSERT_TRUE((*client)->DownloadBlob("models/blobs", digest, bytes.size(), dir_ / "back.bin"));
+  EXPECT_EQ(ReadAll(dir_ / "back.bin"), bytes);
+
+  CommandResult p = Push(Repo());
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  std::string index = ParseJson(p.out).at("index").at("digest");
+  auto tags = (*client)->ListTags("models/affine");
+  ASSERT_TRUE(tags.has_value()) << tags.error().ToString();
+  std::sort(tags->begin(), tags->end());
+  EXPECT_EQ(*tags, (std::vector<std::string>{"1.0.0", "sha256-" + index.substr(7)}));
+  auto missing = (*client)->ListTags("models/none");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
 }
 
 }  // namespace
