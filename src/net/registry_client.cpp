@@ -965,8 +965,10 @@ Status RegistryClient::DownloadBlob(std::string_view repo, const Digest& digest,
           // "bytes START-END/TOTAL": it must continue where the file ends.
           std::string range = r.Header("content-range");
           std::uint64_t start = UINT64_MAX;
+          std::uint64_t end = 0;
           std::uint64_t total = size;
-          std::sscanf(range.c_str(), "bytes %" SCNu64 "-%*u/%" SCNu64, &start, &total);
+          std::sscanf(range.c_str(), "bytes %" SCNu64 "-%" SCNu64 "/%" SCNu64, &start, &end,
+                      &total);
           if (total != size) {
             return Fail(ErrorCode::kCorrupt, where + ": the registry says it is " +
                                                  std::to_string(total) + " bytes, expected " +
