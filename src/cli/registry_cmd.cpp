@@ -112,8 +112,9 @@ void AddPush(CLI::App& app, Context& ctx, Action& action) {
       options.tag = target->tag;
       options.mount_from = a->mount_from;
       options.say = [&ctx](const std::string& s) { ctx.Say(s); };
-      options.progress = [&ctx](const std::string& label, std::uint64_t done,
-                                std::uint64_t total) { ctx.Progress(label, done, total); };
+      options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
+        ctx.Progress(label, done, total);
+      };
       auto r = net::PushPackage(**client, target->repository, a->package, options);
       if (!r) {
         int code = ExitCodeFor(r.error());
@@ -141,14 +142,14 @@ void AddPush(CLI::App& app, Context& ctx, Action& action) {
             {"referrers", r->release_manifest ? (r->referrers_tag_used ? "tag" : "api") : "none"}};
         std::printf("%s\n", j.dump(2).c_str());
       } else {
-        std::printf("pushed %s %s to %s@%s (%zu blob(s) uploaded, %zu already there%s, %s sent%s)\n",
-                    r->name.c_str(), r->version.c_str(), pushed.c_str(),
-                    r->index.digest.ToString().c_str(), r->blobs_uploaded, r->blobs_existing,
-                    r->blobs_mounted > 0
-                        ? (", " + std::to_string(r->blobs_mounted) + " mounted").c_str()
-                        : "",
-                    HumanBytes(r->bytes_uploaded).c_str(),
-                    r->release_manifest ? ", with its release" : ", unsigned");
+        std::printf(
+            "pushed %s %s to %s@%s (%zu blob(s) uploaded, %zu already there%s, %s sent%s)\n",
+            r->name.c_str(), r->version.c_str(), pushed.c_str(), r->index.digest.ToString().c_str(),
+            r->blobs_uploaded, r->blobs_existing,
+            r->blobs_mounted > 0 ? (", " + std::to_string(r->blobs_mounted) + " mounted").c_str()
+                                 : "",
+            HumanBytes(r->bytes_uploaded).c_str(),
+            r->release_manifest ? ", with its release" : ", unsigned");
       }
       return kExitOk;
     };
@@ -157,7 +158,8 @@ void AddPush(CLI::App& app, Context& ctx, Action& action) {
 
 void AddPull(CLI::App& app, Context& ctx, Action& action) {
   auto* cmd = app.add_subcommand(
-      "pull", "Pull a package from an OCI registry into a directory or .tar, checking every digest");
+      "pull",
+      "Pull a package from an OCI registry into a directory or .tar, checking every digest");
   struct Args {
     std::string source;
     std::string output;
@@ -165,8 +167,7 @@ void AddPull(CLI::App& app, Context& ctx, Action& action) {
     RegistryFlags registry;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("source", a->source,
-                  "REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:…")
+  cmd->add_option("source", a->source, "REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:…")
       ->required();
   cmd->add_option("-o,--output", a->output, "a directory, or a file ending in .tar")->required();
   cmd->add_flag("--force", a->force, "replace an existing package at the output");
@@ -190,8 +191,9 @@ void AddPull(CLI::App& app, Context& ctx, Action& action) {
       net::PullOptions options;
       options.replace = a->force;
       options.say = [&ctx](const std::string& s) { ctx.Say(s); };
-      options.progress = [&ctx](const std::string& label, std::uint64_t done,
-                                std::uint64_t total) { ctx.Progress(label, done, total); };
+      options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
+        ctx.Progress(label, done, total);
+      };
       // A digest pins the content; a tag alone is what the registry says it is now.
       std::string reference = source->digest ? source->digest->ToString() : source->tag;
       auto r = net::PullPackage(**client, source->repository, reference, a->output, options);

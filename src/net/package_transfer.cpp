@@ -45,7 +45,8 @@ Result<std::optional<StoredReferrer>> FindReleaseReferrer(pkg::LayoutReader& rea
     }
     pkg::Descriptor descriptor = d;
     descriptor.annotations.clear();
-    return std::optional<StoredReferrer>(StoredReferrer{descriptor, std::move(bytes), std::move(m)});
+    return std::optional<StoredReferrer>(
+        StoredReferrer{descriptor, std::move(bytes), std::move(m)});
   }
   return std::optional<StoredReferrer>();
 }
@@ -82,15 +83,14 @@ Result<PushResult> PushPackage(RegistryClient& client, const std::string& repo,
     std::string label = LabelOf(d);
     BlobPushOutcome outcome;
     if (!blob_bytes.empty()) {
-      AIRLOCK_ASSIGN_OR_RETURN(outcome, client.PushBlob(repo, d.digest, blob_bytes,
-                                                        options.mount_from));
+      AIRLOCK_ASSIGN_OR_RETURN(outcome,
+                               client.PushBlob(repo, d.digest, blob_bytes, options.mount_from));
     } else {
       AIRLOCK_ASSIGN_OR_RETURN(pkg::FileRange range, reader->LocateBlob(d));
       if (range.size != d.size) {
-        return Fail(ErrorCode::kCorrupt, "blob " + d.digest.ToString() + " is " +
-                                             std::to_string(range.size) +
-                                             " bytes, its descriptor says " +
-                                             std::to_string(d.size));
+        return Fail(ErrorCode::kCorrupt,
+                    "blob " + d.digest.ToString() + " is " + std::to_string(range.size) +
+                        " bytes, its descriptor says " + std::to_string(d.size));
       }
       TransferProgress progress;
       if (options.progress) {
@@ -128,16 +128,15 @@ Result<PushResult> PushPackage(RegistryClient& client, const std::string& repo,
       AIRLOCK_RETURN_IF_ERROR(push_blob(layer));
     }
     AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, reader->ReadBlob(v.descriptor));
-    AIRLOCK_RETURN_IF_ERROR(client
-                                .PushManifest(repo, v.descriptor.digest.ToString(),
-                                              pkg::media::kImageManifest, bytes)
-                                .map([](const auto&) {}));
+    AIRLOCK_RETURN_IF_ERROR(
+        client.PushManifest(repo, v.descriptor.digest.ToString(), pkg::media::kImageManifest, bytes)
+            .map([](const auto&) {}));
     ++result.manifests;
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::string index_bytes, reader->ReadBlob(package.index_descriptor));
-  AIRLOCK_ASSIGN_OR_RETURN(PushedManifest pushed, client.PushManifest(repo, result.tag,
-                                                                      pkg::media::kImageIndex,
-                                                                      index_bytes));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      PushedManifest pushed,
+      client.PushManifest(repo, result.tag, pkg::media::kImageIndex, index_bytes));
   ++result.manifests;
   say("tagged   " + Short(pushed.digest) + "  " + repo + ":" + result.tag);
 
@@ -152,10 +151,9 @@ Result<PushResult> PushPackage(RegistryClient& client, const std::string& repo,
   AIRLOCK_ASSIGN_OR_RETURN(std::string document,
                            reader->ReadBlob(m.layers[0], trust::kMaxDocumentSize));
   AIRLOCK_RETURN_IF_ERROR(push_blob(m.layers[0], document));
-  AIRLOCK_ASSIGN_OR_RETURN(
-      PushedManifest release,
-      client.PushManifest(repo, referrer->descriptor.digest.ToString(),
-                          pkg::media::kImageManifest, referrer->bytes));
+  AIRLOCK_ASSIGN_OR_RETURN(PushedManifest release,
+                           client.PushManifest(repo, referrer->descriptor.digest.ToString(),
+                                               pkg::media::kImageManifest, referrer->bytes));
   result.release_manifest = release.digest;
   if (!release.subject_indexed) {
     // No referrers API: list it under the referrers tag, replacing older releases of this index.
@@ -167,9 +165,9 @@ Result<PushResult> PushPackage(RegistryClient& client, const std::string& repo,
         [](const pkg::Descriptor& d) { return d.artifact_type == pkg::media::kRelease; }));
   }
   say("release  " + Short(release.digest) + "  referrer of " + Short(pushed.digest) +
-      (result.referrers_tag_used ? " (referrers tag " + RegistryClient::ReferrersTag(pushed.digest) +
-                                       ")"
-                                 : ""));
+      (result.referrers_tag_used
+           ? " (referrers tag " + RegistryClient::ReferrersTag(pushed.digest) + ")"
+           : ""));
   return result;
 }
 
@@ -212,9 +210,9 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
   fs::path parent = output.parent_path().empty() ? fs::path(".") : output.parent_path();
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(parent));
   RemoveStaleTemporaries(output);
-  AIRLOCK_ASSIGN_OR_RETURN(TempDirectory staging,
-                           TempDirectory::Create(parent / (TemporaryPrefix(output, "pull") +
-                                                           "XXXXXX")));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      TempDirectory staging,
+      TempDirectory::Create(parent / (TemporaryPrefix(output, "pull") + "XXXXXX")));
   fs::path blob_dir = staging.path() / "blobs" / "sha256";
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(blob_dir));
   std::set<Digest> stored;
@@ -250,9 +248,9 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
     AIRLOCK_RETURN_IF_ERROR(store(m.digest, m.bytes));
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json mj,
                              trust::ParseJson(m.bytes, pkg::kMaxJsonBlob, "manifest"));
-    AIRLOCK_ASSIGN_OR_RETURN(pkg::Manifest manifest,
-                             WithContext(pkg::Manifest::FromJson(mj),
-                                         "manifest " + md.digest.ToString()));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        pkg::Manifest manifest,
+        WithContext(pkg::Manifest::FromJson(mj), "manifest " + md.digest.ToString()));
     want(manifest.config);
     for (const auto& layer : manifest.layers) {
       want(layer);
@@ -306,16 +304,20 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
     std::uint64_t free_bytes = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
     std::uint64_t need = tar ? 2 * total : total;
     if (need > free_bytes) {
-      return Fail(ErrorCode::kIo, "not enough free space in " + parent.string() + ": the pull "
-                                  "needs " + std::to_string(need) + " bytes, " +
-                                  std::to_string(free_bytes) + " are free");
+      return Fail(ErrorCode::kIo, "not enough free space in " + parent.string() +
+                                      ": the pull "
+                                      "needs " +
+                                      std::to_string(need) + " bytes, " +
+                                      std::to_string(free_bytes) + " are free");
     }
   }
   for (const auto& d : blobs) {
     std::string label = LabelOf(d);
     TransferProgress progress;
     if (options.progress) {
-      progress = [&](std::uint64_t n, std::uint64_t t) { options.progress("pulling " + label, n, t); };
+      progress = [&](std::uint64_t n, std::uint64_t t) {
+        options.progress("pulling " + label, n, t);
+      };
     }
     AIRLOCK_RETURN_IF_ERROR(
         client.DownloadBlob(repo, d.digest, d.size, blob_dir / d.digest.hex(), progress));
@@ -328,7 +330,7 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
   // index.json as `airlock pack` and `airlock sign` write it.
   pkg::Index layout_index;
   pkg::Descriptor entry = result.index;
-  std::string ref_name = !result.version.empty() ? result.version
+  std::string ref_name = !result.version.empty()            ? result.version
                          : reference.starts_with("sha256:") ? std::string()
                                                             : reference;
   if (!ref_name.empty()) {
@@ -352,8 +354,8 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
   // The documents must make a package that inspect accepts, and the release must name it.
   {
     AIRLOCK_ASSIGN_OR_RETURN(auto reader, pkg::LayoutReader::Open(staging.path()));
-    AIRLOCK_RETURN_IF_ERROR(WithContext(pkg::LoadPackage(*reader, entry), where)
-                                .map([](const auto&) {}));
+    AIRLOCK_RETURN_IF_ERROR(
+        WithContext(pkg::LoadPackage(*reader, entry), where).map([](const auto&) {}));
     if (release_entry) {
       AIRLOCK_ASSIGN_OR_RETURN(auto release, pkg::FindRelease(*reader, entry));
       if (!release) {

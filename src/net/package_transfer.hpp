@@ -50,9 +50,9 @@ struct PushResult {
   std::size_t blobs_existing = 0;
   std::size_t blobs_mounted = 0;
   std::uint64_t bytes_uploaded = 0;
-  std::size_t manifests = 0;                // platform manifests and the index
-  std::optional<Digest> release_manifest;   // the release referrer pushed, if the package had one
-  bool referrers_tag_used = false;          // the registry has no referrers API
+  std::size_t manifests = 0;               // platform manifests and the index
+  std::optional<Digest> release_manifest;  // the release referrer pushed, if the package had one
+  bool referrers_tag_used = false;         // the registry has no referrers API
 };
 
 // Pushes the package at path (directory or tar) to repo. kNotFound / kCorrupt for a bad package;

@@ -205,9 +205,7 @@ std::vector<std::string> SplitSpaces(std::string_view s) {
   return out;
 }
 
-std::string PullScope(std::string_view repo) {
-  return "repository:" + std::string(repo) + ":pull";
-}
+std::string PullScope(std::string_view repo) { return "repository:" + std::string(repo) + ":pull"; }
 std::string PushScope(std::string_view repo) {
   return "repository:" + std::string(repo) + ":pull,push";
 }
@@ -221,8 +219,8 @@ void EnsureCurlInitialised() {
 Status WriteAllAt(int fd, std::string_view data, std::uint64_t offset, const fs::path& where) {
   std::size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done,
-                         static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -242,8 +240,8 @@ Status ReadAllAt(int fd, char* out, std::size_t count, std::uint64_t offset) {
       continue;
     }
     if (n < 0) {
-      return Fail(ErrorCode::kIo, std::string("cannot read the blob to upload: ") +
-                                      std::strerror(errno));
+      return Fail(ErrorCode::kIo,
+                  std::string("cannot read the blob to upload: ") + std::strerror(errno));
     }
     if (n == 0) {
       return Fail(ErrorCode::kCorrupt, "the blob to upload ended early");
@@ -329,9 +327,8 @@ Result<RegistryReference> RegistryReference::Parse(std::string_view text) {
   std::size_t start = 0;
   while (true) {
     auto next = ref.repository.find('/', start);
-    std::string_view part =
-        std::string_view(ref.repository).substr(start, next == std::string::npos ? next
-                                                                                  : next - start);
+    std::string_view part = std::string_view(ref.repository)
+                                .substr(start, next == std::string::npos ? next : next - start);
     if (!IsRepositoryComponent(part)) {
       return bad("repository names are lowercase letters and digits, separated by . _ - and /");
     }
@@ -585,9 +582,9 @@ static Error HttpError(const registry_detail::HttpResponse& r, const std::string
       break;
   }
   if (r.status >= 500) {
-    return Error(ErrorCode::kUnavailable,
-                 what + ": the registry failed (" + detail + "); try again later, or look at "
-                        "the registry's log");
+    return Error(ErrorCode::kUnavailable, what + ": the registry failed (" + detail +
+                                              "); try again later, or look at "
+                                              "the registry's log");
   }
   if (says.find("DIGEST_INVALID") != std::string::npos) {
     return Error(ErrorCode::kCorrupt,
@@ -635,7 +632,9 @@ std::string RegistryClient::ManifestUrl(std::string_view repo, std::string_view 
   return base_url_ + "/v2/" + std::string(repo) + "/manifests/" + std::string(reference);
 }
 
-std::string RegistryClient::ReferrersTag(const Digest& subject) { return "sha256-" + subject.hex(); }
+std::string RegistryClient::ReferrersTag(const Digest& subject) {
+  return "sha256-" + subject.hex();
+}
 
 void RegistryClient::Backoff(int attempt) const {
   std::this_thread::sleep_for(options_.retry_delay * attempt);
@@ -761,13 +760,13 @@ Status RegistryClient::AuthorizeFor(const Response& challenge_response, const st
   std::string header = challenge_response.Header("www-authenticate");
   Challenge challenge = ParseChallenge(header);
   if (!creds.token.empty() || challenge.scheme.empty()) {
-    return Fail(HttpError(challenge_response, "authenticating with " + base_url_,
-                          have_credentials));
+    return Fail(
+        HttpError(challenge_response, "authenticating with " + base_url_, have_credentials));
   }
   if (challenge.scheme == "basic") {
     if (creds.username.empty() || use_basic_) {
-      return Fail(HttpError(challenge_response, "authenticating with " + base_url_,
-                            have_credentials));
+      return Fail(
+          HttpError(challenge_response, "authenticating with " + base_url_, have_credentials));
     }
     use_basic_ = true;
     return {};
@@ -782,8 +781,7 @@ Status RegistryClient::AuthorizeFor(const Response& challenge_response, const st
   // plain http and the token service is on loopback, or plain http was asked for.
   bool realm_https = realm.starts_with("https://");
   std::string realm_origin = OriginOf(realm);
-  bool realm_loopback =
-      realm.starts_with("http://") && IsLoopbackRegistry(realm_origin.substr(7));
+  bool realm_loopback = realm.starts_with("http://") && IsLoopbackRegistry(realm_origin.substr(7));
   if (!realm_https && !(realm.starts_with("http://") && (realm_loopback || options_.plain_http))) {
     return Fail(ErrorCode::kUnsupported,
                 base_url_ + " sends credentials to the token service " + WithoutQuery(realm) +
@@ -910,16 +908,15 @@ Result<std::string> RegistryClient::FetchBlob(std::string_view repo, const Diges
   }
   Digest got = Sha256Of(r->body);
   if (got != digest) {
-    return Fail(ErrorCode::kCorrupt,
-                where + " does not match its digest: the registry sent bytes hashing to " +
-                    got.ToString());
+    return Fail(
+        ErrorCode::kCorrupt,
+        where + " does not match its digest: the registry sent bytes hashing to " + got.ToString());
   }
   return std::move(r->body);
 }
 
-Status RegistryClient::DownloadBlob(std::string_view repo, const Digest& digest,
-                                    std::uint64_t size, const fs::path& file,
-                                    const TransferProgress& progress) {
+Status RegistryClient::DownloadBlob(std::string_view repo, const Digest& digest, std::uint64_t size,
+                                    const fs::path& file, const TransferProgress& progress) {
   std::string where = "blob " + digest.ToString() + " of " + std::string(repo);
   UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) {
@@ -1108,9 +1105,9 @@ Result<BlobPushOutcome> RegistryClient::Upload(
     }
     if (location.starts_with("http://") || location.starts_with("https://")) {
       if (OriginOf(location) != base_url_) {
-        return Fail(ErrorCode::kUnsupported,
-                    "the registry moved the upload to another origin (" + OriginOf(location) +
-                        "), which airlock does not send credentials to");
+        return Fail(ErrorCode::kUnsupported, "the registry moved the upload to another origin (" +
+                                                 OriginOf(location) +
+                                                 "), which airlock does not send credentials to");
       }
       return location;
     }
@@ -1174,9 +1171,9 @@ Result<BlobPushOutcome> RegistryClient::Upload(
             progress(base + sent, size);
           };
         }
-        patch.headers = {"Content-Type: application/octet-stream",
-                         "Content-Range: " + std::to_string(offset) + "-" +
-                             std::to_string(offset + n - 1)};
+        patch.headers = {
+            "Content-Type: application/octet-stream",
+            "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + n - 1)};
         auto r = Send(patch, scope);
         if (r && r->status == 202) {
           AIRLOCK_ASSIGN_OR_RETURN(location, resolve(r->Header("location")));
@@ -1214,9 +1211,8 @@ Result<BlobPushOutcome> RegistryClient::Upload(
         } else {
           offset = 0;
         }
-        AIRLOCK_ASSIGN_OR_RETURN(location, resolve(s->Header("location").empty()
-                                                       ? location
-                                                       : s->Header("location")));
+        AIRLOCK_ASSIGN_OR_RETURN(
+            location, resolve(s->Header("location").empty() ? location : s->Header("location")));
       }
       if (broken) {
         continue;  // a new upload session
@@ -1266,8 +1262,8 @@ Result<BlobPushOutcome> RegistryClient::Upload(
 Result<FetchedManifest> RegistryClient::FetchManifest(std::string_view repo,
                                                       std::string_view reference,
                                                       std::uint64_t max_size) {
-  std::string where = std::string(repo) + (reference.starts_with("sha256:") ? "@" : ":") +
-                      std::string(reference);
+  std::string where =
+      std::string(repo) + (reference.starts_with("sha256:") ? "@" : ":") + std::string(reference);
   Call call;
   call.url = ManifestUrl(repo, reference);
   call.headers = {kManifestAccept};
@@ -1280,15 +1276,14 @@ Result<FetchedManifest> RegistryClient::FetchManifest(std::string_view repo,
   if (!r->ok()) {
     Error e = HttpError(*r, "fetching " + where, !options_.credentials.username.empty());
     if (r->status == 404) {
-      return Fail(ErrorCode::kNotFound,
-                  where + " is not in " + options_.registry + " (" + RegistrySays(*r) +
-                      "): check the repository name and the tag or digest");
+      return Fail(ErrorCode::kNotFound, where + " is not in " + options_.registry + " (" +
+                                            RegistrySays(*r) +
+                                            "): check the repository name and the tag or digest");
     }
     return Fail(std::move(e));
   }
-  FetchedManifest m{.media_type = r->Header("content-type"),
-                    .bytes = std::move(r->body),
-                    .digest = Sha256Of("")};
+  FetchedManifest m{
+      .media_type = r->Header("content-type"), .bytes = std::move(r->body), .digest = Sha256Of("")};
   m.digest = Sha256Of(m.bytes);
   if (auto wanted = Digest::Parse(reference); wanted && *wanted != m.digest) {
     return Fail(ErrorCode::kCorrupt, "the registry answered " + where +
@@ -1297,13 +1292,11 @@ Result<FetchedManifest> RegistryClient::FetchManifest(std::string_view repo,
   std::string announced = r->Header("docker-content-digest");
   if (!announced.empty() && announced != m.digest.ToString()) {
     return Fail(ErrorCode::kCorrupt, "the registry says " + where + " is " + announced +
-                                         " but sent a document hashing to " +
-                                         m.digest.ToString());
+                                         " but sent a document hashing to " + m.digest.ToString());
   }
   auto sep = m.media_type.find(';');
   m.media_type = std::string(Trim(std::string_view(m.media_type).substr(0, sep)));
-  if (m.media_type.empty() || m.media_type == "application/json" ||
-      m.media_type == "text/plain") {
+  if (m.media_type.empty() || m.media_type == "application/json" || m.media_type == "text/plain") {
     auto j = nlohmann::json::parse(m.bytes, nullptr, false);
     if (!j.is_discarded() && j.is_object()) {
       m.media_type = trust::StringOr(j, "mediaType", m.media_type);
@@ -1406,8 +1399,8 @@ Result<std::vector<pkg::Descriptor>> RegistryClient::ListReferrers(std::string_v
   Call call;
   call.url = base_url_ + "/v2/" + std::string(repo) + "/referrers/" + subject.ToString();
   if (!artifact_type.empty()) {
-    char* e = curl_easy_escape(http_->curl, artifact_type.data(),
-                               static_cast<int>(artifact_type.size()));
+    char* e =
+        curl_easy_escape(http_->curl, artifact_type.data(), static_cast<int>(artifact_type.size()));
     call.url += "?artifactType=" + std::string(e != nullptr ? e : "");
     curl_free(e);
   }

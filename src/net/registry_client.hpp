@@ -126,7 +126,7 @@ class RegistryClient {
 
   // HEAD a blob: its size, or nullopt when the repository does not have it.
   [[nodiscard]] Result<std::optional<std::uint64_t>> BlobSize(std::string_view repo,
-                                                               const Digest& digest);
+                                                              const Digest& digest);
 
   // GETs a blob of known size into memory (small documents). kCorrupt on a size or digest
   // mismatch; kNotFound when the registry does not have it.
@@ -198,10 +198,10 @@ class RegistryClient {
   std::string AuthorizationFor(const std::string& scope) const;
   std::string BlobUrl(std::string_view repo, const Digest& digest) const;
   std::string ManifestUrl(std::string_view repo, std::string_view reference) const;
-  Result<BlobPushOutcome> Upload(std::string_view repo, const Digest& digest, std::uint64_t size,
-                                 const std::function<Status(std::uint64_t offset, char* out,
-                                                            std::size_t n)>& read,
-                                 std::string_view mount_from, const TransferProgress& progress);
+  Result<BlobPushOutcome> Upload(
+      std::string_view repo, const Digest& digest, std::uint64_t size,
+      const std::function<Status(std::uint64_t offset, char* out, std::size_t n)>& read,
+      std::string_view mount_from, const TransferProgress& progress);
   void Backoff(int attempt) const;
 
   RegistryOptions options_;

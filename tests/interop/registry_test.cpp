@@ -5,11 +5,12 @@
 // The package is the affine model y = 2x + 1 for linux/amd64 and linux/arm64 with one sample,
 // packed by the airlock binary and signed with a throwaway publisher key.
 
+#include "support/registry.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
-
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -20,7 +21,6 @@
 #include "net/registry_client.hpp"
 #include "support/mosquitto.hpp"
 #include "support/onnx_models.hpp"
-#include "support/registry.hpp"
 #include "support/tensors.hpp"
 #include "support/test_support.hpp"
 
@@ -249,9 +249,9 @@ TEST_F(RegistryInterop, SkopeoReadsWhatAirlockPushedAndViceVersa) {
   std::string index_digest = ParseJson(pushed.out).at("index").at("digest");
 
   fs::path copy = dir_ / "skopeo-copy";
-  CommandResult read = Skopeo({"copy", "-q", "--all", "--src-tls-verify=false",
-                               "docker://" + Repo() + ":" + kVersion,
-                               "oci:" + copy.string() + ":" + kVersion});
+  CommandResult read =
+      Skopeo({"copy", "-q", "--all", "--src-tls-verify=false",
+              "docker://" + Repo() + ":" + kVersion, "oci:" + copy.string() + ":" + kVersion});
   ASSERT_EQ(read.exit_code, 0) << read.err;
   json top = ParseJson(ReadAll(copy / "index.json"));
   ASSERT_EQ(top.at("manifests").size(), 1u);

@@ -42,13 +42,18 @@ std::string DistributionRegistry::Log() const { return ReadAll(dir_ / "registry.
 
 bool DistributionRegistry::TryStart() {
   fs::path config = dir_ / "config.yml";
-  WriteAll(config, "version: 0.1\n"
-                   "log:\n  level: info\n"
-                   "storage:\n"
-                   "  filesystem:\n    rootdirectory: " + (dir_ / "data").string() + "\n"
-                   "  delete:\n    enabled: true\n"
-                   "http:\n  addr: 127.0.0.1:" + std::to_string(port_) + "\n"
-                   "  secret: airlock-tests\n");
+  WriteAll(config,
+           "version: 0.1\n"
+           "log:\n  level: info\n"
+           "storage:\n"
+           "  filesystem:\n    rootdirectory: " +
+               (dir_ / "data").string() +
+               "\n"
+               "  delete:\n    enabled: true\n"
+               "http:\n  addr: 127.0.0.1:" +
+               std::to_string(port_) +
+               "\n"
+               "  secret: airlock-tests\n");
   std::string log = (dir_ / "registry.log").string();
   std::vector<std::string> argv{kDockerRegistry, "serve", config.string()};
   std::vector<char*> args;
