@@ -34,3 +34,6 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 find_package(PahoMqttCpp REQUIRED)
+
+# The OCI registry client (push, pull): libcurl with OpenSSL (libcurl4-openssl-dev).
+find_package(CURL 7.85 REQUIRED)

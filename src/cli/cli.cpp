@@ -96,6 +96,8 @@ int Main(int argc, char** argv) {
   AddSign(app, ctx, action);
   AddVerify(app, ctx, action);
   AddRun(app, ctx, action);
+  AddPush(app, ctx, action);
+  AddPull(app, ctx, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

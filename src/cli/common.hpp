@@ -51,5 +51,7 @@ void AddInspect(CLI::App& app, Context& ctx, Action& action);
 void AddSign(CLI::App& app, Context& ctx, Action& action);
 void AddVerify(CLI::App& app, Context& ctx, Action& action);
 void AddRun(CLI::App& app, Context& ctx, Action& action);
+void AddPush(CLI::App& app, Context& ctx, Action& action);
+void AddPull(CLI::App& app, Context& ctx, Action& action);
 
 }  // namespace airlock::cli

@@ -38,7 +38,8 @@ class CliTest : public ::testing::Test {
 TEST_F(CliTest, HelpListsTheCommands) {
   auto r = Airlock({"--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* cmd : {"keygen", "root", "init", "pack", "inspect", "sign", "verify", "run"}) {
+  for (const char* cmd : {"keygen", "root", "init", "pack", "inspect", "sign", "verify", "run", "push",
+                          "pull"}) {
     EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
   }
 }
@@ -48,6 +49,8 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   EXPECT_EQ(Airlock({"frobnicate"}).exit_code, kUsage);
   EXPECT_EQ(Airlock({"verify", "x.tar"}).exit_code, kUsage);  // --root is required
   EXPECT_EQ(Airlock({"pack", "--no-such-flag"}).exit_code, kUsage);
+  EXPECT_EQ(Airlock({"pull", "localhost:5000/a:1"}).exit_code, kUsage);  // -o is required
+  EXPECT_EQ(Airlock({"push", "x.tar", "not a reference"}).exit_code, kUsage);
 }
 
 TEST_F(CliTest, KeygenWritesAPrivateKeyOnlyTheOwnerCanRead) {

@@ -1,0 +1,231 @@
+// airlock push, airlock pull: packages to and from any OCI registry (and airlock-hub).
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/common.hpp"
+#include "net/package_transfer.hpp"
+#include "net/registry_client.hpp"
+
+namespace airlock::cli {
+
+namespace {
+
+// What push and pull share: how to reach and authenticate with the registry.
+struct RegistryFlags {
+  std::string username;
+  bool password_stdin = false;
+  bool plain_http = false;
+  std::string ca_file;
+  bool json = false;
+};
+
+void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
+  cmd->add_option("-u,--username", f.username,
+                  "registry user (default: $AIRLOCK_REGISTRY_USER); the password comes from "
+                  "--password-stdin or $AIRLOCK_REGISTRY_PASSWORD, a bearer token from "
+                  "$AIRLOCK_REGISTRY_TOKEN");
+  cmd->add_flag("--password-stdin", f.password_stdin, "read the password from standard input");
+  cmd->add_flag("--plain-http", f.plain_http,
+                "talk http:// to a registry that is not on this machine (loopback registries "
+                "always use http://)");
+  cmd->add_option("--ca-file", f.ca_file, "PEM file of the CA that signed the registry's cert");
+  cmd->add_flag("--json", f.json, "print the result as JSON");
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
+Result<std::unique_ptr<net::RegistryClient>> Connect(const RegistryFlags& f,
+                                                     const std::string& registry) {
+  net::RegistryOptions options;
+  options.registry = registry;
+  options.plain_http = f.plain_http;
+  options.ca_file = f.ca_file;
+  options.credentials.username = f.username.empty() ? Env("AIRLOCK_REGISTRY_USER") : f.username;
+  options.credentials.token = Env("AIRLOCK_REGISTRY_TOKEN");
+  if (f.password_stdin) {
+    std::string password;
+    std::getline(std::cin, password);
+    if (!password.empty() && password.back() == '\r') {
+      password.pop_back();
+    }
+    options.credentials.password = password;
+  } else {
+    options.credentials.password = Env("AIRLOCK_REGISTRY_PASSWORD");
+  }
+  if (!options.credentials.password.empty() && options.credentials.username.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "a password without a user name: give --username or set AIRLOCK_REGISTRY_USER");
+  }
+  return net::RegistryClient::Create(std::move(options));
+}
+
+nlohmann::json DescriptorJson(const pkg::Descriptor& d) {
+  return {{"mediaType", d.media_type}, {"digest", d.digest.ToString()}, {"size", d.size}};
+}
+
+}  // namespace
+
+void AddPush(CLI::App& app, Context& ctx, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "push",
+      "Push a package (every blob, its manifests and index, and its release) to an OCI registry");
+  struct Args {
+    std::string package;
+    std::string target;
+    std::string ref;
+    std::string mount_from;
+    RegistryFlags registry;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("package", a->package, "package directory or .tar")->required();
+  cmd->add_option("target", a->target,
+                  "REGISTRY/REPOSITORY[:TAG], e.g. localhost:5000/models/affine (the tag "
+                  "defaults to the package's version)")
+      ->required();
+  cmd->add_option("--ref", a->ref, "which package in the layout (its version tag)");
+  cmd->add_option("--mount-from", a->mount_from,
+                  "a repository of the same registry that may hold the blobs already (mounted "
+                  "instead of uploaded)");
+  AddRegistryFlags(cmd, a->registry);
+  cmd->callback([&ctx, &action, a] {
+    action = [&ctx, a]() -> int {
+      auto target = net::RegistryReference::Parse(a->target);
+      if (!target) {
+        return ReportError(target.error(), kExitUsage);
+      }
+      if (target->digest) {
+        return ReportError(Error(ErrorCode::kInvalidArgument,
+                                 "push to a tag, not a digest: REGISTRY/REPOSITORY[:TAG]"),
+                           kExitUsage);
+      }
+      auto client = Connect(a->registry, target->registry);
+      if (!client) {
+        return ReportError(client.error(), kExitUsage);
+      }
+      net::PushOptions options;
+      options.ref = a->ref;
+      options.tag = target->tag;
+      options.mount_from = a->mount_from;
+      options.say = [&ctx](const std::string& s) { ctx.Say(s); };
+      options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
+        ctx.Progress(label, done, total);
+      };
+      auto r = net::PushPackage(**client, target->repository, a->package, options);
+      if (!r) {
+        int code = ExitCodeFor(r.error());
+        return ReportError(
+            std::move(r.error()).WithContext("pushing " + a->package + " to " + a->target), code);
+      }
+      std::string pushed = target->registry + "/" + target->repository + ":" + r->tag;
+      if (a->registry.json) {
+        nlohmann::json j = {
+            {"pushed", pushed},
+            {"registry", target->registry},
+            {"repository", target->repository},
+            {"tag", r->tag},
+            {"name", r->name},
+            {"version", r->version},
+            {"index", DescriptorJson(r->index)},
+            {"blobs",
+             {{"uploaded", r->blobs_uploaded},
+              {"existing", r->blobs_existing},
+              {"mounted", r->blobs_mounted}}},
+            {"bytes_uploaded", r->bytes_uploaded},
+            {"manifests", r->manifests},
+            {"release", r->release_manifest ? nlohmann::json(r->release_manifest->ToString())
+                                            : nlohmann::json(nullptr)},
+            {"referrers", r->release_manifest ? (r->referrers_tag_used ? "tag" : "api") : "none"}};
+        std::printf("%s\n", j.dump(2).c_str());
+      } else {
+        std::printf(
+            "pushed %s %s to %s@%s (%zu blob(s) uploaded, %zu already there%s, %s sent%s)\n",
+            r->name.c_str(), r->version.c_str(), pushed.c_str(), r->index.digest.ToString().c_str(),
+            r->blobs_uploaded, r->blobs_existing,
+            r->blobs_mounted > 0 ? (", " + std::to_string(r->blobs_mounted) + " mounted").c_str()
+                                 : "",
+            HumanBytes(r->bytes_uploaded).c_str(),
+            r->release_manifest ? ", with its release" : ", unsigned");
+      }
+      return kExitOk;
+    };
+  });
+}
+
+void AddPull(CLI::App& app, Context& ctx, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "pull",
+      "Pull a package from an OCI registry into a directory or .tar, checking every digest");
+  struct Args {
+    std::string source;
+    std::string output;
+    bool force = false;
+    RegistryFlags registry;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("source", a->source, "REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:…")
+      ->required();
+  cmd->add_option("-o,--output", a->output, "a directory, or a file ending in .tar")->required();
+  cmd->add_flag("--force", a->force, "replace an existing package at the output");
+  AddRegistryFlags(cmd, a->registry);
+  cmd->callback([&ctx, &action, a] {
+    action = [&ctx, a]() -> int {
+      auto source = net::RegistryReference::Parse(a->source);
+      if (!source) {
+        return ReportError(source.error(), kExitUsage);
+      }
+      if (source->Reference().empty()) {
+        return ReportError(Error(ErrorCode::kInvalidArgument,
+                                 "name what to pull: REGISTRY/REPOSITORY:TAG or "
+                                 "REGISTRY/REPOSITORY@sha256:…"),
+                           kExitUsage);
+      }
+      auto client = Connect(a->registry, source->registry);
+      if (!client) {
+        return ReportError(client.error(), kExitUsage);
+      }
+      net::PullOptions options;
+      options.replace = a->force;
+      options.say = [&ctx](const std::string& s) { ctx.Say(s); };
+      options.progress = [&ctx](const std::string& label, std::uint64_t done, std::uint64_t total) {
+        ctx.Progress(label, done, total);
+      };
+      // A digest pins the content; a tag alone is what the registry says it is now.
+      std::string reference = source->digest ? source->digest->ToString() : source->tag;
+      auto r = net::PullPackage(**client, source->repository, reference, a->output, options);
+      if (!r) {
+        int code = ExitCodeFor(r.error());
+        return ReportError(std::move(r.error()).WithContext("pulling " + a->source), code);
+      }
+      if (source->digest && !source->tag.empty()) {
+        ctx.Say("pulled by digest; the tag " + source->tag + " was not consulted");
+      }
+      if (a->registry.json) {
+        nlohmann::json j = {
+            {"pulled", a->source},
+            {"output", a->output},
+            {"name", r->name},
+            {"version", r->version},
+            {"index", DescriptorJson(r->index)},
+            {"blobs", r->blobs},
+            {"bytes", r->bytes},
+            {"release", r->release_manifest ? nlohmann::json(r->release_manifest->ToString())
+                                            : nlohmann::json(nullptr)}};
+        std::printf("%s\n", j.dump(2).c_str());
+      } else {
+        std::printf("pulled %s %s into %s (index %s, %zu blob(s), %s%s)\n", r->name.c_str(),
+                    r->version.c_str(), a->output.c_str(), r->index.digest.ToString().c_str(),
+                    r->blobs, HumanBytes(r->bytes).c_str(),
+                    r->release_manifest ? ", with its release; check it with airlock verify"
+                                        : ", no release document in the registry");
+      }
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace airlock::cli
