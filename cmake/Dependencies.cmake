@@ -34,3 +34,6 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 find_package(PahoMqttCpp REQUIRED)
+
+# The hub's embedded metadata database.
+pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
