@@ -350,8 +350,8 @@ struct HubServer::Impl {
     if (ranged) {
       // httplib slices the content below by the ranges it parsed from the header, but neither
       // refuses a range past the end nor clamps one that runs over it (bytes=8-100 of 10 bytes
-      // would announce 93). So the range is checked here and httplib's copy replaced by the
-      // exact one; the Request is httplib's own non-const object, handed to us as const.
+      // would announce 93). So the range is checked here and handed to httplib exactly; the
+      // Request is httplib's own non-const object, passed to handlers as const.
       auto range = ParseRange(req.get_header_value("Range"), size);
       if (!range) {
         res.status = 416;
@@ -648,8 +648,10 @@ struct HubServer::Impl {
     }
     if (limit != SIZE_MAX && tags->size() > limit) {
       tags->resize(limit);
-      res.set_header("Link", "</v2/" + name + "/tags/list?n=" + std::to_string(limit) +
-                                 "&last=" + tags->back() + ">; rel=\"next\"");
+      if (limit > 0) {  // n=0 asks for nothing, and gets no next page either
+        res.set_header("Link", "</v2/" + name + "/tags/list?n=" + std::to_string(limit) +
+                                   "&last=" + tags->back() + ">; rel=\"next\"");
+      }
     }
     res.status = 200;
     res.set_content(json{{"name", name}, {"tags", *tags}}.dump(), kJson);
@@ -693,6 +695,9 @@ struct HubServer::Impl {
   // Handles one request under /v2/. reader is null when httplib already read the (empty) body.
   void Dispatch(const httplib::Request& req, httplib::Response& res,
                 const httplib::ContentReader* reader) {
+    // httplib would cut any response body (an error, a manifest) to the Range header's ranges;
+    // only a blob is served by range, and GetBlob puts the checked range back.
+    const_cast<httplib::Request&>(req).ranges.clear();
     if (req.path == "/v2/" || req.path == "/v2") {
       if (Allowed(req, res, Action::kPull, "")) {
         res.status = 200;

@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <thread>
 
@@ -54,6 +55,7 @@ inline std::string ImageManifest(const std::string& config, const std::vector<st
 class HubFixture : public ::testing::Test {
  protected:
   void SetUp() override {
+    spdlog::set_level(spdlog::level::warn);
     HubConfig config = DefaultHubConfig();
     config.data = dir_ / "data";
     config.http.port = 0;

@@ -102,6 +102,10 @@ TEST_F(OciApiTest, BlobRangesGive206And416) {
     EXPECT_EQ(r->body, k.body);
     EXPECT_EQ(r->get_header_value("Content-Range"), k.content_range);
   }
+  // Errors and manifests are never cut to a range.
+  auto unknown = c().Get("/v2/r/blobs/" + Sha256Of("x").ToString(), {{"Range", "bytes=0-5"}});
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_EQ(ErrorCodeOf(unknown), "BLOB_UNKNOWN");
   auto whole = c().Get(path);  // the connection still works
   EXPECT_EQ(whole->body, "0123456789");
 }
