@@ -3,7 +3,7 @@
 // release referrer, which skopeo does not carry, is pushed by hand and found by the referrers API.
 
 #include <filesystem>
-#include <set>
+#include <map>
 
 #include "hub/hub_fixture.hpp"
 #include "support/onnx_models.hpp"
