@@ -44,9 +44,10 @@ int Serve(HubConfig config) {
   std::printf("airlock-hub: serving on http://%s:%d\n", address.c_str(), server.port());
   std::fflush(stdout);
   if (address != "127.0.0.1" && address != "::1" && address != "localhost") {
-    spdlog::warn("listening on {} without authentication: anyone who can reach this port can "
-                 "push and delete (tokens and roles are not implemented yet)",
-                 address);
+    spdlog::warn(
+        "listening on {} without authentication: anyone who can reach this port can "
+        "push and delete (tokens and roles are not implemented yet)",
+        address);
   }
   std::thread waiter([&] {
     int sig = 0;

@@ -115,8 +115,8 @@ bool IsTag(std::string_view tag) {
   }
   for (std::size_t i = 0; i < tag.size(); ++i) {
     char c = tag[i];
-    bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_';
+    bool word =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!word && (i == 0 || (c != '.' && c != '-'))) {
       return false;
     }
@@ -163,9 +163,9 @@ Result<ChunkRange> ParseContentRange(std::string_view text) {
   auto start = dash == std::string_view::npos ? std::nullopt : ParseNumber(s.substr(0, dash));
   auto end = dash == std::string_view::npos ? std::nullopt : ParseNumber(s.substr(dash + 1));
   if (!start || !end || *end < *start) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "malformed Content-Range \"" + std::string(text.substr(0, 100)) +
-                    "\" (want <start>-<end>, inclusive)");
+    return Fail(ErrorCode::kInvalidArgument, "malformed Content-Range \"" +
+                                                 std::string(text.substr(0, 100)) +
+                                                 "\" (want <start>-<end>, inclusive)");
   }
   return ChunkRange{*start, *end};
 }
@@ -237,8 +237,8 @@ Result<PushedManifest> ReadPushedManifest(std::string_view bytes, std::string_vi
   } else {
     out.media_type = header_type;
   }
-  bool is_manifest = out.media_type == media::kOciManifest ||
-                     out.media_type == media::kDockerManifest;
+  bool is_manifest =
+      out.media_type == media::kOciManifest || out.media_type == media::kDockerManifest;
   bool is_index = out.media_type == media::kOciIndex || out.media_type == media::kDockerList;
   if (!is_manifest && !is_index) {
     return Fail(ErrorCode::kUnsupported,

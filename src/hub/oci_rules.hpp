@@ -14,7 +14,8 @@
 
 namespace airlock::hub {
 
-inline constexpr std::uint64_t kMaxManifestSize = 4ULL << 20;  // what the spec asks registries to take
+// The manifest size the spec asks registries to accept; larger ones are refused (413).
+inline constexpr std::uint64_t kMaxManifestSize = 4ULL << 20;
 inline constexpr std::size_t kMaxRepositoryName = 255;
 
 namespace media {

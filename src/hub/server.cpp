@@ -31,9 +31,9 @@ void SendError(httplib::Response& res, int status, std::string_view code, std::s
   if (!detail.empty()) {
     e["detail"] = detail;
   }
-  res.set_content(json{{"errors", json::array({e})}}.dump(-1, ' ', false,
-                                                           json::error_handler_t::replace),
-                  kJson);
+  res.set_content(
+      json{{"errors", json::array({e})}}.dump(-1, ' ', false, json::error_handler_t::replace),
+      kJson);
 }
 
 // An unexpected failure of the hub's own storage: logged here, where it is handled.
@@ -202,8 +202,7 @@ struct HubServer::Impl {
     return Reference{std::nullopt, ref};
   }
 
-  void GetManifest(httplib::Response& res, const std::string& name,
-                   const std::string& ref) {
+  void GetManifest(httplib::Response& res, const std::string& name, const std::string& ref) {
     auto r = ReadReference(res, ref, false);
     if (!r) {
       return;
@@ -259,9 +258,9 @@ struct HubServer::Impl {
       total = body.size();
     }
     if (total > kMaxManifestSize) {
-      return SendError(res, 413, "MANIFEST_INVALID", "manifest invalid",
-                       "the manifest is over the limit of " + std::to_string(kMaxManifestSize) +
-                           " bytes");
+      return SendError(
+          res, 413, "MANIFEST_INVALID", "manifest invalid",
+          "the manifest is over the limit of " + std::to_string(kMaxManifestSize) + " bytes");
     }
     if (res.status >= 400) {
       return;  // httplib refused the body
@@ -273,9 +272,9 @@ struct HubServer::Impl {
     store::ManifestRecord record;
     record.digest = Sha256Of(body);
     if (r->digest && *r->digest != record.digest) {
-      return SendError(res, 400, "DIGEST_INVALID", "provided digest did not match uploaded content",
-                       "the manifest hashes to " + record.digest.ToString() + ", not " +
-                           r->digest->ToString());
+      return SendError(
+          res, 400, "DIGEST_INVALID", "provided digest did not match uploaded content",
+          "the manifest hashes to " + record.digest.ToString() + ", not " + r->digest->ToString());
     }
     record.media_type = pushed->media_type;
     record.artifact_type = pushed->artifact_type;
@@ -368,19 +367,19 @@ struct HubServer::Impl {
       return;
     }
     std::shared_ptr<UniqueFd> fd = file->fd;
-    res.set_content_provider(
-        static_cast<std::size_t>(size), kOctetStream,
-        [fd](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-          std::string buffer(std::min(length, kReadPiece), '\0');
-          ssize_t n;
-          do {
-            n = ::pread(fd->get(), buffer.data(), buffer.size(), static_cast<off_t>(offset));
-          } while (n < 0 && errno == EINTR);
-          if (n <= 0) {
-            return false;  // the file shrank or failed: cut the response short
-          }
-          return sink.write(buffer.data(), static_cast<std::size_t>(n));
-        });
+    res.set_content_provider(static_cast<std::size_t>(size), kOctetStream,
+                             [fd](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                               std::string buffer(std::min(length, kReadPiece), '\0');
+                               ssize_t n;
+                               do {
+                                 n = ::pread(fd->get(), buffer.data(), buffer.size(),
+                                             static_cast<off_t>(offset));
+                               } while (n < 0 && errno == EINTR);
+                               if (n <= 0) {
+                                 return false;  // the file shrank or failed: cut the response short
+                               }
+                               return sink.write(buffer.data(), static_cast<std::size_t>(n));
+                             });
   }
 
   void DeleteBlob(httplib::Response& res, const std::string& name, const std::string& ref) {
@@ -434,8 +433,7 @@ struct HubServer::Impl {
         return SendError(res, 409, "BLOB_UPLOAD_INVALID", "blob upload invalid", e.message());
       default:
         if (res.status == 413) {
-          return SendError(res, 413, "SIZE_INVALID",
-                           "provided length did not match content length",
+          return SendError(res, 413, "SIZE_INVALID", "provided length did not match content length",
                            "the blob is over the hub's limit of " +
                                std::to_string(config.oci.max_blob_size) + " bytes");
         }
@@ -504,8 +502,8 @@ struct HubServer::Impl {
     }
     std::uint64_t size = 0;
     if (HasBody(req) || req.has_param("digest")) {
-      auto appended = blobs.AppendUpload(*id, std::nullopt, BodySource(reader),
-                                         config.oci.max_blob_size);
+      auto appended =
+          blobs.AppendUpload(*id, std::nullopt, BodySource(reader), config.oci.max_blob_size);
       if (!appended) {
         SendUploadError(res, name, *id, appended.error());
         (void)blobs.CancelUpload(*id);
@@ -634,7 +632,8 @@ struct HubServer::Impl {
       errno = 0;
       unsigned long long v = std::strtoull(n.c_str(), &end, 10);
       if (n.empty() || *end != '\0' || errno != 0 || n[0] == '-') {
-        return SendError(res, 400, "PAGINATION_NUMBER_INVALID", "invalid number of results requested",
+        return SendError(res, 400, "PAGINATION_NUMBER_INVALID",
+                         "invalid number of results requested",
                          "n must be a non-negative integer, not \"" + n.substr(0, 50) + "\"");
       }
       limit = static_cast<std::size_t>(std::min<unsigned long long>(v, kMaxTagsPage));
@@ -683,11 +682,10 @@ struct HubServer::Impl {
       res.set_header("OCI-Filters-Applied", "artifactType");
     }
     res.status = 200;
-    res.set_content(json{{"schemaVersion", 2},
-                         {"mediaType", media::kOciIndex},
-                         {"manifests", manifests}}
-                        .dump(),
-                    std::string(media::kOciIndex));
+    res.set_content(
+        json{{"schemaVersion", 2}, {"mediaType", media::kOciIndex}, {"manifests", manifests}}
+            .dump(),
+        std::string(media::kOciIndex));
   }
 
   // ---- dispatch ----

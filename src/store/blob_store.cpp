@@ -26,9 +26,9 @@ Result<std::string> NewUploadId() {
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
   char out[37];
   std::snprintf(out, sizeof(out),
-                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                b[14], b[15]);
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+                b[15]);
   return std::string(out);
 }
 
@@ -82,7 +82,8 @@ bool IsUploadId(std::string_view id) {
   return true;
 }
 
-BlobStore::BlobStore(fs::path root, UniqueFd lock) : root_(std::move(root)), lock_(std::move(lock)) {}
+BlobStore::BlobStore(fs::path root, UniqueFd lock)
+    : root_(std::move(root)), lock_(std::move(lock)) {}
 
 BlobStore::~BlobStore() = default;
 
@@ -97,8 +98,10 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root) {
   UniqueFd lock(fd);
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return Fail(ErrorCode::kUnavailable, "another process (an airlock-hub?) is using the blob "
-                                           "store in " + root.string());
+      return Fail(ErrorCode::kUnavailable,
+                  "another process (an airlock-hub?) is using the blob "
+                  "store in " +
+                      root.string());
     }
     return Fail(ErrnoError("cannot lock", lock_path));
   }
@@ -164,9 +167,9 @@ Result<std::string> BlobStore::StartUpload(std::string_view repository) {
     return Fail(ErrnoError("cannot create", dir));
   }
   Status written = WriteFileAtomic(dir / kRepositoryFile, repository, 0600);
-  int fd = written ? ::open((dir / kDataFile).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                            0600)
-                   : -1;
+  int fd = written
+               ? ::open((dir / kDataFile).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+               : -1;
   if (fd < 0) {
     Error e = written ? ErrnoError("cannot create", dir / kDataFile) : written.error();
     std::error_code ignored;
@@ -206,10 +209,10 @@ Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
   AIRLOCK_RETURN_IF_ERROR(LockSession(fd.get(), id));
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t size, SizeOf(fd.get(), path));
   if (offset && *offset != size) {
-    return Fail(ErrorCode::kMismatch,
-                "the chunk starts at byte " + std::to_string(*offset) + " but upload " +
-                    std::string(id) + " has " + std::to_string(size) +
-                    " bytes: chunks must be sent in order");
+    return Fail(ErrorCode::kMismatch, "the chunk starts at byte " + std::to_string(*offset) +
+                                          " but upload " + std::string(id) + " has " +
+                                          std::to_string(size) +
+                                          " bytes: chunks must be sent in order");
   }
   RunningHash hash;
   {
@@ -226,9 +229,9 @@ Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
   std::uint64_t total = size;
   Status received = source([&](std::string_view piece) -> Status {
     if (piece.size() > max_size - total) {
-      return Fail(ErrorCode::kInvalidArgument,
-                  "upload " + std::string(id) + " would exceed the limit of " +
-                      std::to_string(max_size) + " bytes per blob");
+      return Fail(ErrorCode::kInvalidArgument, "upload " + std::string(id) +
+                                                   " would exceed the limit of " +
+                                                   std::to_string(max_size) + " bytes per blob");
     }
     Status w = WriteAll(fd.get(), piece, path);
     if (!w) {
@@ -283,8 +286,8 @@ Result<FileDigest> BlobStore::FinishUpload(std::string_view id, const Digest& ex
   auto refuse = [&](std::string message) -> Result<FileDigest> {
     std::error_code ignored;
     fs::remove_all(dir, ignored);
-    return Fail(ErrorCode::kCorrupt, std::move(message) + "; upload " + std::string(id) +
-                                         " is discarded");
+    return Fail(ErrorCode::kCorrupt,
+                std::move(message) + "; upload " + std::string(id) + " is discarded");
   };
   if (expected_size && *expected_size != size) {
     return refuse("the upload has " + std::to_string(size) + " bytes, not the " +

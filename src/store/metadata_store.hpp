@@ -41,8 +41,8 @@ struct ManifestReferences {
     Digest digest;
     std::uint64_t size = 0;
   };
-  std::vector<Blob> blobs;           // config and layers
-  std::vector<Digest> manifests;     // an index's manifests
+  std::vector<Blob> blobs;        // config and layers
+  std::vector<Digest> manifests;  // an index's manifests
 };
 
 class MetadataStore {

@@ -201,14 +201,13 @@ int SqliteMetadataStore::LatestSchemaVersion() {
 Result<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::Open(
     const std::filesystem::path& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
-    return Fail(ErrorCode::kIo, "cannot open the metadata database " + path.string() + ": " +
-                                    message);
+    return Fail(ErrorCode::kIo,
+                "cannot open the metadata database " + path.string() + ": " + message);
   }
   std::unique_ptr<SqliteMetadataStore> store(new SqliteMetadataStore(db));
   sqlite3_busy_timeout(db, 10000);
@@ -247,9 +246,8 @@ Status SqliteMetadataStore::Migrate() {
         continue;
       }
       AIRLOCK_RETURN_IF_ERROR(Exec(db_, m.sql));
-      Statement record(db_, (std::string("INSERT INTO schema_migrations VALUES (?, ?, ") + kNow +
-                             ")")
-                                .c_str());
+      Statement record(
+          db_, (std::string("INSERT INTO schema_migrations VALUES (?, ?, ") + kNow + ")").c_str());
       record.Bind(1, std::int64_t{m.version}).Bind(2, m.description);
       AIRLOCK_RETURN_IF_ERROR(record.Run());
     }
@@ -307,8 +305,8 @@ Result<bool> SqliteMetadataStore::UnlinkBlob(std::string_view repository, const 
     del.Bind(1, digest.ToString()).Bind(2, repository);
     AIRLOCK_RETURN_IF_ERROR(del.Run());
     if (sqlite3_changes(db_) == 0) {
-      return Fail(ErrorCode::kNotFound, "blob " + digest.ToString() + " is not in repository " +
-                                            std::string(repository));
+      return Fail(ErrorCode::kNotFound,
+                  "blob " + digest.ToString() + " is not in repository " + std::string(repository));
     }
     Statement left(db_, "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = ?)");
     left.Bind(1, digest.ToString());
@@ -317,8 +315,7 @@ Result<bool> SqliteMetadataStore::UnlinkBlob(std::string_view repository, const 
   });
 }
 
-Status SqliteMetadataStore::PutManifest(std::string_view repository,
-                                        const ManifestRecord& manifest,
+Status SqliteMetadataStore::PutManifest(std::string_view repository, const ManifestRecord& manifest,
                                         const ManifestReferences& references,
                                         std::optional<std::string_view> tag) {
   std::lock_guard lock(mu_);
@@ -385,8 +382,8 @@ Result<ManifestRecord> SqliteMetadataStore::GetManifest(std::string_view reposit
   s.Bind(1, repository).Bind(2, digest.ToString());
   AIRLOCK_ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) {
-    return Fail(ErrorCode::kNotFound, "manifest " + digest.ToString() +
-                                          " is not in repository " + std::string(repository));
+    return Fail(ErrorCode::kNotFound, "manifest " + digest.ToString() + " is not in repository " +
+                                          std::string(repository));
   }
   ManifestRecord m;
   m.digest = digest;
@@ -421,8 +418,9 @@ Result<std::vector<std::string>> SqliteMetadataStore::ListTags(std::string_view 
                                                                std::size_t limit) {
   std::lock_guard lock(mu_);
   AIRLOCK_ASSIGN_OR_RETURN(std::int64_t repo, ExistingRepository(db_, repository));
-  Statement s(db_, "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name "
-                   "LIMIT ?");
+  Statement s(db_,
+              "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name "
+              "LIMIT ?");
   s.Bind(1, repo).Bind(2, last).Bind(
       3, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
   std::vector<std::string> tags;
@@ -447,8 +445,8 @@ Status SqliteMetadataStore::DeleteManifest(std::string_view repository, const Di
     del.Bind(1, repo).Bind(2, digest.ToString());
     AIRLOCK_RETURN_IF_ERROR(del.Run());
     if (sqlite3_changes(db_) == 0) {
-      return Fail(ErrorCode::kNotFound, "manifest " + digest.ToString() +
-                                            " is not in repository " + std::string(repository));
+      return Fail(ErrorCode::kNotFound, "manifest " + digest.ToString() + " is not in repository " +
+                                            std::string(repository));
     }
     return {};
   });

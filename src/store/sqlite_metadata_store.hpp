@@ -47,8 +47,7 @@ class SqliteMetadataStore final : public MetadataStore {
                                             std::size_t limit) override;
   Status DeleteManifest(std::string_view repository, const Digest& digest) override;
   Status DeleteTag(std::string_view repository, std::string_view tag) override;
-  Result<std::vector<ManifestRecord>> Referrers(std::string_view repository,
-                                                const Digest& subject,
+  Result<std::vector<ManifestRecord>> Referrers(std::string_view repository, const Digest& subject,
                                                 std::string_view artifact_type) override;
 
  private:

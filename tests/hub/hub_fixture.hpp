@@ -4,9 +4,9 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #include <string>
 #include <thread>
 
@@ -34,9 +34,8 @@ inline std::string ErrorCodeOf(const httplib::Result& r) {
 
 // A descriptor for bytes.
 inline nlohmann::json Describe(std::string_view media_type, std::string_view bytes) {
-  return {{"mediaType", media_type},
-          {"digest", Sha256Of(bytes).ToString()},
-          {"size", bytes.size()}};
+  return {
+      {"mediaType", media_type}, {"digest", Sha256Of(bytes).ToString()}, {"size", bytes.size()}};
 }
 
 inline std::string ImageManifest(const std::string& config, const std::vector<std::string>& layers,

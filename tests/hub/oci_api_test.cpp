@@ -86,12 +86,9 @@ TEST_F(OciApiTest, BlobRangesGive206And416) {
     std::string body;
     std::string content_range;
   } cases[] = {
-      {"bytes=2-5", 206, "2345", "bytes 2-5/10"},
-      {"bytes=7-", 206, "789", "bytes 7-9/10"},
-      {"bytes=-3", 206, "789", "bytes 7-9/10"},
-      {"bytes=8-100", 206, "89", "bytes 8-9/10"},
-      {"bytes=10-", 416, "", "bytes */10"},
-      {"bytes=20-30", 416, "", "bytes */10"},
+      {"bytes=2-5", 206, "2345", "bytes 2-5/10"}, {"bytes=7-", 206, "789", "bytes 7-9/10"},
+      {"bytes=-3", 206, "789", "bytes 7-9/10"},   {"bytes=8-100", 206, "89", "bytes 8-9/10"},
+      {"bytes=10-", 416, "", "bytes */10"},       {"bytes=20-30", 416, "", "bytes */10"},
       {"bytes=0-1,4-5", 416, "", "bytes */10"},
   };
   for (const auto& k : cases) {
@@ -221,9 +218,8 @@ TEST_F(OciApiTest, AManifestReferencingAMissingBlobIsRefused) {
   PushBlob("elsewhere", "never pushed");
   EXPECT_EQ(ErrorCodeOf(PutManifest("r", "v1", m)), "MANIFEST_BLOB_UNKNOWN");
   // An index whose manifest is not there.
-  json index = {{"schemaVersion", 2},
-                {"mediaType", kIndexType},
-                {"manifests", {Describe(kManifestType, m)}}};
+  json index = {
+      {"schemaVersion", 2}, {"mediaType", kIndexType}, {"manifests", {Describe(kManifestType, m)}}};
   EXPECT_EQ(ErrorCodeOf(PutManifest("r", "idx", index.dump(), kIndexType)),
             "MANIFEST_BLOB_UNKNOWN");
   // Then it all works.
@@ -245,11 +241,13 @@ TEST_F(OciApiTest, BadManifestsAreRefusedWithTheirReason) {
       {"unknown media type", json{{"schemaVersion", 2}, {"mediaType", "application/x-foo"}}.dump(),
        "application/x-foo", "MANIFEST_INVALID", 400},
       {"type mismatch", good, kIndexType, "MANIFEST_INVALID", 400},
-      {"no layers", json{{"schemaVersion", 2}, {"mediaType", kManifestType},
-                          {"config", Describe("a/b", "{}")}}.dump(),
+      {"no layers",
+       json{{"schemaVersion", 2}, {"mediaType", kManifestType}, {"config", Describe("a/b", "{}")}}
+           .dump(),
        kManifestType, "MANIFEST_INVALID", 400},
-      {"bad digest", R"({"schemaVersion":2,"mediaType":")" + std::string(kManifestType) +
-                         R"(","config":{"mediaType":"a","digest":"sha256:xyz","size":2},"layers":[]})",
+      {"bad digest",
+       R"({"schemaVersion":2,"mediaType":")" + std::string(kManifestType) +
+           R"(","config":{"mediaType":"a","digest":"sha256:xyz","size":2},"layers":[]})",
        kManifestType, "MANIFEST_INVALID", 400},
       {"oversized", std::string(kMaxManifestSize + 1, ' '), kManifestType, "MANIFEST_INVALID", 413},
   };
@@ -284,7 +282,8 @@ TEST_F(OciApiTest, DockerSchema2ManifestsAreAccepted) {
             {"mediaType", "application/vnd.docker.distribution.manifest.v2+json"},
             {"config", Describe("application/vnd.docker.container.image.v1+json", "{}")},
             {"layers", {Describe("application/vnd.docker.image.rootfs.diff.tar.gzip", "layer")}}};
-  auto r = PutManifest("r", "docker", m.dump(), "application/vnd.docker.distribution.manifest.v2+json");
+  auto r =
+      PutManifest("r", "docker", m.dump(), "application/vnd.docker.distribution.manifest.v2+json");
   ASSERT_EQ(r->status, 201) << r->body;
   EXPECT_EQ(c().Get("/v2/r/manifests/docker")->get_header_value("Content-Type"),
             "application/vnd.docker.distribution.manifest.v2+json");

@@ -10,12 +10,12 @@ namespace airlock::hub {
 namespace {
 
 TEST(OciRules, RepositoryNames) {
-  for (const char* ok : {"a", "models/visual-inspection", "a.b/c_d/e__f/g--h", "0/1/2",
-                         "library/ubuntu"}) {
+  for (const char* ok :
+       {"a", "models/visual-inspection", "a.b/c_d/e__f/g--h", "0/1/2", "library/ubuntu"}) {
     EXPECT_TRUE(IsRepositoryName(ok)) << ok;
   }
-  for (const char* bad : {"", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a/.b",
-                          "a b", "a/../b", "ä"}) {
+  for (const char* bad :
+       {"", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a/.b", "a b", "a/../b", "ä"}) {
     EXPECT_FALSE(IsRepositoryName(bad)) << bad;
   }
   EXPECT_TRUE(IsRepositoryName(std::string(255, 'a')));
@@ -85,8 +85,8 @@ TEST(OciRules, PushedManifestsAreReadStrictly) {
       "application/vnd.oci.image.manifest.v1+json; charset=utf-8");
   ASSERT_TRUE(m) << m.error().ToString();
   EXPECT_EQ(m->media_type, media::kOciManifest);  // from the Content-Type
-  EXPECT_EQ(m->artifact_type, "c/t");              // the config's type stands in
-  EXPECT_EQ(m->references.blobs.size(), 1u);       // the foreign layer is not required
+  EXPECT_EQ(m->artifact_type, "c/t");             // the config's type stands in
+  EXPECT_EQ(m->references.blobs.size(), 1u);      // the foreign layer is not required
   auto sha512 = ReadPushedManifest(
       R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"x","digest":"sha512:ab","size":1}]})",
       "");

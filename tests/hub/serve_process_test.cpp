@@ -140,8 +140,8 @@ std::vector<std::string> FilesUnder(const fs::path& dir) {
 
 TEST(HubProcess, ServesAndStopsCleanlyOnSigtermAndRefusesASecondHubOnItsData) {
   TempDir dir;
-  HubProcess hub({"serve", "--data", (dir / "data").string(), "--port", "0", "--log-level",
-                  "warn"});
+  HubProcess hub(
+      {"serve", "--data", (dir / "data").string(), "--port", "0", "--log-level", "warn"});
   int port = hub.WaitForPort();
   ASSERT_GT(port, 0);
   httplib::Client c("127.0.0.1", port);
@@ -187,7 +187,8 @@ TEST(HubProcess, KilledMidUploadRestartsWithNothingHalfVisible) {
     HalfRequest half(port,
                      "POST /v2/models/a/blobs/uploads/?digest=" + digest +
                          " HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-                         "Content-Length: " + std::to_string(blob.size()) + "\r\n\r\n",
+                         "Content-Length: " +
+                         std::to_string(blob.size()) + "\r\n\r\n",
                      blob.substr(0, 2 << 20));
     ASSERT_TRUE(airlock::testing::WaitUntil([&] {
       std::size_t partial = 0;
@@ -211,8 +212,8 @@ TEST(HubProcess, KilledMidUploadRestartsWithNothingHalfVisible) {
   EXPECT_EQ(ErrorCodeOf(status), "BLOB_UPLOAD_UNKNOWN");
   EXPECT_EQ(c.Head("/v2/models/a/blobs/" + digest)->status, 404);
   // The next push of the same blob works.
-  auto pushed = c.Post("/v2/models/a/blobs/uploads/?digest=" + digest, blob,
-                       "application/octet-stream");
+  auto pushed =
+      c.Post("/v2/models/a/blobs/uploads/?digest=" + digest, blob, "application/octet-stream");
   ASSERT_EQ(pushed->status, 201) << pushed->body;
   EXPECT_TRUE(c.Get("/v2/models/a/blobs/" + digest)->body == blob);
   EXPECT_EQ(hub.Stop(SIGTERM), 0);

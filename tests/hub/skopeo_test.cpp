@@ -73,9 +73,9 @@ TEST_F(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
     ASSERT_EQ(RunAirlock({"keygen", (keys / name).string()}).exit_code, 0);
   }
   fs::path root = dir_ / "root.json";
-  CommandResult made = RunAirlock({"root", "init", "--root-key", (keys / "root.key").string(),
-                                   "--publisher", (keys / "publisher.pub").string(), "-o",
-                                   root.string()});
+  CommandResult made =
+      RunAirlock({"root", "init", "--root-key", (keys / "root.key").string(), "--publisher",
+                  (keys / "publisher.pub").string(), "-o", root.string()});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   fs::path release = dir_ / "release.json";
   CommandResult signed_ = RunAirlock({"sign", "-k", (keys / "publisher.key").string(), "--counter",
@@ -125,8 +125,8 @@ TEST_F(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
   EXPECT_EQ(tagged->get_header_value("Content-Type"), kIndexType);
 
   // The copy verifies (with the release document, which skopeo left behind).
-  CommandResult verified = RunAirlock(
-      {"verify", "--root", root.string(), "--release", release.string(), copy.string()});
+  CommandResult verified =
+      RunAirlock({"verify", "--root", root.string(), "--release", release.string(), copy.string()});
   EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
   CommandResult inspected = RunAirlock({"inspect", copy.string()});
   EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
@@ -140,8 +140,8 @@ TEST_F(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
   }
   auto put = PutManifest("models/affine", release_digest, release_manifest);
   ASSERT_EQ(put->status, 201) << put->body;
-  auto referrers = c().Get("/v2/models/affine/referrers/" + signed_index + "?artifactType=" +
-                           "application/vnd.airlock.release.v1%2Bjson");
+  auto referrers = c().Get("/v2/models/affine/referrers/" + signed_index +
+                           "?artifactType=" + "application/vnd.airlock.release.v1%2Bjson");
   ASSERT_EQ(referrers->status, 200);
   json found = json::parse(referrers->body)["manifests"];
   ASSERT_EQ(found.size(), 1u);

@@ -32,8 +32,7 @@ std::string ReadBlob(BlobStore& store, const Digest& d) {
   auto file = store.OpenBlob(d);
   EXPECT_TRUE(file) << file.error().ToString();
   std::string out(file->size, '\0');
-  EXPECT_EQ(pread(file->fd->get(), out.data(), out.size(), 0),
-            static_cast<ssize_t>(out.size()));
+  EXPECT_EQ(pread(file->fd->get(), out.data(), out.size(), 0), static_cast<ssize_t>(out.size()));
   return out;
 }
 
@@ -78,8 +77,7 @@ TEST_F(BlobStoreTest, ChunkedUploadBecomesABlobUnderItsDigest) {
   EXPECT_EQ(done->digest, d);
   EXPECT_EQ(*store_->Size(d), 11u);
   EXPECT_EQ(ReadBlob(*store_, d), "hello world");
-  EXPECT_EQ(store_->BlobPath(d),
-            dir_.path() / "blobs/sha256" / d.hex().substr(0, 2) / d.hex());
+  EXPECT_EQ(store_->BlobPath(d), dir_.path() / "blobs/sha256" / d.hex().substr(0, 2) / d.hex());
   EXPECT_EQ(store_->UploadSize(*id).error().code(), ErrorCode::kNotFound);  // the session is gone
 }
 
@@ -168,7 +166,8 @@ TEST_F(BlobStoreTest, ConcurrentUploadsOfTheSameBlobBothSucceed) {
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&, i] {
       auto id = store_->StartUpload("r");
-      if (id && store_->AppendUpload(*id, 0, Bytes({data.substr(0, 1 << 20), data.substr(1 << 20)})) &&
+      if (id &&
+          store_->AppendUpload(*id, 0, Bytes({data.substr(0, 1 << 20), data.substr(1 << 20)})) &&
           store_->FinishUpload(*id, d)) {
         ok[i] = 1;
       }
