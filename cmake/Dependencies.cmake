@@ -37,3 +37,5 @@ find_package(PahoMqttCpp REQUIRED)
 
 # The OCI registry client (push, pull): libcurl with OpenSSL (libcurl4-openssl-dev).
 find_package(CURL 7.85 REQUIRED)
+# The hub's embedded metadata database.
+pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)

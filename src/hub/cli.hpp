@@ -1,0 +1,9 @@
+#pragma once
+// airlock-hub's command line (docs/hub.md): `airlock-hub serve [--data DIR] [--address A]
+// [--port P] [--config FILE] [--log-level L]`. Returns the process exit code (core/exit_codes.hpp).
+
+namespace airlock::hub {
+
+int Main(int argc, char** argv);
+
+}  // namespace airlock::hub

@@ -1,0 +1,126 @@
+#include "hub/config.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/fs.hpp"
+#include "core/yaml.hpp"
+
+namespace airlock::hub {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::uint64_t kMaxConfigSize = 1 << 20;
+
+// Checks that obj (at path, "" for the top) is a mapping with only the known keys.
+Status CheckMapping(const json& obj, const std::string& path,
+                    std::initializer_list<const char*> known) {
+  std::string where = path.empty() ? "" : path + ": ";
+  if (!obj.is_object()) {
+    return Fail(ErrorCode::kInvalidArgument, where + "must be a mapping");
+  }
+  std::set<std::string> names(known.begin(), known.end());
+  for (const auto& [key, value] : obj.items()) {
+    if (names.count(key) == 0) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  (path.empty() ? key : path + "." + key) + ": unknown key");
+    }
+  }
+  return {};
+}
+
+const json* Get(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it == obj.end() || it->is_null() ? nullptr : &*it;
+}
+
+Status ReadString(const json& obj, const std::string& path, const char* key, std::string& out) {
+  if (const json* v = Get(obj, key)) {
+    if (!v->is_string() || v->get<std::string>().empty()) {
+      return Fail(ErrorCode::kInvalidArgument, path + key + ": must be a non-empty string");
+    }
+    out = v->get<std::string>();
+  }
+  return {};
+}
+
+Status ReadInteger(const json& obj, const std::string& path, const char* key, std::int64_t min,
+                   std::int64_t max, std::int64_t& out) {
+  if (const json* v = Get(obj, key)) {
+    if (!v->is_number_integer() || v->get<std::int64_t>() < min || v->get<std::int64_t>() > max) {
+      return Fail(ErrorCode::kInvalidArgument, path + key + ": must be an integer from " +
+                                                   std::to_string(min) + " to " +
+                                                   std::to_string(max));
+    }
+    out = v->get<std::int64_t>();
+  }
+  return {};
+}
+
+}  // namespace
+
+std::filesystem::path DefaultDataDirectory() {
+  if (::geteuid() == 0) {
+    return "/var/lib/airlock-hub";
+  }
+  const char* xdg = std::getenv("XDG_DATA_HOME");
+  if (xdg != nullptr && xdg[0] == '/') {
+    return std::filesystem::path(xdg) / "airlock-hub";
+  }
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home != nullptr && home[0] != '\0' ? home : ".") / ".local" /
+         "share" / "airlock-hub";
+}
+
+HubConfig DefaultHubConfig() {
+  HubConfig config;
+  config.data = DefaultDataDirectory();
+  return config;
+}
+
+Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin) {
+  AIRLOCK_ASSIGN_OR_RETURN(json doc, ParseYaml(yaml, origin));
+  HubConfig config = DefaultHubConfig();
+  if (doc.is_null()) {
+    return config;  // an empty file: the defaults
+  }
+  auto where = [&](Status s) -> Status {
+    if (!s) {
+      return Fail(std::move(s.error()).WithContext(std::string(origin)));
+    }
+    return s;
+  };
+  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "http", "oci"})));
+  std::string data;
+  AIRLOCK_RETURN_IF_ERROR(where(ReadString(doc, "", "data", data)));
+  if (!data.empty()) {
+    config.data = data;
+  }
+  if (const json* http = Get(doc, "http")) {
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(*http, "http", {"address", "port", "threads"})));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "address", config.http.address)));
+    std::int64_t port = config.http.port, threads = config.http.threads;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*http, "http.", "port", 0, 65535, port)));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*http, "http.", "threads", 1, 1024, threads)));
+    config.http.port = static_cast<int>(port);
+    config.http.threads = static_cast<int>(threads);
+  }
+  if (const json* oci = Get(doc, "oci")) {
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(*oci, "oci", {"max_blob_size"})));
+    auto size = static_cast<std::int64_t>(config.oci.max_blob_size);
+    AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*oci, "oci.", "max_blob_size", 1, INT64_MAX, size)));
+    config.oci.max_blob_size = static_cast<std::uint64_t>(size);
+  }
+  return config;
+}
+
+Result<HubConfig> LoadHubConfig(const std::filesystem::path& path) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, kMaxConfigSize));
+  return ParseHubConfig(text, path.string());
+}
+
+}  // namespace airlock::hub

@@ -1,0 +1,40 @@
+#pragma once
+// The hub's configuration: a YAML file (docs/hub.md lists every key), or the defaults.
+//
+// Every key is optional; an unknown key is refused with its path ("http.prot: unknown key"), so a
+// typo never silently falls back to a default. Plain values; thread-compatible.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "core/result.hpp"
+
+namespace airlock::hub {
+
+struct HubConfig {
+  // Blobs, upload sessions and the metadata database (docs/hub.md, "The data directory").
+  std::filesystem::path data;
+  struct Http {
+    std::string address = "127.0.0.1";
+    int port = 7400;   // 0: a free port (printed at start)
+    int threads = 32;  // connections served at once; a keep-alive connection holds one
+  } http;
+  struct Oci {
+    std::uint64_t max_blob_size = 64ULL << 30;  // bytes; bigger uploads are refused (413)
+  } oci;
+};
+
+// The data directory when neither --data nor the configuration names one: /var/lib/airlock-hub
+// for root, otherwise $XDG_DATA_HOME/airlock-hub ($HOME/.local/share/airlock-hub when unset), so
+// that a developer can run the hub without root and without flags.
+std::filesystem::path DefaultDataDirectory();
+
+// The defaults, with data = DefaultDataDirectory().
+HubConfig DefaultHubConfig();
+
+// Reads a YAML configuration over the defaults. kInvalidArgument names the offending key.
+[[nodiscard]] Result<HubConfig> LoadHubConfig(const std::filesystem::path& path);
+[[nodiscard]] Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin);
+
+}  // namespace airlock::hub

@@ -1,0 +1,118 @@
+// The spec's syntax rules as the hub applies them, and the configuration file.
+
+#include "hub/oci_rules.hpp"
+
+#include <gtest/gtest.h>
+
+#include "hub/config.hpp"
+
+namespace airlock::hub {
+namespace {
+
+TEST(OciRules, RepositoryNames) {
+  for (const char* ok :
+       {"a", "models/visual-inspection", "a.b/c_d/e__f/g--h", "0/1/2", "library/ubuntu"}) {
+    EXPECT_TRUE(IsRepositoryName(ok)) << ok;
+  }
+  for (const char* bad :
+       {"", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a/.b", "a b", "a/../b", "ä"}) {
+    EXPECT_FALSE(IsRepositoryName(bad)) << bad;
+  }
+  EXPECT_TRUE(IsRepositoryName(std::string(255, 'a')));
+  EXPECT_FALSE(IsRepositoryName(std::string(256, 'a')));
+}
+
+TEST(OciRules, Tags) {
+  for (const char* ok : {"latest", "1.0.0", "_x", "A-b.c_d"}) {
+    EXPECT_TRUE(IsTag(ok)) << ok;
+  }
+  for (const char* bad : {"", ".x", "-x", "a/b", "a:b", "a b"}) {
+    EXPECT_FALSE(IsTag(bad)) << bad;
+  }
+  EXPECT_TRUE(IsTag(std::string(128, 'a')));
+  EXPECT_FALSE(IsTag(std::string(129, 'a')));
+}
+
+TEST(OciRules, RoutesWithSlashesInNames) {
+  using K = V2Route::Kind;
+  struct Case {
+    const char* path;
+    K kind;
+    const char* name;
+    const char* ref;
+  } cases[] = {
+      {"/v2/models/a/manifests/1.0", K::kManifest, "models/a", "1.0"},
+      {"/v2/a/blobs/sha256:00", K::kBlob, "a", "sha256:00"},
+      {"/v2/a/b/blobs/uploads/", K::kUploads, "a/b", ""},
+      {"/v2/a/blobs/uploads/1234", K::kUploads, "a", "1234"},
+      {"/v2/x/tags/list", K::kTags, "x", ""},
+      {"/v2/x/y/referrers/sha256:ab", K::kReferrers, "x/y", "sha256:ab"},
+      // A repository may itself be called "manifests" or "blobs".
+      {"/v2/blobs/manifests/manifests/v1", K::kManifest, "blobs/manifests", "v1"},
+  };
+  for (const auto& k : cases) {
+    auto r = ParseV2Route(k.path);
+    ASSERT_TRUE(r) << k.path;
+    EXPECT_EQ(r->kind, k.kind) << k.path;
+    EXPECT_EQ(r->name, k.name) << k.path;
+    EXPECT_EQ(r->reference, k.ref) << k.path;
+  }
+  for (const char* none : {"/v2/", "/v2/a", "/v2/a/tags", "/v2/manifests/x", "/v1/a/manifests/x"}) {
+    EXPECT_FALSE(ParseV2Route(none)) << none;
+  }
+}
+
+TEST(OciRules, ContentRangeAndRange) {
+  EXPECT_EQ(ParseContentRange("0-99")->end, 99u);
+  EXPECT_EQ(ParseContentRange("bytes 5-9")->start, 5u);
+  for (const char* bad : {"", "5", "9-5", "a-b", "-5", "5-"}) {
+    EXPECT_FALSE(ParseContentRange(bad)) << bad;
+  }
+  EXPECT_EQ(ParseRange("bytes=0-", 10)->length, 10u);
+  EXPECT_EQ(ParseRange("bytes=-20", 10)->offset, 0u);
+  EXPECT_EQ(ParseRange("bytes=3-3", 10)->length, 1u);
+  for (const char* bad : {"bytes=10-", "bytes=5-4", "bytes=-0", "items=0-1", "bytes=0-1,2-3"}) {
+    EXPECT_FALSE(ParseRange(bad, 10)) << bad;
+  }
+  EXPECT_FALSE(ParseRange("bytes=0-", 0));
+}
+
+TEST(OciRules, PushedManifestsAreReadStrictly) {
+  auto m = ReadPushedManifest(
+      R"({"schemaVersion":2,"config":{"mediaType":"c/t","digest":"sha256:)" + std::string(64, 'a') +
+          R"(","size":2},"layers":[{"mediaType":"l","digest":"sha256:)" + std::string(64, 'b') +
+          R"(","size":3,"urls":["http://x"]}]})",
+      "application/vnd.oci.image.manifest.v1+json; charset=utf-8");
+  ASSERT_TRUE(m) << m.error().ToString();
+  EXPECT_EQ(m->media_type, media::kOciManifest);  // from the Content-Type
+  EXPECT_EQ(m->artifact_type, "c/t");             // the config's type stands in
+  EXPECT_EQ(m->references.blobs.size(), 1u);      // the foreign layer is not required
+  auto sha512 = ReadPushedManifest(
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"x","digest":"sha512:ab","size":1}]})",
+      "");
+  ASSERT_FALSE(sha512);
+  EXPECT_EQ(sha512.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(ReadPushedManifest(R"({"schemaVersion":2})", "").error().code(),
+            ErrorCode::kUnsupported);  // no media type at all
+}
+
+TEST(HubConfig, KeysAreCheckedAndDefaultsApply) {
+  auto c = ParseHubConfig("data: /srv/hub\nhttp: {port: 0, address: 0.0.0.0}\n", "hub.yaml");
+  ASSERT_TRUE(c) << c.error().ToString();
+  EXPECT_EQ(c->data, "/srv/hub");
+  EXPECT_EQ(c->http.port, 0);
+  EXPECT_EQ(c->http.address, "0.0.0.0");
+  EXPECT_EQ(c->http.threads, 32);
+  auto bad = ParseHubConfig("http: {prot: 1}\n", "hub.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().ToString(), "hub.yaml: http.prot: unknown key");
+  EXPECT_FALSE(ParseHubConfig("http: {port: 70000}\n", "hub.yaml"));
+  EXPECT_FALSE(ParseHubConfig("oci: {max_blob_size: -1}\n", "hub.yaml"));
+  auto empty = ParseHubConfig("", "hub.yaml");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->data, DefaultDataDirectory());
+  EXPECT_EQ(empty->http.port, 7400);
+}
+
+}  // namespace
+}  // namespace airlock::hub

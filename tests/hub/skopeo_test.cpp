@@ -1,0 +1,153 @@
+// skopeo (Debian 12's 1.9) pushes a package written by `airlock pack` into the hub and pulls it
+// back out: every blob and manifest comes back byte for byte, and the copy still verifies. The
+// release referrer, which skopeo does not carry, is pushed by hand and found by the referrers API.
+
+#include <filesystem>
+#include <map>
+
+#include "hub/hub_fixture.hpp"
+#include "support/onnx_models.hpp"
+#include "support/tensors.hpp"
+
+namespace airlock::hub {
+namespace {
+
+namespace fs = std::filesystem;
+using airlock::testing::CommandResult;
+using airlock::testing::ReadAll;
+using airlock::testing::RunAirlock;
+using airlock::testing::RunCommand;
+using nlohmann::json;
+
+constexpr char kReleaseType[] = "application/vnd.airlock.release.v1+json";
+
+class SkopeoHubInterop : public HubFixture {
+ protected:
+  void SetUp() override {
+    if (RunCommand({"skopeo", "--version"}).exit_code != 0) {
+      GTEST_SKIP() << "skopeo is not installed (scripts/bootstrap installs it)";
+    }
+    HubFixture::SetUp();
+    fs::path src = dir_ / "src";
+    airlock::testing::WriteAffineModel(src / "model.onnx", 4);
+    airlock::testing::WriteNpy(src / "x.npy", airlock::testing::Fp32("x", {1, 4}, {0, 1, 2, 3}));
+    airlock::testing::WriteNpy(src / "y.npy", airlock::testing::Fp32("y", {1, 4}, {1, 3, 5, 7}));
+    airlock::testing::WriteAll(src / "airlock.yaml",
+                               "name: affine\nversion: \"1.0.0\"\n"
+                               "model: {files: [model.onnx], precision: fp32}\n"
+                               "platforms: [linux/amd64, linux/arm64]\n"
+                               "samples:\n  sets:\n    - name: first\n"
+                               "      inputs: {x: x.npy}\n      outputs: {y: y.npy}\n");
+    CommandResult packed =
+        RunAirlock({"pack", "-f", (src / "airlock.yaml").string(), "-o", layout().string()});
+    ASSERT_EQ(packed.exit_code, 0) << packed.err;
+  }
+
+  CommandResult Skopeo(std::vector<std::string> args) const {
+    fs::create_directories(dir_ / "skopeo-tmp");
+    args.insert(args.begin(),
+                {"skopeo", "--insecure-policy", "--tmpdir", (dir_ / "skopeo-tmp").string()});
+    return RunCommand(args, {}, 180);
+  }
+
+  fs::path layout() const { return dir_ / "layout"; }
+  std::string HubRef() const {
+    return "docker://127.0.0.1:" + std::to_string(port()) + "/models/affine:1.0.0";
+  }
+
+  // Every blob file of a layout, by name.
+  static std::map<std::string, std::string> Blobs(const fs::path& l) {
+    std::map<std::string, std::string> out;
+    for (const auto& f : fs::directory_iterator(l / "blobs" / "sha256")) {
+      out[f.path().filename().string()] = ReadAll(f.path());
+    }
+    return out;
+  }
+};
+
+TEST_F(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
+  // Sign first, so the layout carries a release referrer as a real package does.
+  fs::path keys = dir_ / "keys";
+  fs::create_directories(keys);
+  for (const char* name : {"publisher", "root"}) {
+    ASSERT_EQ(RunAirlock({"keygen", (keys / name).string()}).exit_code, 0);
+  }
+  fs::path root = dir_ / "root.json";
+  CommandResult made =
+      RunAirlock({"root", "init", "--root-key", (keys / "root.key").string(), "--publisher",
+                  (keys / "publisher.pub").string(), "-o", root.string()});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  fs::path release = dir_ / "release.json";
+  CommandResult signed_ = RunAirlock({"sign", "-k", (keys / "publisher.key").string(), "--counter",
+                                      "1", "-o", release.string(), layout().string()});
+  ASSERT_EQ(signed_.exit_code, 0) << signed_.err;
+
+  CommandResult in = Skopeo({"copy", "-q", "--all", "--dest-tls-verify=false",
+                             "oci:" + layout().string() + ":1.0.0", HubRef()});
+  ASSERT_EQ(in.exit_code, 0) << in.err;
+
+  fs::path copy = dir_ / "copy";
+  CommandResult out = Skopeo({"copy", "-q", "--all", "--src-tls-verify=false", HubRef(),
+                              "oci:" + copy.string() + ":1.0.0"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+
+  // Every blob and manifest of the copy is the original's, byte for byte; only the release
+  // referrer (which skopeo does not follow) stays behind.
+  auto original = Blobs(layout());
+  auto copied = Blobs(copy);
+  ASSERT_FALSE(copied.empty());
+  for (const auto& [name, bytes] : copied) {
+    ASSERT_TRUE(original.count(name)) << name << " is not in the original";
+    EXPECT_TRUE(original[name] == bytes) << name;
+  }
+  std::string index_digest;
+  json top = json::parse(ReadAll(copy / "index.json"));
+  for (const auto& m : top["manifests"]) {
+    index_digest = m["digest"].get<std::string>();
+  }
+  json original_top = json::parse(ReadAll(layout() / "index.json"));
+  std::string release_digest, signed_index;
+  for (const auto& m : original_top["manifests"]) {
+    if (m.value("artifactType", "") == kReleaseType) {
+      release_digest = m["digest"].get<std::string>();
+    } else {
+      signed_index = m["digest"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(index_digest, signed_index) << "the package index changed on the way";
+  EXPECT_EQ(copied.size() + 3, original.size())
+      << "all but the release manifest, its document and its empty config";
+
+  // The hub serves the index under the tag, with the right type.
+  auto tagged = c().Get("/v2/models/affine/manifests/1.0.0");
+  ASSERT_EQ(tagged->status, 200);
+  EXPECT_EQ(tagged->get_header_value("Docker-Content-Digest"), signed_index);
+  EXPECT_EQ(tagged->get_header_value("Content-Type"), kIndexType);
+
+  // The copy verifies (with the release document, which skopeo left behind).
+  CommandResult verified =
+      RunAirlock({"verify", "--root", root.string(), "--release", release.string(), copy.string()});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  CommandResult inspected = RunAirlock({"inspect", copy.string()});
+  EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+
+  // Push the release referrer as `airlock push` will, and find it by the referrers API.
+  std::string release_manifest = original[release_digest.substr(7)];
+  json rm = json::parse(release_manifest);
+  PushBlob("models/affine", original[rm["config"]["digest"].get<std::string>().substr(7)]);
+  for (const auto& l : rm["layers"]) {
+    PushBlob("models/affine", original[l["digest"].get<std::string>().substr(7)]);
+  }
+  auto put = PutManifest("models/affine", release_digest, release_manifest);
+  ASSERT_EQ(put->status, 201) << put->body;
+  auto referrers = c().Get("/v2/models/affine/referrers/" + signed_index +
+                           "?artifactType=" + "application/vnd.airlock.release.v1%2Bjson");
+  ASSERT_EQ(referrers->status, 200);
+  json found = json::parse(referrers->body)["manifests"];
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0]["digest"], release_digest);
+  EXPECT_EQ(found[0]["artifactType"], kReleaseType);
+}
+
+}  // namespace
+}  // namespace airlock::hub
