@@ -178,8 +178,8 @@ std::string RedactedPostgresUri(std::string_view conninfo) {
     }
   }
   PQconninfoFree(options);
-  return "postgres://" + (user.empty() ? "" : user + "@") + host + (port.empty() ? "" : ":" + port) +
-         "/" + db;
+  return "postgres://" + (user.empty() ? "" : user + "@") + host +
+         (port.empty() ? "" : ":" + port) + "/" + db;
 }
 
 // One libpq connection: statements with parameters, and the SQLSTATE of the last failure.
@@ -262,7 +262,6 @@ class PostgresMetadataStore::Lease {
   std::unique_ptr<Connection> c_;
 };
 
-
 namespace {
 
 Error NoBlob(std::string_view repository, const Digest& digest) {
@@ -270,8 +269,8 @@ Error NoBlob(std::string_view repository, const Digest& digest) {
                "blob " + digest.ToString() + " is not in repository " + std::string(repository));
 }
 Error NoManifest(std::string_view repository, const Digest& digest) {
-  return Error(ErrorCode::kNotFound,
-               "manifest " + digest.ToString() + " is not in repository " + std::string(repository));
+  return Error(ErrorCode::kNotFound, "manifest " + digest.ToString() + " is not in repository " +
+                                         std::string(repository));
 }
 Error NoTag(std::string_view repository, std::string_view tag) {
   return Error(ErrorCode::kNotFound,
@@ -299,9 +298,8 @@ Result<std::int64_t> ExistingRepository(Connection& c, std::string_view name) {
 
 Result<std::int64_t> EnsureRepository(Connection& c, std::string_view name) {
   AIRLOCK_ASSIGN_OR_RETURN(
-      Rows rows,
-      c.Run("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            {Text(name)}));
+      Rows rows, c.Run("INSERT INTO repositories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                       {Text(name)}));
   (void)rows;
   return ExistingRepository(c, name);
 }
@@ -369,7 +367,8 @@ Result<PostgresMetadataStore::Lease> PostgresMetadataStore::Borrow() {
                 "cannot connect to the metadata database " + redacted_ + ": " + why);
   }
   // Notices ("relation already exists, skipping") are not errors; keep them off stderr.
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   return Lease(this, std::make_unique<Connection>(conn, password_));
 }
 
@@ -429,8 +428,8 @@ Result<T> PostgresMetadataStore::Transact(F&& body) {
       return result;
     }
     // Lost a race with another transaction (another hub): back off a little, then again.
-    std::this_thread::sleep_for(std::chrono::milliseconds(
-        std::uniform_int_distribution<int>(1, 5 * attempt)(jitter)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(1, 5 * attempt)(jitter)));
   }
 }
 
@@ -612,10 +611,10 @@ Result<ManifestRecord> PostgresMetadataStore::GetManifest(std::string_view repos
 Result<Digest> PostgresMetadataStore::ResolveTag(std::string_view repository,
                                                  std::string_view tag) {
   return Read<Digest>([&](Connection& c) -> Result<Digest> {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        Rows rows, c.Run("SELECT t.digest FROM tags t JOIN repositories r ON r.id = "
-                         "t.repository_id WHERE r.name = $1 AND t.name = $2",
-                         {Text(repository), Text(tag)}));
+    AIRLOCK_ASSIGN_OR_RETURN(Rows rows,
+                             c.Run("SELECT t.digest FROM tags t JOIN repositories r ON r.id = "
+                                   "t.repository_id WHERE r.name = $1 AND t.name = $2",
+                                   {Text(repository), Text(tag)}));
     if (rows.size() == 0) {
       return Fail(NoTag(repository, tag));
     }
@@ -631,10 +630,11 @@ Result<std::vector<std::string>> PostgresMetadataStore::ListTags(std::string_vie
   return Transact<Tags>([&](Connection& c) -> Result<Tags> {
     AIRLOCK_ASSIGN_OR_RETURN(std::int64_t repo, ExistingRepository(c, repository));
     AIRLOCK_ASSIGN_OR_RETURN(
-        Rows rows, c.Run("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 "
-                         "ORDER BY name LIMIT $3",
-                         {Int(repo), Text(last),
-                          Int(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)))}));
+        Rows rows,
+        c.Run("SELECT name FROM tags WHERE repository_id = $1 AND name > $2 "
+              "ORDER BY name LIMIT $3",
+              {Int(repo), Text(last),
+               Int(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)))}));
     Tags tags;
     for (int i = 0; i < rows.size(); ++i) {
       tags.push_back(rows.Str(i, 0));
@@ -650,9 +650,9 @@ Status PostgresMetadataStore::DeleteManifest(std::string_view repository, const 
                              c.Run("DELETE FROM tags WHERE repository_id = $1 AND digest = $2",
                                    {Int(repo), Text(digest.ToString())}));
     (void)tags;
-    AIRLOCK_ASSIGN_OR_RETURN(
-        Rows del, c.Run("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
-                        {Int(repo), Text(digest.ToString())}));
+    AIRLOCK_ASSIGN_OR_RETURN(Rows del,
+                             c.Run("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+                                   {Int(repo), Text(digest.ToString())}));
     if (del.Affected() == 0) {
       return Fail(NoManifest(repository, digest));
     }
@@ -662,10 +662,9 @@ Status PostgresMetadataStore::DeleteManifest(std::string_view repository, const 
 
 Status PostgresMetadataStore::DeleteTag(std::string_view repository, std::string_view tag) {
   return Transact<void>([&](Connection& c) -> Status {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        Rows del, c.Run("DELETE FROM tags WHERE name = $1 AND repository_id = "
-                        "(SELECT id FROM repositories WHERE name = $2)",
-                        {Text(tag), Text(repository)}));
+    AIRLOCK_ASSIGN_OR_RETURN(Rows del, c.Run("DELETE FROM tags WHERE name = $1 AND repository_id = "
+                                             "(SELECT id FROM repositories WHERE name = $2)",
+                                             {Text(tag), Text(repository)}));
     if (del.Affected() == 0) {
       return Fail(NoTag(repository, tag));
     }
