@@ -116,12 +116,11 @@ PostgresServer::PostgresServer() {
   }
   // The default collation is ICU's en-US, where "a" sorts before "A": the store must not depend on
   // the database's locale for its byte-ordered tags.
-  pid_t initdb =
-      Spawn({bin_ + "/initdb", "-D", (dir_ / "data").string(), "-U", kUser,
-             "--pwfile=" + pwfile.string(), "--auth-local=trust", "--auth-host=scram-sha-256",
-             "--encoding=UTF8", "--locale=C", "--locale-provider=icu", "--icu-locale=en-US",
-             "--no-sync"},
-            dir_ / "initdb.log", uid_, gid_);
+  pid_t initdb = Spawn(
+      {bin_ + "/initdb", "-D", (dir_ / "data").string(), "-U", kUser, "--pwfile=" + pwfile.string(),
+       "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C",
+       "--locale-provider=icu", "--icu-locale=en-US", "--no-sync"},
+      dir_ / "initdb.log", uid_, gid_);
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + 120s;
   while (::waitpid(initdb, &status, WNOHANG) == 0) {
@@ -148,8 +147,8 @@ PostgresServer::PostgresServer() {
 PostgresServer::~PostgresServer() { Stop(); }
 
 std::string PostgresServer::Uri(const std::string& database) const {
-  return std::string("postgres://") + kUser + ":" + kPassword + "@127.0.0.1:" +
-         std::to_string(port_) + "/" + database;
+  return std::string("postgres://") + kUser + ":" + kPassword +
+         "@127.0.0.1:" + std::to_string(port_) + "/" + database;
 }
 
 std::string PostgresServer::Log() const {
@@ -157,11 +156,11 @@ std::string PostgresServer::Log() const {
 }
 
 bool PostgresServer::TryStart() {
-  pid_ = Spawn({bin_ + "/postgres", "-D", (dir_ / "data").string(), "-k", dir_.path().string(),
-                "-h", "127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c",
-                "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                "max_connections=200"},
-               dir_ / "postgres.log", uid_, gid_);
+  pid_ =
+      Spawn({bin_ + "/postgres", "-D", (dir_ / "data").string(), "-k", dir_.path().string(), "-h",
+             "127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c",
+             "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"},
+            dir_ / "postgres.log", uid_, gid_);
   std::string probe = Uri("postgres") + "?connect_timeout=2";
   auto deadline = std::chrono::steady_clock::now() + 30s;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -4,13 +4,13 @@
 //
 // PostgresServer runs Debian's server binaries (/usr/lib/postgresql/<version>/bin, installed by
 // scripts/bootstrap): `initdb` into a temporary directory (superuser "airlock" with a password,
-// scram-sha-256 over TCP, ICU en-US collation by default), then `postgres` listening on 127.0.0.1 on a free port with its socket
-// in that directory and durability off (fsync, synchronous_commit: a test cluster). PostgreSQL
-// refuses to run as root, so when the tests run as root both run as the user nobody (the
-// directory is handed to it). The constructor returns once the server accepts logins and throws
-// std::runtime_error when the binaries are missing (saying to run scripts/bootstrap) or the server
-// does not start. The server is stopped by the destructor and killed (PR_SET_PDEATHSIG) when the
-// test process dies. Not thread-safe.
+// scram-sha-256 over TCP, ICU en-US collation by default), then `postgres` listening on 127.0.0.1
+// on a free port with its socket in that directory and durability off (fsync, synchronous_commit: a
+// test cluster). PostgreSQL refuses to run as root, so when the tests run as root both run as the
+// user nobody (the directory is handed to it). The constructor returns once the server accepts
+// logins and throws std::runtime_error when the binaries are missing (saying to run
+// scripts/bootstrap) or the server does not start. The server is stopped by the destructor and
+// killed (PR_SET_PDEATHSIG) when the test process dies. Not thread-safe.
 
 #include <gtest/gtest.h>
 #include <sys/types.h>
