@@ -39,3 +39,5 @@ find_package(PahoMqttCpp REQUIRED)
 find_package(CURL 7.85 REQUIRED)
 # The hub's embedded metadata database.
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
+# The hub's shared metadata database (issue 4): libpq, PostgreSQL's C client (libpq-dev).
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)

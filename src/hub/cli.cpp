@@ -10,6 +10,7 @@
 #include "core/exit_codes.hpp"
 #include "core/log.hpp"
 #include "hub/server.hpp"
+#include "store/postgres_metadata_store.hpp"
 
 namespace airlock::hub {
 namespace {
@@ -31,6 +32,8 @@ int Serve(HubConfig config) {
 
   std::string address = config.http.address;
   std::filesystem::path data = config.data;
+  std::string metadata =
+      config.db.empty() ? (data / "metadata.db").string() : store::RedactedPostgresUri(config.db);
   auto hub = Hub::Open(std::move(config));
   if (!hub) {
     return Report(hub.error());
@@ -40,7 +43,7 @@ int Serve(HubConfig config) {
   if (!bound) {
     return Report(bound.error());
   }
-  spdlog::info("data directory {}", data.string());
+  spdlog::info("data directory {}, metadata in {}", data.string(), metadata);
   std::printf("airlock-hub: serving on http://%s:%d\n", address.c_str(), server.port());
   std::fflush(stdout);
   if (address != "127.0.0.1" && address != "::1" && address != "localhost") {
@@ -71,13 +74,16 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", AIRLOCK_VERSION);
 
   auto* serve = app.add_subcommand("serve", "Serve the OCI distribution API (/v2/) over HTTP");
-  std::string config_file, data, address, log_level = "info";
+  std::string config_file, data, db, address, log_level = "info";
   int port = -1;
   serve->add_option("-c,--config", config_file,
                     "YAML configuration (docs/hub.md lists every key); default: built-in");
   serve->add_option("--data", data,
                     "data directory (default /var/lib/airlock-hub for root, else "
                     "$XDG_DATA_HOME/airlock-hub)");
+  serve->add_option("--db", db,
+                    "metadata database: postgres://user:password@host:port/db (default: SQLite "
+                    "in the data directory)");
   serve->add_option("--address", address, "address to listen on (default 127.0.0.1)");
   serve->add_option("--port", port, "port to listen on (default 7400; 0 picks a free one)")
       ->check(CLI::Range(0, 65535));
@@ -101,6 +107,9 @@ int Main(int argc, char** argv) {
   }
   if (!data.empty()) {
     config.data = data;
+  }
+  if (!db.empty()) {
+    config.db = db;
   }
   if (!address.empty()) {
     config.http.address = address;

@@ -15,6 +15,10 @@ namespace airlock::hub {
 struct HubConfig {
   // Blobs, upload sessions and the metadata database (docs/hub.md, "The data directory").
   std::filesystem::path data;
+  // Where the metadata lives: "" for SQLite in DATA/metadata.db (the default), or a PostgreSQL
+  // URI, postgres://user:password@host:port/db, so that several hubs can share one database
+  // (docs/hub.md, "PostgreSQL").
+  std::string db;
   struct Http {
     std::string address = "127.0.0.1";
     int port = 7400;   // 0: a free port (printed at start)

@@ -10,6 +10,7 @@
 
 #include "core/log.hpp"
 #include "hub/oci_rules.hpp"
+#include "store/postgres_metadata_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
 
 namespace airlock::hub {
@@ -868,6 +869,27 @@ void HubServer::Stop() {
   }
 }
 
+namespace {
+
+// SQLite in the data directory unless the configuration names a PostgreSQL database.
+Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& config) {
+  if (config.db.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(auto s, store::SqliteMetadataStore::Open(config.data / "metadata.db"));
+    return std::unique_ptr<store::MetadataStore>(std::move(s));
+  }
+  if (!config.db.starts_with("postgres://") && !config.db.starts_with("postgresql://")) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "db: expected postgres://user:password@host:port/database, got " +
+                    store::RedactedPostgresUri(config.db));
+  }
+  // As many connections as requests served at once, so no request waits for one.
+  AIRLOCK_ASSIGN_OR_RETURN(auto s,
+                           store::PostgresMetadataStore::Open(config.db, config.http.threads));
+  return std::unique_ptr<store::MetadataStore>(std::move(s));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, Authorizer authorizer) {
   std::unique_ptr<Hub> hub(new Hub());
   auto blobs = store::BlobStore::Open(config.data);
@@ -875,8 +897,7 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, Authorizer authorizer) 
     return Fail(std::move(blobs.error()).WithContext("while opening the hub's data directory"));
   }
   hub->blobs_ = std::move(*blobs);
-  AIRLOCK_ASSIGN_OR_RETURN(hub->metadata_,
-                           store::SqliteMetadataStore::Open(config.data / "metadata.db"));
+  AIRLOCK_ASSIGN_OR_RETURN(hub->metadata_, OpenMetadata(config));
   hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, *hub->metadata_,
                                              std::move(authorizer));
   return hub;

@@ -59,8 +59,9 @@ class HubServer {
   int port_ = 0;
 };
 
-// A whole hub on one data directory: its blob store (DATA/), its SQLite metadata
-// (DATA/metadata.db) and its server. Opening sweeps what a killed hub left of its uploads.
+// A whole hub on one data directory: its blob store (DATA/), its metadata (SQLite in
+// DATA/metadata.db, or the PostgreSQL database config.db names) and its server. Opening sweeps what
+// a killed hub left of its uploads.
 class Hub {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Hub>> Open(HubConfig config,

@@ -1,6 +1,7 @@
 #pragma once
-// A hub served in-process on a free 127.0.0.1 port over a temporary data directory, and the
-// requests the tests make of it.
+// A hub served in-process on a free 127.0.0.1 port over a temporary data directory, with its
+// metadata in SQLite or in a fresh database of the tests' PostgreSQL (the test parameter: suites
+// instantiate on both), and the requests the tests make of it.
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -13,6 +14,7 @@
 #include "core/digest.hpp"
 #include "hub/oci_rules.hpp"
 #include "hub/server.hpp"
+#include "support/postgres.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::hub {
@@ -51,12 +53,19 @@ inline std::string ImageManifest(const std::string& config, const std::vector<st
   return m.dump();
 }
 
-class HubFixture : public ::testing::Test {
+class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBackend> {
  protected:
   void SetUp() override {
     spdlog::set_level(spdlog::level::warn);
     HubConfig config = DefaultHubConfig();
     config.data = dir_ / "data";
+    if (GetParam() == airlock::testing::MetadataBackend::kPostgres) {
+      try {
+        config.db = airlock::testing::SharedPostgres().CreateDatabase();
+      } catch (const std::exception& e) {
+        FAIL() << e.what();
+      }
+    }
     config.http.port = 0;
     config.oci.max_blob_size = max_blob_size_;
     auto hub = Hub::Open(config);

@@ -11,15 +11,17 @@ namespace {
 using nlohmann::json;
 
 class OciApiTest : public HubFixture {};
+INSTANTIATE_TEST_SUITE_P(Backends, OciApiTest, airlock::testing::AllMetadataBackends(),
+                         airlock::testing::BackendName);
 
-TEST_F(OciApiTest, BaseEndpointAnswersWithTheApiVersion) {
+TEST_P(OciApiTest, BaseEndpointAnswersWithTheApiVersion) {
   auto r = c().Get("/v2/");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Docker-Distribution-API-Version"), "registry/2.0");
 }
 
-TEST_F(OciApiTest, PullByTagAndDigestWithHeadAndContentType) {
+TEST_P(OciApiTest, PullByTagAndDigestWithHeadAndContentType) {
   std::string m = PushImage("models/visual-inspection", "1.0.0", "{}", {"weights"});
   std::string digest = Sha256Of(m).ToString();
   for (const std::string& ref : {std::string("1.0.0"), digest}) {
@@ -47,7 +49,7 @@ TEST_F(OciApiTest, PullByTagAndDigestWithHeadAndContentType) {
   EXPECT_EQ(head->get_header_value("Content-Length"), "7");
 }
 
-TEST_F(OciApiTest, UnknownRepositoryManifestAndBlob) {
+TEST_P(OciApiTest, UnknownRepositoryManifestAndBlob) {
   std::string absent = Sha256Of("absent").ToString();
   auto r = c().Get("/v2/nope/manifests/latest");
   EXPECT_EQ(r->status, 404);
@@ -77,7 +79,7 @@ TEST_F(OciApiTest, UnknownRepositoryManifestAndBlob) {
   EXPECT_TRUE(body["errors"][0]["detail"].is_string());
 }
 
-TEST_F(OciApiTest, BlobRangesGive206And416) {
+TEST_P(OciApiTest, BlobRangesGive206And416) {
   PushBlob("r", "0123456789");
   std::string path = "/v2/r/blobs/" + Sha256Of("0123456789").ToString();
   struct Case {
@@ -107,7 +109,7 @@ TEST_F(OciApiTest, BlobRangesGive206And416) {
   EXPECT_EQ(whole->body, "0123456789");
 }
 
-TEST_F(OciApiTest, ChunkedUploadWithContentRangeStatusAndFinish) {
+TEST_P(OciApiTest, ChunkedUploadWithContentRangeStatusAndFinish) {
   auto start = c().Post("/v2/models/a/blobs/uploads/", "", "application/octet-stream");
   ASSERT_TRUE(start);
   ASSERT_EQ(start->status, 202);
@@ -148,7 +150,7 @@ TEST_F(OciApiTest, ChunkedUploadWithContentRangeStatusAndFinish) {
   EXPECT_EQ(ErrorCodeOf(c().Get(location)), "BLOB_UPLOAD_UNKNOWN");  // finished
 }
 
-TEST_F(OciApiTest, ADigestMismatchPublishesNothing) {
+TEST_P(OciApiTest, ADigestMismatchPublishesNothing) {
   std::string wrong = Sha256Of("something else").ToString();
   auto r = c().Post("/v2/r/blobs/uploads/?digest=" + wrong, "payload", "application/octet-stream");
   EXPECT_EQ(r->status, 400);
@@ -169,7 +171,7 @@ TEST_F(OciApiTest, ADigestMismatchPublishesNothing) {
   EXPECT_EQ(c().Get("/v2/r/blobs/" + Sha256Of("payload").ToString())->body, "payload");
 }
 
-TEST_F(OciApiTest, UploadsBelongToTheirRepositoryAndCanBeCancelled) {
+TEST_P(OciApiTest, UploadsBelongToTheirRepositoryAndCanBeCancelled) {
   auto start = c().Post("/v2/r/blobs/uploads/", "", "application/octet-stream");
   std::string location = start->get_header_value("Location");
   std::string id = start->get_header_value("Docker-Upload-UUID");
@@ -184,7 +186,7 @@ TEST_F(OciApiTest, UploadsBelongToTheirRepositoryAndCanBeCancelled) {
             "BLOB_UPLOAD_UNKNOWN");
 }
 
-TEST_F(OciApiTest, CrossRepositoryMount) {
+TEST_P(OciApiTest, CrossRepositoryMount) {
   PushBlob("models/a", "shared layer");
   std::string digest = Sha256Of("shared layer").ToString();
   EXPECT_EQ(c().Head("/v2/models/b/blobs/" + digest)->status, 404);  // not visible there yet
@@ -206,7 +208,7 @@ TEST_F(OciApiTest, CrossRepositoryMount) {
   EXPECT_EQ(c().Head("/v2/models/c/blobs/" + digest)->status, 404);
 }
 
-TEST_F(OciApiTest, AManifestReferencingAMissingBlobIsRefused) {
+TEST_P(OciApiTest, AManifestReferencingAMissingBlobIsRefused) {
   PushBlob("r", "{}");
   std::string m = ImageManifest("{}", {"never pushed"});
   auto r = PutManifest("r", "v1", m);
@@ -229,7 +231,7 @@ TEST_F(OciApiTest, AManifestReferencingAMissingBlobIsRefused) {
   EXPECT_EQ(c().Get("/v2/r/manifests/idx")->get_header_value("Content-Type"), kIndexType);
 }
 
-TEST_F(OciApiTest, BadManifestsAreRefusedWithTheirReason) {
+TEST_P(OciApiTest, BadManifestsAreRefusedWithTheirReason) {
   PushBlob("r", "{}");
   std::string good = ImageManifest("{}", {});
   struct Case {
@@ -275,7 +277,7 @@ TEST_F(OciApiTest, BadManifestsAreRefusedWithTheirReason) {
   EXPECT_EQ(PutManifest("r", "v1", good)->status, 201);
 }
 
-TEST_F(OciApiTest, DockerSchema2ManifestsAreAccepted) {
+TEST_P(OciApiTest, DockerSchema2ManifestsAreAccepted) {
   PushBlob("r", "{}");
   PushBlob("r", "layer");
   json m = {{"schemaVersion", 2},
@@ -289,7 +291,7 @@ TEST_F(OciApiTest, DockerSchema2ManifestsAreAccepted) {
             "application/vnd.docker.distribution.manifest.v2+json");
 }
 
-TEST_F(OciApiTest, TagsListWithPagination) {
+TEST_P(OciApiTest, TagsListWithPagination) {
   std::string m = PushImage("r", "b", "{}", {});
   for (const char* tag : {"a", "c", "1.0", "latest"}) {
     ASSERT_EQ(PutManifest("r", tag, m)->status, 201);
@@ -309,7 +311,7 @@ TEST_F(OciApiTest, TagsListWithPagination) {
   EXPECT_EQ(c().Get("/v2/r/tags/list?n=-1")->status, 400);
 }
 
-TEST_F(OciApiTest, ReferrersWithArtifactTypeFilter) {
+TEST_P(OciApiTest, ReferrersWithArtifactTypeFilter) {
   std::string subject = PushImage("r", "v1", "{}", {"weights"});
   std::string subject_digest = Sha256Of(subject).ToString();
   json subject_descriptor = Describe(kManifestType, subject);
@@ -358,7 +360,7 @@ TEST_F(OciApiTest, ReferrersWithArtifactTypeFilter) {
   EXPECT_EQ(c().Get("/v2/r/referrers/latest")->status, 400);
 }
 
-TEST_F(OciApiTest, DeleteManifestsTagsAndBlobs) {
+TEST_P(OciApiTest, DeleteManifestsTagsAndBlobs) {
   std::string m = PushImage("r", "v1", "{}", {"weights"});
   PushImage("s", "v1", "{}", {"weights"});
   std::string digest = Sha256Of(m).ToString();
@@ -382,7 +384,7 @@ TEST_F(OciApiTest, DeleteManifestsTagsAndBlobs) {
   EXPECT_FALSE(hub_->blobs().Size(*Digest::Parse(weights)));
 }
 
-TEST_F(OciApiTest, ConcurrentPushesOfTheSameBlob) {
+TEST_P(OciApiTest, ConcurrentPushesOfTheSameBlob) {
   std::string data(8 << 20, '\0');
   for (std::size_t i = 0; i < data.size(); ++i) {
     data[i] = static_cast<char>(i * 7 + i / 4096);
@@ -422,7 +424,7 @@ TEST_F(OciApiTest, ConcurrentPushesOfTheSameBlob) {
   }
 }
 
-TEST_F(OciApiTest, ABlobOverTheLimitIsRefused) {
+TEST_P(OciApiTest, ABlobOverTheLimitIsRefused) {
   std::string big((64 << 20) + 1, 'x');
   auto r = c().Post("/v2/r/blobs/uploads/?digest=" + Sha256Of(big).ToString(), big,
                     "application/octet-stream");

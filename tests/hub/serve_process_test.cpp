@@ -164,6 +164,63 @@ TEST(HubProcess, AConfigurationWithAnUnknownKeyIsRefused) {
   EXPECT_NE(hub.Stderr().find("http.prot: unknown key"), std::string::npos);
 }
 
+TEST(HubProcess, TwoHubsOnOnePostgresDatabaseSeeEachOthersManifests) {
+  std::string db;
+  try {
+    db = airlock::testing::SharedPostgres().CreateDatabase();
+  } catch (const std::exception& e) {
+    FAIL() << e.what();
+  }
+  TempDir dir;
+  // One selects the database with --db, the other with the configuration's db key.
+  airlock::testing::WriteAll(dir / "hub.yaml", "db: " + db + "\n");
+  HubProcess a({"serve", "--data", (dir / "a").string(), "--db", db, "--port", "0"});
+  HubProcess b({"serve", "--data", (dir / "b").string(), "--config", (dir / "hub.yaml").string(),
+                "--port", "0"});
+  int port_a = a.WaitForPort(), port_b = b.WaitForPort();
+  ASSERT_GT(port_a, 0);
+  ASSERT_GT(port_b, 0);
+  httplib::Client ca("127.0.0.1", port_a), cb("127.0.0.1", port_b);
+  std::string config = "{}";
+  auto pushed = ca.Post("/v2/m/blobs/uploads/?digest=" + Sha256Of(config).ToString(), config,
+                        "application/octet-stream");
+  ASSERT_TRUE(pushed);
+  ASSERT_EQ(pushed->status, 201);
+  std::string manifest = ImageManifest(config, {});
+  auto put = ca.Put("/v2/m/manifests/1.0", manifest, kManifestType);
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 201) << put->body;
+  auto got = cb.Get("/v2/m/manifests/1.0");  // through the other hub
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, manifest);
+  EXPECT_EQ(a.Stop(SIGTERM), 0);
+  EXPECT_EQ(b.Stop(SIGTERM), 0);
+}
+
+TEST(HubProcess, AnUnreachableOrRefusingDatabaseStopsTheHubWithoutPrintingThePassword) {
+  TempDir dir;
+  std::string wrong = airlock::testing::SharedPostgres().Uri("postgres");
+  wrong.replace(wrong.find(airlock::testing::PostgresServer::kPassword),
+                std::string(airlock::testing::PostgresServer::kPassword).size(), "not-it-42");
+  HubProcess refused({"serve", "--data", (dir / "data").string(), "--db", wrong, "--port", "0"});
+  EXPECT_NE(refused.Wait(), 0);
+  std::string err = refused.Stderr();
+  EXPECT_NE(err.find("password authentication failed"), std::string::npos) << err;
+  EXPECT_EQ(err.find("not-it-42"), std::string::npos) << err;
+
+  std::string nowhere =
+      "postgres://hub:pw-77@127.0.0.1:" + std::to_string(airlock::testing::FreePort()) + "/hub";
+  HubProcess unreachable(
+      {"serve", "--data", (dir / "data").string(), "--db", nowhere, "--port", "0"});
+  EXPECT_NE(unreachable.Wait(), 0);
+  err = unreachable.Stderr();
+  EXPECT_NE(err.find("cannot connect to the metadata database postgres://hub@127.0.0.1:"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("pw-77"), std::string::npos) << err;
+}
+
 TEST(HubProcess, KilledMidUploadRestartsWithNothingHalfVisible) {
   TempDir dir;
   fs::path data = dir / "data";

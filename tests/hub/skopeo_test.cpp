@@ -28,6 +28,9 @@ class SkopeoHubInterop : public HubFixture {
       GTEST_SKIP() << "skopeo is not installed (scripts/bootstrap installs it)";
     }
     HubFixture::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
     fs::path src = dir_ / "src";
     airlock::testing::WriteAffineModel(src / "model.onnx", 4);
     airlock::testing::WriteNpy(src / "x.npy", airlock::testing::Fp32("x", {1, 4}, {0, 1, 2, 3}));
@@ -65,7 +68,10 @@ class SkopeoHubInterop : public HubFixture {
   }
 };
 
-TEST_F(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
+INSTANTIATE_TEST_SUITE_P(Backends, SkopeoHubInterop, airlock::testing::AllMetadataBackends(),
+                         airlock::testing::BackendName);
+
+TEST_P(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
   // Sign first, so the layout carries a release referrer as a real package does.
   fs::path keys = dir_ / "keys";
   fs::create_directories(keys);

@@ -1,16 +1,24 @@
-// SqliteMetadataStore: migrations, blob links, manifests whose references must exist (checked
-// atomically, leaving nothing behind when refused), tags in order with paging, referrers.
+// MetadataStore, on SQLite and on PostgreSQL (every case runs on both): migrations, blob links,
+// manifests whose references must exist (checked atomically, leaving nothing behind when
+// refused), tags in order with paging, referrers.
 
-#include "store/sqlite_metadata_store.hpp"
+#include "store/metadata_store.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <functional>
+
+#include "store/postgres_metadata_store.hpp"
+#include "store/sqlite_metadata_store.hpp"
+#include "support/postgres.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::store {
 namespace {
 
+using airlock::testing::MetadataBackend;
+using airlock::testing::SharedPostgres;
 using airlock::testing::TempDir;
 
 ManifestRecord Manifest(std::string_view bytes, std::string artifact_type = "",
@@ -25,39 +33,79 @@ ManifestRecord Manifest(std::string_view bytes, std::string artifact_type = "",
   return m;
 }
 
-class SqliteMetadataStoreTest : public ::testing::Test {
+class MetadataStoreTest : public ::testing::TestWithParam<MetadataBackend> {
  protected:
   void SetUp() override {
-    auto s = SqliteMetadataStore::Open(dir_ / "metadata.db");
+    if (GetParam() == MetadataBackend::kPostgres) {
+      try {
+        uri_ = SharedPostgres().CreateDatabase();
+      } catch (const std::exception& e) {
+        FAIL() << e.what();
+      }
+    }
+    auto s = Open();
     ASSERT_TRUE(s) << s.error().ToString();
     db_ = std::move(*s);
   }
+
+  Result<std::unique_ptr<MetadataStore>> Open() {
+    if (GetParam() == MetadataBackend::kSqlite) {
+      AIRLOCK_ASSIGN_OR_RETURN(auto s, SqliteMetadataStore::Open(dir_ / "metadata.db"));
+      return std::unique_ptr<MetadataStore>(std::move(s));
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(auto s, PostgresMetadataStore::Open(uri_));
+    return std::unique_ptr<MetadataStore>(std::move(s));
+  }
+  Result<int> SchemaVersion() {
+    if (auto* s = dynamic_cast<SqliteMetadataStore*>(db_.get())) {
+      return s->SchemaVersion();
+    }
+    return dynamic_cast<PostgresMetadataStore&>(*db_).SchemaVersion();
+  }
+  int LatestSchemaVersion() {
+    return GetParam() == MetadataBackend::kSqlite ? SqliteMetadataStore::LatestSchemaVersion()
+                                                  : PostgresMetadataStore::LatestSchemaVersion();
+  }
+  // What a newer hub would have left in the database.
+  void RecordFutureMigration() {
+    if (GetParam() == MetadataBackend::kSqlite) {
+      sqlite3* raw = nullptr;
+      ASSERT_EQ(sqlite3_open((dir_ / "metadata.db").c_str(), &raw), SQLITE_OK);
+      ASSERT_EQ(sqlite3_exec(raw, "INSERT INTO schema_migrations VALUES (999, 'future', 'x')",
+                             nullptr, nullptr, nullptr),
+                SQLITE_OK);
+      sqlite3_close(raw);
+    } else {
+      SharedPostgres().Execute(uri_.substr(uri_.rfind('/') + 1),
+                               "INSERT INTO schema_migrations VALUES (999, 'future', now())");
+    }
+  }
+
   TempDir dir_;
-  std::unique_ptr<SqliteMetadataStore> db_;
+  std::string uri_;
+  std::unique_ptr<MetadataStore> db_;
 };
 
-TEST_F(SqliteMetadataStoreTest, MigrationsAreRecordedAndANewerSchemaIsRefused) {
-  EXPECT_EQ(*db_->SchemaVersion(), SqliteMetadataStore::LatestSchemaVersion());
+INSTANTIATE_TEST_SUITE_P(Backends, MetadataStoreTest, airlock::testing::AllMetadataBackends(),
+                         airlock::testing::BackendName);
+
+TEST_P(MetadataStoreTest, MigrationsAreRecordedAndANewerSchemaIsRefused) {
+  EXPECT_EQ(*SchemaVersion(), LatestSchemaVersion());
   ASSERT_TRUE(db_->LinkBlob("r", Sha256Of("a"), 1));
   db_.reset();
-  auto again = SqliteMetadataStore::Open(dir_ / "metadata.db");  // nothing applied twice
+  auto again = Open();  // nothing applied twice
   ASSERT_TRUE(again) << again.error().ToString();
   EXPECT_EQ(*(*again)->LinkedBlob("r", Sha256Of("a")), 1u);
   again->reset();
 
-  sqlite3* raw = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ / "metadata.db").c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "INSERT INTO schema_migrations VALUES (999, 'future', 'x')", nullptr,
-                         nullptr, nullptr),
-            SQLITE_OK);
-  sqlite3_close(raw);
-  auto newer = SqliteMetadataStore::Open(dir_ / "metadata.db");
+  RecordFutureMigration();
+  auto newer = Open();
   ASSERT_FALSE(newer);
   EXPECT_EQ(newer.error().code(), ErrorCode::kUnsupported);
   EXPECT_NE(newer.error().ToString().find("schema version 999"), std::string::npos);
 }
 
-TEST_F(SqliteMetadataStoreTest, BlobsAreVisibleOnlyWhereLinked) {
+TEST_P(MetadataStoreTest, BlobsAreVisibleOnlyWhereLinked) {
   Digest d = Sha256Of("layer");
   EXPECT_EQ(db_->LinkedBlob("a", d).error().code(), ErrorCode::kNotFound);
   EXPECT_FALSE(*db_->RepositoryExists("a"));
@@ -72,7 +120,7 @@ TEST_F(SqliteMetadataStoreTest, BlobsAreVisibleOnlyWhereLinked) {
   EXPECT_FALSE(*db_->UnlinkBlob("b/c", d));  // the last link
 }
 
-TEST_F(SqliteMetadataStoreTest, AManifestNeedsItsBlobsInItsRepositoryAndARefusalLeavesNothing) {
+TEST_P(MetadataStoreTest, AManifestNeedsItsBlobsInItsRepositoryAndARefusalLeavesNothing) {
   Digest config = Sha256Of("{}"), layer = Sha256Of("weights");
   ManifestRecord m = Manifest("manifest-1");
   ManifestReferences refs{{{config, 2}, {layer, 7}}, {}};
@@ -115,7 +163,7 @@ TEST_F(SqliteMetadataStoreTest, AManifestNeedsItsBlobsInItsRepositoryAndARefusal
   ASSERT_TRUE(db_->PutManifest("models/x", index, children, "idx"));
 }
 
-TEST_F(SqliteMetadataStoreTest, TagsListInByteOrderWithPagingAndMoveAndDelete) {
+TEST_P(MetadataStoreTest, TagsListInByteOrderWithPagingAndMoveAndDelete) {
   ManifestRecord a = Manifest("a"), b = Manifest("b");
   for (const char* tag : {"b", "A", "a", "1.0.0", "latest"}) {
     ASSERT_TRUE(db_->PutManifest("r", a, {}, tag));
@@ -136,7 +184,7 @@ TEST_F(SqliteMetadataStoreTest, TagsListInByteOrderWithPagingAndMoveAndDelete) {
   EXPECT_EQ(db_->DeleteManifest("r", a.digest).error().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(SqliteMetadataStoreTest, ReferrersBySubjectAndArtifactType) {
+TEST_P(MetadataStoreTest, ReferrersBySubjectAndArtifactType) {
   ManifestRecord subject = Manifest("subject");
   ASSERT_TRUE(db_->PutManifest("r", subject, {}, "v1"));
   ManifestRecord sig = Manifest("sig", "application/vnd.airlock.release.v1+json", subject.digest);
