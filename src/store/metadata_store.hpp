@@ -4,9 +4,9 @@
 // serve (a blob is visible in a repository only once it was pushed or mounted there).
 //
 // One interface, two implementations (DESIGN §7): SQLite (SqliteMetadataStore, embedded, the
-// default) and PostgreSQL (issue 4, not written yet). The interface is shaped for both: every
-// method is one short transaction, checks that must hold together with a write happen inside the
-// same call (PutManifest refuses a manifest whose blobs are not linked, atomically), nothing
+// default) and PostgreSQL (PostgresMetadataStore, for several hubs on one database). Both follow
+// these rules: every method is one short transaction, checks that must hold with a write happen in
+// the same call (PutManifest refuses a manifest whose blobs are not linked, atomically), nothing
 // hands out cursors or connections, and names and digests are plain text.
 //
 // Implementations are thread-safe: any method may be called from any thread. Methods block on
