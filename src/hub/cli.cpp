@@ -5,12 +5,15 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/exit_codes.hpp"
 #include "core/log.hpp"
 #include "hub/server.hpp"
 #include "store/postgres_metadata_store.hpp"
+#include "store/sqlite_metadata_store.hpp"
 
 namespace airlock::hub {
 namespace {
@@ -31,11 +34,16 @@ int Serve(HubConfig config) {
   std::signal(SIGPIPE, SIG_IGN);
 
   std::string address = config.http.address;
+  bool auth_enabled = config.auth.enabled;
   std::filesystem::path data = config.data;
   std::string metadata =
       config.db.empty() ? (data / "metadata.db").string() : store::RedactedPostgresUri(config.db);
   auto hub = Hub::Open(std::move(config));
   if (!hub) {
+    if (hub.error().code() == ErrorCode::kInvalidArgument) {
+      Report(hub.error());
+      return kExitUsage;
+    }
     return Report(hub.error());
   }
   HubServer& server = (*hub)->server();
@@ -46,11 +54,19 @@ int Serve(HubConfig config) {
   spdlog::info("data directory {}, metadata in {}", data.string(), metadata);
   std::printf("airlock-hub: serving on http://%s:%d\n", address.c_str(), server.port());
   std::fflush(stdout);
-  if (address != "127.0.0.1" && address != "::1" && address != "localhost") {
+  if (!auth_enabled) {
     spdlog::warn(
-        "listening on {} without authentication: anyone who can reach this port can "
-        "push and delete (tokens and roles are not implemented yet)",
-        address);
+        "authentication is off (auth.enabled: false): anyone on this machine may push "
+        "and delete");
+  } else {
+    auto tokens = (*hub)->access().store().ListTokens();
+    if (tokens && tokens->empty()) {
+      std::printf(
+          "airlock-hub: no tokens yet; create the first admin with\n"
+          "  airlock-hub token create --name admin --role admin --data %s\n",
+          data.string().c_str());
+      std::fflush(stdout);
+    }
   }
   std::thread waiter([&] {
     int sig = 0;
@@ -62,6 +78,122 @@ int Serve(HubConfig config) {
   // Serve also returns when Stop was not called (a listen failure): wake the waiter.
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
+  return kExitOk;
+}
+
+std::string Time(std::optional<std::int64_t> t) {
+  return t ? FormatRfc3339(TimePoint(std::chrono::seconds(*t))) : std::string("-");
+}
+
+// airlock-hub token create|ls|revoke, on the data directory (works with or without a hub running).
+int Token(const HubConfig& config, const std::string& verb, const std::string& name,
+          const std::string& role_name, const std::string& expires) {
+  SystemClock clock;
+  auto meta = store::SqliteMetadataStore::Open(config.data / "metadata.db");  // migrates
+  if (!meta) {
+    return Report(meta.error());
+  }
+  auto opened = HubAccess::Open(config, clock);
+  if (!opened) {
+    return Report(opened.error());
+  }
+  AccessControl& access = (*opened)->access();
+  const char* user = std::getenv("USER");
+  std::string by = std::string("local:") + (user != nullptr ? user : "?");
+  store::AuditEntry audit;
+  audit.token_name = by;
+  audit.result = "ok";
+  audit.remote = "local";
+  if (verb == "create") {
+    auto role = ParseRole(role_name);
+    if (!role) {
+      std::fprintf(stderr,
+                   "airlock-hub: error: --role must be viewer, publisher, release-manager or "
+                   "admin\n");
+      return kExitUsage;
+    }
+    std::optional<std::chrono::seconds> ttl;
+    if (!expires.empty() && expires != "never") {
+      auto d = ParseDuration(expires);
+      if (!d) {
+        Report(d.error());
+        return kExitUsage;
+      }
+      ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
+    auto minted = access.CreateToken(name, *role, by, ttl);
+    if (!minted) {
+      return Report(minted.error());
+    }
+    audit.action = "token.create";
+    audit.target = name + " (" + role_name + ")";
+    access.Record(audit);
+    std::fprintf(stderr, "created token %s (role %s, expires %s); it is shown only this once:\n",
+                 name.c_str(), role_name.c_str(), Time(minted->record.expires_at).c_str());
+    std::printf("%s\n", minted->token.c_str());
+    return kExitOk;
+  }
+  if (verb == "revoke") {
+    Status s = (*opened)->store().RevokeToken(name, access.Now());
+    if (!s) {
+      return Report(s.error());
+    }
+    audit.action = "token.revoke";
+    audit.target = name;
+    access.Record(audit);
+    std::printf("revoked token %s\n", name.c_str());
+    return kExitOk;
+  }
+  auto tokens = (*opened)->store().ListTokens();
+  if (!tokens) {
+    return Report(tokens.error());
+  }
+  std::printf("%-24s %-16s %-22s %-22s %s\n", "NAME", "ROLE", "CREATED", "EXPIRES", "STATE");
+  for (const auto& t : *tokens) {
+    std::string state = t.revoked_at                                      ? "revoked"
+                        : (t.expires_at && *t.expires_at <= access.Now()) ? "expired"
+                                                                          : "active";
+    std::printf("%-24s %-16s %-22s %-22s %s\n", t.name.c_str(), t.role.c_str(),
+                Time(t.created_at).c_str(), Time(t.expires_at).c_str(), state.c_str());
+  }
+  return kExitOk;
+}
+
+// airlock-hub audit: the newest entries of the audit log.
+int Audit(const HubConfig& config, int limit, bool as_json) {
+  SystemClock clock;
+  auto meta = store::SqliteMetadataStore::Open(config.data / "metadata.db");
+  if (!meta) {
+    return Report(meta.error());
+  }
+  auto opened = HubAccess::Open(config, clock);
+  if (!opened) {
+    return Report(opened.error());
+  }
+  auto entries = (*opened)->store().ListAudit(0, static_cast<std::size_t>(limit));
+  if (!entries) {
+    return Report(entries.error());
+  }
+  for (const auto& e : *entries) {
+    if (as_json) {
+      std::printf("%s\n", nlohmann::json{{"id", e.id},
+                                         {"time", Time(e.at)},
+                                         {"token", e.token_name},
+                                         {"role", e.role},
+                                         {"action", e.action},
+                                         {"target", e.target},
+                                         {"result", e.result},
+                                         {"reason", e.reason},
+                                         {"remote", e.remote}}
+                              .dump()
+                              .c_str());
+    } else {
+      std::printf("%s  %-16s %-16s %-22s %-4s %s%s\n", Time(e.at).c_str(),
+                  e.token_name.empty() ? "(anonymous)" : e.token_name.c_str(),
+                  e.role.empty() ? "-" : e.role.c_str(), e.action.c_str(), e.result.c_str(),
+                  e.target.c_str(), e.reason.empty() ? "" : ("  (" + e.reason + ")").c_str());
+    }
+  }
   return kExitOk;
 }
 
@@ -89,6 +221,32 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   serve->add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str();
+  bool no_auth = false;
+  serve->add_flag("--no-auth", no_auth,
+                  "serve without tokens (auth.enabled: false); only on a loopback address");
+
+  auto* token = app.add_subcommand("token", "Create, list and revoke access tokens (offline)");
+  token->require_subcommand(1);
+  std::string token_name, token_role, token_expires;
+  auto* create = token->add_subcommand("create", "Create a token; it is printed once");
+  create->add_option("--name", token_name, "a unique name (letters, digits, . _ -)")->required();
+  create->add_option("--role", token_role, "viewer, publisher, release-manager or admin")
+      ->required();
+  create->add_option("--expires", token_expires, "lifetime, e.g. 90d or 12h (default: never)");
+  auto* revoke = token->add_subcommand("revoke", "Revoke a token by name");
+  revoke->add_option("name", token_name, "the token's name")->required();
+  token->add_subcommand("ls", "List the tokens (names, roles, expiry; never the tokens)");
+  auto* audit = app.add_subcommand("audit", "Print the newest entries of the audit log (offline)");
+  int audit_limit = 50;
+  bool audit_json = false;
+  audit->add_option("-n,--limit", audit_limit, "how many entries")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  audit->add_flag("--json", audit_json, "one JSON object per line");
+  for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit}) {
+    cmd->add_option("-c,--config", config_file, "YAML configuration (for its data directory)");
+    cmd->add_option("--data", data, "data directory (default as for serve)");
+  }
 
   try {
     app.parse(argc, argv);
@@ -116,6 +274,18 @@ int Main(int argc, char** argv) {
   }
   if (port >= 0) {
     config.http.port = port;
+  }
+  if (no_auth) {
+    config.auth.enabled = false;
+  }
+  if (*token) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.data, ec);
+    std::string verb = create->parsed() ? "create" : revoke->parsed() ? "revoke" : "ls";
+    return Token(config, verb, token_name, token_role, token_expires);
+  }
+  if (*audit) {
+    return Audit(config, audit_limit, audit_json);
   }
   return Serve(std::move(config));
 }

@@ -94,7 +94,7 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     }
     return s;
   };
-  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "db", "http", "oci"})));
+  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "db", "http", "oci", "auth"})));
   std::string data;
   AIRLOCK_RETURN_IF_ERROR(where(ReadString(doc, "", "data", data)));
   if (!data.empty()) {
@@ -116,7 +116,44 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*oci, "oci.", "max_blob_size", 1, INT64_MAX, size)));
     config.oci.max_blob_size = static_cast<std::uint64_t>(size);
   }
+  if (const json* auth = Get(doc, "auth")) {
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
+        *auth, "auth",
+        {"enabled", "anonymous_pull", "public_url", "session_ttl", "max_presign_ttl"})));
+    for (auto [key, out] : {std::pair{"enabled", &config.auth.enabled},
+                            std::pair{"anonymous_pull", &config.auth.anonymous_pull}}) {
+      if (const json* v = Get(*auth, key)) {
+        if (!v->is_boolean()) {
+          AIRLOCK_RETURN_IF_ERROR(
+              where(Fail(ErrorCode::kInvalidArgument,
+                         std::string("auth.") + key + ": must be true or false")));
+        }
+        *out = v->get<bool>();
+      }
+    }
+    AIRLOCK_RETURN_IF_ERROR(
+        where(ReadString(*auth, "auth.", "public_url", config.auth.public_url)));
+    std::string& url = config.auth.public_url;
+    if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://")) {
+      AIRLOCK_RETURN_IF_ERROR(where(Fail(ErrorCode::kInvalidArgument,
+                                         "auth.public_url: must start with http:// or https://")));
+    }
+    while (url.ends_with("/")) {
+      url.pop_back();
+    }
+    std::int64_t session = config.auth.session_ttl, presign = config.auth.max_presign_ttl;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*auth, "auth.", "session_ttl", 10, 86400, session)));
+    AIRLOCK_RETURN_IF_ERROR(
+        where(ReadInteger(*auth, "auth.", "max_presign_ttl", 1, 366 * 86400, presign)));
+    config.auth.session_ttl = static_cast<int>(session);
+    config.auth.max_presign_ttl = static_cast<int>(presign);
+  }
   return config;
+}
+
+bool IsLoopbackAddress(std::string_view address) {
+  return address == "localhost" || address == "::1" || address == "[::1]" ||
+         address.starts_with("127.");
 }
 
 Result<HubConfig> LoadHubConfig(const std::filesystem::path& path) {

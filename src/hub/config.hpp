@@ -27,7 +27,21 @@ struct HubConfig {
   struct Oci {
     std::uint64_t max_blob_size = 64ULL << 30;  // bytes; bigger uploads are refused (413)
   } oci;
+  struct Auth {
+    // Tokens are required (docs/hub.md, "Tokens and roles"). false lets every request through;
+    // the hub refuses that unless it listens on loopback only.
+    bool enabled = true;
+    bool anonymous_pull = false;  // requests without credentials may pull
+    // The hub's external URL ("https://hub.example.com"), for the token realm and pre-signed
+    // URLs; "" takes http://<Host header>.
+    std::string public_url;
+    int session_ttl = 300;            // seconds a /v2/token session token lives
+    int max_presign_ttl = 7 * 86400;  // seconds a pre-signed URL may live at most
+  } auth;
 };
+
+// Whether address is a loopback address (127.0.0.0/8, ::1, localhost).
+bool IsLoopbackAddress(std::string_view address);
 
 // The data directory when neither --data nor the configuration names one: /var/lib/airlock-hub
 // for root, otherwise $XDG_DATA_HOME/airlock-hub ($HOME/.local/share/airlock-hub when unset), so

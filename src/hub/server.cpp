@@ -11,6 +11,7 @@
 #include "core/log.hpp"
 #include "hub/oci_rules.hpp"
 #include "store/postgres_metadata_store.hpp"
+#include "store/sqlite_auth_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
 
 namespace airlock::hub {
@@ -95,18 +96,26 @@ const char* ActionName(Action action) {
   return "?";
 }
 
-Authorizer AllowEveryone() {
-  return [](std::string_view, Action, std::string_view) -> Status { return {}; };
+Permission PermissionFor(Action action) {
+  switch (action) {
+    case Action::kPull:
+      return Permission::kPull;
+    case Action::kPush:
+      return Permission::kPush;
+    case Action::kDelete:
+      return Permission::kDelete;
+  }
+  return Permission::kDelete;
 }
 
 struct HubServer::Impl {
-  Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, Authorizer a)
-      : config(std::move(c)), blobs(b), meta(m), authorizer(std::move(a)) {}
+  Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, AccessControl& a)
+      : config(std::move(c)), blobs(b), meta(m), access(a) {}
 
   HubConfig config;
   store::BlobStore& blobs;
   store::MetadataStore& meta;
-  Authorizer authorizer;
+  AccessControl& access;
   std::unique_ptr<httplib::Server> server;
   // Publishing a blob into a repository and removing it from the last one are serialised per
   // digest, so a delete never removes the bytes of a blob that a push is linking at that moment.
@@ -119,19 +128,78 @@ struct HubServer::Impl {
 
   // ---- common checks ----
 
+  // The hub's URL as clients see it: auth.public_url, else http://<Host>.
+  std::string BaseUrl(const httplib::Request& req) const {
+    if (!config.auth.public_url.empty()) {
+      return config.auth.public_url;
+    }
+    std::string host = req.get_header_value("Host");
+    if (host.empty() || host.find_first_of("\"\r\n /") != std::string::npos) {
+      host = config.http.address + ":" + std::to_string(config.http.port);
+    }
+    return "http://" + host;
+  }
+
+  // An audit entry for what who did to target.
+  void Audit(const httplib::Request& req, const httplib::Response& res, const Principal& who,
+             std::string action, std::string target, std::string reason = "") {
+    store::AuditEntry e;
+    e.token_name = who.name;
+    e.role = who.anonymous ? "" : RoleName(who.role);
+    e.action = std::move(action);
+    e.target = std::move(target);
+    e.result = std::to_string(res.status);
+    if (reason.empty() && res.status >= 400) {
+      auto body = json::parse(res.body, nullptr, false);
+      if (body.is_object() && body.contains("errors") && body["errors"].is_array() &&
+          !body["errors"].empty()) {
+        reason = body["errors"][0].value("detail", body["errors"][0].value("code", ""));
+      }
+    }
+    e.reason = std::move(reason);
+    e.remote = req.remote_addr;
+    access.Record(std::move(e));
+  }
+
+  // Sends the 401 or 403 of a refused decision, and audits it unless it is the anonymous probe
+  // that every client makes before it authenticates (the token flow starts with one).
+  void Refuse(const httplib::Request& req, httplib::Response& res, const AccessDecision& d,
+              std::string_view action, std::string_view target, std::string_view scope) {
+    if (d.status == 401) {
+      std::string challenge =
+          "Bearer realm=\"" + BaseUrl(req) + "/v2/token\",service=\"airlock-hub\"";
+      if (!scope.empty()) {
+        challenge += ",scope=\"" + std::string(scope) + "\"";
+      }
+      res.set_header("WWW-Authenticate", challenge);
+      SendError(res, 401, "UNAUTHORIZED", "authentication required", d.reason);
+    } else {
+      SendError(res, 403, "DENIED", "requested access to the resource is denied", d.reason);
+    }
+    if (d.status == 403 || d.had_credentials) {
+      Audit(req, res, d.who, "refused " + std::string(action), std::string(target), d.reason);
+    }
+  }
+
+  // Whether the request may do action on repository; sends the refusal when not. who receives
+  // the caller.
   bool Allowed(const httplib::Request& req, httplib::Response& res, Action action,
-               std::string_view repository) {
-    Status s = authorizer(req.get_header_value("Authorization"), action, repository);
-    if (s) {
+               std::string_view repository, Principal* who = nullptr) {
+    AccessDecision d = access.Decide(req.get_header_value("Authorization"), PermissionFor(action));
+    if (who != nullptr) {
+      *who = d.who;
+    }
+    if (d.allowed()) {
       return true;
     }
-    if (s.error().code() == ErrorCode::kVerification) {
-      res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-hub\"");
-      SendError(res, 401, "UNAUTHORIZED", "authentication required", s.error().ToString());
-    } else {
-      SendError(res, 403, "DENIED", "requested access to the resource is denied",
-                s.error().ToString());
+    std::string scope;
+    if (!repository.empty()) {
+      scope = "repository:" + std::string(repository) + ":" +
+              (action == Action::kPull   ? "pull"
+               : action == Action::kPush ? "pull,push"
+                                         : "delete");
     }
+    Refuse(req, res, d, ActionName(action), repository.empty() ? "/v2/" : repository, scope);
     return false;
   }
 
@@ -689,6 +757,244 @@ struct HubServer::Impl {
         std::string(media::kOciIndex));
   }
 
+  // ---- tokens, audit, pre-signed URLs ----
+
+  // GET /v2/token: the Docker token flow. Basic (user:token) or Bearer credentials in, a
+  // short-lived session token out. The scope asked for is not narrowed: the role decides.
+  void IssueToken(const httplib::Request& req, httplib::Response& res) {
+    if (req.method != "GET" && req.method != "HEAD") {
+      return SendError(res, 405, "UNSUPPORTED", "the operation is unsupported",
+                       "the token endpoint takes GET");
+    }
+    AccessDecision d = access.Authenticate(req.get_header_value("Authorization"));
+    if (!d.allowed()) {
+      res.set_header("WWW-Authenticate", "Basic realm=\"airlock-hub\"");
+      SendError(res, 401, "UNAUTHORIZED", "authentication required",
+                d.reason + " (give the token as the password of Basic credentials)");
+      if (d.had_credentials) {
+        Audit(req, res, d.who, "refused token exchange", "/v2/token", d.reason);
+      }
+      return;
+    }
+    std::string token = access.IssueSessionToken(d.who);
+    res.status = 200;
+    res.set_content(
+        json{{"token", token},
+             {"access_token", token},
+             {"expires_in", access.options().session_ttl.count()},
+             {"issued_at", FormatRfc3339(TimePoint(std::chrono::seconds(access.Now())))}}
+            .dump(),
+        kJson);
+  }
+
+  // Whether an /api/v1/ request may do p; sends the refusal when not.
+  bool ApiAllowed(const httplib::Request& req, httplib::Response& res, Permission p,
+                  Principal* who) {
+    AccessDecision d = access.Decide(req.get_header_value("Authorization"), p);
+    *who = d.who;
+    if (d.allowed()) {
+      return true;
+    }
+    Refuse(req, res, d, PermissionName(p), req.path.substr(0, 300), "");
+    return false;
+  }
+
+  static json TokenJson(const store::TokenRecord& t, std::int64_t now) {
+    auto time = [](std::optional<std::int64_t> v) {
+      return v ? json(FormatRfc3339(TimePoint(std::chrono::seconds(*v)))) : json(nullptr);
+    };
+    std::string state = t.revoked_at                             ? "revoked"
+                        : (t.expires_at && *t.expires_at <= now) ? "expired"
+                                                                 : "active";
+    return {{"name", t.name},
+            {"role", t.role},
+            {"created_by", t.created_by},
+            {"created_at", time(t.created_at)},
+            {"expires_at", time(t.expires_at)},
+            {"revoked_at", time(t.revoked_at)},
+            {"state", state}};
+  }
+
+  // The JSON body of an /api/v1/ request; nullopt after sending the error.
+  std::optional<json> JsonBody(const httplib::Request& req, httplib::Response& res) {
+    auto body = json::parse(req.body, nullptr, false);
+    if (req.body.size() > 65536 || !body.is_object()) {
+      SendError(res, 400, "INVALID_REQUEST", "invalid request", "the body must be a JSON object");
+      return std::nullopt;
+    }
+    return body;
+  }
+
+  // POST /api/v1/tokens {"name", "role", "expires_in": "90d"} (admin)
+  void CreateToken(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!ApiAllowed(req, res, Permission::kManageTokens, &who)) {
+      return;
+    }
+    auto body = JsonBody(req, res);
+    if (!body) {
+      return;
+    }
+    std::string name = body->value("name", ""), role_name = body->value("role", "");
+    auto role = ParseRole(role_name);
+    std::optional<std::chrono::seconds> ttl;
+    std::string problem;
+    if (!role) {
+      problem = "role must be viewer, publisher, release-manager or admin";
+    } else if (body->contains("expires_in") && !(*body)["expires_in"].is_null()) {
+      auto d = (*body)["expires_in"].is_string()
+                   ? ParseDuration((*body)["expires_in"].get<std::string>())
+                   : Result<std::chrono::milliseconds>(Fail(ErrorCode::kInvalidArgument, ""));
+      if (!d) {
+        problem = "expires_in must be a duration such as \"90d\" or \"12h\"";
+      } else {
+        ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      }
+    }
+    Result<MintedToken> minted =
+        problem.empty()
+            ? access.CreateToken(name, *role, who.name.empty() ? "anonymous" : who.name, ttl)
+            : Result<MintedToken>(Fail(ErrorCode::kInvalidArgument, problem));
+    if (!minted) {
+      if (minted.error().code() == ErrorCode::kAlreadyExists) {
+        SendError(res, 409, "TOKEN_EXISTS", "token name in use", minted.error().message());
+      } else if (minted.error().code() == ErrorCode::kInvalidArgument) {
+        SendError(res, 400, "INVALID_REQUEST", "invalid request", minted.error().message());
+      } else {
+        SendInternal(res, minted.error());
+      }
+    } else {
+      res.status = 201;
+      json out = TokenJson(minted->record, access.Now());
+      out["token"] = minted->token;
+      res.set_content(out.dump(), kJson);
+    }
+    Audit(req, res, who, "token.create", name.substr(0, 64) + " (" + role_name.substr(0, 20) + ")");
+  }
+
+  // GET /api/v1/tokens (admin)
+  void ListTokens(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!ApiAllowed(req, res, Permission::kManageTokens, &who)) {
+      return;
+    }
+    auto tokens = access.store().ListTokens();
+    if (!tokens) {
+      return SendInternal(res, tokens.error());
+    }
+    json out = json::array();
+    for (const auto& t : *tokens) {
+      out.push_back(TokenJson(t, access.Now()));
+    }
+    res.status = 200;
+    res.set_content(json{{"tokens", out}}.dump(), kJson);
+  }
+
+  // DELETE /api/v1/tokens/NAME (admin): revokes.
+  void RevokeToken(const httplib::Request& req, httplib::Response& res, const std::string& name) {
+    Principal who;
+    if (!ApiAllowed(req, res, Permission::kManageTokens, &who)) {
+      return;
+    }
+    Status s = access.store().RevokeToken(name, access.Now());
+    if (!s) {
+      if (s.error().code() == ErrorCode::kNotFound) {
+        SendError(res, 404, "TOKEN_UNKNOWN", "token unknown", s.error().message());
+      } else {
+        SendInternal(res, s.error());
+      }
+    } else {
+      res.status = 204;
+    }
+    Audit(req, res, who, "token.revoke", name.substr(0, 64));
+  }
+
+  // GET /api/v1/audit?limit=N&before=ID (admin): newest first.
+  void ListAudit(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!ApiAllowed(req, res, Permission::kReadAudit, &who)) {
+      return;
+    }
+    std::int64_t limit = 100, before = 0;
+    try {
+      if (req.has_param("limit")) {
+        limit = std::stoll(req.get_param_value("limit"));
+      }
+      if (req.has_param("before")) {
+        before = std::stoll(req.get_param_value("before"));
+      }
+    } catch (const std::exception&) {
+      limit = -1;
+    }
+    if (limit < 1 || limit > 1000 || before < 0) {
+      return SendError(res, 400, "PAGINATION_NUMBER_INVALID", "invalid number of results requested",
+                       "limit must be 1 to 1000 and before a non-negative entry id");
+    }
+    auto entries = access.store().ListAudit(before, static_cast<std::size_t>(limit));
+    if (!entries) {
+      return SendInternal(res, entries.error());
+    }
+    json out = json::array();
+    for (const auto& e : *entries) {
+      out.push_back({{"id", e.id},
+                     {"time", FormatRfc3339(TimePoint(std::chrono::seconds(e.at)))},
+                     {"token", e.token_name},
+                     {"role", e.role},
+                     {"action", e.action},
+                     {"target", e.target},
+                     {"result", e.result},
+                     {"reason", e.reason},
+                     {"remote", e.remote}});
+    }
+    json page = {{"entries", out}};
+    if (static_cast<std::int64_t>(entries->size()) == limit) {
+      page["next"] = "/api/v1/audit?limit=" + std::to_string(limit) +
+                     "&before=" + std::to_string(entries->back().id);
+      res.set_header("Link", "<" + page["next"].get<std::string>() + ">; rel=\"next\"");
+    }
+    res.status = 200;
+    res.set_content(page.dump(), kJson);
+  }
+
+  // POST /api/v1/presign {"repository", "digest", "ttl": seconds} (publisher)
+  void Presign(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!ApiAllowed(req, res, Permission::kPresign, &who)) {
+      return;
+    }
+    auto body = JsonBody(req, res);
+    if (!body) {
+      return;
+    }
+    std::string name = body->value("repository", ""), digest_text = body->value("digest", "");
+    std::int64_t ttl = 3600;
+    if (body->contains("ttl")) {
+      ttl = (*body)["ttl"].is_number_integer() ? (*body)["ttl"].get<std::int64_t>() : -1;
+    }
+    auto digest = Digest::Parse(digest_text);
+    if (!ValidName(res, name)) {
+    } else if (!digest) {
+      SendError(res, 400, "DIGEST_INVALID", "invalid digest", digest.error().message());
+    } else if (auto linked = meta.LinkedBlob(name, *digest); !linked) {
+      SendUnknown(res, name, "BLOB_UNKNOWN", "blob unknown to registry", linked.error());
+    } else {
+      std::int64_t expires = 0;
+      auto path = access.PresignBlob(name, digest->ToString(), std::chrono::seconds(ttl), &expires);
+      if (!path) {
+        SendError(res, 400, "INVALID_REQUEST", "invalid request", path.error().message());
+      } else {
+        res.status = 200;
+        res.set_content(
+            json{{"url", BaseUrl(req) + *path},
+                 {"expires", expires},
+                 {"expires_at", FormatRfc3339(TimePoint(std::chrono::seconds(expires)))}}
+                .dump(),
+            kJson);
+      }
+    }
+    Audit(req, res, who, "presign", name.substr(0, 256) + "@" + digest_text.substr(0, 80));
+  }
+
   // ---- dispatch ----
 
   // Handles one request under /v2/. reader is null when httplib already read the (empty) body.
@@ -697,6 +1003,9 @@ struct HubServer::Impl {
     // httplib would cut any response body (an error, a manifest) to the Range header's ranges;
     // only a blob is served by range, and GetBlob puts the checked range back.
     const_cast<httplib::Request&>(req).ranges.clear();
+    if (req.path == "/v2/token") {
+      return IssueToken(req, res);
+    }
     if (req.path == "/v2/" || req.path == "/v2") {
       if (Allowed(req, res, Action::kPull, "")) {
         res.status = 200;
@@ -715,12 +1024,79 @@ struct HubServer::Impl {
     const std::string& m = req.method;
     bool read = m == "GET" || m == "HEAD";
     Action action = read ? Action::kPull : m == "DELETE" ? Action::kDelete : Action::kPush;
-    if (!Allowed(req, res, action, route->name)) {
+    if (route->kind == V2Route::Kind::kBlob && read &&
+        (req.has_param("sig") || req.has_param("expires"))) {
+      // A pre-signed URL stands instead of credentials, for this blob only.
+      Status ok = access.CheckPresigned(m, req.path, req.get_param_value("expires"),
+                                        req.get_param_value("sig"));
+      if (!ok) {
+        SendError(res, 403, "DENIED", "requested access to the resource is denied",
+                  ok.error().message());
+        Audit(req, res, Principal{"", Role::kViewer, true}, "refused presigned pull",
+              route->name + "@" + route->reference.substr(0, 80), ok.error().message());
+        return;
+      }
+      return GetBlob(req, res, route->name, route->reference);
+    }
+    Principal who;
+    if (!Allowed(req, res, action, route->name, &who)) {
       return;
     }
-    const std::string& name = route->name;
-    const std::string& ref = route->reference;
-    switch (route->kind) {
+    Route(req, res, reader, *route, read);
+    if (!read) {
+      AuditMutation(req, res, who, *route);
+    }
+  }
+
+  // Audits what changed the registry (or tried to): finished uploads, mounts, manifests,
+  // deletes. Chunks and session starts are not mutations of what clients can see.
+  void AuditMutation(const httplib::Request& req, const httplib::Response& res,
+                     const Principal& who, const V2Route& route) {
+    const std::string& m = req.method;
+    std::string target = route.name;
+    std::string action;
+    switch (route.kind) {
+      case V2Route::Kind::kManifest:
+        target += (route.reference.find(':') != std::string::npos ? "@" : ":") +
+                  route.reference.substr(0, 200);
+        if (m == "PUT") {
+          action = "manifest.put";
+        } else if (m == "DELETE") {
+          action =
+              route.reference.find(':') != std::string::npos ? "manifest.delete" : "tag.delete";
+        }
+        break;
+      case V2Route::Kind::kBlob:
+        if (m == "DELETE") {
+          action = "blob.delete";
+          target += "@" + route.reference.substr(0, 80);
+        }
+        break;
+      case V2Route::Kind::kUploads:
+        if ((m == "PUT" && !route.reference.empty()) ||
+            (m == "POST" && route.reference.empty() && req.has_param("digest"))) {
+          action = "blob.push";
+          target += "@" + req.get_param_value("digest").substr(0, 80);
+        } else if (m == "POST" && req.has_param("mount") && res.status == 201) {
+          action = "blob.mount";
+          target += "@" + req.get_param_value("mount").substr(0, 80) + " from " +
+                    req.get_param_value("from").substr(0, 256);
+        }
+        break;
+      default:
+        break;
+    }
+    if (!action.empty()) {
+      Audit(req, res, who, action, target);
+    }
+  }
+
+  void Route(const httplib::Request& req, httplib::Response& res,
+             const httplib::ContentReader* reader, const V2Route& route, bool read) {
+    const std::string& m = req.method;
+    const std::string& name = route.name;
+    const std::string& ref = route.reference;
+    switch (route.kind) {
       case V2Route::Kind::kManifest:
         if (read) {
           return GetManifest(res, name, ref);
@@ -783,6 +1159,18 @@ struct HubServer::Impl {
     };
     auto streamed = [this](const httplib::Request& req, httplib::Response& res,
                            const httplib::ContentReader& reader) { Dispatch(req, res, &reader); };
+    s.Post("/api/v1/tokens",
+           [this](const httplib::Request& req, httplib::Response& res) { CreateToken(req, res); });
+    s.Get("/api/v1/tokens",
+          [this](const httplib::Request& req, httplib::Response& res) { ListTokens(req, res); });
+    s.Delete(R"(/api/v1/tokens/([^/]+))",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               RevokeToken(req, res, req.matches[1]);
+             });
+    s.Get("/api/v1/audit",
+          [this](const httplib::Request& req, httplib::Response& res) { ListAudit(req, res); });
+    s.Post("/api/v1/presign",
+           [this](const httplib::Request& req, httplib::Response& res) { Presign(req, res); });
     s.Get(all, plain);
     s.Delete(all, plain);
     s.Post(all, streamed);
@@ -792,8 +1180,8 @@ struct HubServer::Impl {
 };
 
 HubServer::HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
-                     Authorizer authorizer)
-    : impl_(std::make_unique<Impl>(std::move(config), blobs, metadata, std::move(authorizer))) {}
+                     AccessControl& access)
+    : impl_(std::make_unique<Impl>(std::move(config), blobs, metadata, access)) {}
 
 HubServer::~HubServer() = default;
 
@@ -890,7 +1278,25 @@ Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& conf
 
 }  // namespace
 
-Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, Authorizer authorizer) {
+Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, const Clock& clock) {
+  std::unique_ptr<HubAccess> out(new HubAccess());
+  AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqliteAuthStore::Open(config.data / "metadata.db"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string secret, LoadOrCreateHubSecret(config.data));
+  AccessControl::Options options;
+  options.enabled = config.auth.enabled;
+  options.anonymous_pull = config.auth.anonymous_pull;
+  options.session_ttl = std::chrono::seconds(config.auth.session_ttl);
+  options.max_presign_ttl = std::chrono::seconds(config.auth.max_presign_ttl);
+  out->access_ = std::make_unique<AccessControl>(*out->store_, std::move(secret), clock, options);
+  return out;
+}
+
+Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
+  if (!config.auth.enabled && !IsLoopbackAddress(config.http.address)) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "auth.enabled is false but the hub would listen on " + config.http.address +
+                    ": running without tokens is allowed on loopback only");
+  }
   std::unique_ptr<Hub> hub(new Hub());
   auto blobs = store::BlobStore::Open(config.data);
   if (!blobs) {
@@ -898,8 +1304,10 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, Authorizer authorizer) 
   }
   hub->blobs_ = std::move(*blobs);
   AIRLOCK_ASSIGN_OR_RETURN(hub->metadata_, OpenMetadata(config));
+  AIRLOCK_ASSIGN_OR_RETURN(hub->access_,
+                           HubAccess::Open(config, clock != nullptr ? *clock : hub->system_clock_));
   hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, *hub->metadata_,
-                                             std::move(authorizer));
+                                             hub->access_->access());
   return hub;
 }
 

@@ -6,10 +6,11 @@
 // Errors are the spec's: {"errors":[{"code":"MANIFEST_UNKNOWN","message":…,"detail":…}]} with the
 // spec's status codes. Blob bodies stream between the socket and the disk in both directions.
 //
-// Access control is a hook: every /v2/ request asks the Authorizer for (action, repository) before
-// doing anything; the default lets everyone do everything (the hub binds to 127.0.0.1 by default;
-// tokens and roles are the next slice of issue 4). Bind, then Serve on one thread, Stop from any
-// other. Thread-safe.
+// Access control (hub/access.hpp): every /v2/ request is checked against the caller's role before
+// anything happens (401 with a Bearer challenge naming GET /v2/token, or 403); a blob GET may
+// instead carry a pre-signed expires/sig pair. /api/v1/tokens, /api/v1/audit and /api/v1/presign
+// are the administrative routes. Mutations and refusals go to the audit log.
+// Bind, then Serve on one thread, Stop from any other. Thread-safe.
 
 #include <functional>
 #include <memory>
@@ -17,7 +18,10 @@
 #include <string_view>
 
 #include "core/result.hpp"
+#include "core/time.hpp"
+#include "hub/access.hpp"
 #include "hub/config.hpp"
+#include "store/auth_store.hpp"
 #include "store/blob_store.hpp"
 #include "store/metadata_store.hpp"
 
@@ -30,18 +34,11 @@ enum class Action {
 };
 const char* ActionName(Action action);
 
-// Decides whether a request may do action on repository. authorization is the request's
-// Authorization header ("" when absent). Return kVerification for "who are you?" (401, with
-// WWW-Authenticate) and any other error for "not allowed" (403 DENIED); the message is sent.
-using Authorizer = std::function<Status(std::string_view authorization, Action action,
-                                        std::string_view repository)>;
-Authorizer AllowEveryone();
-
 class HubServer {
  public:
-  // blobs and metadata must outlive the server.
+  // blobs, metadata and access must outlive the server.
   HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
-            Authorizer authorizer = AllowEveryone());
+            AccessControl& access);
   ~HubServer();
   HubServer(const HubServer&) = delete;
   HubServer& operator=(const HubServer&) = delete;
@@ -59,21 +56,43 @@ class HubServer {
   int port_ = 0;
 };
 
+// The access-control part of a data directory, without the server: the auth store in
+// DATA/metadata.db (migrated), the hub secret (created if missing) and an AccessControl. Used by
+// the hub and by the offline commands (`airlock-hub token`, `airlock-hub audit`), which may run
+// while a hub serves the same directory.
+class HubAccess {
+ public:
+  // clock must outlive the result.
+  [[nodiscard]] static Result<std::unique_ptr<HubAccess>> Open(const HubConfig& config,
+                                                               const Clock& clock);
+  AccessControl& access() { return *access_; }
+  store::AuthStore& store() { return *store_; }
+
+ private:
+  HubAccess() = default;
+  std::unique_ptr<store::AuthStore> store_;
+  std::unique_ptr<AccessControl> access_;
+};
+
 // A whole hub on one data directory: its blob store (DATA/), its metadata (SQLite in
-// DATA/metadata.db, or the PostgreSQL database config.db names) and its server. Opening sweeps what
-// a killed hub left of its uploads.
+// DATA/metadata.db, or the PostgreSQL database config.db names), its access control and its server. Opening sweeps what a killed hub left of
+// its uploads. kInvalidArgument when auth.enabled is false and the address is not loopback.
 class Hub {
  public:
+  // clock: where expiry is judged (null: the system clock); it must outlive the hub.
   [[nodiscard]] static Result<std::unique_ptr<Hub>> Open(HubConfig config,
-                                                         Authorizer authorizer = AllowEveryone());
+                                                         const Clock* clock = nullptr);
   HubServer& server() { return *server_; }
   store::BlobStore& blobs() { return *blobs_; }
   store::MetadataStore& metadata() { return *metadata_; }
+  AccessControl& access() { return access_->access(); }
 
  private:
   Hub() = default;
+  SystemClock system_clock_;
   std::unique_ptr<store::BlobStore> blobs_;
   std::unique_ptr<store::MetadataStore> metadata_;
+  std::unique_ptr<HubAccess> access_;
   std::unique_ptr<HubServer> server_;
 };
 

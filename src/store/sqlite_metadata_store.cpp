@@ -59,6 +59,31 @@ CREATE TABLE tags (
     ON DELETE CASCADE
 );
 )sql"},
+    // Tokens and the audit log (SqliteAuthStore, src/store/sqlite_auth_store.cpp). Times are Unix
+    // seconds, so that expiry compares as integers in both databases.
+    {2, "hub tokens and audit log",
+     R"sql(
+CREATE TABLE tokens (
+  name        TEXT PRIMARY KEY,
+  role        TEXT NOT NULL,
+  hash        TEXT NOT NULL UNIQUE,
+  created_by  TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER,
+  revoked_at  INTEGER
+);
+CREATE TABLE audit_log (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  at          INTEGER NOT NULL,
+  token_name  TEXT NOT NULL,
+  role        TEXT NOT NULL,
+  action      TEXT NOT NULL,
+  target      TEXT NOT NULL,
+  result      TEXT NOT NULL,
+  reason      TEXT NOT NULL,
+  remote      TEXT NOT NULL
+);
+)sql"},
 };
 
 Error DbError(sqlite3* db, std::string_view what) {

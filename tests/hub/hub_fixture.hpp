@@ -7,6 +7,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -68,7 +69,11 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
     }
     config.http.port = 0;
     config.oci.max_blob_size = max_blob_size_;
-    auto hub = Hub::Open(config);
+    // The OCI tests run without tokens (allowed on loopback); tests/hub/auth_test.cpp turns
+    // them on.
+    config.auth.enabled = auth_enabled_;
+    config.auth.anonymous_pull = anonymous_pull_;
+    auto hub = Hub::Open(config, &clock_);
     ASSERT_TRUE(hub) << hub.error().ToString();
     hub_ = std::move(*hub);
     ASSERT_TRUE(hub_->server().Bind());
@@ -113,7 +118,20 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
     return m;
   }
 
+  // A clock the tests move forward to expire tokens and URLs.
+  class ManualClock final : public Clock {
+   public:
+    TimePoint Now() const override { return TimePoint(std::chrono::seconds(now_.load())); }
+    void Advance(std::chrono::seconds d) { now_ += d.count(); }
+
+   private:
+    std::atomic<std::int64_t> now_{1800000000};
+  };
+
   std::uint64_t max_blob_size_ = 64ULL << 20;
+  bool auth_enabled_ = false;
+  bool anonymous_pull_ = false;
+  ManualClock clock_;
   airlock::testing::TempDir dir_;
   std::unique_ptr<Hub> hub_;
   std::thread serving_;

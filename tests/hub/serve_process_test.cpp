@@ -145,11 +145,13 @@ TEST(HubProcess, ServesAndStopsCleanlyOnSigtermAndRefusesASecondHubOnItsData) {
   int port = hub.WaitForPort();
   ASSERT_GT(port, 0);
   httplib::Client c("127.0.0.1", port);
+  // Tokens are required by default: the base endpoint challenges with the token realm.
   auto r = c.Get("/v2/");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_NE(r->get_header_value("WWW-Authenticate").find("/v2/token"), std::string::npos);
 
-  HubProcess second({"serve", "--data", (dir / "data").string(), "--port", "0"});
+  HubProcess second({"serve", "--no-auth", "--data", (dir / "data").string(), "--port", "0"});
   EXPECT_EQ(second.Wait(), 1);
   EXPECT_NE(second.Stderr().find("another process"), std::string::npos);
 
@@ -231,7 +233,8 @@ TEST(HubProcess, KilledMidUploadRestartsWithNothingHalfVisible) {
   std::string digest = Sha256Of(blob).ToString();
   std::string session;
   {
-    HubProcess hub({"serve", "--data", data.string(), "--port", "0", "--log-level", "warn"});
+    HubProcess hub(
+        {"serve", "--no-auth", "--data", data.string(), "--port", "0", "--log-level", "warn"});
     int port = hub.WaitForPort();
     ASSERT_GT(port, 0);
     httplib::Client c("127.0.0.1", port);
@@ -258,7 +261,8 @@ TEST(HubProcess, KilledMidUploadRestartsWithNothingHalfVisible) {
   }
   EXPECT_FALSE(FilesUnder(data / "uploads").empty());  // what the dead hub left
 
-  HubProcess hub({"serve", "--data", data.string(), "--port", "0", "--log-level", "warn"});
+  HubProcess hub(
+      {"serve", "--no-auth", "--data", data.string(), "--port", "0", "--log-level", "warn"});
   int port = hub.WaitForPort();
   ASSERT_GT(port, 0);
   EXPECT_EQ(FilesUnder(data / "uploads"), std::vector<std::string>{});

@@ -155,5 +155,41 @@ TEST_P(SkopeoHubInterop, CopyInAndOutIsByteIdenticalAndStillVerifies) {
   EXPECT_EQ(found[0]["artifactType"], kReleaseType);
 }
 
+// With tokens on: skopeo --dest-creds name:TOKEN goes through the challenge and GET /v2/token
+// (Basic in, a session token out); without credentials the push is refused (401, which skopeo
+// reports as "unauthorized").
+class SkopeoHubAuth : public SkopeoHubInterop {
+ protected:
+  void SetUp() override {
+    auth_enabled_ = true;
+    SkopeoHubInterop::SetUp();
+  }
+};
+
+TEST_F(SkopeoHubAuth, CopyWithCredentialsWorksAndWithoutIsRefused) {
+  auto minted = hub_->access().CreateToken("ci", Role::kPublisher, "test", std::nullopt);
+  ASSERT_TRUE(minted);
+  std::string src = "oci:" + layout().string() + ":1.0.0";
+  CommandResult anonymous =
+      Skopeo({"copy", "-q", "--all", "--dest-tls-verify=false", src, HubRef()});
+  EXPECT_NE(anonymous.exit_code, 0);
+  EXPECT_NE(anonymous.err.find("unauthorized"), std::string::npos) << anonymous.err;
+  CommandResult in = Skopeo({"copy", "-q", "--all", "--dest-tls-verify=false", "--dest-creds",
+                             "ci:" + minted->token, src, HubRef()});
+  ASSERT_EQ(in.exit_code, 0) << in.err;
+  CommandResult out =
+      Skopeo({"copy", "-q", "--all", "--src-tls-verify=false", "--src-creds", "ci:" + minted->token,
+              HubRef(), "oci:" + (dir_ / "copy").string() + ":1.0.0"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  // The pushes are in the audit log under the token's name.
+  auto entries = hub_->access().store().ListAudit(0, 1000);
+  ASSERT_TRUE(entries);
+  bool manifest_put = false;
+  for (const auto& e : *entries) {
+    manifest_put |= e.action == "manifest.put" && e.token_name == "ci" && e.result == "201";
+  }
+  EXPECT_TRUE(manifest_put);
+}
+
 }  // namespace
 }  // namespace airlock::hub

@@ -1,0 +1,137 @@
+#pragma once
+// Access control of the hub: tokens with roles, the short-lived session tokens of the Docker token
+// flow, pre-signed blob URLs, and the audit log. docs/hub.md ("Tokens and roles") is the user's
+// side of it.
+//
+// - An access token is "alk_" + 64 hex digits (32 random bytes). Only its SHA-256 is stored: a
+//   token has 256 bits of entropy, so the hash cannot be inverted by guessing, and a slow,
+//   salted password hash (which protects low-entropy passwords) would buy nothing while making
+//   the lookup by hash impossible.
+// - A session token (GET /v2/token) is "ahs1." + base64(claims) + "." + hex HMAC-SHA256 over
+//   "airlock-session\n" + base64(claims), with the hub secret; claims name the access token and
+//   an expiry. Each use checks the access token again, so revoking it ends its sessions too.
+// - A pre-signed URL carries expires (Unix seconds) and sig = hex HMAC-SHA256 over
+//   "GET\n" + path + "\n" + expires. The two signed forms cannot be confused: one starts with
+//   "airlock-session\n", the other with a method.
+//
+// AccessControl is thread-safe; its methods block on the AuthStore.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "store/auth_store.hpp"
+
+namespace airlock::hub {
+
+// Ordered: each role may do everything the one before it may.
+enum class Role { kViewer, kPublisher, kReleaseManager, kAdmin };
+const char* RoleName(Role role);
+std::optional<Role> ParseRole(std::string_view name);
+
+enum class Permission {
+  kPull,          // GET/HEAD manifests, blobs, tags, referrers
+  kPush,          // blob uploads and mounts, manifest PUTs (which may move a tag)
+  kDelete,        // DELETE manifests, tags, blobs
+  kPresign,       // POST /api/v1/presign
+  kManageTokens,  // /api/v1/tokens
+  kReadAudit,     // /api/v1/audit
+};
+const char* PermissionName(Permission p);
+// The least role that has p (docs/hub.md has the table).
+Role LeastRoleFor(Permission p);
+
+// Who a request is.
+struct Principal {
+  std::string name;  // the token's name; "" for anonymous
+  Role role = Role::kViewer;
+  bool anonymous = false;
+};
+
+// The outcome of a check: allowed (status 0), 401 (who are you?) or 403 (not allowed).
+struct AccessDecision {
+  int status = 0;
+  std::string reason;  // why not; sent to the client
+  Principal who;       // when known (also for a 403)
+  bool had_credentials = false;
+  bool allowed() const { return status == 0; }
+};
+
+// The SHA-256 of a token, lowercase hex (what the database keeps).
+std::string HashToken(std::string_view token);
+// HMAC-SHA256(key, message), lowercase hex.
+std::string HmacSha256Hex(std::string_view key, std::string_view message);
+// Compares without leaking where the first difference is (only the lengths).
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// The hub's signing key: DATA/hub.secret, 32 random bytes in hex, created with mode 0600 the
+// first time (atomically, so two processes creating it agree on one). kVerification when the file
+// is readable by others than its owner.
+[[nodiscard]] Result<std::string> LoadOrCreateHubSecret(const std::filesystem::path& data);
+
+struct MintedToken {
+  std::string token;  // shown once, never stored
+  store::TokenRecord record;
+};
+
+class AccessControl {
+ public:
+  struct Options {
+    bool enabled = true;          // false: every request is allowed (loopback only, checked by Hub)
+    bool anonymous_pull = false;  // requests without credentials may pull
+    std::chrono::seconds session_ttl{300};
+    std::chrono::seconds max_presign_ttl{7 * 24 * 3600};
+  };
+  // store and clock must outlive this.
+  AccessControl(store::AuthStore& store, std::string secret, const Clock& clock, Options options);
+
+  const Options& options() const { return options_; }
+  store::AuthStore& store() { return store_; }
+  std::int64_t Now() const;
+
+  // Creates a token in the store. kInvalidArgument for a bad name (1–64 of [A-Za-z0-9._-]) or a
+  // ttl that is not positive; kAlreadyExists for a taken name.
+  [[nodiscard]] Result<MintedToken> CreateToken(std::string_view name, Role role,
+                                                std::string_view created_by,
+                                                std::optional<std::chrono::seconds> ttl);
+
+  // Who the Authorization header is ("Bearer <access or session token>" or "Basic
+  // base64(user:token)", the user being ignored), and whether it may do p.
+  AccessDecision Decide(std::string_view authorization, Permission p);
+  // Only who: status 401 when the credentials are missing or bad.
+  AccessDecision Authenticate(std::string_view authorization);
+
+  // A session token for who, valid for options().session_ttl.
+  std::string IssueSessionToken(const Principal& who);
+
+  // "/v2/REPO/blobs/DIGEST?expires=E&sig=S", valid until now + ttl (ttl capped:
+  // kInvalidArgument when over max_presign_ttl or not positive). Returns the path and query.
+  [[nodiscard]] Result<std::string> PresignBlob(std::string_view repository,
+                                                std::string_view digest, std::chrono::seconds ttl,
+                                                std::int64_t* expires);
+  // Checks a pre-signed request: kVerification with the reason when the signature does not match
+  // method, path and expires, or when it expired.
+  [[nodiscard]] Status CheckPresigned(std::string_view method, std::string_view path,
+                                      std::string_view expires, std::string_view sig) const;
+
+  // Appends to the audit log; a failure is logged (the request it records has happened).
+  void Record(store::AuditEntry entry);
+
+ private:
+  AccessDecision FromAccessToken(std::string_view token);
+  AccessDecision FromSessionToken(std::string_view token);
+  // Whether the stored token may be used now; the reason when not.
+  std::optional<std::string> Unusable(const store::TokenRecord& t) const;
+
+  store::AuthStore& store_;
+  std::string secret_;
+  const Clock& clock_;
+  Options options_;
+};
+
+}  // namespace airlock::hub
