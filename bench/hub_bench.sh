@@ -136,6 +136,7 @@ start_hub() {
   local i port=
   rm -rf "$work/hub"
   mkdir -p "$work/hub"
+  : >"$work/hub/log"
   "$hub" serve --data "$work/hub/data" --port 0 --log-level warn >"$work/hub/log" 2>&1 &
   hub_pid=$!
   for ((i = 0; i < 1500; i++)); do
