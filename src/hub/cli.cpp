@@ -89,10 +89,6 @@ std::string Time(std::optional<std::int64_t> t) {
 int Token(const HubConfig& config, const std::string& verb, const std::string& name,
           const std::string& role_name, const std::string& expires) {
   SystemClock clock;
-  auto meta = store::SqliteMetadataStore::Open(config.data / "metadata.db");  // migrates
-  if (!meta) {
-    return Report(meta.error());
-  }
   auto opened = HubAccess::Open(config, clock);
   if (!opened) {
     return Report(opened.error());
@@ -162,10 +158,6 @@ int Token(const HubConfig& config, const std::string& verb, const std::string& n
 // airlock-hub audit: the newest entries of the audit log.
 int Audit(const HubConfig& config, int limit, bool as_json) {
   SystemClock clock;
-  auto meta = store::SqliteMetadataStore::Open(config.data / "metadata.db");
-  if (!meta) {
-    return Report(meta.error());
-  }
   auto opened = HubAccess::Open(config, clock);
   if (!opened) {
     return Report(opened.error());

@@ -1293,6 +1293,9 @@ Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& conf
 
 Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, const Clock& clock) {
   std::unique_ptr<HubAccess> out(new HubAccess());
+  // The tables come from the SQLite store's migrations; opening it creates and migrates the file,
+  // also when the hub's other metadata is in PostgreSQL.
+  AIRLOCK_RETURN_IF_ERROR(store::SqliteMetadataStore::Open(config.data / "metadata.db"));
   AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqliteAuthStore::Open(config.data / "metadata.db"));
   AIRLOCK_ASSIGN_OR_RETURN(std::string secret, LoadOrCreateHubSecret(config.data));
   AccessControl::Options options;

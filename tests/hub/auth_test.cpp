@@ -55,7 +55,11 @@ std::string ReasonOf(const httplib::Result& r) {
   return j.is_object() && j.contains("errors") ? j["errors"][0].value("detail", "") : "";
 }
 
-TEST_F(AuthTest, EachRoleMayDoExactlyWhatTheTableSays) {
+// Tokens live in the data directory on either backend; the hub's checks must hold on both.
+INSTANTIATE_TEST_SUITE_P(Backends, AuthTest, airlock::testing::AllMetadataBackends(),
+                         airlock::testing::BackendName);
+
+TEST_P(AuthTest, EachRoleMayDoExactlyWhatTheTableSays) {
   std::string m = Seed();
   std::string weights = Sha256Of("weights").ToString();
   struct Case {
@@ -136,7 +140,7 @@ TEST_F(AuthTest, EachRoleMayDoExactlyWhatTheTableSays) {
   EXPECT_EQ(json::parse(tags->body)["tags"].size(), 1 + 3 + 3);
 }
 
-TEST_F(AuthTest, ChallengeNamesTheTokenRealmAndScope) {
+TEST_P(AuthTest, ChallengeNamesTheTokenRealmAndScope) {
   auto r = c().Post("/v2/models/demo/blobs/uploads/", "", "application/octet-stream");
   EXPECT_EQ(r->status, 401);
   EXPECT_EQ(r->get_header_value("WWW-Authenticate"),
@@ -144,7 +148,7 @@ TEST_F(AuthTest, ChallengeNamesTheTokenRealmAndScope) {
                 "/v2/token\",service=\"airlock-hub\",scope=\"repository:models/demo:pull,push\"");
 }
 
-TEST_F(AuthTest, BadExpiredAndRevokedTokensAre401WithAReason) {
+TEST_P(AuthTest, BadExpiredAndRevokedTokensAre401WithAReason) {
   Seed();
   std::string path = "/v2/models/demo/manifests/1.0.0";
   auto bad = c().Get(path, Bearer("alk_" + std::string(64, '0')));
@@ -171,7 +175,7 @@ TEST_F(AuthTest, BadExpiredAndRevokedTokensAre401WithAReason) {
   EXPECT_EQ(c().Get(path, Bearer(tokens_[Role::kViewer]))->status, 200);
 }
 
-TEST_F(AuthTest, TheDatabaseHoldsTheHashNotTheToken) {
+TEST_P(AuthTest, TheDatabaseHoldsTheHashNotTheToken) {
   std::string token = Mint("secret-holder", Role::kAdmin);
   std::string files;
   for (const auto& f : std::filesystem::directory_iterator(dir_ / "data")) {
@@ -187,7 +191,7 @@ TEST_F(AuthTest, TheDatabaseHoldsTheHashNotTheToken) {
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
-TEST_F(AuthTest, TokenFlowTradesBasicCredentialsForASessionToken) {
+TEST_P(AuthTest, TokenFlowTradesBasicCredentialsForASessionToken) {
   Seed();
   httplib::Client basic("127.0.0.1", port());
   basic.set_basic_auth("whoever", tokens_[Role::kPublisher]);
@@ -220,7 +224,7 @@ TEST_F(AuthTest, TokenFlowTradesBasicCredentialsForASessionToken) {
   EXPECT_EQ(wrong.Get("/v2/token")->status, 401);
 }
 
-TEST_F(AuthTest, PresignedUrlsWorkUntilTheyExpireAndNotWhenAltered) {
+TEST_P(AuthTest, PresignedUrlsWorkUntilTheyExpireAndNotWhenAltered) {
   Seed();
   std::string weights = Sha256Of("weights").ToString();
   auto r = c().Post("/api/v1/presign", Bearer(tokens_[Role::kPublisher]),
@@ -262,7 +266,7 @@ TEST_F(AuthTest, PresignedUrlsWorkUntilTheyExpireAndNotWhenAltered) {
   refused(path, "expired");
 }
 
-TEST_F(AuthTest, TokensRestRoutesAndTheAuditLog) {
+TEST_P(AuthTest, TokensRestRoutesAndTheAuditLog) {
   auto admin = Bearer(tokens_[Role::kAdmin]);
   auto made = c().Post("/api/v1/tokens", admin,
                        json{{"name", "ci"}, {"role", "publisher"}, {"expires_in", "90d"}}.dump(),
@@ -322,7 +326,10 @@ class AnonymousPullTest : public AuthTest {
   }
 };
 
-TEST_F(AnonymousPullTest, AnonymousMayPullButNotPush) {
+INSTANTIATE_TEST_SUITE_P(Backends, AnonymousPullTest, airlock::testing::AllMetadataBackends(),
+                         airlock::testing::BackendName);
+
+TEST_P(AnonymousPullTest, AnonymousMayPullButNotPush) {
   Seed();
   EXPECT_EQ(c().Get("/v2/models/demo/manifests/1.0.0")->status, 200);
   EXPECT_EQ(c().Put("/v2/models/demo/manifests/x", ImageManifest("{}", {"weights"}), kManifestType)

@@ -176,12 +176,12 @@ TEST(HubProcess, TwoHubsOnOnePostgresDatabaseSeeEachOthersManifests) {
   TempDir dir;
   // One selects the database with --db, the other with the configuration's db key.
   airlock::testing::WriteAll(dir / "hub.yaml", "db: " + db + "\n");
-  HubProcess a({"serve", "--data", (dir / "a").string(), "--db", db, "--port", "0"});
+  HubProcess a({"serve", "--data", (dir / "a").string(), "--db", db, "--port", "0", "--no-auth"});
   HubProcess b({"serve", "--data", (dir / "b").string(), "--config", (dir / "hub.yaml").string(),
-                "--port", "0"});
+                "--port", "0", "--no-auth"});
   int port_a = a.WaitForPort(), port_b = b.WaitForPort();
-  ASSERT_GT(port_a, 0);
-  ASSERT_GT(port_b, 0);
+  ASSERT_GT(port_a, 0) << a.Stderr();
+  ASSERT_GT(port_b, 0) << b.Stderr();
   httplib::Client ca("127.0.0.1", port_a), cb("127.0.0.1", port_b);
   std::string config = "{}";
   auto pushed = ca.Post("/v2/m/blobs/uploads/?digest=" + Sha256Of(config).ToString(), config,

@@ -166,7 +166,12 @@ class SkopeoHubAuth : public SkopeoHubInterop {
   }
 };
 
-TEST_F(SkopeoHubAuth, CopyWithCredentialsWorksAndWithoutIsRefused) {
+// The token flow does not depend on where the metadata is: SQLite only (skopeo runs are slow).
+INSTANTIATE_TEST_SUITE_P(Backends, SkopeoHubAuth,
+                         ::testing::Values(airlock::testing::MetadataBackend::kSqlite),
+                         airlock::testing::BackendName);
+
+TEST_P(SkopeoHubAuth, CopyWithCredentialsWorksAndWithoutIsRefused) {
   auto minted = hub_->access().CreateToken("ci", Role::kPublisher, "test", std::nullopt);
   ASSERT_TRUE(minted);
   std::string src = "oci:" + layout().string() + ":1.0.0";
