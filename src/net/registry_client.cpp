@@ -537,6 +537,12 @@ std::string RegistrySays(const registry_detail::HttpResponse& r) {
       if (!message.empty()) {
         out += ": " + message;
       }
+      // A string detail says why (airlock-hub names the role a refusal needed); other registries
+      // put objects there, which are left out.
+      std::string detail = trust::StringOr(e, "detail");
+      if (!detail.empty() && detail.size() <= 300) {
+        out += " (" + detail + ")";
+      }
     }
     return out;
   }

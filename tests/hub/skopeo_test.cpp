@@ -196,5 +196,34 @@ TEST_P(SkopeoHubAuth, CopyWithCredentialsWorksAndWithoutIsRefused) {
   EXPECT_TRUE(manifest_put);
 }
 
+// airlock's own client against a hub with tokens on: the bearer token from the environment, a
+// viewer may pull but not push, and without a token nothing gets in.
+TEST_P(SkopeoHubAuth, AirlockPushAndPullUseTheTokenAndTheRoleDecides) {
+  auto publisher = hub_->access().CreateToken("ci", Role::kPublisher, "test", std::nullopt);
+  auto viewer = hub_->access().CreateToken("line3", Role::kViewer, "test", std::nullopt);
+  ASSERT_TRUE(publisher);
+  ASSERT_TRUE(viewer);
+  std::string target = "127.0.0.1:" + std::to_string(port()) + "/models/affine";
+  auto airlock = [&](const std::string& token, std::vector<std::string> args) {
+    args.insert(args.begin(), {"env", "AIRLOCK_REGISTRY_TOKEN=" + token,
+                               airlock::testing::AirlockBinary().string()});
+    return RunCommand(args, {}, 120);
+  };
+  CommandResult anonymous = RunAirlock({"push", layout().string(), target});
+  EXPECT_NE(anonymous.exit_code, 0);
+  EXPECT_NE(anonymous.err.find("401"), std::string::npos) << anonymous.err;
+  CommandResult as_viewer = airlock(viewer->token, {"push", layout().string(), target});
+  EXPECT_NE(as_viewer.exit_code, 0);
+  EXPECT_NE(as_viewer.err.find("403"), std::string::npos) << as_viewer.err;
+
+  CommandResult pushed = airlock(publisher->token, {"push", layout().string(), target});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  fs::path pulled = dir_ / "pulled.tar";
+  CommandResult pull = airlock(viewer->token, {"pull", target + ":1.0.0", "-o", pulled.string()});
+  ASSERT_EQ(pull.exit_code, 0) << pull.err;
+  CommandResult inspect = RunAirlock({"inspect", pulled.string()});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
+}
+
 }  // namespace
 }  // namespace airlock::hub
