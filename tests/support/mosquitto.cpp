@@ -3,8 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -14,6 +14,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "support/daemon.hpp"
 
 namespace airlock::testing {
 namespace fs = std::filesystem;
@@ -131,71 +133,12 @@ bool MosquittoBroker::TryStart() {
   }
   fs::path conf = dir_ / "mosquitto.conf";
   WriteAll(conf, config);
-  std::string log = (dir_ / "mosquitto.log").string();
-  std::vector<std::string> argv{kMosquitto, "-c", conf.string()};
-  std::vector<char*> args;
-  for (auto& a : argv) {
-    args.push_back(a.data());
-  }
-  args.push_back(nullptr);
-  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    throw std::runtime_error("cannot open " + log);
-  }
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    throw std::runtime_error("fork failed");
-  }
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) {
-      ::_exit(127);
-    }
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::execv(kMosquitto, args.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  pid_ = pid;
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;  // exited: port taken, bad config
-      return false;
-    }
-    if (CanConnect(port_)) {
-      return true;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  Stop();
-  return false;
+  pid_ = SpawnDaemon({kMosquitto, "-c", conf.string()}, dir_ / "mosquitto.log");
+  return WaitUntilServing(
+      pid_, [this] { return CanConnect(port_); }, 10s);
 }
 
-void MosquittoBroker::Stop() {
-  if (pid_ <= 0) {
-    return;
-  }
-  ::kill(pid_, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  int status = 0;
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  pid_ = -1;
-}
+void MosquittoBroker::Stop() { StopDaemon(pid_); }
 
 TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

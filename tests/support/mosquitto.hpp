@@ -14,8 +14,8 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "support/test_support.hpp"
 

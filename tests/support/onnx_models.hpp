@@ -2,8 +2,8 @@
 // Small ONNX models made in code for tests, so no test depends on a trained artefact.
 
 #include <filesystem>
-#include <vector>
 #include <string>
+#include <vector>
 
 namespace airlock::testing {
 

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/daemon.hpp"
 #include "support/mosquitto.hpp"
 
 namespace airlock::testing {
@@ -42,47 +43,6 @@ std::string FindServerBinaries() {
            std::stoi(b.parent_path().filename().string());
   });
   return found.back().string();
-}
-
-// Forks argv as uid/gid with output appended to log; the child dies with this process.
-// Returns the child's pid.
-pid_t Spawn(const std::vector<std::string>& argv, const fs::path& log, uid_t uid, gid_t gid) {
-  std::vector<std::string> copy = argv;
-  std::vector<char*> args;
-  for (auto& a : copy) {
-    args.push_back(a.data());
-  }
-  args.push_back(nullptr);
-  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    throw std::runtime_error("cannot open " + log.string());
-  }
-  bool drop = ::geteuid() != uid;
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    throw std::runtime_error("fork failed");
-  }
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec. The death signal is set after the
-    // change of user, which would clear it.
-    if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
-      ::_exit(126);
-    }
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) {
-      ::_exit(127);
-    }
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  return pid;
 }
 
 }  // namespace
@@ -116,11 +76,11 @@ PostgresServer::PostgresServer() {
   }
   // The default collation is ICU's en-US, where "a" sorts before "A": the store must not depend on
   // the database's locale for its byte-ordered tags.
-  pid_t initdb = Spawn(
+  pid_t initdb = SpawnDaemon(
       {bin_ + "/initdb", "-D", (dir_ / "data").string(), "-U", kUser, "--pwfile=" + pwfile.string(),
        "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C",
        "--locale-provider=icu", "--icu-locale=en-US", "--no-sync"},
-      dir_ / "initdb.log", uid_, gid_);
+      dir_ / "initdb.log", DaemonUser{uid_, gid_});
   int status = 0;
   auto deadline = std::chrono::steady_clock::now() + 120s;
   while (::waitpid(initdb, &status, WNOHANG) == 0) {
@@ -156,26 +116,14 @@ std::string PostgresServer::Log() const {
 }
 
 bool PostgresServer::TryStart() {
-  pid_ =
-      Spawn({bin_ + "/postgres", "-D", (dir_ / "data").string(), "-k", dir_.path().string(), "-h",
-             "127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c",
-             "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"},
-            dir_ / "postgres.log", uid_, gid_);
+  pid_ = SpawnDaemon(
+      {bin_ + "/postgres", "-D", (dir_ / "data").string(), "-k", dir_.path().string(), "-h",
+       "127.0.0.1", "-p", std::to_string(port_), "-c", "fsync=off", "-c", "synchronous_commit=off",
+       "-c", "full_page_writes=off", "-c", "max_connections=200"},
+      dir_ / "postgres.log", DaemonUser{uid_, gid_});
   std::string probe = Uri("postgres") + "?connect_timeout=2";
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;  // exited: port taken, bad configuration
-      return false;
-    }
-    if (PQping(probe.c_str()) == PQPING_OK) {
-      return true;
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  Stop();
-  return false;
+  return WaitUntilServing(
+      pid_, [&probe] { return PQping(probe.c_str()) == PQPING_OK; }, 30s);
 }
 
 void PostgresServer::Restart() {
@@ -191,21 +139,8 @@ void PostgresServer::Restart() {
 }
 
 void PostgresServer::Stop() {
-  if (pid_ <= 0) {
-    return;
-  }
-  ::kill(pid_, SIGINT);  // fast shutdown: disconnects clients, no checkpoint wait for them
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  int status = 0;
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  pid_ = -1;
+  // SIGINT is a fast shutdown: clients are disconnected, no checkpoint waits for them.
+  StopDaemon(pid_, SIGINT, 10s);
 }
 
 void PostgresServer::Execute(const std::string& database, const std::string& sql) const {

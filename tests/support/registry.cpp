@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/daemon.hpp"
 #include "support/mosquitto.hpp"
 
 namespace airlock::testing {
@@ -54,70 +55,11 @@ bool DistributionRegistry::TryStart() {
                std::to_string(port_) +
                "\n"
                "  secret: airlock-tests\n");
-  std::string log = (dir_ / "registry.log").string();
-  std::vector<std::string> argv{kDockerRegistry, "serve", config.string()};
-  std::vector<char*> args;
-  for (auto& a : argv) {
-    args.push_back(a.data());
-  }
-  args.push_back(nullptr);
-  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) {
-    throw std::runtime_error("cannot open " + log);
-  }
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(log_fd);
-    throw std::runtime_error("fork failed");
-  }
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) {
-      ::_exit(127);
-    }
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, 0);
-    ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
-    ::execv(kDockerRegistry, args.data());
-    ::_exit(127);
-  }
-  ::close(log_fd);
-  pid_ = pid;
-  auto deadline = std::chrono::steady_clock::now() + 15s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;  // exited: port taken, bad config
-      return false;
-    }
-    if (CanConnect(port_)) {
-      return true;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  Stop();
-  return false;
+  pid_ = SpawnDaemon({kDockerRegistry, "serve", config.string()}, dir_ / "registry.log");
+  return WaitUntilServing(
+      pid_, [this] { return CanConnect(port_); }, 15s);
 }
 
-void DistributionRegistry::Stop() {
-  if (pid_ <= 0) {
-    return;
-  }
-  ::kill(pid_, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  int status = 0;
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-  pid_ = -1;
-}
+void DistributionRegistry::Stop() { StopDaemon(pid_); }
 
 }  // namespace airlock::testing
