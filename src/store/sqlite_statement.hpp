@@ -1,0 +1,112 @@
+#pragma once
+// What the SQLite stores (SqliteMetadataStore, SqliteAuthStore) share: a prepared statement with
+// positional parameters, finalised on destruction, and the error for a failed call. Internal to
+// src/store; not thread-safe (the stores serialise their connection).
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+
+namespace airlock::store::sqlite {
+
+inline Error DbError(sqlite3* db, std::string_view what) {
+  return Error(ErrorCode::kIo,
+               "metadata database: " + std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+// One prepared statement, finalised on destruction.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+      error_ = DbError(db, "cannot prepare a statement");
+      stmt_ = nullptr;
+    }
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(int i, std::string_view text) {
+    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& Bind(int i, std::int64_t value) {
+    sqlite3_bind_int64(stmt_, i, value);
+    return *this;
+  }
+  Statement& BindBlob(int i, std::string_view bytes) {
+    sqlite3_bind_blob64(stmt_, i, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindNull(int i) {
+    sqlite3_bind_null(stmt_, i);
+    return *this;
+  }
+  Statement& Bind(int i, std::optional<std::int64_t> value) {
+    return value ? Bind(i, *value) : BindNull(i);
+  }
+
+  // true: a row is available; false: done. A constraint violation is kAlreadyExists.
+  Result<bool> Step() {
+    if (stmt_ == nullptr) {
+      return Fail(*error_);
+    }
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) {
+      return true;
+    }
+    if (rc == SQLITE_DONE) {
+      return false;
+    }
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+      return Fail(ErrorCode::kAlreadyExists, sqlite3_errmsg(db_));
+    }
+    return Fail(DbError(db_, "statement failed"));
+  }
+  Status Run() {
+    AIRLOCK_ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return {};
+  }
+
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  std::string Blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p == nullptr ? std::string()
+                        : std::string(static_cast<const char*>(p),
+                                      static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::optional<std::int64_t> MaybeInt(int col) const {
+    return IsNull(col) ? std::nullopt : std::optional<std::int64_t>(Int(col));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  std::optional<Error> error_;
+};
+
+inline Status Exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message != nullptr ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    return Fail(ErrorCode::kIo, "metadata database: " + text);
+  }
+  return {};
+}
+
+}  // namespace airlock::store::sqlite
