@@ -98,6 +98,7 @@ int Main(int argc, char** argv) {
   AddRun(app, ctx, action);
   AddPush(app, ctx, action);
   AddPull(app, ctx, action);
+  AddLogin(app, ctx, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -53,5 +53,6 @@ void AddVerify(CLI::App& app, Context& ctx, Action& action);
 void AddRun(CLI::App& app, Context& ctx, Action& action);
 void AddPush(CLI::App& app, Context& ctx, Action& action);
 void AddPull(CLI::App& app, Context& ctx, Action& action);
+void AddLogin(CLI::App& app, Context& ctx, Action& action);
 
 }  // namespace airlock::cli

@@ -2,9 +2,11 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/common.hpp"
+#include "core/fs.hpp"
 #include "net/package_transfer.hpp"
 #include "net/registry_client.hpp"
 
@@ -39,6 +41,45 @@ std::string Env(const char* name) {
   return v != nullptr ? std::string(v) : std::string();
 }
 
+// Tokens saved by `airlock login`, by registry (host[:port]): $AIRLOCK_CONFIG_DIR, else
+// $XDG_CONFIG_HOME/airlock, else ~/.config/airlock; credentials.json, mode 0600.
+std::filesystem::path CredentialsFile() {
+  std::string dir = Env("AIRLOCK_CONFIG_DIR");
+  if (dir.empty()) {
+    std::string xdg = Env("XDG_CONFIG_HOME");
+    std::string home = Env("HOME");
+    dir = !xdg.empty()    ? xdg + "/airlock"
+          : !home.empty() ? home + "/.config/airlock"
+                          : std::string(".airlock");
+  }
+  return std::filesystem::path(dir) / "credentials.json";
+}
+
+constexpr std::uint64_t kMaxCredentialsFile = 1 << 20;
+
+Result<nlohmann::json> ReadCredentials() {
+  std::filesystem::path file = CredentialsFile();
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) {
+    return nlohmann::json{{"registries", nlohmann::json::object()}};
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(file, kMaxCredentialsFile));
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("registries") ||
+      !doc["registries"].is_object()) {
+    return Fail(ErrorCode::kCorrupt, file.string() +
+                                         " is not a credentials file airlock wrote; remove it and "
+                                         "run airlock login again");
+  }
+  return doc;
+}
+
+Status WriteCredentials(const nlohmann::json& doc) {
+  std::filesystem::path file = CredentialsFile();
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(file.parent_path()));
+  return WriteFileAtomic(file, doc.dump(2) + "\n", 0600);
+}
+
 Result<std::unique_ptr<net::RegistryClient>> Connect(const RegistryFlags& f,
                                                      const std::string& registry) {
   net::RegistryOptions options;
@@ -60,6 +101,15 @@ Result<std::unique_ptr<net::RegistryClient>> Connect(const RegistryFlags& f,
   if (!options.credentials.password.empty() && options.credentials.username.empty()) {
     return Fail(ErrorCode::kInvalidArgument,
                 "a password without a user name: give --username or set AIRLOCK_REGISTRY_USER");
+  }
+  // Flags and the environment win; otherwise what `airlock login` saved for this registry.
+  if (options.credentials.token.empty() && options.credentials.password.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json saved, ReadCredentials());
+    const auto& entry = saved["registries"];
+    if (entry.contains(registry) && entry[registry].is_object() &&
+        entry[registry].contains("token") && entry[registry]["token"].is_string()) {
+      options.credentials.token = entry[registry]["token"].get<std::string>();
+    }
   }
   return net::RegistryClient::Create(std::move(options));
 }
@@ -223,6 +273,87 @@ void AddPull(CLI::App& app, Context& ctx, Action& action) {
                     r->release_manifest ? ", with its release; check it with airlock verify"
                                         : ", no release document in the registry");
       }
+      return kExitOk;
+    };
+  });
+}
+
+void AddLogin(CLI::App& app, Context& ctx, Action& action) {
+  auto* login = app.add_subcommand(
+      "login", "Check a registry token (an airlock-hub token) and save it for push and pull");
+  auto* logout = app.add_subcommand("logout", "Forget the token saved for a registry");
+  struct Args {
+    std::string registry;
+    bool token_stdin = false;
+    bool plain_http = false;
+    std::string ca_file;
+  };
+  auto a = std::make_shared<Args>();
+  login->add_option("registry", a->registry, "REGISTRY, e.g. hub.example.com:7400")->required();
+  login->add_flag("--token-stdin", a->token_stdin,
+                  "read the token from standard input (default: $AIRLOCK_REGISTRY_TOKEN)");
+  login->add_flag("--plain-http", a->plain_http,
+                  "talk http:// to a registry that is not on this machine");
+  login->add_option("--ca-file", a->ca_file, "PEM file of the CA that signed the registry's cert");
+  logout->add_option("registry", a->registry, "REGISTRY, as given to login")->required();
+  login->callback([&ctx, &action, a] {
+    action = [&ctx, a]() -> int {
+      std::string token = Env("AIRLOCK_REGISTRY_TOKEN");
+      if (a->token_stdin) {
+        std::getline(std::cin, token);
+        while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) {
+          token.pop_back();
+        }
+      }
+      if (token.empty()) {
+        return ReportError(Error(ErrorCode::kInvalidArgument,
+                                 "no token: pipe it to --token-stdin or set "
+                                 "AIRLOCK_REGISTRY_TOKEN (airlock-hub token create makes one)"),
+                           kExitUsage);
+      }
+      net::RegistryOptions options;
+      options.registry = a->registry;
+      options.plain_http = a->plain_http;
+      options.ca_file = a->ca_file;
+      options.credentials.token = token;
+      auto client = net::RegistryClient::Create(std::move(options));
+      if (!client) {
+        return ReportError(client.error(), kExitUsage);
+      }
+      // GET /v2/ with the token: a hub answers 401 for a token it does not know.
+      if (auto pinged = (*client)->Ping(); !pinged) {
+        return ReportError(
+            std::move(pinged.error()).WithContext("checking the token with " + a->registry),
+            kExitFailure);
+      }
+      auto saved = ReadCredentials();
+      if (!saved) {
+        return ReportError(saved.error(), kExitFailure);
+      }
+      (*saved)["registries"][a->registry] = {{"token", token}};
+      if (auto written = WriteCredentials(*saved); !written) {
+        return ReportError(written.error(), kExitFailure);
+      }
+      ctx.Say("saved in " + CredentialsFile().string() + " (mode 0600)");
+      std::printf("logged in to %s\n", a->registry.c_str());
+      return kExitOk;
+    };
+  });
+  logout->callback([&action, a] {
+    action = [a]() -> int {
+      auto saved = ReadCredentials();
+      if (!saved) {
+        return ReportError(saved.error(), kExitFailure);
+      }
+      if (!(*saved)["registries"].contains(a->registry)) {
+        std::printf("no token saved for %s\n", a->registry.c_str());
+        return kExitOk;
+      }
+      (*saved)["registries"].erase(a->registry);
+      if (auto written = WriteCredentials(*saved); !written) {
+        return ReportError(written.error(), kExitFailure);
+      }
+      std::printf("logged out of %s\n", a->registry.c_str());
       return kExitOk;
     };
   });

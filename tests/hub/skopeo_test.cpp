@@ -225,5 +225,45 @@ TEST_P(SkopeoHubAuth, AirlockPushAndPullUseTheTokenAndTheRoleDecides) {
   EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
 }
 
+// airlock login checks the token against the hub and saves it (0600); push and pull then use it
+// without any variable; a wrong token is refused and not saved; logout forgets it.
+TEST_P(SkopeoHubAuth, AirlockLoginSavesTheTokenForPushAndPull) {
+  auto publisher = hub_->access().CreateToken("ci", Role::kPublisher, "test", std::nullopt);
+  ASSERT_TRUE(publisher);
+  std::string registry = "127.0.0.1:" + std::to_string(port());
+  fs::path config = dir_ / "config";
+  auto airlock = [&](std::vector<std::string> args, const std::string& token = "") {
+    std::vector<std::string> argv = {"env", "AIRLOCK_CONFIG_DIR=" + config.string()};
+    if (!token.empty()) {
+      argv.push_back("AIRLOCK_REGISTRY_TOKEN=" + token);
+    }
+    argv.push_back(airlock::testing::AirlockBinary().string());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, {}, 120);
+  };
+  std::string wrong = "alk_" + std::string(64, '0');
+  CommandResult refused = airlock({"login", registry}, wrong);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("not known to this hub"), std::string::npos) << refused.err;
+  EXPECT_FALSE(fs::exists(config / "credentials.json"));
+
+  CommandResult login = airlock({"login", registry}, publisher->token);
+  ASSERT_EQ(login.exit_code, 0) << login.err;
+  auto mode = fs::status(config / "credentials.json").permissions();
+  EXPECT_EQ(mode & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  CommandResult pushed = airlock({"push", layout().string(), registry + "/models/affine"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  CommandResult pulled =
+      airlock({"pull", registry + "/models/affine:1.0.0", "-o", (dir_ / "p.tar").string()});
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
+
+  CommandResult logout = airlock({"logout", registry});
+  ASSERT_EQ(logout.exit_code, 0) << logout.err;
+  CommandResult after =
+      airlock({"pull", registry + "/models/affine:1.0.0", "-o", (dir_ / "q.tar").string()});
+  EXPECT_NE(after.exit_code, 0);
+  EXPECT_NE(after.err.find("401"), std::string::npos) << after.err;
+}
+
 }  // namespace
 }  // namespace airlock::hub
