@@ -1,13 +1,12 @@
 #include "agent/cli.hpp"
 
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
-#include <thread>
 
 #include "agent/agent.hpp"
 #include "agent/config.hpp"
 #include "agent/model_store.hpp"
+#include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
@@ -30,13 +29,7 @@ struct ServeArgs {
 
 // Loads what the configuration says, serves until SIGINT or SIGTERM.
 int Serve(AgentConfig config, const std::string& platform) {
-  // Block the stop signals in every thread; one thread waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  StopSignals stop_signals;  // before any thread starts
 
   auto agent = Agent::Create(config, platform);
   if (!agent) {
@@ -47,22 +40,13 @@ int Serve(AgentConfig config, const std::string& platform) {
   std::printf("airlock-agent: serving on %s://%s:%d\n", scheme, config.http.address.c_str(),
               server.port());
   std::fflush(stdout);
-  if (config.http.address != "127.0.0.1" && config.http.address != "::1" &&
-      config.http.address != "localhost" && config.http.api_key_file.empty()) {
-    spdlog::warn("listening on {} without an API key: anyone who can reach this port can run "
-                 "and unload models (set http.api_key_file)",
-                 config.http.address);
+  if (!IsLoopbackHost(config.http.address) && config.http.api_key_file.empty()) {
+    spdlog::warn(
+        "listening on {} without an API key: anyone who can reach this port can run "
+        "and unload models (set http.api_key_file)",
+        config.http.address);
   }
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    spdlog::info("stopping (signal {})", sig);
-    server.Stop();
-  });
-  server.Serve();
-  // Serve also returns when Stop was not called (a listen failure): wake the waiter.
-  pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
+  stop_signals.Serve([&] { server.Serve(); }, [&] { server.Stop(); });
   return kExitOk;
 }
 

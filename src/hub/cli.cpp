@@ -1,14 +1,11 @@
 #include "hub/cli.hpp"
 
-#include <pthread.h>
-
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
-#include <thread>
 
+#include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
 #include "core/log.hpp"
 #include "hub/server.hpp"
@@ -25,13 +22,7 @@ int Report(const Error& e) {
 
 // Opens the data directory and serves until SIGINT or SIGTERM.
 int Serve(HubConfig config) {
-  // Block the stop signals in every thread; one thread waits for them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  StopSignals stop_signals;  // before any thread starts
 
   std::string address = config.http.address;
   bool auth_enabled = config.auth.enabled;
@@ -68,16 +59,7 @@ int Serve(HubConfig config) {
       std::fflush(stdout);
     }
   }
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    spdlog::info("stopping (signal {})", sig);
-    server.Stop();
-  });
-  server.Serve();
-  // Serve also returns when Stop was not called (a listen failure): wake the waiter.
-  pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
+  stop_signals.Serve([&] { server.Serve(); }, [&] { server.Stop(); });
   return kExitOk;
 }
 

@@ -151,11 +151,6 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
   return config;
 }
 
-bool IsLoopbackAddress(std::string_view address) {
-  return address == "localhost" || address == "::1" || address == "[::1]" ||
-         address.starts_with("127.");
-}
-
 Result<HubConfig> LoadHubConfig(const std::filesystem::path& path) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, kMaxConfigSize));
   return ParseHubConfig(text, path.string());

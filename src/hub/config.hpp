@@ -40,9 +40,6 @@ struct HubConfig {
   } auth;
 };
 
-// Whether address is a loopback address (127.0.0.0/8, ::1, localhost).
-bool IsLoopbackAddress(std::string_view address);
-
 // The data directory when neither --data nor the configuration names one: /var/lib/airlock-hub
 // for root, otherwise $XDG_DATA_HOME/airlock-hub ($HOME/.local/share/airlock-hub when unset), so
 // that a developer can run the hub without root and without flags.

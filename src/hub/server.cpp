@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "core/daemon.hpp"
 #include "core/log.hpp"
 #include "hub/oci_rules.hpp"
 #include "store/postgres_metadata_store.hpp"
@@ -1308,7 +1309,7 @@ Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, cons
 }
 
 Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
-  if (!config.auth.enabled && !IsLoopbackAddress(config.http.address)) {
+  if (!config.auth.enabled && !IsLoopbackHost(config.http.address)) {
     return Fail(ErrorCode::kInvalidArgument,
                 "auth.enabled is false but the hub would listen on " + config.http.address +
                     ": running without tokens is allowed on loopback only");

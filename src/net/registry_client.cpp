@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/daemon.hpp"
 #include "core/encoding.hpp"
 #include "core/fs.hpp"
 #include "trust/canonical_json.hpp"
@@ -272,18 +273,7 @@ bool IsValidTag(std::string_view tag) {
   return true;
 }
 
-bool IsLoopbackRegistry(std::string_view registry) {
-  std::string host = Lower(HostOf(registry));
-  if (host == "localhost" || host == "[::1]") {
-    return true;
-  }
-  if (!host.starts_with("127.")) {
-    return false;
-  }
-  return std::all_of(host.begin(), host.end(), [](char c) {
-    return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
-  });
-}
+bool IsLoopbackRegistry(std::string_view registry) { return IsLoopbackHost(HostOf(registry)); }
 
 Result<RegistryReference> RegistryReference::Parse(std::string_view text) {
   auto bad = [&](const std::string& why) {
