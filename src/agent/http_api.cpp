@@ -9,6 +9,7 @@
 #include "agent/oip_codec.hpp"
 #include "core/fs.hpp"
 #include "core/time.hpp"
+#include "net/http_server.hpp"
 
 #ifndef AIRLOCK_VERSION
 #define AIRLOCK_VERSION "0.0.0"
@@ -77,7 +78,8 @@ std::string TritonType(runtime::DataType t) {
 }
 
 json TensorMetadata(const runtime::TensorSpec& s) {
-  return {{"name", s.name}, {"datatype", std::string(runtime::DataTypeName(s.dtype))},
+  return {{"name", s.name},
+          {"datatype", std::string(runtime::DataTypeName(s.dtype))},
           {"shape", s.shape}};
 }
 
@@ -111,19 +113,20 @@ json ModelConfigJson(const ServedVersion& v) {
       policy = {{"all", json::object()}};
       break;
   }
-  json j = {{"name", v.name},
-            {"platform", "onnxruntime_onnx"},
-            {"backend", "onnxruntime"},
-            {"version_policy", policy},
-            {"max_batch_size", batched ? c.batching->max_batch_size : 0},
-            {"input", inputs},
-            {"output", outputs},
-            {"instance_group", {{{"name", v.name}, {"count", c.instances}, {"kind", "KIND_CPU"}}}},
-            {"parameters",
-             {{"intra_op_thread_count", {{"string_value", std::to_string(c.session.intra_op_threads)}}},
-              {"allow_spinning", {{"string_value", c.session.allow_spinning ? "1" : "0"}}},
-              {"cpu_arena", {{"string_value", c.session.cpu_arena ? "1" : "0"}}},
-              {"shared_pool", {{"string_value", c.session.shared_pool ? "1" : "0"}}}}}};
+  json j = {
+      {"name", v.name},
+      {"platform", "onnxruntime_onnx"},
+      {"backend", "onnxruntime"},
+      {"version_policy", policy},
+      {"max_batch_size", batched ? c.batching->max_batch_size : 0},
+      {"input", inputs},
+      {"output", outputs},
+      {"instance_group", {{{"name", v.name}, {"count", c.instances}, {"kind", "KIND_CPU"}}}},
+      {"parameters",
+       {{"intra_op_thread_count", {{"string_value", std::to_string(c.session.intra_op_threads)}}},
+        {"allow_spinning", {{"string_value", c.session.allow_spinning ? "1" : "0"}}},
+        {"cpu_arena", {{"string_value", c.session.cpu_arena ? "1" : "0"}}},
+        {"shared_pool", {{"string_value", c.session.shared_pool ? "1" : "0"}}}}}};
   if (batched) {
     j["dynamic_batching"] = {
         {"max_queue_delay_microseconds", c.batching->max_queue_delay.count()},
@@ -143,8 +146,7 @@ json StatsJson(const ServedVersion& v) {
   const auto& s = v.stats;
   json batches = json::array();
   for (const auto& [size, count] : s.BatchCounts()) {
-    batches.push_back({{"batch_size", size},
-                       {"compute_infer", {{"count", count}}}});
+    batches.push_back({{"batch_size", size}, {"compute_infer", {{"count", count}}}});
   }
   return {{"name", v.name},
           {"version", v.version},
@@ -355,8 +357,8 @@ struct AgentServer::Impl {
                                [&](const auto& s) { return s.name == o.name; });
       if (!known) {
         served->stats.fail.Add(steady_clock::now() - arrival);
-        return SendError(res, 400, "unknown output \"" + o.name + "\" requested from " +
-                                       served->name);
+        return SendError(res, 400,
+                         "unknown output \"" + o.name + "\" requested from " + served->name);
       }
     }
     auto outputs = served->scheduler->Execute(std::move(request->inputs), arrival);
@@ -402,7 +404,8 @@ struct AgentServer::Impl {
       for (const auto& v : ready) {
         if (v->name == s.name && v->version == s.version) {
           m["index_digest"] = v->index_digest;
-          m["loaded_at"] = FormatRfc3339(std::chrono::time_point_cast<std::chrono::seconds>(v->loaded_at));
+          m["loaded_at"] =
+              FormatRfc3339(std::chrono::time_point_cast<std::chrono::seconds>(v->loaded_at));
           m["load_ms"] = v->load_duration.count();
           m["warmup_samples"] = v->warmup_samples;
           m["queue_depth"] = v->scheduler->QueueDepth();
@@ -423,7 +426,8 @@ struct AgentServer::Impl {
               {"platform", platform},
               {"onnxruntime", runtime_version},
               {"store", config.store.string()},
-              {"started_at", FormatRfc3339(std::chrono::time_point_cast<std::chrono::seconds>(started))},
+              {"started_at",
+               FormatRfc3339(std::chrono::time_point_cast<std::chrono::seconds>(started))},
               {"uptime_seconds", uptime.count()}}},
             {"ready", repo.AllReady()},
             {"models", models},
@@ -507,9 +511,8 @@ struct AgentServer::Impl {
       s.Post(pattern, Guarded(std::move(h)));
     };
 
-    s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
-      res.status = 200;
-    });
+    s.Get("/v2/health/live",
+          [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
     s.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
       res.status = repo.AllReady() ? 200 : 400;
     });
@@ -517,8 +520,8 @@ struct AgentServer::Impl {
       SendJson(res, {{"name", "airlock-agent"},
                      {"version", AIRLOCK_VERSION},
                      {"extensions",
-                      {"binary_tensor_data", "model_repository", "statistics", "model_configuration",
-                       "schedule_policy"}}});
+                      {"binary_tensor_data", "model_repository", "statistics",
+                       "model_configuration", "schedule_policy"}}});
     });
     get(model, [this](const httplib::Request& req, httplib::Response& res) {
       auto v = Target(req);
@@ -555,36 +558,34 @@ struct AgentServer::Impl {
       SendJson(res, ModelConfigJson(**v));
     });
     get(R"(/v2/models(?:/([^/]+)(?:/versions/([^/]+))?)?/stats)",
-          [this](const httplib::Request& req, httplib::Response& res) {
-            json stats = json::array();
-            std::string name = req.matches[1], version = req.matches[2];
-            if (name.empty()) {
-              for (const auto& v : repo.Ready()) {
+        [this](const httplib::Request& req, httplib::Response& res) {
+          json stats = json::array();
+          std::string name = req.matches[1], version = req.matches[2];
+          if (name.empty()) {
+            for (const auto& v : repo.Ready()) {
+              stats.push_back(StatsJson(*v));
+            }
+          } else if (version.empty()) {
+            auto found = repo.Find(name);
+            if (!found) {
+              return SendError(res, found.error());
+            }
+            for (const auto& v : repo.Ready()) {
+              if (v->name == name) {
                 stats.push_back(StatsJson(*v));
               }
-            } else if (version.empty()) {
-              auto found = repo.Find(name);
-              if (!found) {
-                return SendError(res, found.error());
-              }
-              for (const auto& v : repo.Ready()) {
-                if (v->name == name) {
-                  stats.push_back(StatsJson(*v));
-                }
-              }
-            } else {
-              auto v = repo.Find(name, version);
-              if (!v) {
-                return SendError(res, v.error());
-              }
-              stats.push_back(StatsJson(**v));
             }
-            SendJson(res, {{"model_stats", stats}});
-          });
-    s.Post(model + "/infer",
-           WithBody([this](const httplib::Request& req, httplib::Response& res, Body& body) {
-             Infer(req, res, body.bytes);
-           }));
+          } else {
+            auto v = repo.Find(name, version);
+            if (!v) {
+              return SendError(res, v.error());
+            }
+            stats.push_back(StatsJson(**v));
+          }
+          SendJson(res, {{"model_stats", stats}});
+        });
+    s.Post(model + "/infer", WithBody([this](const httplib::Request& req, httplib::Response& res,
+                                             Body& body) { Infer(req, res, body.bytes); }));
     post("/v2/repository/index", [this](const httplib::Request& req, httplib::Response& res) {
       bool only_ready = false;
       if (!req.body.empty()) {
@@ -609,21 +610,21 @@ struct AgentServer::Impl {
       SendJson(res, list);
     });
     post(R"(/v2/repository/models/([^/]+)/load)",
-           [this](const httplib::Request& req, httplib::Response& res) {
-             auto st = repo.Load(req.matches[1]);
-             if (!st) {
-               return SendError(res, st.error());
-             }
-             res.status = 200;
-           });
+         [this](const httplib::Request& req, httplib::Response& res) {
+           auto st = repo.Load(req.matches[1]);
+           if (!st) {
+             return SendError(res, st.error());
+           }
+           res.status = 200;
+         });
     post(R"(/v2/repository/models/([^/]+)/unload)",
-           [this](const httplib::Request& req, httplib::Response& res) {
-             auto st = repo.Unload(req.matches[1]);
-             if (!st) {
-               return SendError(res, st.error());
-             }
-             res.status = 200;
-           });
+         [this](const httplib::Request& req, httplib::Response& res) {
+           auto st = repo.Unload(req.matches[1]);
+           if (!st) {
+             return SendError(res, st.error());
+           }
+           res.status = 200;
+         });
     get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       std::string text = RenderMetrics(repo);
       Metric(text, "airlock_http_requests_total", "counter", "HTTP requests received");
@@ -635,9 +636,8 @@ struct AgentServer::Impl {
       }
       res.set_content(text, "text/plain; version=0.0.4");
     });
-    get("/api/v1/status", [this](const httplib::Request&, httplib::Response& res) {
-      SendJson(res, Status());
-    });
+    get("/api/v1/status",
+        [this](const httplib::Request&, httplib::Response& res) { SendJson(res, Status()); });
     s.Post(R"(/api/v1/models/([^/]+)(?:/versions/([^/]+))?/predict)",
            WithBody([this](const httplib::Request& req, httplib::Response& res, Body& body) {
              auto v = Target(req);
@@ -692,7 +692,9 @@ Status AgentServer::Bind() {
   }
   auto& s = *impl_->server;
   int threads = http.threads;
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  s.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+  };
   s.set_tcp_nodelay(true);
   s.set_keep_alive_max_count(1000000);
   s.set_payload_max_length(http.max_request_size);
@@ -711,43 +713,28 @@ Status AgentServer::Bind() {
   std::uint64_t max_size = http.max_request_size;
   s.set_error_handler(httplib::Server::HandlerWithResponse(
       [max_size](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) {
-      return httplib::Server::HandlerResponse::Unhandled;  // ours already
-    }
-    if (res.status == 413) {
-      SendError(res, 413, "the request body is larger than http.max_request_size (" +
-                              std::to_string(max_size) + " bytes)");
-    } else if (res.status == 404) {
-      SendError(res, 404, "no such route: " + req.method + " " + req.path);
-    } else if (res.status >= 400) {
-      SendError(res, res.status,
-                "malformed HTTP request (a POST without a body needs Content-Length: 0, e.g. "
-                "curl -d '')");
-    }
-    return httplib::Server::HandlerResponse::Handled;
-  }));
+        if (!res.body.empty()) {
+          return httplib::Server::HandlerResponse::Unhandled;  // ours already
+        }
+        if (res.status == 413) {
+          SendError(res, 413,
+                    "the request body is larger than http.max_request_size (" +
+                        std::to_string(max_size) + " bytes)");
+        } else if (res.status == 404) {
+          SendError(res, 404, "no such route: " + req.method + " " + req.path);
+        } else if (res.status >= 400) {
+          SendError(res, res.status,
+                    "malformed HTTP request (a POST without a body needs Content-Length: 0, e.g. "
+                    "curl -d '')");
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      }));
   s.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "internal error";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what += std::string(": ") + e.what();
-        } catch (...) {
-        }
-        SendError(res, 500, what);
+        SendError(res, 500, net::InternalErrorMessage(ep));
       });
   impl_->Routes();
-  if (http.port == 0) {
-    port_ = s.bind_to_any_port(http.address);
-  } else {
-    port_ = s.bind_to_port(http.address, http.port) ? http.port : -1;
-  }
-  if (port_ <= 0) {
-    return Fail(ErrorCode::kIo, "cannot listen on " + http.address + ":" +
-                                    std::to_string(http.port) +
-                                    " (in use, or not an address of this machine?)");
-  }
+  AIRLOCK_ASSIGN_OR_RETURN(port_, net::BindHttpServer(s, http.address, http.port));
   return {};
 }
 

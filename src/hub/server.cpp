@@ -11,6 +11,7 @@
 #include "core/daemon.hpp"
 #include "core/log.hpp"
 #include "hub/oci_rules.hpp"
+#include "net/http_server.hpp"
 #include "store/postgres_metadata_store.hpp"
 #include "store/sqlite_auth_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
@@ -1239,27 +1240,12 @@ Status HubServer::Bind() {
       }));
   s.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "internal error";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what += std::string(": ") + e.what();
-        } catch (...) {
-        }
+        std::string what = net::InternalErrorMessage(ep);
         spdlog::error("{}", what);
         SendError(res, 500, "UNKNOWN", "internal error", what);
       });
   impl_->Routes();
-  if (config.http.port == 0) {
-    port_ = s.bind_to_any_port(config.http.address);
-  } else {
-    port_ = s.bind_to_port(config.http.address, config.http.port) ? config.http.port : -1;
-  }
-  if (port_ <= 0) {
-    return Fail(ErrorCode::kIo, "cannot listen on " + config.http.address + ":" +
-                                    std::to_string(config.http.port) +
-                                    " (in use, or not an address of this machine?)");
-  }
+  AIRLOCK_ASSIGN_OR_RETURN(port_, net::BindHttpServer(s, config.http.address, config.http.port));
   return {};
 }
 
