@@ -233,25 +233,6 @@ Status WriteAllAt(int fd, std::string_view data, std::uint64_t offset, const fs:
   return {};
 }
 
-Status ReadAllAt(int fd, char* out, std::size_t count, std::uint64_t offset) {
-  std::size_t done = 0;
-  while (done < count) {
-    ssize_t n = ::pread(fd, out + done, count - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return Fail(ErrorCode::kIo,
-                  std::string("cannot read the blob to upload: ") + std::strerror(errno));
-    }
-    if (n == 0) {
-      return Fail(ErrorCode::kCorrupt, "the blob to upload ended early");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return {};
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -1041,11 +1022,12 @@ Result<BlobPushOutcome> RegistryClient::PushBlob(std::string_view repo, const Di
                                                  const pkg::FileRange& range,
                                                  std::string_view mount_from,
                                                  const TransferProgress& progress) {
-  auto read = [range](std::uint64_t offset, char* out, std::size_t n) -> Status {
+  std::string where = "the blob to upload, " + digest.ToString();
+  auto read = [range, where](std::uint64_t offset, char* out, std::size_t n) -> Status {
     if (offset + n > range.size) {
       return Fail(ErrorCode::kInternal, "read past the blob");
     }
-    return ReadAllAt(range.fd, out, n, range.offset + offset);
+    return pkg::ReadRange(range, offset, out, n, where);
   };
   return Upload(repo, digest, range.size, read, mount_from, progress);
 }

@@ -94,6 +94,8 @@ class ArchiveReader final : public LayoutReader {
   std::map<std::string, TarEntryRange> entries_;
 };
 
+}  // namespace
+
 Status ReadRange(const FileRange& r, std::uint64_t at, char* out, std::size_t count,
                  const fs::path& where) {
   std::size_t done = 0;
@@ -112,8 +114,6 @@ Status ReadRange(const FileRange& r, std::uint64_t at, char* out, std::size_t co
   }
   return {};
 }
-
-}  // namespace
 
 std::string BlobPath(const Digest& d) { return "blobs/sha256/" + d.hex(); }
 

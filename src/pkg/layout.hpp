@@ -38,6 +38,11 @@ struct FileRange {
   std::uint64_t size = 0;
 };
 
+// Reads exactly count bytes at `at` within the range into out (retrying short reads). kIo naming
+// `where` when the read fails, kCorrupt when the file ends first.
+[[nodiscard]] Status ReadRange(const FileRange& r, std::uint64_t at, char* out, std::size_t count,
+                               const std::filesystem::path& where);
+
 class LayoutReader {
  public:
   // Opens a layout directory, or a tar file holding one. kNotFound / kCorrupt with the reason.
