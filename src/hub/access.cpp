@@ -215,6 +215,16 @@ std::optional<std::string> AccessControl::Unusable(const store::TokenRecord& t) 
   return std::nullopt;
 }
 
+AccessDecision AccessControl::Admit(const store::TokenRecord& t) const {
+  if (auto why = Unusable(t)) {
+    return Unauthorized(*why, true);
+  }
+  AccessDecision d;
+  d.had_credentials = true;
+  d.who = {t.name, *ParseRole(t.role), false};
+  return d;
+}
+
 AccessDecision AccessControl::FromAccessToken(std::string_view token) {
   auto found = store_.TokenByHash(HashToken(token));
   if (!found) {
@@ -223,13 +233,7 @@ AccessDecision AccessControl::FromAccessToken(std::string_view token) {
     }
     return Unauthorized("the token is not known to this hub", true);
   }
-  if (auto why = Unusable(*found)) {
-    return Unauthorized(*why, true);
-  }
-  AccessDecision d;
-  d.had_credentials = true;
-  d.who = {found->name, *ParseRole(found->role), false};
-  return d;
+  return Admit(*found);
 }
 
 AccessDecision AccessControl::FromSessionToken(std::string_view token) {
@@ -257,13 +261,7 @@ AccessDecision AccessControl::FromSessionToken(std::string_view token) {
   if (!found) {
     return Unauthorized("the session token's access token no longer exists", true);
   }
-  if (auto why = Unusable(*found)) {
-    return Unauthorized(*why, true);
-  }
-  AccessDecision d;
-  d.had_credentials = true;
-  d.who = {found->name, *ParseRole(found->role), false};
-  return d;
+  return Admit(*found);
 }
 
 AccessDecision AccessControl::Authenticate(std::string_view authorization) {

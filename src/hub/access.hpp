@@ -127,6 +127,8 @@ class AccessControl {
   AccessDecision FromSessionToken(std::string_view token);
   // Whether the stored token may be used now; the reason when not.
   std::optional<std::string> Unusable(const store::TokenRecord& t) const;
+  // The identity a usable stored token gives, or 401 with why it is not usable.
+  AccessDecision Admit(const store::TokenRecord& t) const;
 
   store::AuthStore& store_;
   std::string secret_;
