@@ -1,5 +1,6 @@
 #include "trust/documents.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "core/encoding.hpp"
@@ -186,7 +187,8 @@ Result<Root> Root::FromJson(const json& body) {
   return root;
 }
 
-Status CheckThreshold(const SignedDocument& doc, const Root& root, std::string_view role) {
+Result<SignatureTally> TallySignatures(const SignedDocument& doc, const Root& root,
+                                       std::string_view role) {
   auto it = root.roles.find(role);
   if (it == root.roles.end()) {
     return Fail(ErrorCode::kVerification, "the root defines no \"" + std::string(role) +
@@ -200,27 +202,35 @@ Status CheckThreshold(const SignedDocument& doc, const Root& root, std::string_v
                 doc.type() + " document cannot have been signed: " + canonical.error().message());
   }
   const std::string& bytes = *canonical;
+  SignatureTally tally;
+  tally.threshold = spec.threshold;
   std::set<std::string> valid;
-  std::vector<std::string> notes;
   for (const auto& sig : doc.signatures()) {
     if (std::find(spec.keyids.begin(), spec.keyids.end(), sig.keyid) == spec.keyids.end()) {
-      notes.push_back("key " + ShortId(sig.keyid) + "… is not a " + std::string(role) + " key");
+      tally.notes.push_back("key " + ShortId(sig.keyid) + "… is not a " + std::string(role) +
+                            " key");
       continue;
     }
     if (!root.keys.at(sig.keyid).Verify(bytes, sig.sig)) {
-      notes.push_back("signature by " + ShortId(sig.keyid) + "… does not verify");
+      tally.notes.push_back("signature by " + ShortId(sig.keyid) + "… does not verify");
       continue;
     }
     if (!valid.insert(sig.keyid).second) {
-      notes.push_back("key " + ShortId(sig.keyid) + "… signed more than once (counted once)");
+      tally.notes.push_back("key " + ShortId(sig.keyid) + "… signed more than once (counted once)");
     }
   }
-  if (static_cast<int>(valid.size()) >= spec.threshold) {
+  tally.valid = static_cast<int>(valid.size());
+  return tally;
+}
+
+Status CheckThreshold(const SignedDocument& doc, const Root& root, std::string_view role) {
+  AIRLOCK_ASSIGN_OR_RETURN(SignatureTally tally, TallySignatures(doc, root, role));
+  if (tally.met()) {
     return {};
   }
-  std::string msg = doc.type() + " document has " + std::to_string(valid.size()) + " valid " +
-                    std::string(role) + " signature(s), needs " + std::to_string(spec.threshold);
-  for (const auto& n : notes) {
+  std::string msg = doc.type() + " document has " + std::to_string(tally.valid) + " valid " +
+                    std::string(role) + " signature(s), needs " + std::to_string(tally.threshold);
+  for (const auto& n : tally.notes) {
     msg += "; " + n;
   }
   return Fail(ErrorCode::kVerification, msg);
@@ -294,6 +304,95 @@ Result<Release> VerifyRelease(const SignedDocument& doc, const Root& root, TimeP
                     std::to_string(trusted_counter) + " (a rollback to an older release)");
   }
   return release;
+}
+
+Result<Digest> ReleaseId(const SignedDocument& release) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, release.SignedBytes());
+  return Sha256Of(bytes);
+}
+
+bool ValidChannelName(std::string_view name) {
+  if (name.empty() || name.size() > 63 || name.front() == '-') {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+std::string_view ChannelSigningRole(const Root& root) {
+  return root.roles.contains(kRoleReleaseManager) ? kRoleReleaseManager : kRolePublisher;
+}
+
+json Channel::ToJson() const {
+  json entries = json::array();
+  for (const auto& e : releases) {
+    entries.push_back({{"version", e.version},
+                       {"release_counter", e.release_counter},
+                       {"release", e.release.ToString()}});
+  }
+  return {{"_type", "channel"},   {"spec_version", kSpecVersion},
+          {"model", model},       {"channel", name},
+          {"version", version},   {"expires", FormatRfc3339(expires)},
+          {"releases", entries}};
+}
+
+Result<Channel> Channel::FromJson(const json& body) {
+  AIRLOCK_RETURN_IF_ERROR(CheckType(body, "channel"));
+  Channel c;
+  AIRLOCK_ASSIGN_OR_RETURN(c.model, GetString(body, "model", "channel"));
+  AIRLOCK_ASSIGN_OR_RETURN(c.name, GetString(body, "channel", "channel"));
+  if (!ValidChannelName(c.name)) {
+    return Fail(Malformed("channel name \"" + c.name.substr(0, 80) +
+                          "\" is not 1-63 of a-z, 0-9 and '-'"));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(c.version, GetUnsigned(body, "version", "channel"));
+  AIRLOCK_ASSIGN_OR_RETURN(c.expires, GetTime(body, "expires", "channel"));
+  if (!body.contains("releases") || !body["releases"].is_array() || body["releases"].empty()) {
+    return Fail(Malformed("channel needs a non-empty array \"releases\""));
+  }
+  std::set<std::string> seen;
+  for (const auto& e : body["releases"]) {
+    if (!e.is_object()) {
+      return Fail(Malformed("channel releases must be objects"));
+    }
+    ChannelEntry entry;
+    AIRLOCK_ASSIGN_OR_RETURN(entry.version, GetString(e, "version", "channel release"));
+    AIRLOCK_ASSIGN_OR_RETURN(entry.release_counter,
+                             GetUnsigned(e, "release_counter", "channel release"));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string id, GetString(e, "release", "channel release"));
+    auto digest = Digest::Parse(id);
+    if (!digest) {
+      return Fail(Malformed("channel release " + entry.version + ": " + digest.error().message()));
+    }
+    entry.release = *digest;
+    if (!seen.insert(id).second) {
+      return Fail(Malformed("channel lists release " + entry.version + " twice"));
+    }
+    c.releases.push_back(std::move(entry));
+  }
+  return c;
+}
+
+Result<Channel> VerifyChannel(const SignedDocument& doc, const Root& root, TimePoint now,
+                              std::uint64_t trusted_version, bool allow_equal) {
+  AIRLOCK_ASSIGN_OR_RETURN(Channel channel, Channel::FromJson(doc.body()));
+  AIRLOCK_RETURN_IF_ERROR(CheckThreshold(doc, root, ChannelSigningRole(root)));
+  std::string what = "channel " + channel.name + " of " + channel.model;
+  if (channel.expires <= now) {
+    return Fail(ErrorCode::kVerification,
+                what + " (version " + std::to_string(channel.version) + ") expired at " +
+                    FormatRfc3339(channel.expires));
+  }
+  bool newer = channel.version > trusted_version ||
+               (allow_equal && channel.version == trusted_version);
+  if (!newer) {
+    return Fail(ErrorCode::kVerification,
+                what + " has version " + std::to_string(channel.version) +
+                    ", not above the trusted version " + std::to_string(trusted_version) +
+                    " (a rollback or a replay)");
+  }
+  return channel;
 }
 
 }  // namespace airlock::trust

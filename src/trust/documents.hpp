@@ -1,5 +1,5 @@
 #pragma once
-// The signed documents of DESIGN §4: the envelope, `root` and `release`.
+// The signed documents of DESIGN §4: the envelope, `root`, `release` and `channel`.
 //
 // Every document is {"signed": {...body...}, "signatures": [{"keyid": hex, "sig": base64}]}, and
 // each signature is Ed25519 over the canonical JSON of the body (trust/canonical_json.hpp).
@@ -72,8 +72,20 @@ struct Root {
   [[nodiscard]] static Result<Root> FromJson(const nlohmann::json& body);
 };
 
-// Checks that at least the role's threshold of distinct role keys signed doc. A key listed twice
-// in the signatures counts once; signatures by unknown keys or that do not verify count zero.
+// How many distinct keys of role signed doc validly, against the role's threshold. A key listed
+// twice counts once; signatures by keys outside the role, or that do not verify, count zero and
+// are described in notes.
+struct SignatureTally {
+  int valid = 0;
+  int threshold = 1;
+  std::vector<std::string> notes;
+  bool met() const { return valid >= threshold; }
+};
+// kVerification when the root defines no such role or the body has no canonical form.
+[[nodiscard]] Result<SignatureTally> TallySignatures(const SignedDocument& doc, const Root& root,
+                                                     std::string_view role);
+
+// Checks that at least the role's threshold of distinct role keys signed doc (TallySignatures).
 // kVerification with the counts on failure.
 [[nodiscard]] Status CheckThreshold(const SignedDocument& doc, const Root& root,
                                     std::string_view role);
@@ -102,5 +114,44 @@ struct Release {
 // counter no lower than the one the caller already trusts for this model.
 [[nodiscard]] Result<Release> VerifyRelease(const SignedDocument& doc, const Root& root,
                                             TimePoint now, std::uint64_t trusted_counter);
+
+// A release's identity in channel documents and directives: the SHA-256 of the canonical bytes
+// of its signed body, so that co-signing a release (which adds signatures) does not change it.
+[[nodiscard]] Result<Digest> ReleaseId(const SignedDocument& release);
+
+// One release a channel approves.
+struct ChannelEntry {
+  std::string version;
+  std::uint64_t release_counter = 0;
+  Digest release = Digest::FromHex(std::string(64, '0'));  // ReleaseId
+};
+
+// Per model and channel name: which releases are approved now. releases[0] is the current one;
+// the others are the allowed rollback targets. version only grows; a fleet-wide rollback is a new
+// version whose releases[0] is an older release.
+struct Channel {
+  std::string model;
+  std::string name;  // "production", "staging": 1-63 of [a-z0-9-], starting with a letter/digit
+  std::uint64_t version = 0;
+  TimePoint expires;
+  std::vector<ChannelEntry> releases;  // at least one; no release twice
+
+  nlohmann::json ToJson() const;  // the body, with "_type": "channel"
+  [[nodiscard]] static Result<Channel> FromJson(const nlohmann::json& body);
+};
+
+// Whether name is a valid channel name (see Channel::name).
+bool ValidChannelName(std::string_view name);
+
+// The role whose keys sign channel documents under root: "release-manager" when the root defines
+// it, else "publisher" (DESIGN §4: a small team may let its publishers promote).
+std::string_view ChannelSigningRole(const Root& root);
+
+// Verifies a channel document against a verified root: the signing role's threshold, expiry at
+// now, and a version above trusted_version (0: nothing trusted yet), unless allow_equal and it
+// is equal (a device re-reading the document it already holds).
+[[nodiscard]] Result<Channel> VerifyChannel(const SignedDocument& doc, const Root& root,
+                                            TimePoint now, std::uint64_t trusted_version,
+                                            bool allow_equal = false);
 
 }  // namespace airlock::trust
