@@ -695,7 +695,7 @@ Result<registry_detail::HttpResponse> RegistryClient::Perform(Call& call) {
       case CURLE_COULDNT_RESOLVE_HOST:
       case CURLE_COULDNT_CONNECT:
         return Fail(ErrorCode::kUnavailable,
-                    "cannot reach the registry at " + base_url_ + " (" + why +
+                    "cannot reach the " + options_.server_name + " at " + base_url_ + " (" + why +
                         "): is it running, and are the address and port right?");
       case CURLE_OPERATION_TIMEDOUT:
         return Fail(ErrorCode::kTimeout, where + ": timed out (" + why + ")");
@@ -820,6 +820,40 @@ Result<registry_detail::HttpResponse> RegistryClient::Send(Call& call, const std
     }
     AIRLOCK_RETURN_IF_ERROR(AuthorizeFor(*r, scope));
   }
+}
+
+Result<HttpAnswer> RegistryClient::Request(std::string_view method, std::string_view path,
+                                           std::string_view body, std::string_view content_type,
+                                           std::uint64_t max_body) {
+  Call call;
+  call.method = std::string(method);
+  call.url = base_url_ + std::string(path);
+  call.max_body = max_body;
+  if (!content_type.empty()) {
+    call.headers.push_back("Content-Type: " + std::string(content_type));
+    call.has_body = true;
+    call.body_size = body.size();
+    call.read = [body](std::uint64_t offset, char* out, std::size_t n) -> Status {
+      std::copy_n(body.data() + offset, n, out);
+      return {};
+    };
+  }
+  call.headers.push_back("Accept: application/json");
+  const RegistryCredentials& creds = options_.credentials;
+  if (!creds.token.empty()) {
+    call.headers.push_back("Authorization: Bearer " + creds.token);
+  } else if (!creds.username.empty()) {
+    call.headers.push_back("Authorization: Basic " +
+                           Base64Encode(creds.username + ":" + creds.password));
+  }
+  auto r = Perform(call);
+  call.headers.clear();  // the credentials do not outlive the call
+  if (!r) {
+    return Fail(std::move(r.error()));
+  }
+  return HttpAnswer{.status = r->status,
+                    .content_type = r->Header("content-type"),
+                    .body = std::move(r->body)};
 }
 
 Status RegistryClient::Ping() {

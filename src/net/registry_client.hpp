@@ -86,6 +86,8 @@ struct RegistryOptions {
   // Blobs larger than this are uploaded in PATCH chunks of this size.
   std::uint64_t chunk_size = 64ULL << 20;
   std::string user_agent = "airlock/0.1.0";
+  // What the server is called in "cannot reach the … at URL" ("registry", "hub").
+  std::string server_name = "registry";
 };
 
 // Bytes done of a total; called from inside the transfer, often.
@@ -101,6 +103,13 @@ enum class BlobPushOutcome {
   kExisted,   // the registry had it (HEAD), nothing sent
   kMounted,   // cross-repository mount
   kUploaded,  // sent
+};
+
+// Any answer to RegistryClient::Request: the status is the caller's to judge.
+struct HttpAnswer {
+  long status = 0;
+  std::string content_type;
+  std::string body;  // a 2xx body up to the max_body asked for; the start of any other
 };
 
 struct PushedManifest {
@@ -180,6 +189,16 @@ class RegistryClient {
   [[nodiscard]] Status AddToReferrersTag(
       std::string_view repo, const Digest& subject, const pkg::Descriptor& referrer,
       const std::function<bool(const pkg::Descriptor&)>& replaces = {});
+
+  // One request to base_url() + path (which starts with "/" and may carry a query) with the
+  // client's credentials (the bearer token, else Basic when a user name is set), and body sent
+  // as content_type when content_type is not empty. For JSON APIs beside /v2/ (airlock-hub's
+  // /api/v1/): no redirect is followed, no challenge answered, and every HTTP status is returned;
+  // only transport failures (unreachable, timeout, TLS, an answer over max_body) are errors.
+  [[nodiscard]] Result<HttpAnswer> Request(std::string_view method, std::string_view path,
+                                           std::string_view body = {},
+                                           std::string_view content_type = {},
+                                           std::uint64_t max_body = 4ULL << 20);
 
   // The referrers tag of a subject in the fallback schema: "sha256-<hex>".
   static std::string ReferrersTag(const Digest& subject);
