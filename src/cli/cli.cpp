@@ -99,6 +99,13 @@ int Main(int argc, char** argv) {
   AddPush(app, ctx, action);
   AddPull(app, ctx, action);
   AddLogin(app, ctx, action);
+  AddModels(app, ctx, action);
+  AddVersions(app, ctx, action);
+  AddPromote(app, ctx, action);
+  AddDeploy(app, ctx, action);
+  AddDeployments(app, ctx, action);
+  AddStatus(app, ctx, action);
+  AddGateways(app, ctx, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

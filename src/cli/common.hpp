@@ -43,6 +43,10 @@ int ReportError(const Error& e, int code = kExitFailure);
     const std::vector<std::string>& paths);
 std::string HumanBytes(std::uint64_t n);
 
+// The token for a registry or hub (host[:port]): $AIRLOCK_REGISTRY_TOKEN, else the one
+// `airlock login` saved for it, else "". Fails only on an unreadable credentials file.
+[[nodiscard]] Result<std::string> RegistryToken(const std::string& registry);
+
 void AddKeygen(CLI::App& app, Context& ctx, Action& action);
 void AddRoot(CLI::App& app, Context& ctx, Action& action);
 void AddInit(CLI::App& app, Context& ctx, Action& action);
@@ -54,5 +58,14 @@ void AddRun(CLI::App& app, Context& ctx, Action& action);
 void AddPush(CLI::App& app, Context& ctx, Action& action);
 void AddPull(CLI::App& app, Context& ctx, Action& action);
 void AddLogin(CLI::App& app, Context& ctx, Action& action);
+// The hub's registry API (hub_cmd.cpp): models, versions, promote, deploy, deployments, status,
+// gateways.
+void AddModels(CLI::App& app, Context& ctx, Action& action);
+void AddVersions(CLI::App& app, Context& ctx, Action& action);
+void AddPromote(CLI::App& app, Context& ctx, Action& action);
+void AddDeploy(CLI::App& app, Context& ctx, Action& action);
+void AddDeployments(CLI::App& app, Context& ctx, Action& action);
+void AddStatus(CLI::App& app, Context& ctx, Action& action);
+void AddGateways(CLI::App& app, Context& ctx, Action& action);
 
 }  // namespace airlock::cli

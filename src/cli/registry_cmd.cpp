@@ -74,6 +74,17 @@ Result<nlohmann::json> ReadCredentials() {
   return doc;
 }
 
+// The token `airlock login` saved for registry, "" when there is none.
+Result<std::string> SavedToken(const std::string& registry) {
+  AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json saved, ReadCredentials());
+  const auto& entry = saved["registries"];
+  if (entry.contains(registry) && entry[registry].is_object() &&
+      entry[registry].contains("token") && entry[registry]["token"].is_string()) {
+    return entry[registry]["token"].get<std::string>();
+  }
+  return std::string();
+}
+
 Status WriteCredentials(const nlohmann::json& doc) {
   std::filesystem::path file = CredentialsFile();
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(file.parent_path()));
@@ -104,12 +115,7 @@ Result<std::unique_ptr<net::RegistryClient>> Connect(const RegistryFlags& f,
   }
   // Flags and the environment win; otherwise what `airlock login` saved for this registry.
   if (options.credentials.token.empty() && options.credentials.password.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json saved, ReadCredentials());
-    const auto& entry = saved["registries"];
-    if (entry.contains(registry) && entry[registry].is_object() &&
-        entry[registry].contains("token") && entry[registry]["token"].is_string()) {
-      options.credentials.token = entry[registry]["token"].get<std::string>();
-    }
+    AIRLOCK_ASSIGN_OR_RETURN(options.credentials.token, SavedToken(registry));
   }
   return net::RegistryClient::Create(std::move(options));
 }
@@ -119,6 +125,14 @@ nlohmann::json DescriptorJson(const pkg::Descriptor& d) {
 }
 
 }  // namespace
+
+Result<std::string> RegistryToken(const std::string& registry) {
+  std::string token = Env("AIRLOCK_REGISTRY_TOKEN");
+  if (!token.empty()) {
+    return token;
+  }
+  return SavedToken(registry);
+}
 
 void AddPush(CLI::App& app, Context& ctx, Action& action) {
   auto* cmd = app.add_subcommand(

@@ -1,0 +1,325 @@
+#include "cli/hub_views.hpp"
+
+#include <vector>
+
+#include "cli/table.hpp"
+#include "core/text.hpp"
+
+namespace airlock::cli {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kDescriptionWidth = 48;
+
+// The field as a cell: "-" when it is absent or null.
+std::string Field(const json& obj, const char* key) {
+  if (!obj.is_object() || !obj.contains(key)) {
+    return "-";
+  }
+  return Cell(obj[key]);
+}
+
+// The value at key, null when obj is not an object or has no such key.
+const json& At(const json& obj, const char* key) {
+  static const json kNull;
+  if (obj.is_object() && obj.contains(key)) {
+    return obj[key];
+  }
+  return kNull;
+}
+
+const json& ArrayAt(const json& obj, const char* key) {
+  static const json kEmpty = json::array();
+  if (obj.is_object() && obj.contains(key) && obj[key].is_array()) {
+    return obj[key];
+  }
+  return kEmpty;
+}
+
+// {"production": "1.0.0", "staging": "1.1.0"} → "production=1.0.0, staging=1.1.0"; a list of
+// names → "production, staging".
+std::string ChannelsCell(const json& channels) {
+  std::vector<std::string> parts;
+  if (channels.is_object()) {
+    for (const auto& [name, version] : channels.items()) {
+      parts.push_back(name + "=" + Cell(version));
+    }
+  } else if (channels.is_array()) {
+    for (const auto& name : channels) {
+      parts.push_back(Cell(name));
+    }
+  }
+  return parts.empty() ? "-" : Join(parts);
+}
+
+// {"line": "3"} → "line=3".
+std::string LabelsCell(const json& labels) {
+  std::vector<std::string> parts;
+  if (labels.is_object()) {
+    for (const auto& [k, v] : labels.items()) {
+      parts.push_back(k + "=" + Cell(v));
+    }
+  }
+  return parts.empty() ? "-" : Join(parts, ",");
+}
+
+std::string ListCell(const json& list, std::string_view sep = ",") {
+  std::vector<std::string> parts;
+  if (list.is_array()) {
+    for (const auto& v : list) {
+      parts.push_back(Cell(v));
+    }
+  }
+  return parts.empty() ? "-" : Join(parts, sep);
+}
+
+std::string ReleaseCell(const json& version) {
+  if (!version.is_object() || !version.contains("release") || !version["release"].is_object()) {
+    return "unsigned";
+  }
+  const json& r = version["release"];
+  return "#" + Field(r, "release_counter") + ", " + Field(r, "signatures") + " sig";
+}
+
+std::string LineageCell(const json& version) {
+  if (!version.is_object() || !version.contains("lineage") || !version["lineage"].is_object()) {
+    return "-";
+  }
+  const json& l = version["lineage"];
+  std::vector<std::string> parts;
+  if (l.contains("training_run")) {
+    parts.push_back(Cell(l["training_run"]));
+  }
+  if (l.contains("dataset_digest") && l["dataset_digest"].is_string()) {
+    parts.push_back(ShortDigest(l["dataset_digest"].get<std::string>()));
+  }
+  return parts.empty() ? "-" : Join(parts, " / ");
+}
+
+std::string ReleaseOfDeployment(const json& d) {
+  if (!d.is_object() || !d.contains("release") || !d["release"].is_object()) {
+    return "-";
+  }
+  return Field(d["release"], "version");
+}
+
+std::string HistoryTable(const json& history, std::size_t last) {
+  std::vector<std::vector<std::string>> rows;
+  std::size_t start = history.size() > last ? history.size() - last : 0;
+  for (std::size_t i = start; i < history.size(); ++i) {
+    const json& h = history[i];
+    rows.push_back({Field(h, "at"), Field(h, "actor"), Field(h, "action"),
+                    h.is_object() && h.contains("detail") && !h["detail"].is_null()
+                        ? Shorten(Cell(h["detail"]), 100)
+                        : ""});
+  }
+  return FormatTable({"TIME", "WHO", "ACTION", "DETAIL"}, rows);
+}
+
+std::string StrategyCell(const json& strategy) {
+  if (!strategy.is_object() || strategy.empty()) {
+    return "the hub's defaults";
+  }
+  std::vector<std::string> parts;
+  if (strategy.contains("waves")) {
+    parts.push_back("waves " + ListCell(strategy["waves"]));
+  }
+  for (const auto& [k, v] : strategy.items()) {
+    if (k != "waves") {
+      std::string name = k;
+      std::replace(name.begin(), name.end(), '_', ' ');
+      parts.push_back(name + " " + Cell(v));
+    }
+  }
+  return Join(parts);
+}
+
+// The spec lines of a deployment, "  label:  value", the values aligned.
+std::string SpecLines(const json& d) {
+  const json& release = At(d, "release");
+  std::vector<std::pair<std::string, std::string>> lines = {
+      {"model:", Field(d, "model")},
+      {"channel:", Field(d, "channel") + " (version " + Field(d, "channel_version") + ")"},
+      {"release:", ReleaseOfDeployment(d) + (release.is_object() && release.contains("id")
+                                                 ? " (" + ShortDigest(Field(release, "id")) + ")"
+                                                 : "")},
+      {"gateways:", ListCell(ArrayAt(d, "gateways"), ", ")},
+      {"selector:", LabelsCell(At(d, "selector"))},
+      {"strategy:", StrategyCell(At(d, "strategy"))},
+      {"state:", Field(d, "state")},
+      {"created:", Field(d, "created_at") + " by " + Field(d, "created_by")},
+      {"updated:", Field(d, "updated_at")},
+  };
+  std::string out;
+  for (const auto& [label, value] : lines) {
+    out += "  " + label + std::string(10 - label.size(), ' ') + value + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ShortDigest(const std::string& digest) {
+  auto colon = digest.find(':');
+  std::size_t keep = colon == std::string::npos ? 12 : colon + 1 + 12;
+  return digest.size() > keep ? digest.substr(0, keep) : digest;
+}
+
+std::string Cell(const json& value) {
+  if (value.is_null()) {
+    return "-";
+  }
+  if (value.is_string()) {
+    return value.get<std::string>();
+  }
+  return value.dump();
+}
+
+std::string ModelsView(const json& answer, const std::string& search, const std::string& hub) {
+  const json& models = ArrayAt(answer, "models");
+  if (models.empty()) {
+    if (!search.empty()) {
+      return "no models on the hub match \"" + search +
+             "\"; list them all with airlock models ls\n";
+    }
+    return "no models on the hub yet; push one with airlock push PKG " + hub +
+           "/models/NAME (pack it with airlock pack, sign it with airlock sign)\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : models) {
+    rows.push_back({Field(m, "name"), Field(m, "versions"), Field(m, "latest"),
+                    ChannelsCell(At(m, "channels")),
+                    m.contains("description") && m["description"].is_string()
+                        ? Shorten(m["description"].get<std::string>(), kDescriptionWidth)
+                        : ""});
+  }
+  return FormatTable({"NAME", "VERSIONS", "LATEST", "CHANNELS", "DESCRIPTION"}, rows);
+}
+
+std::string VersionsView(const json& answer, const std::string& model, const std::string& hub) {
+  const json& versions = ArrayAt(answer, "versions");
+  if (versions.empty()) {
+    return model + " has no versions on the hub; push one with airlock push PKG " + hub +
+           "/models/" + model + "\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : versions) {
+    rows.push_back({Field(v, "version"), Field(v, "pushed_at"), Field(v, "pushed_by"),
+                    ListCell(At(v, "platforms")), ReleaseCell(v), ChannelsCell(At(v, "channels")),
+                    LineageCell(v)});
+  }
+  return FormatTable({"VERSION", "PUSHED", "BY", "PLATFORMS", "RELEASE", "CHANNELS", "LINEAGE"},
+                     rows);
+}
+
+std::string DeploymentsView(const json& answer, bool filtered) {
+  const json& deployments = ArrayAt(answer, "deployments");
+  if (deployments.empty()) {
+    return filtered ? "no deployments match; list them all with airlock deployments ls\n"
+                    : "no deployments yet; start one with airlock deploy MODEL --channel NAME "
+                      "--gateway GATEWAY\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& d : deployments) {
+    rows.push_back({Field(d, "id"), Field(d, "model"), Field(d, "channel"), ReleaseOfDeployment(d),
+                    Field(d, "state"), std::to_string(ArrayAt(d, "gateways").size()),
+                    Field(d, "created_at")});
+  }
+  return FormatTable({"ID", "MODEL", "CHANNEL", "RELEASE", "STATE", "GATEWAYS", "CREATED"}, rows);
+}
+
+std::string DeploymentView(const json& d) {
+  std::string out = "deployment " + Field(d, "id") + "\n" + SpecLines(d);
+  const json& history = ArrayAt(d, "history");
+  out += "\nhistory:\n";
+  out += history.empty() ? "  (none)\n" : HistoryTable(history, history.size());
+  return out;
+}
+
+std::string StatusView(const json& d, std::size_t last) {
+  std::string out = "deployment " + Field(d, "id") + ": " + Field(d, "state") + "\n";
+  out += "  " + Field(d, "model") + " " + Field(d, "channel") + " (channel version " +
+         Field(d, "channel_version") + ") → release " + ReleaseOfDeployment(d) + "\n";
+  out += "  created " + Field(d, "created_at") + " by " + Field(d, "created_by") + ", updated " +
+         Field(d, "updated_at") + "\n";
+  const json& gateways = ArrayAt(d, "gateways");
+  const json status = d.is_object() ? At(d, "gateways_status") : json();
+  out += "\ngateways:\n";
+  if (status.is_object() && !status.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& [name, s] : status.items()) {
+      std::string state = s.is_object() ? Field(s, "state") : Cell(s);
+      std::vector<std::string> detail;
+      if (s.is_object()) {
+        for (const auto& [k, v] : s.items()) {
+          if (k != "state") {
+            detail.push_back(k + "=" + Cell(v));
+          }
+        }
+      }
+      rows.push_back({name, state, Shorten(Join(detail, " "), 100)});
+    }
+    out += FormatTable({"GATEWAY", "STATE", "DETAIL"}, rows);
+  } else if (status.is_array() && !status.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& s : status) {
+      std::string name =
+          s.is_object() && s.contains("gateway") ? Field(s, "gateway") : Field(s, "name");
+      std::vector<std::string> detail;
+      if (s.is_object()) {
+        for (const auto& [k, v] : s.items()) {
+          if (k != "state" && k != "gateway" && k != "name") {
+            detail.push_back(k + "=" + Cell(v));
+          }
+        }
+      }
+      rows.push_back({name, Field(s, "state"), Shorten(Join(detail, " "), 100)});
+    }
+    out += FormatTable({"GATEWAY", "STATE", "DETAIL"}, rows);
+  } else if (gateways.empty()) {
+    out += "  (none named; selector " +
+           (d.contains("selector") ? LabelsCell(d["selector"]) : std::string("-")) + ")\n";
+  } else {
+    for (const auto& g : gateways) {
+      out += "  " + Cell(g) + "\n";
+    }
+    out += "  (the hub reports no per-gateway delivery state yet)\n";
+  }
+  const json& history = ArrayAt(d, "history");
+  if (!history.empty()) {
+    out += "\nlast " + std::to_string(std::min(last, history.size())) + " of " +
+           std::to_string(history.size()) + " event(s):\n";
+    out += HistoryTable(history, last);
+  }
+  return out;
+}
+
+std::string DeploymentSummary(const json& d) {
+  std::size_t gateways = ArrayAt(d, "gateways").size();
+  return "deployment " + Field(d, "id") + ": " + Field(d, "model") + " " + Field(d, "channel") +
+         " (channel version " + Field(d, "channel_version") + ", release " +
+         ReleaseOfDeployment(d) + ") to " + std::to_string(gateways) + " gateway(s)" +
+         (d.contains("selector") && d["selector"].is_object() && !d["selector"].empty()
+              ? " and those matching " + LabelsCell(d["selector"])
+              : "") +
+         ", state " + Field(d, "state");
+}
+
+std::string GatewaysView(const json& answer, const std::string& hub) {
+  const json& gateways = ArrayAt(answer, "gateways");
+  if (gateways.empty()) {
+    return "no gateways registered with the hub yet; make a registration token with airlock "
+           "gateways token --hub " +
+           hub + " and give it to the gateway's operator\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& g : gateways) {
+    rows.push_back({Field(g, "name"), Field(g, "id"), LabelsCell(At(g, "labels")),
+                    Field(g, "registered_at"), Field(g, "last_seen"), Field(g, "devices")});
+  }
+  return FormatTable({"NAME", "ID", "LABELS", "REGISTERED", "LAST SEEN", "DEVICES"}, rows);
+}
+
+}  // namespace airlock::cli

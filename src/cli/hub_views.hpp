@@ -1,0 +1,37 @@
+#pragma once
+// How the hub commands print what the hub answered (the JSON of its REST API, docs/cli.md):
+// aligned tables, one-line summaries, and for empty lists what to do next. Pure functions over
+// the answer, tolerant of fields the hub leaves out (they print as "-").
+
+#include <cstddef>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace airlock::cli {
+
+// `airlock models ls`: NAME, VERSIONS, LATEST, CHANNELS, DESCRIPTION. hub: host[:port] for the
+// hint printed when there are none.
+std::string ModelsView(const nlohmann::json& answer, const std::string& search,
+                       const std::string& hub);
+// `airlock versions MODEL`: VERSION, PUSHED, BY, PLATFORMS, RELEASE, CHANNELS, LINEAGE.
+std::string VersionsView(const nlohmann::json& answer, const std::string& model,
+                         const std::string& hub);
+// `airlock deployments ls`: ID, MODEL, CHANNEL, RELEASE, STATE, GATEWAYS, CREATED.
+std::string DeploymentsView(const nlohmann::json& answer, bool filtered);
+// `airlock deployments show ID`: the spec, then the history as TIME, WHO, ACTION, DETAIL.
+std::string DeploymentView(const nlohmann::json& deployment);
+// `airlock status ID`: state, what is deployed where, per-gateway states when the hub reports
+// them ("gateways_status"), and the last `last` history entries.
+std::string StatusView(const nlohmann::json& deployment, std::size_t last);
+// "deployment d-1: vibration-anomaly production (channel version 4, release 1.1.0) to 2
+// gateway(s), state pending".
+std::string DeploymentSummary(const nlohmann::json& deployment);
+// `airlock gateways ls`: NAME, ID, LABELS, REGISTERED, LAST SEEN, DEVICES.
+std::string GatewaysView(const nlohmann::json& answer, const std::string& hub);
+
+// "sha256:0123456789ab" for "sha256:0123456789abcdef…": 12 hex digits.
+std::string ShortDigest(const std::string& digest);
+// A JSON value as one cell: strings as they are, null as "-", the rest as compact JSON.
+std::string Cell(const nlohmann::json& value);
+
+}  // namespace airlock::cli
