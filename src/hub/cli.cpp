@@ -220,6 +220,7 @@ int Main(int argc, char** argv) {
   for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit}) {
     cmd->add_option("-c,--config", config_file, "YAML configuration (for its data directory)");
     cmd->add_option("--data", data, "data directory (default as for serve)");
+    cmd->add_option("--db", db, "the hub's PostgreSQL database, when it uses one (as for serve)");
   }
 
   try {

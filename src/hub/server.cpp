@@ -13,7 +13,7 @@
 #include "hub/oci_rules.hpp"
 #include "net/http_server.hpp"
 #include "store/postgres_metadata_store.hpp"
-#include "store/sqlite_auth_store.hpp"
+#include "store/sql_auth_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
 
 namespace airlock::hub {
@@ -1280,10 +1280,10 @@ Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& conf
 
 Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, const Clock& clock) {
   std::unique_ptr<HubAccess> out(new HubAccess());
-  // The tables come from the SQLite store's migrations; opening it creates and migrates the file,
-  // also when the hub's other metadata is in PostgreSQL.
-  AIRLOCK_RETURN_IF_ERROR(store::SqliteMetadataStore::Open(config.data / "metadata.db"));
-  AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqliteAuthStore::Open(config.data / "metadata.db"));
+  AIRLOCK_ASSIGN_OR_RETURN(out->metadata_, OpenMetadata(config));
+  std::int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock.Now().time_since_epoch()).count();
+  AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqlAuthStore::Open(out->metadata_->sql(), now));
   AIRLOCK_ASSIGN_OR_RETURN(std::string secret, LoadOrCreateHubSecret(config.data));
   AccessControl::Options options;
   options.enabled = config.auth.enabled;
@@ -1306,10 +1306,9 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
     return Fail(std::move(blobs.error()).WithContext("while opening the hub's data directory"));
   }
   hub->blobs_ = std::move(*blobs);
-  AIRLOCK_ASSIGN_OR_RETURN(hub->metadata_, OpenMetadata(config));
   AIRLOCK_ASSIGN_OR_RETURN(hub->access_,
                            HubAccess::Open(config, clock != nullptr ? *clock : hub->system_clock_));
-  hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, *hub->metadata_,
+  hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, hub->metadata(),
                                              hub->access_->access());
   return hub;
 }

@@ -56,10 +56,11 @@ class HubServer {
   int port_ = 0;
 };
 
-// The access-control part of a data directory, without the server: the auth store in
-// DATA/metadata.db (migrated), the hub secret (created if missing) and an AccessControl. Used by
-// the hub and by the offline commands (`airlock-hub token`, `airlock-hub audit`), which may run
-// while a hub serves the same directory.
+// The database part of a hub, without the server: its metadata database (SQLite in
+// DATA/metadata.db, or the PostgreSQL database config.db names; migrated), the auth store in it,
+// the hub secret (created if missing) and an AccessControl. Used by the hub and by the offline
+// commands (`airlock-hub token`, `airlock-hub audit`), which may run while a hub serves the same
+// directory or database.
 class HubAccess {
  public:
   // clock must outlive the result.
@@ -67,16 +68,17 @@ class HubAccess {
                                                                const Clock& clock);
   AccessControl& access() { return *access_; }
   store::AuthStore& store() { return *store_; }
+  store::MetadataStore& metadata() { return *metadata_; }
 
  private:
   HubAccess() = default;
+  std::unique_ptr<store::MetadataStore> metadata_;
   std::unique_ptr<store::AuthStore> store_;
   std::unique_ptr<AccessControl> access_;
 };
 
-// A whole hub on one data directory: its blob store (DATA/), its metadata (SQLite in
-// DATA/metadata.db, or the PostgreSQL database config.db names), its access control and its server. Opening sweeps what a killed hub left of
-// its uploads. kInvalidArgument when auth.enabled is false and the address is not loopback.
+// A whole hub on one data directory: its blob store (DATA/), its databases and access control
+// (HubAccess) and its server. Opening sweeps what a killed hub left of its uploads. kInvalidArgument when auth.enabled is false and the address is not loopback.
 class Hub {
  public:
   // clock: where expiry is judged (null: the system clock); it must outlive the hub.
@@ -84,14 +86,13 @@ class Hub {
                                                          const Clock* clock = nullptr);
   HubServer& server() { return *server_; }
   store::BlobStore& blobs() { return *blobs_; }
-  store::MetadataStore& metadata() { return *metadata_; }
+  store::MetadataStore& metadata() { return access_->metadata(); }
   AccessControl& access() { return access_->access(); }
 
  private:
   Hub() = default;
   SystemClock system_clock_;
   std::unique_ptr<store::BlobStore> blobs_;
-  std::unique_ptr<store::MetadataStore> metadata_;
   std::unique_ptr<HubAccess> access_;
   std::unique_ptr<HubServer> server_;
 };
