@@ -190,6 +190,10 @@ int Main(int argc, char** argv) {
   serve->add_option("--db", db,
                     "metadata database: postgres://user:password@host:port/db (default: SQLite "
                     "in the data directory)");
+  std::string root;
+  serve->add_option("--root", root,
+                    "root document that releases and channel documents must verify against "
+                    "(airlock root init)");
   serve->add_option("--address", address, "address to listen on (default 127.0.0.1)");
   serve->add_option("--port", port, "port to listen on (default 7400; 0 picks a free one)")
       ->check(CLI::Range(0, 65535));
@@ -246,6 +250,9 @@ int Main(int argc, char** argv) {
   }
   if (!address.empty()) {
     config.http.address = address;
+  }
+  if (!root.empty()) {
+    config.root = root;
   }
   if (port >= 0) {
     config.http.port = port;

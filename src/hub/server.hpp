@@ -24,6 +24,8 @@
 #include "store/auth_store.hpp"
 #include "store/blob_store.hpp"
 #include "store/metadata_store.hpp"
+#include "store/registry_store.hpp"
+#include "trust/documents.hpp"
 
 namespace airlock::hub {
 
@@ -36,9 +38,11 @@ const char* ActionName(Action action);
 
 class HubServer {
  public:
-  // blobs, metadata and access must outlive the server.
+  // blobs, metadata, access and registry must outlive the server. root: the verified root that
+  // releases and channel documents are checked against, if the hub has one.
   HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
-            AccessControl& access);
+            AccessControl& access, store::RegistryStore& registry,
+            std::optional<trust::Root> root);
   ~HubServer();
   HubServer(const HubServer&) = delete;
   HubServer& operator=(const HubServer&) = delete;
@@ -87,6 +91,7 @@ class Hub {
   HubServer& server() { return *server_; }
   store::BlobStore& blobs() { return *blobs_; }
   store::MetadataStore& metadata() { return access_->metadata(); }
+  store::RegistryStore& registry() { return *registry_; }
   AccessControl& access() { return access_->access(); }
 
  private:
@@ -94,6 +99,7 @@ class Hub {
   SystemClock system_clock_;
   std::unique_ptr<store::BlobStore> blobs_;
   std::unique_ptr<HubAccess> access_;
+  std::unique_ptr<store::RegistryStore> registry_;
   std::unique_ptr<HubServer> server_;
 };
 
