@@ -30,6 +30,16 @@ Result<std::string> RandomBytes(std::size_t n) {
   return out;
 }
 
+AccessDecision Unauthorized(std::string reason, bool had_credentials) {
+  AccessDecision d;
+  d.status = 401;
+  d.reason = std::move(reason);
+  d.had_credentials = had_credentials;
+  return d;
+}
+
+}  // namespace
+
 bool IsTokenName(std::string_view name) {
   if (name.empty() || name.size() > 64) {
     return false;
@@ -44,18 +54,15 @@ bool IsTokenName(std::string_view name) {
   return true;
 }
 
-AccessDecision Unauthorized(std::string reason, bool had_credentials) {
-  AccessDecision d;
-  d.status = 401;
-  d.reason = std::move(reason);
-  d.had_credentials = had_credentials;
-  return d;
+Result<std::string> RandomHex(std::size_t n) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, RandomBytes(n));
+  return HexEncode(bytes);
 }
-
-}  // namespace
 
 const char* RoleName(Role role) {
   switch (role) {
+    case Role::kGateway:
+      return "gateway";
     case Role::kViewer:
       return "viewer";
     case Role::kPublisher:
@@ -77,6 +84,17 @@ std::optional<Role> ParseRole(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<Role> ParseStoredRole(std::string_view name) {
+  return name == RoleName(Role::kGateway) ? std::optional<Role>(Role::kGateway) : ParseRole(name);
+}
+
+bool RoleMay(Role role, Permission p) {
+  if (role == Role::kGateway) {
+    return p == Permission::kPull || p == Permission::kReportInventory;
+  }
+  return role >= LeastRoleFor(p);
+}
+
 const char* PermissionName(Permission p) {
   switch (p) {
     case Permission::kPull:
@@ -91,6 +109,18 @@ const char* PermissionName(Permission p) {
       return "manage tokens";
     case Permission::kReadAudit:
       return "read the audit log";
+    case Permission::kReadRegistry:
+      return "read the registry";
+    case Permission::kPublishRelease:
+      return "publish releases";
+    case Permission::kPromote:
+      return "promote releases in channels";
+    case Permission::kDeploy:
+      return "create and cancel deployments";
+    case Permission::kManageGateways:
+      return "issue gateway registration tokens";
+    case Permission::kReportInventory:
+      return "report a gateway's inventory";
   }
   return "?";
 }
@@ -98,14 +128,20 @@ const char* PermissionName(Permission p) {
 Role LeastRoleFor(Permission p) {
   switch (p) {
     case Permission::kPull:
+    case Permission::kReadRegistry:
       return Role::kViewer;
     case Permission::kPush:
     case Permission::kPresign:
+    case Permission::kPublishRelease:
       return Role::kPublisher;
     case Permission::kDelete:
+    case Permission::kPromote:
+    case Permission::kDeploy:
       return Role::kReleaseManager;
     case Permission::kManageTokens:
     case Permission::kReadAudit:
+    case Permission::kManageGateways:
+    case Permission::kReportInventory:
       return Role::kAdmin;
   }
   return Role::kAdmin;
@@ -209,7 +245,7 @@ std::optional<std::string> AccessControl::Unusable(const store::TokenRecord& t) 
     return "the token " + t.name + " expired at " +
            FormatRfc3339(TimePoint(std::chrono::seconds(*t.expires_at)));
   }
-  if (!ParseRole(t.role)) {
+  if (!ParseStoredRole(t.role)) {
     return "the token " + t.name + " has an unknown role " + t.role;
   }
   return std::nullopt;
@@ -221,7 +257,7 @@ AccessDecision AccessControl::Admit(const store::TokenRecord& t) const {
   }
   AccessDecision d;
   d.had_credentials = true;
-  d.who = {t.name, *ParseRole(t.role), false};
+  d.who = {t.name, *ParseStoredRole(t.role), false};
   return d;
 }
 
@@ -319,7 +355,7 @@ AccessDecision AccessControl::Decide(std::string_view authorization, Permission 
     return d;
   }
   Role needed = LeastRoleFor(p);
-  if (d.who.role < needed) {
+  if (!RoleMay(d.who.role, p)) {
     d.status = 403;
     d.reason = std::string("the token ") + d.who.name + " has role " + RoleName(d.who.role) + "; " +
                PermissionName(p) + " needs " + RoleName(needed) + " or higher";

@@ -29,10 +29,15 @@
 
 namespace airlock::hub {
 
-// Ordered: each role may do everything the one before it may.
-enum class Role { kViewer, kPublisher, kReleaseManager, kAdmin };
+// From kViewer on ordered: each role may do everything the one before it may. kGateway is apart:
+// the credential a gateway receives when it registers, which may pull and report its own
+// inventory, nothing else; it sorts below kViewer so that no ordered check ever admits it.
+enum class Role { kGateway, kViewer, kPublisher, kReleaseManager, kAdmin };
 const char* RoleName(Role role);
+// The roles a person's token may have (viewer … admin); never "gateway".
 std::optional<Role> ParseRole(std::string_view name);
+// Any role a stored token may have, "gateway" included.
+std::optional<Role> ParseStoredRole(std::string_view name);
 
 enum class Permission {
   kPull,          // GET/HEAD manifests, blobs, tags, referrers
@@ -41,6 +46,12 @@ enum class Permission {
   kPresign,       // POST /api/v1/presign
   kManageTokens,  // /api/v1/tokens
   kReadAudit,     // /api/v1/audit
+  kReadRegistry,    // GET /api/v1/models…, deployments, gateways
+  kPublishRelease,  // POST /api/v1/models/M/releases
+  kPromote,         // PUT /api/v1/models/M/channels/C
+  kDeploy,          // POST /api/v1/deployments, …/cancel
+  kManageGateways,  // POST /api/v1/gateways/tokens
+  kReportInventory,  // PUT /api/v1/gateways/G/inventory (the gateway itself, or an admin)
 };
 const char* PermissionName(Permission p);
 // The least role that has p (docs/hub.md has the table).
@@ -61,6 +72,15 @@ struct AccessDecision {
   bool had_credentials = false;
   bool allowed() const { return status == 0; }
 };
+
+// Whether a role may do p: LeastRoleFor for the ordered roles; pull and inventory reports for a
+// gateway.
+bool RoleMay(Role role, Permission p);
+
+// n random bytes from the system's generator, lowercase hex.
+[[nodiscard]] Result<std::string> RandomHex(std::size_t n);
+// 1–64 of [A-Za-z0-9._-]: token names, gateway names.
+bool IsTokenName(std::string_view name);
 
 // The SHA-256 of a token, lowercase hex (what the database keeps).
 std::string HashToken(std::string_view token);

@@ -190,6 +190,10 @@ int Main(int argc, char** argv) {
   serve->add_option("--db", db,
                     "metadata database: postgres://user:password@host:port/db (default: SQLite "
                     "in the data directory)");
+  std::string root;
+  serve->add_option("--root", root,
+                    "root document that releases and channel documents must verify against "
+                    "(airlock root init)");
   serve->add_option("--address", address, "address to listen on (default 127.0.0.1)");
   serve->add_option("--port", port, "port to listen on (default 7400; 0 picks a free one)")
       ->check(CLI::Range(0, 65535));
@@ -220,6 +224,7 @@ int Main(int argc, char** argv) {
   for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit}) {
     cmd->add_option("-c,--config", config_file, "YAML configuration (for its data directory)");
     cmd->add_option("--data", data, "data directory (default as for serve)");
+    cmd->add_option("--db", db, "the hub's PostgreSQL database, when it uses one (as for serve)");
   }
 
   try {
@@ -245,6 +250,9 @@ int Main(int argc, char** argv) {
   }
   if (!address.empty()) {
     config.http.address = address;
+  }
+  if (!root.empty()) {
+    config.root = root;
   }
   if (port >= 0) {
     config.http.port = port;

@@ -94,13 +94,18 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     }
     return s;
   };
-  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "db", "http", "oci", "auth"})));
+  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "db", "root", "http", "oci", "auth"})));
   std::string data;
   AIRLOCK_RETURN_IF_ERROR(where(ReadString(doc, "", "data", data)));
   if (!data.empty()) {
     config.data = data;
   }
   AIRLOCK_RETURN_IF_ERROR(where(ReadString(doc, "", "db", config.db)));
+  std::string root;
+  AIRLOCK_RETURN_IF_ERROR(where(ReadString(doc, "", "root", root)));
+  if (!root.empty()) {
+    config.root = root;
+  }
   if (const json* http = Get(doc, "http")) {
     AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(*http, "http", {"address", "port", "threads"})));
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "address", config.http.address)));

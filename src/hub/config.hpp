@@ -19,6 +19,9 @@ struct HubConfig {
   // URI, postgres://user:password@host:port/db, so that several hubs can share one database
   // (docs/hub.md, "PostgreSQL").
   std::string db;
+  // The root document (`airlock root init`) that releases and channel documents are verified
+  // against. Empty: the hub serves OCI but refuses releases and promotions until it has one.
+  std::filesystem::path root;
   struct Http {
     std::string address = "127.0.0.1";
     int port = 7400;   // 0: a free port (printed at start)

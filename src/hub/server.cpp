@@ -10,10 +10,12 @@
 
 #include "core/daemon.hpp"
 #include "core/log.hpp"
+#include "hub/api_support.hpp"
 #include "hub/oci_rules.hpp"
+#include "hub/registry_api.hpp"
 #include "net/http_server.hpp"
 #include "store/postgres_metadata_store.hpp"
-#include "store/sqlite_auth_store.hpp"
+#include "store/sql_auth_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
 
 namespace airlock::hub {
@@ -21,30 +23,10 @@ namespace {
 
 using nlohmann::json;
 
-constexpr char kJson[] = "application/json";
+constexpr const char* kJson = kJsonType;
 constexpr char kOctetStream[] = "application/octet-stream";
 constexpr std::size_t kMaxTagsPage = 10000;
 constexpr std::size_t kReadPiece = 1 << 20;
-
-// Sends the spec's error body. code is one of the spec's error codes, message its short text,
-// detail what exactly went wrong.
-void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message,
-               std::string_view detail = "") {
-  res.status = status;
-  json e = {{"code", code}, {"message", message}};
-  if (!detail.empty()) {
-    e["detail"] = detail;
-  }
-  res.set_content(
-      json{{"errors", json::array({e})}}.dump(-1, ' ', false, json::error_handler_t::replace),
-      kJson);
-}
-
-// An unexpected failure of the hub's own storage: logged here, where it is handled.
-void SendInternal(httplib::Response& res, const Error& e) {
-  spdlog::error("{}", e.ToString());
-  SendError(res, 500, "UNKNOWN", "internal error", e.ToString());
-}
 
 std::string RangeHeader(std::uint64_t size) {
   return "0-" + std::to_string(size == 0 ? 0 : size - 1);
@@ -123,14 +105,16 @@ Permission PermissionFor(Action action) {
   return Permission::kDelete;
 }
 
-struct HubServer::Impl {
-  Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, AccessControl& a)
-      : config(std::move(c)), blobs(b), meta(m), access(a) {}
+struct HubServer::Impl final : ApiGate {
+  Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, AccessControl& a,
+       store::RegistryStore& r, std::optional<trust::Root> root)
+      : config(std::move(c)), blobs(b), meta(m), access(a), registry(*this, a, r, m, b, root) {}
 
   HubConfig config;
   store::BlobStore& blobs;
   store::MetadataStore& meta;
   AccessControl& access;
+  RegistryApi registry;
   std::unique_ptr<httplib::Server> server;
   // Publishing a blob into a repository and removing it from the last one are serialised per
   // digest, so a delete never removes the bytes of a blob that a push is linking at that moment.
@@ -157,7 +141,7 @@ struct HubServer::Impl {
 
   // An audit entry for what who did to target.
   void Audit(const httplib::Request& req, const httplib::Response& res, const Principal& who,
-             std::string action, std::string target, std::string reason = "") {
+             std::string action, std::string target, std::string reason = "") override {
     store::AuditEntry e;
     e.token_name = who.name;
     e.role = who.anonymous ? "" : RoleName(who.role);
@@ -312,7 +296,7 @@ struct HubServer::Impl {
 
   void PutManifest(const httplib::Request& req, httplib::Response& res,
                    const httplib::ContentReader* reader, const std::string& name,
-                   const std::string& ref) {
+                   const std::string& ref, const Principal& who) {
     auto r = ReadReference(res, ref, true);
     if (!r) {
       return;
@@ -365,6 +349,19 @@ struct HubServer::Impl {
     record.subject = pushed->subject;
     record.size = body.size();
     record.annotations_json = pushed->annotations_json;
+    // What it means for the model registry: a version, a release (which must verify).
+    auto effect = registry.InspectManifest(who, name, body, record.digest);
+    if (!effect) {
+      if (effect.error().code() == ErrorCode::kAlreadyExists) {
+        return SendError(res, 409, "DENIED", "the manifest conflicts with the registry",
+                         effect.error().message());
+      }
+      if (effect.error().code() == ErrorCode::kVerification) {
+        return SendError(res, 400, "MANIFEST_INVALID", "manifest invalid",
+                         effect.error().message());
+      }
+      return SendInternal(res, effect.error());
+    }
     record.bytes = std::move(body);
     std::optional<std::string_view> tag;
     if (!r->digest) {
@@ -383,6 +380,7 @@ struct HubServer::Impl {
     }
     spdlog::info("pushed manifest {}@{}{}", name, record.digest.ToString(),
                  tag ? " as " + std::string(*tag) : std::string());
+    registry.ApplyManifest(*effect);
     res.status = 201;
     res.set_header("Location", "/v2/" + name + "/manifests/" + record.digest.ToString());
     res.set_header("Docker-Content-Digest", record.digest.ToString());
@@ -804,7 +802,7 @@ struct HubServer::Impl {
 
   // Whether an /api/v1/ request may do p; sends the refusal when not.
   bool ApiAllowed(const httplib::Request& req, httplib::Response& res, Permission p,
-                  Principal* who) {
+                  Principal* who) override {
     AccessDecision d = access.Decide(req.get_header_value("Authorization"), p);
     *who = d.who;
     if (d.allowed()) {
@@ -828,16 +826,6 @@ struct HubServer::Impl {
             {"expires_at", time(t.expires_at)},
             {"revoked_at", time(t.revoked_at)},
             {"state", state}};
-  }
-
-  // The JSON body of an /api/v1/ request; nullopt after sending the error.
-  std::optional<json> JsonBody(const httplib::Request& req, httplib::Response& res) {
-    auto body = json::parse(req.body, nullptr, false);
-    if (req.body.size() > 65536 || !body.is_object()) {
-      SendError(res, 400, "INVALID_REQUEST", "invalid request", "the body must be a JSON object");
-      return std::nullopt;
-    }
-    return body;
   }
 
   // POST /api/v1/tokens {"name", "role", "expires_in": "90d"} (admin)
@@ -1057,7 +1045,7 @@ struct HubServer::Impl {
     if (!Allowed(req, res, action, route->name, &who)) {
       return;
     }
-    Route(req, res, reader, *route, read);
+    Route(req, res, reader, *route, read, who);
     if (!read) {
       AuditMutation(req, res, who, *route);
     }
@@ -1107,7 +1095,8 @@ struct HubServer::Impl {
   }
 
   void Route(const httplib::Request& req, httplib::Response& res,
-             const httplib::ContentReader* reader, const V2Route& route, bool read) {
+             const httplib::ContentReader* reader, const V2Route& route, bool read,
+             const Principal& who) {
     const std::string& m = req.method;
     const std::string& name = route.name;
     const std::string& ref = route.reference;
@@ -1117,7 +1106,7 @@ struct HubServer::Impl {
           return GetManifest(res, name, ref);
         }
         if (m == "PUT") {
-          return PutManifest(req, res, reader, name, ref);
+          return PutManifest(req, res, reader, name, ref, who);
         }
         if (m == "DELETE") {
           return DeleteManifest(res, name, ref);
@@ -1186,6 +1175,7 @@ struct HubServer::Impl {
           [this](const httplib::Request& req, httplib::Response& res) { ListAudit(req, res); });
     s.Post("/api/v1/presign",
            [this](const httplib::Request& req, httplib::Response& res) { Presign(req, res); });
+    registry.Routes(s);
     s.Get(all, plain);
     s.Delete(all, plain);
     s.Post(all, streamed);
@@ -1195,8 +1185,10 @@ struct HubServer::Impl {
 };
 
 HubServer::HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
-                     AccessControl& access)
-    : impl_(std::make_unique<Impl>(std::move(config), blobs, metadata, access)) {}
+                     AccessControl& access, store::RegistryStore& registry,
+                     std::optional<trust::Root> root)
+    : impl_(std::make_unique<Impl>(std::move(config), blobs, metadata, access, registry,
+                                   std::move(root))) {}
 
 HubServer::~HubServer() = default;
 
@@ -1280,10 +1272,10 @@ Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& conf
 
 Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, const Clock& clock) {
   std::unique_ptr<HubAccess> out(new HubAccess());
-  // The tables come from the SQLite store's migrations; opening it creates and migrates the file,
-  // also when the hub's other metadata is in PostgreSQL.
-  AIRLOCK_RETURN_IF_ERROR(store::SqliteMetadataStore::Open(config.data / "metadata.db"));
-  AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqliteAuthStore::Open(config.data / "metadata.db"));
+  AIRLOCK_ASSIGN_OR_RETURN(out->metadata_, OpenMetadata(config));
+  std::int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock.Now().time_since_epoch()).count();
+  AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqlAuthStore::Open(out->metadata_->sql(), now));
   AIRLOCK_ASSIGN_OR_RETURN(std::string secret, LoadOrCreateHubSecret(config.data));
   AccessControl::Options options;
   options.enabled = config.auth.enabled;
@@ -1306,11 +1298,17 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
     return Fail(std::move(blobs.error()).WithContext("while opening the hub's data directory"));
   }
   hub->blobs_ = std::move(*blobs);
-  AIRLOCK_ASSIGN_OR_RETURN(hub->metadata_, OpenMetadata(config));
-  AIRLOCK_ASSIGN_OR_RETURN(hub->access_,
-                           HubAccess::Open(config, clock != nullptr ? *clock : hub->system_clock_));
-  hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, *hub->metadata_,
-                                             hub->access_->access());
+  const Clock& time = clock != nullptr ? *clock : hub->system_clock_;
+  AIRLOCK_ASSIGN_OR_RETURN(hub->access_, HubAccess::Open(config, time));
+  std::int64_t now = hub->access().Now();
+  AIRLOCK_ASSIGN_OR_RETURN(hub->registry_, store::RegistryStore::Open(hub->metadata().sql(), now));
+  std::optional<trust::Root> root;
+  if (!config.root.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, time.Now()));
+  }
+  hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, hub->metadata(),
+                                             hub->access_->access(), *hub->registry_,
+                                             std::move(root));
   return hub;
 }
 

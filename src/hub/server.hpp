@@ -24,6 +24,8 @@
 #include "store/auth_store.hpp"
 #include "store/blob_store.hpp"
 #include "store/metadata_store.hpp"
+#include "store/registry_store.hpp"
+#include "trust/documents.hpp"
 
 namespace airlock::hub {
 
@@ -36,9 +38,11 @@ const char* ActionName(Action action);
 
 class HubServer {
  public:
-  // blobs, metadata and access must outlive the server.
+  // blobs, metadata, access and registry must outlive the server. root: the verified root that
+  // releases and channel documents are checked against, if the hub has one.
   HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
-            AccessControl& access);
+            AccessControl& access, store::RegistryStore& registry,
+            std::optional<trust::Root> root);
   ~HubServer();
   HubServer(const HubServer&) = delete;
   HubServer& operator=(const HubServer&) = delete;
@@ -56,10 +60,11 @@ class HubServer {
   int port_ = 0;
 };
 
-// The access-control part of a data directory, without the server: the auth store in
-// DATA/metadata.db (migrated), the hub secret (created if missing) and an AccessControl. Used by
-// the hub and by the offline commands (`airlock-hub token`, `airlock-hub audit`), which may run
-// while a hub serves the same directory.
+// The database part of a hub, without the server: its metadata database (SQLite in
+// DATA/metadata.db, or the PostgreSQL database config.db names; migrated), the auth store in it,
+// the hub secret (created if missing) and an AccessControl. Used by the hub and by the offline
+// commands (`airlock-hub token`, `airlock-hub audit`), which may run while a hub serves the same
+// directory or database.
 class HubAccess {
  public:
   // clock must outlive the result.
@@ -67,16 +72,17 @@ class HubAccess {
                                                                const Clock& clock);
   AccessControl& access() { return *access_; }
   store::AuthStore& store() { return *store_; }
+  store::MetadataStore& metadata() { return *metadata_; }
 
  private:
   HubAccess() = default;
+  std::unique_ptr<store::MetadataStore> metadata_;
   std::unique_ptr<store::AuthStore> store_;
   std::unique_ptr<AccessControl> access_;
 };
 
-// A whole hub on one data directory: its blob store (DATA/), its metadata (SQLite in
-// DATA/metadata.db, or the PostgreSQL database config.db names), its access control and its server. Opening sweeps what a killed hub left of
-// its uploads. kInvalidArgument when auth.enabled is false and the address is not loopback.
+// A whole hub on one data directory: its blob store (DATA/), its databases and access control
+// (HubAccess) and its server. Opening sweeps what a killed hub left of its uploads. kInvalidArgument when auth.enabled is false and the address is not loopback.
 class Hub {
  public:
   // clock: where expiry is judged (null: the system clock); it must outlive the hub.
@@ -84,15 +90,16 @@ class Hub {
                                                          const Clock* clock = nullptr);
   HubServer& server() { return *server_; }
   store::BlobStore& blobs() { return *blobs_; }
-  store::MetadataStore& metadata() { return *metadata_; }
+  store::MetadataStore& metadata() { return access_->metadata(); }
+  store::RegistryStore& registry() { return *registry_; }
   AccessControl& access() { return access_->access(); }
 
  private:
   Hub() = default;
   SystemClock system_clock_;
   std::unique_ptr<store::BlobStore> blobs_;
-  std::unique_ptr<store::MetadataStore> metadata_;
   std::unique_ptr<HubAccess> access_;
+  std::unique_ptr<store::RegistryStore> registry_;
   std::unique_ptr<HubServer> server_;
 };
 

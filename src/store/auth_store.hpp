@@ -2,10 +2,8 @@
 // AuthStore: the hub's access tokens (only their hashes) and its audit log.
 //
 // Kept apart from MetadataStore so that the OCI metadata and the access-control data can evolve
-// (and be implemented for PostgreSQL) independently; both live in the same database. The SQLite
-// implementation is SqliteAuthStore; its tables come from migration 2 of SqliteMetadataStore.
-// A PostgreSQL implementation needs the same two tables (tokens, audit_log; see that migration)
-// and these seven methods, each one short transaction.
+// independently; both live in the same database. The implementation is SqlAuthStore, written
+// once over SqlDatabase for SQLite and PostgreSQL alike.
 //
 // Implementations are thread-safe and block on the database. Errors: kNotFound for an unknown
 // token, kAlreadyExists for a token name in use, kIo for the database.

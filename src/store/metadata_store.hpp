@@ -20,6 +20,7 @@
 
 #include "core/digest.hpp"
 #include "core/result.hpp"
+#include "store/sql.hpp"
 
 namespace airlock::store {
 
@@ -48,6 +49,10 @@ struct ManifestReferences {
 class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
+
+  // The database underneath, for the stores written once over SQL (SqlAuthStore, RegistryStore):
+  // their tables live beside these ones. Valid as long as this store.
+  virtual SqlDatabase& sql() = 0;
 
   // Whether the repository exists (it does from its first linked blob or manifest).
   [[nodiscard]] virtual Result<bool> RepositoryExists(std::string_view repository) = 0;

@@ -479,6 +479,57 @@ Result<int> PostgresMetadataStore::SchemaVersion() {
   });
 }
 
+namespace {
+
+// Statements of one transaction on a borrowed connection.
+class PostgresSession final : public SqlSession {
+ public:
+  explicit PostgresSession(Connection& c) : c_(c) {}
+  Result<SqlRows> Query(std::string_view sql, const std::vector<SqlParam>& params) override {
+    std::vector<Param> values;
+    for (const SqlParam& p : params) {
+      if (const auto* n = std::get_if<std::int64_t>(&p)) {
+        values.push_back(Int(*n));
+      } else if (const auto* t = std::get_if<std::string>(&p)) {
+        values.push_back(Text(*t));
+      } else {
+        values.push_back(Null());
+      }
+    }
+    auto rows = c_.Run(NumberPlaceholders(sql).c_str(), values);
+    if (!rows) {
+      if (c_.sqlstate() == "23505") {  // unique_violation
+        return Fail(ErrorCode::kAlreadyExists, rows.error().message());
+      }
+      return Fail(std::move(rows.error()));
+    }
+    SqlRows out;
+    int columns = PQnfields(rows->raw());
+    for (int r = 0; r < rows->size(); ++r) {
+      auto& row = out.rows.emplace_back();
+      for (int c = 0; c < columns; ++c) {
+        row.push_back(rows->IsNull(r, c) ? std::nullopt
+                                         : std::optional<std::string>(rows->Str(r, c)));
+      }
+    }
+    out.affected = rows->Affected();
+    return out;
+  }
+  SqlDialect dialect() const override { return SqlDialect::kPostgres; }
+
+ private:
+  Connection& c_;
+};
+
+}  // namespace
+
+Status PostgresMetadataStore::Transact(const std::function<Status(SqlSession&)>& body) {
+  return Transact<void>([&](Connection& c) -> Status {
+    PostgresSession session(c);
+    return body(session);
+  });
+}
+
 Result<bool> PostgresMetadataStore::RepositoryExists(std::string_view repository) {
   return Read<bool>([&](Connection& c) -> Result<bool> {
     AIRLOCK_ASSIGN_OR_RETURN(auto id, RepositoryId(c, repository));

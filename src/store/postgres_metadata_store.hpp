@@ -37,7 +37,7 @@ namespace airlock::store {
 // Anything libpq cannot parse gives "(an unparsable PostgreSQL connection string)".
 std::string RedactedPostgresUri(std::string_view conninfo);
 
-class PostgresMetadataStore final : public MetadataStore {
+class PostgresMetadataStore final : public MetadataStore, private SqlDatabase {
  public:
   // Connects to conninfo (a libpq URI, postgres://user:password@host:port/db?param=…, or a
   // key=value string), checks the server answers, and applies the migrations the database lacks.
@@ -52,6 +52,7 @@ class PostgresMetadataStore final : public MetadataStore {
   // The highest migration this build knows.
   static int LatestSchemaVersion();
 
+  SqlDatabase& sql() override { return *this; }
   Result<bool> RepositoryExists(std::string_view repository) override;
   Status LinkBlob(std::string_view repository, const Digest& digest, std::uint64_t size) override;
   Result<std::uint64_t> LinkedBlob(std::string_view repository, const Digest& digest) override;
@@ -76,6 +77,8 @@ class PostgresMetadataStore final : public MetadataStore {
   Result<Lease> Borrow();
   void Return(std::unique_ptr<Connection> connection);
   Status Migrate();
+  Status Transact(const std::function<Status(SqlSession&)>& body) override;
+  SqlDialect dialect() const override { return SqlDialect::kPostgres; }
   // Runs body(connection) in one SERIALIZABLE transaction, retrying serialization failures.
   template <typename T, typename F>
   Result<T> Transact(F&& body);

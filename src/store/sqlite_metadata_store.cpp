@@ -65,31 +65,10 @@ CREATE TABLE tags (
     ON DELETE CASCADE
 );
 )sql"},
-    // Tokens and the audit log (SqliteAuthStore, src/store/sqlite_auth_store.cpp). Times are Unix
-    // seconds, so that expiry compares as integers in both databases.
-    {2, "hub tokens and audit log",
-     R"sql(
-CREATE TABLE tokens (
-  name        TEXT PRIMARY KEY,
-  role        TEXT NOT NULL,
-  hash        TEXT NOT NULL UNIQUE,
-  created_by  TEXT NOT NULL,
-  created_at  INTEGER NOT NULL,
-  expires_at  INTEGER,
-  revoked_at  INTEGER
-);
-CREATE TABLE audit_log (
-  id          INTEGER PRIMARY KEY AUTOINCREMENT,
-  at          INTEGER NOT NULL,
-  token_name  TEXT NOT NULL,
-  role        TEXT NOT NULL,
-  action      TEXT NOT NULL,
-  target      TEXT NOT NULL,
-  result      TEXT NOT NULL,
-  reason      TEXT NOT NULL,
-  remote      TEXT NOT NULL
-);
-)sql"},
+    // Version 2 created the tables tokens and audit_log; they are the "auth" component's now
+    // (SqlAuthStore, store/sql_auth_store.cpp), which creates them in either database. The entry
+    // stays, empty, so that databases at version 2 open as before.
+    {2, "hub tokens and audit log (since created by the auth component)", ""},
 };
 
 // BEGIN IMMEDIATE … COMMIT around body; ROLLBACK when body fails.
@@ -205,6 +184,54 @@ Result<int> SqliteMetadataStore::SchemaVersion() {
   Statement s(db_, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
   AIRLOCK_RETURN_IF_ERROR(s.Run());
   return static_cast<int>(s.Int(0));
+}
+
+namespace {
+
+// Statements of one transaction on the store's connection.
+class SqliteSession final : public SqlSession {
+ public:
+  explicit SqliteSession(sqlite3* db) : db_(db) {}
+  Result<SqlRows> Query(std::string_view sql, const std::vector<SqlParam>& params) override {
+    Statement q(db_, std::string(sql).c_str());
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      int at = static_cast<int>(i) + 1;
+      if (const auto* n = std::get_if<std::int64_t>(&params[i])) {
+        q.Bind(at, *n);
+      } else if (const auto* t = std::get_if<std::string>(&params[i])) {
+        q.Bind(at, std::string_view(*t));
+      } else {
+        q.BindNull(at);
+      }
+    }
+    SqlRows out;
+    for (;;) {
+      AIRLOCK_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) {
+        break;
+      }
+      auto& r = out.rows.emplace_back();
+      for (int c = 0; c < q.Columns(); ++c) {
+        r.push_back(q.IsNull(c) ? std::nullopt : std::optional<std::string>(q.Text(c)));
+      }
+    }
+    out.affected = sqlite3_changes64(db_);
+    return out;
+  }
+  SqlDialect dialect() const override { return SqlDialect::kSqlite; }
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
+Status SqliteMetadataStore::Transact(const std::function<Status(SqlSession&)>& body) {
+  std::lock_guard lock(mu_);
+  return InTransaction<void>(db_, [&]() -> Status {
+    SqliteSession session(db_);
+    return body(session);
+  });
 }
 
 Result<bool> SqliteMetadataStore::RepositoryExists(std::string_view repository) {

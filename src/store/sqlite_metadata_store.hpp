@@ -20,7 +20,7 @@ struct sqlite3;
 
 namespace airlock::store {
 
-class SqliteMetadataStore final : public MetadataStore {
+class SqliteMetadataStore final : public MetadataStore, private SqlDatabase {
  public:
   // Opens (creating if needed) the database at path and applies the migrations it lacks.
   [[nodiscard]] static Result<std::unique_ptr<SqliteMetadataStore>> Open(
@@ -34,6 +34,7 @@ class SqliteMetadataStore final : public MetadataStore {
   // The highest migration this build knows.
   static int LatestSchemaVersion();
 
+  SqlDatabase& sql() override { return *this; }
   Result<bool> RepositoryExists(std::string_view repository) override;
   Status LinkBlob(std::string_view repository, const Digest& digest, std::uint64_t size) override;
   Result<std::uint64_t> LinkedBlob(std::string_view repository, const Digest& digest) override;
@@ -53,6 +54,8 @@ class SqliteMetadataStore final : public MetadataStore {
  private:
   explicit SqliteMetadataStore(sqlite3* db) : db_(db) {}
   Status Migrate();
+  Status Transact(const std::function<Status(SqlSession&)>& body) override;
+  SqlDialect dialect() const override { return SqlDialect::kSqlite; }
 
   std::mutex mu_;
   sqlite3* db_;

@@ -1,5 +1,5 @@
 #pragma once
-// What the SQLite stores (SqliteMetadataStore, SqliteAuthStore) share: a prepared statement with
+// What the SQLite store (SqliteMetadataStore and its SqlDatabase session) uses: a prepared statement with
 // positional parameters, finalised on destruction, and the error for a failed call. Internal to
 // src/store; not thread-safe (the stores serialise their connection).
 
@@ -88,6 +88,7 @@ class Statement {
                                       static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)));
   }
   std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int Columns() const { return stmt_ == nullptr ? 0 : sqlite3_column_count(stmt_); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::optional<std::int64_t> MaybeInt(int col) const {
     return IsNull(col) ? std::nullopt : std::optional<std::int64_t>(Int(col));

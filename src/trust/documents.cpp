@@ -102,6 +102,24 @@ Status SignedDocument::Sign(const PrivateKey& key) {
   return {};
 }
 
+Status SignedDocument::MergeSignatures(const SignedDocument& other) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string mine, SignedBytes());
+  AIRLOCK_ASSIGN_OR_RETURN(std::string theirs, other.SignedBytes());
+  if (mine != theirs) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "the documents differ: only signatures of the same " + type() +
+                    " body can be merged");
+  }
+  for (const Signature& s : other.signatures_) {
+    bool known = std::any_of(signatures_.begin(), signatures_.end(),
+                             [&](const Signature& m) { return m.keyid == s.keyid; });
+    if (!known) {
+      signatures_.push_back(s);
+    }
+  }
+  return {};
+}
+
 Result<std::string> SignedDocument::Serialize() const {
   json sigs = json::array();
   for (const auto& s : signatures_) {

@@ -46,6 +46,9 @@ class SignedDocument {
 
   // Signs the body with key, replacing an earlier signature by the same key.
   [[nodiscard]] Status Sign(const PrivateKey& key);
+  // Adds the signatures of other (the same body, signed by others: an approval) by keys that
+  // have not signed this one. kInvalidArgument when the bodies differ.
+  [[nodiscard]] Status MergeSignatures(const SignedDocument& other);
   // The canonical bytes of the body: what signatures cover.
   [[nodiscard]] Result<std::string> SignedBytes() const;
   // The whole document, canonical, with a trailing newline.

@@ -177,7 +177,17 @@ TEST_P(AuthTest, BadExpiredAndRevokedTokensAre401WithAReason) {
 
 TEST_P(AuthTest, TheDatabaseHoldsTheHashNotTheToken) {
   std::string token = Mint("secret-holder", Role::kAdmin);
+  // Every value of the tokens table, and for SQLite the database files themselves.
   std::string files;
+  auto rows = store::SqlTransact<store::SqlRows>(hub_->metadata().sql(), [](store::SqlSession& s) {
+    return s.Query("SELECT * FROM tokens");
+  });
+  ASSERT_TRUE(rows) << rows.error().ToString();
+  for (const auto& row : rows->rows) {
+    for (const auto& v : row) {
+      files += v.value_or("") + "\n";
+    }
+  }
   for (const auto& f : std::filesystem::directory_iterator(dir_ / "data")) {
     if (f.path().filename().string().starts_with("metadata.db")) {
       files += airlock::testing::ReadAll(f.path());

@@ -73,6 +73,7 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
     // them on.
     config.auth.enabled = auth_enabled_;
     config.auth.anonymous_pull = anonymous_pull_;
+    config.root = root_path_;
     auto hub = Hub::Open(config, &clock_);
     ASSERT_TRUE(hub) << hub.error().ToString();
     hub_ = std::move(*hub);
@@ -131,6 +132,7 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
   std::uint64_t max_blob_size_ = 64ULL << 20;
   bool auth_enabled_ = false;
   bool anonymous_pull_ = false;
+  std::filesystem::path root_path_;  // the hub's root document, if any
   ManualClock clock_;
   airlock::testing::TempDir dir_;
   std::unique_ptr<Hub> hub_;

@@ -9,17 +9,13 @@
 
 #include <functional>
 
-#include "store/postgres_metadata_store.hpp"
-#include "store/sqlite_metadata_store.hpp"
-#include "support/postgres.hpp"
-#include "support/test_support.hpp"
+#include "backend_fixture.hpp"
 
 namespace airlock::store {
 namespace {
 
 using airlock::testing::MetadataBackend;
 using airlock::testing::SharedPostgres;
-using airlock::testing::TempDir;
 
 ManifestRecord Manifest(std::string_view bytes, std::string artifact_type = "",
                         std::optional<Digest> subject = std::nullopt) {
@@ -33,29 +29,8 @@ ManifestRecord Manifest(std::string_view bytes, std::string artifact_type = "",
   return m;
 }
 
-class MetadataStoreTest : public ::testing::TestWithParam<MetadataBackend> {
+class MetadataStoreTest : public BackendTest {
  protected:
-  void SetUp() override {
-    if (GetParam() == MetadataBackend::kPostgres) {
-      try {
-        uri_ = SharedPostgres().CreateDatabase();
-      } catch (const std::exception& e) {
-        FAIL() << e.what();
-      }
-    }
-    auto s = Open();
-    ASSERT_TRUE(s) << s.error().ToString();
-    db_ = std::move(*s);
-  }
-
-  Result<std::unique_ptr<MetadataStore>> Open() {
-    if (GetParam() == MetadataBackend::kSqlite) {
-      AIRLOCK_ASSIGN_OR_RETURN(auto s, SqliteMetadataStore::Open(dir_ / "metadata.db"));
-      return std::unique_ptr<MetadataStore>(std::move(s));
-    }
-    AIRLOCK_ASSIGN_OR_RETURN(auto s, PostgresMetadataStore::Open(uri_));
-    return std::unique_ptr<MetadataStore>(std::move(s));
-  }
   Result<int> SchemaVersion() {
     if (auto* s = dynamic_cast<SqliteMetadataStore*>(db_.get())) {
       return s->SchemaVersion();
@@ -81,9 +56,6 @@ class MetadataStoreTest : public ::testing::TestWithParam<MetadataBackend> {
     }
   }
 
-  TempDir dir_;
-  std::string uri_;
-  std::unique_ptr<MetadataStore> db_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, MetadataStoreTest, airlock::testing::AllMetadataBackends(),
