@@ -226,9 +226,17 @@ void AddPromote(CLI::App& app, Context& ctx, Action& action) {
         AIRLOCK_ASSIGN_OR_RETURN(PromotionPlan plan,
                                  WithContext(PlanPromotion(request, entries, on_hub), what));
         if (plan.kind == PromotionPlan::Kind::kCosign) {
-          ctx.Say("approving the pending proposal (channel version " +
-                  std::to_string(plan.channel.version) + ", proposed by " +
-                  (state.pending->by.empty() ? std::string("-") : state.pending->by) + ")");
+          // Say what the signature approves: the proposer chose the rollback targets and expiry.
+          std::vector<std::string> rollbacks;
+          for (std::size_t i = 1; i < plan.channel.releases.size(); ++i) {
+            rollbacks.push_back(plan.channel.releases[i].version);
+          }
+          ctx.Say("approving the pending proposal by " +
+                  (state.pending->by.empty() ? std::string("-") : state.pending->by) +
+                  ": channel version " + std::to_string(plan.channel.version) + ", " +
+                  plan.channel.releases.front().version + ", rollback targets " +
+                  (rollbacks.empty() ? std::string("none") : Join(rollbacks)) + ", expires " +
+                  FormatRfc3339(plan.channel.expires));
           for (const auto& k : keys) {
             const auto& sigs = plan.document.signatures();
             if (std::any_of(sigs.begin(), sigs.end(),
@@ -335,8 +343,7 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
         strategy["health_window"] = a->health_window;
       }
       if (!a->failure_threshold.empty()) {
-        if (!ValidWave(a->failure_threshold) && a->failure_threshold != "0%" &&
-            a->failure_threshold != "0") {
+        if (!ValidWave(a->failure_threshold)) {
           return UsageError(Usage("--failure-threshold " + a->failure_threshold +
                                   ": want a share like 10% or a device count"));
         }

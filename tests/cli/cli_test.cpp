@@ -38,8 +38,9 @@ class CliTest : public ::testing::Test {
 TEST_F(CliTest, HelpListsTheCommands) {
   auto r = Airlock({"--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* cmd : {"keygen", "root", "init", "pack", "inspect", "sign", "verify", "run", "push",
-                          "pull"}) {
+  for (const char* cmd :
+       {"keygen", "root", "init", "pack", "inspect", "sign", "verify", "run", "push", "pull",
+        "models", "versions", "promote", "deploy", "deployments", "status", "gateways"}) {
     EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
   }
 }
@@ -51,6 +52,42 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   EXPECT_EQ(Airlock({"pack", "--no-such-flag"}).exit_code, kUsage);
   EXPECT_EQ(Airlock({"pull", "localhost:5000/a:1"}).exit_code, kUsage);  // -o is required
   EXPECT_EQ(Airlock({"push", "x.tar", "not a reference"}).exit_code, kUsage);
+}
+
+// The hub commands refuse bad arguments before they reach for a hub (none listens on port 9).
+TEST_F(CliTest, HubCommandsRefuseBadArgumentsWithTwo) {
+  auto usage = [&](std::vector<std::string> args, const std::string& says) {
+    auto r = Airlock(args);
+    EXPECT_EQ(r.exit_code, kUsage) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  };
+  const std::string hub = "--hub=http://127.0.0.1:9";
+  usage({"models", "ls", "--hub", "ftp://hub"}, "the scheme must be http or https");
+  usage({"versions", "m", "--hub", "http://hub/api"}, "give only the scheme, host and port");
+  usage({"promote", "m", "1.0.0", "--channel", "Production", "-k", "k.key", hub},
+        "\"Production\" is not a channel name");
+  usage(
+      {"promote", "m", "1.0.0", "--channel", "production", "-k", "k.key", "--expires", "soon", hub},
+      "--expires");
+  usage({"promote", "m", "1.0.0", "--channel", "production", "-k", "k.key", "--keep", "0", hub},
+        "--keep must be at least 1");
+  usage({"deploy", "m", "--channel", "production", hub}, "--gateway NAME");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--waves", "1,0%", hub},
+        "\"0%\" is neither a device count nor a share");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--waves", "150%", hub},
+        "150%");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--selector", "line", hub},
+        "want key=value");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--health-window", "5x", hub},
+        "--health-window");
+  usage({"gateways", "token", "--expires-in", "tomorrow", hub}, "--expires-in");
+  EXPECT_EQ(Airlock({"deployments", "show"}).exit_code, kUsage);  // the id is required
+  EXPECT_EQ(Airlock({"gateways"}).exit_code, kUsage);             // ls or token
+
+  // Good arguments, no hub: a failure (1) that says so.
+  auto r = Airlock({"deployments", "ls", hub});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot reach the hub at http://127.0.0.1:9"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, KeygenWritesAPrivateKeyOnlyTheOwnerCanRead) {
