@@ -227,21 +227,10 @@ Result<json> HubClient::ListModels(std::string_view search) {
   return Call("GET", path, "listing the models on " + base_url_, std::nullopt, {200});
 }
 
-Result<json> HubClient::GetModel(std::string_view model) {
-  return Call("GET", "/api/v1/models/" + UrlEncode(model),
-              "reading model " + std::string(model) + " on " + base_url_, std::nullopt, {200});
-}
-
 Result<json> HubClient::ListVersions(std::string_view model) {
   return Call("GET", "/api/v1/models/" + UrlEncode(model) + "/versions",
               "listing the versions of " + std::string(model) + " on " + base_url_, std::nullopt,
               {200});
-}
-
-Result<json> HubClient::UploadRelease(std::string_view model, std::string_view document) {
-  return Call("POST", "/api/v1/models/" + UrlEncode(model) + "/releases",
-              "uploading a release of " + std::string(model) + " to " + base_url_,
-              std::string(document), {200, 201});
 }
 
 Result<std::vector<HubRelease>> HubClient::ListReleases(std::string_view model) {

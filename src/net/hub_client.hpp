@@ -5,7 +5,8 @@
 // Requests go through RegistryClient::Request (one libcurl wrapper for /v2/ and /api/v1/), with
 // the hub token as a bearer token. Answers that list or show things come back as the hub's JSON
 // (the commands print it as is with --json); what the CLI computes on (releases, channel states,
-// the outcome of a channel PUT) is parsed into the structs below.
+// the outcome of a channel PUT) is parsed into the structs below. It has the calls the commands
+// make; releases reach the hub with `airlock push` (the release referrer), not through here.
 //
 // Errors: a refusal carries the hub's own reason (errors[0].detail, else its message) and the
 // HTTP status, and says what to do next; codes: 400/401/403 → kInvalidArgument, 404 →
@@ -97,15 +98,9 @@ class HubClient {
 
   // GET /api/v1/models[?q=search] → {"models": […]}.
   [[nodiscard]] Result<nlohmann::json> ListModels(std::string_view search = {});
-  // GET /api/v1/models/{model} → {"name", "description", "versions", "channels"}.
-  [[nodiscard]] Result<nlohmann::json> GetModel(std::string_view model);
   // GET /api/v1/models/{model}/versions → {"versions": […]}, newest first.
   [[nodiscard]] Result<nlohmann::json> ListVersions(std::string_view model);
 
-  // POST /api/v1/models/{model}/releases with a signed release document (as `airlock sign -o`
-  // writes it) → {"release": {…}}.
-  [[nodiscard]] Result<nlohmann::json> UploadRelease(std::string_view model,
-                                                     std::string_view document);
   // GET /api/v1/models/{model}/releases.
   [[nodiscard]] Result<std::vector<HubRelease>> ListReleases(std::string_view model);
 
