@@ -27,6 +27,7 @@ constexpr const char* kJson = kJsonType;
 constexpr char kOctetStream[] = "application/octet-stream";
 constexpr std::size_t kMaxTagsPage = 10000;
 constexpr std::size_t kReadPiece = 1 << 20;
+constexpr std::uint64_t kMaxApiBody = 8 << 20;  // the largest /api/v1/ body (an inventory)
 
 std::string RangeHeader(std::uint64_t size) {
   return "0-" + std::to_string(size == 0 ? 0 : size - 1);
@@ -1236,6 +1237,27 @@ Status HubServer::Bind() {
         spdlog::error("{}", what);
         SendError(res, 500, "UNKNOWN", "internal error", what);
       });
+  // /api/v1/ bodies are read whole into memory (the /v2/ uploads stream): cap them before httplib
+  // reads them, so an endless or huge body costs nothing.
+  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!req.path.starts_with("/api/")) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    if (req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos) {
+      res.set_header("Connection", "close");
+      SendError(res, 411, "INVALID_REQUEST", "length required",
+                "/api/v1/ requests need a Content-Length (no chunked bodies)");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.get_header_value<std::uint64_t>("Content-Length") > kMaxApiBody) {
+      res.set_header("Connection", "close");
+      SendError(res, 413, "INVALID_REQUEST", "request too large",
+                "/api/v1/ request bodies are limited to " + std::to_string(kMaxApiBody) +
+                    " bytes");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   impl_->Routes();
   AIRLOCK_ASSIGN_OR_RETURN(port_, net::BindHttpServer(s, config.http.address, config.http.port));
   return {};

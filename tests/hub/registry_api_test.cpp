@@ -5,7 +5,11 @@
 // with a one-time token and inventory reports — and the refusals: bad signatures, unknown
 // releases, older channel versions, re-pushed released versions, used tokens.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/fs.hpp"
 #include "hub_fixture.hpp"
@@ -22,6 +26,33 @@ std::vector<PrivateKey> Keys(int n) {
     keys.push_back(PrivateKey::Generate().value());
   }
   return keys;
+}
+
+// Sends request on a new connection to 127.0.0.1:port and returns the response (headers and a
+// Content-Length body).
+std::string Exchange(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    auto complete = [&] {
+      std::size_t end = out.find("\r\n\r\n");
+      std::size_t length = out.find("Content-Length: ");
+      return end != std::string::npos && length != std::string::npos &&
+             out.size() >= end + 4 + std::stoul(out.substr(length + 16));
+    };
+    for (ssize_t n; !complete() && (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) {
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
 }
 
 class RegistryApiTest : public HubFixture {
@@ -394,6 +425,27 @@ TEST_P(RegistryApiTest, GatewaysRegisterOnceAndDeploymentsKeepTheirHistory) {
   EXPECT_EQ(shown["history"][0]["action"], "created");
   EXPECT_EQ(shown["history"][1]["detail"], "wrong line");
   EXPECT_EQ(c().Get("/api/v1/deployments/dep-nope")->status, 404);
+}
+
+TEST_P(RegistryApiTest, HugeOrUnsizedBodiesAreRefusedBeforeTheyAreRead) {
+  // 9 GiB announced: refused from the headers, before a byte of the body is read.
+  std::string answer = Exchange(port(),
+                                "POST /api/v1/models/demo/releases HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Type: application/json\r\nContent-Length: 9663676416\r\n\r\n{");
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 413")) << answer;
+  EXPECT_NE(answer.find("limited to 8388608 bytes"), std::string::npos);
+  httplib::Client chunked("127.0.0.1", port());
+  auto streamed = chunked.Post(
+      "/api/v1/deployments",
+      [](std::size_t, httplib::DataSink& sink) {
+        sink.write("{}", 2);
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(streamed);
+  EXPECT_EQ(streamed->status, 411);
+  EXPECT_EQ(c().Get("/api/v1/models")->status, 200);
 }
 
 }  // namespace
