@@ -90,6 +90,23 @@ Result<Lineage> Lineage::FromSpec(const json& section, std::string_view origin) 
   return out;
 }
 
+Status Lineage::Check() const {
+  if (!dataset_digest.empty()) {
+    AIRLOCK_RETURN_IF_ERROR(CheckDatasetDigest(dataset_digest, "lineage.dataset_digest"));
+  }
+  if (!metrics.is_object()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "lineage.metrics must be a mapping of names to numbers");
+  }
+  for (const auto& [name, value] : metrics.items()) {
+    if (!IsFiniteNumber(value)) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "lineage.metrics." + name + " must be a finite number, not " + value.dump());
+    }
+  }
+  return {};
+}
+
 Annotations Lineage::ToAnnotations() const {
   Annotations out;
   if (!training_run.empty()) {

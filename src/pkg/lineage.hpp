@@ -32,6 +32,9 @@ struct Lineage {
   // numbers; messages start with origin (the file) and name the key.
   [[nodiscard]] static Result<Lineage> FromSpec(const nlohmann::json& section,
                                                 std::string_view origin);
+  // The rules FromSpec applies, for a lineage built in code: a digest-shaped dataset_digest (when
+  // set) and finite numbers as metrics. kInvalidArgument naming the field.
+  [[nodiscard]] Status Check() const;
   // The index annotations: only the fields that are set (metrics when there is at least one).
   Annotations ToAnnotations() const;
   // The lineage recorded on an index, or nullopt when it carries none. A metrics annotation that

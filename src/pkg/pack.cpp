@@ -361,9 +361,8 @@ Status ValidateSpec(const PackSpec& spec) {
   if (!spec.created.empty()) {
     AIRLOCK_RETURN_IF_ERROR(WithContext(ParseRfc3339(spec.created).map([](auto) {}), "created"));
   }
-  if (spec.lineage && !spec.lineage->dataset_digest.empty()) {
-    AIRLOCK_RETURN_IF_ERROR(
-        CheckDatasetDigest(spec.lineage->dataset_digest, "lineage.dataset_digest"));
+  if (spec.lineage) {
+    AIRLOCK_RETURN_IF_ERROR(spec.lineage->Check());
   }
   if (spec.platforms.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "no model file given (model: or --model)");

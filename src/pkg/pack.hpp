@@ -79,7 +79,7 @@ std::optional<Lineage> EffectiveLineage(const PackSpec& spec);
                                                 const std::string& origin);
 
 // Checks the spec's own fields: name, version, platforms, files exist, no duplicate platforms,
-// the lineage's dataset digest.
+// the lineage's dataset digest and metrics.
 [[nodiscard]] Status ValidateSpec(const PackSpec& spec);
 // Checks a baseline document's shape (schema airlock.baseline.v1); with a signature, also that
 // every tensor it names exists.

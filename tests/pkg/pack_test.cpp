@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <limits>
+
 #include "core/digest.hpp"
 #include "pkg/fixture.hpp"
 #include "pkg/layout.hpp"
@@ -441,6 +443,14 @@ TEST_F(PackTest, BadLineageOverridesAreRefusedAndLeaveTheSpecAlone) {
   auto r = Pack(spec, options, Ort());
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("lineage.dataset_digest"), std::string::npos);
+  EXPECT_FALSE(fs::exists(tmp_ / "out.tar"));
+  spec = before;
+  spec.lineage->metrics["loss"] = std::numeric_limits<double>::quiet_NaN();
+  auto nan = Pack(spec, options, Ort());
+  ASSERT_FALSE(nan);
+  EXPECT_NE(nan.error().message().find("lineage.metrics.loss must be a finite number"),
+            std::string::npos)
+      << nan.error().message();
   EXPECT_FALSE(fs::exists(tmp_ / "out.tar"));
   // The good spec still packs.
   EXPECT_TRUE(Pack(before, options, Ort()));
