@@ -321,6 +321,15 @@ annotations:
   ai.airlock.example.bearing-impulses-detection-rate: "{rates['bearing_impulses']:.4f}"
   ai.airlock.example.amplitude-jump-detection-rate: "{rates['amplitude_jump']:.4f}"
   ai.airlock.example.extra-frequency-detection-rate: "{rates['extra_frequency']:.4f}"
+lineage:
+  training_run: vibration-anomaly-2026-11-22   # the run of train.py that made model.onnx
+  # No dataset_digest: train.py generates its training data in memory and writes no data file.
+  metrics:   # the figures of the annotations above, as numbers
+    normal-pass-rate: {normal_ok:.4f}
+    anomaly-detection-rate: {detected:.4f}
+    bearing-impulses-detection-rate: {rates['bearing_impulses']:.4f}
+    amplitude-jump-detection-rate: {rates['amplitude_jump']:.4f}
+    extra-frequency-detection-rate: {rates['extra_frequency']:.4f}
 """
     with open(os.path.join(HERE, "airlock.yaml"), "w") as f:
         f.write(yaml)

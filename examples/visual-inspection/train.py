@@ -376,6 +376,13 @@ annotations:
   ai.airlock.example.accuracy: "{acc:.4f}"               # held-out test set, {N_TEST} images
   ai.airlock.example.scratched-recall: "{recall:.4f}"
   ai.airlock.example.ok-specificity: "{specificity:.4f}"
+lineage:
+  training_run: visual-inspection-2026-11-22   # the run of train.py that made model.onnx
+  # No dataset_digest: train.py generates its training images in memory and writes no data file.
+  metrics:   # the figures of the annotations above, as numbers
+    accuracy: {acc:.4f}
+    scratched-recall: {recall:.4f}
+    ok-specificity: {specificity:.4f}
 """
     with open(os.path.join(HERE, "airlock.yaml"), "w") as f:
         f.write(yaml)

@@ -5,6 +5,7 @@
 
 #include "cli/common.hpp"
 #include "pkg/layout.hpp"
+#include "pkg/lineage.hpp"
 #include "pkg/package.hpp"
 #include "pkg/samples.hpp"
 #include "runtime/tensor.hpp"
@@ -27,6 +28,12 @@ Result<json> Describe(const std::string& path, const std::string& ref) {
               {"index", p.index_descriptor.ToJson()},
               {"created", p.index.Annotation(pkg::annotation::kCreated)},
               {"variants", json::array()}};
+  // A malformed lineage is reported, not fatal: the package itself is still usable.
+  if (auto lineage = pkg::Lineage::FromAnnotations(p.index.annotations); !lineage) {
+    out["lineage_error"] = lineage.error().message();
+  } else if (*lineage) {
+    out["lineage"] = (*lineage)->ToJson();
+  }
   for (const auto& v : p.variants) {
     json layers = json::array();
     for (const auto& l : v.manifest.layers) {
@@ -157,6 +164,26 @@ void PrintHuman(const json& d) {
                 d["baseline"].contains("predictions")
                     ? (", predictions: " + d["baseline"]["predictions"].get<std::string>()).c_str()
                     : "");
+  }
+  if (d.contains("lineage_error")) {
+    std::printf("  lineage    unreadable: %s\n", d["lineage_error"].get<std::string>().c_str());
+  }
+  if (d.contains("lineage")) {
+    const json& l = d["lineage"];
+    std::printf("  lineage\n");
+    for (auto [key, label] :
+         {std::pair{"training_run", "training run"}, std::pair{"dataset_digest", "dataset"},
+          std::pair{"source_revision", "source revision"}}) {
+      if (l.contains(key)) {
+        std::printf("    %-16s %s\n", label, l[key].get<std::string>().c_str());
+      }
+    }
+    if (l.contains("metrics")) {
+      std::printf("    metrics\n");
+      for (const auto& [name, value] : l["metrics"].items()) {
+        std::printf("      %-20s %s\n", name.c_str(), value.dump().c_str());
+      }
+    }
   }
   if (d.contains("release")) {
     const json& r = d["release"]["signed"];

@@ -65,6 +65,13 @@ samples:
 
 # Extra OCI annotations on each manifest.
 annotations: {}
+
+# Where this version came from, for a model registry (written as annotations on the package).
+# lineage:
+#   training_run: "2026-01-01-run-1"
+#   dataset_digest: "sha256:…"     # sha256 of the training data (sha256sum), if it is one file
+#   source_revision: ""            # default: revision above
+#   metrics: {accuracy: 0.97}      # numbers only
 )";
 }
 
@@ -114,6 +121,7 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
     std::string name, version, precision, pipeline, sample_dir, baseline, card, created;
     std::vector<std::string> platforms;
     std::optional<double> rtol, atol;
+    pkg::LineageOverrides lineage;
     std::string output;
     bool no_validate = false;
     bool force = false;
@@ -134,6 +142,14 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
   cmd->add_option("--baseline", a->baseline, "baseline statistics (JSON, airlock.baseline.v1)");
   cmd->add_option("--card", a->card, "model card (markdown)");
   cmd->add_option("--created", a->created, "creation time, RFC 3339 (kept out if not given)");
+  cmd->add_option("--training-run", a->lineage.training_run,
+                  "lineage: the training run that made the model (overrides airlock.yaml)");
+  cmd->add_option("--dataset-digest", a->lineage.dataset_digest,
+                  "lineage: sha256:<hex> of the training data (overrides airlock.yaml)");
+  cmd->add_option("--source-revision", a->lineage.source_revision,
+                  "lineage: source revision of the training code (default: revision)");
+  cmd->add_option("--metric", a->lineage.metrics,
+                  "lineage: NAME=NUMBER, repeatable; adds to or replaces airlock.yaml's metrics");
   cmd->add_option("--rtol", a->rtol, "relative tolerance when comparing sample outputs");
   cmd->add_option("--atol", a->atol, "absolute tolerance when comparing sample outputs");
   cmd->add_option("-o,--output", a->output,
@@ -197,6 +213,7 @@ void AddPack(CLI::App& app, Context& ctx, Action& action) {
           if (a->atol) doc["samples"]["tolerance"]["atol"] = *a->atol;
         }
         AIRLOCK_ASSIGN_OR_RETURN(pkg::PackSpec spec, pkg::PackSpecFromJson(doc, base, origin));
+        AIRLOCK_RETURN_IF_ERROR(pkg::ApplyLineageOverrides(a->lineage, spec));
         pkg::PackOptions options;
         options.output = a->output.empty() ? spec.name + "-" + spec.version + ".tar" : a->output;
         options.force = a->force;

@@ -8,6 +8,7 @@
 #include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
 #include "core/log.hpp"
+#include "hub/gc.hpp"
 #include "hub/server.hpp"
 #include "store/postgres_metadata_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
@@ -171,6 +172,43 @@ int Audit(const HubConfig& config, int limit, bool as_json) {
   return kExitOk;
 }
 
+// airlock-hub gc: removes the blob files no repository links (works while a hub serves).
+int Gc(const HubConfig& config, const std::string& grace_text, bool dry_run) {
+  GcOptions options;
+  options.dry_run = dry_run;
+  auto grace = ParseDuration(grace_text);
+  if (!grace) {
+    Report(Error(grace.error()).WithContext("--grace"));
+    return kExitUsage;
+  }
+  options.grace = std::chrono::duration_cast<std::chrono::seconds>(*grace);
+  auto blobs = store::BlobCollector::Open(config.data);
+  if (!blobs) {
+    return Report(blobs.error());
+  }
+  auto metadata = OpenMetadataStore(config, 1);
+  if (!metadata) {
+    return Report(metadata.error());
+  }
+  auto report = CollectGarbage(**blobs, **metadata, options, std::chrono::system_clock::now());
+  if (!report) {
+    return Report(report.error());
+  }
+  const char* verb = dry_run ? "would remove" : "removed";
+  for (const auto& b : report->removed) {
+    std::printf("%s %s (%llu bytes)\n", verb, b.digest.ToString().c_str(),
+                static_cast<unsigned long long>(b.size));
+  }
+  if (report->recovered_bytes > 0) {
+    std::printf("removed %llu bytes an interrupted gc had set aside\n",
+                static_cast<unsigned long long>(report->recovered_bytes));
+  }
+  std::printf("%s %zu blob(s), %llu bytes; kept %zu linked, %zu changed within %s\n", verb,
+              report->removed.size(), static_cast<unsigned long long>(report->removed_bytes),
+              report->linked, report->young, grace_text.c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -221,7 +259,18 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   audit->add_flag("--json", audit_json, "one JSON object per line");
-  for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit}) {
+  auto* gc = app.add_subcommand(
+      "gc", "Remove blob files no repository links (offline; safe while a hub serves)");
+  std::string gc_grace = "1h";
+  bool gc_dry_run = false;
+  gc->add_option("--grace", gc_grace,
+                 "keep files that changed more recently than this (a blob is published just "
+                 "before it is linked)")
+      ->capture_default_str();
+  gc->add_flag("--dry-run", gc_dry_run, "list what would be removed; remove nothing");
+  gc->add_option("--db", db,
+                 "metadata database: postgres://… (default: SQLite in the data directory)");
+  for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit, gc}) {
     cmd->add_option("-c,--config", config_file, "YAML configuration (for its data directory)");
     cmd->add_option("--data", data, "data directory (default as for serve)");
     cmd->add_option("--db", db, "the hub's PostgreSQL database, when it uses one (as for serve)");
@@ -268,6 +317,9 @@ int Main(int argc, char** argv) {
   }
   if (*audit) {
     return Audit(config, audit_limit, audit_json);
+  }
+  if (*gc) {
+    return Gc(config, gc_grace, gc_dry_run);
   }
   return Serve(std::move(config));
 }

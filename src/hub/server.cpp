@@ -1271,10 +1271,8 @@ void HubServer::Stop() {
   }
 }
 
-namespace {
-
-// SQLite in the data directory unless the configuration names a PostgreSQL database.
-Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& config) {
+Result<std::unique_ptr<store::MetadataStore>> OpenMetadataStore(const HubConfig& config,
+                                                                int max_connections) {
   if (config.db.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(auto s, store::SqliteMetadataStore::Open(config.data / "metadata.db"));
     return std::unique_ptr<store::MetadataStore>(std::move(s));
@@ -1284,17 +1282,14 @@ Result<std::unique_ptr<store::MetadataStore>> OpenMetadata(const HubConfig& conf
                 "db: expected postgres://user:password@host:port/database, got " +
                     store::RedactedPostgresUri(config.db));
   }
-  // As many connections as requests served at once, so no request waits for one.
-  AIRLOCK_ASSIGN_OR_RETURN(auto s,
-                           store::PostgresMetadataStore::Open(config.db, config.http.threads));
+  AIRLOCK_ASSIGN_OR_RETURN(auto s, store::PostgresMetadataStore::Open(config.db, max_connections));
   return std::unique_ptr<store::MetadataStore>(std::move(s));
 }
 
-}  // namespace
-
 Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, const Clock& clock) {
   std::unique_ptr<HubAccess> out(new HubAccess());
-  AIRLOCK_ASSIGN_OR_RETURN(out->metadata_, OpenMetadata(config));
+  // As many connections as requests served at once, so no request waits for one.
+  AIRLOCK_ASSIGN_OR_RETURN(out->metadata_, OpenMetadataStore(config, config.http.threads));
   std::int64_t now =
       std::chrono::duration_cast<std::chrono::seconds>(clock.Now().time_since_epoch()).count();
   AIRLOCK_ASSIGN_OR_RETURN(out->store_, store::SqlAuthStore::Open(out->metadata_->sql(), now));

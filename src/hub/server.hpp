@@ -60,6 +60,12 @@ class HubServer {
   int port_ = 0;
 };
 
+// The metadata store a hub with this configuration uses: SQLite in DATA/metadata.db, or the
+// PostgreSQL database config.db names, with a pool of up to max_connections (kInvalidArgument
+// for another scheme).
+[[nodiscard]] Result<std::unique_ptr<store::MetadataStore>> OpenMetadataStore(
+    const HubConfig& config, int max_connections);
+
 // The database part of a hub, without the server: its metadata database (SQLite in
 // DATA/metadata.db, or the PostgreSQL database config.db names; migrated), the auth store in it,
 // the hub secret (created if missing) and an AccessControl. Used by the hub and by the offline

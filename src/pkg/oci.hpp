@@ -41,6 +41,12 @@ inline constexpr std::string_view kFilepath = "org.cncf.model.filepath";
 inline constexpr std::string_view kModel = "ai.airlock.model";
 inline constexpr std::string_view kPrecision = "ai.airlock.precision";
 inline constexpr std::string_view kMinRuntime = "ai.airlock.min-runtime";
+// Lineage of a model version, on the package index (pkg/lineage.hpp).
+inline constexpr std::string_view kLineageTrainingRun = "ai.airlock.lineage.training-run";
+inline constexpr std::string_view kLineageDatasetDigest = "ai.airlock.lineage.dataset-digest";
+inline constexpr std::string_view kLineageSourceRevision = "ai.airlock.lineage.source-revision";
+// A compact JSON object, keys sorted: {"name": number, …}.
+inline constexpr std::string_view kLineageMetrics = "ai.airlock.lineage.metrics";
 }  // namespace annotation
 
 // Whether Airlock knows what to do with a layer of this media type.

@@ -299,6 +299,9 @@ Result<PackSpec> PackSpecFromJson(const json& doc, const fs::path& base,
     }
   }
   AIRLOCK_ASSIGN_OR_RETURN(spec.samples, LoadSamples(doc, base, origin));
+  if (doc.contains("lineage") && !doc["lineage"].is_null()) {
+    AIRLOCK_ASSIGN_OR_RETURN(spec.lineage, Lineage::FromSpec(doc["lineage"], origin));
+  }
   return spec;
 }
 
@@ -306,6 +309,40 @@ Result<PackSpec> LoadPackSpec(const fs::path& yaml_path) {
   AIRLOCK_ASSIGN_OR_RETURN(json doc, LoadYamlFile(yaml_path));
   fs::path base = yaml_path.parent_path().empty() ? fs::path(".") : yaml_path.parent_path();
   return PackSpecFromJson(doc, base, yaml_path.string());
+}
+
+Status ApplyLineageOverrides(const LineageOverrides& overrides, PackSpec& spec) {
+  if (overrides.empty()) {
+    return {};
+  }
+  Lineage lineage = spec.lineage.value_or(Lineage{});
+  if (overrides.training_run) {
+    lineage.training_run = *overrides.training_run;
+  }
+  if (overrides.dataset_digest) {
+    AIRLOCK_RETURN_IF_ERROR(CheckDatasetDigest(*overrides.dataset_digest, "--dataset-digest"));
+    lineage.dataset_digest = *overrides.dataset_digest;
+  }
+  if (overrides.source_revision) {
+    lineage.source_revision = *overrides.source_revision;
+  }
+  for (const auto& m : overrides.metrics) {
+    AIRLOCK_ASSIGN_OR_RETURN(auto metric, ParseMetric(m));
+    lineage.metrics[metric.first] = std::move(metric.second);
+  }
+  spec.lineage = std::move(lineage);
+  return {};
+}
+
+std::optional<Lineage> EffectiveLineage(const PackSpec& spec) {
+  if (!spec.lineage) {
+    return std::nullopt;
+  }
+  Lineage lineage = *spec.lineage;
+  if (lineage.source_revision.empty()) {
+    lineage.source_revision = spec.revision;
+  }
+  return lineage;
 }
 
 Status ValidateSpec(const PackSpec& spec) {
@@ -323,6 +360,9 @@ Status ValidateSpec(const PackSpec& spec) {
   }
   if (!spec.created.empty()) {
     AIRLOCK_RETURN_IF_ERROR(WithContext(ParseRfc3339(spec.created).map([](auto) {}), "created"));
+  }
+  if (spec.lineage) {
+    AIRLOCK_RETURN_IF_ERROR(spec.lineage->Check());
   }
   if (spec.platforms.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "no model file given (model: or --model)");
@@ -597,6 +637,9 @@ Result<PackResult> Pack(const PackSpec& spec, const PackOptions& options,
   index.annotations[std::string(annotation::kVersion)] = spec.version;
   if (!spec.created.empty()) {
     index.annotations[std::string(annotation::kCreated)] = spec.created;
+  }
+  if (auto lineage = EffectiveLineage(spec)) {
+    index.annotations.merge(lineage->ToAnnotations());
   }
   for (const auto& ps : spec.platforms) {
     Manifest m;

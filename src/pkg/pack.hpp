@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/result.hpp"
+#include "pkg/lineage.hpp"
 #include "pkg/oci.hpp"
 #include "pkg/samples.hpp"
 #include "runtime/onnx_runtime.hpp"
@@ -47,7 +48,27 @@ struct PackSpec {
   std::optional<std::filesystem::path> baseline;
   std::optional<std::filesystem::path> card;
   Samples samples;
+  // Written as index annotations when set; its source_revision defaults to `revision`.
+  std::optional<Lineage> lineage;
 };
+
+// Lineage given on the command line (`airlock pack --training-run …`), laid over the file's: a
+// set field replaces the file's, and each metric ("NAME=VALUE") adds to the file's metrics or
+// replaces the one of that name.
+struct LineageOverrides {
+  std::optional<std::string> training_run;
+  std::optional<std::string> dataset_digest;
+  std::optional<std::string> source_revision;
+  std::vector<std::string> metrics;
+
+  bool empty() const {
+    return !training_run && !dataset_digest && !source_revision && metrics.empty();
+  }
+};
+// Refuses a malformed digest or metric, naming the flag; spec is unchanged then.
+[[nodiscard]] Status ApplyLineageOverrides(const LineageOverrides& overrides, PackSpec& spec);
+// The lineage Pack writes: spec.lineage with source_revision defaulted to spec.revision.
+std::optional<Lineage> EffectiveLineage(const PackSpec& spec);
 
 // Reads an airlock.yaml (see `airlock init`); relative paths are taken from the file's directory.
 // Sample tensors are loaded here, so a missing or unreadable sample file is reported by name.
@@ -57,7 +78,8 @@ struct PackSpec {
                                                 const std::filesystem::path& base_dir,
                                                 const std::string& origin);
 
-// Checks the spec's own fields: name, version, platforms, files exist, no duplicate platforms.
+// Checks the spec's own fields: name, version, platforms, files exist, no duplicate platforms,
+// the lineage's dataset digest and metrics.
 [[nodiscard]] Status ValidateSpec(const PackSpec& spec);
 // Checks a baseline document's shape (schema airlock.baseline.v1); with a signature, also that
 // every tensor it names exists.

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 
@@ -58,6 +59,59 @@ Status LockSession(int fd, std::string_view id) {
   return {};
 }
 
+// Opens path and locks it for this process without waiting; kUnavailable says who holds it.
+Result<UniqueFd> LockExclusively(const fs::path& path, const std::string& held_by) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail(ErrnoError("cannot open", path));
+  }
+  UniqueFd lock(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Fail(ErrorCode::kUnavailable, held_by);
+    }
+    return Fail(ErrnoError("cannot lock", path));
+  }
+  return lock;
+}
+
+fs::path BlobPathIn(const fs::path& root, const Digest& digest) {
+  return root / "blobs" / "sha256" / digest.hex().substr(0, 2) / digest.hex();
+}
+
+TimePoint ToTimePoint(const struct timespec& t) {
+  return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
+      std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec)));
+}
+
+// The file's identity and when it last changed (see StoredBlob::changed); nullopt if it is gone.
+struct FileState {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::uint64_t size = 0;
+  TimePoint changed;
+};
+Result<std::optional<FileState>> StatFile(const fs::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return std::optional<FileState>();
+    }
+    return Fail(ErrnoError("cannot stat", path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Fail(ErrorCode::kCorrupt, path.string() + " is not a regular file");
+  }
+  return std::optional<FileState>(
+      FileState{st.st_dev, st.st_ino, static_cast<std::uint64_t>(st.st_size),
+                std::max(ToTimePoint(st.st_mtim), ToTimePoint(st.st_ctim))});
+}
+
+bool IsLowerHex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
 Result<std::uint64_t> SizeOf(int fd, const fs::path& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -90,29 +144,17 @@ BlobStore::~BlobStore() = default;
 Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root) {
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "blobs" / "sha256"));
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "uploads"));
-  fs::path lock_path = root / "store.lock";
-  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return Fail(ErrnoError("cannot open", lock_path));
-  }
-  UniqueFd lock(fd);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return Fail(ErrorCode::kUnavailable,
-                  "another process (an airlock-hub?) is using the blob "
-                  "store in " +
-                      root.string());
-    }
-    return Fail(ErrnoError("cannot lock", lock_path));
-  }
+  AIRLOCK_ASSIGN_OR_RETURN(
+      UniqueFd lock,
+      LockExclusively(
+          root / "store.lock",
+          "another process (an airlock-hub?) is using the blob store in " + root.string()));
   std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(lock)));
   store->RemoveAllUploads();
   return store;
 }
 
-fs::path BlobStore::BlobPath(const Digest& digest) const {
-  return root_ / "blobs" / "sha256" / digest.hex().substr(0, 2) / digest.hex();
-}
+fs::path BlobStore::BlobPath(const Digest& digest) const { return BlobPathIn(root_, digest); }
 
 Result<std::uint64_t> BlobStore::Size(const Digest& digest) const {
   struct stat st {};
@@ -340,6 +382,160 @@ std::size_t BlobStore::RemoveAllUploads() {
   std::lock_guard lock(mu_);
   hashes_.clear();
   return removed;
+}
+
+// ---- garbage collection ----
+
+namespace {
+constexpr char kAsideDir[] = "gc";
+}  // namespace
+
+BlobCollector::BlobCollector(fs::path root, UniqueFd lock)
+    : root_(std::move(root)), lock_(std::move(lock)) {}
+
+BlobCollector::~BlobCollector() = default;
+
+Result<std::unique_ptr<BlobCollector>> BlobCollector::Open(const fs::path& root) {
+  std::error_code ec;
+  if (!fs::is_directory(root / "blobs" / "sha256", ec)) {
+    return Fail(ErrorCode::kNotFound, root.string() + " holds no blob store (no blobs/sha256/)");
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(
+      UniqueFd lock,
+      LockExclusively(root / "gc.lock", "another airlock-hub gc is collecting " + root.string()));
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / kAsideDir));
+  return std::unique_ptr<BlobCollector>(new BlobCollector(root, std::move(lock)));
+}
+
+Result<std::vector<StoredBlob>> BlobCollector::List() const {
+  std::vector<StoredBlob> out;
+  fs::path top = root_ / "blobs" / "sha256";
+  std::error_code ec;
+  for (const auto& folder : fs::directory_iterator(top, ec)) {
+    std::string prefix = folder.path().filename().string();
+    std::error_code ignored;
+    if (prefix.size() != 2 || !IsLowerHex(prefix) || !folder.is_directory(ignored)) {
+      continue;
+    }
+    std::error_code inner;
+    for (const auto& entry : fs::directory_iterator(folder.path(), inner)) {
+      std::string name = entry.path().filename().string();
+      if (name.size() != 64 || !name.starts_with(prefix) || !IsLowerHex(name)) {
+        continue;
+      }
+      auto state = StatFile(entry.path());
+      if (!state) {
+        if (state.error().code() == ErrorCode::kCorrupt) {
+          continue;  // not a regular file: not a blob
+        }
+        return Fail(std::move(state.error()));
+      }
+      if (!*state) {
+        continue;  // removed since the listing began
+      }
+      out.push_back({Digest::FromHex(name), (*state)->size, (*state)->changed});
+    }
+    if (inner) {
+      return Fail(ErrorCode::kIo, "cannot list " + folder.path().string() + ": " + inner.message());
+    }
+  }
+  if (ec) {
+    return Fail(ErrorCode::kIo, "cannot list " + top.string() + ": " + ec.message());
+  }
+  std::sort(out.begin(), out.end(),
+            [](const StoredBlob& a, const StoredBlob& b) { return a.digest < b.digest; });
+  return out;
+}
+
+Status BlobCollector::PutBack(const fs::path& aside, const Digest& digest) {
+  fs::path path = BlobPathIn(root_, digest);
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(path.parent_path()));
+  // If a publish put a file there meanwhile, this replaces it with the same bytes.
+  if (::rename(aside.c_str(), path.c_str()) != 0) {
+    return Fail(ErrnoError("cannot put back " + digest.ToString() + " to", path));
+  }
+  return SyncDirectory(path.parent_path());
+}
+
+Result<Collected> BlobCollector::RemoveIfUnlinked(const Digest& digest, TimePoint cutoff,
+                                                  const IsLinked& is_linked) {
+  fs::path path = BlobPathIn(root_, digest);
+  AIRLOCK_ASSIGN_OR_RETURN(auto before, StatFile(path));
+  if (!before) {
+    return Collected::kGone;
+  }
+  if (before->changed > cutoff) {
+    return Collected::kYoung;
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(bool linked, is_linked(digest));
+  if (linked) {
+    return Collected::kLinked;
+  }
+  fs::path aside = root_ / kAsideDir / digest.hex();
+  if (::rename(path.c_str(), aside.c_str()) != 0) {
+    if (errno == ENOENT) {
+      return Collected::kGone;
+    }
+    return Fail(ErrnoError("cannot move aside", path));
+  }
+  // From here on the file is out of the hub's sight: anything but deleting it must put it back.
+  auto moved = StatFile(aside);
+  if (!moved || !*moved) {
+    Error e = !moved ? std::move(moved.error())
+                     : Error(ErrorCode::kIo, aside.string() + " vanished after the move");
+    if (Status back = PutBack(aside, digest); !back) {
+      e.WithContext("and putting it back failed: " + back.error().message());
+    }
+    return Fail(std::move(e));
+  }
+  bool replaced = (*moved)->device != before->device || (*moved)->inode != before->inode;
+  if (replaced) {
+    // A publish renamed a new file into place between the first look and the move.
+    AIRLOCK_RETURN_IF_ERROR(PutBack(aside, digest));
+    return Collected::kYoung;
+  }
+  auto linked_now = is_linked(digest);
+  if (!linked_now || *linked_now) {
+    AIRLOCK_RETURN_IF_ERROR(PutBack(aside, digest));
+    if (!linked_now) {
+      return Fail(std::move(linked_now.error()));
+    }
+    return Collected::kLinked;
+  }
+  if (::unlink(aside.c_str()) != 0) {
+    return Fail(ErrnoError("cannot remove", aside));
+  }
+  return Collected::kRemoved;
+}
+
+Result<std::uint64_t> BlobCollector::RecoverInterrupted(const IsLinked& is_linked) {
+  std::uint64_t deleted = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_ / kAsideDir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() != 64 || !IsLowerHex(name)) {
+      continue;
+    }
+    Digest digest = Digest::FromHex(name);
+    AIRLOCK_ASSIGN_OR_RETURN(auto state, StatFile(entry.path()));
+    if (!state) {
+      continue;
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(bool linked, is_linked(digest));
+    if (linked) {
+      AIRLOCK_RETURN_IF_ERROR(PutBack(entry.path(), digest));
+      continue;
+    }
+    if (::unlink(entry.path().c_str()) != 0 && errno != ENOENT) {
+      return Fail(ErrnoError("cannot remove", entry.path()));
+    }
+    deleted += state->size;
+  }
+  if (ec) {
+    return Fail(ErrorCode::kIo,
+                "cannot list " + (root_ / kAsideDir).string() + ": " + ec.message());
+  }
+  return deleted;
 }
 
 }  // namespace airlock::store

@@ -27,10 +27,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/digest.hpp"
 #include "core/fs.hpp"
 #include "core/result.hpp"
+#include "core/time.hpp"
 
 namespace airlock::store {
 
@@ -108,5 +110,69 @@ class BlobStore {
 
 // Whether id has the shape of a session id (so it cannot name a path outside uploads/).
 bool IsUploadId(std::string_view id);
+
+// A blob file as the garbage collector sees it.
+struct StoredBlob {
+  Digest digest;
+  std::uint64_t size = 0;
+  // When the file last changed: the later of its mtime and ctime. Publishing renames a file into
+  // blobs/, which sets its ctime, so a blob pushed a moment ago is young however long its upload
+  // took (and however old its upload's last write was).
+  TimePoint changed;
+};
+
+// What BlobCollector::RemoveIfUnlinked did with one blob.
+enum class Collected {
+  kRemoved,  // it was garbage: its bytes are gone
+  kYoung,    // it changed after the cutoff (perhaps published a moment ago, its link not yet
+             // written), or was replaced while being removed: kept
+  kLinked,   // a repository links it: kept
+  kGone,     // there was no such file (the hub removed it meanwhile)
+};
+
+// Garbage collection of a blob store's directory (`airlock-hub gc`). A blob file is garbage when
+// no repository links it: a hub killed between publishing a blob and linking it leaves such a
+// file, and so does a failed removal or a second hub's data directory on a shared database.
+//
+// It runs beside the hub that owns the directory (which holds ROOT/store.lock for as long as it
+// serves), so it does not take that lock; it takes ROOT/gc.lock, which only collectors use. A hub
+// may publish the very blob being removed, by renaming a new file into its place and then linking
+// it. So removal is: skip a file that changed after the cutoff; ask whether it is linked; move it
+// aside into ROOT/gc/; if what was moved is not the file first looked at (a publish replaced it)
+// or the blob is linked now, put it back (the bytes are the same whatever file holds them: they
+// were verified against the name); otherwise delete it. The grace period (the cutoff) covers the
+// gap between a publish and its link; the moves make that gap safe even without it.
+//
+// Not thread-safe (one collector per directory, one thread). Every method blocks on the disk.
+class BlobCollector {
+ public:
+  using IsLinked = std::function<Result<bool>(const Digest&)>;
+
+  // Takes ROOT/gc.lock (kUnavailable while another collector holds it). kNotFound if ROOT has no
+  // blob store.
+  [[nodiscard]] static Result<std::unique_ptr<BlobCollector>> Open(
+      const std::filesystem::path& root);
+  ~BlobCollector();
+  BlobCollector(const BlobCollector&) = delete;
+  BlobCollector& operator=(const BlobCollector&) = delete;
+
+  // Every blob file under blobs/sha256/, in digest order. Entries that are not a regular file
+  // named by its digest in its folder are not blobs and are left alone.
+  [[nodiscard]] Result<std::vector<StoredBlob>> List() const;
+  // Removes the blob's file if it changed at or before cutoff and is_linked says no, by the moves
+  // described above. is_linked's error is returned (and the file kept where it was).
+  [[nodiscard]] Result<Collected> RemoveIfUnlinked(const Digest& digest, TimePoint cutoff,
+                                                   const IsLinked& is_linked);
+  // Settles what a collector killed mid-removal left in ROOT/gc/: linked blobs go back into
+  // blobs/, the rest is deleted. Returns the bytes deleted. Call it before collecting.
+  [[nodiscard]] Result<std::uint64_t> RecoverInterrupted(const IsLinked& is_linked);
+
+ private:
+  BlobCollector(std::filesystem::path root, UniqueFd lock);
+  [[nodiscard]] Status PutBack(const std::filesystem::path& aside, const Digest& digest);
+
+  std::filesystem::path root_;
+  UniqueFd lock_;
+};
 
 }  // namespace airlock::store

@@ -68,6 +68,9 @@ class MetadataStore {
   // the blob (when none does, the caller may remove its bytes).
   [[nodiscard]] virtual Result<bool> UnlinkBlob(std::string_view repository,
                                                 const Digest& digest) = 0;
+  // Whether any repository links the blob: when none does, its bytes are garbage (the garbage
+  // collector asks this for each stored blob, and again just before it removes one).
+  [[nodiscard]] virtual Result<bool> IsBlobLinked(const Digest& digest) = 0;
 
   // ---- manifests and tags ----
   // Stores a manifest in repository and, when tag is set, points the tag at it — only if every

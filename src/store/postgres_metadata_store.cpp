@@ -581,6 +581,15 @@ Result<bool> PostgresMetadataStore::UnlinkBlob(std::string_view repository, cons
   });
 }
 
+Result<bool> PostgresMetadataStore::IsBlobLinked(const Digest& digest) {
+  return Read<bool>([&](Connection& c) -> Result<bool> {
+    AIRLOCK_ASSIGN_OR_RETURN(
+        Rows rows, c.Run("SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1)",
+                         {Text(digest.ToString())}));
+    return rows.Bool(0, 0);
+  });
+}
+
 Status PostgresMetadataStore::PutManifest(std::string_view repository,
                                           const ManifestRecord& manifest,
                                           const ManifestReferences& references,

@@ -57,6 +57,7 @@ class PostgresMetadataStore final : public MetadataStore, private SqlDatabase {
   Status LinkBlob(std::string_view repository, const Digest& digest, std::uint64_t size) override;
   Result<std::uint64_t> LinkedBlob(std::string_view repository, const Digest& digest) override;
   Result<bool> UnlinkBlob(std::string_view repository, const Digest& digest) override;
+  Result<bool> IsBlobLinked(const Digest& digest) override;
   Status PutManifest(std::string_view repository, const ManifestRecord& manifest,
                      const ManifestReferences& references,
                      std::optional<std::string_view> tag) override;

@@ -287,6 +287,14 @@ Result<bool> SqliteMetadataStore::UnlinkBlob(std::string_view repository, const 
   });
 }
 
+Result<bool> SqliteMetadataStore::IsBlobLinked(const Digest& digest) {
+  std::lock_guard lock(mu_);
+  Statement s(db_, "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = ?)");
+  s.Bind(1, digest.ToString());
+  AIRLOCK_RETURN_IF_ERROR(s.Run());
+  return s.Int(0) != 0;
+}
+
 Status SqliteMetadataStore::PutManifest(std::string_view repository, const ManifestRecord& manifest,
                                         const ManifestReferences& references,
                                         std::optional<std::string_view> tag) {

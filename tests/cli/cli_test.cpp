@@ -213,6 +213,43 @@ TEST_F(CliTest, PackFromFlagsAlone) {
   EXPECT_NE(inspect.out.find("linux/arm64/v8"), std::string::npos);
 }
 
+TEST_F(CliTest, PackLineageFlagsAndInspect) {
+  WriteAffineProject(tmp_ / "src");
+  WriteAll(tmp_ / "src/airlock.yaml", ReadAll(tmp_ / "src/airlock.yaml") +
+                                          "revision: abc123\nlineage:\n  training_run: r1\n"
+                                          "  metrics: {accuracy: 0.9, loss: 0.25}\n");
+  std::string digest = "sha256:" + std::string(64, 'a');
+  auto pack =
+      Airlock({"pack", "-f", "src/airlock.yaml", "-o", "a.tar", "--training-run", "r2",
+               "--dataset-digest", digest, "--metric", "accuracy=0.95", "--metric", "epochs=12"});
+  ASSERT_EQ(pack.exit_code, 0) << pack.err;
+  auto j = nlohmann::json::parse(Airlock({"inspect", "--json", "a.tar"}).out);
+  EXPECT_EQ(j["lineage"],
+            nlohmann::json({{"training_run", "r2"},
+                            {"dataset_digest", digest},
+                            {"source_revision", "abc123"},
+                            {"metrics", {{"accuracy", 0.95}, {"epochs", 12}, {"loss", 0.25}}}}));
+  auto text = Airlock({"inspect", "a.tar"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("  lineage\n    training run     r2\n    dataset          " + digest),
+            std::string::npos)
+      << text.out;
+  EXPECT_NE(text.out.find("source revision  abc123"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("epochs               12"), std::string::npos) << text.out;
+
+  // Bad flag values: exit 1, the flag named, nothing written.
+  auto bad = Airlock({"pack", "-f", "src/airlock.yaml", "-o", "b.tar", "--metric", "f1=good"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--metric f1=good"), std::string::npos) << bad.err;
+  auto digest_bad =
+      Airlock({"pack", "-f", "src/airlock.yaml", "-o", "b.tar", "--dataset-digest", "abc"});
+  EXPECT_EQ(digest_bad.exit_code, 1);
+  EXPECT_NE(digest_bad.err.find("--dataset-digest: \"abc\" is not a dataset digest"),
+            std::string::npos)
+      << digest_bad.err;
+  EXPECT_FALSE(fs::exists(tmp_ / "b.tar"));
+}
+
 TEST_F(CliTest, PackageMissingABlobFailsVerification) {
   MakeSignedWorld();
   ASSERT_EQ(Airlock({"pack", "-f", "src/airlock.yaml", "-o", "dir"}).exit_code, 0);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "core/yaml.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::testing {
@@ -36,6 +37,18 @@ TEST_P(ExampleTest, PacksReproduciblyAndItsSamplesRun) {
   EXPECT_TRUE(j.contains("baseline"));
   EXPECT_GE(j["samples"]["sets"].size(), 3u);
   EXPECT_EQ(j["variants"].size(), 2u);
+
+  // The lineage's metrics are the figures the example's annotations state.
+  ASSERT_TRUE(j.contains("lineage")) << inspect.out;
+  EXPECT_EQ(j["lineage"]["training_run"], GetParam() + "-2026-11-22");
+  auto yaml = LoadYamlFile(Yaml()).value();
+  const auto& metrics = j["lineage"]["metrics"];
+  EXPECT_GE(metrics.size(), 3u);
+  for (const auto& [name, value] : metrics.items()) {
+    std::string stated = yaml["annotations"].value("ai.airlock.example." + name, "");
+    ASSERT_FALSE(stated.empty()) << name << " has no annotation";
+    EXPECT_DOUBLE_EQ(value.get<double>(), std::stod(stated)) << name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Examples, ExampleTest,

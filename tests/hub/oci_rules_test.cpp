@@ -77,6 +77,25 @@ TEST(OciRules, ContentRangeAndRange) {
   EXPECT_FALSE(ParseRange("bytes=0-", 0));
 }
 
+// Edges fuzz_range explores: the largest sizes and numbers, which must neither wrap nor pass.
+TEST(OciRules, RangesAtTheLimitsOfSixtyFourBits) {
+  constexpr std::uint64_t kMax = UINT64_MAX;
+  auto last_two = ParseRange("bytes=18446744073709551613-18446744073709551615", kMax);
+  ASSERT_TRUE(last_two);
+  EXPECT_EQ(last_two->offset, kMax - 2);
+  EXPECT_EQ(last_two->length, 2u);  // the end is clamped to size - 1
+  auto suffix = ParseRange("bytes=-18446744073709551615", 10);
+  ASSERT_TRUE(suffix);
+  EXPECT_EQ(suffix->offset, 0u);
+  EXPECT_EQ(suffix->length, 10u);
+  for (const char* bad : {"bytes=18446744073709551616-", "bytes=0-18446744073709551616",
+                          "bytes=-18446744073709551616", "bytes=+1-2", "bytes= 1-2"}) {
+    EXPECT_FALSE(ParseRange(bad, kMax)) << bad;
+  }
+  EXPECT_FALSE(ParseContentRange("0-18446744073709551616"));
+  EXPECT_EQ(ParseContentRange("18446744073709551615-18446744073709551615")->start, kMax);
+}
+
 TEST(OciRules, PushedManifestsAreReadStrictly) {
   auto m = ReadPushedManifest(
       R"({"schemaVersion":2,"config":{"mediaType":"c/t","digest":"sha256:)" + std::string(64, 'a') +

@@ -1,6 +1,7 @@
 // `airlock-hub serve` as a real process: it prints where it serves, stops cleanly on SIGTERM,
 // refuses a second hub on the same data directory, and after a kill -9 in the middle of uploads
-// it restarts with nothing half visible and the partial uploads gone.
+// it restarts with nothing half visible and the partial uploads gone. `airlock-hub gc` removes
+// unlinked blob files beside a serving hub and keeps every linked one.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -278,6 +279,126 @@ TEST(HubProcess, KilledMidUploadRestartsWithNothingHalfVisible) {
   ASSERT_EQ(pushed->status, 201) << pushed->body;
   EXPECT_TRUE(c.Get("/v2/models/a/blobs/" + digest)->body == blob);
   EXPECT_EQ(hub.Stop(SIGTERM), 0);
+}
+
+airlock::testing::CommandResult HubCommand(std::vector<std::string> args) {
+  args.insert(args.begin(), HubBinary());
+  return airlock::testing::RunCommand(args, {}, 60);
+}
+
+fs::path BlobFile(const fs::path& data, const std::string& bytes) {
+  std::string hex = Sha256Of(bytes).hex();
+  return data / "blobs/sha256" / hex.substr(0, 2) / hex;
+}
+
+// Pushes bytes as a blob of repo through a hub; expects 201.
+void Push(httplib::Client& c, const std::string& repo, const std::string& bytes) {
+  auto r = c.Post("/v2/" + repo + "/blobs/uploads/?digest=" + Sha256Of(bytes).ToString(), bytes,
+                  "application/octet-stream");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 201) << r->body;
+}
+
+TEST(HubProcess, GcRemovesUnlinkedBlobsWhileTheHubServesAndKeepsLinkedOnes) {
+  TempDir dir;
+  fs::path data = dir / "data";
+  HubProcess hub(
+      {"serve", "--no-auth", "--data", data.string(), "--port", "0", "--log-level", "warn"});
+  int port = hub.WaitForPort();
+  ASSERT_GT(port, 0);
+  httplib::Client c("127.0.0.1", port);
+  std::string config = R"({"architecture":"amd64"})", shared = "weights shared with b",
+              own = "weights only a has";
+  Push(c, "models/a", config);
+  Push(c, "models/a", shared);
+  Push(c, "models/a", own);
+  Push(c, "models/b", shared);
+  std::string manifest = ImageManifest(config, {shared, own});
+  ASSERT_EQ(c.Put("/v2/models/a/manifests/1.0", manifest, kManifestType)->status, 201);
+
+  // Delete the manifest and one blob link; the hub removes a file with its last link itself.
+  ASSERT_EQ(c.Delete("/v2/models/a/manifests/" + Sha256Of(manifest).ToString())->status, 202);
+  ASSERT_EQ(c.Delete("/v2/models/a/blobs/" + Sha256Of(own).ToString())->status, 202);
+  ASSERT_EQ(c.Delete("/v2/models/a/blobs/" + Sha256Of(shared).ToString())->status, 202);
+  EXPECT_FALSE(fs::exists(BlobFile(data, own)));
+  EXPECT_TRUE(fs::exists(BlobFile(data, shared)));  // models/b still links it
+  // What a hub killed between publishing a blob and linking it leaves: a verified file under its
+  // digest that no repository links.
+  std::string orphan(100000, 'o');
+  airlock::testing::WriteAll(BlobFile(data, orphan), orphan);
+
+  auto dry = HubCommand({"gc", "--data", data.string(), "--dry-run", "--grace", "0s"});
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("would remove " + Sha256Of(orphan).ToString() + " (100000 bytes)"),
+            std::string::npos)
+      << dry.out;
+  EXPECT_NE(dry.out.find("would remove 1 blob(s), 100000 bytes; kept 2 linked"), std::string::npos)
+      << dry.out;
+  EXPECT_TRUE(fs::exists(BlobFile(data, orphan)));
+
+  // The default grace period keeps every file that changed a moment ago, without asking.
+  auto young = HubCommand({"gc", "--data", data.string()});
+  ASSERT_EQ(young.exit_code, 0) << young.err;
+  EXPECT_NE(young.out.find("removed 0 blob(s), 0 bytes; kept 0 linked, 3 changed within 1h"),
+            std::string::npos)
+      << young.out;
+  EXPECT_TRUE(fs::exists(BlobFile(data, orphan)));
+
+  auto gc = HubCommand({"gc", "--data", data.string(), "--grace", "0s"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  EXPECT_NE(gc.out.find("removed " + Sha256Of(orphan).ToString() + " (100000 bytes)"),
+            std::string::npos)
+      << gc.out;
+  EXPECT_NE(gc.out.find("removed 1 blob(s), 100000 bytes; kept 2 linked"), std::string::npos)
+      << gc.out;
+  EXPECT_FALSE(fs::exists(BlobFile(data, orphan)));
+  // The linked blobs stayed, and the hub, which served throughout, still serves them.
+  EXPECT_EQ(c.Get("/v2/models/a/blobs/" + Sha256Of(config).ToString())->body, config);
+  EXPECT_EQ(c.Get("/v2/models/b/blobs/" + Sha256Of(shared).ToString())->body, shared);
+  // And it takes the collected blob again.
+  Push(c, "models/a", orphan);
+  EXPECT_EQ(c.Get("/v2/models/a/blobs/" + Sha256Of(orphan).ToString())->body, orphan);
+
+  auto bad = HubCommand({"gc", "--data", data.string(), "--grace", "soon"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("bad duration \"soon\""), std::string::npos) << bad.err;
+  EXPECT_EQ(hub.Stop(SIGTERM), 0);
+}
+
+TEST(HubProcess, GcRemovesWhatAnotherHubsDeleteLeftOnASharedDatabase) {
+  std::string db;
+  try {
+    db = airlock::testing::SharedPostgres().CreateDatabase();
+  } catch (const std::exception& e) {
+    FAIL() << e.what();
+  }
+  TempDir dir;
+  HubProcess a({"serve", "--data", (dir / "a").string(), "--db", db, "--port", "0", "--no-auth"});
+  HubProcess b({"serve", "--data", (dir / "b").string(), "--db", db, "--port", "0", "--no-auth"});
+  int port_a = a.WaitForPort(), port_b = b.WaitForPort();
+  ASSERT_GT(port_a, 0) << a.Stderr();
+  ASSERT_GT(port_b, 0) << b.Stderr();
+  httplib::Client ca("127.0.0.1", port_a), cb("127.0.0.1", port_b);
+  std::string gone = "deleted through a", kept = "still linked";
+  // Both hubs received the same blobs (a load balancer spread the pushes): two copies each.
+  for (auto* c : {&ca, &cb}) {
+    Push(*c, "m", gone);
+    Push(*c, "m", kept);
+  }
+  ASSERT_EQ(ca.Delete("/v2/m/blobs/" + Sha256Of(gone).ToString())->status, 202);
+  EXPECT_FALSE(fs::exists(BlobFile(dir / "a", gone)));
+  EXPECT_TRUE(fs::exists(BlobFile(dir / "b", gone)));  // b's copy: linked nowhere any more
+
+  auto gc = HubCommand({"gc", "--data", (dir / "b").string(), "--db", db, "--grace", "0s"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  EXPECT_NE(
+      gc.out.find("removed 1 blob(s), " + std::to_string(gone.size()) + " bytes; kept 1 linked"),
+      std::string::npos)
+      << gc.out;
+  EXPECT_FALSE(fs::exists(BlobFile(dir / "b", gone)));
+  EXPECT_EQ(cb.Get("/v2/m/blobs/" + Sha256Of(kept).ToString())->body, kept);
+  EXPECT_EQ(a.Stop(SIGTERM), 0);
+  EXPECT_EQ(b.Stop(SIGTERM), 0);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <limits>
+
 #include "core/digest.hpp"
 #include "pkg/fixture.hpp"
 #include "pkg/layout.hpp"
@@ -147,6 +149,10 @@ void Replace(const fs::path& file, const std::string& from, const std::string& t
   airlock::testing::WriteAll(file, s);
 }
 
+void AppendTo(const fs::path& file, const std::string& text) {
+  airlock::testing::WriteAll(file, airlock::testing::ReadAll(file) + text);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Cases, PackRefuses,
     ::testing::Values(
@@ -207,7 +213,45 @@ INSTANTIATE_TEST_SUITE_P(
                  [](const fs::path& d) {
                    airlock::testing::WriteAll(d / "airlock.yaml", "name: [unclosed\n");
                  },
-                 ErrorCode::kInvalidArgument, "airlock.yaml:"}),
+                 ErrorCode::kInvalidArgument, "airlock.yaml:"},
+        BadInput{"DatasetDigestNotSha256",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage:\n  dataset_digest: md5:0123abcd\n");
+                 },
+                 ErrorCode::kInvalidArgument,
+                 "airlock.yaml: lineage.dataset_digest: \"md5:0123abcd\" is not a dataset digest"},
+        BadInput{"DatasetDigestShortHex",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage: {dataset_digest: \"sha256:abc\"}\n");
+                 },
+                 ErrorCode::kInvalidArgument, "lineage.dataset_digest: \"sha256:abc\""},
+        BadInput{"MetricNotANumber",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage:\n  metrics: {accuracy: high}\n");
+                 },
+                 ErrorCode::kInvalidArgument,
+                 "airlock.yaml: lineage.metrics.accuracy must be a finite number, not the string "
+                 "\"high\""},
+        BadInput{"MetricQuoted",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage:\n  metrics: {accuracy: \"0.97\"}\n");
+                 },
+                 ErrorCode::kInvalidArgument, "lineage.metrics.accuracy must be a finite number"},
+        BadInput{"MetricNested",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage:\n  metrics: {test: {accuracy: 1}}\n");
+                 },
+                 ErrorCode::kInvalidArgument, "lineage.metrics.test must be a finite number"},
+        BadInput{"MetricInfinite",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage:\n  metrics: {loss: .inf}\n");
+                 },
+                 ErrorCode::kInvalidArgument, "lineage.metrics.loss must be a finite number"},
+        BadInput{"LineageUnknownKey",
+                 [](const fs::path& d) {
+                   AppendTo(d / "airlock.yaml", "lineage:\n  dataset-digest: x\n");
+                 },
+                 ErrorCode::kInvalidArgument, "unknown key lineage.dataset-digest"}),
     [](const ::testing::TestParamInfo<BadInput>& p) { return std::string(p.param.name); });
 
 TEST_F(PackTest, RefusesToOverwriteWithoutForceAndKeepsTheOldOutput) {
@@ -274,6 +318,186 @@ TEST_F(PackTest, SamplesFromOnnxTestLayout) {
   auto r = Pack(*spec, options, Ort());
   ASSERT_TRUE(r) << r.error().ToString();
   EXPECT_EQ(r->samples.size(), 1u);
+}
+
+constexpr const char* kDataset =
+    "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+constexpr const char* kLineageYaml = R"(revision: 1a2b3c4
+lineage:
+  training_run: run-2026-01-01
+  dataset_digest: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+  metrics: {recall: 0.958, accuracy: 0.9775, epochs: 20}
+)";
+
+Annotations IndexAnnotations(const fs::path& layout) {
+  auto reader = LayoutReader::Open(layout).value();
+  return LoadPackage(*reader, "1.0.0").value().index.annotations;
+}
+
+TEST_F(PackTest, LineageBecomesIndexAnnotations) {
+  auto yaml = WriteAffineProject(tmp_ / "src");
+  AppendTo(yaml, kLineageYaml);
+  ASSERT_TRUE(PackTo(yaml, tmp_ / "out"));
+  Annotations a = IndexAnnotations(tmp_ / "out");
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageTrainingRun), "run-2026-01-01");
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageDatasetDigest), kDataset);
+  // Not given in the section: the top-level revision.
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageSourceRevision), "1a2b3c4");
+  // Compact, keys sorted, integers stay integers.
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageMetrics),
+            R"({"accuracy":0.9775,"epochs":20,"recall":0.958})");
+  auto lineage = Lineage::FromAnnotations(a);
+  ASSERT_TRUE(lineage && *lineage);
+  EXPECT_EQ((*lineage)->metrics["accuracy"].get<double>(), 0.9775);
+}
+
+TEST_F(PackTest, WithoutALineageSectionTheIndexCarriesNone) {
+  auto yaml = WriteAffineProject(tmp_ / "src");
+  AppendTo(yaml, "revision: 1a2b3c4\n");
+  ASSERT_TRUE(PackTo(yaml, tmp_ / "out"));
+  for (const auto& [key, value] : IndexAnnotations(tmp_ / "out")) {
+    EXPECT_FALSE(key.starts_with("ai.airlock.lineage.")) << key;
+  }
+}
+
+TEST_F(PackTest, LineageOverridesReplaceAndExtendTheFile) {
+  auto yaml = WriteAffineProject(tmp_ / "src");
+  AppendTo(yaml, kLineageYaml);
+  auto spec = LoadPackSpec(yaml).value();
+  const std::string other = "sha256:" + std::string(64, 'e');
+  LineageOverrides flags;
+  flags.training_run = "run-2026-02-02";
+  flags.dataset_digest = other;
+  flags.source_revision = "feedbeef";
+  flags.metrics = {"accuracy=0.99", "f1=0.5", "epochs=1e2"};
+  ASSERT_TRUE(ApplyLineageOverrides(flags, spec));
+  PackOptions options;
+  options.output = tmp_ / "out";
+  ASSERT_TRUE(Pack(spec, options, Ort()));
+  Annotations a = IndexAnnotations(tmp_ / "out");
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageTrainingRun), "run-2026-02-02");
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageDatasetDigest), other);
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageSourceRevision), "feedbeef");
+  // accuracy replaced, f1 added, recall kept from the file.
+  EXPECT_EQ(AnnotationOf(a, annotation::kLineageMetrics),
+            R"({"accuracy":0.99,"epochs":100.0,"f1":0.5,"recall":0.958})");
+
+  // Flags alone make a lineage for a file without one.
+  PackSpec bare = LoadPackSpec(WriteAffineProject(tmp_ / "bare")).value();
+  ASSERT_TRUE(ApplyLineageOverrides({.training_run = "r1",
+                                     .dataset_digest = std::nullopt,
+                                     .source_revision = std::nullopt,
+                                     .metrics = {}},
+                                    bare));
+  ASSERT_TRUE(bare.lineage);
+  EXPECT_EQ(bare.lineage->ToAnnotations(),
+            (Annotations{{std::string(annotation::kLineageTrainingRun), "r1"}}));
+}
+
+TEST_F(PackTest, BadLineageOverridesAreRefusedAndLeaveTheSpecAlone) {
+  auto yaml = WriteAffineProject(tmp_ / "src");
+  AppendTo(yaml, kLineageYaml);
+  const PackSpec before = LoadPackSpec(yaml).value();
+  struct Case {
+    LineageOverrides flags;
+    const char* message;
+  };
+  auto digest = [](const char* d) {
+    LineageOverrides o;
+    o.dataset_digest = d;
+    return o;
+  };
+  auto metric = [](const char* m) {
+    LineageOverrides o;
+    o.training_run = "changed";
+    o.metrics = {"ok=1", m};
+    return o;
+  };
+  for (const Case& c : {
+           Case{digest("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+                "--dataset-digest: \"9f86d0"},
+           Case{digest("SHA256:9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"),
+                "want sha256:<64 lowercase hex>"},
+           Case{metric("accuracy=high"), "--metric accuracy=high: \"high\" is not a finite number"},
+           Case{metric("accuracy=0.9x"), "\"0.9x\" is not a finite number"},
+           Case{metric("loss=nan"), "\"nan\" is not a finite number"},
+           Case{metric("loss=inf"), "\"inf\" is not a finite number"},
+           Case{metric("accuracy"), "--metric accuracy: no NAME="},
+           Case{metric("=0.5"), "no NAME="},
+           Case{metric("accuracy="), "no value"},
+       }) {
+    PackSpec spec = before;
+    auto s = ApplyLineageOverrides(c.flags, spec);
+    ASSERT_FALSE(s) << c.message;
+    EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(s.error().message().find(c.message), std::string::npos) << s.error().message();
+    ASSERT_TRUE(spec.lineage);
+    EXPECT_EQ(spec.lineage->ToJson(), before.lineage->ToJson());
+  }
+  // A digest set in code is checked before anything is written, too.
+  PackSpec spec = before;
+  spec.lineage->dataset_digest = "sha256:xyz";
+  PackOptions options;
+  options.output = tmp_ / "out.tar";
+  auto r = Pack(spec, options, Ort());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("lineage.dataset_digest"), std::string::npos);
+  EXPECT_FALSE(fs::exists(tmp_ / "out.tar"));
+  spec = before;
+  spec.lineage->metrics["loss"] = std::numeric_limits<double>::quiet_NaN();
+  auto nan = Pack(spec, options, Ort());
+  ASSERT_FALSE(nan);
+  EXPECT_NE(nan.error().message().find("lineage.metrics.loss must be a finite number"),
+            std::string::npos)
+      << nan.error().message();
+  EXPECT_FALSE(fs::exists(tmp_ / "out.tar"));
+  // The good spec still packs.
+  EXPECT_TRUE(Pack(before, options, Ort()));
+}
+
+TEST_F(PackTest, LineageKeepsPackingReproducible) {
+  auto yaml = WriteAffineProject(tmp_ / "src");
+  AppendTo(yaml, kLineageYaml);
+  auto a = PackTo(yaml, tmp_ / "a.tar");
+  auto b = PackTo(yaml, tmp_ / "b.tar");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->index.digest, b->index.digest);
+  EXPECT_EQ(airlock::testing::ReadAll(tmp_ / "a.tar"), airlock::testing::ReadAll(tmp_ / "b.tar"));
+  // The metrics' order in the file does not matter; their values do.
+  Replace(yaml, "{recall: 0.958, accuracy: 0.9775, epochs: 20}",
+          "{epochs: 20, accuracy: 0.9775, recall: 0.958}");
+  auto reordered = PackTo(yaml, tmp_ / "c.tar");
+  ASSERT_TRUE(reordered);
+  EXPECT_EQ(reordered->index.digest, a->index.digest);
+  Replace(yaml, "accuracy: 0.9775", "accuracy: 0.9776");
+  auto changed = PackTo(yaml, tmp_ / "d.tar");
+  ASSERT_TRUE(changed);
+  EXPECT_NE(changed->index.digest, a->index.digest);
+}
+
+TEST(LineageTest, AnnotationsRoundTripAndCorruptMetricsAreReported) {
+  Lineage l;
+  l.training_run = "42";
+  l.metrics["auc"] = 0.5;
+  auto back = Lineage::FromAnnotations(l.ToAnnotations());
+  ASSERT_TRUE(back && *back);
+  EXPECT_EQ((*back)->ToJson(), l.ToJson());
+  EXPECT_FALSE(*Lineage::FromAnnotations(Annotations{}));
+  for (const char* bad : {"not json", "[1]", R"({"auc":"0.5"})", R"({"a":1,"a":2})"}) {
+    Annotations a{{std::string(annotation::kLineageMetrics), bad}};
+    auto r = Lineage::FromAnnotations(a);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt) << bad;
+  }
+  // An unquoted integer run id is kept as written; anything else unquoted is refused.
+  auto run = Lineage::FromSpec(nlohmann::json{{"training_run", 20260101}}, "f.yaml");
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->training_run, "20260101");
+  auto list = Lineage::FromSpec(nlohmann::json{{"training_run", {1, 2}}}, "f.yaml");
+  ASSERT_FALSE(list);
+  EXPECT_NE(list.error().message().find("f.yaml: lineage.training_run must be a string"),
+            std::string::npos);
 }
 
 }  // namespace

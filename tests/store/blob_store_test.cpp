@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -198,6 +200,133 @@ TEST_F(BlobStoreTest, OnlyOneProcessUsesADirectoryAndOpenSweepsOldUploads) {
   EXPECT_EQ((*reopened)->UploadSize(*id).error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(FilesUnder(dir_.path() / "uploads"), std::vector<std::string>{});
   EXPECT_EQ(ReadBlob(**reopened, Sha256Of("kept")), "kept");
+}
+
+// ---- garbage collection ----
+
+class BlobCollectorTest : public BlobStoreTest {
+ protected:
+  void SetUp() override {
+    BlobStoreTest::SetUp();
+    auto c = BlobCollector::Open(dir_.path());
+    ASSERT_TRUE(c) << c.error().ToString();
+    collector_ = std::move(*c);
+  }
+  // Publishes bytes as the hub does (an upload renamed into blobs/).
+  Digest Put(const std::string& bytes) {
+    auto id = store_->StartUpload("r");
+    EXPECT_TRUE(store_->AppendUpload(*id, 0, Bytes({bytes})));
+    auto done = store_->FinishUpload(*id, Sha256Of(bytes));
+    EXPECT_TRUE(done) << done.error().ToString();
+    return Sha256Of(bytes);
+  }
+  static BlobCollector::IsLinked LinkedSet(std::set<Digest> linked) {
+    return [linked](const Digest& d) -> Result<bool> { return linked.contains(d); };
+  }
+  // A cutoff after every file's change time: everything counts as old.
+  static TimePoint Later() { return std::chrono::system_clock::now() + std::chrono::hours(1); }
+
+  std::unique_ptr<BlobCollector> collector_;
+};
+
+TEST_F(BlobCollectorTest, RunsBesideTheHubButNotBesideAnotherCollector) {
+  // The BlobStore (the serving hub) holds store.lock; the collector opened anyway.
+  auto second = BlobCollector::Open(dir_.path());
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(second.error().message().find("another airlock-hub gc"), std::string::npos);
+  collector_.reset();
+  EXPECT_TRUE(BlobCollector::Open(dir_.path()));
+  TempDir empty;
+  EXPECT_EQ(BlobCollector::Open(empty.path()).error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(BlobCollectorTest, ListsBlobsInDigestOrderAndLeavesOtherFilesAlone) {
+  std::vector<Digest> put = {Put("one"), Put("two"), Put("three")};
+  std::sort(put.begin(), put.end());
+  fs::path top = dir_.path() / "blobs/sha256";
+  std::string hex = Sha256Of("stray").hex();
+  airlock::testing::WriteAll(top / "zz" / hex, "not a folder of blobs");
+  airlock::testing::WriteAll(top / (hex.substr(0, 2) == "00" ? "01" : "00") / hex, "wrong folder");
+  airlock::testing::WriteAll(top / hex.substr(0, 2) / "notes.txt", "not a digest");
+  fs::create_directories(top / hex.substr(0, 2) / hex);  // a directory named like a blob
+  auto listed = collector_->List();
+  ASSERT_TRUE(listed) << listed.error().ToString();
+  ASSERT_EQ(listed->size(), 3u);
+  for (std::size_t i = 0; i < put.size(); ++i) {
+    EXPECT_EQ((*listed)[i].digest, put[i]);
+    EXPECT_LE((*listed)[i].changed, std::chrono::system_clock::now());
+  }
+  EXPECT_EQ((*listed)[0].size, *store_->Size(put[0]));
+}
+
+TEST_F(BlobCollectorTest, RemovesOnlyUnlinkedBlobsThatChangedBeforeTheCutoff) {
+  Digest linked = Put("linked"), garbage = Put("garbage");
+  auto is_linked = LinkedSet({linked});
+  // Just published (ctime now): young for a cutoff in the past, whatever the links say.
+  TimePoint an_hour_ago = std::chrono::system_clock::now() - std::chrono::hours(1);
+  EXPECT_EQ(*collector_->RemoveIfUnlinked(garbage, an_hour_ago, is_linked), Collected::kYoung);
+  EXPECT_EQ(ReadBlob(*store_, garbage), "garbage");
+
+  EXPECT_EQ(*collector_->RemoveIfUnlinked(linked, Later(), is_linked), Collected::kLinked);
+  EXPECT_EQ(*collector_->RemoveIfUnlinked(garbage, Later(), is_linked), Collected::kRemoved);
+  EXPECT_EQ(store_->Size(garbage).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(*collector_->RemoveIfUnlinked(garbage, Later(), is_linked), Collected::kGone);
+  EXPECT_EQ(ReadBlob(*store_, linked), "linked");
+  EXPECT_TRUE(fs::is_empty(dir_.path() / "gc"));
+  // The hub can publish the collected blob again.
+  Put("garbage");
+  EXPECT_EQ(ReadBlob(*store_, garbage), "garbage");
+}
+
+TEST_F(BlobCollectorTest, ABlobPublishedOrLinkedDuringRemovalIsKept) {
+  Digest d = Put("contested");
+  // The hub publishes the same blob again between the collector's first look and its move: the
+  // file moved aside is not the one it looked at, so it goes back.
+  int calls = 0;
+  auto publish_meanwhile = [&](const Digest&) -> Result<bool> {
+    if (calls++ == 0) {
+      Put("contested");
+    }
+    return false;
+  };
+  EXPECT_EQ(*collector_->RemoveIfUnlinked(d, Later(), publish_meanwhile), Collected::kYoung);
+  EXPECT_EQ(ReadBlob(*store_, d), "contested");
+
+  // The hub links it between the two questions: it goes back.
+  calls = 0;
+  auto linked_meanwhile = [&](const Digest&) -> Result<bool> { return calls++ > 0; };
+  EXPECT_EQ(*collector_->RemoveIfUnlinked(d, Later(), linked_meanwhile), Collected::kLinked);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(ReadBlob(*store_, d), "contested");
+
+  // The database fails on either question: the error, and the file stays.
+  for (int failing_call : {0, 1}) {
+    calls = 0;
+    auto failing = [&](const Digest&) -> Result<bool> {
+      if (calls++ == failing_call) {
+        return Fail(ErrorCode::kIo, "database gone");
+      }
+      return false;
+    };
+    auto r = collector_->RemoveIfUnlinked(d, Later(), failing);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message(), "database gone");
+    EXPECT_EQ(ReadBlob(*store_, d), "contested");
+  }
+  EXPECT_TRUE(fs::is_empty(dir_.path() / "gc"));
+}
+
+TEST_F(BlobCollectorTest, WhatAKilledCollectorMovedAsideIsSettled) {
+  Digest linked = Sha256Of("linked"), garbage = Sha256Of("garbage!");
+  airlock::testing::WriteAll(dir_.path() / "gc" / linked.hex(), "linked");
+  airlock::testing::WriteAll(dir_.path() / "gc" / garbage.hex(), "garbage!");
+  auto deleted = collector_->RecoverInterrupted(LinkedSet({linked}));
+  ASSERT_TRUE(deleted) << deleted.error().ToString();
+  EXPECT_EQ(*deleted, 8u);
+  EXPECT_EQ(ReadBlob(*store_, linked), "linked");
+  EXPECT_EQ(store_->Size(garbage).error().code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(fs::is_empty(dir_.path() / "gc"));
 }
 
 }  // namespace

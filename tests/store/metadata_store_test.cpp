@@ -92,6 +92,27 @@ TEST_P(MetadataStoreTest, BlobsAreVisibleOnlyWhereLinked) {
   EXPECT_FALSE(*db_->UnlinkBlob("b/c", d));  // the last link
 }
 
+TEST_P(MetadataStoreTest, ABlobIsLinkedWhileAnyRepositoryLinksIt) {
+  Digest d = Sha256Of("layer"), other = Sha256Of("other");
+  EXPECT_FALSE(*db_->IsBlobLinked(d));
+  ASSERT_TRUE(db_->LinkBlob("a", d, 5));
+  ASSERT_TRUE(db_->LinkBlob("b", d, 5));
+  EXPECT_TRUE(*db_->IsBlobLinked(d));
+  EXPECT_FALSE(*db_->IsBlobLinked(other));
+  ASSERT_TRUE(db_->UnlinkBlob("a", d));
+  EXPECT_TRUE(*db_->IsBlobLinked(d));  // b still has it
+  // A manifest that uses the blob does not count: only links do (its bytes live in the database).
+  ASSERT_TRUE(db_->PutManifest("b", Manifest("m"), {{{d, 5}}, {}}, "v1"));
+  ASSERT_TRUE(db_->UnlinkBlob("b", d));
+  EXPECT_FALSE(*db_->IsBlobLinked(d));
+  // Seen the same way by a second connection (another process: the garbage collector).
+  auto again = Open();
+  ASSERT_TRUE(again) << again.error().ToString();
+  ASSERT_TRUE(db_->LinkBlob("c", other, 5));
+  EXPECT_TRUE(*(*again)->IsBlobLinked(other));
+  EXPECT_FALSE(*(*again)->IsBlobLinked(d));
+}
+
 TEST_P(MetadataStoreTest, AManifestNeedsItsBlobsInItsRepositoryAndARefusalLeavesNothing) {
   Digest config = Sha256Of("{}"), layer = Sha256Of("weights");
   ManifestRecord m = Manifest("manifest-1");
