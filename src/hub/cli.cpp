@@ -268,8 +268,6 @@ int Main(int argc, char** argv) {
                  "before it is linked)")
       ->capture_default_str();
   gc->add_flag("--dry-run", gc_dry_run, "list what would be removed; remove nothing");
-  gc->add_option("--db", db,
-                 "metadata database: postgres://… (default: SQLite in the data directory)");
   for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit, gc}) {
     cmd->add_option("-c,--config", config_file, "YAML configuration (for its data directory)");
     cmd->add_option("--data", data, "data directory (default as for serve)");
