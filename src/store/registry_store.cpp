@@ -262,8 +262,8 @@ Status CheckChannelNewer(SqlSession& s, const ChannelRecord& c) {
   if (c.version <= current) {
     return Fail(ErrorCode::kAlreadyExists,
                 "channel " + c.channel + " of " + c.model + " is at version " +
-                    std::to_string(current) + "; a new document needs a higher version than " +
-                    std::to_string(c.version));
+                    std::to_string(current) + " and this document has version " +
+                    std::to_string(c.version) + ": a new document needs a higher one");
   }
   return {};
 }
