@@ -116,9 +116,12 @@ TEST(OciRules, PushedManifestsAreReadStrictly) {
 }
 
 TEST(HubConfig, KeysAreCheckedAndDefaultsApply) {
-  auto c = ParseHubConfig("data: /srv/hub\nhttp: {port: 0, address: 0.0.0.0}\n", "hub.yaml");
+  auto c = ParseHubConfig(
+      "data: /srv/hub\nroot: /etc/airlock/root.json\nhttp: {port: 0, address: 0.0.0.0}\n",
+      "hub.yaml");
   ASSERT_TRUE(c) << c.error().ToString();
   EXPECT_EQ(c->data, "/srv/hub");
+  EXPECT_EQ(c->root, "/etc/airlock/root.json");
   EXPECT_EQ(c->http.port, 0);
   EXPECT_EQ(c->http.address, "0.0.0.0");
   EXPECT_EQ(c->http.threads, 32);

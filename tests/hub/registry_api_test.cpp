@@ -448,5 +448,30 @@ TEST_P(RegistryApiTest, HugeOrUnsizedBodiesAreRefusedBeforeTheyAreRead) {
   EXPECT_EQ(c().Get("/api/v1/models")->status, 200);
 }
 
+TEST(HubRoot, AHubWithARootThatDoesNotVerifyDoesNotStart) {
+  airlock::testing::TempDir dir;
+  HubConfig config = DefaultHubConfig();
+  config.data = dir / "data";
+  config.http.port = 0;
+  config.root = dir / "root.json";
+  auto missing = Hub::Open(config);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().ToString().find("root.json"), std::string::npos);
+
+  // Signed by a key that is not the root role's.
+  PrivateKey key = PrivateKey::Generate().value(), other = PrivateKey::Generate().value();
+  trust::Root root;
+  root.expires = SystemClock().Now() + std::chrono::hours(1);
+  root.keys.emplace(key.id(), key.public_key());
+  root.roles.emplace(std::string(trust::kRoleRoot), trust::RoleSpec{{key.id()}, 1});
+  auto doc = trust::SignedDocument::Wrap(root.ToJson());
+  ASSERT_TRUE(doc.Sign(other));
+  ASSERT_TRUE(WriteFileAtomic(config.root, doc.Serialize().value()));
+  auto unsigned_root = Hub::Open(config);
+  ASSERT_FALSE(unsigned_root);
+  EXPECT_NE(unsigned_root.error().ToString().find("0 valid root signature"), std::string::npos)
+      << unsigned_root.error().ToString();
+}
+
 }  // namespace
 }  // namespace airlock::hub
