@@ -153,6 +153,35 @@ struct RegistryApi::Handlers {
   TimePoint NowTime() const { return TimePoint(std::chrono::seconds(Now())); }
   static std::string Who(const Principal& p) { return p.name.empty() ? "anonymous" : p.name; }
 
+  // A read-only route: the viewer check, then render (store calls made JSON). A store error
+  // becomes its status, with unknown_code for a 404.
+  template <typename F>
+  void Read(const httplib::Request& req, httplib::Response& res, std::string_view unknown_code,
+            F render) {
+    Principal who;
+    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
+      return;
+    }
+    Result<json> out = render();
+    if (!out) {
+      return SendStoreError(res, out.error(), unknown_code);
+    }
+    SendJson(res, 200, *out);
+  }
+
+  // {key: [to_json(x) for x in list]}.
+  template <typename T, typename F>
+  static Result<json> ListJson(const char* key, Result<std::vector<T>> list, F to_json) {
+    if (!list) {
+      return Fail(list.error());
+    }
+    json out = json::array();
+    for (const auto& x : *list) {
+      out.push_back(to_json(x));
+    }
+    return json{{key, out}};
+  }
+
   bool HasRoot(httplib::Response& res) const {
     if (!api.root_) {
       SendError(res, 409, "NO_ROOT", "the hub has no root",
@@ -204,99 +233,67 @@ struct RegistryApi::Handlers {
             {"channels", in}};
   }
 
-  // The versions of model as JSON, newest first; nullopt after sending the error.
-  std::optional<json> Versions(httplib::Response& res, const std::string& model) {
-    auto versions = api.registry_.ListVersions(model);
-    auto releases = api.registry_.ListReleases(model);
-    auto channels = api.registry_.ListChannels(model);
-    if (!versions || !releases || !channels) {
-      SendStoreError(res, !versions ? versions.error()
-                          : !releases ? releases.error()
-                                      : channels.error(),
-                     "MODEL_UNKNOWN");
-      return std::nullopt;
-    }
+  // The versions of model as JSON, newest first.
+  Result<json> Versions(const std::string& model) {
+    AIRLOCK_ASSIGN_OR_RETURN(auto versions, api.registry_.ListVersions(model));
+    AIRLOCK_ASSIGN_OR_RETURN(auto releases, api.registry_.ListReleases(model));
+    AIRLOCK_ASSIGN_OR_RETURN(auto channels, api.registry_.ListChannels(model));
     json out = json::array();
-    for (const auto& v : *versions) {
-      out.push_back(VersionJson(v, *releases, *channels));
+    for (const auto& v : versions) {
+      out.push_back(VersionJson(v, releases, channels));
     }
     return out;
   }
 
   void ListModels(const httplib::Request& req, httplib::Response& res) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto models = api.registry_.ListModels(req.get_param_value("q"));
-    if (!models) {
-      return SendInternal(res, models.error());
-    }
-    json out = json::array();
-    for (const auto& m : *models) {
-      out.push_back({{"name", m.name},
-                     {"description", m.description},
-                     {"versions", m.versions},
-                     {"latest", m.latest.empty() ? json(nullptr) : json(m.latest)},
-                     {"channels", m.channels},
-                     {"updated_at", Time(m.updated_at)}});
-    }
-    SendJson(res, 200, {{"models", out}});
+    Read(req, res, "MODEL_UNKNOWN", [&] {
+      return ListJson("models", api.registry_.ListModels(req.get_param_value("q")),
+                      [](const store::ModelSummary& m) {
+                        return json{{"name", m.name},
+                                    {"description", m.description},
+                                    {"versions", m.versions},
+                                    {"latest", m.latest.empty() ? json(nullptr) : json(m.latest)},
+                                    {"channels", m.channels},
+                                    {"updated_at", Time(m.updated_at)}};
+                      });
+    });
   }
 
   void GetModel(const httplib::Request& req, httplib::Response& res, const std::string& model) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto versions = Versions(res, model);
-    if (!versions) {
-      return;
-    }
-    auto channels = api.registry_.ListChannels(model);
-    if (!channels) {
-      return SendInternal(res, channels.error());
-    }
-    json by_channel = json::object();
-    for (const auto& c : *channels) {
-      by_channel[c.channel] = c.current_release;
-    }
-    std::string description = versions->empty() ? "" : (*versions)[0].value("description", "");
-    SendJson(res, 200,
-             {{"name", model},
-              {"description", description},
-              {"versions", *versions},
-              {"channels", by_channel}});
+    Read(req, res, "MODEL_UNKNOWN", [&]() -> Result<json> {
+      AIRLOCK_ASSIGN_OR_RETURN(json versions, Versions(model));
+      AIRLOCK_ASSIGN_OR_RETURN(auto channels, api.registry_.ListChannels(model));
+      json by_channel = json::object();
+      for (const auto& c : channels) {
+        by_channel[c.channel] = c.current_release;
+      }
+      std::string description = versions.empty() ? "" : versions[0].value("description", "");
+      return json{{"name", model},
+                  {"description", description},
+                  {"versions", versions},
+                  {"channels", by_channel}};
+    });
   }
 
   void ListVersions(const httplib::Request& req, httplib::Response& res,
                     const std::string& model) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    if (auto versions = Versions(res, model)) {
-      SendJson(res, 200, {{"versions", *versions}});
-    }
+    Read(req, res, "MODEL_UNKNOWN", [&]() -> Result<json> {
+      AIRLOCK_ASSIGN_OR_RETURN(json versions, Versions(model));
+      return json{{"versions", versions}};
+    });
   }
 
   void GetVersion(const httplib::Request& req, httplib::Response& res, const std::string& model,
                   const std::string& version) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto versions = Versions(res, model);
-    if (!versions) {
-      return;
-    }
-    for (const auto& v : *versions) {
-      if (v["version"] == version) {
-        return SendJson(res, 200, v);
+    Read(req, res, "VERSION_UNKNOWN", [&]() -> Result<json> {
+      AIRLOCK_ASSIGN_OR_RETURN(json versions, Versions(model));
+      for (const auto& v : versions) {
+        if (v["version"] == version) {
+          return v;
+        }
       }
-    }
-    SendError(res, 404, "VERSION_UNKNOWN", "not found",
-              "no version " + version + " of model " + model);
+      return Fail(ErrorCode::kNotFound, "no version " + version + " of model " + model);
+    });
   }
 
   // ---- releases ----
@@ -336,19 +333,10 @@ struct RegistryApi::Handlers {
 
   void ListReleases(const httplib::Request& req, httplib::Response& res,
                     const std::string& model) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto releases = api.registry_.ListReleases(model);
-    if (!releases) {
-      return SendInternal(res, releases.error());
-    }
-    json out = json::array();
-    for (const auto& r : *releases) {
-      out.push_back(ReleaseJson(r));
-    }
-    SendJson(res, 200, {{"releases", out}});
+    Read(req, res, "MODEL_UNKNOWN", [&] {
+      return ListJson("releases", api.registry_.ListReleases(model),
+                      [this](const store::ReleaseRecord& r) { return ReleaseJson(r); });
+    });
   }
 
   void GetRelease(const httplib::Request& req, httplib::Response& res, const std::string& model,
@@ -686,32 +674,19 @@ struct RegistryApi::Handlers {
   }
 
   void ListDeployments(const httplib::Request& req, httplib::Response& res) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto list =
-        api.registry_.ListDeployments(req.get_param_value("model"), req.get_param_value("state"));
-    if (!list) {
-      return SendInternal(res, list.error());
-    }
-    json out = json::array();
-    for (const auto& d : *list) {
-      out.push_back(DeploymentJson(d, false));
-    }
-    SendJson(res, 200, {{"deployments", out}});
+    Read(req, res, "DEPLOYMENT_UNKNOWN", [&] {
+      return ListJson("deployments",
+                      api.registry_.ListDeployments(req.get_param_value("model"),
+                                                    req.get_param_value("state")),
+                      [](const store::DeploymentRecord& d) { return DeploymentJson(d, false); });
+    });
   }
 
   void GetDeployment(const httplib::Request& req, httplib::Response& res, const std::string& id) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto d = api.registry_.GetDeployment(id);
-    if (!d) {
-      return SendStoreError(res, d.error(), "DEPLOYMENT_UNKNOWN");
-    }
-    SendJson(res, 200, DeploymentJson(*d, true));
+    Read(req, res, "DEPLOYMENT_UNKNOWN", [&]() -> Result<json> {
+      AIRLOCK_ASSIGN_OR_RETURN(auto d, api.registry_.GetDeployment(id));
+      return DeploymentJson(d, true);
+    });
   }
 
   void CancelDeployment(const httplib::Request& req, httplib::Response& res,
@@ -827,31 +802,15 @@ struct RegistryApi::Handlers {
   }
 
   void ListGateways(const httplib::Request& req, httplib::Response& res) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto list = api.registry_.ListGateways();
-    if (!list) {
-      return SendInternal(res, list.error());
-    }
-    json out = json::array();
-    for (const auto& g : *list) {
-      out.push_back(GatewayJson(g));
-    }
-    SendJson(res, 200, {{"gateways", out}});
+    Read(req, res, "GATEWAY_UNKNOWN",
+         [&] { return ListJson("gateways", api.registry_.ListGateways(), GatewayJson); });
   }
 
   void GetGateway(const httplib::Request& req, httplib::Response& res, const std::string& name) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto g = api.registry_.GetGateway(name);
-    if (!g) {
-      return SendStoreError(res, g.error(), "GATEWAY_UNKNOWN");
-    }
-    SendJson(res, 200, GatewayJson(*g));
+    Read(req, res, "GATEWAY_UNKNOWN", [&]() -> Result<json> {
+      AIRLOCK_ASSIGN_OR_RETURN(auto g, api.registry_.GetGateway(name));
+      return GatewayJson(g);
+    });
   }
 
   void PutInventory(const httplib::Request& req, httplib::Response& res, const std::string& name) {
@@ -888,18 +847,12 @@ struct RegistryApi::Handlers {
   }
 
   void GetInventory(const httplib::Request& req, httplib::Response& res, const std::string& name) {
-    Principal who;
-    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-      return;
-    }
-    auto inv = api.registry_.GetInventory(name);
-    if (!inv) {
-      return SendStoreError(res, inv.error(), "GATEWAY_UNKNOWN");
-    }
-    SendJson(res, 200,
-             {{"gateway", name},
-              {"reported_at", inv->reported_at == 0 ? json(nullptr) : json(Time(inv->reported_at))},
-              {"devices", inv->devices}});
+    Read(req, res, "GATEWAY_UNKNOWN", [&]() -> Result<json> {
+      AIRLOCK_ASSIGN_OR_RETURN(auto inv, api.registry_.GetInventory(name));
+      return json{{"gateway", name},
+                  {"reported_at", inv.reported_at == 0 ? json(nullptr) : json(Time(inv.reported_at))},
+                  {"devices", inv.devices}};
+    });
   }
 };
 

@@ -387,16 +387,9 @@ Result<std::vector<ModelVersionRecord>> RegistryStore::ListVersions(std::string_
 
 Result<ModelVersionRecord> RegistryStore::GetVersion(std::string_view model,
                                                      std::string_view version) {
-  return SqlTransact<ModelVersionRecord>(db_, [&](SqlSession& s) -> Result<ModelVersionRecord> {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        SqlRows r, s.Query(std::string(kVersionColumns) + "WHERE model = ? AND version = ?",
-                           {S(model), S(version)}));
-    if (r.empty()) {
-      return Fail(ErrorCode::kNotFound,
-                  "no version " + std::string(version) + " of model " + std::string(model));
-    }
-    return VersionAt(r, 0);
-  });
+  return SqlQueryOne<ModelVersionRecord>(
+      db_, std::string(kVersionColumns) + "WHERE model = ? AND version = ?", {S(model), S(version)},
+      VersionAt, "no version " + std::string(version) + " of model " + std::string(model));
 }
 
 Result<ReleaseRecord> RegistryStore::PutRelease(const ReleaseRecord& x, bool* created) {
@@ -458,45 +451,23 @@ Result<ReleaseRecord> RegistryStore::PutRelease(const ReleaseRecord& x, bool* cr
 }
 
 Result<std::vector<ReleaseRecord>> RegistryStore::ListReleases(std::string_view model) {
-  return SqlTransact<std::vector<ReleaseRecord>>(
-      db_, [&](SqlSession& s) -> Result<std::vector<ReleaseRecord>> {
-        AIRLOCK_ASSIGN_OR_RETURN(
-            SqlRows r, s.Query(std::string(kReleaseColumns) +
-                                   "WHERE model = ? ORDER BY release_counter DESC",
-                               {S(model)}));
-        std::vector<ReleaseRecord> out;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-          out.push_back(ReleaseAt(r, i));
-        }
-        return out;
-      });
+  return SqlQueryAll<ReleaseRecord>(
+      db_, std::string(kReleaseColumns) + "WHERE model = ? ORDER BY release_counter DESC",
+      {S(model)}, ReleaseAt);
 }
 
 Result<ReleaseRecord> RegistryStore::GetRelease(std::string_view model, std::string_view version) {
-  return SqlTransact<ReleaseRecord>(db_, [&](SqlSession& s) -> Result<ReleaseRecord> {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        SqlRows r, s.Query(std::string(kReleaseColumns) + "WHERE model = ? AND version = ?",
-                           {S(model), S(version)}));
-    if (r.empty()) {
-      return Fail(ErrorCode::kNotFound,
-                  "version " + std::string(version) + " of " + std::string(model) +
-                      " has no release on the hub");
-    }
-    return ReleaseAt(r, 0);
-  });
+  return SqlQueryOne<ReleaseRecord>(
+      db_, std::string(kReleaseColumns) + "WHERE model = ? AND version = ?", {S(model), S(version)},
+      ReleaseAt,
+      "version " + std::string(version) + " of " + std::string(model) +
+          " has no release on the hub");
 }
 
 Result<ReleaseRecord> RegistryStore::GetReleaseById(std::string_view model, std::string_view id) {
-  return SqlTransact<ReleaseRecord>(db_, [&](SqlSession& s) -> Result<ReleaseRecord> {
-    AIRLOCK_ASSIGN_OR_RETURN(SqlRows r,
-                             s.Query(std::string(kReleaseColumns) + "WHERE model = ? AND id = ?",
-                                     {S(model), S(id)}));
-    if (r.empty()) {
-      return Fail(ErrorCode::kNotFound,
-                  "model " + std::string(model) + " has no release " + std::string(id));
-    }
-    return ReleaseAt(r, 0);
-  });
+  return SqlQueryOne<ReleaseRecord>(
+      db_, std::string(kReleaseColumns) + "WHERE model = ? AND id = ?", {S(model), S(id)},
+      ReleaseAt, "model " + std::string(model) + " has no release " + std::string(id));
 }
 
 Result<ChannelState> RegistryStore::GetChannel(std::string_view model, std::string_view channel) {
@@ -533,19 +504,11 @@ Result<ChannelState> RegistryStore::GetChannel(std::string_view model, std::stri
 }
 
 Result<std::vector<ChannelRecord>> RegistryStore::ListChannels(std::string_view model) {
-  return SqlTransact<std::vector<ChannelRecord>>(
-      db_, [&](SqlSession& s) -> Result<std::vector<ChannelRecord>> {
-        AIRLOCK_ASSIGN_OR_RETURN(
-            SqlRows r, s.Query("SELECT model, channel, version, current_release, document, "
-                               "signatures, updated_by, updated_at FROM channels WHERE model = ? "
-                               "ORDER BY channel",
-                               {S(model)}));
-        std::vector<ChannelRecord> out;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-          out.push_back(ChannelAt(r, i));
-        }
-        return out;
-      });
+  return SqlQueryAll<ChannelRecord>(
+      db_,
+      "SELECT model, channel, version, current_release, document, signatures, updated_by, "
+      "updated_at FROM channels WHERE model = ? ORDER BY channel",
+      {S(model)}, ChannelAt);
 }
 
 Status RegistryStore::SetChannel(const ChannelRecord& c) {
@@ -605,19 +568,11 @@ Status RegistryStore::CreateDeployment(const DeploymentRecord& d) {
 
 Result<std::vector<DeploymentRecord>> RegistryStore::ListDeployments(std::string_view model,
                                                                      std::string_view state) {
-  return SqlTransact<std::vector<DeploymentRecord>>(
-      db_, [&](SqlSession& s) -> Result<std::vector<DeploymentRecord>> {
-        AIRLOCK_ASSIGN_OR_RETURN(
-            SqlRows r, s.Query(std::string(kDeploymentColumns) +
-                                   "WHERE (? = '' OR model = ?) AND (? = '' OR state = ?) "
-                                   "ORDER BY created_at DESC, id DESC",
-                               {S(model), S(model), S(state), S(state)}));
-        std::vector<DeploymentRecord> out;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-          out.push_back(DeploymentAt(r, i));
-        }
-        return out;
-      });
+  return SqlQueryAll<DeploymentRecord>(
+      db_,
+      std::string(kDeploymentColumns) +
+          "WHERE (? = '' OR model = ?) AND (? = '' OR state = ?) ORDER BY created_at DESC, id DESC",
+      {S(model), S(model), S(state), S(state)}, DeploymentAt);
 }
 
 Result<DeploymentRecord> RegistryStore::GetDeployment(std::string_view id) {
@@ -689,27 +644,13 @@ Status RegistryStore::RegisterGateway(std::string_view token_hash, const Gateway
 }
 
 Result<std::vector<GatewayRecord>> RegistryStore::ListGateways() {
-  return SqlTransact<std::vector<GatewayRecord>>(
-      db_, [&](SqlSession& s) -> Result<std::vector<GatewayRecord>> {
-        AIRLOCK_ASSIGN_OR_RETURN(SqlRows r, s.Query(std::string(kGatewayColumns) +
-                                                    "ORDER BY g.name"));
-        std::vector<GatewayRecord> out;
-        for (std::size_t i = 0; i < r.size(); ++i) {
-          out.push_back(GatewayAt(r, i));
-        }
-        return out;
-      });
+  return SqlQueryAll<GatewayRecord>(db_, std::string(kGatewayColumns) + "ORDER BY g.name", {},
+                                    GatewayAt);
 }
 
 Result<GatewayRecord> RegistryStore::GetGateway(std::string_view name) {
-  return SqlTransact<GatewayRecord>(db_, [&](SqlSession& s) -> Result<GatewayRecord> {
-    AIRLOCK_ASSIGN_OR_RETURN(SqlRows r,
-                             s.Query(std::string(kGatewayColumns) + "WHERE g.name = ?", {S(name)}));
-    if (r.empty()) {
-      return Fail(ErrorCode::kNotFound, "no gateway named " + std::string(name));
-    }
-    return GatewayAt(r, 0);
-  });
+  return SqlQueryOne<GatewayRecord>(db_, std::string(kGatewayColumns) + "WHERE g.name = ?",
+                                    {S(name)}, GatewayAt, "no gateway named " + std::string(name));
 }
 
 Status RegistryStore::PutInventory(std::string_view name, const json& devices, std::int64_t at) {

@@ -85,6 +85,31 @@ Result<T> SqlTransact(SqlDatabase& db, F&& body) {
   return std::move(*out);
 }
 
+// The rows of one query, each made a T by map(rows, index), in one transaction.
+template <typename T, typename Map>
+Result<std::vector<T>> SqlQueryAll(SqlDatabase& db, const std::string& sql,
+                                   const std::vector<SqlParam>& params, Map map) {
+  return SqlTransact<std::vector<T>>(db, [&](SqlSession& s) -> Result<std::vector<T>> {
+    AIRLOCK_ASSIGN_OR_RETURN(SqlRows rows, s.Query(sql, params));
+    std::vector<T> out;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      out.push_back(map(rows, i));
+    }
+    return out;
+  });
+}
+
+// The first row of one query made a T by map, or kNotFound with the message missing.
+template <typename T, typename Map>
+Result<T> SqlQueryOne(SqlDatabase& db, const std::string& sql, const std::vector<SqlParam>& params,
+                      Map map, const std::string& missing) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::vector<T> all, SqlQueryAll<T>(db, sql, params, map));
+  if (all.empty()) {
+    return Fail(ErrorCode::kNotFound, missing);
+  }
+  return std::move(all.front());
+}
+
 struct SqlMigration {
   int version;
   const char* description;

@@ -60,27 +60,19 @@ Status SqlAuthStore::CreateToken(const TokenRecord& t) {
 }
 
 Result<std::vector<TokenRecord>> SqlAuthStore::Tokens(const char* where, std::string_view arg) {
-  return SqlTransact<std::vector<TokenRecord>>(
-      db_, [&](SqlSession& s) -> Result<std::vector<TokenRecord>> {
-        std::vector<SqlParam> params;
-        if (!arg.empty()) {
-          params.emplace_back(std::string(arg));
-        }
-        AIRLOCK_ASSIGN_OR_RETURN(SqlRows rows,
-                                 s.Query(std::string(kTokenColumns) + where, params));
-        std::vector<TokenRecord> out;
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-          TokenRecord t;
-          t.name = rows.Text(i, 0);
-          t.role = rows.Text(i, 1);
-          t.hash = rows.Text(i, 2);
-          t.created_by = rows.Text(i, 3);
-          t.created_at = rows.Int(i, 4);
-          t.expires_at = rows.MaybeInt(i, 5);
-          t.revoked_at = rows.MaybeInt(i, 6);
-          out.push_back(std::move(t));
-        }
-        return out;
+  std::vector<SqlParam> params;
+  if (!arg.empty()) {
+    params.emplace_back(std::string(arg));
+  }
+  return SqlQueryAll<TokenRecord>(
+      db_, std::string(kTokenColumns) + where, params, [](const SqlRows& rows, std::size_t i) {
+        return TokenRecord{.name = rows.Text(i, 0),
+                           .role = rows.Text(i, 1),
+                           .hash = rows.Text(i, 2),
+                           .created_by = rows.Text(i, 3),
+                           .created_at = rows.Int(i, 4),
+                           .expires_at = rows.MaybeInt(i, 5),
+                           .revoked_at = rows.MaybeInt(i, 6)};
       });
 }
 
@@ -132,28 +124,20 @@ Result<std::int64_t> SqlAuthStore::AppendAudit(const AuditEntry& e) {
 }
 
 Result<std::vector<AuditEntry>> SqlAuthStore::ListAudit(std::int64_t before, std::size_t limit) {
-  return SqlTransact<std::vector<AuditEntry>>(
-      db_, [&](SqlSession& s) -> Result<std::vector<AuditEntry>> {
-        AIRLOCK_ASSIGN_OR_RETURN(
-            SqlRows rows,
-            s.Query("SELECT id, at, token_name, role, action, target, result, reason, remote "
-                    "FROM audit_log WHERE ? = 0 OR id < ? ORDER BY id DESC LIMIT ?",
-                    {before, before, static_cast<std::int64_t>(limit)}));
-        std::vector<AuditEntry> out;
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-          AuditEntry e;
-          e.id = rows.Int(i, 0);
-          e.at = rows.Int(i, 1);
-          e.token_name = rows.Text(i, 2);
-          e.role = rows.Text(i, 3);
-          e.action = rows.Text(i, 4);
-          e.target = rows.Text(i, 5);
-          e.result = rows.Text(i, 6);
-          e.reason = rows.Text(i, 7);
-          e.remote = rows.Text(i, 8);
-          out.push_back(std::move(e));
-        }
-        return out;
+  return SqlQueryAll<AuditEntry>(
+      db_,
+      "SELECT id, at, token_name, role, action, target, result, reason, remote FROM audit_log "
+      "WHERE ? = 0 OR id < ? ORDER BY id DESC LIMIT ?",
+      {before, before, static_cast<std::int64_t>(limit)}, [](const SqlRows& rows, std::size_t i) {
+        return AuditEntry{.id = rows.Int(i, 0),
+                          .at = rows.Int(i, 1),
+                          .token_name = rows.Text(i, 2),
+                          .role = rows.Text(i, 3),
+                          .action = rows.Text(i, 4),
+                          .target = rows.Text(i, 5),
+                          .result = rows.Text(i, 6),
+                          .reason = rows.Text(i, 7),
+                          .remote = rows.Text(i, 8)};
       });
 }
 
