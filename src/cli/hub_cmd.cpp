@@ -65,6 +65,22 @@ int Run(const std::function<Status()>& body) {
   return ReportError(s.error(), ExitCodeFor(s.error()));
 }
 
+// A command that asks the hub one thing: fetch(hub) is the answer, printed as JSON with --json,
+// else as view(answer, hub) (a table or a sentence).
+int ShowAnswer(const HubFlags& flags, const std::function<Result<json>(net::HubClient&)>& fetch,
+               const std::function<std::string(const json&, net::HubClient&)>& view) {
+  return Run([&]() -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(flags));
+    AIRLOCK_ASSIGN_OR_RETURN(json answer, fetch(*hub));
+    if (flags.json) {
+      PrintJson(answer);
+    } else {
+      std::fputs(view(answer, *hub).c_str(), stdout);
+    }
+    return {};
+  });
+}
+
 Error Usage(std::string message) { return Error(ErrorCode::kInvalidArgument, std::move(message)); }
 
 int UsageError(const Error& e) { return ReportError(e, kExitUsage); }
@@ -114,16 +130,11 @@ void AddModels(CLI::App& app, Context& /*ctx*/, Action& action) {
   AddHubFlags(ls, a->hub);
   ls->callback([&action, a] {
     action = [a] {
-      return Run([&]() -> Status {
-        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
-        AIRLOCK_ASSIGN_OR_RETURN(json answer, hub->ListModels(a->search));
-        if (a->hub.json) {
-          PrintJson(answer);
-        } else {
-          std::fputs(ModelsView(answer, a->search, hub->registry()).c_str(), stdout);
-        }
-        return {};
-      });
+      return ShowAnswer(
+          a->hub, [&](net::HubClient& hub) { return hub.ListModels(a->search); },
+          [&](const json& answer, net::HubClient& hub) {
+            return ModelsView(answer, a->search, hub.registry());
+          });
     };
   });
 }
@@ -140,16 +151,11 @@ void AddVersions(CLI::App& app, Context& /*ctx*/, Action& action) {
   AddHubFlags(cmd, a->hub);
   cmd->callback([&action, a] {
     action = [a] {
-      return Run([&]() -> Status {
-        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
-        AIRLOCK_ASSIGN_OR_RETURN(json answer, hub->ListVersions(a->model));
-        if (a->hub.json) {
-          PrintJson(answer);
-        } else {
-          std::fputs(VersionsView(answer, a->model, hub->registry()).c_str(), stdout);
-        }
-        return {};
-      });
+      return ShowAnswer(
+          a->hub, [&](net::HubClient& hub) { return hub.ListVersions(a->model); },
+          [&](const json& answer, net::HubClient& hub) {
+            return VersionsView(answer, a->model, hub.registry());
+          });
     };
   });
 }
@@ -391,30 +397,18 @@ void AddDeployments(CLI::App& app, Context& /*ctx*/, Action& action) {
   cancel->add_option("--reason", a->reason, "why, for the history");
 
   auto list = [a]() -> int {
-    return Run([&]() -> Status {
-      AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
-      AIRLOCK_ASSIGN_OR_RETURN(json answer, hub->ListDeployments(a->model, a->state));
-      if (a->hub.json) {
-        PrintJson(answer);
-      } else {
-        std::fputs(DeploymentsView(answer, !a->model.empty() || !a->state.empty()).c_str(), stdout);
-      }
-      return {};
-    });
+    return ShowAnswer(
+        a->hub, [&](net::HubClient& hub) { return hub.ListDeployments(a->model, a->state); },
+        [&](const json& answer, net::HubClient&) {
+          return DeploymentsView(answer, !a->model.empty() || !a->state.empty());
+        });
   };
   ls->callback([&action, list] { action = list; });
   show->callback([&action, a] {
     action = [a] {
-      return Run([&]() -> Status {
-        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
-        AIRLOCK_ASSIGN_OR_RETURN(json d, hub->GetDeployment(a->id));
-        if (a->hub.json) {
-          PrintJson(d);
-        } else {
-          std::fputs(DeploymentView(d).c_str(), stdout);
-        }
-        return {};
-      });
+      return ShowAnswer(
+          a->hub, [&](net::HubClient& hub) { return hub.GetDeployment(a->id); },
+          [&](const json& d, net::HubClient&) { return DeploymentView(d); });
     };
   });
   cancel->callback([&action, a] {
@@ -455,16 +449,9 @@ void AddStatus(CLI::App& app, Context& /*ctx*/, Action& action) {
   AddHubFlags(cmd, a->hub);
   cmd->callback([&action, a] {
     action = [a] {
-      return Run([&]() -> Status {
-        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
-        AIRLOCK_ASSIGN_OR_RETURN(json d, hub->GetDeployment(a->id));
-        if (a->hub.json) {
-          PrintJson(d);
-        } else {
-          std::fputs(StatusView(d, a->last).c_str(), stdout);
-        }
-        return {};
-      });
+      return ShowAnswer(
+          a->hub, [&](net::HubClient& hub) { return hub.GetDeployment(a->id); },
+          [&](const json& d, net::HubClient&) { return StatusView(d, a->last); });
     };
   });
 }
@@ -486,16 +473,11 @@ void AddGateways(CLI::App& app, Context& /*ctx*/, Action& action) {
       ->capture_default_str();
   ls->callback([&action, a] {
     action = [a] {
-      return Run([&]() -> Status {
-        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
-        AIRLOCK_ASSIGN_OR_RETURN(json answer, hub->ListGateways());
-        if (a->hub.json) {
-          PrintJson(answer);
-        } else {
-          std::fputs(GatewaysView(answer, hub->base_url()).c_str(), stdout);
-        }
-        return {};
-      });
+      return ShowAnswer(
+          a->hub, [&](net::HubClient& hub) { return hub.ListGateways(); },
+          [&](const json& answer, net::HubClient& hub) {
+            return GatewaysView(answer, hub.base_url());
+          });
     };
   });
   token->callback([&action, a] {
