@@ -60,26 +60,41 @@ Status LockSession(int fd, std::string_view id) {
   return {};
 }
 
+Error GoneMeanwhile(std::string_view id) {
+  return Error(ErrorCode::kNotFound,
+               "no upload " + std::string(id) + " (it was finished or removed meanwhile)");
+}
+
+// A session's data file; kNotFound if another process finished or removed the session since its
+// directory was looked up.
+Result<UniqueFd> OpenSessionData(const fs::path& path, std::string_view id, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return Fail(GoneMeanwhile(id));
+    }
+    return Fail(ErrnoError("cannot open", path));
+  }
+  return UniqueFd(fd);
+}
+
 // After taking a session's lock: whether path is still the file fd opened. Another process may
 // have finished the session (renamed the file into blobs/) or a collector removed it between our
 // open and our lock; writing then would change a published blob or bytes nobody will read.
 Status CheckStillThere(int fd, const fs::path& path, std::string_view id) {
-  struct stat opened {
-  }, now{};
+  struct stat opened {};
+  struct stat now {};
   if (::fstat(fd, &opened) != 0) {
     return Fail(ErrnoError("cannot stat", path));
   }
   if (::stat(path.c_str(), &now) != 0) {
     if (errno == ENOENT) {
-      return Fail(ErrorCode::kNotFound, "no upload " + std::string(id) +
-                                            " (it was finished or "
-                                            "removed meanwhile)");
+      return Fail(GoneMeanwhile(id));
     }
     return Fail(ErrnoError("cannot stat", path));
   }
   if (opened.st_dev != now.st_dev || opened.st_ino != now.st_ino) {
-    return Fail(ErrorCode::kNotFound,
-                "no upload " + std::string(id) + " (it was finished or removed meanwhile)");
+    return Fail(GoneMeanwhile(id));
   }
   return {};
 }
@@ -271,7 +286,8 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root, Options
 
 Result<std::optional<Sharing>> ProbeRootUse(const fs::path& root) {
   const fs::path path = root / "store.lock";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Read-write: over NFS, flock is emulated by a byte-range lock, and an exclusive one needs it.
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
       return std::optional<Sharing>();
@@ -381,6 +397,9 @@ Result<std::uint64_t> BlobStore::UploadSize(std::string_view id) const {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   struct stat st {};
   if (::stat((dir / kDataFile).c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return Fail(GoneMeanwhile(id));
+    }
     return Fail(ErrnoError("cannot stat", dir / kDataFile));
   }
   return static_cast<std::uint64_t>(st.st_size);
@@ -391,11 +410,7 @@ Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
                                               const ChunkSource& source, std::uint64_t max_size) {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   fs::path path = dir / kDataFile;
-  int raw = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (raw < 0) {
-    return Fail(ErrnoError("cannot open", path));
-  }
-  UniqueFd fd(raw);
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenSessionData(path, id, O_WRONLY | O_APPEND));
   BusyGuard busy(*this, id);
   AIRLOCK_RETURN_IF_ERROR(busy.Check());
   AIRLOCK_RETURN_IF_ERROR(LockSession(fd.get(), id));
@@ -452,11 +467,8 @@ Result<FileDigest> BlobStore::FinishUpload(std::string_view id, const Digest& ex
                                            std::optional<std::uint64_t> expected_size) {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   fs::path path = dir / kDataFile;
-  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) {
-    return Fail(ErrnoError("cannot open", path));
-  }
-  UniqueFd fd(raw);
+  // Read-write although it only reads: an exclusive flock over NFS needs a writable descriptor.
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenSessionData(path, id, O_RDWR));
   BusyGuard busy(*this, id);
   AIRLOCK_RETURN_IF_ERROR(busy.Check());
   AIRLOCK_RETURN_IF_ERROR(LockSession(fd.get(), id));
@@ -716,7 +728,7 @@ Result<BlobCollector::IdleUploads> BlobCollector::RemoveIdleUploads(TimePoint cu
       continue;  // not a session: not ours to judge
     }
     const fs::path data = entry.path() / kDataFile;
-    int raw = ::open(data.c_str(), O_RDONLY | O_CLOEXEC);
+    int raw = ::open(data.c_str(), O_RDWR | O_CLOEXEC);  // writable: see FinishUpload
     if (raw < 0) {
       if (errno != ENOENT) {
         return Fail(ErrnoError("cannot open", data));
@@ -754,6 +766,9 @@ Result<BlobCollector::IdleUploads> BlobCollector::RemoveIdleUploads(TimePoint cu
       if (::unlink(data.c_str()) != 0 && errno != ENOENT) {
         return Fail(ErrnoError("cannot remove", data));
       }
+      // Closed before the directory goes: over NFS an unlinked file still open here lingers as
+      // .nfsXXXX in it until the last close.
+      fd = UniqueFd();
       std::error_code removed;
       fs::remove_all(entry.path(), removed);
       if (removed) {
