@@ -297,7 +297,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   audit->add_flag("--json", audit_json, "one JSON object per line");
   auto* gc = app.add_subcommand(
-      "gc", "Remove blob files no repository links (offline; safe while a hub serves)");
+      "gc",
+      "Remove blob files no repository links and idle upload sessions (safe while hubs serve)");
   std::string gc_grace = "1h";
   bool gc_dry_run = false;
   gc->add_option("--grace", gc_grace,
