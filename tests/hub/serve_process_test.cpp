@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,7 +33,8 @@ std::string HubBinary() {
   return (airlock::testing::AirlockBinary().parent_path() / "airlock-hub").string();
 }
 
-// A child process with its stdout and stderr in pipes; killed when the object dies.
+// A child process with its stdout and stderr in pipes; killed when the object dies, or when the
+// test process dies.
 class HubProcess {
  public:
   explicit HubProcess(std::vector<std::string> args) {
@@ -40,8 +42,14 @@ class HubProcess {
     int out[2], err[2];
     EXPECT_EQ(pipe(out), 0);
     EXPECT_EQ(pipe(err), 0);
+    pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // A test process that dies without running destructors (a crash) takes its hubs along.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) {
+        _exit(127);
+      }
       dup2(out[1], 1);
       dup2(err[1], 2);
       close(out[0]);
