@@ -508,8 +508,8 @@ TEST(HubProcess, TwoHubsOnOneDataDirectoryAndDatabaseServeAndUploadThroughEither
   EXPECT_EQ(second->get_header_value("Range"), "0-2097151");
   // A chunk that starts where b already wrote is refused by a, which sees b's bytes. (Small: the
   // hub answers before reading the body and closes, and a large one would still be in flight.)
-  auto repeated = ca.Patch(location, {{"Content-Range", "1048576-1048579"}},
-                           chunked.substr(mib, 4), "application/octet-stream");
+  auto repeated = ca.Patch(location, {{"Content-Range", "1048576-1048579"}}, chunked.substr(mib, 4),
+                           "application/octet-stream");
   EXPECT_EQ(repeated->status, 416);
   EXPECT_EQ(repeated->get_header_value("Range"), "0-2097151");
   auto finished = ca.Put(location + "?digest=" + Sha256Of(chunked).ToString(),
