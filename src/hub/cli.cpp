@@ -44,6 +44,13 @@ int Serve(HubConfig config) {
     return Report(bound.error());
   }
   spdlog::info("data directory {}, metadata in {}", data.string(), metadata);
+  const store::BlobStore& blobs = (*hub)->blobs();
+  if (blobs.joined_others_at_open()) {
+    spdlog::info("other hubs are using {}: serving beside them (their upload sessions are kept)",
+                 data.string());
+  } else if (blobs.swept_at_open() > 0) {
+    spdlog::info("removed {} upload session(s) left by a previous run", blobs.swept_at_open());
+  }
   std::printf("airlock-hub: serving on http://%s:%d\n", address.c_str(), server.port());
   std::fflush(stdout);
   if (!auth_enabled) {
@@ -172,8 +179,10 @@ int Audit(const HubConfig& config, int limit, bool as_json) {
   return kExitOk;
 }
 
-// airlock-hub gc: removes the blob files no repository links (works while a hub serves).
-int Gc(const HubConfig& config, const std::string& grace_text, bool dry_run) {
+// airlock-hub gc: removes the blob files no repository links and idle upload sessions (works
+// while hubs serve).
+int Gc(const HubConfig& config, const std::string& grace_text, const std::string& idle_text,
+       bool dry_run) {
   GcOptions options;
   options.dry_run = dry_run;
   auto grace = ParseDuration(grace_text);
@@ -182,6 +191,29 @@ int Gc(const HubConfig& config, const std::string& grace_text, bool dry_run) {
     return kExitUsage;
   }
   options.grace = std::chrono::duration_cast<std::chrono::seconds>(*grace);
+  auto idle = ParseDuration(idle_text);
+  if (!idle) {
+    Report(Error(idle.error()).WithContext("--upload-idle"));
+    return kExitUsage;
+  }
+  options.upload_idle = std::chrono::duration_cast<std::chrono::seconds>(*idle);
+  // Blobs are judged by the links in the metadata the hubs on this directory use: gc with the
+  // wrong database would take every blob for garbage.
+  auto in_use = store::ProbeRootUse(config.data);
+  if (!in_use) {
+    return Report(in_use.error());
+  }
+  if (*in_use == store::Sharing::kShared && config.db.empty()) {
+    return Report(Error(ErrorCode::kInvalidArgument,
+                        "hubs with PostgreSQL metadata are using " + config.data.string() +
+                            ": run gc with their database (--db postgres://…), not the SQLite "
+                            "default"));
+  }
+  if (*in_use == store::Sharing::kExclusive && !config.db.empty()) {
+    return Report(Error(ErrorCode::kInvalidArgument,
+                        "a hub (with SQLite metadata?) holds " + config.data.string() +
+                            " exclusively: run gc without --db, or again if a hub was starting"));
+  }
   auto blobs = store::BlobCollector::Open(config.data);
   if (!blobs) {
     return Report(blobs.error());
@@ -198,6 +230,11 @@ int Gc(const HubConfig& config, const std::string& grace_text, bool dry_run) {
   for (const auto& b : report->removed) {
     std::printf("%s %s (%llu bytes)\n", verb, b.digest.ToString().c_str(),
                 static_cast<unsigned long long>(b.size));
+  }
+  if (report->idle_uploads > 0) {
+    std::printf("%s %zu upload session(s) idle for more than %s (%llu bytes)\n", verb,
+                report->idle_uploads, idle_text.c_str(),
+                static_cast<unsigned long long>(report->idle_upload_bytes));
   }
   if (report->recovered_bytes > 0) {
     std::printf("removed %llu bytes an interrupted gc had set aside\n",
@@ -260,12 +297,18 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   audit->add_flag("--json", audit_json, "one JSON object per line");
   auto* gc = app.add_subcommand(
-      "gc", "Remove blob files no repository links (offline; safe while a hub serves)");
+      "gc",
+      "Remove blob files no repository links and idle upload sessions (safe while hubs serve)");
   std::string gc_grace = "1h";
   bool gc_dry_run = false;
   gc->add_option("--grace", gc_grace,
                  "keep files that changed more recently than this (a blob is published just "
                  "before it is linked)")
+      ->capture_default_str();
+  std::string gc_upload_idle = "24h";
+  gc->add_option("--upload-idle", gc_upload_idle,
+                 "remove upload sessions that received nothing for longer than this (a hub "
+                 "killed while others use the data directory leaves its sessions)")
       ->capture_default_str();
   gc->add_flag("--dry-run", gc_dry_run, "list what would be removed; remove nothing");
   for (auto* cmd : {create, revoke, token->get_subcommand("ls"), audit, gc}) {
@@ -317,7 +360,7 @@ int Main(int argc, char** argv) {
     return Audit(config, audit_limit, audit_json);
   }
   if (*gc) {
-    return Gc(config, gc_grace, gc_dry_run);
+    return Gc(config, gc_grace, gc_upload_idle, gc_dry_run);
   }
   return Serve(std::move(config));
 }

@@ -1,6 +1,5 @@
 #include "hub/gc.hpp"
 
-
 namespace airlock::hub {
 
 Result<GcReport> CollectGarbage(store::BlobCollector& blobs, store::MetadataStore& metadata,
@@ -10,6 +9,10 @@ Result<GcReport> CollectGarbage(store::BlobCollector& blobs, store::MetadataStor
   if (!options.dry_run) {
     AIRLOCK_ASSIGN_OR_RETURN(report.recovered_bytes, blobs.RecoverInterrupted(is_linked));
   }
+  AIRLOCK_ASSIGN_OR_RETURN(store::BlobCollector::IdleUploads idle,
+                           blobs.RemoveIdleUploads(now - options.upload_idle, options.dry_run));
+  report.idle_uploads = idle.sessions;
+  report.idle_upload_bytes = idle.bytes;
   const TimePoint cutoff = now - options.grace;
   AIRLOCK_ASSIGN_OR_RETURN(std::vector<store::StoredBlob> stored, blobs.List());
   for (const auto& blob : stored) {

@@ -1,6 +1,7 @@
 #pragma once
 // Garbage collection of a hub's blobs (`airlock-hub gc`, docs/hub.md): removes the blob files
-// that no repository links, while a hub may be serving the same data directory.
+// that no repository links and the upload sessions idle for too long, while hubs may be serving
+// the same data directory.
 //
 // Where the garbage comes from: a hub killed between publishing a blob and writing its link, a
 // failed removal after the last unlink, and a data directory of one of several hubs sharing a
@@ -28,6 +29,10 @@ struct GcOptions {
   // Files that changed less than this long ago are kept, linked or not: a blob is published a
   // moment before its link is written.
   std::chrono::seconds grace = std::chrono::hours(1);
+  // Upload sessions whose data did not change for this long are removed: a hub killed while
+  // other hubs kept the data directory open leaves its sessions (a hub that starts alone removes
+  // every session instead), and clients abandon uploads.
+  std::chrono::seconds upload_idle = std::chrono::hours(24);
   bool dry_run = false;  // report what would go, change nothing
 };
 
@@ -39,6 +44,9 @@ struct GcReport {
   std::size_t young = 0;
   // Bytes of an earlier, interrupted collection deleted first (not in a dry run).
   std::uint64_t recovered_bytes = 0;
+  // Upload sessions removed (or that would be) for being idle longer than upload_idle.
+  std::size_t idle_uploads = 0;
+  std::uint64_t idle_upload_bytes = 0;
 };
 
 // One pass over the store. now is the time the grace period is counted back from. Stops at the

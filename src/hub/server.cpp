@@ -117,14 +117,9 @@ struct HubServer::Impl final : ApiGate {
   AccessControl& access;
   RegistryApi registry;
   std::unique_ptr<httplib::Server> server;
-  // Publishing a blob into a repository and removing it from the last one are serialised per
-  // digest, so a delete never removes the bytes of a blob that a push is linking at that moment.
-  std::array<std::mutex, 64> digest_locks;
-
-  std::mutex& LockFor(const Digest& d) {
-    return digest_locks[static_cast<std::size_t>(std::stoul(d.hex().substr(0, 2), nullptr, 16)) %
-                        digest_locks.size()];
-  }
+  // Publishing a blob into a repository and removing it from the last one hold the digest's
+  // lock (BlobStore::LockDigest, which other hubs on the same data directory honour too), so a
+  // delete never removes the bytes of a blob that a push, here or on another hub, is linking.
 
   // ---- common checks ----
 
@@ -470,7 +465,10 @@ struct HubServer::Impl final : ApiGate {
     if (!digest) {
       return;
     }
-    std::lock_guard lock(LockFor(*digest));
+    auto lock = blobs.LockDigest(*digest);
+    if (!lock) {
+      return SendInternal(res, lock.error());
+    }
     auto still_linked = meta.UnlinkBlob(name, *digest);
     if (!still_linked) {
       return SendUnknown(res, name, "BLOB_UNKNOWN", "blob unknown to registry",
@@ -535,7 +533,10 @@ struct HubServer::Impl final : ApiGate {
   // Finishes a session as digest and publishes it into name: 201, or the error.
   void Finish(httplib::Response& res, const std::string& name, const std::string& id,
               const Digest& digest) {
-    std::lock_guard lock(LockFor(digest));
+    auto lock = blobs.LockDigest(digest);
+    if (!lock) {
+      return SendInternal(res, lock.error());
+    }
     auto done = blobs.FinishUpload(id, digest);
     if (!done) {
       return SendUploadError(res, name, id, done.error());
@@ -560,7 +561,10 @@ struct HubServer::Impl final : ApiGate {
       }
       std::string from = req.get_param_value("from");
       if (!from.empty() && IsRepositoryName(from) && Allowed(req, res, Action::kPull, from)) {
-        std::lock_guard lock(LockFor(*digest));
+        auto lock = blobs.LockDigest(*digest);
+        if (!lock) {
+          return SendInternal(res, lock.error());
+        }
         auto linked = meta.LinkedBlob(from, *digest);
         auto size = linked ? blobs.Size(*digest) : Result<std::uint64_t>(Fail(linked.error()));
         if (size) {
@@ -1310,7 +1314,11 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
                     ": running without tokens is allowed on loopback only");
   }
   std::unique_ptr<Hub> hub(new Hub());
-  auto blobs = store::BlobStore::Open(config.data);
+  // Only hubs whose metadata is in PostgreSQL may share a data directory: with SQLite in it, two
+  // hubs on one directory would each have their own metadata over one set of blobs.
+  store::BlobStore::Options store_options;
+  store_options.sharing = config.db.empty() ? store::Sharing::kExclusive : store::Sharing::kShared;
+  auto blobs = store::BlobStore::Open(config.data, store_options);
   if (!blobs) {
     return Fail(std::move(blobs.error()).WithContext("while opening the hub's data directory"));
   }

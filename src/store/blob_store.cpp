@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <thread>
 
 namespace airlock::store {
 namespace fs = std::filesystem;
@@ -59,18 +60,73 @@ Status LockSession(int fd, std::string_view id) {
   return {};
 }
 
-// Opens path and locks it for this process without waiting; kUnavailable says who holds it.
-Result<UniqueFd> LockExclusively(const fs::path& path, const std::string& held_by) {
+Error GoneMeanwhile(std::string_view id) {
+  return Error(ErrorCode::kNotFound,
+               "no upload " + std::string(id) + " (it was finished or removed meanwhile)");
+}
+
+// A session's data file; kNotFound if another process finished or removed the session since its
+// directory was looked up.
+Result<UniqueFd> OpenSessionData(const fs::path& path, std::string_view id, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return Fail(GoneMeanwhile(id));
+    }
+    return Fail(ErrnoError("cannot open", path));
+  }
+  return UniqueFd(fd);
+}
+
+// After taking a session's lock: whether path is still the file fd opened. Another process may
+// have finished the session (renamed the file into blobs/) or a collector removed it between our
+// open and our lock; writing then would change a published blob or bytes nobody will read.
+Status CheckStillThere(int fd, const fs::path& path, std::string_view id) {
+  struct stat opened {};
+  struct stat now {};
+  if (::fstat(fd, &opened) != 0) {
+    return Fail(ErrnoError("cannot stat", path));
+  }
+  if (::stat(path.c_str(), &now) != 0) {
+    if (errno == ENOENT) {
+      return Fail(GoneMeanwhile(id));
+    }
+    return Fail(ErrnoError("cannot stat", path));
+  }
+  if (opened.st_dev != now.st_dev || opened.st_ino != now.st_ino) {
+    return Fail(GoneMeanwhile(id));
+  }
+  return {};
+}
+
+// flock without waiting: true if taken, false if another open file holds a conflicting lock.
+Result<bool> TryFlock(int fd, int operation, const fs::path& path) {
+  while (::flock(fd, operation | LOCK_NB) != 0) {
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EWOULDBLOCK) {
+      return false;
+    }
+    return Fail(ErrnoError("cannot lock", path));
+  }
+  return true;
+}
+
+Result<UniqueFd> OpenLockFile(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return Fail(ErrnoError("cannot open", path));
   }
-  UniqueFd lock(fd);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return Fail(ErrorCode::kUnavailable, held_by);
-    }
-    return Fail(ErrnoError("cannot lock", path));
+  return UniqueFd(fd);
+}
+
+// Opens path and locks it for this process without waiting; kUnavailable says who holds it.
+Result<UniqueFd> LockExclusively(const fs::path& path, const std::string& held_by) {
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd lock, OpenLockFile(path));
+  AIRLOCK_ASSIGN_OR_RETURN(bool taken, TryFlock(lock.get(), LOCK_EX, path));
+  if (!taken) {
+    return Fail(ErrorCode::kUnavailable, held_by);
   }
   return lock;
 }
@@ -112,6 +168,18 @@ bool IsLowerHex(std::string_view s) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
+// Removes every entry of dir (best effort); returns how many there were.
+std::size_t RemoveEverythingIn(const fs::path& dir) {
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+    ++removed;
+  }
+  return removed;
+}
+
 Result<std::uint64_t> SizeOf(int fd, const fs::path& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -136,22 +204,117 @@ bool IsUploadId(std::string_view id) {
   return true;
 }
 
-BlobStore::BlobStore(fs::path root, UniqueFd lock)
-    : root_(std::move(root)), lock_(std::move(lock)) {}
+class BlobStore::BusyGuard {
+ public:
+  BusyGuard(BlobStore& store, std::string_view id) : store_(store), id_(id) {
+    std::lock_guard lock(store_.mu_);
+    taken_ = store_.busy_.insert(id_).second;
+  }
+  ~BusyGuard() {
+    if (taken_) {
+      std::lock_guard lock(store_.mu_);
+      store_.busy_.erase(id_);
+    }
+  }
+  BusyGuard(const BusyGuard&) = delete;
+  BusyGuard& operator=(const BusyGuard&) = delete;
+  // kUnavailable if another request of this process is using the session.
+  Status Check() const {
+    if (!taken_) {
+      return Fail(ErrorCode::kUnavailable, "upload " + id_ + " is busy with another request");
+    }
+    return {};
+  }
+
+ private:
+  BlobStore& store_;
+  std::string id_;
+  bool taken_ = false;
+};
+
+BlobStore::BlobStore(fs::path root, UniqueFd lock, Sharing sharing)
+    : root_(std::move(root)), lock_(std::move(lock)), sharing_(sharing) {}
 
 BlobStore::~BlobStore() = default;
 
-Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root) {
+Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root, Options options) {
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "blobs" / "sha256"));
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "uploads"));
-  AIRLOCK_ASSIGN_OR_RETURN(
-      UniqueFd lock,
-      LockExclusively(
-          root / "store.lock",
-          "another process (an airlock-hub?) is using the blob store in " + root.string()));
-  std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(lock)));
-  store->RemoveAllUploads();
-  return store;
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "locks"));
+  const fs::path path = root / "store.lock";
+  if (options.sharing == Sharing::kExclusive) {
+    AIRLOCK_ASSIGN_OR_RETURN(
+        UniqueFd lock,
+        LockExclusively(path, "another process (an airlock-hub?) is using the blob store in " +
+                                  root.string() +
+                                  " (hubs may share a data directory only if each uses the same "
+                                  "PostgreSQL database, --db postgres://…)"));
+    std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(lock), options.sharing));
+    store->swept_at_open_ = RemoveEverythingIn(root / "uploads");
+    return store;
+  }
+  // Shared: exclusive for a moment if nobody else is here (then the sessions in uploads/ are a
+  // dead process's and go), shared from then on. flock converts a lock by dropping it and taking
+  // the new one, so another process may take it exclusively in between: then try again.
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd lock, OpenLockFile(path));
+  const auto deadline = std::chrono::steady_clock::now() + options.wait_for_exclusive_holder;
+  std::size_t swept = 0;
+  for (;;) {
+    AIRLOCK_ASSIGN_OR_RETURN(bool alone, TryFlock(lock.get(), LOCK_EX, path));
+    if (alone) {
+      swept += RemoveEverythingIn(root / "uploads");
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(bool shared, TryFlock(lock.get(), LOCK_SH, path));
+    if (shared) {
+      std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(lock), options.sharing));
+      store->swept_at_open_ = swept;
+      store->joined_others_ = !alone;
+      return store;
+    }
+    // Held exclusively by someone else: a sharing process sweeping at its start lets go in a
+    // moment; a process that opened the root exclusively does not.
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Fail(ErrorCode::kUnavailable,
+                  "another process holds the blob store in " + root.string() +
+                      " exclusively (an airlock-hub with SQLite metadata?): hubs may share a data "
+                      "directory only if each uses the same PostgreSQL database "
+                      "(--db postgres://…)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Result<std::optional<Sharing>> ProbeRootUse(const fs::path& root) {
+  const fs::path path = root / "store.lock";
+  // Read-write: over NFS, flock is emulated by a byte-range lock, and an exclusive one needs it.
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return std::optional<Sharing>();
+    }
+    return Fail(ErrnoError("cannot open", path));
+  }
+  UniqueFd lock(fd);
+  AIRLOCK_ASSIGN_OR_RETURN(bool unused, TryFlock(fd, LOCK_EX, path));
+  if (unused) {
+    return std::optional<Sharing>();  // the lock goes with the descriptor
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(bool shared, TryFlock(fd, LOCK_SH, path));
+  return std::optional<Sharing>(shared ? Sharing::kShared : Sharing::kExclusive);
+}
+
+Result<DigestLock> BlobStore::LockDigest(const Digest& digest) {
+  const std::string prefix = digest.hex().substr(0, 2);
+  std::unique_lock in_process(
+      digest_mutexes_[static_cast<std::size_t>(std::stoul(prefix, nullptr, 16))]);
+  const fs::path path = root_ / "locks" / (prefix + ".lock");
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd file, OpenLockFile(path));
+  while (::flock(file.get(), LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      return Fail(ErrnoError("cannot lock", path));
+    }
+  }
+  return DigestLock(std::move(in_process), std::move(file));
 }
 
 fs::path BlobStore::BlobPath(const Digest& digest) const { return BlobPathIn(root_, digest); }
@@ -220,6 +383,7 @@ Result<std::string> BlobStore::StartUpload(std::string_view repository) {
   }
   ::close(fd);
   std::lock_guard lock(mu_);
+  PruneHashes();
   hashes_[id] = RunningHash{std::make_unique<Sha256>(), 0};
   return id;
 }
@@ -233,6 +397,9 @@ Result<std::uint64_t> BlobStore::UploadSize(std::string_view id) const {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   struct stat st {};
   if (::stat((dir / kDataFile).c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return Fail(GoneMeanwhile(id));
+    }
     return Fail(ErrnoError("cannot stat", dir / kDataFile));
   }
   return static_cast<std::uint64_t>(st.st_size);
@@ -243,12 +410,11 @@ Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
                                               const ChunkSource& source, std::uint64_t max_size) {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   fs::path path = dir / kDataFile;
-  int raw = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (raw < 0) {
-    return Fail(ErrnoError("cannot open", path));
-  }
-  UniqueFd fd(raw);
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenSessionData(path, id, O_WRONLY | O_APPEND));
+  BusyGuard busy(*this, id);
+  AIRLOCK_RETURN_IF_ERROR(busy.Check());
   AIRLOCK_RETURN_IF_ERROR(LockSession(fd.get(), id));
+  AIRLOCK_RETURN_IF_ERROR(CheckStillThere(fd.get(), path, id));
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t size, SizeOf(fd.get(), path));
   if (offset && *offset != size) {
     return Fail(ErrorCode::kMismatch, "the chunk starts at byte " + std::to_string(*offset) +
@@ -301,14 +467,17 @@ Result<FileDigest> BlobStore::FinishUpload(std::string_view id, const Digest& ex
                                            std::optional<std::uint64_t> expected_size) {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   fs::path path = dir / kDataFile;
-  int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) {
-    return Fail(ErrnoError("cannot open", path));
-  }
-  UniqueFd fd(raw);
+  // Read-write although it only reads: an exclusive flock over NFS needs a writable descriptor.
+  AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenSessionData(path, id, O_RDWR));
+  BusyGuard busy(*this, id);
+  AIRLOCK_RETURN_IF_ERROR(busy.Check());
   AIRLOCK_RETURN_IF_ERROR(LockSession(fd.get(), id));
+  AIRLOCK_RETURN_IF_ERROR(CheckStillThere(fd.get(), path, id));
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t size, SizeOf(fd.get(), path));
 
+  // The running hash counts only if it covers the whole file: sizes only grow, so a session that
+  // another process appended to (or finished and we never heard) is longer than what we hashed,
+  // and is hashed again from the file.
   std::optional<Digest> actual;
   {
     std::lock_guard lock(mu_);
@@ -371,14 +540,25 @@ Status BlobStore::CancelUpload(std::string_view id) {
   return {};
 }
 
-std::size_t BlobStore::RemoveAllUploads() {
-  std::size_t removed = 0;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(root_ / "uploads", ec)) {
-    std::error_code ignored;
-    fs::remove_all(entry.path(), ignored);
-    ++removed;
+void BlobStore::PruneHashes() {
+  constexpr std::size_t kFewHashes = 256;
+  if (hashes_.size() < prune_at_) {
+    return;
   }
+  std::error_code ec;
+  for (auto it = hashes_.begin(); it != hashes_.end();) {
+    if (!fs::exists(root_ / "uploads" / it->first / kDataFile, ec)) {
+      it = hashes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Sessions that are still there are not pruned again until there are twice as many.
+  prune_at_ = std::max(kFewHashes, 2 * hashes_.size());
+}
+
+std::size_t BlobStore::RemoveAllUploads() {
+  std::size_t removed = RemoveEverythingIn(root_ / "uploads");
   std::lock_guard lock(mu_);
   hashes_.clear();
   return removed;
@@ -536,6 +716,73 @@ Result<std::uint64_t> BlobCollector::RecoverInterrupted(const IsLinked& is_linke
                 "cannot list " + (root_ / kAsideDir).string() + ": " + ec.message());
   }
   return deleted;
+}
+
+Result<BlobCollector::IdleUploads> BlobCollector::RemoveIdleUploads(TimePoint cutoff,
+                                                                    bool dry_run) {
+  IdleUploads out;
+  const fs::path top = root_ / "uploads";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(top, ec)) {
+    if (!IsUploadId(entry.path().filename().string())) {
+      continue;  // not a session: not ours to judge
+    }
+    const fs::path data = entry.path() / kDataFile;
+    int raw = ::open(data.c_str(), O_RDWR | O_CLOEXEC);  // writable: see FinishUpload
+    if (raw < 0) {
+      if (errno != ENOENT) {
+        return Fail(ErrnoError("cannot open", data));
+      }
+      // No data file: a session being created or finished this moment (the directory changed
+      // just now), or one whose creation a kill interrupted (it did not).
+      struct stat st {};
+      if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+          std::max(ToTimePoint(st.st_mtim), ToTimePoint(st.st_ctim)) > cutoff) {
+        continue;
+      }
+      if (!dry_run) {
+        std::error_code ignored;
+        fs::remove_all(entry.path(), ignored);
+      }
+      ++out.sessions;
+      continue;
+    }
+    UniqueFd fd(raw);
+    // The lock keeps appends and finishes out while we decide; one running now keeps it.
+    AIRLOCK_ASSIGN_OR_RETURN(bool idle_now, TryFlock(fd.get(), LOCK_EX, data));
+    if (!idle_now || !CheckStillThere(fd.get(), data, "")) {
+      continue;
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+      return Fail(ErrnoError("cannot stat", data));
+    }
+    if (std::max(ToTimePoint(st.st_mtim), ToTimePoint(st.st_ctim)) > cutoff) {
+      continue;
+    }
+    if (!dry_run) {
+      // The data file first, under the lock: a hub that opened it before and locks it after sees
+      // it gone (CheckStillThere) and answers that the session is unknown.
+      if (::unlink(data.c_str()) != 0 && errno != ENOENT) {
+        return Fail(ErrnoError("cannot remove", data));
+      }
+      // Closed before the directory goes: over NFS an unlinked file still open here lingers as
+      // .nfsXXXX in it until the last close.
+      fd = UniqueFd();
+      std::error_code removed;
+      fs::remove_all(entry.path(), removed);
+      if (removed) {
+        return Fail(ErrorCode::kIo,
+                    "cannot remove " + entry.path().string() + ": " + removed.message());
+      }
+    }
+    ++out.sessions;
+    out.bytes += static_cast<std::uint64_t>(st.st_size);
+  }
+  if (ec) {
+    return Fail(ErrorCode::kIo, "cannot list " + top.string() + ": " + ec.message());
+  }
+  return out;
 }
 
 }  // namespace airlock::store

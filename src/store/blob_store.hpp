@@ -8,16 +8,32 @@
 //   uploads/<uuid>/repository    the repository the session was opened for
 //
 // A blob file appears only complete and verified: an upload's data file is fsync'ed, its digest
-// and size checked, and it is renamed into blobs/ (then the directory is fsync'ed). Uploads do not
-// survive a restart: Open() removes every session left by a previous process, so a hub killed
-// mid-upload leaves neither a partial blob nor a session. Only one process may use a root at a
-// time (Open() takes an exclusive lock on ROOT/store.lock, released when the object dies).
+// and size checked, and it is renamed into blobs/ (then the directory is fsync'ed).
+//
+// Several processes may share a root (hubs on one PostgreSQL database, behind a load balancer,
+// with the data directory on shared storage) when each opens it with Sharing::kShared; a store
+// opened with Sharing::kExclusive (a hub with SQLite metadata) is alone on it. ROOT/store.lock
+// (flock) says which: kExclusive holds it exclusively for as long as the object lives; kShared
+// holds it shared, and takes it exclusively for a moment at Open when it can. The rules across
+// processes:
+//   - Upload sessions live only in files, so any process may continue or finish any session; the
+//     running hash below is an optimisation of the process that received every byte.
+//   - Appends and the finish of one session are serialised by a flock on its data file (and, in
+//     this process, a set of busy sessions, which does not depend on how the filesystem maps
+//     flock): a second concurrent append, here or in another process, fails with kUnavailable.
+//   - Publishing is a rename into blobs/, atomic for every reader.
+//   - Whoever links a blob in the metadata or removes its file after the last unlink holds the
+//     digest's lock (LockDigest: a mutex here and a flock on ROOT/locks/<xx>.lock across
+//     processes), so a removal never takes away the bytes of a blob another process is linking.
+//   - Sessions left by a dead process: Open removes every session when no other process has the
+//     root open (it got the exclusive lock); otherwise it leaves them, and BlobCollector removes
+//     sessions idle for longer than a limit (`airlock-hub gc`).
 //
 // Which repository may see a blob is not this class's business (MetadataStore links blobs to
-// repositories). Thread-safe: any method may be called from any thread; appends to one session are
-// serialised by a lock on its data file, and a second concurrent append to it fails with
-// kUnavailable. Every method blocks on the disk.
-
+// repositories). Thread-safe: any method may be called from any thread. Every method blocks on
+// the disk; LockDigest also waits for another holder of the digest's lock.
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -25,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,16 +64,50 @@ struct BlobFile {
 // bytes written so far stay in the session.
 using ChunkSource = std::function<Status(const std::function<Status(std::string_view)>& sink)>;
 
+// Whether other processes may use the same root at the same time (see BlobStore).
+enum class Sharing {
+  kExclusive,  // this process alone: Open fails while any other process has the root open
+  kShared,     // beside other kShared processes; Open fails while a kExclusive one has it open
+};
+
+// Holds a digest's lock (BlobStore::LockDigest) until it dies. Movable.
+class DigestLock {
+ public:
+  DigestLock(std::unique_lock<std::mutex> in_process, UniqueFd file)
+      : in_process_(std::move(in_process)), file_(std::move(file)) {}
+
+ private:
+  std::unique_lock<std::mutex> in_process_;
+  UniqueFd file_;  // closing it releases the flock (before the mutex: members die in reverse)
+};
+
 class BlobStore {
  public:
-  // Creates the directories if needed, takes the root's lock (kUnavailable if another process
-  // holds it), and removes the upload sessions a previous process left behind.
-  [[nodiscard]] static Result<std::unique_ptr<BlobStore>> Open(const std::filesystem::path& root);
+  struct Options {
+    Sharing sharing = Sharing::kExclusive;
+    // kShared: how long Open waits while another process holds the lock exclusively (a sharing
+    // process sweeping uploads/ at its own start holds it for a moment) before it gives up.
+    std::chrono::milliseconds wait_for_exclusive_holder = std::chrono::seconds(10);
+  };
+
+  // Creates the directories if needed and takes ROOT/store.lock as options.sharing says. Then,
+  // if no other process has the root open, removes every upload session (a dead process's).
+  // kUnavailable, with a message saying why, when the lock is held in a way that excludes us.
+  [[nodiscard]] static Result<std::unique_ptr<BlobStore>> Open(const std::filesystem::path& root,
+                                                               Options options);
+  [[nodiscard]] static Result<std::unique_ptr<BlobStore>> Open(const std::filesystem::path& root) {
+    return Open(root, Options{});
+  }
   ~BlobStore();
   BlobStore(const BlobStore&) = delete;
   BlobStore& operator=(const BlobStore&) = delete;
 
   const std::filesystem::path& root() const { return root_; }
+  Sharing sharing() const { return sharing_; }
+  // How many upload sessions Open removed (0 when other processes had the root open).
+  std::size_t swept_at_open() const { return swept_at_open_; }
+  // Whether Open found other processes using the root (so it left uploads/ alone).
+  bool joined_others_at_open() const { return joined_others_; }
 
   // ---- blobs ----
   // The size of a stored blob; kNotFound if there is none.
@@ -65,6 +116,11 @@ class BlobStore {
   // Removes a blob. kNotFound if there is none. Readers that have it open keep reading.
   [[nodiscard]] Status Remove(const Digest& digest);
   std::filesystem::path BlobPath(const Digest& digest) const;
+  // Waits for and takes the digest's lock, in this process and across processes on the root.
+  // Hold it from before a link is written (or a last link removed) until after the blob's file
+  // was published (or removed). Digests share 256 locks by their first byte. kIo if the lock
+  // file cannot be opened or locked.
+  [[nodiscard]] Result<DigestLock> LockDigest(const Digest& digest);
 
   // ---- upload sessions ----
   // Starts a session for repository; returns its id (a random UUID).
@@ -88,12 +144,18 @@ class BlobStore {
                                                 std::optional<std::uint64_t> expected_size = {});
   // Removes a session and its bytes. kNotFound for an unknown id.
   [[nodiscard]] Status CancelUpload(std::string_view id);
-  // Removes every session (Open does this). Returns how many there were.
+  // Removes every session, including other processes' (Open does this when it is alone).
+  // Returns how many there were.
   std::size_t RemoveAllUploads();
 
  private:
-  BlobStore(std::filesystem::path root, UniqueFd lock);
+  BlobStore(std::filesystem::path root, UniqueFd lock, Sharing sharing);
   Result<std::filesystem::path> UploadDir(std::string_view id) const;
+  // Marks a session busy in this process for as long as it lives (see AppendUpload).
+  class BusyGuard;
+  // Drops running hashes of sessions that no longer exist (finished or removed by another
+  // process) once there are many. Called with mu_ held.
+  void PruneHashes();
 
   // Bytes of a session hashed as they arrived, so that finishing does not read them again. Kept
   // only while every byte of the session went through this process in order.
@@ -104,9 +166,22 @@ class BlobStore {
 
   std::filesystem::path root_;
   UniqueFd lock_;
-  mutable std::mutex mu_;  // guards hashes_
+  Sharing sharing_;
+  std::size_t swept_at_open_ = 0;
+  bool joined_others_ = false;
+  mutable std::mutex mu_;  // guards hashes_ and busy_
   std::map<std::string, RunningHash, std::less<>> hashes_;
+  std::size_t prune_at_ = 256;  // PruneHashes looks for finished sessions from this many on
+  std::set<std::string, std::less<>> busy_;  // sessions an append or finish of ours is using
+  std::array<std::mutex, 256> digest_mutexes_;
 };
+
+// How processes have root open right now, by probing ROOT/store.lock without keeping it: nullopt
+// when none does (or there is no store), else the sharing of the stores that have it open (a
+// kShared one holds it exclusively for a moment at its Open, and looks kExclusive then). A tool
+// that works beside them (`airlock-hub gc`) uses it to refuse to judge a shared directory by the
+// wrong metadata.
+[[nodiscard]] Result<std::optional<Sharing>> ProbeRootUse(const std::filesystem::path& root);
 
 // Whether id has the shape of a session id (so it cannot name a path outside uploads/).
 bool IsUploadId(std::string_view id);
@@ -134,8 +209,8 @@ enum class Collected {
 // no repository links it: a hub killed between publishing a blob and linking it leaves such a
 // file, and so does a failed removal or a second hub's data directory on a shared database.
 //
-// It runs beside the hub that owns the directory (which holds ROOT/store.lock for as long as it
-// serves), so it does not take that lock; it takes ROOT/gc.lock, which only collectors use. A hub
+// It runs beside the hubs that use the directory (which hold ROOT/store.lock for as long as they
+// serve), so it does not take that lock; it takes ROOT/gc.lock, which only collectors use. A hub
 // may publish the very blob being removed, by renaming a new file into its place and then linking
 // it. So removal is: skip a file that changed after the cutoff; ask whether it is linked; move it
 // aside into ROOT/gc/; if what was moved is not the file first looked at (a publish replaced it)
@@ -166,6 +241,17 @@ class BlobCollector {
   // Settles what a collector killed mid-removal left in ROOT/gc/: linked blobs go back into
   // blobs/, the rest is deleted. Returns the bytes deleted. Call it before collecting.
   [[nodiscard]] Result<std::uint64_t> RecoverInterrupted(const IsLinked& is_linked);
+
+  struct IdleUploads {
+    std::size_t sessions = 0;
+    std::uint64_t bytes = 0;
+  };
+  // Removes the upload sessions whose data last changed at or before cutoff (sessions of a hub
+  // that died while others kept the root open, or that a client abandoned), except those an
+  // append or finish is using right now (their data file's flock is taken). A hub that continues
+  // a removed session afterwards answers kNotFound, as for any unknown session. dry_run: counts
+  // them and removes nothing.
+  [[nodiscard]] Result<IdleUploads> RemoveIdleUploads(TimePoint cutoff, bool dry_run);
 
  private:
   BlobCollector(std::filesystem::path root, UniqueFd lock);

@@ -1,5 +1,5 @@
-// CollectGarbage: the grace period counted back from the given time, the dry run, the tally, and
-// what an interrupted collection left aside.
+// CollectGarbage: the grace period counted back from the given time, the dry run, the tally,
+// what an interrupted collection left aside, and idle upload sessions.
 
 #include "hub/gc.hpp"
 #include "hub/server.hpp"
@@ -78,6 +78,33 @@ TEST_F(GcTest, RemovesUnlinkedBlobsOlderThanTheGracePeriod) {
   ASSERT_TRUE(again);
   EXPECT_TRUE(again->removed.empty());
   EXPECT_EQ(again->linked, 1u);
+}
+
+TEST_F(GcTest, UploadSessionsGoOnceIdleForLongerThanTheLimit) {
+  auto id = blobs_->StartUpload("r").value();
+  ASSERT_TRUE(blobs_->AppendUpload(id, 0, [](const auto& sink) { return sink("half a blob"); }));
+  const auto now = std::chrono::system_clock::now();
+
+  auto soon = CollectGarbage(*collector_, *meta_, {}, now + std::chrono::hours(23));
+  ASSERT_TRUE(soon) << soon.error().ToString();
+  EXPECT_EQ(soon->idle_uploads, 0u);  // within the default day
+  EXPECT_TRUE(blobs_->UploadSize(id));
+
+  GcOptions dry{.upload_idle = std::chrono::hours(1), .dry_run = true};
+  auto listed = CollectGarbage(*collector_, *meta_, dry, now + std::chrono::hours(2));
+  ASSERT_TRUE(listed) << listed.error().ToString();
+  EXPECT_EQ(listed->idle_uploads, 1u);
+  EXPECT_EQ(listed->idle_upload_bytes, 11u);
+  EXPECT_TRUE(blobs_->UploadSize(id));
+
+  auto later = CollectGarbage(*collector_, *meta_, {}, now + std::chrono::hours(25));
+  ASSERT_TRUE(later) << later.error().ToString();
+  EXPECT_EQ(later->idle_uploads, 1u);
+  EXPECT_EQ(later->idle_upload_bytes, 11u);
+  EXPECT_EQ(blobs_->UploadSize(id).error().code(), ErrorCode::kNotFound);
+  // The hub starts the next upload as usual.
+  Digest d = Put("a whole blob", true);
+  EXPECT_EQ(*blobs_->Size(d), 12u);
 }
 
 TEST_F(GcTest, AnUnknownDatabaseSchemeIsRefused) {

@@ -1,17 +1,21 @@
 // `airlock-hub serve` as a real process: it prints where it serves, stops cleanly on SIGTERM,
-// refuses a second hub on the same data directory, and after a kill -9 in the middle of uploads
-// it restarts with nothing half visible and the partial uploads gone. `airlock-hub gc` removes
-// unlinked blob files beside a serving hub and keeps every linked one.
+// refuses a second hub on the same data directory (with SQLite), and after a kill -9 in the
+// middle of uploads it restarts with nothing half visible and the partial uploads gone. Hubs on
+// one PostgreSQL database share one data directory: any of them serves any blob and continues
+// any upload, and a killed one's sessions go with `airlock-hub gc`, not with the others'.
+// `airlock-hub gc` removes unlinked blob files beside a serving hub and keeps every linked one.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -29,7 +33,8 @@ std::string HubBinary() {
   return (airlock::testing::AirlockBinary().parent_path() / "airlock-hub").string();
 }
 
-// A child process with its stdout and stderr in pipes; killed when the object dies.
+// A child process with its stdout and stderr in pipes; killed when the object dies, or when the
+// test process dies.
 class HubProcess {
  public:
   explicit HubProcess(std::vector<std::string> args) {
@@ -37,8 +42,14 @@ class HubProcess {
     int out[2], err[2];
     EXPECT_EQ(pipe(out), 0);
     EXPECT_EQ(pipe(err), 0);
+    pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // A test process that dies without running destructors (a crash) takes its hubs along.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) {
+        _exit(127);
+      }
       dup2(out[1], 1);
       dup2(err[1], 2);
       close(out[0]);
@@ -124,6 +135,17 @@ class HalfRequest {
     EXPECT_EQ(send(fd_, all.data(), all.size(), MSG_NOSIGNAL), static_cast<ssize_t>(all.size()));
   }
   ~HalfRequest() { close(fd_); }
+  // Sends the rest of the body and returns the response's status code (-1 if none came).
+  int Finish(const std::string& rest) {
+    EXPECT_EQ(send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL), static_cast<ssize_t>(rest.size()));
+    std::string head;
+    char c;
+    while (head.find("\r\n") == std::string::npos && recv(fd_, &c, 1, 0) == 1) {
+      head += c;
+    }
+    auto space = head.find(' ');
+    return space == std::string::npos ? -1 : std::atoi(head.c_str() + space + 1);
+  }
 
  private:
   int fd_ = -1;
@@ -399,6 +421,214 @@ TEST(HubProcess, GcRemovesWhatAnotherHubsDeleteLeftOnASharedDatabase) {
   EXPECT_EQ(cb.Get("/v2/m/blobs/" + Sha256Of(kept).ToString())->body, kept);
   EXPECT_EQ(a.Stop(SIGTERM), 0);
   EXPECT_EQ(b.Stop(SIGTERM), 0);
+}
+
+// Bytes that differ all along, so a shifted or misplaced range shows.
+std::string Patterned(std::size_t size, unsigned seed) {
+  std::string out(size, '\0');
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : out) {
+    x = x * 1664525u + 1013904223u;
+    c = static_cast<char>(x >> 24);
+  }
+  return out;
+}
+
+std::string NewDatabase() {
+  try {
+    return airlock::testing::SharedPostgres().CreateDatabase();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << e.what();
+    return "";
+  }
+}
+
+std::vector<std::string> SessionsUnder(const fs::path& data) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(data / "uploads")) {
+    out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The session id at the end of an upload's Location.
+std::string SessionId(const std::string& location) {
+  return location.substr(location.rfind('/') + 1);
+}
+
+TEST(HubProcess, TwoHubsOnOneDataDirectoryAndDatabaseServeAndUploadThroughEither) {
+  std::string db = NewDatabase();
+  ASSERT_FALSE(db.empty());
+  TempDir dir;
+  fs::path data = dir / "data";
+  HubProcess a({"serve", "--data", data.string(), "--db", db, "--port", "0", "--no-auth",
+                "--log-level", "warn"});
+  int port_a = a.WaitForPort();
+  ASSERT_GT(port_a, 0) << a.Stderr();
+  HubProcess b({"serve", "--data", data.string(), "--db", db, "--port", "0", "--no-auth",
+                "--log-level", "warn"});
+  int port_b = b.WaitForPort();
+  ASSERT_GT(port_b, 0) << b.Stderr();
+  httplib::Client ca("127.0.0.1", port_a), cb("127.0.0.1", port_b);
+
+  // Pushed to a, pulled from b: the same bytes, whole and by range.
+  std::string config = R"({"architecture":"amd64"})", weights = Patterned(300000, 1);
+  Push(ca, "models/m", config);
+  Push(ca, "models/m", weights);
+  std::string manifest = ImageManifest(config, {weights});
+  ASSERT_EQ(ca.Put("/v2/models/m/manifests/1.0", manifest, kManifestType)->status, 201);
+  auto got_manifest = cb.Get("/v2/models/m/manifests/1.0");
+  ASSERT_TRUE(got_manifest);
+  EXPECT_EQ(got_manifest->body, manifest);
+  std::string blob_path = "/v2/models/m/blobs/" + Sha256Of(weights).ToString();
+  auto whole = cb.Get(blob_path);
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->status, 200);
+  EXPECT_TRUE(whole->body == weights);
+  auto ranged = cb.Get(blob_path, {{"Range", "bytes=123456-223455"}});
+  ASSERT_TRUE(ranged);
+  EXPECT_EQ(ranged->status, 206);
+  EXPECT_EQ(ranged->get_header_value("Content-Range"), "bytes 123456-223455/300000");
+  EXPECT_TRUE(ranged->body == weights.substr(123456, 100000));
+
+  // A chunked upload started on a, continued on b, finished on a (which did not see every byte,
+  // so it hashes the file rather than trusting what it hashed itself).
+  std::string chunked = Patterned(3 << 20, 2);
+  auto start = ca.Post("/v2/models/m/blobs/uploads/", "", "application/octet-stream");
+  ASSERT_EQ(start->status, 202);
+  std::string location = start->get_header_value("Location");
+  const std::size_t mib = 1 << 20;
+  auto first = ca.Patch(location, {{"Content-Range", "0-1048575"}}, chunked.substr(0, mib),
+                        "application/octet-stream");
+  ASSERT_EQ(first->status, 202) << first->body;
+  auto second = cb.Patch(location, {{"Content-Range", "1048576-2097151"}}, chunked.substr(mib, mib),
+                         "application/octet-stream");
+  ASSERT_EQ(second->status, 202) << second->body;
+  EXPECT_EQ(second->get_header_value("Range"), "0-2097151");
+  // A chunk that starts where b already wrote is refused by a, which sees b's bytes. (Small: the
+  // hub answers before reading the body and closes, and a large one would still be in flight.)
+  auto repeated = ca.Patch(location, {{"Content-Range", "1048576-1048579"}}, chunked.substr(mib, 4),
+                           "application/octet-stream");
+  EXPECT_EQ(repeated->status, 416);
+  EXPECT_EQ(repeated->get_header_value("Range"), "0-2097151");
+  auto finished = ca.Put(location + "?digest=" + Sha256Of(chunked).ToString(),
+                         chunked.substr(2 * mib), "application/octet-stream");
+  ASSERT_EQ(finished->status, 201) << finished->body;
+  std::string chunked_path = "/v2/models/m/blobs/" + Sha256Of(chunked).ToString();
+  EXPECT_TRUE(cb.Get(chunked_path)->body == chunked);
+  EXPECT_TRUE(SessionsUnder(data).empty());
+
+  // Deleted through b: gone through a, and its file with it.
+  ASSERT_EQ(cb.Delete(chunked_path)->status, 202);
+  EXPECT_EQ(ca.Head(chunked_path)->status, 404);
+  EXPECT_FALSE(fs::exists(BlobFile(data, chunked)));
+  EXPECT_TRUE(ca.Get(blob_path)->body == weights);  // the other blob is still served by both
+
+  // A hub with SQLite metadata may not join them, and gc must use their database.
+  HubProcess lone({"serve", "--no-auth", "--data", data.string(), "--port", "0"});
+  EXPECT_EQ(lone.Wait(), 1);
+  std::string refused = lone.Stderr();
+  EXPECT_NE(refused.find("another process"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("same PostgreSQL database"), std::string::npos) << refused;
+  auto wrong_gc = HubCommand({"gc", "--data", data.string(), "--grace", "0s"});
+  EXPECT_EQ(wrong_gc.exit_code, 1);
+  EXPECT_NE(wrong_gc.err.find("run gc with their database"), std::string::npos) << wrong_gc.err;
+  EXPECT_TRUE(fs::exists(BlobFile(data, weights)));
+  EXPECT_TRUE(cb.Get(blob_path)->body == weights);  // both still serve
+
+  EXPECT_EQ(a.Stop(SIGTERM), 0);
+  EXPECT_EQ(b.Stop(SIGTERM), 0);
+}
+
+TEST(HubProcess, AHubKilledMidUploadLeavesTheOthersSessionsAndGcRemovesItsOwn) {
+  std::string db = NewDatabase();
+  ASSERT_FALSE(db.empty());
+  TempDir dir;
+  fs::path data = dir / "data";
+  std::vector<std::string> serve = {"serve",  "--data", data.string(), "--db",        db,
+                                    "--port", "0",      "--no-auth",   "--log-level", "warn"};
+  auto a = std::make_unique<HubProcess>(serve);
+  int port_a = a->WaitForPort();
+  ASSERT_GT(port_a, 0);
+  HubProcess b(serve);
+  int port_b = b.WaitForPort();
+  ASSERT_GT(port_b, 0);
+  httplib::Client ca("127.0.0.1", port_a), cb("127.0.0.1", port_b);
+  std::string blob = Patterned(2 << 20, 3);
+  std::string digest = Sha256Of(blob).ToString();
+
+  // On b, an upload whose PATCH is still arriving (b holds its session) ...
+  auto on_b = cb.Post("/v2/models/b/blobs/uploads/", "", "application/octet-stream");
+  ASSERT_EQ(on_b->status, 202);
+  std::string b_location = on_b->get_header_value("Location");
+  HalfRequest b_patch(port_b,
+                      "PATCH " + b_location +
+                          " HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                          "Content-Length: " +
+                          std::to_string(blob.size()) + "\r\n\r\n",
+                      blob.substr(0, 1 << 20));
+  // ... and on a, an idle chunked session and a monolithic push cut off mid-body.
+  auto on_a = ca.Post("/v2/models/a/blobs/uploads/", "", "application/octet-stream");
+  ASSERT_EQ(on_a->status, 202);
+  std::string a_location = on_a->get_header_value("Location");
+  ASSERT_EQ(ca.Patch(a_location, blob.substr(0, 1000), "application/octet-stream")->status, 202);
+  HalfRequest a_push(port_a,
+                     "POST /v2/models/a/blobs/uploads/?digest=" + digest +
+                         " HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                         "Content-Length: " +
+                         std::to_string(blob.size()) + "\r\n\r\n",
+                     blob.substr(0, 1 << 20));
+  ASSERT_TRUE(airlock::testing::WaitUntil([&] {
+    std::size_t full = 0;
+    for (const auto& id : SessionsUnder(data)) {
+      std::error_code ec;
+      full += fs::file_size(data / "uploads" / id / "data", ec) == (1u << 20) ? 1 : 0;
+    }
+    return full == 2;
+  })) << "the cut-off requests never reached the disk";
+  ASSERT_EQ(SessionsUnder(data).size(), 3u);
+  EXPECT_EQ(a->Stop(SIGKILL), 128 + SIGKILL);
+  a.reset();
+
+  // Nothing of a's is removed by b, and a's chunked session can still be continued through b.
+  EXPECT_EQ(SessionsUnder(data).size(), 3u);
+  auto a_status = cb.Get(a_location);
+  ASSERT_TRUE(a_status);
+  EXPECT_EQ(a_status->status, 204);
+  EXPECT_EQ(a_status->get_header_value("Range"), "0-999");
+
+  // gc keeps sessions that received bytes within --upload-idle (24h by default) ...
+  auto kept = HubCommand({"gc", "--data", data.string(), "--db", db});
+  ASSERT_EQ(kept.exit_code, 0) << kept.err;
+  EXPECT_EQ(kept.out.find("upload session"), std::string::npos) << kept.out;
+  EXPECT_EQ(SessionsUnder(data).size(), 3u);
+  // ... and with 0s removes every session not in use: a's two, not b's, whose PATCH is arriving.
+  auto gc = HubCommand({"gc", "--data", data.string(), "--db", db, "--upload-idle", "0s"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  EXPECT_NE(gc.out.find("removed 2 upload session(s) idle for more than 0s (" +
+                        std::to_string(1000 + (1 << 20)) + " bytes)"),
+            std::string::npos)
+      << gc.out;
+  EXPECT_EQ(SessionsUnder(data), std::vector<std::string>{SessionId(b_location)});
+  EXPECT_EQ(cb.Get(a_location)->status, 404);
+  EXPECT_EQ(cb.Head("/v2/models/a/blobs/" + digest)->status, 404);
+
+  // b's upload completes as if nothing happened.
+  EXPECT_EQ(b_patch.Finish(blob.substr(1 << 20)), 202);
+  auto done = cb.Put(b_location + "?digest=" + digest, "", "application/octet-stream");
+  ASSERT_EQ(done->status, 201) << done->body;
+  EXPECT_TRUE(cb.Get("/v2/models/b/blobs/" + digest)->body == blob);
+
+  // A session b leaves when it stops goes when a hub next starts alone on the directory.
+  auto left = cb.Post("/v2/models/b/blobs/uploads/", "", "application/octet-stream");
+  ASSERT_EQ(left->status, 202);
+  EXPECT_EQ(b.Stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_EQ(SessionsUnder(data).size(), 1u);
+  HubProcess alone(serve);
+  ASSERT_GT(alone.WaitForPort(), 0);
+  EXPECT_TRUE(SessionsUnder(data).empty());
+  EXPECT_EQ(alone.Stop(SIGTERM), 0);
 }
 
 }  // namespace

@@ -1,12 +1,18 @@
 // BlobStore: blobs appear only whole and verified, chunks come in order, mismatches leave
-// nothing, and what a killed process left of its uploads is swept on the next Open.
+// nothing, and what a killed process left of its uploads is swept on the next Open. Several
+// stores on one root (Sharing::kShared) keep each other's sessions, serialise appends to one
+// session and the publish/remove of one digest across processes, and exclude a kExclusive one.
 
 #include "store/blob_store.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -202,6 +208,166 @@ TEST_F(BlobStoreTest, OnlyOneProcessUsesADirectoryAndOpenSweepsOldUploads) {
   EXPECT_EQ(ReadBlob(**reopened, Sha256Of("kept")), "kept");
 }
 
+// ---- several processes on one root ----
+
+BlobStore::Options SharedOptions() {
+  BlobStore::Options o;
+  o.sharing = Sharing::kShared;
+  o.wait_for_exclusive_holder = std::chrono::milliseconds(200);
+  return o;
+}
+
+// flock belongs to an open file, not to a process, so two stores in one test process contend for
+// store.lock, a session's file and a digest's lock file exactly as two hubs would.
+TEST(SharedBlobStore, TheFirstSweepsADeadProcessesSessionsTheNextKeepsTheLiveOnes) {
+  TempDir dir;
+  airlock::testing::WriteAll(dir.path() / "uploads/00000000-0000-4000-8000-000000000000/data",
+                             "left by a hub that died alone");
+  auto a = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(a) << a.error().ToString();
+  EXPECT_FALSE((*a)->joined_others_at_open());
+  EXPECT_EQ((*a)->swept_at_open(), 1u);
+  EXPECT_EQ(FilesUnder(dir.path() / "uploads"), std::vector<std::string>{});
+
+  auto id = (*a)->StartUpload("r");
+  ASSERT_TRUE((*a)->AppendUpload(*id, 0, Bytes({"started on a, "})));
+  auto b = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(b) << b.error().ToString();
+  EXPECT_TRUE((*b)->joined_others_at_open());
+  EXPECT_EQ((*b)->swept_at_open(), 0u);
+  // b continues a's session, and a finishes it: a's running hash covers only its own bytes, so
+  // it must hash the file, and the blob is every byte in order.
+  EXPECT_EQ(*(*b)->UploadRepository(*id), "r");
+  ASSERT_EQ(*(*b)->AppendUpload(*id, 14, Bytes({"continued on b"})), 28u);
+  auto stale = (*a)->FinishUpload(*id, Sha256Of("started on a, "));
+  ASSERT_FALSE(stale);  // a digest of a's bytes alone is refused: the hash was not trusted
+  EXPECT_EQ(stale.error().code(), ErrorCode::kCorrupt);
+
+  auto id2 = (*a)->StartUpload("r");
+  ASSERT_TRUE((*a)->AppendUpload(*id2, 0, Bytes({"started on a, "})));
+  ASSERT_TRUE((*b)->AppendUpload(*id2, 14, Bytes({"continued on b, "})));
+  ASSERT_TRUE((*a)->AppendUpload(*id2, 30, Bytes({"ended on a"})));
+  const std::string whole = "started on a, continued on b, ended on a";
+  auto done = (*a)->FinishUpload(*id2, Sha256Of(whole), whole.size());
+  ASSERT_TRUE(done) << done.error().ToString();
+  EXPECT_EQ(ReadBlob(**b, Sha256Of(whole)), whole);
+  EXPECT_EQ((*b)->UploadSize(*id2).error().code(), ErrorCode::kNotFound);
+
+  // While b lives, a reopened store is not alone and leaves b's session in place.
+  auto kept = (*b)->StartUpload("r");
+  ASSERT_TRUE((*b)->AppendUpload(*kept, 0, Bytes({"b's"})));
+  a->reset();
+  auto again = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(again);
+  EXPECT_TRUE((*again)->joined_others_at_open());
+  EXPECT_EQ(*(*again)->UploadSize(*kept), 3u);
+  // Once every store is gone, the next one is alone and sweeps.
+  b->reset();
+  again->reset();
+  auto alone = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(alone);
+  EXPECT_EQ((*alone)->swept_at_open(), 1u);
+  EXPECT_EQ((*alone)->UploadSize(*kept).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(ReadBlob(**alone, Sha256Of(whole)), whole);
+}
+
+TEST(SharedBlobStore, AnExclusiveStoreAndSharedOnesExcludeEachOther) {
+  TempDir dir;
+  {
+    auto exclusive = BlobStore::Open(dir.path());
+    ASSERT_TRUE(exclusive);
+    auto id = (*exclusive)->StartUpload("r");
+    auto shared = BlobStore::Open(dir.path(), SharedOptions());
+    ASSERT_FALSE(shared);
+    EXPECT_EQ(shared.error().code(), ErrorCode::kUnavailable);
+    EXPECT_NE(shared.error().message().find("exclusively (an airlock-hub with SQLite metadata?)"),
+              std::string::npos)
+        << shared.error().message();
+    EXPECT_TRUE((*exclusive)->UploadSize(*id));  // the refused store touched nothing
+  }
+  auto shared = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(shared);
+  auto id = (*shared)->StartUpload("r");
+  auto exclusive = BlobStore::Open(dir.path());
+  ASSERT_FALSE(exclusive);
+  EXPECT_EQ(exclusive.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(exclusive.error().message().find("same PostgreSQL database"), std::string::npos)
+      << exclusive.error().message();
+  EXPECT_EQ(*(*shared)->UploadSize(*id), 0u);
+  EXPECT_TRUE(BlobStore::Open(dir.path(), SharedOptions()));  // another sharer still may
+}
+
+TEST(SharedBlobStore, AnAppendInAnotherProcessKeepsTheSessionBusyThere) {
+  TempDir dir;
+  auto store = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(store);
+  auto id = (*store)->StartUpload("r");
+  ASSERT_TRUE((*store)->AppendUpload(*id, 0, Bytes({"0123"})));
+  int started[2], release[2];
+  ASSERT_EQ(pipe(started), 0);
+  ASSERT_EQ(pipe(release), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Another hub: appends one piece, then waits (its request body still arriving).
+    auto other = BlobStore::Open(dir.path(), SharedOptions());
+    if (!other) {
+      _exit(10);
+    }
+    auto appended = (*other)->AppendUpload(*id, 4, [&](const auto& sink) -> Status {
+      AIRLOCK_RETURN_IF_ERROR(sink("4567"));
+      char c = 'x';
+      if (write(started[1], &c, 1) != 1 || read(release[0], &c, 1) != 1) {
+        return Fail(ErrorCode::kIo, "pipe");
+      }
+      return sink("89");
+    });
+    _exit(appended && *appended == 10 ? 0 : 11);
+  }
+  char c;
+  ASSERT_EQ(read(started[0], &c, 1), 1);
+  auto busy = (*store)->AppendUpload(*id, std::nullopt, Bytes({"no"}));
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code(), ErrorCode::kUnavailable);
+  auto finishing = (*store)->FinishUpload(*id, Sha256Of("0123456789"));
+  ASSERT_FALSE(finishing);
+  EXPECT_EQ(finishing.error().code(), ErrorCode::kUnavailable);
+  ASSERT_EQ(write(release[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  for (int fd : {started[0], started[1], release[0], release[1]}) {
+    close(fd);
+  }
+  // Nothing of the refused requests went in; the session finishes as the other process left it.
+  ASSERT_TRUE((*store)->FinishUpload(*id, Sha256Of("0123456789"), 10));
+  EXPECT_EQ(ReadBlob(**store, Sha256Of("0123456789")), "0123456789");
+}
+
+TEST(SharedBlobStore, ADigestsLockIsHeldAcrossStores) {
+  TempDir dir;
+  auto a = BlobStore::Open(dir.path(), SharedOptions());
+  auto b = BlobStore::Open(dir.path(), SharedOptions());
+  ASSERT_TRUE(a && b);
+  Digest d = Sha256Of("contested");
+  fs::path lock_file = dir.path() / "locks" / (d.hex().substr(0, 2) + ".lock");
+  auto held = (*a)->LockDigest(d);
+  ASSERT_TRUE(held) << held.error().ToString();
+  // Any other open file of the lock, in any process, waits: b's does, and so does ours here.
+  airlock::UniqueFd probe(open(lock_file.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_GE(probe.get(), 0);
+  EXPECT_NE(flock(probe.get(), LOCK_EX | LOCK_NB), 0);
+  std::atomic<bool> b_has_it = false;
+  std::thread waiter([&] {
+    auto lock = (*b)->LockDigest(d);
+    b_has_it = lock.has_value();
+  });
+  held = Fail(ErrorCode::kInternal, "released");  // a lets go; b gets it
+  waiter.join();
+  EXPECT_TRUE(b_has_it);
+  EXPECT_EQ(flock(probe.get(), LOCK_EX | LOCK_NB), 0);  // and let go of it too
+}
+
 // ---- garbage collection ----
 
 class BlobCollectorTest : public BlobStoreTest {
@@ -315,6 +481,47 @@ TEST_F(BlobCollectorTest, ABlobPublishedOrLinkedDuringRemovalIsKept) {
     EXPECT_EQ(ReadBlob(*store_, d), "contested");
   }
   EXPECT_TRUE(fs::is_empty(dir_.path() / "gc"));
+}
+
+TEST_F(BlobCollectorTest, RemovesIdleUploadSessionsButNotOnesInUse) {
+  auto idle = store_->StartUpload("r");
+  ASSERT_TRUE(store_->AppendUpload(*idle, 0, Bytes({"abandoned"})));
+  auto in_use = store_->StartUpload("r");
+  ASSERT_TRUE(store_->AppendUpload(*in_use, 0, Bytes({"arriving"})));
+  fs::path half_made = dir_.path() / "uploads/11111111-1111-4111-8111-111111111111";
+  fs::create_directories(half_made);  // a kill between mkdir and creating the data file
+  airlock::testing::WriteAll(dir_.path() / "uploads/not-a-session", "left alone");
+
+  // Everything changed a moment ago: nothing is idle for an hour.
+  TimePoint an_hour_ago = std::chrono::system_clock::now() - std::chrono::hours(1);
+  auto none = collector_->RemoveIdleUploads(an_hour_ago, false);
+  ASSERT_TRUE(none) << none.error().ToString();
+  EXPECT_EQ(none->sessions, 0u);
+
+  // An append in progress (another hub's, holding the session's file lock) keeps its session.
+  airlock::UniqueFd appending(
+      open((dir_.path() / "uploads" / *in_use / "data").c_str(), O_WRONLY | O_CLOEXEC));
+  ASSERT_EQ(flock(appending.get(), LOCK_EX), 0);
+  auto dry = collector_->RemoveIdleUploads(Later(), true);
+  ASSERT_TRUE(dry) << dry.error().ToString();
+  EXPECT_EQ(dry->sessions, 2u);
+  EXPECT_EQ(dry->bytes, 9u);
+  EXPECT_TRUE(store_->UploadSize(*idle));  // a dry run removes nothing
+
+  auto removed = collector_->RemoveIdleUploads(Later(), false);
+  ASSERT_TRUE(removed) << removed.error().ToString();
+  EXPECT_EQ(removed->sessions, 2u);
+  EXPECT_EQ(removed->bytes, 9u);
+  EXPECT_FALSE(fs::exists(half_made));
+  EXPECT_TRUE(fs::exists(dir_.path() / "uploads/not-a-session"));
+  auto gone = store_->AppendUpload(*idle, 9, Bytes({"more"}));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code(), ErrorCode::kNotFound);
+  // The one in use goes on once its append is over.
+  appending = airlock::UniqueFd();
+  ASSERT_TRUE(store_->AppendUpload(*in_use, 8, Bytes({" whole"})));
+  ASSERT_TRUE(store_->FinishUpload(*in_use, Sha256Of("arriving whole")));
+  EXPECT_EQ(ReadBlob(*store_, Sha256Of("arriving whole")), "arriving whole");
 }
 
 TEST_F(BlobCollectorTest, WhatAKilledCollectorMovedAsideIsSettled) {
