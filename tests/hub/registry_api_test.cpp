@@ -434,17 +434,13 @@ TEST_P(RegistryApiTest, HugeOrUnsizedBodiesAreRefusedBeforeTheyAreRead) {
                                 "Content-Type: application/json\r\nContent-Length: 9663676416\r\n\r\n{");
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 413")) << answer;
   EXPECT_NE(answer.find("limited to 8388608 bytes"), std::string::npos);
-  httplib::Client chunked("127.0.0.1", port());
-  auto streamed = chunked.Post(
-      "/api/v1/deployments",
-      [](std::size_t, httplib::DataSink& sink) {
-        sink.write("{}", 2);
-        sink.done();
-        return true;
-      },
-      "application/json");
-  ASSERT_TRUE(streamed);
-  EXPECT_EQ(streamed->status, 411);
+  // A chunked body has no length to check: refused too (a raw request, so that the hub's answer
+  // and close never race a client still sending).
+  std::string chunked = Exchange(port(),
+                                 "POST /api/v1/deployments HTTP/1.1\r\nHost: x\r\n"
+                                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                                 "\r\n2\r\n{}\r\n0\r\n\r\n");
+  EXPECT_TRUE(chunked.starts_with("HTTP/1.1 411")) << chunked;
   EXPECT_EQ(c().Get("/api/v1/models")->status, 200);
 }
 
