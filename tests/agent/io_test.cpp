@@ -293,8 +293,11 @@ TEST(Route, FailedInputGoesToFailedWithItsReason) {
 
   // The same name again does not overwrite the first failure.
   Drop(tmp.path(), "broken.jpg", "bad");
-  ASSERT_TRUE(WaitUntil([&] { return fs::exists(tmp / "failed/broken.1.jpg.error.txt"); }));
-  EXPECT_TRUE(fs::exists(tmp / "failed/broken.1.jpg"));
+  // The reason is written before the input is moved beside it: wait for both.
+  ASSERT_TRUE(WaitUntil([&] {
+    return fs::exists(tmp / "failed/broken.1.jpg.error.txt") &&
+           fs::exists(tmp / "failed/broken.1.jpg");
+  }));
   EXPECT_TRUE(fs::exists(tmp / "failed/broken.jpg"));
 }
 
