@@ -228,15 +228,16 @@ class Machine {
       return std::move(*this).Ignore("failure of attempt " + std::to_string(e.attempt) +
                                      ", the current one is " + std::to_string(d().attempt));
     }
-    if (d().wait == Wait::kRetry) {
-      return std::move(*this).Ignore("failure of attempt " + std::to_string(e.attempt) +
-                                     ", which is already being retried");
-    }
     DeliveryError error{FailureCodeName(e.error.code), e.error.message};
+    // A failure another attempt would not change ends the delivery whatever the hub was doing.
     if (!IsRetryable(e.error.code)) {
       End(DeliveryState::kFailed, error);
       return std::move(*this).Done(std::string("failed on the gateway: ") +
                                    FailureCodeName(e.error.code));
+    }
+    if (d().wait == Wait::kRetry) {
+      return std::move(*this).Ignore("failure of attempt " + std::to_string(e.attempt) +
+                                     ", which is already being retried");
     }
     return std::move(*this).Failure(error, e.error.code == FailureCode::kUrlExpired);
   }

@@ -167,7 +167,8 @@ enum class ActionKind {
   kPublishGrant,   // pre-sign and publish a grant numbered attempt, its URLs valid until
                    // expires_at (the record's platforms say which blobs); then send GrantPublished
   kPublishCancel,  // publish a cancel with reason
-  kScheduleTimer,  // call DueEvent at `at` (replaces any earlier timer of this delivery)
+  kScheduleTimer,  // call DueEvent at `at` (replaces any earlier timer of this delivery; an
+                   // `at` already past means at once)
   kGiveUp,         // the hub stopped trying (retries exhausted); reason says why
 };
 const char* ActionKindName(ActionKind kind);
