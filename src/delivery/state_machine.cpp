@@ -180,6 +180,11 @@ class Machine {
     if (s != DeliveryState::kReady && !Transferring(s)) {
       return std::move(*this).Ignore("progress while " + std::string(DeliveryStateName(s)));
     }
+    if (e.bytes_done > e.bytes_total) {
+      return std::move(*this).Ignore("progress of " + std::to_string(e.bytes_done) +
+                                     " bytes beyond its total of " +
+                                     std::to_string(e.bytes_total));
+    }
     if (e.attempt != d().attempt) {
       return std::move(*this).Ignore("progress of attempt " + std::to_string(e.attempt) +
                                      ", the current one is " + std::to_string(d().attempt));
@@ -254,7 +259,8 @@ class Machine {
                                      std::to_string(d().attempt));
     }
     d().urls_expire_at = CeilSeconds(e.url_expires);
-    if (e.bytes_total > 0) {
+    // The granted bytes replace the offer's total, unless the gateway already reported more.
+    if (e.bytes_total > 0 && e.bytes_total >= d().bytes_done) {
       d().bytes_total = e.bytes_total;
     }
     if (s == DeliveryState::kReady) {

@@ -601,7 +601,12 @@ TEST(StateMachineScenarioTest, OutOfOrderProgressIsIgnored) {
   EXPECT_EQ(dr.d().bytes_done, 4'000u);
   EXPECT_EQ(dr.d().deadline, deadline);  // stale news does not keep a stalled download alive
   EXPECT_FALSE(dr.On(GatewayProgress{1, 4'000, 6'000}).applied);  // a repeat
+  EXPECT_FALSE(dr.On(GatewayProgress{1, 7'000, 6'000}).applied);  // beyond its own total
   EXPECT_TRUE(dr.On(GatewayProgress{1, 4'001, 6'000}).applied);
+  // A grant confirmation that would put the total below what is done keeps the total.
+  EXPECT_TRUE(dr.On(GrantPublished{1, dr.now() + minutes(60), 3'000}).applied);
+  EXPECT_EQ(dr.d().bytes_total, 6'000u);
+  EXPECT_TRUE(Delivery::FromJson(dr.d().ToJson()));
 }
 
 TEST(StateMachineScenarioTest, StalledDownloadTimesOutAndIsRetried) {
