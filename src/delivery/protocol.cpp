@@ -120,8 +120,8 @@ class Fields {
     return s;
   }
 
-  Result<std::uint64_t> Unsigned(std::string_view key,
-                                 std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) const {
+  Result<std::uint64_t> Unsigned(
+      std::string_view key, std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) const {
     const json* v = Find(key);
     bool ok = v != nullptr && v->is_number_integer() &&
               (v->is_number_unsigned() || v->get<std::int64_t>() >= 0);
@@ -161,8 +161,8 @@ class Fields {
     AIRLOCK_RETURN_IF_ERROR(CheckObject());
     AIRLOCK_ASSIGN_OR_RETURN(std::string t, String("type"));
     if (t != type) {
-      return Fail(Bad("type", "must be \"" + std::string(type) + "\", not \"" + t.substr(0, 64) +
-                                  "\""));
+      return Fail(
+          Bad("type", "must be \"" + std::string(type) + "\", not \"" + t.substr(0, 64) + "\""));
     }
     Envelope e;
     AIRLOCK_ASSIGN_OR_RETURN(e.message_id, Id("message_id", ValidMessageId,
@@ -260,8 +260,8 @@ constexpr std::pair<GatewayState, const char*> kGatewayStates[] = {
 };
 
 constexpr std::pair<TopicKind, const char*> kTopicKinds[] = {
-    {TopicKind::kOffer, "offer"},   {TopicKind::kReady, "ready"},   {TopicKind::kReject, "reject"},
-    {TopicKind::kGrant, "grant"},   {TopicKind::kStatus, "status"}, {TopicKind::kCancel, "cancel"},
+    {TopicKind::kOffer, "offer"}, {TopicKind::kReady, "ready"},   {TopicKind::kReject, "reject"},
+    {TopicKind::kGrant, "grant"}, {TopicKind::kStatus, "status"}, {TopicKind::kCancel, "cancel"},
     {TopicKind::kFleet, "fleet"},
 };
 
@@ -286,8 +286,7 @@ std::vector<std::string_view> SplitLevels(std::string_view topic) {
 // ---- identifiers ----
 
 bool ValidGatewayName(std::string_view name) {
-  return !name.empty() && name.size() <= 48 && AllOf(name, IsIdChar) && name != "." &&
-         name != "..";
+  return !name.empty() && name.size() <= 48 && AllOf(name, IsIdChar) && name != "." && name != "..";
 }
 
 bool ValidDeliveryId(std::string_view id) { return PrefixedHex(id, "dlv-"); }
@@ -482,9 +481,8 @@ Result<DeliveryOffer> DeliveryOffer::FromJson(const json& j) {
   DeliveryOffer o;
   AIRLOCK_ASSIGN_OR_RETURN(o.envelope, f.Head(kOfferType));
   AIRLOCK_ASSIGN_OR_RETURN(o.delivery_id, f.DeliveryId());
-  AIRLOCK_ASSIGN_OR_RETURN(o.deployment_id,
-                           f.Id("deployment_id", ValidDeploymentId,
-                                "\"dep-\" and 8-64 lowercase hex digits"));
+  AIRLOCK_ASSIGN_OR_RETURN(o.deployment_id, f.Id("deployment_id", ValidDeploymentId,
+                                                 "\"dep-\" and 8-64 lowercase hex digits"));
   AIRLOCK_ASSIGN_OR_RETURN(o.model, f.Id("model", ValidModelName,
                                          "a model name (lowercase letters and digits separated "
                                          "by . _ or -, at most 128)"));
@@ -498,8 +496,8 @@ Result<DeliveryOffer> DeliveryOffer::FromJson(const json& j) {
     Fields pf(p, "delivery offer platform size");
     AIRLOCK_RETURN_IF_ERROR(pf.CheckObject());
     PlatformSize ps;
-    AIRLOCK_ASSIGN_OR_RETURN(ps.platform, pf.Id("platform", ValidPlatform,
-                                                "\"os/architecture[/variant]\""));
+    AIRLOCK_ASSIGN_OR_RETURN(ps.platform,
+                             pf.Id("platform", ValidPlatform, "\"os/architecture[/variant]\""));
     AIRLOCK_ASSIGN_OR_RETURN(ps.size, pf.Unsigned("size", o.total_size));
     if (!seen.insert(ps.platform).second) {
       return Fail(f.Bad("platform_sizes", "lists " + ps.platform + " twice"));
@@ -568,9 +566,10 @@ Result<DeliveryReject> DeliveryReject::FromJson(const json& j) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string reason, f.String("reason"));
   auto parsed = ParseRejectReason(reason);
   if (!parsed) {
-    return Fail(f.Bad("reason", "must be one of insufficient-space, too-large, "
-                                "model-not-allowed, unsupported-platform, verification, "
-                                "operator, expired"));
+    return Fail(f.Bad("reason",
+                      "must be one of insufficient-space, too-large, "
+                      "model-not-allowed, unsupported-platform, verification, "
+                      "operator, expired"));
   }
   r.reason = *parsed;
   AIRLOCK_ASSIGN_OR_RETURN(r.message, f.Text("message"));
@@ -624,9 +623,11 @@ Result<DeliveryGrant> DeliveryGrant::FromJson(const json& j) {
     }
     AIRLOCK_ASSIGN_OR_RETURN(blob.url, bf.String("url"));
     if (!ValidRelativeUrl(blob.url)) {
-      return Fail(bf.Bad("url", "must be a path and query relative to the hub (\"/v2/…\"), at "
-                                "most " + std::to_string(kMaxUrlLength) +
-                                    " printable characters, without \".\" or \"..\" segments"));
+      return Fail(bf.Bad("url",
+                         "must be a path and query relative to the hub (\"/v2/…\"), at "
+                         "most " +
+                             std::to_string(kMaxUrlLength) +
+                             " printable characters, without \".\" or \"..\" segments"));
     }
     g.blobs.push_back(std::move(blob));
   }
@@ -675,8 +676,9 @@ Result<DeliveryStatus> DeliveryStatus::FromJson(const json& j) {
     AIRLOCK_ASSIGN_OR_RETURN(std::string code, ef.String("code"));
     auto failure = ParseFailureCode(code);
     if (!failure) {
-      return Fail(ef.Bad("code", "must be one of url-expired, network, digest-mismatch, "
-                                 "size-mismatch, io, insufficient-space, verification"));
+      return Fail(ef.Bad("code",
+                         "must be one of url-expired, network, digest-mismatch, "
+                         "size-mismatch, io, insufficient-space, verification"));
     }
     AIRLOCK_ASSIGN_OR_RETURN(std::string message, ef.Text("message"));
     s.error = DeliveryFailure{*failure, std::move(message)};

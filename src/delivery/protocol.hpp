@@ -43,7 +43,7 @@ inline constexpr std::size_t kMaxMessageSize = 2 << 20;
 inline constexpr std::size_t kMaxBlobs = 512;       // blobs in one grant
 inline constexpr std::size_t kMaxPlatforms = 32;    // platforms a gateway asks for / an offer sizes
 inline constexpr std::size_t kMaxUrlLength = 1024;  // one pre-signed URL (path and query)
-inline constexpr std::size_t kMaxTextLength = 1024;  // human text: reasons, error messages
+inline constexpr std::size_t kMaxTextLength = 1024;      // human text: reasons, error messages
 inline constexpr std::size_t kMaxMediaTypeLength = 255;  // RFC 6838's bound
 
 // ---- identifiers ----
@@ -167,7 +167,7 @@ struct DeliveryOffer {
 struct DeliveryReady {
   Envelope envelope;
   std::string delivery_id;
-  std::uint64_t free_bytes = 0;  // free space in the gateway's cache, after its own reserve
+  std::uint64_t free_bytes = 0;        // free space in the gateway's cache, after its own reserve
   std::vector<std::string> platforms;  // 1..kMaxPlatforms, each ValidPlatform, none twice
 
   nlohmann::json ToJson() const;
@@ -265,8 +265,8 @@ struct DeliveryStatus {
   // The grant the gateway is working from; 0 only in an "available" answer to an offer, when the
   // gateway already held the package (an earlier delivery or an air-gapped import).
   std::uint32_t attempt = 0;
-  std::uint64_t bytes_done = 0;   // ≤ bytes_total
-  std::uint64_t bytes_total = 0;  // of the blobs the gateway fetches for this delivery
+  std::uint64_t bytes_done = 0;          // ≤ bytes_total
+  std::uint64_t bytes_total = 0;         // of the blobs the gateway fetches for this delivery
   std::optional<DeliveryFailure> error;  // present exactly when state is kFailed
 
   nlohmann::json ToJson() const;

@@ -15,10 +15,10 @@ using nlohmann::json;
 using std::chrono::seconds;
 
 constexpr std::pair<DeliveryState, const char*> kStates[] = {
-    {DeliveryState::kOffered, "offered"},       {DeliveryState::kReady, "ready"},
-    {DeliveryState::kGranted, "granted"},       {DeliveryState::kDownloading, "downloading"},
-    {DeliveryState::kAvailable, "available"},   {DeliveryState::kRejected, "rejected"},
-    {DeliveryState::kFailed, "failed"},         {DeliveryState::kCancelled, "cancelled"},
+    {DeliveryState::kOffered, "offered"},     {DeliveryState::kReady, "ready"},
+    {DeliveryState::kGranted, "granted"},     {DeliveryState::kDownloading, "downloading"},
+    {DeliveryState::kAvailable, "available"}, {DeliveryState::kRejected, "rejected"},
+    {DeliveryState::kFailed, "failed"},       {DeliveryState::kCancelled, "cancelled"},
 };
 
 constexpr std::pair<Wait, const char*> kWaits[] = {
@@ -75,8 +75,8 @@ class Machine {
     step_.applied = true;
     step_.note = std::move(note);
     if (auto at = NextWakeup(d, p_)) {
-      step_.actions.push_back({.kind = ActionKind::kScheduleTimer, .attempt = 0, .at = *at,
-                               .reason = ""});
+      step_.actions.push_back(
+          {.kind = ActionKind::kScheduleTimer, .attempt = 0, .at = *at, .reason = ""});
     }
     return std::move(step_);
   }
@@ -127,8 +127,8 @@ class Machine {
   Step Failure(DeliveryError error, bool immediate = false) && {
     d().retries += 1;
     if (d().retries > p_.max_retries) {
-      std::string why = error.message + " (gave up after " + std::to_string(p_.max_retries) +
-                        " retries)";
+      std::string why =
+          error.message + " (gave up after " + std::to_string(p_.max_retries) + " retries)";
       error.message = Truncate(why, kMaxTextLength);
       End(DeliveryState::kFailed, error);
       step_.actions.push_back(
@@ -145,9 +145,8 @@ class Machine {
     }
     seconds delay = Backoff(d().retries, in_.jitter, p_);
     WaitFor(Wait::kRetry, delay);
-    return std::move(*this).Done(error.message + "; retry " + std::to_string(d().retries) +
-                                 " of " + std::to_string(p_.max_retries) + " in " +
-                                 Describe(delay));
+    return std::move(*this).Done(error.message + "; retry " + std::to_string(d().retries) + " of " +
+                                 std::to_string(p_.max_retries) + " in " + Describe(delay));
   }
 
   Step On(const GatewayReady& e) && {
@@ -167,8 +166,7 @@ class Machine {
 
   Step On(const GatewayRejected& e) && {
     if (d().state != DeliveryState::kOffered && d().state != DeliveryState::kReady) {
-      return std::move(*this).Ignore("reject while " +
-                                     std::string(DeliveryStateName(d().state)) +
+      return std::move(*this).Ignore("reject while " + std::string(DeliveryStateName(d().state)) +
                                      " (only an offer can be rejected)");
     }
     End(DeliveryState::kRejected, DeliveryError{RejectReasonName(e.reason), e.message});
@@ -182,8 +180,7 @@ class Machine {
     }
     if (e.bytes_done > e.bytes_total) {
       return std::move(*this).Ignore("progress of " + std::to_string(e.bytes_done) +
-                                     " bytes beyond its total of " +
-                                     std::to_string(e.bytes_total));
+                                     " bytes beyond its total of " + std::to_string(e.bytes_total));
     }
     if (e.attempt != d().attempt) {
       return std::move(*this).Ignore("progress of attempt " + std::to_string(e.attempt) +
@@ -250,8 +247,7 @@ class Machine {
   Step On(const GrantPublished& e) && {
     DeliveryState s = d().state;
     if (s != DeliveryState::kReady && !Transferring(s)) {
-      return std::move(*this).Ignore("grant published while " +
-                                     std::string(DeliveryStateName(s)));
+      return std::move(*this).Ignore("grant published while " + std::string(DeliveryStateName(s)));
     }
     if (e.attempt != d().attempt) {
       return std::move(*this).Ignore("grant " + std::to_string(e.attempt) +
@@ -276,8 +272,8 @@ class Machine {
       return std::move(*this).Ignore("timeout while not waiting for a reply");
     }
     if (in_.now < *d().deadline) {
-      return std::move(*this).Ignore("timeout before the deadline " +
-                                     FormatRfc3339(*d().deadline) + " (a stale timer)");
+      return std::move(*this).Ignore("timeout before the deadline " + FormatRfc3339(*d().deadline) +
+                                     " (a stale timer)");
     }
     std::string what;
     switch (d().state) {
@@ -288,8 +284,8 @@ class Machine {
         what = "the hub did not publish a grant within " + Describe(p_.grant_timeout);
         break;
       case DeliveryState::kGranted:
-        what = "the gateway sent no status within " + Describe(p_.start_timeout) +
-               " of grant " + std::to_string(d().attempt);
+        what = "the gateway sent no status within " + Describe(p_.start_timeout) + " of grant " +
+               std::to_string(d().attempt);
         break;
       default:
         what = "the gateway reported no progress for " + Describe(p_.progress_timeout);
@@ -376,15 +372,14 @@ std::optional<Enum> FindName(const std::pair<Enum, const char*> (&table)[N],
 }
 
 bool ValidErrorCode(std::string_view code) {
-  return !code.empty() && code.size() <= 64 &&
-         std::all_of(code.begin(), code.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-         });
+  return !code.empty() && code.size() <= 64 && std::all_of(code.begin(), code.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
 }
 
 Error Malformed(std::string_view field, std::string_view why) {
-  return Error(ErrorCode::kCorrupt, "malformed delivery record: \"" + std::string(field) + "\" " +
-                                        std::string(why));
+  return Error(ErrorCode::kCorrupt,
+               "malformed delivery record: \"" + std::string(field) + "\" " + std::string(why));
 }
 
 Result<std::string> GetString(const json& j, const char* key) {
@@ -438,9 +433,9 @@ const char* WaitName(Wait wait) { return NameOf(kWaits, wait); }
 
 const char* EventName(const Event& event) {
   static constexpr const char* kNames[] = {
-      "gateway-ready",   "gateway-rejected", "gateway-progress",  "gateway-available",
-      "gateway-failed",  "grant-published",  "wait-timed-out",    "retry-timer-fired",
-      "urls-expiring",   "cancel-requested"};
+      "gateway-ready",  "gateway-rejected", "gateway-progress", "gateway-available",
+      "gateway-failed", "grant-published",  "wait-timed-out",   "retry-timer-fired",
+      "urls-expiring",  "cancel-requested"};
   static_assert(std::variant_size_v<Event> == std::size(kNames));
   return kNames[event.index()];
 }
@@ -482,11 +477,14 @@ Event EventFrom(const DeliveryStatus& status) {
 
 Status Policy::Check() const {
   auto bad = [](std::string what) { return Fail(ErrorCode::kInvalidArgument, std::move(what)); };
-  const std::pair<const char*, seconds> durations[] = {
-      {"offer_timeout", offer_timeout},       {"grant_timeout", grant_timeout},
-      {"start_timeout", start_timeout},       {"progress_timeout", progress_timeout},
-      {"url_ttl", url_ttl},                   {"url_refresh_margin", url_refresh_margin},
-      {"backoff_initial", backoff_initial},   {"backoff_max", backoff_max}};
+  const std::pair<const char*, seconds> durations[] = {{"offer_timeout", offer_timeout},
+                                                       {"grant_timeout", grant_timeout},
+                                                       {"start_timeout", start_timeout},
+                                                       {"progress_timeout", progress_timeout},
+                                                       {"url_ttl", url_ttl},
+                                                       {"url_refresh_margin", url_refresh_margin},
+                                                       {"backoff_initial", backoff_initial},
+                                                       {"backoff_max", backoff_max}};
   for (const auto& [name, value] : durations) {
     if (value.count() <= 0) {
       return bad(std::string("delivery policy: ") + name + " must be positive");
@@ -537,8 +535,7 @@ Step StartDelivery(std::string id, std::string deployment, std::string gateway,
 }
 
 Step Apply(const Delivery& delivery, const Event& event, const Inputs& in, const Policy& policy) {
-  return std::visit(
-      [&](const auto& e) { return Machine(delivery, in, policy).On(e); }, event);
+  return std::visit([&](const auto& e) { return Machine(delivery, in, policy).On(e); }, event);
 }
 
 std::optional<TimePoint> NextWakeup(const Delivery& d, const Policy& policy) {
@@ -575,12 +572,14 @@ std::vector<Action> ResumeActions(const Delivery& d, TimePoint now, const Policy
     return out;
   }
   if (d.wait == Wait::kReply && d.state == DeliveryState::kOffered) {
-    out.push_back({.kind = ActionKind::kPublishOffer, .attempt = 0, .at = *d.deadline,
-                   .reason = ""});
+    out.push_back(
+        {.kind = ActionKind::kPublishOffer, .attempt = 0, .at = *d.deadline, .reason = ""});
   }
   if (d.wait == Wait::kReply && d.state == DeliveryState::kReady) {
-    out.push_back({.kind = ActionKind::kPublishGrant, .attempt = d.attempt,
-                   .at = CeilSeconds(now + policy.url_ttl), .reason = ""});
+    out.push_back({.kind = ActionKind::kPublishGrant,
+                   .attempt = d.attempt,
+                   .at = CeilSeconds(now + policy.url_ttl),
+                   .reason = ""});
   }
   if (auto at = NextWakeup(d, policy)) {
     out.push_back({.kind = ActionKind::kScheduleTimer, .attempt = 0, .at = *at, .reason = ""});
@@ -669,8 +668,8 @@ Result<Delivery> Delivery::FromJson(const json& j) {
     }
     d.platforms.push_back(p.get<std::string>());
   }
-  AIRLOCK_ASSIGN_OR_RETURN(d.bytes_total,
-                           GetUnsigned(j, "bytes_total", std::numeric_limits<std::uint64_t>::max()));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      d.bytes_total, GetUnsigned(j, "bytes_total", std::numeric_limits<std::uint64_t>::max()));
   AIRLOCK_ASSIGN_OR_RETURN(d.bytes_done, GetUnsigned(j, "bytes_done", d.bytes_total));
   if (j.contains("last_error")) {
     const json& e = j["last_error"];
@@ -684,8 +683,8 @@ Result<Delivery> Delivery::FromJson(const json& j) {
       return Fail(Malformed("last_error", "code must be 1-64 of [a-z0-9-]"));
     }
     if (error.message.size() > kMaxTextLength) {
-      return Fail(Malformed("last_error", "message is longer than " +
-                                              std::to_string(kMaxTextLength) + " bytes"));
+      return Fail(Malformed("last_error",
+                            "message is longer than " + std::to_string(kMaxTextLength) + " bytes"));
     }
     d.last_error = std::move(error);
   }

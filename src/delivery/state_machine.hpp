@@ -76,8 +76,8 @@ struct Delivery {
   DeliveryState state = DeliveryState::kOffered;
   Wait wait = Wait::kNone;
   std::optional<TimePoint> deadline;  // present exactly when wait is not kNone
-  std::uint32_t offers = 0;   // offers published
-  std::uint32_t attempt = 0;  // grants issued; the latest grant's attempt number
+  std::uint32_t offers = 0;           // offers published
+  std::uint32_t attempt = 0;          // grants issued; the latest grant's attempt number
   std::uint32_t retries = 0;  // consecutive failures since the last progress (the backoff's n)
   std::optional<TimePoint> urls_expire_at;  // of the latest grant
   std::vector<std::string> platforms;       // what the gateway asked for in its ready
@@ -97,16 +97,16 @@ struct Delivery {
 
 // Timeouts and retries. The defaults and why they are what they are: docs/delivery.md.
 struct Policy {
-  std::chrono::seconds offer_timeout{15 * 60};  // offered: the gateway may ask its operator
-  std::chrono::seconds grant_timeout{60};       // ready: the hub's own pre-signing and publish
-  std::chrono::seconds start_timeout{5 * 60};   // granted: until the gateway's first status
-  std::chrono::seconds progress_timeout{5 * 60};  // downloading: longest time without new bytes
-  std::chrono::seconds url_ttl{60 * 60};          // lifetime of pre-signed URLs
+  std::chrono::seconds offer_timeout{15 * 60};      // offered: the gateway may ask its operator
+  std::chrono::seconds grant_timeout{60};           // ready: the hub's own pre-signing and publish
+  std::chrono::seconds start_timeout{5 * 60};       // granted: until the gateway's first status
+  std::chrono::seconds progress_timeout{5 * 60};    // downloading: longest time without new bytes
+  std::chrono::seconds url_ttl{60 * 60};            // lifetime of pre-signed URLs
   std::chrono::seconds url_refresh_margin{5 * 60};  // re-grant this long before they expire
   std::chrono::seconds backoff_initial{30};         // first retry delay; doubles per retry
   std::chrono::seconds backoff_max{30 * 60};        // cap of the retry delay
-  double jitter_ratio = 0.5;       // a delay d becomes d × (1 − jitter_ratio × jitter)
-  std::uint32_t max_retries = 8;   // consecutive failures before giving up
+  double jitter_ratio = 0.5;      // a delay d becomes d × (1 − jitter_ratio × jitter)
+  std::uint32_t max_retries = 8;  // consecutive failures before giving up
 
   // kInvalidArgument naming the setting: non-positive durations, url_refresh_margin not below
   // url_ttl, backoff_initial above backoff_max, jitter_ratio outside [0, 1], max_retries 0.
@@ -127,7 +127,7 @@ struct GatewayProgress {  // a status "downloading"
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
 };
-struct GatewayAvailable {  // a status "available"
+struct GatewayAvailable {     // a status "available"
   std::uint32_t attempt = 0;  // 0: the gateway already held the package when offered
   std::uint64_t bytes_total = 0;
 };
@@ -149,9 +149,9 @@ struct CancelRequested {    // someone cancelled the deployment (or this deliver
   std::string reason;
 };
 
-using Event = std::variant<GatewayReady, GatewayRejected, GatewayProgress, GatewayAvailable,
-                           GatewayFailed, GrantPublished, WaitTimedOut, RetryTimerFired,
-                           UrlsExpiring, CancelRequested>;
+using Event =
+    std::variant<GatewayReady, GatewayRejected, GatewayProgress, GatewayAvailable, GatewayFailed,
+                 GrantPublished, WaitTimedOut, RetryTimerFired, UrlsExpiring, CancelRequested>;
 const char* EventName(const Event& event);  // "gateway-ready", "wait-timed-out", …
 
 // The events of received messages (which the caller has matched to the delivery by topic and

@@ -47,16 +47,16 @@ struct Signed {
 };
 
 DeliveryOffer MakeOffer(const trust::SignedDocument& release) {
-  return DeliveryOffer{.envelope = MakeEnvelope(),
-                       .delivery_id = kDelivery,
-                       .deployment_id = kDeployment,
-                       .model = "defect-detector",
-                       .version = "1.4.0",
-                       .release = release,
-                       .total_size = 50'000'000,
-                       .platform_sizes = {{"linux/amd64", 30'000'000},
-                                          {"linux/arm64/v8", 20'001'234}},
-                       .expires = TestNow() + seconds(900)};
+  return DeliveryOffer{
+      .envelope = MakeEnvelope(),
+      .delivery_id = kDelivery,
+      .deployment_id = kDeployment,
+      .model = "defect-detector",
+      .version = "1.4.0",
+      .release = release,
+      .total_size = 50'000'000,
+      .platform_sizes = {{"linux/amd64", 30'000'000}, {"linux/arm64/v8", 20'001'234}},
+      .expires = TestNow() + seconds(900)};
 }
 
 DeliveryReady MakeReady() {
@@ -292,7 +292,8 @@ TEST(ProtocolTest, OfferRefusesEveryMalformedField) {
           {"release", [](json& j) { j["release"]["signatures"][0]["sig"] = "not base64!"; }},
           {"release", [](json& j) { j["release"]["signed"]["_type"] = "channel"; }},
           {"release", [](json& j) { j["release"]["signed"]["version"] = "1.3.0"; }},
-          {"release", [&](json& j) {
+          {"release",
+           [&](json& j) {
              // A release of another model, signed and all: still not what is offered.
              json body = MakeReleaseBody().ToJson();
              body["model"] = "other-model";
@@ -311,10 +312,16 @@ TEST(ProtocolTest, ReadyRefusesEveryMalformedField) {
                      {"free_bytes", [](json& j) { j["free_bytes"] = -5; }},
                      {"platforms", [](json& j) { j["platforms"] = json::array(); }},
                      {"platforms", [](json& j) { j["platforms"] = "linux/amd64"; }},
-                     {"platforms", [](json& j) { j["platforms"] = {"linux/amd64", 3}; }},
+                     {"platforms",
+                      [](json& j) {
+                        j["platforms"] = {"linux/amd64", 3};
+                      }},
                      {"platforms", [](json& j) { j["platforms"] = {"linux/+"}; }},
                      {"platforms", [](json& j) { j["platforms"] = {"a/b/c/d"}; }},
-                     {"platforms", [](json& j) { j["platforms"] = {"linux/amd64", "linux/amd64"}; }},
+                     {"platforms",
+                      [](json& j) {
+                        j["platforms"] = {"linux/amd64", "linux/amd64"};
+                      }},
                  }));
 }
 
@@ -365,20 +372,22 @@ TEST(ProtocolTest, GrantRefusesEveryMalformedField) {
 }
 
 TEST(ProtocolTest, StatusRefusesEveryMalformedField) {
-  ExpectRefusals(
-      MakeStatus().ToJson(), Parser<DeliveryStatus>(),
-      With({
-          {"state", [](json& j) { j["state"] = "done"; }},
-          {"attempt", [](json& j) { j["attempt"] = 0; }},
-          {"bytes_total", [](json& j) { j.erase("bytes_total"); }},
-          {"bytes_done", [](json& j) { j["bytes_done"] = 20'001'235; }},
-          {"bytes_done",
-           [](json& j) {
-             j["state"] = "available";  // available means every byte is there
-           }},
-          {"error", [](json& j) { j["error"] = {{"code", "network"}, {"message", ""}}; }},
-          {"error", [](json& j) { j["state"] = "failed"; }},
-      }));
+  ExpectRefusals(MakeStatus().ToJson(), Parser<DeliveryStatus>(),
+                 With({
+                     {"state", [](json& j) { j["state"] = "done"; }},
+                     {"attempt", [](json& j) { j["attempt"] = 0; }},
+                     {"bytes_total", [](json& j) { j.erase("bytes_total"); }},
+                     {"bytes_done", [](json& j) { j["bytes_done"] = 20'001'235; }},
+                     {"bytes_done",
+                      [](json& j) {
+                        j["state"] = "available";  // available means every byte is there
+                      }},
+                     {"error",
+                      [](json& j) {
+                        j["error"] = {{"code", "network"}, {"message", ""}};
+                      }},
+                     {"error", [](json& j) { j["state"] = "failed"; }},
+                 }));
   ExpectRefusals(MakeFailedStatus().ToJson(), Parser<DeliveryStatus>(),
                  {
                      {"code", [](json& j) { j["error"]["code"] = "oops"; }},
@@ -400,8 +409,8 @@ TEST(ProtocolTest, PayloadsThatAreNotObjectsOrTooLargeAreRefused) {
   EXPECT_EQ(DeliveryGrant::FromJson("grant").error().code(), ErrorCode::kCorrupt);
   EXPECT_EQ(ParsePayload("{\"type\":").error().code(), ErrorCode::kCorrupt);
   EXPECT_EQ(ParsePayload(R"({"type":"a","type":"b"})").error().code(), ErrorCode::kCorrupt);
-  std::string huge = R"({"type":"delivery.cancel","pad":")" + std::string(kMaxMessageSize, 'x') +
-                     "\"}";
+  std::string huge =
+      R"({"type":"delivery.cancel","pad":")" + std::string(kMaxMessageSize, 'x') + "\"}";
   auto parsed = ParsePayload(huge);
   ASSERT_FALSE(parsed);
   EXPECT_EQ(parsed.error().code(), ErrorCode::kCorrupt);
@@ -451,9 +460,9 @@ TEST(TopicsTest, NamesUnderTheDefaultPrefix) {
 
 TEST(TopicsTest, ParseIsTheInverseOfTopic) {
   auto t = Topics::Create("site-a/airlock/v1").value();
-  for (TopicKind kind : {TopicKind::kOffer, TopicKind::kReady, TopicKind::kReject,
-                         TopicKind::kGrant, TopicKind::kStatus, TopicKind::kCancel,
-                         TopicKind::kFleet}) {
+  for (TopicKind kind :
+       {TopicKind::kOffer, TopicKind::kReady, TopicKind::kReject, TopicKind::kGrant,
+        TopicKind::kStatus, TopicKind::kCancel, TopicKind::kFleet}) {
     bool per_delivery = kind != TopicKind::kOffer && kind != TopicKind::kFleet;
     std::string id = per_delivery ? kDelivery : "";
     auto topic = t.Topic(kind, "gw.1", id);
@@ -472,8 +481,8 @@ TEST(TopicsTest, BuildingRefusesBadNames) {
   EXPECT_FALSE(t.Topic(TopicKind::kOffer, "plant-7", kDelivery));  // offers carry it inside
   EXPECT_FALSE(t.Topic(TopicKind::kGrant, "plant-7"));
   EXPECT_FALSE(t.Topic(TopicKind::kGrant, "plant-7", "dlv-#"));
-  for (const char* bad : {"", "/", "airlock/", "/airlock", "a//b", "a/+/b", "a/#", "$SYS",
-                          "a/../b", "a b"}) {
+  for (const char* bad :
+       {"", "/", "airlock/", "/airlock", "a//b", "a/+/b", "a/#", "$SYS", "a/../b", "a b"}) {
     EXPECT_FALSE(Topics::Create(bad)) << bad;
   }
 }
@@ -525,10 +534,9 @@ TEST(TopicsTest, ParseRefusesAnythingElse) {
 TEST(TopicsTest, SubscriptionsCoverWhatEachSideReceives) {
   auto t = Topics::Create().value();
   EXPECT_EQ(t.HubSubscriptions(),
-            (std::vector<std::string>{"airlock/v1/gw/+/delivery/+/ready",
-                                      "airlock/v1/gw/+/delivery/+/reject",
-                                      "airlock/v1/gw/+/delivery/+/status",
-                                      "airlock/v1/gw/+/fleet"}));
+            (std::vector<std::string>{
+                "airlock/v1/gw/+/delivery/+/ready", "airlock/v1/gw/+/delivery/+/reject",
+                "airlock/v1/gw/+/delivery/+/status", "airlock/v1/gw/+/fleet"}));
   EXPECT_EQ(t.GatewaySubscriptions("plant-7").value(),
             (std::vector<std::string>{"airlock/v1/gw/plant-7/delivery/offer",
                                       "airlock/v1/gw/plant-7/delivery/+/grant",

@@ -87,13 +87,14 @@ std::map<std::string, Delivery> Fixtures() {
   auto deadline = [](const Delivery& d) { return Inputs{*d.deadline, 0}; };
   f["offered"] = StartDelivery(kId, kDeployment, kGateway, kPackage, {T0(), 0}, p).delivery;
   f["offered~retry"] = Apply(f["offered"], WaitTimedOut{}, deadline(f["offered"]), p).delivery;
-  f["ready"] = Apply(f["offered"], GatewayReady{{"linux/arm64/v8"}}, at(f["offered"], seconds(5)),
-                     p).delivery;
+  f["ready"] =
+      Apply(f["offered"], GatewayReady{{"linux/arm64/v8"}}, at(f["offered"], seconds(5)), p)
+          .delivery;
   f["ready~retry"] = Apply(f["ready"], WaitTimedOut{}, deadline(f["ready"]), p).delivery;
   // Short-lived URLs, so that their refresh comes before the fixtures' timeouts.
-  f["granted"] = Apply(f["ready"], GrantPublished{1, T0() + minutes(6), 8'000},
-                       at(f["ready"], seconds(1)), p)
-                     .delivery;
+  f["granted"] =
+      Apply(f["ready"], GrantPublished{1, T0() + minutes(6), 8'000}, at(f["ready"], seconds(1)), p)
+          .delivery;
   f["granted~retry"] = Apply(f["granted"], WaitTimedOut{}, deadline(f["granted"]), p).delivery;
   f["downloading"] =
       Apply(f["granted"], GatewayProgress{1, 100, 8'000}, at(f["granted"], seconds(10)), p)
@@ -110,9 +111,9 @@ std::map<std::string, Delivery> Fixtures() {
       Apply(f["downloading"], GatewayFailed{1, {FailureCode::kVerification, "bad signature"}},
             at(f["downloading"], seconds(10)), p)
           .delivery;
-  f["cancelled"] = Apply(f["downloading"], CancelRequested{"operator"},
-                         at(f["downloading"], seconds(10)), p)
-                       .delivery;
+  f["cancelled"] =
+      Apply(f["downloading"], CancelRequested{"operator"}, at(f["downloading"], seconds(10)), p)
+          .delivery;
   return f;
 }
 
@@ -132,10 +133,10 @@ enum class E {
   kUrlsExpiring,
   kCancel,
 };
-constexpr E kAllEvents[] = {E::kReady,         E::kReject,      E::kProgress,
-                            E::kAvailable,     E::kFailedRetryable, E::kFailedFatal,
-                            E::kFailedUrl,     E::kGrantPublished,  E::kTimeout,
-                            E::kRetry,         E::kUrlsExpiring,    E::kCancel};
+constexpr E kAllEvents[] = {E::kReady,     E::kReject,          E::kProgress,
+                            E::kAvailable, E::kFailedRetryable, E::kFailedFatal,
+                            E::kFailedUrl, E::kGrantPublished,  E::kTimeout,
+                            E::kRetry,     E::kUrlsExpiring,    E::kCancel};
 
 std::pair<Event, TimePoint> Make(E e, const Delivery& d, const Policy& p) {
   TimePoint soon = d.updated_at + seconds(10);
@@ -162,8 +163,7 @@ std::pair<Event, TimePoint> Make(E e, const Delivery& d, const Policy& p) {
       return {e == E::kTimeout ? Event(WaitTimedOut{}) : Event(RetryTimerFired{}),
               d.deadline.value_or(soon)};
     case E::kUrlsExpiring:
-      return {UrlsExpiring{},
-              d.urls_expire_at ? *d.urls_expire_at - p.url_refresh_margin : soon};
+      return {UrlsExpiring{}, d.urls_expire_at ? *d.urls_expire_at - p.url_refresh_margin : soon};
     case E::kCancel:
       return {CancelRequested{"deployment cancelled"}, soon};
   }
@@ -182,134 +182,129 @@ struct Row {
 constexpr bool kApplied = true;
 constexpr bool kIgnored = false;
 
+// Short names for the table's columns.
+constexpr Wait kNone = Wait::kNone;
+constexpr Wait kReply = Wait::kReply;
+constexpr Wait kRetry = Wait::kRetry;
+const std::vector<ActionKind> kNothing = {};
+const std::vector<ActionKind> kTimer = {K::kScheduleTimer};
+const std::vector<ActionKind> kOfferTimer = {K::kPublishOffer, K::kScheduleTimer};
+const std::vector<ActionKind> kGrantTimer = {K::kPublishGrant, K::kScheduleTimer};
+const std::vector<ActionKind> kCancelMsg = {K::kPublishCancel};
+
 // Every (non-final state, event) pair. "~retry" fixtures are the same state backing off after a
 // failed wait. Ignored rows keep the state and wait of their fixture.
 const std::vector<Row> kTable = {
     // offered: waiting for the gateway's answer.
-    {"offered", E::kReady, kApplied, S::kReady, Wait::kReply, {K::kPublishGrant, K::kScheduleTimer}},
-    {"offered", E::kReject, kApplied, S::kRejected, Wait::kNone, {}},
-    {"offered", E::kProgress, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"offered", E::kFailedRetryable, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kFailedFatal, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kFailedUrl, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kGrantPublished, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kTimeout, kApplied, S::kOffered, Wait::kRetry, {K::kScheduleTimer}},
-    {"offered", E::kRetry, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kUrlsExpiring, kIgnored, S::kOffered, Wait::kReply, {}},
-    {"offered", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"offered", E::kReady, kApplied, S::kReady, kReply, kGrantTimer},
+    {"offered", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"offered", E::kProgress, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"offered", E::kFailedRetryable, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kFailedFatal, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kFailedUrl, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kGrantPublished, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kTimeout, kApplied, S::kOffered, kRetry, kTimer},
+    {"offered", E::kRetry, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kUrlsExpiring, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // offered, backing off before the next offer: a late answer is still welcome.
-    {"offered~retry", E::kReady, kApplied, S::kReady, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"offered~retry", E::kReject, kApplied, S::kRejected, Wait::kNone, {}},
-    {"offered~retry", E::kProgress, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"offered~retry", E::kFailedRetryable, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kFailedFatal, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kFailedUrl, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kGrantPublished, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kTimeout, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kRetry, kApplied, S::kOffered, Wait::kReply,
-     {K::kPublishOffer, K::kScheduleTimer}},
-    {"offered~retry", E::kUrlsExpiring, kIgnored, S::kOffered, Wait::kRetry, {}},
-    {"offered~retry", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"offered~retry", E::kReady, kApplied, S::kReady, kReply, kGrantTimer},
+    {"offered~retry", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"offered~retry", E::kProgress, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"offered~retry", E::kFailedRetryable, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kFailedFatal, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kFailedUrl, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kGrantPublished, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kTimeout, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kRetry, kApplied, S::kOffered, kReply, kOfferTimer},
+    {"offered~retry", E::kUrlsExpiring, kIgnored, S::kOffered, kRetry, kNothing},
+    {"offered~retry", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // ready: the hub owes the gateway a grant.
-    {"ready", E::kReady, kIgnored, S::kReady, Wait::kReply, {}},
-    {"ready", E::kReject, kApplied, S::kRejected, Wait::kNone, {}},
-    {"ready", E::kProgress, kApplied, S::kDownloading, Wait::kReply, {K::kScheduleTimer}},
-    {"ready", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"ready", E::kFailedRetryable, kApplied, S::kReady, Wait::kRetry, {K::kScheduleTimer}},
-    {"ready", E::kFailedFatal, kApplied, S::kFailed, Wait::kNone, {}},
-    {"ready", E::kFailedUrl, kApplied, S::kGranted, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"ready", E::kGrantPublished, kApplied, S::kGranted, Wait::kReply, {K::kScheduleTimer}},
-    {"ready", E::kTimeout, kApplied, S::kReady, Wait::kRetry, {K::kScheduleTimer}},
-    {"ready", E::kRetry, kIgnored, S::kReady, Wait::kReply, {}},
-    {"ready", E::kUrlsExpiring, kIgnored, S::kReady, Wait::kReply, {}},
-    {"ready", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"ready", E::kReady, kIgnored, S::kReady, kReply, kNothing},
+    {"ready", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"ready", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
+    {"ready", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"ready", E::kFailedRetryable, kApplied, S::kReady, kRetry, kTimer},
+    {"ready", E::kFailedFatal, kApplied, S::kFailed, kNone, kNothing},
+    {"ready", E::kFailedUrl, kApplied, S::kGranted, kReply, kGrantTimer},
+    {"ready", E::kGrantPublished, kApplied, S::kGranted, kReply, kTimer},
+    {"ready", E::kTimeout, kApplied, S::kReady, kRetry, kTimer},
+    {"ready", E::kRetry, kIgnored, S::kReady, kReply, kNothing},
+    {"ready", E::kUrlsExpiring, kIgnored, S::kReady, kReply, kNothing},
+    {"ready", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // ready, backing off because the hub did not publish its grant in time.
-    {"ready~retry", E::kReady, kIgnored, S::kReady, Wait::kRetry, {}},
-    {"ready~retry", E::kReject, kApplied, S::kRejected, Wait::kNone, {}},
-    {"ready~retry", E::kProgress, kApplied, S::kDownloading, Wait::kReply, {K::kScheduleTimer}},
-    {"ready~retry", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"ready~retry", E::kFailedRetryable, kIgnored, S::kReady, Wait::kRetry, {}},
-    {"ready~retry", E::kFailedFatal, kApplied, S::kFailed, Wait::kNone, {}},
-    {"ready~retry", E::kFailedUrl, kIgnored, S::kReady, Wait::kRetry, {}},
-    {"ready~retry", E::kGrantPublished, kApplied, S::kGranted, Wait::kReply, {K::kScheduleTimer}},
-    {"ready~retry", E::kTimeout, kIgnored, S::kReady, Wait::kRetry, {}},
-    {"ready~retry", E::kRetry, kApplied, S::kReady, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"ready~retry", E::kUrlsExpiring, kIgnored, S::kReady, Wait::kRetry, {}},
-    {"ready~retry", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"ready~retry", E::kReady, kIgnored, S::kReady, kRetry, kNothing},
+    {"ready~retry", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"ready~retry", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
+    {"ready~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"ready~retry", E::kFailedRetryable, kIgnored, S::kReady, kRetry, kNothing},
+    {"ready~retry", E::kFailedFatal, kApplied, S::kFailed, kNone, kNothing},
+    {"ready~retry", E::kFailedUrl, kIgnored, S::kReady, kRetry, kNothing},
+    {"ready~retry", E::kGrantPublished, kApplied, S::kGranted, kReply, kTimer},
+    {"ready~retry", E::kTimeout, kIgnored, S::kReady, kRetry, kNothing},
+    {"ready~retry", E::kRetry, kApplied, S::kReady, kReply, kGrantTimer},
+    {"ready~retry", E::kUrlsExpiring, kIgnored, S::kReady, kRetry, kNothing},
+    {"ready~retry", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // granted: waiting for the gateway's first status.
-    {"granted", E::kReady, kIgnored, S::kGranted, Wait::kReply, {}},
-    {"granted", E::kReject, kIgnored, S::kGranted, Wait::kReply, {}},
-    {"granted", E::kProgress, kApplied, S::kDownloading, Wait::kReply, {K::kScheduleTimer}},
-    {"granted", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"granted", E::kFailedRetryable, kApplied, S::kGranted, Wait::kRetry, {K::kScheduleTimer}},
-    {"granted", E::kFailedFatal, kApplied, S::kFailed, Wait::kNone, {}},
-    {"granted", E::kFailedUrl, kApplied, S::kGranted, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"granted", E::kGrantPublished, kApplied, S::kGranted, Wait::kReply, {K::kScheduleTimer}},
-    {"granted", E::kTimeout, kApplied, S::kGranted, Wait::kRetry, {K::kScheduleTimer}},
-    {"granted", E::kRetry, kIgnored, S::kGranted, Wait::kReply, {}},
-    {"granted", E::kUrlsExpiring, kApplied, S::kGranted, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"granted", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"granted", E::kReady, kIgnored, S::kGranted, kReply, kNothing},
+    {"granted", E::kReject, kIgnored, S::kGranted, kReply, kNothing},
+    {"granted", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
+    {"granted", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"granted", E::kFailedRetryable, kApplied, S::kGranted, kRetry, kTimer},
+    {"granted", E::kFailedFatal, kApplied, S::kFailed, kNone, kNothing},
+    {"granted", E::kFailedUrl, kApplied, S::kGranted, kReply, kGrantTimer},
+    {"granted", E::kGrantPublished, kApplied, S::kGranted, kReply, kTimer},
+    {"granted", E::kTimeout, kApplied, S::kGranted, kRetry, kTimer},
+    {"granted", E::kRetry, kIgnored, S::kGranted, kReply, kNothing},
+    {"granted", E::kUrlsExpiring, kApplied, S::kGranted, kReply, kGrantTimer},
+    {"granted", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // granted, backing off after no status came.
-    {"granted~retry", E::kReady, kIgnored, S::kGranted, Wait::kRetry, {}},
-    {"granted~retry", E::kReject, kIgnored, S::kGranted, Wait::kRetry, {}},
-    {"granted~retry", E::kProgress, kApplied, S::kDownloading, Wait::kReply, {K::kScheduleTimer}},
-    {"granted~retry", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"granted~retry", E::kFailedRetryable, kIgnored, S::kGranted, Wait::kRetry, {}},
-    {"granted~retry", E::kFailedFatal, kApplied, S::kFailed, Wait::kNone, {}},
-    {"granted~retry", E::kFailedUrl, kIgnored, S::kGranted, Wait::kRetry, {}},
-    {"granted~retry", E::kGrantPublished, kApplied, S::kGranted, Wait::kRetry, {K::kScheduleTimer}},
-    {"granted~retry", E::kTimeout, kIgnored, S::kGranted, Wait::kRetry, {}},
-    {"granted~retry", E::kRetry, kApplied, S::kGranted, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"granted~retry", E::kUrlsExpiring, kIgnored, S::kGranted, Wait::kRetry, {}},
-    {"granted~retry", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"granted~retry", E::kReady, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kReject, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
+    {"granted~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"granted~retry", E::kFailedRetryable, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kFailedFatal, kApplied, S::kFailed, kNone, kNothing},
+    {"granted~retry", E::kFailedUrl, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kGrantPublished, kApplied, S::kGranted, kRetry, kTimer},
+    {"granted~retry", E::kTimeout, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kRetry, kApplied, S::kGranted, kReply, kGrantTimer},
+    {"granted~retry", E::kUrlsExpiring, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // downloading: waiting for more progress or the result.
-    {"downloading", E::kReady, kIgnored, S::kDownloading, Wait::kReply, {}},
-    {"downloading", E::kReject, kIgnored, S::kDownloading, Wait::kReply, {}},
-    {"downloading", E::kProgress, kApplied, S::kDownloading, Wait::kReply, {K::kScheduleTimer}},
-    {"downloading", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"downloading", E::kFailedRetryable, kApplied, S::kDownloading, Wait::kRetry,
-     {K::kScheduleTimer}},
-    {"downloading", E::kFailedFatal, kApplied, S::kFailed, Wait::kNone, {}},
-    {"downloading", E::kFailedUrl, kApplied, S::kGranted, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"downloading", E::kGrantPublished, kApplied, S::kDownloading, Wait::kReply,
-     {K::kScheduleTimer}},
-    {"downloading", E::kTimeout, kApplied, S::kDownloading, Wait::kRetry, {K::kScheduleTimer}},
-    {"downloading", E::kRetry, kIgnored, S::kDownloading, Wait::kReply, {}},
-    {"downloading", E::kUrlsExpiring, kApplied, S::kDownloading, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"downloading", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"downloading", E::kReady, kIgnored, S::kDownloading, kReply, kNothing},
+    {"downloading", E::kReject, kIgnored, S::kDownloading, kReply, kNothing},
+    {"downloading", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
+    {"downloading", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"downloading", E::kFailedRetryable, kApplied, S::kDownloading, kRetry, kTimer},
+    {"downloading", E::kFailedFatal, kApplied, S::kFailed, kNone, kNothing},
+    {"downloading", E::kFailedUrl, kApplied, S::kGranted, kReply, kGrantTimer},
+    {"downloading", E::kGrantPublished, kApplied, S::kDownloading, kReply, kTimer},
+    {"downloading", E::kTimeout, kApplied, S::kDownloading, kRetry, kTimer},
+    {"downloading", E::kRetry, kIgnored, S::kDownloading, kReply, kNothing},
+    {"downloading", E::kUrlsExpiring, kApplied, S::kDownloading, kReply, kGrantTimer},
+    {"downloading", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // downloading, backing off after the progress stopped.
-    {"downloading~retry", E::kReady, kIgnored, S::kDownloading, Wait::kRetry, {}},
-    {"downloading~retry", E::kReject, kIgnored, S::kDownloading, Wait::kRetry, {}},
-    {"downloading~retry", E::kProgress, kApplied, S::kDownloading, Wait::kReply,
-     {K::kScheduleTimer}},
-    {"downloading~retry", E::kAvailable, kApplied, S::kAvailable, Wait::kNone, {}},
-    {"downloading~retry", E::kFailedRetryable, kIgnored, S::kDownloading, Wait::kRetry, {}},
-    {"downloading~retry", E::kFailedFatal, kApplied, S::kFailed, Wait::kNone, {}},
-    {"downloading~retry", E::kFailedUrl, kIgnored, S::kDownloading, Wait::kRetry, {}},
-    {"downloading~retry", E::kGrantPublished, kApplied, S::kDownloading, Wait::kRetry,
-     {K::kScheduleTimer}},
-    {"downloading~retry", E::kTimeout, kIgnored, S::kDownloading, Wait::kRetry, {}},
-    {"downloading~retry", E::kRetry, kApplied, S::kGranted, Wait::kReply,
-     {K::kPublishGrant, K::kScheduleTimer}},
-    {"downloading~retry", E::kUrlsExpiring, kIgnored, S::kDownloading, Wait::kRetry, {}},
-    {"downloading~retry", E::kCancel, kApplied, S::kCancelled, Wait::kNone, {K::kPublishCancel}},
+    {"downloading~retry", E::kReady, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kReject, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
+    {"downloading~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"downloading~retry", E::kFailedRetryable, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kFailedFatal, kApplied, S::kFailed, kNone, kNothing},
+    {"downloading~retry", E::kFailedUrl, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kGrantPublished, kApplied, S::kDownloading, kRetry, kTimer},
+    {"downloading~retry", E::kTimeout, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kRetry, kApplied, S::kGranted, kReply, kGrantTimer},
+    {"downloading~retry", E::kUrlsExpiring, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
 };
 
 const char* EName(E e) {
   static constexpr const char* kNames[] = {
-      "ready",       "reject",          "progress", "available", "failed-retryable",
-      "failed-fatal", "failed-url",     "grant-published", "timeout", "retry",
-      "urls-expiring", "cancel"};
+      "ready",      "reject",          "progress", "available", "failed-retryable", "failed-fatal",
+      "failed-url", "grant-published", "timeout",  "retry",     "urls-expiring",    "cancel"};
   return kNames[static_cast<int>(e)];
 }
 
@@ -674,8 +669,7 @@ TEST(StateMachineScenarioTest, RestartRepublishesWhatMayHaveBeenLost) {
   auto ready = ResumeActions(f["ready"], now, p);
   ASSERT_EQ(Kinds(ready), (std::vector<ActionKind>{K::kPublishGrant, K::kScheduleTimer}));
   EXPECT_EQ(ready[0].attempt, 1u);  // the same attempt: the gateway may already have it
-  EXPECT_EQ(Kinds(ResumeActions(f["granted"], now, p)),
-            std::vector<ActionKind>{K::kScheduleTimer});
+  EXPECT_EQ(Kinds(ResumeActions(f["granted"], now, p)), std::vector<ActionKind>{K::kScheduleTimer});
   EXPECT_EQ(Kinds(ResumeActions(f["offered~retry"], now, p)),
             std::vector<ActionKind>{K::kScheduleTimer});
 }
@@ -725,7 +719,10 @@ TEST(DeliveryRecordTest, RoundTripsAndRefusesMalformedFields) {
       {"attempt", [](nlohmann::json& j) { j["attempt"] = 4'294'967'296; }},
       {"bytes_done", [](nlohmann::json& j) { j["bytes_done"] = 9'000; }},
       {"platforms", [](nlohmann::json& j) { j["platforms"] = {"linux"}; }},
-      {"last_error", [](nlohmann::json& j) { j["last_error"] = {{"code", "Bad Code"}, {"message", ""}}; }},
+      {"last_error",
+       [](nlohmann::json& j) {
+         j["last_error"] = {{"code", "Bad Code"}, {"message", ""}};
+       }},
       {"updated_at", [](nlohmann::json& j) { j.erase("updated_at"); }},
   };
   for (const auto& [field, mutate] : bad) {
