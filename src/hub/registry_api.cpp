@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <regex>
@@ -756,9 +757,11 @@ struct RegistryApi::Handlers {
     std::string name = trust::StringOr(*body, "name");
     json labels = body->value("labels", json::object());
     [&] {
-      if (!IsTokenName(name) || name.size() > 48) {
+      // The name becomes an MQTT topic level (delivery/protocol.hpp): no "." or "..".
+      if (!IsTokenName(name) || name.size() > 48 || !std::isalnum(static_cast<unsigned char>(name[0]))) {
         return SendError(res, 400, "INVALID_REQUEST", "invalid request",
-                         "name: 1-48 of letters, digits, '.', '_' and '-'");
+                         "name: 1-48 of letters, digits, '.', '_' and '-', starting with a letter "
+                         "or digit");
       }
       if (!labels.is_object() ||
           !std::all_of(labels.begin(), labels.end(), [](const json& v) { return v.is_string(); })) {

@@ -365,6 +365,8 @@ TEST_P(RegistryApiTest, GatewaysRegisterOnceAndDeploymentsKeepTheirHistory) {
   ASSERT_EQ(registered->status, 201) << registered->body;
   std::string credential = json::parse(registered->body)["credential"];
   EXPECT_TRUE(credential.starts_with("alk_"));
+  json dots = {{"token", reg}, {"name", ".."}};
+  EXPECT_EQ(c().Post("/api/v1/gateways/register", dots.dump(), "application/json")->status, 400);
   auto again = c().Post("/api/v1/gateways/register", request.dump(), "application/json");
   EXPECT_EQ(again->status, 401);
   EXPECT_NE(Detail(again).find("used already"), std::string::npos);
