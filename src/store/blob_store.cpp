@@ -141,7 +141,7 @@ BlobStore::BlobStore(fs::path root, UniqueFd lock)
 
 BlobStore::~BlobStore() = default;
 
-Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root) {
+Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root, UploadsOnOpen uploads) {
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "blobs" / "sha256"));
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(root / "uploads"));
   AIRLOCK_ASSIGN_OR_RETURN(
@@ -150,7 +150,9 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root) {
           root / "store.lock",
           "another process (an airlock-hub?) is using the blob store in " + root.string()));
   std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(lock)));
-  store->RemoveAllUploads();
+  if (uploads == UploadsOnOpen::kDiscard) {
+    store->RemoveAllUploads();
+  }
   return store;
 }
 

@@ -10,8 +10,9 @@
 // A blob file appears only complete and verified: an upload's data file is fsync'ed, its digest
 // and size checked, and it is renamed into blobs/ (then the directory is fsync'ed). Uploads do not
 // survive a restart: Open() removes every session left by a previous process, so a hub killed
-// mid-upload leaves neither a partial blob nor a session. Only one process may use a root at a
-// time (Open() takes an exclusive lock on ROOT/store.lock, released when the object dies).
+// mid-upload leaves neither a partial blob nor a session — unless the owner opens the store with
+// UploadsOnOpen::kKeep (the gateway's cache does: its sessions are resumable downloads, found again
+// by id and appended to from the bytes on disk). Only one process may use a root at a time (Open() takes an exclusive lock on ROOT/store.lock, released when the object dies).
 //
 // Which repository may see a blob is not this class's business (MetadataStore links blobs to
 // repositories). Thread-safe: any method may be called from any thread; appends to one session are
@@ -47,11 +48,19 @@ struct BlobFile {
 // bytes written so far stay in the session.
 using ChunkSource = std::function<Status(const std::function<Status(std::string_view)>& sink)>;
 
+// What Open does with the upload sessions a previous process left.
+enum class UploadsOnOpen {
+  kDiscard,  // remove them: an interrupted push starts again (the hub)
+  kKeep,     // keep them, to be resumed or cancelled by their owner (the gateway's downloads)
+};
+
 class BlobStore {
  public:
   // Creates the directories if needed, takes the root's lock (kUnavailable if another process
-  // holds it), and removes the upload sessions a previous process left behind.
-  [[nodiscard]] static Result<std::unique_ptr<BlobStore>> Open(const std::filesystem::path& root);
+  // holds it), and removes the upload sessions a previous process left behind unless told to
+  // keep them.
+  [[nodiscard]] static Result<std::unique_ptr<BlobStore>> Open(
+      const std::filesystem::path& root, UploadsOnOpen uploads = UploadsOnOpen::kDiscard);
   ~BlobStore();
   BlobStore(const BlobStore&) = delete;
   BlobStore& operator=(const BlobStore&) = delete;
