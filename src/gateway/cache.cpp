@@ -214,10 +214,18 @@ Result<std::unique_ptr<GatewayCache>> GatewayCache::Open(const fs::path& dir, Ca
   if (options.max_bytes == 0) {
     return Fail(ErrorCode::kInvalidArgument, "the cache needs a size limit (max_bytes) above 0");
   }
-  AIRLOCK_ASSIGN_OR_RETURN(auto blobs, store::BlobStore::Open(dir, store::UploadsOnOpen::kKeep));
+  auto blobs = store::BlobStore::Open(dir, store::UploadsOnOpen::kKeep);
+  if (!blobs) {
+    if (blobs.error().code() == ErrorCode::kUnavailable) {
+      return Fail(ErrorCode::kUnavailable, "the cache in " + dir.string() +
+                                               " is in use by another process (an "
+                                               "airlock-gateway serving it?)");
+    }
+    return Fail(std::move(blobs.error()));
+  }
   AIRLOCK_ASSIGN_OR_RETURN(auto db, store::SqliteDatabase::Open(dir / "cache.db"));
   std::unique_ptr<GatewayCache> cache(
-      new GatewayCache(dir, options, clock, std::move(blobs), std::move(db)));
+      new GatewayCache(dir, options, clock, std::move(*blobs), std::move(db)));
   auto now = cache->NowSeconds();
   AIRLOCK_RETURN_IF_ERROR(store::MigrateComponent(*cache->db_, "gateway_cache", kMigrations, now));
   Status reconciled = cache->Reconcile();

@@ -345,6 +345,7 @@ TEST_F(GatewayCacheTest, OnlyOneProcessUsesACacheDirectory) {
   auto second = GatewayCache::Open(dir_.path() / "cache", options, clock_);
   ASSERT_FALSE(second);
   EXPECT_EQ(second.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(second.error().message().find("in use by another process"), std::string::npos);
   options.max_bytes = 0;
   EXPECT_EQ(GatewayCache::Open(dir_.path() / "other", options, clock_).error().code(),
             ErrorCode::kInvalidArgument);
