@@ -200,8 +200,7 @@ GatewayCache::GatewayCache(fs::path dir, CacheOptions options, const Clock& cloc
 }
 
 GatewayCache::~GatewayCache() {
-  std::lock_guard lock(mu_);
-  (void)FlushLocked();  // access times are a hint: losing them costs only eviction order
+  (void)FlushAccessTimes();  // access times are a hint: losing them costs only eviction order
 }
 
 std::int64_t GatewayCache::NowSeconds() const {
@@ -435,7 +434,7 @@ Status GatewayCache::Commit(const Digest& digest, std::uint64_t size) {
 }
 
 Status GatewayCache::MakeRoom(std::uint64_t bytes, const Digest& for_blob) {
-  AIRLOCK_RETURN_IF_ERROR(FlushLocked());
+  AIRLOCK_RETURN_IF_ERROR(FlushAccessTimes());
   struct Candidate {
     std::string digest;
     std::uint64_t size;
@@ -491,7 +490,10 @@ Status GatewayCache::MakeRoom(std::uint64_t bytes, const Digest& for_blob) {
     if (!removed && removed.error().code() != ErrorCode::kNotFound) {
       return removed;
     }
-    accessed_.erase(d);
+    {
+      std::lock_guard access_lock(access_mu_);
+      accessed_.erase(d);
+    }
     committed -= c.size;
   }
   return {};
@@ -760,39 +762,46 @@ Result<store::BlobFile> GatewayCache::OpenBlob(std::string_view repository, cons
                 "no blob " + digest.ToString() + " in " + std::string(repository));
   }
   AIRLOCK_ASSIGN_OR_RETURN(store::BlobFile file, blobs_->OpenBlob(digest));
-  std::lock_guard lock(mu_);
-  std::int64_t now = NowSeconds();
-  accessed_[digest] = now;
-  if (now - last_flush_ >= options_.access_flush_interval.count()) {
+  bool due = false;
+  {
+    std::lock_guard lock(access_mu_);
+    std::int64_t now = NowSeconds();
+    accessed_[digest] = now;
+    due = now - last_flush_ >= options_.access_flush_interval.count();
+  }
+  if (due) {
     // Failing to record an access time must not fail the read: it only orders eviction.
-    (void)FlushLocked();
+    (void)FlushAccessTimes();
   }
   return file;
 }
 
 Status GatewayCache::FlushAccessTimes() {
-  std::lock_guard lock(mu_);
-  return FlushLocked();
-}
-
-Status GatewayCache::FlushLocked() {
-  last_flush_ = NowSeconds();
-  if (accessed_.empty()) {
+  std::map<Digest, std::int64_t> batch;
+  {
+    std::lock_guard lock(access_mu_);
+    last_flush_ = NowSeconds();
+    batch.swap(accessed_);
+  }
+  if (batch.empty()) {
     return {};
   }
-  Status done = db_->Transact([&](SqlSession& s) -> Status {
-    for (const auto& [digest, when] : accessed_) {
+  Status written = db_->Transact([&](SqlSession& s) -> Status {
+    for (const auto& [digest, when] : batch) {
       AIRLOCK_RETURN_IF_ERROR(
           Ok(s.Query("UPDATE cache_blobs SET last_access = MAX(last_access, ?) WHERE digest = ?",
                      {when, digest.ToString()})));
     }
     return {};
   });
-  if (!done) {
-    return done;
+  if (!written) {
+    // Keep them for the next flush (newer accesses recorded meanwhile win).
+    std::lock_guard lock(access_mu_);
+    for (const auto& [digest, when] : batch) {
+      accessed_.emplace(digest, when);
+    }
   }
-  accessed_.clear();
-  return {};
+  return written;
 }
 
 Result<std::vector<std::string>> GatewayCache::Tags(std::string_view repository) {

@@ -221,7 +221,6 @@ class GatewayCache {
   Status Commit(const Digest& digest, std::uint64_t size);
   Status Abort(const Digest& digest);
   Status MakeRoom(std::uint64_t bytes, const Digest& for_blob);
-  Status FlushLocked();
   std::int64_t NowSeconds() const;
 
   std::filesystem::path dir_;
@@ -230,7 +229,10 @@ class GatewayCache {
   std::unique_ptr<store::BlobStore> blobs_;
   std::unique_ptr<store::SqliteDatabase> db_;
 
-  std::mutex mu_;  // serialises commits, evictions and the access-time batch
+  std::mutex mu_;  // serialises commits, evictions, pins and completions
+  // Taken after mu_ when both are needed, never before: reads take only this one, so a commit
+  // hashing a large blob does not hold up the registry.
+  std::mutex access_mu_;
   std::map<Digest, std::int64_t> accessed_;  // digest → Unix seconds, not yet written
   std::int64_t last_flush_ = 0;
 };
