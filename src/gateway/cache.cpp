@@ -94,14 +94,14 @@ struct ReadManifest {
   std::string media_type;
   std::string artifact_type;
   std::optional<Digest> subject;
-  std::string annotations;  // JSON, "" when none
-  std::vector<Digest> children;  // an index's manifests
+  std::string annotations;                              // JSON, "" when none
+  std::vector<Digest> children;                         // an index's manifests
   std::vector<std::pair<Digest, std::uint64_t>> blobs;  // an image manifest's config and layers
 };
 
 Result<std::pair<Digest, std::uint64_t>> ReadDescriptor(const json& d, const std::string& where) {
-  if (!d.is_object() || !d.contains("digest") || !d["digest"].is_string() ||
-      !d.contains("size") || !d["size"].is_number_unsigned()) {
+  if (!d.is_object() || !d.contains("digest") || !d["digest"].is_string() || !d.contains("size") ||
+      !d["size"].is_number_unsigned()) {
     return Fail(ErrorCode::kInvalidArgument,
                 where + " is not a descriptor with a digest and a non-negative size");
   }
@@ -146,7 +146,8 @@ Result<ReadManifest> Read(std::string bytes) {
     }
   } else if (m.media_type == kOciManifest) {
     if (!doc.contains("config") || !doc.contains("layers") || !doc["layers"].is_array()) {
-      return Fail(ErrorCode::kInvalidArgument, at + " is an image manifest without config and layers");
+      return Fail(ErrorCode::kInvalidArgument,
+                  at + " is an image manifest without config and layers");
     }
     AIRLOCK_ASSIGN_OR_RETURN(auto config, ReadDescriptor(doc["config"], at + " config"));
     m.blobs.push_back(config);
@@ -204,8 +205,7 @@ GatewayCache::~GatewayCache() {
 }
 
 std::int64_t GatewayCache::NowSeconds() const {
-  return std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch())
-      .count();
+  return std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch()).count();
 }
 
 Result<std::unique_ptr<GatewayCache>> GatewayCache::Open(const fs::path& dir, CacheOptions options,
@@ -229,8 +229,8 @@ Result<std::unique_ptr<GatewayCache>> GatewayCache::Open(const fs::path& dir, Ca
   AIRLOCK_RETURN_IF_ERROR(store::MigrateComponent(*cache->db_, "gateway_cache", kMigrations, now));
   Status reconciled = cache->Reconcile();
   if (!reconciled) {
-    return Fail(std::move(reconciled.error()).WithContext("while opening the cache in " +
-                                                          dir.string()));
+    return Fail(
+        std::move(reconciled.error()).WithContext("while opening the cache in " + dir.string()));
   }
   return cache;
 }
@@ -241,9 +241,10 @@ Status GatewayCache::Reconcile() {
   using IdRow = std::pair<std::string, std::string>;
   AIRLOCK_ASSIGN_OR_RETURN(
       auto downloads,
-      store::SqlQueryAll<IdRow>(
-          *db_, "SELECT digest, upload_id FROM cache_downloads", {},
-          [](const SqlRows& r, std::size_t i) { return std::make_pair(r.Text(i, 0), r.Text(i, 1)); }));
+      store::SqlQueryAll<IdRow>(*db_, "SELECT digest, upload_id FROM cache_downloads", {},
+                                [](const SqlRows& r, std::size_t i) {
+                                  return std::make_pair(r.Text(i, 0), r.Text(i, 1));
+                                }));
   std::set<std::string> known_uploads;
   for (const auto& [digest, id] : downloads) {
     if (blobs_->UploadSize(id)) {
@@ -268,10 +269,10 @@ Status GatewayCache::Reconcile() {
   // Blob files and index rows must agree.
   AIRLOCK_ASSIGN_OR_RETURN(auto collector, store::BlobCollector::Open(dir_));
   AIRLOCK_ASSIGN_OR_RETURN(auto files, collector->List());
-  AIRLOCK_ASSIGN_OR_RETURN(
-      auto rows, store::SqlQueryAll<std::string>(
-                     *db_, "SELECT digest FROM cache_blobs", {},
-                     [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); }));
+  AIRLOCK_ASSIGN_OR_RETURN(auto rows,
+                           store::SqlQueryAll<std::string>(
+                               *db_, "SELECT digest FROM cache_blobs", {},
+                               [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); }));
   std::set<std::string> on_disk;
   for (const auto& f : files) {
     on_disk.insert(f.digest.ToString());
@@ -282,19 +283,17 @@ Status GatewayCache::Reconcile() {
     for (const auto& f : files) {
       if (!indexed.contains(f.digest.ToString())) {
         // Published (verified against its name) but not recorded: adopt it.
-        AIRLOCK_RETURN_IF_ERROR(
-            Ok(s.Query("INSERT INTO cache_blobs VALUES (?, ?, ?)",
-                       {f.digest.ToString(), I64(f.size), now})));
+        AIRLOCK_RETURN_IF_ERROR(Ok(s.Query("INSERT INTO cache_blobs VALUES (?, ?, ?)",
+                                           {f.digest.ToString(), I64(f.size), now})));
       }
     }
     for (const auto& digest : indexed) {
       if (!on_disk.contains(digest)) {
+        AIRLOCK_RETURN_IF_ERROR(Ok(s.Query("DELETE FROM cache_blobs WHERE digest = ?", {digest})));
         AIRLOCK_RETURN_IF_ERROR(
-            Ok(s.Query("DELETE FROM cache_blobs WHERE digest = ?", {digest})));
-        AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
-            "UPDATE cache_packages SET complete = 0 WHERE (repository, tag) IN "
-            "(SELECT repository, tag FROM cache_package_blobs WHERE digest = ?)",
-            {digest})));
+            Ok(s.Query("UPDATE cache_packages SET complete = 0 WHERE (repository, tag) IN "
+                       "(SELECT repository, tag FROM cache_package_blobs WHERE digest = ?)",
+                       {digest})));
       }
     }
     return {};
@@ -302,21 +301,20 @@ Status GatewayCache::Reconcile() {
 }
 
 bool GatewayCache::HasBlob(const Digest& digest) {
-  auto rows = store::SqlQueryAll<int>(*db_, "SELECT 1 FROM cache_blobs WHERE digest = ?",
-                                      {digest.ToString()},
-                                      [](const SqlRows&, std::size_t) { return 1; });
+  auto rows =
+      store::SqlQueryAll<int>(*db_, "SELECT 1 FROM cache_blobs WHERE digest = ?",
+                              {digest.ToString()}, [](const SqlRows&, std::size_t) { return 1; });
   return rows && !rows->empty();
 }
 
 Result<std::string> GatewayCache::DownloadId(const Digest& digest, std::uint64_t size) {
   AIRLOCK_ASSIGN_OR_RETURN(
-      auto id,
-      store::SqlQueryOne<std::string>(
-          *db_, "SELECT upload_id FROM cache_downloads WHERE digest = ? AND size = ?",
-          {digest.ToString(), I64(size)},
-          [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); },
-          "no download of " + digest.ToString() + " (" + Bytes(size) +
-              ") is open: it was committed, aborted or discarded"));
+      auto id, store::SqlQueryOne<std::string>(
+                   *db_, "SELECT upload_id FROM cache_downloads WHERE digest = ? AND size = ?",
+                   {digest.ToString(), I64(size)},
+                   [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); },
+                   "no download of " + digest.ToString() + " (" + Bytes(size) +
+                       ") is open: it was committed, aborted or discarded"));
   return id;
 }
 
@@ -331,13 +329,12 @@ Result<BlobDownload> GatewayCache::BeginBlob(const Digest& digest, std::uint64_t
                                              Bytes(options_.max_bytes));
   }
   using DownloadRow = std::pair<std::string, std::uint64_t>;
-  AIRLOCK_ASSIGN_OR_RETURN(
-      auto existing,
-      store::SqlQueryAll<DownloadRow>(
-          *db_, "SELECT upload_id, size FROM cache_downloads WHERE digest = ?",
-          {digest.ToString()}, [](const SqlRows& r, std::size_t i) {
-            return std::make_pair(r.Text(i, 0), U64(r.Int(i, 1)));
-          }));
+  AIRLOCK_ASSIGN_OR_RETURN(auto existing,
+                           store::SqlQueryAll<DownloadRow>(
+                               *db_, "SELECT upload_id, size FROM cache_downloads WHERE digest = ?",
+                               {digest.ToString()}, [](const SqlRows& r, std::size_t i) {
+                                 return std::make_pair(r.Text(i, 0), U64(r.Int(i, 1)));
+                               }));
   if (!existing.empty()) {
     const auto& [id, declared] = existing.front();
     if (declared == size && blobs_->UploadSize(id)) {
@@ -390,10 +387,10 @@ Result<std::uint64_t> GatewayCache::Append(const Digest& digest, std::uint64_t s
 
 Status GatewayCache::Abort(const Digest& digest) {
   AIRLOCK_ASSIGN_OR_RETURN(
-      auto ids, store::SqlQueryAll<std::string>(
-                    *db_, "SELECT upload_id FROM cache_downloads WHERE digest = ?",
-                    {digest.ToString()},
-                    [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); }));
+      auto ids,
+      store::SqlQueryAll<std::string>(
+          *db_, "SELECT upload_id FROM cache_downloads WHERE digest = ?", {digest.ToString()},
+          [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); }));
   if (ids.empty()) {
     return Fail(ErrorCode::kNotFound, "no download of " + digest.ToString() + " is open");
   }
@@ -411,9 +408,9 @@ Status GatewayCache::Commit(const Digest& digest, std::uint64_t size) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string id, DownloadId(digest, size));
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t have, blobs_->UploadSize(id));
   if (have != size) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "the download of " + digest.ToString() + " has " + std::to_string(have) + " of " +
-                    Bytes(size) + "; append the rest before committing");
+    return Fail(ErrorCode::kInvalidArgument, "the download of " + digest.ToString() + " has " +
+                                                 std::to_string(have) + " of " + Bytes(size) +
+                                                 "; append the rest before committing");
   }
   AIRLOCK_RETURN_IF_ERROR(MakeRoom(size, digest));
   auto finished = blobs_->FinishUpload(id, digest, size);
@@ -446,11 +443,13 @@ Status GatewayCache::MakeRoom(std::uint64_t bytes, const Digest& for_blob) {
     committed = U64(total.Int(0, 0));
     AIRLOCK_ASSIGN_OR_RETURN(
         auto held, s.Query(std::string("SELECT COALESCE(SUM(size), 0) FROM cache_blobs WHERE "
-                                       "digest IN (") + kPinnedDigests + ")"));
+                                       "digest IN (") +
+                           kPinnedDigests + ")"));
     pinned = U64(held.Int(0, 0));
     AIRLOCK_ASSIGN_OR_RETURN(
-        auto rows, s.Query(std::string("SELECT digest, size FROM cache_blobs WHERE digest NOT IN (") +
-                           kPinnedDigests + ") ORDER BY last_access, digest"));
+        auto rows,
+        s.Query(std::string("SELECT digest, size FROM cache_blobs WHERE digest NOT IN (") +
+                kPinnedDigests + ") ORDER BY last_access, digest"));
     for (std::size_t i = 0; i < rows.size(); ++i) {
       candidates.push_back({rows.Text(i, 0), U64(rows.Int(i, 1))});
     }
@@ -476,10 +475,10 @@ Status GatewayCache::MakeRoom(std::uint64_t bytes, const Digest& for_blob) {
     // The index first: a crash before the file goes leaves an unlisted file, which Reconcile
     // adopts as an unused blob; the other order could leave a listed blob without bytes.
     Status forgotten = db_->Transact([&](SqlSession& s) -> Status {
-      AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
-          "DELETE FROM cache_packages WHERE (repository, tag) IN "
-          "(SELECT repository, tag FROM cache_package_blobs WHERE digest = ?)",
-          {c.digest})));
+      AIRLOCK_RETURN_IF_ERROR(
+          Ok(s.Query("DELETE FROM cache_packages WHERE (repository, tag) IN "
+                     "(SELECT repository, tag FROM cache_package_blobs WHERE digest = ?)",
+                     {c.digest})));
       return Ok(s.Query("DELETE FROM cache_blobs WHERE digest = ?", {c.digest}));
     });
     if (!forgotten) {
@@ -507,9 +506,9 @@ Status GatewayCache::DeclarePackage(const PackageSpec& spec) {
   }
   std::string at = "package " + spec.ref.ToString();
   if (!manifests.contains(spec.index)) {
-    return Fail(ErrorCode::kInvalidArgument,
-                at + ": its tagged manifest " + spec.index.ToString() + " is not among its " +
-                    std::to_string(manifests.size()) + " manifests");
+    return Fail(ErrorCode::kInvalidArgument, at + ": its tagged manifest " + spec.index.ToString() +
+                                                 " is not among its " +
+                                                 std::to_string(manifests.size()) + " manifests");
   }
   // An index may name variants the spec leaves out (other platforms than the site's devices):
   // those are simply not served. Every blob of a given manifest is needed.
@@ -539,11 +538,11 @@ Status GatewayCache::DeclarePackage(const PackageSpec& spec) {
     AIRLOCK_RETURN_IF_ERROR(Ok(
         s.Query("DELETE FROM cache_package_blobs WHERE repository = ? AND tag = ?", {repo, tag})));
     for (const auto& [digest, m] : manifests) {
-      AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
-          "INSERT INTO cache_package_manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          {repo, tag, digest.ToString(), m.media_type, m.artifact_type,
-           m.subject ? SqlParam(m.subject->ToString()) : SqlParam(nullptr), m.annotations,
-           I64(m.bytes.size()), m.bytes})));
+      AIRLOCK_RETURN_IF_ERROR(
+          Ok(s.Query("INSERT INTO cache_package_manifests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     {repo, tag, digest.ToString(), m.media_type, m.artifact_type,
+                      m.subject ? SqlParam(m.subject->ToString()) : SqlParam(nullptr),
+                      m.annotations, I64(m.bytes.size()), m.bytes})));
     }
     for (const auto& [digest, size] : blobs) {
       AIRLOCK_RETURN_IF_ERROR(Ok(s.Query("INSERT INTO cache_package_blobs VALUES (?, ?, ?, ?)",
@@ -625,8 +624,12 @@ Result<std::vector<CachedPackage>> GatewayCache::ListPackages() {
     List out;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       AIRLOCK_ASSIGN_OR_RETURN(Digest index, Digest::Parse(rows.Text(i, 2)));
-      CachedPackage p{{rows.Text(i, 0), rows.Text(i, 1)}, index, U64(rows.Int(i, 4)),
-                      U64(rows.Int(i, 5)), rows.Int(i, 3) != 0, {}};
+      CachedPackage p{{rows.Text(i, 0), rows.Text(i, 1)},
+                      index,
+                      U64(rows.Int(i, 4)),
+                      U64(rows.Int(i, 5)),
+                      rows.Int(i, 3) != 0,
+                      {}};
       AIRLOCK_ASSIGN_OR_RETURN(
           auto pins, s.Query("SELECT owner FROM cache_pins WHERE repository = ? AND tag = ? "
                              "ORDER BY owner",
@@ -682,7 +685,8 @@ Result<CacheUsage> GatewayCache::Usage() {
     u.committed_bytes = U64(total.Int(0, 0));
     AIRLOCK_ASSIGN_OR_RETURN(
         auto held, s.Query(std::string("SELECT COALESCE(SUM(size), 0) FROM cache_blobs WHERE "
-                                       "digest IN (") + kPinnedDigests + ")"));
+                                       "digest IN (") +
+                           kPinnedDigests + ")"));
     u.pinned_bytes = U64(held.Int(0, 0));
     AIRLOCK_ASSIGN_OR_RETURN(auto ids, s.Query("SELECT upload_id FROM cache_downloads"));
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -712,9 +716,9 @@ Status GatewayCache::CheckRoomFor(std::uint64_t bytes) {
   // Evicting every unpinned blob would free its bytes on the disk too.
   std::uint64_t reclaimable = u.committed_bytes - u.pinned_bytes;
   if (free + reclaimable < bytes) {
-    return Fail(ErrorCode::kUnavailable,
-                "the disk holding " + dir_.string() + " has " + Bytes(free) + " free (and " +
-                    Bytes(reclaimable) + " could be evicted): " + Bytes(bytes) + " do not fit");
+    return Fail(ErrorCode::kUnavailable, "the disk holding " + dir_.string() + " has " +
+                                             Bytes(free) + " free (and " + Bytes(reclaimable) +
+                                             " could be evicted): " + Bytes(bytes) + " do not fit");
   }
   return {};
 }
@@ -811,8 +815,8 @@ Result<std::vector<std::string>> GatewayCache::Tags(std::string_view repository)
 }
 
 Result<std::vector<Referrer>> GatewayCache::Referrers(std::string_view repository,
-                                                     const Digest& subject,
-                                                     std::string_view artifact_type) {
+                                                      const Digest& subject,
+                                                      std::string_view artifact_type) {
   std::string sql =
       "SELECT DISTINCT m.digest, m.media_type, m.artifact_type, m.size, m.annotations FROM "
       "cache_package_manifests m JOIN cache_packages p ON p.repository = m.repository AND "

@@ -103,7 +103,7 @@ struct Referrer {
 struct CacheUsage {
   std::uint64_t max_bytes = 0;
   std::uint64_t committed_bytes = 0;
-  std::uint64_t pinned_bytes = 0;  // committed blobs needed by a pinned package
+  std::uint64_t pinned_bytes = 0;    // committed blobs needed by a pinned package
   std::uint64_t download_bytes = 0;  // bytes of open downloads on disk
 };
 
@@ -199,8 +199,7 @@ class GatewayCache {
                                                    std::string_view reference);
   // Opens a blob for reading and records the access. kNotFound when no complete package of
   // repository needs it.
-  [[nodiscard]] Result<store::BlobFile> OpenBlob(std::string_view repository,
-                                                 const Digest& digest);
+  [[nodiscard]] Result<store::BlobFile> OpenBlob(std::string_view repository, const Digest& digest);
   [[nodiscard]] Result<std::vector<std::string>> Tags(std::string_view repository);
   [[nodiscard]] Result<std::vector<Referrer>> Referrers(std::string_view repository,
                                                         const Digest& subject,
@@ -211,8 +210,7 @@ class GatewayCache {
  private:
   friend class BlobDownload;
   GatewayCache(std::filesystem::path dir, CacheOptions options, const Clock& clock,
-               std::unique_ptr<store::BlobStore> blobs,
-               std::unique_ptr<store::SqliteDatabase> db);
+               std::unique_ptr<store::BlobStore> blobs, std::unique_ptr<store::SqliteDatabase> db);
   Status Reconcile();
   Result<std::string> DownloadId(const Digest& digest, std::uint64_t size);
   Result<std::uint64_t> DownloadOffset(const Digest& digest, std::uint64_t size);

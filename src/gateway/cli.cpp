@@ -105,8 +105,9 @@ int Main(int argc, char** argv) {
         ->capture_default_str();
   };
 
-  auto* cache_cmd = app.add_subcommand("cache", "Look at and manage the package cache (offline: "
-                                                "not while `registry` serves the same directory)");
+  auto* cache_cmd = app.add_subcommand("cache",
+                                       "Look at and manage the package cache (offline: "
+                                       "not while `registry` serves the same directory)");
   cache_cmd->require_subcommand(1);
   auto* ls = cache_cmd->add_subcommand("ls", "List the cached packages and the cache's usage");
   std::string layout, layout_tag, as, owner;
@@ -127,8 +128,9 @@ int Main(int argc, char** argv) {
   auto* registry = app.add_subcommand(
       "registry", "Serve the cache read-only to devices as an OCI registry (/v2/) until stopped");
   RegistryOptions options;
-  registry->add_option("--address", options.address,
-                       "address to listen on; loopback only until devices authenticate")
+  registry
+      ->add_option("--address", options.address,
+                   "address to listen on; loopback only until devices authenticate")
       ->capture_default_str();
   registry->add_option("--port", options.port, "port to listen on (0 picks a free one)")
       ->check(CLI::Range(0, 65535))

@@ -27,8 +27,8 @@ fs::path BlobFile(const fs::path& layout, const Digest& d) {
 Result<std::string> ReadManifestBlob(const fs::path& layout, const Digest& d) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, ReadFile(BlobFile(layout, d), kMaxManifest));
   if (Sha256Of(bytes) != d) {
-    return Fail(ErrorCode::kCorrupt, BlobFile(layout, d).string() + " does not hash to " +
-                                         d.ToString());
+    return Fail(ErrorCode::kCorrupt,
+                BlobFile(layout, d).string() + " does not hash to " + d.ToString());
   }
   return bytes;
 }
@@ -63,9 +63,9 @@ Result<std::uint64_t> CopyBlob(GatewayCache& cache, const fs::path& layout, cons
   fs::path path = BlobFile(layout, d);
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (raw < 0) {
-    return Fail(errno == ENOENT ? Error(ErrorCode::kNotFound, "the layout lacks blob " +
-                                                                  d.ToString())
-                                : ErrnoError("cannot open", path));
+    return Fail(errno == ENOENT
+                    ? Error(ErrorCode::kNotFound, "the layout lacks blob " + d.ToString())
+                    : ErrnoError("cannot open", path));
   }
   UniqueFd fd(raw);
   std::uint64_t copied = 0;
@@ -82,8 +82,9 @@ Result<std::uint64_t> CopyBlob(GatewayCache& cache, const fs::path& layout, cons
       break;
     }
     // A file longer than its descriptor says is refused by Append (and the download discarded).
-    AIRLOCK_ASSIGN_OR_RETURN(offset, download->Append(offset, std::string_view(buffer.data(),
-                                                                          static_cast<std::size_t>(n))));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        offset,
+        download->Append(offset, std::string_view(buffer.data(), static_cast<std::size_t>(n))));
     copied += static_cast<std::uint64_t>(n);
   }
   AIRLOCK_RETURN_IF_ERROR(download->Commit());
@@ -137,7 +138,8 @@ Result<std::uint64_t> ImportLayout(GatewayCache& cache, const fs::path& layout,
     if (!m.contains("subject")) {
       continue;
     }
-    AIRLOCK_ASSIGN_OR_RETURN(Digest subject, DigestOf(m["subject"], "the subject of " + d.ToString()));
+    AIRLOCK_ASSIGN_OR_RETURN(Digest subject,
+                             DigestOf(m["subject"], "the subject of " + d.ToString()));
     if (subject != *tagged) {
       continue;
     }

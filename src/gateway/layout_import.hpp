@@ -25,7 +25,6 @@ namespace airlock::gateway {
 // digest. Returns the bytes copied into the cache.
 [[nodiscard]] Result<std::uint64_t> ImportLayout(GatewayCache& cache,
                                                  const std::filesystem::path& layout,
-                                                 std::string_view layout_tag,
-                                                 const PackageRef& as);
+                                                 std::string_view layout_tag, const PackageRef& as);
 
 }  // namespace airlock::gateway

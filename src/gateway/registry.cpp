@@ -1,13 +1,13 @@
 #include "gateway/registry.hpp"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <spdlog/spdlog.h>
 
 #include "core/http_range.hpp"
 #include "net/http_server.hpp"
@@ -23,9 +23,10 @@ constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
 constexpr std::size_t kReadPiece = 1 << 20;
 constexpr std::size_t kMaxTagsPage = 1000;
 
-void SendError(httplib::Response& res, int status, std::string_view code,
-               std::string_view message, std::string_view detail) {
-  json body = {{"errors", json::array({{{"code", code}, {"message", message}, {"detail", detail}}})}};
+void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message,
+               std::string_view detail) {
+  json body = {
+      {"errors", json::array({{{"code", code}, {"message", message}, {"detail", detail}}})}};
   res.status = status;
   res.set_content(body.dump(), kJson);
 }
@@ -47,13 +48,14 @@ bool IsName(std::string_view name) {
   std::size_t start = 0;
   while (start <= name.size()) {
     std::size_t end = name.find('/', start);
-    std::string_view part = name.substr(start, end == std::string_view::npos ? name.npos : end - start);
+    std::string_view part =
+        name.substr(start, end == std::string_view::npos ? name.npos : end - start);
     if (part.empty() || part == "." || part == "..") {
       return false;
     }
     for (char c : part) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                c == '-';
+      bool ok =
+          (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
       if (!ok) {
         return false;
       }
@@ -75,9 +77,10 @@ std::optional<Route> ParseRoute(std::string_view path) {
   if (rest.ends_with("/tags/list")) {
     route = Route{Route::Kind::kTags, std::string(rest.substr(0, rest.size() - 10)), ""};
   } else {
-    for (auto [marker, kind] : {std::pair{std::string_view("/manifests/"), Route::Kind::kManifest},
-                                std::pair{std::string_view("/blobs/"), Route::Kind::kBlob},
-                                std::pair{std::string_view("/referrers/"), Route::Kind::kReferrers}}) {
+    for (auto [marker, kind] :
+         {std::pair{std::string_view("/manifests/"), Route::Kind::kManifest},
+          std::pair{std::string_view("/blobs/"), Route::Kind::kBlob},
+          std::pair{std::string_view("/referrers/"), Route::Kind::kReferrers}}) {
       std::size_t at = rest.rfind(marker);
       if (at != std::string_view::npos) {
         std::string_view reference = rest.substr(at + marker.size());
@@ -112,8 +115,8 @@ struct DeviceRegistry::Impl {
     }
     if (authorize) {
       std::string authorization = req.get_header_value("Authorization");
-      Status allowed = authorize(
-          ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr});
+      Status allowed =
+          authorize(ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr});
       if (!allowed) {
         if (allowed.error().code() == ErrorCode::kVerification) {
           return SendError(res, 401, "UNAUTHORIZED", "authentication required",
@@ -261,8 +264,8 @@ struct DeviceRegistry::Impl {
     }
     if (authorize) {
       std::string authorization = req.get_header_value("Authorization");
-      if (!authorize(ReadRequest{req.method, req.path, route->name, authorization,
-                                 req.remote_addr})) {
+      if (!authorize(
+              ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr})) {
         return;  // the size is not for those who may not read the blob
       }
     }
@@ -337,12 +340,10 @@ Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cach
     spdlog::debug("device registry: {} {} -> {}", req.method, req.path, res.status);
   });
   // httplib routes HEAD to the GET handlers (and sends no body).
-  s.Get("/v2/.*", [impl](const httplib::Request& req, httplib::Response& res) {
-    impl->Handle(req, res);
-  });
-  s.Get("/v2", [impl](const httplib::Request& req, httplib::Response& res) {
-    impl->Handle(req, res);
-  });
+  s.Get("/v2/.*",
+        [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
+  s.Get("/v2",
+        [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
   AIRLOCK_ASSIGN_OR_RETURN(out->port_, net::BindHttpServer(s, options.address, options.port));
   out->thread_ = std::thread([server = out->server_.get()] { server->listen_after_bind(); });
   // httplib's stop() does nothing before its loop runs, so Stop() could otherwise hang: wait

@@ -38,7 +38,7 @@ namespace airlock::gateway {
 
 struct RegistryOptions {
   std::string address = "127.0.0.1";  // loopback until device authentication exists
-  int port = 7500;                     // DESIGN §5.0; 0 picks a free port
+  int port = 7500;                    // DESIGN §5.0; 0 picks a free port
   int threads = 8;
 };
 
@@ -57,8 +57,9 @@ using ReadAuthorizer = std::function<Status(const ReadRequest&)>;
 class DeviceRegistry {
  public:
   // Binds address:port and starts serving. kIo when the address cannot be bound.
-  [[nodiscard]] static Result<std::unique_ptr<DeviceRegistry>> Start(
-      GatewayCache& cache, RegistryOptions options, ReadAuthorizer authorize = {});
+  [[nodiscard]] static Result<std::unique_ptr<DeviceRegistry>> Start(GatewayCache& cache,
+                                                                     RegistryOptions options,
+                                                                     ReadAuthorizer authorize = {});
   ~DeviceRegistry();
   DeviceRegistry(const DeviceRegistry&) = delete;
   DeviceRegistry& operator=(const DeviceRegistry&) = delete;

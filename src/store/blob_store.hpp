@@ -12,7 +12,8 @@
 // survive a restart: Open() removes every session left by a previous process, so a hub killed
 // mid-upload leaves neither a partial blob nor a session — unless the owner opens the store with
 // UploadsOnOpen::kKeep (the gateway's cache does: its sessions are resumable downloads, found again
-// by id and appended to from the bytes on disk). Only one process may use a root at a time (Open() takes an exclusive lock on ROOT/store.lock, released when the object dies).
+// by id and appended to from the bytes on disk). Only one process may use a root at a time (Open()
+// takes an exclusive lock on ROOT/store.lock, released when the object dies).
 //
 // Which repository may see a blob is not this class's business (MetadataStore links blobs to
 // repositories). Thread-safe: any method may be called from any thread; appends to one session are

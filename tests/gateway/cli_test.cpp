@@ -20,19 +20,19 @@ CommandResult Gateway(std::vector<std::string> args) {
 TEST(GatewayCli, LoadPinListAndUnpinACachedPackage) {
   airlock::testing::TempDir dir;
   fs::path yaml = airlock::testing::SourceDir() / "examples" / "vibration-anomaly" / "airlock.yaml";
-  ASSERT_EQ(RunAirlock({"pack", "-f", yaml.string(), "-o", (dir.path() / "layout").string()})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      RunAirlock({"pack", "-f", yaml.string(), "-o", (dir.path() / "layout").string()}).exit_code,
+      0);
   std::string cache = (dir.path() / "cache").string();
-  CommandResult loaded = Gateway({"cache", "load", (dir.path() / "layout").string(), "--tag",
-                                  "1.0.0", "--as", "models/vibration-anomaly:1.0.0", "--cache",
-                                  cache});
+  CommandResult loaded =
+      Gateway({"cache", "load", (dir.path() / "layout").string(), "--tag", "1.0.0", "--as",
+               "models/vibration-anomaly:1.0.0", "--cache", cache});
   ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
   EXPECT_NE(loaded.out.find("loaded"), std::string::npos);
-  ASSERT_EQ(Gateway({"cache", "pin", "deployment-42", "models/vibration-anomaly:1.0.0", "--cache",
-                     cache})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      Gateway({"cache", "pin", "deployment-42", "models/vibration-anomaly:1.0.0", "--cache", cache})
+          .exit_code,
+      0);
   CommandResult listed = Gateway({"cache", "ls", "--cache", cache});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_NE(listed.out.find("models/vibration-anomaly:1.0.0"), std::string::npos) << listed.out;

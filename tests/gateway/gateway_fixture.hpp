@@ -33,9 +33,8 @@ class ManualClock final : public Clock {
 };
 
 inline nlohmann::json Descriptor(std::string_view media_type, std::string_view bytes) {
-  return {{"mediaType", media_type},
-          {"digest", Sha256Of(bytes).ToString()},
-          {"size", bytes.size()}};
+  return {
+      {"mediaType", media_type}, {"digest", Sha256Of(bytes).ToString()}, {"size", bytes.size()}};
 }
 
 // A package made in code: its manifests, its blobs, and a spec to declare it with.
@@ -56,21 +55,21 @@ inline TestPackage MakePackage(const std::string& repository, const std::string&
   for (std::size_t i = 1; i < blobs.size(); ++i) {
     layers.push_back(Descriptor("application/vnd.cncf.model.weight.v1.raw", blobs[i]));
   }
-  p.manifest = nlohmann::json{{"schemaVersion", 2},
-                              {"mediaType", kManifestType},
-                              {"artifactType", "application/vnd.cncf.model.manifest.v1+json"},
-                              {"config", Descriptor("application/vnd.cncf.model.config.v1+json",
-                                                    blobs.at(0))},
-                              {"layers", layers}}
-                   .dump();
+  p.manifest = nlohmann::json{
+      {"schemaVersion", 2},
+      {"mediaType", kManifestType},
+      {"artifactType", "application/vnd.cncf.model.manifest.v1+json"},
+      {"config", Descriptor("application/vnd.cncf.model.config.v1+json", blobs.at(0))},
+      {"layers",
+       layers}}.dump();
   nlohmann::json variant = Descriptor(kManifestType, p.manifest);
   variant["platform"] = {{"os", "linux"}, {"architecture", "amd64"}};
   p.index = nlohmann::json{{"schemaVersion", 2},
                            {"mediaType", kIndexType},
                            {"manifests", nlohmann::json::array({variant})}}
                 .dump();
-  std::string release_doc = R"({"signed":{"model":")" + repository + R"(","version":")" + tag +
-                            R"("},"signatures":[]})";
+  std::string release_doc =
+      R"({"signed":{"model":")" + repository + R"(","version":")" + tag + R"("},"signatures":[]})";
   p.release_manifest =
       nlohmann::json{{"schemaVersion", 2},
                      {"mediaType", kManifestType},
@@ -83,8 +82,8 @@ inline TestPackage MakePackage(const std::string& repository, const std::string&
   p.blobs = blobs;
   p.blobs.push_back("{}");
   p.blobs.push_back(release_doc);
-  p.spec = PackageSpec{{repository, tag}, Sha256Of(p.index),
-                       {p.index, p.manifest, p.release_manifest}, release_doc};
+  p.spec = PackageSpec{
+      {repository, tag}, Sha256Of(p.index), {p.index, p.manifest, p.release_manifest}, release_doc};
   return p;
 }
 

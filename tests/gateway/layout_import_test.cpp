@@ -26,7 +26,8 @@ class LayoutImportTest : public CacheFixture {
   void SetUp() override {
     CacheFixture::SetUp();
     Reopen(64 << 20);
-    fs::path yaml = airlock::testing::SourceDir() / "examples" / "vibration-anomaly" / "airlock.yaml";
+    fs::path yaml =
+        airlock::testing::SourceDir() / "examples" / "vibration-anomaly" / "airlock.yaml";
     CommandResult packed = RunAirlock({"pack", "-f", yaml.string(), "-o", layout().string()});
     ASSERT_EQ(packed.exit_code, 0) << packed.err;
     fs::create_directories(dir_.path() / "keys");
@@ -127,11 +128,10 @@ TEST_F(LayoutImportTest, SkopeoPullsTheCachedPackageByteForByte) {
                     kRef.repository + ":1.0.0";
   fs::path copy = dir_.path() / "copy";
   fs::create_directories(dir_.path() / "skopeo-tmp");
-  CommandResult pulled =
-      RunCommand({"skopeo", "--insecure-policy", "--tmpdir", (dir_.path() / "skopeo-tmp").string(),
-                  "copy", "-q", "--all", "--src-tls-verify=false", src,
-                  "oci:" + copy.string() + ":1.0.0"},
-                 {}, 180);
+  CommandResult pulled = RunCommand(
+      {"skopeo", "--insecure-policy", "--tmpdir", (dir_.path() / "skopeo-tmp").string(), "copy",
+       "-q", "--all", "--src-tls-verify=false", src, "oci:" + copy.string() + ":1.0.0"},
+      {}, 180);
   ASSERT_EQ(pulled.exit_code, 0) << pulled.err;
 
   auto original = Blobs(layout());

@@ -161,7 +161,8 @@ TEST_F(DeviceRegistryTest, ReferrersFindTheRelease) {
   EXPECT_TRUE(json::parse(other->body)["manifests"].empty());
 
   // The release manifest itself is served, and its document through the blob route.
-  auto release = c().Get("/v2/models/affine/manifests/" + Sha256Of(pkg_.release_manifest).ToString());
+  auto release =
+      c().Get("/v2/models/affine/manifests/" + Sha256Of(pkg_.release_manifest).ToString());
   ASSERT_EQ(release->status, 200);
   auto document = c().Get("/v2/models/affine/blobs/" + Sha256Of(pkg_.spec.release).ToString());
   ASSERT_EQ(document->status, 200);
@@ -173,7 +174,8 @@ TEST_F(DeviceRegistryTest, WritesAreRefusedWith405AndChangeNothing) {
   std::vector<httplib::Result> answers;
   answers.push_back(c().Put("/v2/models/affine/manifests/2.0.0", pkg_.index, kIndexType));
   answers.push_back(c().Post("/v2/models/affine/blobs/uploads/", "", "application/octet-stream"));
-  answers.push_back(c().Patch("/v2/models/affine/blobs/uploads/x", "abc", "application/octet-stream"));
+  answers.push_back(
+      c().Patch("/v2/models/affine/blobs/uploads/x", "abc", "application/octet-stream"));
   answers.push_back(c().Delete("/v2/models/affine/manifests/" + index_digest));
   answers.push_back(c().Delete("/v2/models/affine/blobs/" + Sha256Of("config").ToString()));
   for (const auto& r : answers) {
@@ -215,7 +217,8 @@ TEST_F(DeviceRegistryTest, TheAuthorizationHookDecidesEveryRead) {
       return Fail(ErrorCode::kVerification, "a device certificate or token is required");
     }
     if (r.authorization != "Bearer device-1") {
-      return Fail(ErrorCode::kInvalidArgument, "device-2 may not read " + std::string(r.repository));
+      return Fail(ErrorCode::kInvalidArgument,
+                  "device-2 may not read " + std::string(r.repository));
     }
     return {};
   });
@@ -225,7 +228,8 @@ TEST_F(DeviceRegistryTest, TheAuthorizationHookDecidesEveryRead) {
   auto other = c().Get("/v2/models/affine/manifests/1.0.0", {{"Authorization", "Bearer device-2"}});
   EXPECT_EQ(other->status, 403);
   EXPECT_EQ(ErrorCodeOf(other), "DENIED");
-  auto allowed = c().Get("/v2/models/affine/manifests/1.0.0", {{"Authorization", "Bearer device-1"}});
+  auto allowed =
+      c().Get("/v2/models/affine/manifests/1.0.0", {{"Authorization", "Bearer device-1"}});
   EXPECT_EQ(allowed->status, 200);
   std::lock_guard lock(mu);
   EXPECT_EQ(seen, std::vector<std::string>(3, "models/affine"));

@@ -39,8 +39,9 @@ TEST(SqliteDatabase, MigratesCommitsRollsBackAndKeepsDataAcrossReopen) {
   auto db = SqliteDatabase::Open(path);
   ASSERT_TRUE(db);
   ASSERT_TRUE(MigrateComponent(**db, "notes", kNotes, 2));  // already applied: nothing to do
-  auto rows = SqlQueryAll<std::string>(**db, "SELECT body FROM notes ORDER BY id", {},
-                                       [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); });
+  auto rows =
+      SqlQueryAll<std::string>(**db, "SELECT body FROM notes ORDER BY id", {},
+                               [](const SqlRows& r, std::size_t i) { return r.Text(i, 0); });
   ASSERT_TRUE(rows) << rows.error().ToString();
   EXPECT_EQ(*rows, std::vector<std::string>{"kept"});
 }
