@@ -176,6 +176,47 @@ Status Ok(const Result<SqlRows>& r) {
 
 }  // namespace
 
+bool IsRepositoryName(std::string_view name) {
+  if (name.empty() || name.size() > 255) {
+    return false;
+  }
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t end = name.find('/', start);
+    std::string_view part =
+        name.substr(start, end == std::string_view::npos ? name.npos : end - start);
+    if (part.empty() || part == "." || part == "..") {
+      return false;
+    }
+    for (char c : part) {
+      bool ok =
+          (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+      if (!ok) {
+        return false;
+      }
+    }
+    if (end == std::string_view::npos) {
+      return true;
+    }
+    start = end + 1;
+  }
+}
+
+bool IsTag(std::string_view tag) {
+  if (tag.empty() || tag.size() > 128) {
+    return false;
+  }
+  for (std::size_t i = 0; i < tag.size(); ++i) {
+    char c = tag[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || (i > 0 && (c == '.' || c == '-'));
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // ---- BlobDownload ----
 
 Result<std::uint64_t> BlobDownload::offset() const {
@@ -499,6 +540,12 @@ Status GatewayCache::MakeRoom(std::uint64_t bytes, const Digest& for_blob) {
 }
 
 Status GatewayCache::DeclarePackage(const PackageSpec& spec) {
+  if (!IsRepositoryName(spec.ref.repository) || !IsTag(spec.ref.tag)) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "\"" + spec.ref.ToString().substr(0, 300) +
+                    "\" is not a repository:tag the registry can serve (lowercase a-z 0-9 . _ - "
+                    "components joined by /; a tag of A-Z a-z 0-9 _ . -, at most 128)");
+  }
   std::map<Digest, ReadManifest> manifests;
   for (const std::string& bytes : spec.manifests) {
     AIRLOCK_ASSIGN_OR_RETURN(ReadManifest m, Read(bytes));

@@ -55,6 +55,11 @@ struct CacheOptions {
   std::chrono::seconds access_flush_interval{60};
 };
 
+// Repository names the registry can serve: lowercase components of [a-z0-9._-] joined by "/"
+// (no empty, "." or ".." component), at most 255 bytes. Tags: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
+bool IsRepositoryName(std::string_view name);
+bool IsTag(std::string_view tag);
+
 // A package in the cache: a tag of a repository.
 struct PackageRef {
   std::string repository;
@@ -110,7 +115,8 @@ struct CacheUsage {
 class GatewayCache;
 
 // One blob being downloaded into the cache. A cheap handle: it names the download by digest, so
-// copies (and a new handle from BeginBlob after a restart) address the same bytes on disk.
+// copies (and a new handle from BeginBlob after a restart) address the same bytes on disk. It
+// must not outlive the cache that made it.
 class BlobDownload {
  public:
   const Digest& digest() const { return digest_; }
@@ -167,8 +173,8 @@ class GatewayCache {
   // Records a package's manifests (each verified against its digest, read for what it needs)
   // and the blobs they need. Replaces an earlier declaration of the same ref (which stops being
   // served until completed again). kInvalidArgument when a manifest is malformed, the tagged
-  // digest is not among them, an index lists a manifest the spec lacks, or one blob is given two
-  // sizes.
+  // digest is not among them, one blob is given two sizes, or the repository or tag is not a
+  // valid name.
   [[nodiscard]] Status DeclarePackage(const PackageSpec& spec);
   // Makes a declared package servable once every blob it needs is committed; kUnavailable naming
   // the missing blobs otherwise (the package stays declared). kNotFound for an undeclared ref.

@@ -39,35 +39,6 @@ struct Route {
   std::string reference;
 };
 
-// Repository names are matched exactly against the cache, so only their shape matters here:
-// the OCI grammar's characters, no empty or dot-only components.
-bool IsName(std::string_view name) {
-  if (name.empty() || name.size() > 255 || name.front() == '/' || name.back() == '/') {
-    return false;
-  }
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    std::size_t end = name.find('/', start);
-    std::string_view part =
-        name.substr(start, end == std::string_view::npos ? name.npos : end - start);
-    if (part.empty() || part == "." || part == "..") {
-      return false;
-    }
-    for (char c : part) {
-      bool ok =
-          (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-      if (!ok) {
-        return false;
-      }
-    }
-    if (end == std::string_view::npos) {
-      break;
-    }
-    start = end + 1;
-  }
-  return true;
-}
-
 std::optional<Route> ParseRoute(std::string_view path) {
   if (!path.starts_with("/v2/")) {
     return std::nullopt;
@@ -91,7 +62,7 @@ std::optional<Route> ParseRoute(std::string_view path) {
       }
     }
   }
-  if (!route || !IsName(route->name)) {
+  if (!route || !IsRepositoryName(route->name)) {
     return std::nullopt;
   }
   return route;

@@ -210,6 +210,13 @@ TEST_F(GatewayCacheTest, MalformedDeclarationsAreRefusedAndChangeNothing) {
   bad_digest.manifests.push_back(
       R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"md5:x","size":1},"layers":[]})");
   EXPECT_FALSE(cache_->DeclarePackage(bad_digest));
+  for (PackageRef bad : {PackageRef{"Models/Affine", "1"}, PackageRef{"models/../x", "1"},
+                         PackageRef{"models/affine", ".hidden"}, PackageRef{"models/affine", ""}}) {
+    PackageSpec renamed = p.spec;
+    renamed.ref = bad;
+    EXPECT_EQ(cache_->DeclarePackage(renamed).error().code(), ErrorCode::kInvalidArgument)
+        << bad.ToString();
+  }
   EXPECT_TRUE(cache_->ListPackages()->empty());
   // The good declaration still works.
   Deliver(p);
