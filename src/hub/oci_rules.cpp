@@ -170,45 +170,6 @@ Result<ChunkRange> ParseContentRange(std::string_view text) {
   return ChunkRange{*start, *end};
 }
 
-Result<ByteRange> ParseRange(std::string_view header, std::uint64_t size) {
-  auto refuse = [&] {
-    return Fail(ErrorCode::kInvalidArgument, "the range \"" + std::string(header.substr(0, 100)) +
-                                                 "\" cannot be satisfied for a blob of " +
-                                                 std::to_string(size) + " bytes");
-  };
-  std::string_view s = header;
-  if (!s.starts_with("bytes=") || s.find(',') != std::string_view::npos) {
-    return refuse();
-  }
-  s.remove_prefix(6);
-  std::size_t dash = s.find('-');
-  if (dash == std::string_view::npos || size == 0) {
-    return refuse();
-  }
-  std::string_view first = s.substr(0, dash), last = s.substr(dash + 1);
-  if (first.empty()) {  // the last N bytes
-    auto n = ParseNumber(last);
-    if (!n || *n == 0) {
-      return refuse();
-    }
-    std::uint64_t length = std::min(*n, size);
-    return ByteRange{size - length, length};
-  }
-  auto start = ParseNumber(first);
-  if (!start || *start >= size) {
-    return refuse();
-  }
-  std::uint64_t end = size - 1;
-  if (!last.empty()) {
-    auto e = ParseNumber(last);
-    if (!e || *e < *start) {
-      return refuse();
-    }
-    end = std::min(*e, size - 1);
-  }
-  return ByteRange{*start, end - *start + 1};
-}
-
 Result<PushedManifest> ReadPushedManifest(std::string_view bytes, std::string_view content_type) {
   json doc = json::parse(bytes, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) {

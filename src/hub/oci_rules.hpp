@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "core/digest.hpp"
+#include "core/http_range.hpp"
 #include "core/result.hpp"
 #include "store/metadata_store.hpp"
 
@@ -55,13 +56,9 @@ struct ChunkRange {
 };
 [[nodiscard]] Result<ChunkRange> ParseContentRange(std::string_view text);
 
-// A Range request header against a blob of `size` bytes: the one byte range it asks for, or
-// kInvalidArgument when it cannot be satisfied (several ranges, start past the end, malformed).
-struct ByteRange {
-  std::uint64_t offset = 0;
-  std::uint64_t length = 0;
-};
-[[nodiscard]] Result<ByteRange> ParseRange(std::string_view header, std::uint64_t size);
+// The Range header of a blob GET (core/http_range.hpp; the gateway serves blobs too).
+using airlock::ByteRange;
+using airlock::ParseRange;
 
 // A pushed manifest, read for what the registry needs: its media type (from the document, else
 // from the request's Content-Type), artifact type, subject, annotations and what it references.

@@ -250,7 +250,9 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root, Options
                                   " (hubs may share a data directory only if each uses the same "
                                   "PostgreSQL database, --db postgres://…)"));
     std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(lock), options.sharing));
-    store->swept_at_open_ = RemoveEverythingIn(root / "uploads");
+    if (options.uploads == UploadsOnOpen::kDiscard) {
+      store->swept_at_open_ = RemoveEverythingIn(root / "uploads");
+    }
     return store;
   }
   // Shared: exclusive for a moment if nobody else is here (then the sessions in uploads/ are a
@@ -261,7 +263,7 @@ Result<std::unique_ptr<BlobStore>> BlobStore::Open(const fs::path& root, Options
   std::size_t swept = 0;
   for (;;) {
     AIRLOCK_ASSIGN_OR_RETURN(bool alone, TryFlock(lock.get(), LOCK_EX, path));
-    if (alone) {
+    if (alone && options.uploads == UploadsOnOpen::kDiscard) {
       swept += RemoveEverythingIn(root / "uploads");
     }
     AIRLOCK_ASSIGN_OR_RETURN(bool shared, TryFlock(lock.get(), LOCK_SH, path));

@@ -29,6 +29,9 @@
 //     root open (it got the exclusive lock); otherwise it leaves them, and BlobCollector removes
 //     sessions idle for longer than a limit (`airlock-hub gc`).
 //
+// The gateway's cache opens its root with Options::uploads = UploadsOnOpen::kKeep: its sessions
+// are resumable downloads, found again by id and appended to from the bytes on disk.
+//
 // Which repository may see a blob is not this class's business (MetadataStore links blobs to
 // repositories). Thread-safe: any method may be called from any thread. Every method blocks on
 // the disk; LockDigest also waits for another holder of the digest's lock.
@@ -81,6 +84,13 @@ class DigestLock {
   UniqueFd file_;  // closing it releases the flock (before the mutex: members die in reverse)
 };
 
+// What Open does with the upload sessions a previous process left (when no other process has the
+// root open).
+enum class UploadsOnOpen {
+  kDiscard,  // remove them: an interrupted push starts again (the hub)
+  kKeep,     // keep them, to be resumed or cancelled by their owner (the gateway's downloads)
+};
+
 class BlobStore {
  public:
   struct Options {
@@ -88,10 +98,12 @@ class BlobStore {
     // kShared: how long Open waits while another process holds the lock exclusively (a sharing
     // process sweeping uploads/ at its own start holds it for a moment) before it gives up.
     std::chrono::milliseconds wait_for_exclusive_holder = std::chrono::seconds(10);
+    UploadsOnOpen uploads = UploadsOnOpen::kDiscard;
   };
 
   // Creates the directories if needed and takes ROOT/store.lock as options.sharing says. Then,
-  // if no other process has the root open, removes every upload session (a dead process's).
+  // if no other process has the root open, removes every upload session (a dead process's)
+  // unless options.uploads says to keep them.
   // kUnavailable, with a message saying why, when the lock is held in a way that excludes us.
   [[nodiscard]] static Result<std::unique_ptr<BlobStore>> Open(const std::filesystem::path& root,
                                                                Options options);

@@ -14,6 +14,7 @@ namespace {
 
 using sqlite::DbError;
 using sqlite::Exec;
+using sqlite::InTransaction;
 using sqlite::Statement;
 
 constexpr char kNow[] = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -70,23 +71,6 @@ CREATE TABLE tags (
     // stays, empty, so that databases at version 2 open as before.
     {2, "hub tokens and audit log (since created by the auth component)", ""},
 };
-
-// BEGIN IMMEDIATE … COMMIT around body; ROLLBACK when body fails.
-template <typename T, typename F>
-Result<T> InTransaction(sqlite3* db, F&& body) {
-  AIRLOCK_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
-  Result<T> result = body();
-  if (!result) {
-    (void)Exec(db, "ROLLBACK");
-    return result;
-  }
-  Status committed = Exec(db, "COMMIT");
-  if (!committed) {
-    (void)Exec(db, "ROLLBACK");
-    return Fail(std::move(committed).error());
-  }
-  return result;
-}
 
 // The id of a repository, or nullopt.
 Result<std::optional<std::int64_t>> RepositoryId(sqlite3* db, std::string_view name) {
@@ -186,50 +170,10 @@ Result<int> SqliteMetadataStore::SchemaVersion() {
   return static_cast<int>(s.Int(0));
 }
 
-namespace {
-
-// Statements of one transaction on the store's connection.
-class SqliteSession final : public SqlSession {
- public:
-  explicit SqliteSession(sqlite3* db) : db_(db) {}
-  Result<SqlRows> Query(std::string_view sql, const std::vector<SqlParam>& params) override {
-    Statement q(db_, std::string(sql).c_str());
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      int at = static_cast<int>(i) + 1;
-      if (const auto* n = std::get_if<std::int64_t>(&params[i])) {
-        q.Bind(at, *n);
-      } else if (const auto* t = std::get_if<std::string>(&params[i])) {
-        q.Bind(at, std::string_view(*t));
-      } else {
-        q.BindNull(at);
-      }
-    }
-    SqlRows out;
-    for (;;) {
-      AIRLOCK_ASSIGN_OR_RETURN(bool row, q.Step());
-      if (!row) {
-        break;
-      }
-      auto& r = out.rows.emplace_back();
-      for (int c = 0; c < q.Columns(); ++c) {
-        r.push_back(q.IsNull(c) ? std::nullopt : std::optional<std::string>(q.Text(c)));
-      }
-    }
-    out.affected = sqlite3_changes64(db_);
-    return out;
-  }
-  SqlDialect dialect() const override { return SqlDialect::kSqlite; }
-
- private:
-  sqlite3* db_;
-};
-
-}  // namespace
-
 Status SqliteMetadataStore::Transact(const std::function<Status(SqlSession&)>& body) {
   std::lock_guard lock(mu_);
   return InTransaction<void>(db_, [&]() -> Status {
-    SqliteSession session(db_);
+    sqlite::Session session(db_);
     return body(session);
   });
 }

@@ -1,5 +1,5 @@
 #pragma once
-// What the SQLite store (SqliteMetadataStore and its SqlDatabase session) uses: a prepared statement with
+// What the SQLite stores (SqliteMetadataStore, SqliteDatabase) use: a prepared statement with
 // positional parameters, finalised on destruction, and the error for a failed call. Internal to
 // src/store; not thread-safe (the stores serialise their connection).
 
@@ -9,8 +9,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "core/result.hpp"
+#include "store/sql.hpp"
 
 namespace airlock::store::sqlite {
 
@@ -109,5 +113,58 @@ inline Status Exec(sqlite3* db, const char* sql) {
   }
   return {};
 }
+
+// BEGIN IMMEDIATE … COMMIT around body; ROLLBACK when body fails.
+template <typename T, typename F>
+Result<T> InTransaction(sqlite3* db, F&& body) {
+  AIRLOCK_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+  Result<T> result = body();
+  if (!result) {
+    (void)Exec(db, "ROLLBACK");
+    return result;
+  }
+  Status committed = Exec(db, "COMMIT");
+  if (!committed) {
+    (void)Exec(db, "ROLLBACK");
+    return Fail(std::move(committed).error());
+  }
+  return result;
+}
+
+// The statements of one SqlDatabase transaction on a connection.
+class Session final : public SqlSession {
+ public:
+  explicit Session(sqlite3* db) : db_(db) {}
+  Result<SqlRows> Query(std::string_view sql, const std::vector<SqlParam>& params) override {
+    Statement q(db_, std::string(sql).c_str());
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      int at = static_cast<int>(i) + 1;
+      if (const auto* n = std::get_if<std::int64_t>(&params[i])) {
+        q.Bind(at, *n);
+      } else if (const auto* t = std::get_if<std::string>(&params[i])) {
+        q.Bind(at, std::string_view(*t));
+      } else {
+        q.BindNull(at);
+      }
+    }
+    SqlRows out;
+    for (;;) {
+      AIRLOCK_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) {
+        break;
+      }
+      auto& r = out.rows.emplace_back();
+      for (int c = 0; c < q.Columns(); ++c) {
+        r.push_back(q.IsNull(c) ? std::nullopt : std::optional<std::string>(q.Text(c)));
+      }
+    }
+    out.affected = sqlite3_changes64(db_);
+    return out;
+  }
+  SqlDialect dialect() const override { return SqlDialect::kSqlite; }
+
+ private:
+  sqlite3* db_;
+};
 
 }  // namespace airlock::store::sqlite

@@ -368,6 +368,23 @@ TEST(SharedBlobStore, ADigestsLockIsHeldAcrossStores) {
   EXPECT_EQ(flock(probe.get(), LOCK_EX | LOCK_NB), 0);  // and let go of it too
 }
 
+TEST_F(BlobStoreTest, AStoreOpenedToKeepUploadsResumesThemAfterARestart) {
+  auto id = store_->StartUpload("r");
+  ASSERT_TRUE(store_->AppendUpload(*id, 0, Bytes({"first half, "})));
+  store_.reset();  // the process dies mid-download
+
+  auto reopened = BlobStore::Open(dir_.path(), {.uploads = UploadsOnOpen::kKeep});
+  ASSERT_TRUE(reopened) << reopened.error().ToString();
+  BlobStore& store = **reopened;
+  ASSERT_EQ(*store.UploadSize(*id), 12u);
+  EXPECT_EQ(store.AppendUpload(*id, 0, Bytes({"again"})).error().code(), ErrorCode::kMismatch);
+  ASSERT_TRUE(store.AppendUpload(*id, 12, Bytes({"second half"})));
+  // The running hash died with the first process: finishing hashes the file itself.
+  auto done = store.FinishUpload(*id, Sha256Of("first half, second half"), 23);
+  ASSERT_TRUE(done) << done.error().ToString();
+  EXPECT_EQ(ReadBlob(store, Sha256Of("first half, second half")), "first half, second half");
+}
+
 // ---- garbage collection ----
 
 class BlobCollectorTest : public BlobStoreTest {

@@ -1,0 +1,341 @@
+#include "gateway/registry.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "core/http_range.hpp"
+#include "net/http_server.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kOctetStream[] = "application/octet-stream";
+constexpr char kJson[] = "application/json";
+constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
+constexpr std::size_t kReadPiece = 1 << 20;
+constexpr std::size_t kMaxTagsPage = 1000;
+
+void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message,
+               std::string_view detail) {
+  json body = {
+      {"errors", json::array({{{"code", code}, {"message", message}, {"detail", detail}}})}};
+  res.status = status;
+  res.set_content(body.dump(), kJson);
+}
+
+// A path under /v2/ split into its repository and what it addresses.
+struct Route {
+  enum class Kind { kManifest, kBlob, kTags, kReferrers };
+  Kind kind;
+  std::string name;
+  std::string reference;
+};
+
+std::optional<Route> ParseRoute(std::string_view path) {
+  if (!path.starts_with("/v2/")) {
+    return std::nullopt;
+  }
+  std::string_view rest = path.substr(4);
+  std::optional<Route> route;
+  if (rest.ends_with("/tags/list")) {
+    route = Route{Route::Kind::kTags, std::string(rest.substr(0, rest.size() - 10)), ""};
+  } else {
+    for (auto [marker, kind] :
+         {std::pair{std::string_view("/manifests/"), Route::Kind::kManifest},
+          std::pair{std::string_view("/blobs/"), Route::Kind::kBlob},
+          std::pair{std::string_view("/referrers/"), Route::Kind::kReferrers}}) {
+      std::size_t at = rest.rfind(marker);
+      if (at != std::string_view::npos) {
+        std::string_view reference = rest.substr(at + marker.size());
+        if (!reference.empty() && reference.find('/') == std::string_view::npos) {
+          route = Route{kind, std::string(rest.substr(0, at)), std::string(reference)};
+          break;
+        }
+      }
+    }
+  }
+  if (!route || !IsRepositoryName(route->name)) {
+    return std::nullopt;
+  }
+  return route;
+}
+
+}  // namespace
+
+struct DeviceRegistry::Impl {
+  GatewayCache& cache;
+  ReadAuthorizer authorize;
+
+  void Handle(const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/v2/" || req.path == "/v2") {
+      res.set_content("{}", kJson);
+      return;
+    }
+    auto route = ParseRoute(req.path);
+    if (!route) {
+      return SendError(res, 404, "NAME_INVALID", "invalid repository name or route",
+                       "no such endpoint: " + req.path.substr(0, 300));
+    }
+    if (authorize) {
+      std::string authorization = req.get_header_value("Authorization");
+      Status allowed =
+          authorize(ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr});
+      if (!allowed) {
+        if (allowed.error().code() == ErrorCode::kVerification) {
+          return SendError(res, 401, "UNAUTHORIZED", "authentication required",
+                           allowed.error().message());
+        }
+        return SendError(res, 403, "DENIED", "requested access to the resource is denied",
+                         allowed.error().message());
+      }
+    }
+    switch (route->kind) {
+      case Route::Kind::kManifest:
+        return Manifest(res, *route);
+      case Route::Kind::kBlob:
+        return Blob(req, res, *route);
+      case Route::Kind::kTags:
+        return Tags(req, res, *route);
+      case Route::Kind::kReferrers:
+        return Referrers(req, res, *route);
+    }
+  }
+
+  void Manifest(httplib::Response& res, const Route& route) {
+    auto m = cache.GetManifest(route.name, route.reference);
+    if (!m) {
+      return NotFoundOr500(res, m.error(), "MANIFEST_UNKNOWN", "manifest unknown");
+    }
+    res.set_header("Docker-Content-Digest", m->digest.ToString());
+    res.set_header("Etag", "\"" + m->digest.ToString() + "\"");
+    res.set_content(std::move(m->bytes), m->media_type);
+  }
+
+  void Blob(const httplib::Request& req, httplib::Response& res, const Route& route) {
+    auto digest = Digest::Parse(route.reference);
+    if (!digest) {
+      return SendError(res, 400, "DIGEST_INVALID", "provided digest did not match uploaded content",
+                       digest.error().message());
+    }
+    auto file = cache.OpenBlob(route.name, *digest);
+    if (!file) {
+      return NotFoundOr500(res, file.error(), "BLOB_UNKNOWN", "blob unknown to registry");
+    }
+    res.set_header("Docker-Content-Digest", digest->ToString());
+    res.set_header("Accept-Ranges", "bytes");
+    res.set_header("Etag", "\"" + digest->ToString() + "\"");
+    std::uint64_t size = file->size;
+    bool ranged = req.has_header("Range");
+    if (ranged) {
+      auto range = ParseRange(req.get_header_value("Range"), size);
+      if (!range) {
+        res.status = 416;
+        res.set_header("Content-Range", "bytes */" + std::to_string(size));
+        return;
+      }
+      // httplib slices a content provider's output by req.ranges, which it parsed itself without
+      // clamping or refusing; hand it exactly the one range checked above.
+      const_cast<httplib::Request&>(req).ranges = {
+          {static_cast<ssize_t>(range->offset),
+           static_cast<ssize_t>(range->offset + range->length - 1)}};
+    }
+    res.status = ranged ? 206 : 200;
+    if (size == 0) {
+      res.set_content("", kOctetStream);
+      return;
+    }
+    std::shared_ptr<UniqueFd> fd = file->fd;
+    res.set_content_provider(
+        static_cast<std::size_t>(size), kOctetStream,
+        [fd](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+          std::string buffer(std::min(length, kReadPiece), '\0');
+          ssize_t n;
+          do {
+            n = ::pread(fd->get(), buffer.data(), buffer.size(), static_cast<off_t>(offset));
+          } while (n < 0 && errno == EINTR);
+          if (n <= 0) {
+            return false;  // the disk failed: cut the response short rather than send zeros
+          }
+          return sink.write(buffer.data(), static_cast<std::size_t>(n));
+        });
+  }
+
+  void Tags(const httplib::Request& req, httplib::Response& res, const Route& route) {
+    auto tags = cache.Tags(route.name);
+    if (!tags) {
+      return NotFoundOr500(res, tags.error(), "NAME_UNKNOWN", "repository name not known");
+    }
+    if (tags->empty()) {
+      return SendError(res, 404, "NAME_UNKNOWN", "repository name not known to registry",
+                       "no package of " + route.name + " is in the gateway's cache");
+    }
+    std::size_t n = kMaxTagsPage;
+    if (req.has_param("n")) {
+      try {
+        n = std::min<std::size_t>(std::stoul(req.get_param_value("n")), kMaxTagsPage);
+      } catch (const std::exception&) {
+        return SendError(res, 400, "PAGINATION_NUMBER_INVALID", "invalid number of results",
+                         "n must be a number");
+      }
+    }
+    std::string last = req.get_param_value("last");
+    json list = json::array();
+    for (const std::string& tag : *tags) {
+      if (tag > last && list.size() < n) {
+        list.push_back(tag);
+      }
+    }
+    res.set_content(json{{"name", route.name}, {"tags", list}}.dump(), kJson);
+  }
+
+  void Referrers(const httplib::Request& req, httplib::Response& res, const Route& route) {
+    auto subject = Digest::Parse(route.reference);
+    if (!subject) {
+      return SendError(res, 400, "DIGEST_INVALID", "invalid digest", subject.error().message());
+    }
+    std::string artifact_type = req.get_param_value("artifactType");
+    auto referrers = cache.Referrers(route.name, *subject, artifact_type);
+    if (!referrers) {
+      return NotFoundOr500(res, referrers.error(), "NAME_UNKNOWN", "repository name not known");
+    }
+    json manifests = json::array();
+    for (const Referrer& r : *referrers) {
+      json d = {{"mediaType", r.media_type}, {"digest", r.digest.ToString()}, {"size", r.size}};
+      if (!r.artifact_type.empty()) {
+        d["artifactType"] = r.artifact_type;
+      }
+      if (!r.annotations_json.empty()) {
+        d["annotations"] = json::parse(r.annotations_json, nullptr, false);
+      }
+      manifests.push_back(std::move(d));
+    }
+    if (!artifact_type.empty()) {
+      res.set_header("OCI-Filters-Applied", "artifactType");
+    }
+    json index = {{"schemaVersion", 2}, {"mediaType", kOciIndex}, {"manifests", manifests}};
+    res.set_content(index.dump(), kOciIndex);
+  }
+
+  void RangeNotSatisfiable(const httplib::Request& req, httplib::Response& res) {
+    auto route = ParseRoute(req.path);
+    if (!route || route->kind != Route::Kind::kBlob) {
+      return;
+    }
+    auto digest = Digest::Parse(route->reference);
+    if (!digest) {
+      return;
+    }
+    if (authorize) {
+      std::string authorization = req.get_header_value("Authorization");
+      if (!authorize(
+              ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr})) {
+        return;  // the size is not for those who may not read the blob
+      }
+    }
+    if (auto file = cache.OpenBlob(route->name, *digest)) {
+      res.set_header("Content-Range", "bytes */" + std::to_string(file->size));
+    }
+  }
+
+  static void NotFoundOr500(httplib::Response& res, const Error& e, std::string_view code,
+                            std::string_view message) {
+    if (e.code() == ErrorCode::kNotFound) {
+      return SendError(res, 404, code, message, e.message());
+    }
+    spdlog::error("device registry: {}", e.ToString());
+    SendError(res, 500, "UNKNOWN", "internal error", e.message());
+  }
+};
+
+DeviceRegistry::DeviceRegistry(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+DeviceRegistry::~DeviceRegistry() { Stop(); }
+
+Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cache,
+                                                              RegistryOptions options,
+                                                              ReadAuthorizer authorize) {
+  std::unique_ptr<DeviceRegistry> out(
+      new DeviceRegistry(std::make_unique<Impl>(Impl{cache, std::move(authorize)})));
+  out->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *out->server_;
+  int threads = std::max(1, options.threads);
+  s.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<std::size_t>(threads));
+  };
+  s.set_tcp_nodelay(true);
+  s.set_read_timeout(60);
+  s.set_write_timeout(60);
+  s.set_default_headers({{"Docker-Distribution-API-Version", "registry/2.0"}});
+  // Refuse writes before httplib reads their bodies: a push of gigabytes costs nothing.
+  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD") {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.set_header("Allow", "GET, HEAD");
+    res.set_header("Connection", "close");
+    SendError(res, 405, "UNSUPPORTED", "the operation is unsupported",
+              "the gateway's registry is read-only: " + req.method + " is not allowed");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  Impl* impl = out->impl_.get();
+  s.set_error_handler(httplib::Server::HandlerWithResponse(
+      [impl](const httplib::Request& req, httplib::Response& res) {
+        if (res.status == 416 && !res.has_header("Content-Range")) {
+          // httplib answers a Range header it cannot parse (bytes=5-2) with a bare 416 before
+          // routing: name the blob's size, as a 416 should.
+          impl->RangeNotSatisfiable(req, res);
+        }
+        // Our own errors carry a body already; 416 and HEAD answers carry none on purpose.
+        if (!res.body.empty() || res.status == 416 || req.method == "HEAD") {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        SendError(res, res.status, "UNSUPPORTED", "malformed request",
+                  "no such endpoint or a malformed request: " + req.path.substr(0, 300));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  s.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = net::InternalErrorMessage(ep);
+        spdlog::error("device registry: {}", what);
+        SendError(res, 500, "UNKNOWN", "internal error", what);
+      });
+  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    spdlog::debug("device registry: {} {} -> {}", req.method, req.path, res.status);
+  });
+  // httplib routes HEAD to the GET handlers (and sends no body).
+  s.Get("/v2/.*",
+        [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
+  s.Get("/v2",
+        [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
+  AIRLOCK_ASSIGN_OR_RETURN(out->port_, net::BindHttpServer(s, options.address, options.port));
+  out->thread_ = std::thread([server = out->server_.get()] { server->listen_after_bind(); });
+  // httplib's stop() does nothing before its loop runs, so Stop() could otherwise hang: wait
+  // (briefly: it only has to enter the loop) until it does.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!s.is_running()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Fail(ErrorCode::kInternal, "the device registry's server thread did not start");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return out;
+}
+
+void DeviceRegistry::Stop() {
+  if (server_) {
+    server_->stop();
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+}  // namespace airlock::gateway
