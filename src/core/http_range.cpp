@@ -6,10 +6,7 @@
 #include <string>
 
 namespace airlock {
-namespace {
-
-// A plain decimal number: digits only, no sign, no spaces, within 64 bits.
-std::optional<std::uint64_t> ParseNumber(std::string_view s) {
+std::optional<std::uint64_t> ParseDecimal(std::string_view s) {
   std::uint64_t v = 0;
   if (s.empty()) {
     return std::nullopt;
@@ -20,8 +17,6 @@ std::optional<std::uint64_t> ParseNumber(std::string_view s) {
   }
   return v;
 }
-
-}  // namespace
 
 Result<ByteRange> ParseRange(std::string_view header, std::uint64_t size) {
   auto refuse = [&] {
@@ -40,20 +35,20 @@ Result<ByteRange> ParseRange(std::string_view header, std::uint64_t size) {
   }
   std::string_view first = s.substr(0, dash), last = s.substr(dash + 1);
   if (first.empty()) {  // the last N bytes
-    auto n = ParseNumber(last);
+    auto n = ParseDecimal(last);
     if (!n || *n == 0) {
       return refuse();
     }
     std::uint64_t length = std::min(*n, size);
     return ByteRange{size - length, length};
   }
-  auto start = ParseNumber(first);
+  auto start = ParseDecimal(first);
   if (!start || *start >= size) {
     return refuse();
   }
   std::uint64_t end = size - 1;
   if (!last.empty()) {
-    auto e = ParseNumber(last);
+    auto e = ParseDecimal(last);
     if (!e || *e < *start) {
       return refuse();
     }

@@ -4,6 +4,7 @@
 // GET with it (206 for a satisfiable range, 416 otherwise). A pure function; thread-safe.
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "core/result.hpp"
@@ -22,5 +23,9 @@ struct ByteRange {
 // END < START, a zero-length suffix, numbers that are not plain decimal or overflow 64 bits, or a
 // resource of zero bytes.
 [[nodiscard]] Result<ByteRange> ParseRange(std::string_view header, std::uint64_t size);
+
+// A plain decimal number as HTTP range headers write them: digits only, no sign, no spaces,
+// within 64 bits; nullopt otherwise.
+std::optional<std::uint64_t> ParseDecimal(std::string_view s);
 
 }  // namespace airlock

@@ -45,18 +45,6 @@ bool StripSuffix(std::string_view& s, std::string_view suffix) {
   return false;
 }
 
-std::optional<std::uint64_t> ParseNumber(std::string_view s) {
-  std::uint64_t v = 0;
-  if (s.empty()) {
-    return std::nullopt;
-  }
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
-
 Result<store::ManifestReferences::Blob> ReadDescriptor(const json& j, std::string_view where) {
   std::string at(where);
   if (!j.is_object()) {
@@ -160,8 +148,8 @@ Result<ChunkRange> ParseContentRange(std::string_view text) {
     s.remove_prefix(6);
   }
   std::size_t dash = s.find('-');
-  auto start = dash == std::string_view::npos ? std::nullopt : ParseNumber(s.substr(0, dash));
-  auto end = dash == std::string_view::npos ? std::nullopt : ParseNumber(s.substr(dash + 1));
+  auto start = dash == std::string_view::npos ? std::nullopt : ParseDecimal(s.substr(0, dash));
+  auto end = dash == std::string_view::npos ? std::nullopt : ParseDecimal(s.substr(dash + 1));
   if (!start || !end || *end < *start) {
     return Fail(ErrorCode::kInvalidArgument, "malformed Content-Range \"" +
                                                  std::string(text.substr(0, 100)) +
