@@ -17,19 +17,11 @@ namespace {
 
 using nlohmann::json;
 
-constexpr char kOctetStream[] = "application/octet-stream";
 constexpr char kJson[] = "application/json";
 constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
-constexpr std::size_t kReadPiece = 1 << 20;
 constexpr std::size_t kMaxTagsPage = 1000;
 
-void SendError(httplib::Response& res, int status, std::string_view code, std::string_view message,
-               std::string_view detail) {
-  json body = {
-      {"errors", json::array({{{"code", code}, {"message", message}, {"detail", detail}}})}};
-  res.status = status;
-  res.set_content(body.dump(), kJson);
-}
+using net::SendError;
 
 // A path under /v2/ split into its repository and what it addresses.
 struct Route {
@@ -129,43 +121,7 @@ struct DeviceRegistry::Impl {
     if (!file) {
       return NotFoundOr500(res, file.error(), "BLOB_UNKNOWN", "blob unknown to registry");
     }
-    res.set_header("Docker-Content-Digest", digest->ToString());
-    res.set_header("Accept-Ranges", "bytes");
-    res.set_header("Etag", "\"" + digest->ToString() + "\"");
-    std::uint64_t size = file->size;
-    bool ranged = req.has_header("Range");
-    if (ranged) {
-      auto range = ParseRange(req.get_header_value("Range"), size);
-      if (!range) {
-        res.status = 416;
-        res.set_header("Content-Range", "bytes */" + std::to_string(size));
-        return;
-      }
-      // httplib slices a content provider's output by req.ranges, which it parsed itself without
-      // clamping or refusing; hand it exactly the one range checked above.
-      const_cast<httplib::Request&>(req).ranges = {
-          {static_cast<ssize_t>(range->offset),
-           static_cast<ssize_t>(range->offset + range->length - 1)}};
-    }
-    res.status = ranged ? 206 : 200;
-    if (size == 0) {
-      res.set_content("", kOctetStream);
-      return;
-    }
-    std::shared_ptr<UniqueFd> fd = file->fd;
-    res.set_content_provider(
-        static_cast<std::size_t>(size), kOctetStream,
-        [fd](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-          std::string buffer(std::min(length, kReadPiece), '\0');
-          ssize_t n;
-          do {
-            n = ::pread(fd->get(), buffer.data(), buffer.size(), static_cast<off_t>(offset));
-          } while (n < 0 && errno == EINTR);
-          if (n <= 0) {
-            return false;  // the disk failed: cut the response short rather than send zeros
-          }
-          return sink.write(buffer.data(), static_cast<std::size_t>(n));
-        });
+    net::SendBlobFile(req, res, digest->ToString(), file->fd, file->size);
   }
 
   void Tags(const httplib::Request& req, httplib::Response& res, const Route& route) {

@@ -13,24 +13,13 @@
 #include "core/log.hpp"
 #include "core/result.hpp"
 #include "hub/access.hpp"
+#include "net/http_server.hpp"
 
 namespace airlock::hub {
 
 inline constexpr char kJsonType[] = "application/json";
 
-// Sends {"errors":[{"code","message","detail"}]}: code one of the spec's error codes (or the
-// hub's own for /api/v1/), message its short text, detail what exactly went wrong.
-inline void SendError(httplib::Response& res, int status, std::string_view code,
-                      std::string_view message, std::string_view detail = "") {
-  res.status = status;
-  nlohmann::json e = {{"code", code}, {"message", message}};
-  if (!detail.empty()) {
-    e["detail"] = detail;
-  }
-  res.set_content(nlohmann::json{{"errors", nlohmann::json::array({e})}}.dump(
-                      -1, ' ', false, nlohmann::json::error_handler_t::replace),
-                  kJsonType);
-}
+using net::SendError;
 
 // An unexpected failure of the hub's own storage: logged here, where it is handled.
 inline void SendInternal(httplib::Response& res, const Error& e) {

@@ -24,7 +24,6 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kJson = kJsonType;
-constexpr char kOctetStream[] = "application/octet-stream";
 constexpr std::size_t kMaxTagsPage = 10000;
 constexpr std::size_t kReadPiece = 1 << 20;
 constexpr std::uint64_t kMaxApiBody = 8 << 20;  // the largest /api/v1/ body (an inventory)
@@ -419,45 +418,7 @@ struct HubServer::Impl final : ApiGate {
       }
       return SendInternal(res, file.error());
     }
-    res.set_header("Docker-Content-Digest", digest->ToString());
-    res.set_header("Accept-Ranges", "bytes");
-    res.set_header("Etag", "\"" + digest->ToString() + "\"");
-    std::uint64_t size = file->size;
-    bool ranged = req.has_header("Range");
-    if (ranged) {
-      // httplib slices the content below by the ranges it parsed from the header, but neither
-      // refuses a range past the end nor clamps one that runs over it (bytes=8-100 of 10 bytes
-      // would announce 93). So the range is checked here and handed to httplib exactly; the
-      // Request is httplib's own non-const object, passed to handlers as const.
-      auto range = ParseRange(req.get_header_value("Range"), size);
-      if (!range) {
-        res.status = 416;
-        res.set_header("Content-Range", "bytes */" + std::to_string(size));
-        return;
-      }
-      const_cast<httplib::Request&>(req).ranges = {
-          {static_cast<ssize_t>(range->offset),
-           static_cast<ssize_t>(range->offset + range->length - 1)}};
-    }
-    res.status = ranged ? 206 : 200;
-    if (size == 0) {
-      res.set_content("", kOctetStream);
-      return;
-    }
-    std::shared_ptr<UniqueFd> fd = file->fd;
-    res.set_content_provider(static_cast<std::size_t>(size), kOctetStream,
-                             [fd](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-                               std::string buffer(std::min(length, kReadPiece), '\0');
-                               ssize_t n;
-                               do {
-                                 n = ::pread(fd->get(), buffer.data(), buffer.size(),
-                                             static_cast<off_t>(offset));
-                               } while (n < 0 && errno == EINTR);
-                               if (n <= 0) {
-                                 return false;  // the file shrank or failed: cut the response short
-                               }
-                               return sink.write(buffer.data(), static_cast<std::size_t>(n));
-                             });
+    net::SendBlobFile(req, res, digest->ToString(), file->fd, file->size);
   }
 
   void DeleteBlob(httplib::Response& res, const std::string& name, const std::string& ref) {

@@ -1,12 +1,21 @@
 #pragma once
-// What the daemons' cpp-httplib servers (the agent's and the hub's) share. Header-only, so that
-// a server does not link airlock_net (and Paho) for it.
+// What the daemons' cpp-httplib servers (the agent's, the hub's and the gateway's) share.
+// Header-only, so that a server does not link airlock_net (and Paho) for it.
 
 #include <httplib.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <exception>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
+#include "core/fs.hpp"
+#include "core/http_range.hpp"
 #include "core/result.hpp"
 
 namespace airlock::net {
@@ -33,6 +42,70 @@ inline std::string InternalErrorMessage(std::exception_ptr ep) {
   } catch (...) {
   }
   return what;
+}
+
+// Sends the OCI distribution spec's error body, {"errors":[{"code","message","detail"}]} (which
+// the hub's /api/v1/ uses too): code one of the spec's error codes (or the server's own), message
+// its short text, detail what exactly went wrong (left out when empty). Text that is not UTF-8 is
+// replaced, never thrown on.
+inline void SendError(httplib::Response& res, int status, std::string_view code,
+                      std::string_view message, std::string_view detail = "") {
+  res.status = status;
+  nlohmann::json e = {{"code", code}, {"message", message}};
+  if (!detail.empty()) {
+    e["detail"] = detail;
+  }
+  res.set_content(nlohmann::json{{"errors", nlohmann::json::array({e})}}.dump(
+                      -1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  "application/json");
+}
+
+// Answers a GET or HEAD of an OCI blob from an open file of size bytes: Docker-Content-Digest,
+// Accept-Ranges and Etag; 200 with the whole blob, 206 with a satisfiable Range, or 416 with
+// `Content-Range: bytes */SIZE`. The bytes are streamed with pread in pieces of up to 1 MiB; a
+// read that fails or comes up short (the file shrank) cuts the response short rather than
+// sending anything else.
+inline void SendBlobFile(const httplib::Request& req, httplib::Response& res,
+                         const std::string& digest, std::shared_ptr<UniqueFd> fd,
+                         std::uint64_t size) {
+  constexpr char kOctetStream[] = "application/octet-stream";
+  res.set_header("Docker-Content-Digest", digest);
+  res.set_header("Accept-Ranges", "bytes");
+  res.set_header("Etag", "\"" + digest + "\"");
+  bool ranged = req.has_header("Range");
+  if (ranged) {
+    // httplib slices the content below by the ranges it parsed from the header, but neither
+    // refuses a range past the end nor clamps one that runs over it (bytes=8-100 of 10 bytes
+    // would announce 93). So the range is checked here and handed to httplib exactly; the
+    // Request is httplib's own non-const object, passed to handlers as const.
+    auto range = ParseRange(req.get_header_value("Range"), size);
+    if (!range) {
+      res.status = 416;
+      res.set_header("Content-Range", "bytes */" + std::to_string(size));
+      return;
+    }
+    const_cast<httplib::Request&>(req).ranges = {
+        {static_cast<ssize_t>(range->offset),
+         static_cast<ssize_t>(range->offset + range->length - 1)}};
+  }
+  res.status = ranged ? 206 : 200;
+  if (size == 0) {
+    res.set_content("", kOctetStream);
+    return;
+  }
+  res.set_content_provider(
+      static_cast<std::size_t>(size), kOctetStream,
+      [fd](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+        std::string buffer(std::min<std::size_t>(length, 1 << 20), '\0');
+        ssize_t n;
+        do {
+          n = ::pread(fd->get(), buffer.data(), buffer.size(), static_cast<off_t>(offset));
+        } while (n < 0 && errno == EINTR);
+        if (n <= 0) {
+          return false;
+        }
+        return sink.write(buffer.data(), static_cast<std::size_t>(n));
+      });
 }
 
 }  // namespace airlock::net

@@ -17,11 +17,7 @@ namespace {
 // The schema, one migration per entry, applied in order and never edited once released: a change
 // is a new entry. The same tables as SQLite's, with COLLATE "C" on text so that tags sort and
 // compare by bytes whatever the database's locale.
-struct Migration {
-  int version;
-  const char* description;
-  const char* sql;
-};
+using Migration = SqlMigration;  // store/sql.hpp
 const Migration kMigrations[] = {
     {1, "OCI repositories, blob links, manifests, tags",
      R"sql(

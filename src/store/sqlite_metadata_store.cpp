@@ -22,11 +22,7 @@ constexpr char kNow[] = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 // The schema, one migration per entry, applied in order and never edited once released: a change
 // is a new entry. Text compares in byte order (SQLite's BINARY collation; PostgreSQL will need
 // COLLATE "C" for the same tag order).
-struct Migration {
-  int version;
-  const char* description;
-  const char* sql;
-};
+using Migration = SqlMigration;  // store/sql.hpp
 const Migration kMigrations[] = {
     {1, "OCI repositories, blob links, manifests, tags",
      R"sql(
