@@ -599,22 +599,30 @@ Status GatewayCache::DeclarePackage(const PackageSpec& spec) {
   });
 }
 
+namespace {
+
+// The blobs (digest, size) the package needs that the cache does not hold, by digest; kNotFound
+// when the package is not in the cache.
+Result<SqlRows> MissingBlobRows(SqlSession& s, const PackageRef& ref) {
+  AIRLOCK_ASSIGN_OR_RETURN(
+      auto exists, s.Query("SELECT 1 FROM cache_packages WHERE repository = ? AND tag = ?",
+                           {ref.repository, ref.tag}));
+  if (exists.empty()) {
+    return Fail(ErrorCode::kNotFound, "package " + ref.ToString() + " is not in the cache");
+  }
+  return s.Query(
+      "SELECT b.digest, b.size FROM cache_package_blobs b LEFT JOIN cache_blobs c ON c.digest = "
+      "b.digest WHERE b.repository = ? AND b.tag = ? AND c.digest IS NULL ORDER BY b.digest",
+      {ref.repository, ref.tag});
+}
+
+}  // namespace
+
 Result<std::vector<std::pair<Digest, std::uint64_t>>> GatewayCache::MissingBlobs(
     const PackageRef& ref) {
   using Missing = std::vector<std::pair<Digest, std::uint64_t>>;
   return store::SqlTransact<Missing>(*db_, [&](SqlSession& s) -> Result<Missing> {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        auto exists, s.Query("SELECT 1 FROM cache_packages WHERE repository = ? AND tag = ?",
-                             {ref.repository, ref.tag}));
-    if (exists.empty()) {
-      return Fail(ErrorCode::kNotFound, "package " + ref.ToString() + " is not in the cache");
-    }
-    AIRLOCK_ASSIGN_OR_RETURN(
-        auto rows,
-        s.Query("SELECT b.digest, b.size FROM cache_package_blobs b LEFT JOIN cache_blobs c ON "
-                "c.digest = b.digest WHERE b.repository = ? AND b.tag = ? AND c.digest IS NULL "
-                "ORDER BY b.digest",
-                {ref.repository, ref.tag}));
+    AIRLOCK_ASSIGN_OR_RETURN(auto rows, MissingBlobRows(s, ref));
     Missing out;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       AIRLOCK_ASSIGN_OR_RETURN(Digest d, Digest::Parse(rows.Text(i, 0)));
@@ -628,18 +636,7 @@ Status GatewayCache::CompletePackage(const PackageRef& ref) {
   // Under the lock, so that no eviction runs between the check and the mark.
   std::lock_guard lock(mu_);
   return db_->Transact([&](SqlSession& s) -> Status {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        auto exists, s.Query("SELECT 1 FROM cache_packages WHERE repository = ? AND tag = ?",
-                             {ref.repository, ref.tag}));
-    if (exists.empty()) {
-      return Fail(ErrorCode::kNotFound, "package " + ref.ToString() + " is not in the cache");
-    }
-    AIRLOCK_ASSIGN_OR_RETURN(
-        auto missing,
-        s.Query("SELECT b.digest FROM cache_package_blobs b LEFT JOIN cache_blobs c ON "
-                "c.digest = b.digest WHERE b.repository = ? AND b.tag = ? AND c.digest IS NULL "
-                "ORDER BY b.digest",
-                {ref.repository, ref.tag}));
+    AIRLOCK_ASSIGN_OR_RETURN(auto missing, MissingBlobRows(s, ref));
     if (!missing.empty()) {
       std::string names;
       for (std::size_t i = 0; i < missing.size() && i < 3; ++i) {
