@@ -304,6 +304,7 @@ struct AgentServer::Impl {
   std::string runtime_version;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::unique_ptr<httplib::Server> server;
+  net::ServeLoop loop;
   std::string api_key;
   MetricsAppender metrics_appender;
   std::atomic<std::uint64_t> http_requests{0};
@@ -738,11 +739,11 @@ Status AgentServer::Bind() {
   return {};
 }
 
-void AgentServer::Serve() { impl_->server->listen_after_bind(); }
+void AgentServer::Serve() { impl_->loop.Serve(*impl_->server); }
 
 void AgentServer::Stop() {
   if (impl_->server) {
-    impl_->server->stop();
+    impl_->loop.Stop(*impl_->server);
   }
 }
 

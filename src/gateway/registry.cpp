@@ -65,6 +65,7 @@ std::optional<Route> ParseRoute(std::string_view path) {
 struct DeviceRegistry::Impl {
   GatewayCache& cache;
   ReadAuthorizer authorize;
+  net::ServeLoop loop;
 
   void Handle(const httplib::Request& req, httplib::Response& res) {
     if (req.path == "/v2/" || req.path == "/v2") {
@@ -219,7 +220,7 @@ Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cach
                                                               RegistryOptions options,
                                                               ReadAuthorizer authorize) {
   std::unique_ptr<DeviceRegistry> out(
-      new DeviceRegistry(std::make_unique<Impl>(Impl{cache, std::move(authorize)})));
+      new DeviceRegistry(std::make_unique<Impl>(cache, std::move(authorize))));
   out->server_ = std::make_unique<httplib::Server>();
   httplib::Server& s = *out->server_;
   int threads = std::max(1, options.threads);
@@ -272,22 +273,13 @@ Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cach
   s.Get("/v2",
         [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
   AIRLOCK_ASSIGN_OR_RETURN(out->port_, net::BindHttpServer(s, options.address, options.port));
-  out->thread_ = std::thread([server = out->server_.get()] { server->listen_after_bind(); });
-  // httplib's stop() does nothing before its loop runs, so Stop() could otherwise hang: wait
-  // (briefly: it only has to enter the loop) until it does.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!s.is_running()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return Fail(ErrorCode::kInternal, "the device registry's server thread did not start");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  out->thread_ = std::thread([r = out.get()] { r->impl_->loop.Serve(*r->server_); });
   return out;
 }
 
 void DeviceRegistry::Stop() {
   if (server_) {
-    server_->stop();
+    impl_->loop.Stop(*server_);
   }
   if (thread_.joinable()) {
     thread_.join();

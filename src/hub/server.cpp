@@ -116,6 +116,7 @@ struct HubServer::Impl final : ApiGate {
   AccessControl& access;
   RegistryApi registry;
   std::unique_ptr<httplib::Server> server;
+  net::ServeLoop loop;
   // Publishing a blob into a repository and removing it from the last one hold the digest's
   // lock (BlobStore::LockDigest, which other hubs on the same data directory honour too), so a
   // delete never removes the bytes of a blob that a push, here or on another hub, is linking.
@@ -1228,11 +1229,11 @@ Status HubServer::Bind() {
   return {};
 }
 
-void HubServer::Serve() { impl_->server->listen_after_bind(); }
+void HubServer::Serve() { impl_->loop.Serve(*impl_->server); }
 
 void HubServer::Stop() {
   if (impl_->server) {
-    impl_->server->stop();
+    impl_->loop.Stop(*impl_->server);
   }
 }
 

@@ -6,13 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "core/fs.hpp"
 #include "core/http_range.hpp"
@@ -31,6 +34,35 @@ inline Result<int> BindHttpServer(httplib::Server& server, const std::string& ad
   }
   return bound;
 }
+
+// Runs a bound server's accept loop and stops it, from any thread, at any moment. httplib 0.11's
+// stop() does nothing until listen_after_bind() has marked the server running, so a stop that
+// arrives between a thread's start and that moment would be lost and the loop would run forever
+// (a hang seen in CI when a test stopped its hub right after starting it). Here a stop that comes
+// first makes Serve() return at once, and one that comes while Serve() is entering the loop waits
+// for the loop to be running, then ends it.
+class ServeLoop {
+ public:
+  // Blocks until Stop().
+  void Serve(httplib::Server& server) {
+    serving_.store(true);
+    if (!stop_requested_.load()) {
+      server.listen_after_bind();
+    }
+    serving_.store(false);
+  }
+  void Stop(httplib::Server& server) {
+    stop_requested_.store(true);
+    while (serving_.load() && !server.is_running()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    server.stop();
+  }
+
+ private:
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> serving_{false};
+};
 
 // "internal error: WHAT" for the exception ep holds, for a 500 answer.
 inline std::string InternalErrorMessage(std::exception_ptr ep) {
