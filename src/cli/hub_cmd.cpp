@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "cli/common.hpp"
+#include "cli/hub_common.hpp"
 #include "cli/hub_views.hpp"
 #include "cli/promotion.hpp"
 #include "core/text.hpp"
@@ -21,17 +22,12 @@ namespace {
 
 constexpr char kDefaultHub[] = "http://127.0.0.1:7400";
 
-// What every hub command takes: where the hub is, and how to print.
-struct HubFlags {
-  std::string hub;
-  std::string ca_file;
-  bool json = false;
-};
-
 std::string DefaultHubUrl() {
   const char* env = std::getenv("AIRLOCK_HUB");
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDefaultHub);
 }
+
+}  // namespace
 
 void AddHubFlags(CLI::App* cmd, HubFlags& f) {
   f.hub = DefaultHubUrl();
@@ -53,11 +49,7 @@ Result<std::unique_ptr<net::HubClient>> ConnectHub(const HubFlags& f) {
   return net::HubClient::Create({.url = f.hub, .token = token, .ca_file = f.ca_file});
 }
 
-void PrintJson(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
-
-// Runs body, turning its error into the message and exit code: local mistakes (bad flags or
-// arguments) exit 2, a refusal for trust reasons 3, anything else 1.
-int Run(const std::function<Status()>& body) {
+int RunCommand(const std::function<Status()>& body) {
   auto s = body();
   if (s) {
     return kExitOk;
@@ -65,11 +57,15 @@ int Run(const std::function<Status()>& body) {
   return ReportError(s.error(), ExitCodeFor(s.error()));
 }
 
+namespace {
+
+void PrintJson(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
 // A command that asks the hub one thing: fetch(hub) is the answer, printed as JSON with --json,
 // else as view(answer, hub) (a table or a sentence).
 int ShowAnswer(const HubFlags& flags, const std::function<Result<json>(net::HubClient&)>& fetch,
                const std::function<std::string(const json&, net::HubClient&)>& view) {
-  return Run([&]() -> Status {
+  return RunCommand([&]() -> Status {
     AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(flags));
     AIRLOCK_ASSIGN_OR_RETURN(json answer, fetch(*hub));
     if (flags.json) {
@@ -203,7 +199,7 @@ void AddPromote(CLI::App& app, Context& ctx, Action& action) {
       if (a->keep < 1) {
         return UsageError(Usage("--keep must be at least 1"));
       }
-      return Run([&]() -> Status {
+      return RunCommand([&]() -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(auto keys, LoadPrivateKeys(a->keys));
         AIRLOCK_ASSIGN_OR_RETURN(TimePoint now, ctx.Now());
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
@@ -358,7 +354,7 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
       if (!strategy.empty()) {
         request["strategy"] = strategy;
       }
-      return Run([&]() -> Status {
+      return RunCommand([&]() -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
         AIRLOCK_ASSIGN_OR_RETURN(json deployment, hub->CreateDeployment(request));
         if (a->hub.json) {
@@ -413,7 +409,7 @@ void AddDeployments(CLI::App& app, Context& /*ctx*/, Action& action) {
   });
   cancel->callback([&action, a] {
     action = [a] {
-      return Run([&]() -> Status {
+      return RunCommand([&]() -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
         AIRLOCK_ASSIGN_OR_RETURN(json d, hub->CancelDeployment(a->id, a->reason));
         if (a->hub.json) {
@@ -485,7 +481,7 @@ void AddGateways(CLI::App& app, Context& /*ctx*/, Action& action) {
       if (auto d = ParseDuration(a->expires_in); !d) {
         return UsageError(std::move(d.error()).WithContext("--expires-in"));
       }
-      return Run([&]() -> Status {
+      return RunCommand([&]() -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
         AIRLOCK_ASSIGN_OR_RETURN(json answer, hub->CreateGatewayToken(a->expires_in));
         if (a->hub.json) {

@@ -703,4 +703,87 @@ Result<DeliveryCancel> DeliveryCancel::FromJson(const json& j) {
   return c;
 }
 
+
+namespace {
+
+constexpr std::string_view kBundleType = "airlock.bundle";
+constexpr std::uint64_t kMaxBundleIndexSize = 16ULL << 20;  // the package reader's bound for JSON
+
+// An OCI repository name: 1-255 of [a-z0-9._/-], components separated by single slashes.
+bool ValidRepository(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name.front() == '/' || name.back() == '/' ||
+      name.find("//") != std::string_view::npos) {
+    return false;
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-' || c == '/';
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+json BundleManifest::ToJson() const {
+  return {{"type", kBundleType},
+          {"bundle_version", kBundleVersion},
+          {"deployment_id", deployment_id},
+          {"model", model},
+          {"version", version},
+          {"channel", channel},
+          {"channel_version", channel_version},
+          {"repository", repository},
+          {"index", {{"digest", index_digest.ToString()}, {"size", index_size}}},
+          {"exported_at", FormatRfc3339(exported_at)},
+          {"exported_from", exported_from}};
+}
+
+Result<BundleManifest> BundleManifest::FromJson(const json& j) {
+  Fields f(j, "bundle manifest (" + std::string(kBundleManifestFile) + ")");
+  AIRLOCK_RETURN_IF_ERROR(f.CheckObject());
+  AIRLOCK_ASSIGN_OR_RETURN(std::string type, f.String("type"));
+  if (type != kBundleType) {
+    return Fail(f.Bad("type", "must be \"" + std::string(kBundleType) + "\""));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t format, f.Unsigned("bundle_version"));
+  if (format != kBundleVersion) {
+    return Fail(ErrorCode::kUnsupported,
+                "the bundle has format version " + std::to_string(format) +
+                    "; this airlock reads version " + std::to_string(kBundleVersion) +
+                    " (export it again with the same release of airlock as the gateway)");
+  }
+  BundleManifest m;
+  AIRLOCK_ASSIGN_OR_RETURN(m.deployment_id, f.Id("deployment_id", ValidDeploymentId,
+                                                 "\"dep-\" and 8-64 lowercase hex digits"));
+  AIRLOCK_ASSIGN_OR_RETURN(m.model, f.Id("model", ValidModelName, "a model name"));
+  AIRLOCK_ASSIGN_OR_RETURN(m.version,
+                           f.Id("version", ValidVersion, "an OCI tag (at most 128 characters)"));
+  AIRLOCK_ASSIGN_OR_RETURN(m.channel, f.String("channel"));
+  if (!m.channel.empty() && !trust::ValidChannelName(m.channel)) {
+    return Fail(f.Bad("channel", "must be a channel name"));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(m.channel_version, f.Unsigned("channel_version"));
+  AIRLOCK_ASSIGN_OR_RETURN(m.repository, f.Id("repository", ValidRepository,
+                                              "an OCI repository name (at most 255 characters)"));
+  const json* index = f.Find("index");
+  if (index == nullptr) {
+    return Fail(f.Bad("index", "must be an object with \"digest\" and \"size\""));
+  }
+  Fields inf(*index, "bundle manifest index");
+  AIRLOCK_RETURN_IF_ERROR(inf.CheckObject());
+  AIRLOCK_ASSIGN_OR_RETURN(std::string digest, inf.String("digest"));
+  auto parsed = Digest::Parse(digest);
+  if (!parsed) {
+    return Fail(inf.Bad("digest", "must be \"sha256:\" and 64 lowercase hex digits"));
+  }
+  m.index_digest = *parsed;
+  AIRLOCK_ASSIGN_OR_RETURN(m.index_size, inf.Unsigned("size", kMaxBundleIndexSize));
+  AIRLOCK_ASSIGN_OR_RETURN(m.exported_at, f.Time("exported_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(m.exported_from, f.Text("exported_from"));
+  return m;
+}
+
 }  // namespace airlock::delivery

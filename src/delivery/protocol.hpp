@@ -283,6 +283,37 @@ struct DeliveryCancel {
   [[nodiscard]] static Result<DeliveryCancel> FromJson(const nlohmann::json& j);
 };
 
+// ---- the air-gapped bundle ----
+// `airlock bundle export` writes one tar that is an OCI image layout of the package (its index,
+// manifests, blobs and signed release, as `airlock pull` writes it) plus two files at the top:
+// kBundleManifestFile, below, and kBundleChannelFile, the signed channel document the deployment
+// resolved when it still is the channel's current one (optional). `airlock-gateway import` checks
+// the release against the site's root, the index against the release, every blob against its
+// digest, exactly as for a network delivery. The manifest itself is not signed: it only says
+// which deployment and which package of the layout the bundle is for, and nothing in it is
+// trusted beyond that (docs/delivery.md, "Air-gapped sites").
+inline constexpr char kBundleManifestFile[] = "airlock-bundle.json";
+inline constexpr char kBundleChannelFile[] = "channel.json";
+inline constexpr std::uint64_t kBundleVersion = 1;
+
+struct BundleManifest {
+  std::string deployment_id;
+  std::string model;
+  std::string version;
+  std::string channel;  // a channel name; may be empty
+  std::uint64_t channel_version = 0;
+  std::string repository;  // where the hub keeps the package ("models/vibration-anomaly")
+  Digest index_digest = Digest::FromHex(std::string(64, '0'));  // the package's index
+  std::uint64_t index_size = 0;
+  TimePoint exported_at;
+  std::string exported_from;  // the hub's URL, for people (≤ kMaxTextLength)
+
+  nlohmann::json ToJson() const;
+  // Strict, as the messages are: kCorrupt naming the field; kUnsupported for a bundle_version
+  // other than kBundleVersion.
+  [[nodiscard]] static Result<BundleManifest> FromJson(const nlohmann::json& j);
+};
+
 // Parses a received payload (at most kMaxMessageSize bytes, no duplicate keys, bounded nesting)
 // into JSON for the FromJson above. kCorrupt otherwise.
 [[nodiscard]] Result<nlohmann::json> ParsePayload(std::string_view bytes);

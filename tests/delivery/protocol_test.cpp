@@ -404,6 +404,56 @@ TEST(ProtocolTest, CancelRefusesEveryMalformedField) {
                  }));
 }
 
+BundleManifest MakeBundleManifest() {
+  BundleManifest m;
+  m.deployment_id = "dep-5e0c2b7a9d1f4e36";
+  m.model = "defect-detector";
+  m.version = "1.4.0";
+  m.channel = "production";
+  m.channel_version = 3;
+  m.repository = "models/defect-detector";
+  m.index_digest = Sha256Of("an index");
+  m.index_size = 1234;
+  m.exported_at = TimePoint(seconds(1795341600));
+  m.exported_from = "https://hub.example.com";
+  return m;
+}
+
+TEST(ProtocolTest, BundleManifestRoundTripsAndRefusesEveryMalformedField) {
+  BundleManifest m = MakeBundleManifest();
+  auto back = BundleManifest::FromJson(OverTheWire(m.ToJson()));
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->ToJson(), m.ToJson());
+  m.channel.clear();  // a bundle without a channel document
+  EXPECT_TRUE(BundleManifest::FromJson(m.ToJson()));
+  ExpectRefusals(
+      MakeBundleManifest().ToJson(), Parser<BundleManifest>(),
+      {
+          {"type", [](json& j) { j["type"] = "delivery.offer"; }},
+          {"bundle_version", [](json& j) { j.erase("bundle_version"); }},
+          {"bundle_version", [](json& j) { j["bundle_version"] = "1"; }},
+          {"deployment_id", [](json& j) { j["deployment_id"] = "dlv-0123456789abcdef"; }},
+          {"model", [](json& j) { j["model"] = "../etc"; }},
+          {"version", [](json& j) { j["version"] = "1 0"; }},
+          {"channel", [](json& j) { j["channel"] = "Pro duction"; }},
+          {"channel_version", [](json& j) { j["channel_version"] = -1; }},
+          {"repository", [](json& j) { j["repository"] = "/models/x"; }},
+          {"repository", [](json& j) { j["repository"] = "models//x"; }},
+          {"repository", [](json& j) { j["repository"] = "Models/X"; }},
+          {"index", [](json& j) { j.erase("index"); }},
+          {"digest", [](json& j) { j["index"]["digest"] = "sha256:abc"; }},
+          {"size", [](json& j) { j["index"]["size"] = 1ULL << 40; }},
+          {"exported_at", [](json& j) { j["exported_at"] = "now"; }},
+          {"exported_from", [](json& j) { j["exported_from"] = "a\x1b[2Jb"; }},
+      });
+  json newer = MakeBundleManifest().ToJson();
+  newer["bundle_version"] = 2;
+  auto refused = BundleManifest::FromJson(newer);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(refused.error().message().find("format version 2"), std::string::npos);
+}
+
 TEST(ProtocolTest, PayloadsThatAreNotObjectsOrTooLargeAreRefused) {
   EXPECT_EQ(DeliveryCancel::FromJson(json::array()).error().code(), ErrorCode::kCorrupt);
   EXPECT_EQ(DeliveryGrant::FromJson("grant").error().code(), ErrorCode::kCorrupt);

@@ -381,5 +381,61 @@ TEST_F(RegistryCli, AnUnreachableHubAndAMissingTokenAreClearErrors) {
   EXPECT_EQ(gone.err.find(tokens_.at("viewer")), std::string::npos);
 }
 
+// The air-gapped export: one tar holding the package as an OCI layout with its release (which
+// `airlock verify` accepts against the root), the deployment's manifest and the channel document.
+TEST_F(RegistryCli, BundleExportWritesTheDeploymentsSignedPackage) {
+  Push("1.0.0");
+  RegisterGateway("site-offline");
+  Promote("1.0.0", {"rm1", "rm2"});
+  CommandResult deployed = As("release-manager", {"deploy", "vibration-anomaly", "--channel",
+                                                  "production", "--gateway", "site-offline"});
+  ASSERT_EQ(deployed.exit_code, 0) << deployed.err;
+  std::string id = deployed.out.substr(0, deployed.out.find('\n'));
+
+  fs::path bundle = dir_ / "out" / "bundle.tar";
+  CommandResult exported =
+      As("viewer", {"bundle", "export", "--deployment", id, "-o", bundle.string()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  EXPECT_NE(exported.out.find("wrote " + bundle.string() + ": vibration-anomaly 1.0.0 for "
+                              "deployment " + id),
+            std::string::npos)
+      << exported.out;
+  EXPECT_NE(exported.out.find("channel production v1"), std::string::npos) << exported.out;
+
+  CommandResult verified =
+      As("", {"verify", bundle.string(), "--root", g_world->root().string()});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  // The top-level files, read with tar(1): the manifest names the deployment and the index.
+  CommandResult manifest =
+      RunCommand({"tar", "-xOf", bundle.string(), "airlock-bundle.json"}, dir_.path());
+  ASSERT_EQ(manifest.exit_code, 0) << manifest.err;
+  json m = json::parse(manifest.out);
+  EXPECT_EQ(m["type"], "airlock.bundle");
+  EXPECT_EQ(m["deployment_id"], id);
+  EXPECT_EQ(m["model"], "vibration-anomaly");
+  EXPECT_EQ(m["version"], "1.0.0");
+  EXPECT_EQ(m["repository"], "models/vibration-anomaly");
+  EXPECT_EQ(m["channel_version"], 1);
+  CommandResult channel = RunCommand({"tar", "-xOf", bundle.string(), "channel.json"}, dir_.path());
+  ASSERT_EQ(channel.exit_code, 0) << channel.err;
+  EXPECT_EQ(json::parse(channel.out)["signed"]["_type"], "channel");
+
+  // Not over an existing file without --force; an unknown deployment is a clear error.
+  CommandResult again =
+      As("viewer", {"bundle", "export", "--deployment", id, "-o", bundle.string()});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("pass --force"), std::string::npos) << again.err;
+  CommandResult unknown = As("viewer", {"bundle", "export", "--deployment",
+                                        "dep-00000000000000000000000000000000", "-o",
+                                        (dir_ / "x.tar").string()});
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("HTTP 404"), std::string::npos) << unknown.err;
+  EXPECT_FALSE(fs::exists(dir_ / "x.tar"));
+  // Nothing left behind by the staging.
+  for (const auto& e : fs::directory_iterator(dir_ / "out")) {
+    EXPECT_EQ(e.path().filename(), "bundle.tar");
+  }
+}
+
 }  // namespace
 }  // namespace airlock::testing
