@@ -115,7 +115,7 @@ int Main(int argc, char** argv) {
       "load",
       "Load a package from an OCI layout directory (airlock pack's output). Checks digests and "
       "sizes but NOT signatures: for tests and demos, not a substitute for a verified delivery");
-  load->add_option("layout", layout, "the OCI image-layout directory")->required();
+  load->add_option("layout", layout, "the OCI image layout: a directory or a .tar")->required();
   load->add_option("--tag", layout_tag, "the layout's tag to load (its index.json ref.name)")
       ->required();
   load->add_option("--as", as, "REPOSITORY:TAG to serve it as")->required();

@@ -159,6 +159,10 @@ Result<std::map<std::string, TarEntryRange>> Index(const ReadAt& read, std::uint
       return Fail(Corrupt("archive entry \"" + name + "\" has type '" + std::string(1, type) +
                           "'; packages may hold only regular files and directories"));
     }
+    if (type == '5' && (name == "./" || name == ".")) {
+      pos = next;  // the archive's own top directory, as `tar -C DIR -cf OUT .` writes it
+      continue;
+    }
     auto checked = CheckRelativePath(name);
     if (!checked) {
       return Fail(Corrupt("archive entry \"" + name + "\": " + checked.error().message()));

@@ -76,6 +76,33 @@ TEST_F(LayoutImportTest, APackedAndSignedPackageIsImportedWhole) {
   EXPECT_EQ(ImportLayout(*cache_, layout(), "9.9.9", kRef).error().code(), ErrorCode::kNotFound);
 }
 
+TEST_F(LayoutImportTest, ATarLayoutReadsLikeTheDirectoryAndIsSelectableByDigest) {
+  fs::path tar = dir_.path() / "package.tar";
+  CommandResult packed = RunCommand({"tar", "-cf", tar.string(), "-C", layout().string(), "."});
+  ASSERT_EQ(packed.exit_code, 0) << packed.err;
+  auto files = LayoutFiles::Open(tar);
+  ASSERT_TRUE(files) << files.error().ToString();
+  auto digest = Digest::Parse(TaggedIndex());
+  ASSERT_TRUE(digest);
+  auto spec = ReadLayoutPackage(**files, {"", *digest}, kRef);
+  ASSERT_TRUE(spec) << spec.error().ToString();
+  EXPECT_EQ(spec->index, *digest);
+  EXPECT_EQ(spec->release, ReadAll(dir_.path() / "release.json"));
+  // Reading touched nothing in the cache.
+  EXPECT_TRUE(cache_->ListPackages()->empty());
+  auto copied = LoadLayoutPackage(*cache_, **files, *spec);
+  ASSERT_TRUE(copied) << copied.error().ToString();
+  EXPECT_GT(*copied, 0u);
+  ASSERT_TRUE(cache_->GetManifest(kRef.repository, "1.0.0"));
+  // An unknown digest, and a path that is not there.
+  EXPECT_EQ(ReadLayoutPackage(**files, {"", Sha256Of("nothing")}, kRef).error().code(),
+            ErrorCode::kNotFound);
+  EXPECT_EQ(LayoutFiles::Open(dir_.path() / "absent.tar").error().code(), ErrorCode::kNotFound);
+  // A file that is not a tar is refused as such.
+  airlock::testing::WriteAll(dir_.path() / "junk.tar", std::string(1024, 'x'));
+  EXPECT_EQ(LayoutFiles::Open(dir_.path() / "junk.tar").error().code(), ErrorCode::kCorrupt);
+}
+
 TEST_F(LayoutImportTest, ATamperedBlobIsRefusedAndThePackageNotServed) {
   // The largest blob is the model's weights.
   fs::path victim;

@@ -77,6 +77,18 @@ TEST(Tar, ReadsGnuLongNamesAndPaxPaths) {
   EXPECT_TRUE(entries->contains(std::string(130, 'p')));
 }
 
+TEST(Tar, TheTopDirectoryEntryOfTarDotIsSkipped) {
+  // `tar -C DIR -cf OUT .` starts with "./" and prefixes every name with "./".
+  std::string tar = Entry("./", "", '5') + Entry("./blobs/", "", '5') +
+                    Entry("./blobs/a", "hello") + End();
+  auto entries = IndexTar(tar);
+  ASSERT_TRUE(entries) << entries.error().ToString();
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_TRUE(entries->contains("blobs/a"));
+  // A regular file named "." is still refused.
+  EXPECT_FALSE(IndexTar(Entry(".", "x") + End()));
+}
+
 struct Hostile {
   const char* what;
   std::string archive;
