@@ -47,7 +47,7 @@ Status UInt(const json& obj, const std::string& path, const char* key, std::uint
   if (it == obj.end() || it->is_null()) {
     return {};
   }
-  if (!it->is_number_unsigned()) {
+  if (!it->is_number_integer() || (!it->is_number_unsigned() && it->get<std::int64_t>() < 0)) {
     return Fail(Bad(path + key, "must be a whole number of bytes (0 or more)"));
   }
   out = it->get<std::uint64_t>();

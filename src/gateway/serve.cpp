@@ -162,6 +162,12 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   if (!filters) {
     return Report(filters.error());
   }
+  // Resumed downloads report at once: give the broker a moment first (a status lost to a broker
+  // that is down is not fatal: the hub re-grants a silent delivery, and is answered again).
+  if (!client->WaitConnected(std::chrono::seconds(10))) {
+    spdlog::warn("MQTT broker {} not reachable yet; retrying in the background",
+                 config.mqtt_broker);
+  }
   svc->Start();
   for (const std::string& filter : *filters) {
     Status subscribed = client->Subscribe(
