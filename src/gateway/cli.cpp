@@ -3,14 +3,22 @@
 #include <CLI/CLI.hpp>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
+#include <httplib.h>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
+#include "core/fs.hpp"
 #include "core/log.hpp"
+#include "gateway/approvals_api.hpp"
 #include "gateway/cache.hpp"
+#include "gateway/config.hpp"
 #include "gateway/layout_import.hpp"
 #include "gateway/registry.hpp"
+#include "gateway/serve.hpp"
+#include "gateway/state_store.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -85,6 +93,119 @@ int ServeRegistry(GatewayCache& cache, const RegistryOptions& options, StopSigna
   return kExitOk;
 }
 
+
+Result<GatewayConfig> ConfigFrom(const std::string& path) {
+  if (path.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "--config FILE is required (`airlock-gateway config default` prints a start)");
+  }
+  return LoadGatewayConfig(path);
+}
+
+// The operator token for the approvals commands: $AIRLOCK_GATEWAY_TOKEN, else the token file.
+Result<std::string> OperatorToken(const std::string& token_file) {
+  if (const char* env = std::getenv("AIRLOCK_GATEWAY_TOKEN"); env != nullptr && *env != '\0') {
+    return std::string(env);
+  }
+  auto text = ReadFile(token_file, 4096);
+  if (!text) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "no operator token: set AIRLOCK_GATEWAY_TOKEN or pass --token-file (" +
+                    text.error().message() + ")");
+  }
+  std::string token = *text;
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) {
+    token.pop_back();
+  }
+  return token;
+}
+
+std::string ErrorDetail(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
+    const auto& e = j["errors"][0];
+    std::string d = e.value("detail", "");
+    return d.empty() ? e.value("message", "") : d;
+  }
+  return body.substr(0, 200);
+}
+
+void PrintApproval(const nlohmann::json& a) {
+  auto s = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : std::string("-"); };
+  std::printf("id:          %s\n", s("id").c_str());
+  std::printf("state:       %s (delivery %s)\n", s("state").c_str(), s("delivery").c_str());
+  std::printf("model:       %s %s\n", s("model").c_str(), s("version").c_str());
+  std::printf("from:        hub %s, deployment %s\n", s("hub").c_str(), s("deployment").c_str());
+  std::printf("size:        %s (%s)\n", Mib(a.value("size", std::uint64_t{0})).c_str(),
+              a.value("platforms", nlohmann::json::array()).dump().c_str());
+  if (a.contains("release_counter")) {
+    std::printf("release:     counter %llu, created %s, expires %s\n",
+                static_cast<unsigned long long>(a["release_counter"].get<std::uint64_t>()),
+                s("release_created").c_str(), s("release_expires").c_str());
+  }
+  for (const auto& signer : a.value("signed_by", nlohmann::json::array())) {
+    std::printf("signed by:   %s %s\n", signer.value("keyid", "").c_str(),
+                signer.value("roles_in_root", nlohmann::json::array()).dump().c_str());
+  }
+  if (a.contains("test_results") && !a["test_results"].is_null()) {
+    std::printf("tests:       %s\n", a["test_results"].dump().c_str());
+  } else {
+    std::printf("tests:       (known once the package is delivered)\n");
+  }
+  if (a.contains("decided_by")) {
+    std::printf("decided:     by %s at %s: %s\n", s("decided_by").c_str(), s("decided_at").c_str(),
+                s("comment").c_str());
+  }
+  if (a.contains("message")) {
+    std::printf("message:     %s\n", s("message").c_str());
+  }
+}
+
+int Approvals(const std::string& gateway, const std::string& token_file, const std::string& verb,
+              const std::string& id, const std::string& comment, bool as_json) {
+  auto token = OperatorToken(token_file);
+  if (!token) {
+    return Report(token.error());
+  }
+  httplib::Client client(gateway);
+  client.set_connection_timeout(10);
+  client.set_read_timeout(30);
+  httplib::Headers headers = {{"Authorization", "Bearer " + *token}};
+  httplib::Result r =
+      verb == "ls"     ? client.Get("/api/v1/approvals", headers)
+      : verb == "show" ? client.Get("/api/v1/approvals/" + id, headers)
+                       : client.Post("/api/v1/approvals/" + id + "/" + verb, headers,
+                                     nlohmann::json{{"comment", comment}}.dump(),
+                                     "application/json");
+  if (!r) {
+    return Report(Error(ErrorCode::kUnavailable,
+                        "cannot reach the gateway at " + gateway + ": " + httplib::to_string(r.error())));
+  }
+  if (r->status != 200) {
+    std::fprintf(stderr, "airlock-gateway: error: the gateway answered %d: %s\n", r->status,
+                 ErrorDetail(r->body).c_str());
+    return kExitFailure;
+  }
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (as_json || j.is_discarded()) {
+    std::printf("%s\n", r->body.c_str());
+    return kExitOk;
+  }
+  if (verb == "ls") {
+    std::printf("%-40s %-18s %-28s %-10s %s\n", "ID", "STATE", "MODEL", "SIZE", "DEPLOYMENT");
+    for (const auto& a : j.value("approvals", nlohmann::json::array())) {
+      std::string model = a.value("model", "") + " " + a.value("version", "");
+      std::printf("%-40s %-18s %-28s %-10s %s\n", a.value("id", "").c_str(),
+                  a.value("state", "").c_str(), model.c_str(),
+                  Mib(a.value("size", std::uint64_t{0})).c_str(),
+                  a.value("deployment", "").c_str());
+    }
+    return kExitOk;
+  }
+  PrintApproval(j);
+  return kExitOk;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -139,10 +260,117 @@ int Main(int argc, char** argv) {
     common(cmd);
   }
 
+  auto* serve = app.add_subcommand(
+      "serve",
+      "Run the gateway: register with the hub (first start), take deliveries over MQTT, serve "
+      "devices (/v2/) and operators (/api/v1/) until stopped");
+  std::string config_path, register_token;
+  serve->add_option("--config", config_path, "the YAML configuration (docs/gateway.md)")
+      ->required();
+  serve->add_option("--register-token", register_token,
+                    "the hub's one-time registration token (first start only; also "
+                    "AIRLOCK_GATEWAY_REGISTER_TOKEN or hub.register_token)");
+  auto* config_cmd = app.add_subcommand("config", "The configuration");
+  config_cmd->require_subcommand(1);
+  auto* config_default =
+      config_cmd->add_subcommand("default", "Print the embedded default configuration");
+
+  auto* token_cmd = app.add_subcommand("token", "Operator tokens for the approvals API");
+  token_cmd->require_subcommand(1);
+  auto* token_create = token_cmd->add_subcommand(
+      "create", "Make an operator token (printed once; only its hash is kept)");
+  std::string token_name, token_save;
+  token_create->add_option("--name", token_name, "who it is for (shown with decisions)")
+      ->required();
+  token_create->add_option("--config", config_path, "the gateway's configuration (its data dir)")
+      ->required();
+  token_create->add_option("--save", token_save,
+                           "also write the token to this file (0600), e.g. "
+                           "/var/lib/airlock-gateway/operator-token");
+
+  auto* approvals = app.add_subcommand(
+      "approvals", "The operator's approvals, from the running gateway's API");
+  approvals->require_subcommand(1);
+  std::string gateway_url = "http://127.0.0.1:7500",
+              token_file = "/var/lib/airlock-gateway/operator-token", approval_id, comment;
+  bool as_json = false;
+  auto* a_ls = approvals->add_subcommand("ls", "Deliveries that wait for (or had) a decision");
+  auto* a_show = approvals->add_subcommand("show", "One delivery: what, from where, signed by, tests");
+  auto* a_approve = approvals->add_subcommand("approve", "Approve a held offer or a rollout");
+  auto* a_reject = approvals->add_subcommand(
+      "reject", "Reject a held offer (the hub hears reason operator) or a rollout");
+  for (auto* cmd : {a_ls, a_show, a_approve, a_reject}) {
+    cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+    cmd->add_option("--token-file", token_file,
+                    "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
+        ->capture_default_str();
+    cmd->add_flag("--json", as_json, "print the API's JSON");
+    if (cmd != a_ls) {
+      cmd->add_option("id", approval_id, "the delivery id (dlv-…)")->required();
+    }
+    if (cmd == a_approve || cmd == a_reject) {
+      cmd->add_option("--comment", comment, "why (kept with the decision)");
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  if (config_default->parsed()) {
+    std::fputs(kDefaultGatewayConfig, stdout);
+    return kExitOk;
+  }
+  for (auto* cmd : {a_ls, a_show, a_approve, a_reject}) {
+    if (cmd->parsed()) {
+      SetupLogging("warn");
+      return Approvals(gateway_url, token_file, cmd->get_name(), approval_id, comment, as_json);
+    }
+  }
+  if (token_create->parsed()) {
+    SetupLogging("warn");
+    auto config = ConfigFrom(config_path);
+    if (!config) {
+      return Report(config.error());
+    }
+    if (Status made = MakeDirectories(config->data); !made) {
+      return Report(made.error());
+    }
+    SystemClock clock;
+    auto store = GatewayStateStore::Open(config->data, clock.Now());
+    if (!store) {
+      return Report(store.error());
+    }
+    auto token = (*store)->CreateToken(token_name, clock.Now());
+    if (!token) {
+      return Report(token.error());
+    }
+    if (!token_save.empty()) {
+      if (Status saved = WriteFileAtomic(token_save, *token + "\n", 0600); !saved) {
+        return Report(saved.error());
+      }
+    }
+    std::printf("%s\n", token->c_str());
+    return kExitOk;
+  }
+  if (serve->parsed()) {
+    auto config = ConfigFrom(config_path);
+    if (!config) {
+      Report(config.error());
+      return kExitUsage;
+    }
+    SetupLogging(config->log_level);
+    std::string token = register_token;
+    if (token.empty()) {
+      if (const char* env = std::getenv("AIRLOCK_GATEWAY_REGISTER_TOKEN")) {
+        token = env;
+      }
+    }
+    if (token.empty()) {
+      token = config->register_token;
+    }
+    return Serve(*config, token, signals);
   }
   SetupLogging(log_level);
   if (registry->parsed() && !IsLoopbackHost(options.address)) {

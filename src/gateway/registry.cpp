@@ -218,7 +218,9 @@ DeviceRegistry::~DeviceRegistry() { Stop(); }
 
 Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cache,
                                                               RegistryOptions options,
-                                                              ReadAuthorizer authorize) {
+                                                              ReadAuthorizer authorize,
+                                                              std::function<void(httplib::Server&)>
+                                                                  install_api) {
   std::unique_ptr<DeviceRegistry> out(
       new DeviceRegistry(std::make_unique<Impl>(cache, std::move(authorize))));
   out->server_ = std::make_unique<httplib::Server>();
@@ -232,8 +234,9 @@ Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cach
   s.set_write_timeout(60);
   s.set_default_headers({{"Docker-Distribution-API-Version", "registry/2.0"}});
   // Refuse writes before httplib reads their bodies: a push of gigabytes costs nothing.
-  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (req.method == "GET" || req.method == "HEAD") {
+  bool api = static_cast<bool>(install_api);
+  s.set_pre_routing_handler([api](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD" || (api && req.path.starts_with("/api/"))) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     res.set_header("Allow", "GET, HEAD");
@@ -272,6 +275,9 @@ Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cach
         [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
   s.Get("/v2",
         [impl](const httplib::Request& req, httplib::Response& res) { impl->Handle(req, res); });
+  if (install_api) {
+    install_api(s);
+  }
   AIRLOCK_ASSIGN_OR_RETURN(out->port_, net::BindHttpServer(s, options.address, options.port));
   out->thread_ = std::thread([r = out.get()] { r->impl_->loop.Serve(*r->server_); });
   return out;

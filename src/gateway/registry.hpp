@@ -57,9 +57,11 @@ using ReadAuthorizer = std::function<Status(const ReadRequest&)>;
 class DeviceRegistry {
  public:
   // Binds address:port and starts serving. kIo when the address cannot be bound.
-  [[nodiscard]] static Result<std::unique_ptr<DeviceRegistry>> Start(GatewayCache& cache,
-                                                                     RegistryOptions options,
-                                                                     ReadAuthorizer authorize = {});
+  // install_api, when set, adds routes under /api/ to the same server (the operator's API,
+  // which makes its own authorization); /v2/ stays read-only either way.
+  [[nodiscard]] static Result<std::unique_ptr<DeviceRegistry>> Start(
+      GatewayCache& cache, RegistryOptions options, ReadAuthorizer authorize = {},
+      std::function<void(httplib::Server&)> install_api = {});
   ~DeviceRegistry();
   DeviceRegistry(const DeviceRegistry&) = delete;
   DeviceRegistry& operator=(const DeviceRegistry&) = delete;

@@ -1,0 +1,233 @@
+#include "gateway/approvals_api.hpp"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include "delivery/protocol.hpp"
+#include "net/http_server.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using nlohmann::json;
+constexpr char kJson[] = "application/json";
+constexpr char kSamplesType[] = "application/vnd.airlock.samples.v1.tar";
+
+// Lineage metrics and sample sets of a package in the cache, when it is complete there.
+json TestResults(const DeliveryRecord& r, GatewayCache& cache) {
+  if (r.repository.empty() || r.phase != DeliveryPhase::kAvailable) {
+    return nullptr;
+  }
+  auto offer = delivery::DeliveryOffer::FromJson(r.offer);
+  if (!offer) {
+    return nullptr;
+  }
+  auto release = trust::Release::FromJson(offer->release.body());
+  if (!release) {
+    return nullptr;
+  }
+  auto index = cache.GetManifest(r.repository, release->index_digest.ToString());
+  if (!index) {
+    return nullptr;
+  }
+  json out = json::object();
+  json ij = json::parse(index->bytes, nullptr, false);
+  if (ij.is_object() && ij.contains("annotations") && ij["annotations"].is_object()) {
+    const json& a = ij["annotations"];
+    if (a.contains("ai.airlock.lineage.metrics") && a["ai.airlock.lineage.metrics"].is_string()) {
+      json metrics = json::parse(a["ai.airlock.lineage.metrics"].get<std::string>(), nullptr,
+                                 false);
+      if (!metrics.is_discarded()) {
+        out["metrics"] = metrics;
+      }
+    }
+    if (a.contains("ai.airlock.lineage.training-run")) {
+      out["training_run"] = a["ai.airlock.lineage.training-run"];
+    }
+  }
+  // Whether the variants carry sample inputs and expected outputs (the validation an agent
+  // runs before activating).
+  std::size_t samples = 0;
+  if (ij.is_object() && ij.contains("manifests") && ij["manifests"].is_array()) {
+    for (const json& entry : ij["manifests"]) {
+      if (!entry.contains("digest") || !entry["digest"].is_string()) {
+        continue;
+      }
+      auto m = cache.GetManifest(r.repository, entry["digest"].get<std::string>());
+      if (!m) {
+        continue;
+      }
+      json mj = json::parse(m->bytes, nullptr, false);
+      if (mj.is_object() && mj.contains("layers") && mj["layers"].is_array()) {
+        for (const json& layer : mj["layers"]) {
+          if (layer.value("mediaType", "") == kSamplesType) {
+            ++samples;
+          }
+        }
+      }
+    }
+  }
+  out["sample_layers"] = samples;
+  return out;
+}
+
+}  // namespace
+
+std::string ApprovalState(const DeliveryRecord& r) {
+  switch (r.approval) {
+    case Approval::kNone:
+      return "";
+    case Approval::kOfferPending:
+      return "held-offer";
+    case Approval::kOfferApproved:
+      return "offer-approved";
+    case Approval::kRolloutPending:
+      return "awaiting-approval";
+    case Approval::kRolloutApproved:
+      return "approved";
+    case Approval::kRejected:
+      return "rejected";
+  }
+  return "";
+}
+
+json ApprovalView(const DeliveryRecord& r, const ApprovalsContext& context, bool details) {
+  json v = {{"id", r.id},
+            {"deployment", r.deployment},
+            {"model", r.model},
+            {"version", r.version},
+            {"hub", context.hub_url},
+            {"state", ApprovalState(r)},
+            {"delivery", DeliveryPhaseName(r.phase)},
+            {"size", r.bytes_total},
+            {"platforms", r.platforms},
+            {"updated_at", FormatRfc3339(r.updated_at)}};
+  if (!r.decided_by.empty()) {
+    v["decided_by"] = r.decided_by;
+    v["decided_at"] = FormatRfc3339(r.decided_at);
+    v["comment"] = r.comment;
+  }
+  if (!details) {
+    return v;
+  }
+  v["received_at"] = FormatRfc3339(r.created_at);
+  v["bytes_done"] = r.bytes_done;
+  if (!r.reason.empty()) {
+    v["reject_reason"] = r.reason;
+  }
+  if (!r.failure.empty()) {
+    v["failure"] = r.failure;
+  }
+  if (!r.message.empty()) {
+    v["message"] = r.message;
+  }
+  if (auto offer = delivery::DeliveryOffer::FromJson(r.offer)) {
+    v["offer_expires"] = FormatRfc3339(offer->expires);
+    json signers = json::array();
+    for (const trust::Signature& s : offer->release.signatures()) {
+      json roles = json::array();
+      if (context.root != nullptr) {
+        for (const auto& [role, spec] : context.root->roles) {
+          if (std::find(spec.keyids.begin(), spec.keyids.end(), s.keyid) != spec.keyids.end()) {
+            roles.push_back(role);
+          }
+        }
+      }
+      signers.push_back({{"keyid", s.keyid}, {"roles_in_root", roles}});
+    }
+    v["signed_by"] = signers;
+    if (auto release = trust::Release::FromJson(offer->release.body())) {
+      v["release_counter"] = release->release_counter;
+      v["release_created"] = FormatRfc3339(release->created);
+      v["release_expires"] = FormatRfc3339(release->expires);
+      v["index_digest"] = release->index_digest.ToString();
+    }
+  }
+  v["test_results"] = context.cache != nullptr ? TestResults(r, *context.cache) : json(nullptr);
+  return v;
+}
+
+void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
+  auto ctx = std::make_shared<ApprovalsContext>(std::move(context));
+  // The operator's name, or an answer already sent.
+  auto authorize = [ctx](const httplib::Request& req,
+                         httplib::Response& res) -> std::optional<std::string> {
+    std::string header = req.get_header_value("Authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (!header.starts_with(kBearer)) {
+      res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
+      net::SendError(res, 401, "UNAUTHORIZED", "authentication required",
+                     "send an operator token (airlock-gateway token create) as "
+                     "Authorization: Bearer alkop_…");
+      return std::nullopt;
+    }
+    auto name = ctx->store->CheckToken(header.substr(kBearer.size()));
+    if (!name) {
+      res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
+      net::SendError(res, 401, "UNAUTHORIZED", "authentication required", name.error().message());
+      return std::nullopt;
+    }
+    return *name;
+  };
+  server.Get("/api/v1/approvals", [ctx, authorize](const httplib::Request& req,
+                                                   httplib::Response& res) {
+    if (!authorize(req, res)) {
+      return;
+    }
+    auto records = ctx->store->List();
+    if (!records) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", records.error().message());
+    }
+    json list = json::array();
+    for (const DeliveryRecord& r : *records) {
+      if (r.approval != Approval::kNone) {
+        list.push_back(ApprovalView(r, *ctx, false));
+      }
+    }
+    res.set_content(json{{"approvals", list}}.dump(), kJson);
+  });
+  server.Get(R"(/api/v1/approvals/([A-Za-z0-9._-]{1,80}))",
+             [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
+               if (!authorize(req, res)) {
+                 return;
+               }
+               auto r = ctx->store->Get(req.matches[1].str());
+               if (!r) {
+                 return net::SendError(res, r.error().code() == ErrorCode::kNotFound ? 404 : 500,
+                                       "NOT_FOUND", "no such delivery", r.error().message());
+               }
+               res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
+             });
+  server.Post(R"(/api/v1/approvals/([A-Za-z0-9._-]{1,80})/(approve|reject))",
+              [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
+                auto who = authorize(req, res);
+                if (!who) {
+                  return;
+                }
+                std::string comment;
+                if (!req.body.empty()) {
+                  json body = json::parse(req.body, nullptr, false);
+                  if (!body.is_object() ||
+                      (body.contains("comment") && !body["comment"].is_string())) {
+                    return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                                          "the body must be {\"comment\": \"…\"}");
+                  }
+                  comment = body.value("comment", "");
+                }
+                bool approve = req.matches[2].str() == "approve";
+                auto r = ctx->service->Decide(req.matches[1].str(), approve, *who, comment);
+                if (!r) {
+                  ErrorCode code = r.error().code();
+                  int status = code == ErrorCode::kNotFound          ? 404
+                               : code == ErrorCode::kInvalidArgument ? 409
+                                                                     : 500;
+                  return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "CONFLICT",
+                                        status == 404 ? "no such delivery"
+                                                      : "nothing to decide",
+                                        r.error().message());
+                }
+                res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
+              });
+}
+
+}  // namespace airlock::gateway

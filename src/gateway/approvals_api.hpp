@@ -1,0 +1,50 @@
+#pragma once
+// The operator's approvals over HTTP (docs/gateway.md, "Approvals"), served beside the device
+// registry on the gateway's one HTTP server:
+//
+//   GET  /api/v1/approvals                 every delivery that needs or had an operator's say
+//   GET  /api/v1/approvals/ID              one of them, with the release's signers, its size,
+//                                          and the package's test results when it carries them
+//   POST /api/v1/approvals/ID/approve      {"comment": "…"} (optional)
+//   POST /api/v1/approvals/ID/reject       {"comment": "…"}; a held offer is rejected to the hub
+//                                          with reason "operator"
+//
+// Every route needs `Authorization: Bearer alkop_…`, an operator token made by
+// `airlock-gateway token create` (stored hashed in gateway.db): 401 without or with an unknown
+// one. Errors have the OCI shape {"errors":[{"code","message","detail"}]}.
+//
+// Thread-safe (httplib's pool calls it); everything it is given must outlive the server.
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "gateway/cache.hpp"
+#include "gateway/delivery_service.hpp"
+#include "gateway/state_store.hpp"
+#include "trust/documents.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace airlock::gateway {
+
+struct ApprovalsContext {
+  GatewayStateStore* store = nullptr;
+  DeliveryService* service = nullptr;
+  GatewayCache* cache = nullptr;
+  const trust::Root* root = nullptr;
+  std::string hub_url;
+};
+
+// What an operator sees of one delivery (the API's and the CLI's JSON).
+nlohmann::json ApprovalView(const DeliveryRecord& r, const ApprovalsContext& context,
+                            bool details);
+
+// The state an operator reads: held-offer, offer-approved, awaiting-approval, approved,
+// rejected, or "" when the delivery never needed a decision.
+std::string ApprovalState(const DeliveryRecord& r);
+
+void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context);
+
+}  // namespace airlock::gateway

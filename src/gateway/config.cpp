@@ -1,0 +1,217 @@
+#include "gateway/config.hpp"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/fs.hpp"
+#include "core/yaml.hpp"
+#include "delivery/protocol.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using nlohmann::json;
+
+Error Bad(const std::string& key, const std::string& what) {
+  return Error(ErrorCode::kInvalidArgument, key + ": " + what);
+}
+
+Status CheckKeys(const json& obj, const std::string& path, std::set<std::string> known) {
+  if (!obj.is_object()) {
+    return Fail(Bad(path.empty() ? "(top)" : path, "must be a mapping"));
+  }
+  for (const auto& [key, value] : obj.items()) {
+    if (!known.contains(key)) {
+      return Fail(Bad(path.empty() ? key : path + "." + key, "unknown key"));
+    }
+  }
+  return {};
+}
+
+// Each reader leaves out untouched when the key is absent or null.
+Status Str(const json& obj, const std::string& path, const char* key, std::string& out,
+           bool allow_empty = false) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return {};
+  }
+  if (!it->is_string() || (!allow_empty && it->get<std::string>().empty())) {
+    return Fail(Bad(path + key, allow_empty ? "must be a string" : "must be a non-empty string"));
+  }
+  out = it->get<std::string>();
+  return {};
+}
+
+Status UInt(const json& obj, const std::string& path, const char* key, std::uint64_t& out) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return {};
+  }
+  if (!it->is_number_integer() || (!it->is_number_unsigned() && it->get<std::int64_t>() < 0)) {
+    return Fail(Bad(path + key, "must be a whole number of bytes (0 or more)"));
+  }
+  out = it->get<std::uint64_t>();
+  return {};
+}
+
+Status StrList(const json& obj, const std::string& path, const char* key,
+               std::vector<std::string>& out, bool (*valid)(std::string_view)) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return {};
+  }
+  if (!it->is_array()) {
+    return Fail(Bad(path + key, "must be a list"));
+  }
+  out.clear();
+  for (const json& v : *it) {
+    if (!v.is_string() || !valid(v.get<std::string>())) {
+      return Fail(Bad(path + key, "has an invalid entry " + v.dump()));
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return {};
+}
+
+const json* Section(const json& top, const char* key) {
+  auto it = top.find(key);
+  return it == top.end() || it->is_null() ? nullptr : &*it;
+}
+
+}  // namespace
+
+const char kDefaultGatewayConfig[] = R"(# airlock-gateway serve: the embedded defaults (docs/gateway.md, "Configuration").
+# name: plant-7              # required: the gateway's name at the hub (1-48 of A-Za-z0-9._-)
+hub:
+  url: http://127.0.0.1:7400  # the hub's base URL (grant URLs are relative to it)
+  register_token: ""          # one-time registration token; only needed on the first start
+  labels: {}                  # sent with the registration (site, line, ...)
+root: /etc/airlock/root.json  # the pinned root: releases must verify against it
+data: /var/lib/airlock-gateway  # state (gateway.db, credential) and the cache (data/cache)
+mqtt:
+  broker: tcp://127.0.0.1:1883  # the broker the hub and its gateways share
+  topic_prefix: airlock/v1
+  client_id: ""               # default airlock-gw-<name>; persistent session, QoS 1
+http:
+  address: 127.0.0.1          # the device registry (/v2/) and the operator API (/api/v1/)
+  port: 7500
+cache:
+  max_bytes: 10737418240      # 10 GiB of blobs at most
+  reserve_bytes: 1073741824   # free disk the gateway always leaves (1 GiB)
+policy:
+  allowed_models: []          # empty: every model
+  max_package_bytes: 0        # 0: no limit
+  platforms: []               # empty: every platform offered
+  offers: auto                # auto: answer ready at once; operator: hold for an operator
+  rollout_approval: required  # required: delivered packages wait for an operator; auto
+log_level: info
+)";
+
+Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view origin) {
+  AIRLOCK_ASSIGN_OR_RETURN(json top, ParseYaml(yaml, origin));
+  GatewayConfig c;
+  if (top.is_null()) {
+    top = json::object();
+  }
+  auto in = [&](Status s) -> Status {
+    if (!s) {
+      return Fail(std::move(s.error()).WithContext(std::string(origin)));
+    }
+    return {};
+  };
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return Fail(Bad(key, what).WithContext(std::string(origin)));
+  };
+  AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
+      top, "", {"name", "hub", "root", "data", "mqtt", "http", "cache", "policy", "log_level"})));
+  AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "name", c.name)));
+  std::string root = c.root.string(), data = c.data.string();
+  AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "root", root)));
+  AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "data", data)));
+  c.root = root;
+  c.data = data;
+  AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "log_level", c.log_level)));
+  if (const json* hub = Section(top, "hub")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*hub, "hub", {"url", "register_token", "labels"})));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "url", c.hub_url)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "register_token", c.register_token, true)));
+    if (const json* labels = Section(*hub, "labels")) {
+      if (!labels->is_object()) {
+        return bad("hub.labels", "must be a mapping of strings");
+      }
+      for (const auto& [k, v] : labels->items()) {
+        if (!v.is_string()) {
+          return bad("hub.labels." + k, "must be a string");
+        }
+        c.labels[k] = v.get<std::string>();
+      }
+    }
+  }
+  if (const json* mqtt = Section(top, "mqtt")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*mqtt, "mqtt", {"broker", "topic_prefix", "client_id"})));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "broker", c.mqtt_broker)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "topic_prefix", c.mqtt_prefix)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "client_id", c.mqtt_client_id, true)));
+  }
+  if (const json* http = Section(top, "http")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*http, "http", {"address", "port"})));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*http, "http.", "address", c.http_address)));
+    if (auto it = http->find("port"); it != http->end() && !it->is_null()) {
+      if (!it->is_number_integer() || it->get<int>() < 0 || it->get<int>() > 65535) {
+        return bad("http.port", "must be an integer from 0 to 65535");
+      }
+      c.http_port = it->get<int>();
+    }
+  }
+  if (const json* cache = Section(top, "cache")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*cache, "cache", {"max_bytes", "reserve_bytes"})));
+    AIRLOCK_RETURN_IF_ERROR(in(UInt(*cache, "cache.", "max_bytes", c.cache_max_bytes)));
+    AIRLOCK_RETURN_IF_ERROR(in(UInt(*cache, "cache.", "reserve_bytes", c.reserve_bytes)));
+  }
+  if (const json* policy = Section(top, "policy")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*policy, "policy",
+                                         {"allowed_models", "max_package_bytes", "platforms",
+                                          "offers", "rollout_approval"})));
+    AIRLOCK_RETURN_IF_ERROR(in(StrList(*policy, "policy.", "allowed_models",
+                                       c.policy.allowed_models, delivery::ValidModelName)));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(UInt(*policy, "policy.", "max_package_bytes", c.policy.max_package_bytes)));
+    AIRLOCK_RETURN_IF_ERROR(in(
+        StrList(*policy, "policy.", "platforms", c.policy.platforms, delivery::ValidPlatform)));
+    std::string offers = "auto", rollout = "required";
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*policy, "policy.", "offers", offers)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*policy, "policy.", "rollout_approval", rollout)));
+    if (offers != "auto" && offers != "operator") {
+      return bad("policy.offers", "must be auto or operator");
+    }
+    if (rollout != "auto" && rollout != "required") {
+      return bad("policy.rollout_approval", "must be required or auto");
+    }
+    c.policy.offers = offers == "auto" ? OfferMode::kAuto : OfferMode::kOperator;
+    c.policy.rollout_approval =
+        rollout == "auto" ? RolloutApproval::kAuto : RolloutApproval::kRequired;
+  }
+  if (c.name.empty()) {
+    return bad("name", "is required (the gateway's name at the hub)");
+  }
+  if (!delivery::ValidGatewayName(c.name)) {
+    return bad("name", "must be 1-48 of A-Za-z0-9._- (not . or ..)");
+  }
+  if (!delivery::Topics::Create(c.mqtt_prefix)) {
+    return bad("mqtt.topic_prefix", "must be 1-8 levels of A-Za-z0-9._-");
+  }
+  if (!c.hub_url.starts_with("http://") && !c.hub_url.starts_with("https://")) {
+    return bad("hub.url", "must start with http:// or https://");
+  }
+  while (c.hub_url.ends_with("/")) {
+    c.hub_url.pop_back();
+  }
+  return c;
+}
+
+Result<GatewayConfig> LoadGatewayConfig(const std::filesystem::path& path) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
+  return ParseGatewayConfig(text, path.string());
+}
+
+}  // namespace airlock::gateway

@@ -1,0 +1,70 @@
+#pragma once
+// GatewayConfig: what `airlock-gateway serve` reads from its YAML file (docs/gateway.md,
+// "Configuration"). kDefaultGatewayConfig is the embedded default, every key with its default
+// value and a comment; a file only needs the keys it changes (at least `name`). Unknown keys,
+// wrong types and out-of-range values are refused with the key named. Plain values.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace airlock::gateway {
+
+// What a gateway does with an offer that passed every check.
+enum class OfferMode {
+  kAuto,      // "auto": answer ready at once
+  kOperator,  // "operator": hold it until an operator approves (or rejects) it
+};
+
+// What happens to a package once it is delivered.
+enum class RolloutApproval {
+  kRequired,  // "required": it waits for an operator before any device rollout
+  kAuto,      // "auto": approved as soon as it is available
+};
+
+struct SitePolicy {
+  std::vector<std::string> allowed_models;  // empty: every model
+  std::uint64_t max_package_bytes = 0;      // 0: no limit
+  std::vector<std::string> platforms;       // empty: every platform offered
+  OfferMode offers = OfferMode::kAuto;
+  RolloutApproval rollout_approval = RolloutApproval::kRequired;
+};
+
+struct GatewayConfig {
+  std::string name;  // as registered with the hub (delivery::ValidGatewayName)
+  std::string hub_url = "http://127.0.0.1:7400";
+  std::string register_token;  // one-time registration token (first start only)
+  std::map<std::string, std::string> labels;
+  std::filesystem::path root = "/etc/airlock/root.json";
+  std::filesystem::path data = "/var/lib/airlock-gateway";
+  std::string mqtt_broker = "tcp://127.0.0.1:1883";
+  std::string mqtt_prefix = "airlock/v1";
+  std::string mqtt_client_id;  // "" → "airlock-gw-<name>"
+  std::string http_address = "127.0.0.1";
+  int http_port = 7500;
+  std::uint64_t cache_max_bytes = 10ULL << 30;
+  std::uint64_t reserve_bytes = 1ULL << 30;
+  SitePolicy policy;
+  std::string log_level = "info";
+
+  std::filesystem::path cache_dir() const { return data / "cache"; }
+  std::string client_id() const {
+    return mqtt_client_id.empty() ? "airlock-gw-" + name : mqtt_client_id;
+  }
+};
+
+// The embedded default configuration (YAML, commented).
+extern const char kDefaultGatewayConfig[];
+
+// Parses YAML text over the defaults. kInvalidArgument naming the key on any mistake; `name` is
+// required (there is no sensible default).
+[[nodiscard]] Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml,
+                                                       std::string_view origin);
+[[nodiscard]] Result<GatewayConfig> LoadGatewayConfig(const std::filesystem::path& path);
+
+}  // namespace airlock::gateway

@@ -1,0 +1,149 @@
+#pragma once
+// DeliveryService: the gateway's side of the delivery protocol (docs/delivery.md) and the
+// operator's approvals (docs/gateway.md, "Approvals").
+//
+// Messages from the broker are handed to OnMessage, which only queues them: one worker thread
+// of the service parses and handles them in order, so the MQTT receive thread never blocks.
+//   offer  → (already held complete) status available, attempt 0; else the release is verified
+//            against the pinned root, the offer's expiry, the site policy and the room checked:
+//            reject with a reason, hold it for an operator, or answer ready.
+//   grant  → the highest attempt wins; a download thread fetches the index and variant manifests,
+//            declares and pins the package (owner: the delivery id), downloads each missing blob
+//            with Range resume into the cache, completes it and reports available (progress at
+//            least every progress_interval and after each blob; failures with the protocol's
+//            codes).
+//   cancel → the download stops, this delivery's pins and partial downloads go, nothing more is
+//            sent for it.
+// Every handler is idempotent: a repeated offer is answered as the first was, a stale or repeated
+// grant is ignored, a cancel of an unknown delivery is a no-op. Each change is written to the
+// GatewayStateStore before it is published, and Start() resumes the downloads that a previous
+// process left running.
+//
+// Thread-safe: OnMessage, Decide and the getters may be called from any thread. The cache, store,
+// hub connection and root must outlive the service; the destructor stops every thread.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "delivery/protocol.hpp"
+#include "gateway/cache.hpp"
+#include "gateway/config.hpp"
+#include "gateway/hub_http.hpp"
+#include "gateway/state_store.hpp"
+#include "trust/documents.hpp"
+
+namespace airlock::gateway {
+
+struct DeliveryServiceOptions {
+  std::string gateway;  // our name: topics are built and checked with it
+  std::string topic_prefix = "airlock/v1";
+  SitePolicy policy;
+  std::uint64_t reserve_bytes = 0;  // free disk always left
+  std::filesystem::path data_dir;   // where the free disk is measured
+  std::chrono::seconds progress_interval{10};
+  int range_retries = 3;  // local resumes of one blob before reporting "network"
+};
+
+// Publishes one message (QoS 1, not retained). A failure is logged and dropped: the hub's
+// timers re-offer and re-grant, and the gateway answers again.
+using Publisher = std::function<Status(const std::string& topic, const std::string& payload)>;
+
+class DeliveryService {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<DeliveryService>> Create(
+      DeliveryServiceOptions options, trust::Root root, GatewayCache& cache,
+      GatewayStateStore& store, HubHttp& hub, Publisher publish, const Clock& clock);
+  ~DeliveryService();
+  DeliveryService(const DeliveryService&) = delete;
+  DeliveryService& operator=(const DeliveryService&) = delete;
+
+  // Starts the worker and resumes the downloads of records left downloading.
+  void Start();
+  // Stops every thread (downloads keep their bytes for the next start). Idempotent.
+  void Stop();
+
+  // Queues a received message; never blocks on I/O.
+  void OnMessage(const std::string& topic, const std::string& payload);
+
+  // An operator's decision on the delivery id: approve or reject a held offer, or the rollout
+  // of a delivered package. kNotFound for an unknown id; kInvalidArgument (with what the
+  // delivery is waiting for) when there is nothing to decide.
+  [[nodiscard]] Result<DeliveryRecord> Decide(const std::string& id, bool approve,
+                                              const std::string& by, const std::string& comment);
+
+  // Messages handled so far (for tests and the status page).
+  std::uint64_t handled() const { return handled_.load(); }
+
+ private:
+  struct Job {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> cancel;
+    std::uint32_t attempt = 0;
+  };
+
+  DeliveryService(DeliveryServiceOptions options, trust::Root root, GatewayCache& cache,
+                  GatewayStateStore& store, HubHttp& hub, Publisher publish, const Clock& clock,
+                  delivery::Topics topics);
+
+  void WorkerLoop();
+  void Handle(const std::string& topic, const std::string& payload);
+  void HandleOffer(const delivery::DeliveryOffer& offer);
+  void HandleGrant(const delivery::DeliveryGrant& grant);
+  void HandleCancel(const delivery::DeliveryCancel& cancel);
+  void Resume();
+
+  // Answers for a record (under mu_).
+  void AnswerReady(const DeliveryRecord& r);
+  void AnswerReject(const DeliveryRecord& r);
+  void SendStatus(const DeliveryRecord& r, delivery::GatewayState state,
+                  std::optional<delivery::DeliveryFailure> error = std::nullopt);
+  void Publish(delivery::TopicKind kind, const std::string& id, const nlohmann::json& body);
+  delivery::Envelope NewEnvelope();
+
+  // The bytes the offer needs for the wanted platforms, and whether there is room (the message
+  // for a reject otherwise).
+  std::uint64_t FreeBytes();
+
+  void StartJob(const std::string& id, std::uint32_t attempt);
+  void StopJob(const std::string& id);
+  void RunDownload(std::string id, std::uint32_t attempt, std::shared_ptr<std::atomic<bool>> cancel);
+
+  // Records the end of a download attempt (under mu_), if it is still the current one.
+  void Finish(const std::string& id, std::uint32_t attempt,
+              std::optional<delivery::DeliveryFailure> failure);
+  void Progress(const std::string& id, std::uint32_t attempt, std::uint64_t done,
+                std::uint64_t total);
+
+  const DeliveryServiceOptions options_;
+  const trust::Root root_;
+  GatewayCache& cache_;
+  GatewayStateStore& store_;
+  HubHttp& hub_;
+  const Publisher publish_;
+  const Clock& clock_;
+  const delivery::Topics topics_;
+
+  std::mutex mu_;  // serialises every read-modify-write of a record, and its publishing
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::pair<std::string, std::string>> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+
+  std::map<std::string, Job> jobs_;  // touched only by the worker thread (and Stop after it)
+  std::atomic<std::uint64_t> handled_{0};
+};
+
+}  // namespace airlock::gateway

@@ -1,0 +1,220 @@
+#include "gateway/serve.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "core/exit_codes.hpp"
+#include "core/fs.hpp"
+#include "delivery/protocol.hpp"
+#include "gateway/approvals_api.hpp"
+#include "gateway/cache.hpp"
+#include "gateway/delivery_service.hpp"
+#include "gateway/registry.hpp"
+#include "gateway/state_store.hpp"
+#include "net/mqtt.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using nlohmann::json;
+
+int Report(const Error& e) {
+  std::fprintf(stderr, "airlock-gateway: error: %s\n", e.ToString().c_str());
+  return ExitCodeFor(e);
+}
+
+// The hub's reason from an OCI-shaped error body, else the body's start.
+std::string HubReason(const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
+    const json& e = j["errors"][0];
+    std::string detail = e.value("detail", "");
+    return detail.empty() ? e.value("message", "") : detail;
+  }
+  return body.substr(0, 200);
+}
+
+Result<trust::Root> LoadRoot(const std::filesystem::path& path, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
+  AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument doc, trust::SignedDocument::Parse(text));
+  return WithContext(trust::VerifyRoot(doc, now), "the pinned root " + path.string());
+}
+
+}  // namespace
+
+std::filesystem::path CredentialPath(const GatewayConfig& config) {
+  return config.data / "hub-credential";
+}
+
+Result<std::string> EnsureRegistered(const GatewayConfig& config, const std::string& token,
+                                     HubHttp& hub) {
+  std::filesystem::path path = CredentialPath(config);
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string credential, ReadFile(path, 4096));
+    while (!credential.empty() && (credential.back() == '\n' || credential.back() == '\r')) {
+      credential.pop_back();
+    }
+    if (!credential.empty()) {
+      return credential;
+    }
+  }
+  if (token.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "this gateway is not registered with the hub yet (no " + path.string() +
+                    "): start it once with --register-token TOKEN (or hub.register_token, or "
+                    "AIRLOCK_GATEWAY_REGISTER_TOKEN); the hub's admin makes one with "
+                    "POST /api/v1/gateways/tokens");
+  }
+  json body = {{"token", token}, {"name", config.name}, {"labels", config.labels}};
+  AIRLOCK_ASSIGN_OR_RETURN(HttpReply reply,
+                           hub.Request("POST", "/api/v1/gateways/register", body.dump(),
+                                       "application/json", false, 1 << 16));
+  if (reply.status == 401 || reply.status == 403) {
+    return Fail(ErrorCode::kVerification,
+                "the hub refused the registration token: " + HubReason(reply.body));
+  }
+  if (reply.status == 409) {
+    return Fail(ErrorCode::kAlreadyExists,
+                "the hub refused to register " + config.name + ": " + HubReason(reply.body));
+  }
+  if (reply.status != 200 && reply.status != 201) {
+    return Fail(ErrorCode::kUnavailable, "the hub answered " + std::to_string(reply.status) +
+                                             " to the registration: " + HubReason(reply.body));
+  }
+  json answer = json::parse(reply.body, nullptr, false);
+  if (!answer.is_object() || !answer.contains("credential") ||
+      !answer["credential"].is_string()) {
+    return Fail(ErrorCode::kCorrupt, "the hub's answer to the registration has no credential");
+  }
+  std::string credential = answer["credential"].get<std::string>();
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(path, credential + "\n", 0600));
+  spdlog::info("registered with the hub as {}; the credential is in {}", config.name,
+               path.string());
+  return credential;
+}
+
+int Serve(const GatewayConfig& config, const std::string& register_token, StopSignals& signals) {
+  SystemClock clock;
+  if (Status made = MakeDirectories(config.data); !made) {
+    return Report(made.error());
+  }
+  ::chmod(config.data.c_str(), 0700);
+  auto root = LoadRoot(config.root, clock.Now());
+  if (!root) {
+    return Report(root.error());
+  }
+  HubHttp hub(config.hub_url, "");
+  auto credential = EnsureRegistered(config, register_token, hub);
+  if (!credential) {
+    return Report(credential.error());
+  }
+  hub.set_credential(*credential);
+
+  CacheOptions cache_options;
+  cache_options.max_bytes = config.cache_max_bytes;
+  auto cache = GatewayCache::Open(config.cache_dir(), cache_options, clock);
+  if (!cache) {
+    return Report(cache.error());
+  }
+  auto store = GatewayStateStore::Open(config.data, clock.Now());
+  if (!store) {
+    return Report(store.error());
+  }
+
+  net::MqttOptions mqtt_options;
+  mqtt_options.broker_url = config.mqtt_broker;
+  mqtt_options.client_id = config.client_id();
+  mqtt_options.version = net::MqttVersion::kV5;
+  mqtt_options.persistent_session = true;
+  auto mqtt = net::MqttClient::Create(mqtt_options);
+  if (!mqtt) {
+    return Report(mqtt.error());
+  }
+  net::MqttClient* client = mqtt->get();
+  DeliveryServiceOptions options{.gateway = config.name,
+                                 .topic_prefix = config.mqtt_prefix,
+                                 .policy = config.policy,
+                                 .reserve_bytes = config.reserve_bytes,
+                                 .data_dir = config.data,
+                                 .progress_interval = std::chrono::seconds(10),
+                                 .range_retries = 3};
+  auto service = DeliveryService::Create(
+      options, *root, **cache, **store, hub,
+      [client](const std::string& topic, const std::string& payload) {
+        return client->Publish(topic, payload, net::PublishOptions{.qos = 1, .retained = false,
+                                                                   .content_type =
+                                                                       "application/json"});
+      },
+      clock);
+  if (!service) {
+    return Report(service.error());
+  }
+  DeliveryService* svc = service->get();
+  auto topics = delivery::Topics::Create(config.mqtt_prefix);
+  auto filters = topics ? topics->GatewaySubscriptions(config.name)
+                        : Result<std::vector<std::string>>(Fail(topics.error()));
+  if (!filters) {
+    return Report(filters.error());
+  }
+  // Resumed downloads report at once: give the broker a moment first (a status lost to a broker
+  // that is down is not fatal: the hub re-grants a silent delivery, and is answered again).
+  if (!client->WaitConnected(std::chrono::seconds(10))) {
+    spdlog::warn("MQTT broker {} not reachable yet; retrying in the background",
+                 config.mqtt_broker);
+  }
+  svc->Start();
+  for (const std::string& filter : *filters) {
+    Status subscribed = client->Subscribe(
+        filter, 1, [svc](const net::MqttMessage& m) { svc->OnMessage(m.topic, m.payload); });
+    if (!subscribed) {
+      return Report(subscribed.error());
+    }
+  }
+
+  RegistryOptions registry_options;
+  registry_options.address = config.http_address;
+  registry_options.port = config.http_port;
+  ApprovalsContext approvals{.store = store->get(),
+                             .service = svc,
+                             .cache = cache->get(),
+                             .root = &*root,
+                             .hub_url = config.hub_url};
+  auto registry = DeviceRegistry::Start(
+      **cache, registry_options, {},
+      [&approvals](httplib::Server& s) { InstallApprovalsApi(s, approvals); });
+  if (!registry) {
+    return Report(registry.error());
+  }
+  std::printf(
+      "airlock-gateway: %s serving on http://%s:%d (devices: /v2/, operators: /api/v1/); "
+      "MQTT %s as %s\n",
+      config.name.c_str(), config.http_address.c_str(), (*registry)->port(),
+      config.mqtt_broker.c_str(), config.client_id().c_str());
+  std::fflush(stdout);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopped = false;
+  signals.Serve(
+      [&] {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stopped; });
+      },
+      [&] {
+        std::lock_guard lock(mu);
+        stopped = true;
+        cv.notify_all();
+      });
+  (*registry)->Stop();
+  mqtt->reset();  // no handler runs after this
+  svc->Stop();
+  return kExitOk;
+}
+
+}  // namespace airlock::gateway

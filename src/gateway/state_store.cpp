@@ -1,0 +1,243 @@
+#include "gateway/state_store.hpp"
+
+#include <openssl/rand.h>
+
+#include <array>
+
+#include "core/digest.hpp"
+#include "core/encoding.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using nlohmann::json;
+using store::SqlParam;
+using store::SqlRows;
+using store::SqlSession;
+
+const store::SqlMigration kMigrations[] = {
+    {1, "deliveries and operator tokens", R"sql(
+CREATE TABLE gw_deliveries (
+  id          TEXT PRIMARY KEY,
+  record      TEXT NOT NULL,
+  updated_at  BIGINT NOT NULL
+);
+CREATE TABLE gw_operator_tokens (
+  name        TEXT PRIMARY KEY,
+  hash        TEXT NOT NULL UNIQUE,
+  created_at  BIGINT NOT NULL
+))sql"},
+};
+
+constexpr std::array<std::pair<DeliveryPhase, const char*>, 7> kPhases = {{
+    {DeliveryPhase::kHeld, "held"},
+    {DeliveryPhase::kReady, "ready"},
+    {DeliveryPhase::kRejected, "rejected"},
+    {DeliveryPhase::kDownloading, "downloading"},
+    {DeliveryPhase::kFailed, "failed"},
+    {DeliveryPhase::kAvailable, "available"},
+    {DeliveryPhase::kCancelled, "cancelled"},
+}};
+
+constexpr std::array<std::pair<Approval, const char*>, 6> kApprovals = {{
+    {Approval::kNone, "none"},
+    {Approval::kOfferPending, "offer-pending"},
+    {Approval::kOfferApproved, "offer-approved"},
+    {Approval::kRolloutPending, "rollout-pending"},
+    {Approval::kRolloutApproved, "rollout-approved"},
+    {Approval::kRejected, "rejected"},
+}};
+
+std::int64_t Unix(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+TimePoint FromUnix(std::int64_t s) { return TimePoint(std::chrono::seconds(s)); }
+
+std::string HashToken(std::string_view token) { return Sha256Of(token).hex(); }
+
+Status Ok(const Result<SqlRows>& r) {
+  if (!r) {
+    return Fail(r.error());
+  }
+  return {};
+}
+
+}  // namespace
+
+const char* DeliveryPhaseName(DeliveryPhase phase) {
+  for (const auto& [p, name] : kPhases) {
+    if (p == phase) {
+      return name;
+    }
+  }
+  return "?";
+}
+std::optional<DeliveryPhase> ParseDeliveryPhase(std::string_view name) {
+  for (const auto& [p, n] : kPhases) {
+    if (name == n) {
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+const char* ApprovalName(Approval approval) {
+  for (const auto& [a, name] : kApprovals) {
+    if (a == approval) {
+      return name;
+    }
+  }
+  return "?";
+}
+std::optional<Approval> ParseApproval(std::string_view name) {
+  for (const auto& [a, n] : kApprovals) {
+    if (name == n) {
+      return a;
+    }
+  }
+  return std::nullopt;
+}
+
+json DeliveryRecord::ToJson() const {
+  return json{{"id", id},
+              {"deployment", deployment},
+              {"model", model},
+              {"version", version},
+              {"offer", offer},
+              {"phase", DeliveryPhaseName(phase)},
+              {"platforms", platforms},
+              {"reason", reason},
+              {"message", message},
+              {"failure", failure},
+              {"attempt", attempt},
+              {"grant", grant},
+              {"repository", repository},
+              {"bytes_done", bytes_done},
+              {"bytes_total", bytes_total},
+              {"approval", ApprovalName(approval)},
+              {"decided_by", decided_by},
+              {"comment", comment},
+              {"decided_at", Unix(decided_at)},
+              {"created_at", Unix(created_at)},
+              {"updated_at", Unix(updated_at)}};
+}
+
+Result<DeliveryRecord> DeliveryRecord::FromJson(const json& j) {
+  try {
+    DeliveryRecord r;
+    r.id = j.at("id").get<std::string>();
+    r.deployment = j.at("deployment").get<std::string>();
+    r.model = j.at("model").get<std::string>();
+    r.version = j.at("version").get<std::string>();
+    r.offer = j.at("offer");
+    auto phase = ParseDeliveryPhase(j.at("phase").get<std::string>());
+    auto approval = ParseApproval(j.at("approval").get<std::string>());
+    if (!phase || !approval) {
+      return Fail(ErrorCode::kCorrupt, "delivery record " + r.id + ": unknown phase or approval");
+    }
+    r.phase = *phase;
+    r.approval = *approval;
+    r.platforms = j.at("platforms").get<std::vector<std::string>>();
+    r.reason = j.at("reason").get<std::string>();
+    r.message = j.at("message").get<std::string>();
+    r.failure = j.at("failure").get<std::string>();
+    r.attempt = j.at("attempt").get<std::uint32_t>();
+    r.grant = j.at("grant");
+    r.repository = j.at("repository").get<std::string>();
+    r.bytes_done = j.at("bytes_done").get<std::uint64_t>();
+    r.bytes_total = j.at("bytes_total").get<std::uint64_t>();
+    r.decided_by = j.at("decided_by").get<std::string>();
+    r.comment = j.at("comment").get<std::string>();
+    r.decided_at = FromUnix(j.at("decided_at").get<std::int64_t>());
+    r.created_at = FromUnix(j.at("created_at").get<std::int64_t>());
+    r.updated_at = FromUnix(j.at("updated_at").get<std::int64_t>());
+    return r;
+  } catch (const json::exception& e) {
+    return Fail(ErrorCode::kCorrupt, std::string("malformed delivery record: ") + e.what());
+  }
+}
+
+Result<std::string> RandomHex(std::size_t n) {
+  std::string bytes(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
+    return Fail(ErrorCode::kInternal, "the system's random source failed");
+  }
+  return HexEncode(bytes);
+}
+
+Result<std::unique_ptr<GatewayStateStore>> GatewayStateStore::Open(
+    const std::filesystem::path& dir, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(auto db, store::SqliteDatabase::Open(dir / "gateway.db"));
+  AIRLOCK_RETURN_IF_ERROR(store::MigrateComponent(*db, "gateway_state", kMigrations, Unix(now)));
+  return std::unique_ptr<GatewayStateStore>(new GatewayStateStore(std::move(db)));
+}
+
+Result<DeliveryRecord> GatewayStateStore::Get(std::string_view id) {
+  AIRLOCK_ASSIGN_OR_RETURN(
+      std::string text,
+      store::SqlQueryOne<std::string>(
+          *db_, "SELECT record FROM gw_deliveries WHERE id = ?", {std::string(id)},
+          [](const SqlRows& rows, std::size_t i) { return rows.Text(i, 0); },
+          "no delivery " + std::string(id)));
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    return Fail(ErrorCode::kCorrupt, "the record of " + std::string(id) + " is not JSON");
+  }
+  return DeliveryRecord::FromJson(j);
+}
+
+Status GatewayStateStore::Put(const DeliveryRecord& r) {
+  std::string text = r.ToJson().dump();
+  return db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query(
+        "INSERT INTO gw_deliveries (id, record, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        {r.id, text, Unix(r.updated_at)}));
+  });
+}
+
+Result<std::vector<DeliveryRecord>> GatewayStateStore::List() {
+  AIRLOCK_ASSIGN_OR_RETURN(
+      std::vector<std::string> texts,
+      store::SqlQueryAll<std::string>(
+          *db_, "SELECT record FROM gw_deliveries ORDER BY updated_at DESC, id", {},
+          [](const SqlRows& rows, std::size_t i) { return rows.Text(i, 0); }));
+  std::vector<DeliveryRecord> out;
+  for (const std::string& text : texts) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) {
+      return Fail(ErrorCode::kCorrupt, "a delivery record is not JSON");
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(DeliveryRecord r, DeliveryRecord::FromJson(j));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<std::string> GatewayStateStore::CreateToken(std::string_view name, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
+  std::string token = "alkop_" + secret;
+  Status stored = db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query("INSERT INTO gw_operator_tokens (name, hash, created_at) VALUES (?, ?, ?)",
+                      {std::string(name), HashToken(token), Unix(now)}));
+  });
+  if (!stored) {
+    if (stored.error().code() == ErrorCode::kAlreadyExists) {
+      return Fail(ErrorCode::kAlreadyExists,
+                  "an operator token named " + std::string(name) + " exists already");
+    }
+    return Fail(std::move(stored.error()));
+  }
+  return token;
+}
+
+Result<std::string> GatewayStateStore::CheckToken(std::string_view token) {
+  auto name = store::SqlQueryOne<std::string>(
+      *db_, "SELECT name FROM gw_operator_tokens WHERE hash = ?", {HashToken(token)},
+      [](const SqlRows& rows, std::size_t i) { return rows.Text(i, 0); }, "unknown token");
+  if (!name && name.error().code() == ErrorCode::kNotFound) {
+    return Fail(ErrorCode::kVerification, "unknown operator token");
+  }
+  return name;
+}
+
+}  // namespace airlock::gateway

@@ -1,0 +1,115 @@
+#pragma once
+// GatewayStateStore: what a gateway remembers across restarts (DESIGN §6, §7): one record per
+// delivery the hub offered it (the offer, what the gateway answered, the grant it works from,
+// progress, the operator's decisions) and the operators' API tokens (hashed). SQLite in the data
+// directory (gateway.db, component "gateway_state"), next to the cache's own index.
+//
+// A delivery record is stored as one JSON document per id (DeliveryRecord::ToJson), written
+// whole on every change: records are small and changed a handful of times each.
+//
+// Thread-safe (SqliteDatabase serialises); every method blocks on the disk. Another process (the
+// `airlock-gateway token create` command) may open the same file while the gateway runs.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "store/sqlite_database.hpp"
+
+namespace airlock::gateway {
+
+// Where the gateway is with one delivery. Each state says what the gateway answered last, so
+// that a repeated offer or grant is answered the same way.
+enum class DeliveryPhase {
+  kHeld,         // "held": the offer passed the checks; waiting for an operator (offers: operator)
+  kReady,        // "ready": answered ready; waiting for a grant
+  kRejected,     // "rejected": answered reject (reason in `reason`; operator included). Final.
+  kDownloading,  // "downloading": working from grant `attempt`
+  kFailed,       // "failed": attempt `attempt` failed (`failure`); a higher grant resumes it
+  kAvailable,    // "available": in the cache, complete and pinned. Final.
+  kCancelled,    // "cancelled": the hub cancelled it; nothing more is sent. Final.
+};
+const char* DeliveryPhaseName(DeliveryPhase phase);
+std::optional<DeliveryPhase> ParseDeliveryPhase(std::string_view name);
+
+// The operator's say over one delivery (docs/gateway.md, "Approvals").
+enum class Approval {
+  kNone,              // "none": nothing to decide (auto policies, or not yet at that point)
+  kOfferPending,      // "offer-pending": a held offer waits for a decision
+  kOfferApproved,     // "offer-approved": the download may go ahead
+  kRolloutPending,    // "rollout-pending": delivered; waits before any device rollout
+  kRolloutApproved,   // "rollout-approved": devices may get it (by an operator or policy)
+  kRejected,          // "rejected": an operator said no (to the offer or to the rollout)
+};
+const char* ApprovalName(Approval approval);
+std::optional<Approval> ParseApproval(std::string_view name);
+
+struct DeliveryRecord {
+  std::string id;
+  std::string deployment;
+  std::string model;
+  std::string version;
+  nlohmann::json offer;  // the latest offer as received (delivery::DeliveryOffer::ToJson)
+  DeliveryPhase phase = DeliveryPhase::kHeld;
+  std::vector<std::string> platforms;  // what the gateway wants (its ready)
+  std::string reason;                  // the reject reason name, when rejected
+  std::string message;                 // the reject message, or the failure's
+  std::string failure;                 // the failure code name, when failed
+  std::uint32_t attempt = 0;           // the grant worked from (0: none yet)
+  nlohmann::json grant;                // that grant (DeliveryGrant::ToJson), null before one
+  std::string repository;              // in the cache, once known (from the grant's URLs)
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+  Approval approval = Approval::kNone;
+  std::string decided_by;  // the operator token's name
+  std::string comment;
+  TimePoint decided_at{};
+  TimePoint created_at{};
+  TimePoint updated_at{};
+
+  nlohmann::json ToJson() const;
+  [[nodiscard]] static Result<DeliveryRecord> FromJson(const nlohmann::json& j);
+};
+
+// An operator's API token as stored: only the SHA-256 of the secret.
+struct OperatorToken {
+  std::string name;
+  std::string hash;  // hex SHA-256 of the token
+  TimePoint created_at{};
+};
+
+class GatewayStateStore {
+ public:
+  // Opens (creating) gateway.db in dir and applies its migrations.
+  [[nodiscard]] static Result<std::unique_ptr<GatewayStateStore>> Open(
+      const std::filesystem::path& dir, TimePoint now);
+
+  // kNotFound when the gateway never heard of id.
+  [[nodiscard]] Result<DeliveryRecord> Get(std::string_view id);
+  // Inserts or replaces the record of r.id.
+  [[nodiscard]] Status Put(const DeliveryRecord& r);
+  // Every record, newest first.
+  [[nodiscard]] Result<std::vector<DeliveryRecord>> List();
+
+  // Makes a token "alkop_" + 64 hex for name (kAlreadyExists when the name is taken) and stores
+  // its hash; returns the token, which is not kept.
+  [[nodiscard]] Result<std::string> CreateToken(std::string_view name, TimePoint now);
+  // The name of the token, or kVerification when it is unknown.
+  [[nodiscard]] Result<std::string> CheckToken(std::string_view token);
+
+ private:
+  explicit GatewayStateStore(std::unique_ptr<store::SqliteDatabase> db) : db_(std::move(db)) {}
+  std::unique_ptr<store::SqliteDatabase> db_;
+};
+
+// 2*n random hex digits from the system's CSPRNG.
+[[nodiscard]] Result<std::string> RandomHex(std::size_t n);
+
+}  // namespace airlock::gateway

@@ -1,0 +1,695 @@
+// `airlock-gateway serve` as a process, against a real Mosquitto and a small fake hub (an
+// httplib server in the test that registers gateways and serves manifests and blobs, and can
+// stall, corrupt or count what it sends). The test is the hub's orchestrator: it publishes
+// offers, grants and cancels with net::MqttClient and reads the gateway's answers.
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "core/digest.hpp"
+#include "core/keys.hpp"
+#include "delivery/protocol.hpp"
+#include "gateway/gateway_fixture.hpp"
+#include "net/mqtt.hpp"
+#include "support/daemon.hpp"
+#include "support/mosquitto.hpp"
+#include "support/test_support.hpp"
+#include "trust/documents.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+using airlock::testing::CommandResult;
+using airlock::testing::ReadAll;
+using airlock::testing::RunCommand;
+using airlock::testing::WaitUntil;
+using airlock::testing::WriteAll;
+using nlohmann::json;
+constexpr auto kLong = std::chrono::seconds(60);
+
+TimePoint Now() {
+  return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+}
+
+// A root with one root key and one publisher key.
+struct Trust {
+  PrivateKey root_key = PrivateKey::Generate().value();
+  PrivateKey publisher = PrivateKey::Generate().value();
+  std::string root_text;
+  Trust() {
+    trust::Root root;
+    root.version = 1;
+    root.expires = Now() + std::chrono::hours(24 * 365);
+    root.keys.emplace(root_key.id(), root_key.public_key());
+    root.keys.emplace(publisher.id(), publisher.public_key());
+    root.roles.emplace(std::string(trust::kRoleRoot), trust::RoleSpec{{root_key.id()}, 1});
+    root.roles.emplace(std::string(trust::kRolePublisher), trust::RoleSpec{{publisher.id()}, 1});
+    trust::SignedDocument doc = trust::SignedDocument::Wrap(root.ToJson());
+    EXPECT_TRUE(doc.Sign(root_key));
+    root_text = doc.Serialize().value();
+  }
+  trust::SignedDocument Release(const std::string& model, const std::string& version,
+                                const TestPackage& p, std::vector<std::string> platforms) const {
+    trust::Release r;
+    r.model = model;
+    r.version = version;
+    r.release_counter = 1;
+    r.index_digest = Sha256Of(p.index);
+    r.index_size = p.index.size();
+    r.index_media_type = kIndexType;
+    r.platforms = std::move(platforms);
+    r.created = Now() - std::chrono::hours(1);
+    r.expires = Now() + std::chrono::hours(24 * 30);
+    trust::SignedDocument doc = trust::SignedDocument::Wrap(r.ToJson());
+    EXPECT_TRUE(doc.Sign(publisher));
+    return doc;
+  }
+};
+
+// The hub, as far as a gateway sees it.
+class FakeHub {
+ public:
+  FakeHub() {
+    server_.Post("/api/v1/gateways/register", [this](const httplib::Request& req,
+                                                      httplib::Response& res) {
+      json body = json::parse(req.body, nullptr, false);
+      if (!body.is_object() || body.value("token", "") != "alkreg_good") {
+        res.status = 401;
+        res.set_content(R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"the registration token was used already"}]})",
+                        "application/json");
+        return;
+      }
+      registrations_++;
+      res.status = 201;
+      res.set_content(R"({"credential":"alk_fakecredential","name":"gw1","role":"gateway"})",
+                      "application/json");
+    });
+    server_.Get(R"(/v2/(.+)/(manifests|blobs|referrers)/(sha256:[0-9a-f]{64}))",
+                [this](const httplib::Request& req, httplib::Response& res) { Serve(req, res); });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FakeHub() {
+    ReleaseStall();
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  void Add(const TestPackage& p) {
+    std::lock_guard lock(mu_);
+    repository_ = p.spec.ref.repository;
+    for (const std::string& m : p.spec.manifests) {
+      manifests_[Sha256Of(m).ToString()] = m;
+    }
+    for (const std::string& b : p.blobs) {
+      blobs_[Sha256Of(b).ToString()] = b;
+    }
+    json r = Descriptor(kManifestType, p.release_manifest);
+    r["artifactType"] = kReleaseType;
+    referrers_[Sha256Of(p.index).ToString()] = r;
+  }
+  // Serves other bytes (same length) for digest.
+  void Corrupt(const Digest& d, bool on) {
+    std::lock_guard lock(mu_);
+    if (on) {
+      corrupt_.insert(d.ToString());
+    } else {
+      corrupt_.erase(d.ToString());
+    }
+  }
+  // The first GET of digest sends `bytes` bytes and then waits until ReleaseStall.
+  void StallAfter(const Digest& d, std::size_t bytes) {
+    std::lock_guard lock(mu_);
+    stall_digest_ = d.ToString();
+    stall_after_ = bytes;
+    stalled_ = false;
+  }
+  void ReleaseStall() {
+    std::lock_guard lock(mu_);
+    stall_digest_.clear();
+    cv_.notify_all();
+  }
+  std::uint64_t served(const Digest& d) {
+    std::lock_guard lock(mu_);
+    return served_[d.ToString()];
+  }
+  std::vector<std::string> ranges(const Digest& d) {
+    std::lock_guard lock(mu_);
+    return ranges_[d.ToString()];
+  }
+  int blob_gets() {
+    std::lock_guard lock(mu_);
+    return blob_gets_;
+  }
+  int registrations() const { return registrations_; }
+
+ private:
+  void Serve(const httplib::Request& req, httplib::Response& res) {
+    const_cast<httplib::Request&>(req).ranges.clear();
+    std::string kind = req.matches[2], digest = req.matches[3];
+    std::unique_lock lock(mu_);
+    if (kind == "manifests" || kind == "referrers") {
+      if (req.get_header_value("Authorization") != "Bearer alk_fakecredential") {
+        res.status = 401;
+        return;
+      }
+      if (kind == "referrers") {
+        json list = {{"schemaVersion", 2}, {"mediaType", kIndexType}, {"manifests", json::array()}};
+        if (referrers_.contains(digest)) {
+          list["manifests"].push_back(referrers_[digest]);
+        }
+        res.set_content(list.dump(), kIndexType);
+        return;
+      }
+      if (!manifests_.contains(digest)) {
+        res.status = 404;
+        return;
+      }
+      res.set_content(manifests_[digest], "application/octet-stream");
+      return;
+    }
+    if (!blobs_.contains(digest)) {
+      res.status = 404;
+      return;
+    }
+    if (!req.has_param("sig") && req.get_header_value("Authorization") != "Bearer alk_fakecredential") {
+      res.status = 403;
+      return;
+    }
+    ++blob_gets_;
+    std::string bytes = blobs_[digest];
+    if (corrupt_.contains(digest)) {
+      for (char& c : bytes) {
+        c = static_cast<char>(c ^ 0x5a);
+      }
+    }
+    std::size_t offset = 0;
+    if (req.has_header("Range")) {
+      std::string range = req.get_header_value("Range");
+      ranges_[digest].push_back(range);
+      offset = std::stoull(range.substr(6));
+      if (offset >= bytes.size()) {
+        res.status = 416;
+        return;
+      }
+      res.status = 206;
+      res.set_header("Content-Range", "bytes " + std::to_string(offset) + "-" +
+                                          std::to_string(bytes.size() - 1) + "/" +
+                                          std::to_string(bytes.size()));
+    }
+    std::string body = bytes.substr(offset);
+    bool stall = digest == stall_digest_ && !stalled_;
+    if (stall) {
+      stalled_ = true;
+    }
+    std::size_t stall_at = stall ? std::min(stall_after_, body.size()) : body.size();
+    res.set_content_provider(
+        body.size(), "application/octet-stream",
+        [this, body, stall_at, digest](std::size_t off, std::size_t, httplib::DataSink& sink) {
+          std::size_t end = off < stall_at ? stall_at : body.size();
+          if (off >= stall_at) {
+            std::unique_lock l(mu_);
+            cv_.wait_for(l, std::chrono::seconds(60), [&] { return stall_digest_ != digest; });
+            if (stall_at < body.size() && off == stall_at) {
+              return false;  // the connection "breaks" after the stall
+            }
+          }
+          std::size_t n = std::min<std::size_t>(end - off, 64 * 1024);
+          if (!sink.write(body.data() + off, n)) {
+            return false;
+          }
+          std::lock_guard l(mu_);
+          served_[digest] += n;
+          return true;
+        });
+  }
+
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<int> registrations_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string repository_;
+  std::map<std::string, std::string> manifests_, blobs_;
+  std::map<std::string, json> referrers_;
+  std::set<std::string> corrupt_;
+  std::map<std::string, std::uint64_t> served_;
+  std::map<std::string, std::vector<std::string>> ranges_;
+  std::string stall_digest_;
+  std::size_t stall_after_ = 0;
+  bool stalled_ = false;
+  int blob_gets_ = 0;
+};
+
+std::string Hex(std::size_t n, char c) { return std::string(n, c); }
+
+class GatewayServe : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string big(2 << 20, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i) {
+      big[i] = static_cast<char>((i * 2654435761u) >> 13);
+    }
+    package_ = MakePackage("models/vib", "1.0.0", {R"({"format":"onnx"})", big, "small layer"});
+    big_ = Sha256Of(big);
+    hub_.Add(package_);
+    WriteAll(dir_ / "root.json", trust_.root_text);
+    net::MqttOptions options;
+    options.broker_url = broker_.url();
+    options.client_id = "test-orchestrator";
+    auto observer = net::MqttClient::Create(options);
+    ASSERT_TRUE(observer);
+    observer_ = std::move(*observer);
+    ASSERT_TRUE(observer_->WaitConnected(kLong));
+    ASSERT_TRUE(observer_->Subscribe("airlock/v1/gw/gw1/delivery/+/+", 1,
+                                     [this](const net::MqttMessage& m) {
+                                       std::lock_guard lock(mu_);
+                                       received_.push_back(m);
+                                     }));
+  }
+  void TearDown() override { StopGateway(); }
+
+  std::string Config(const std::string& policy, const std::string& root = "root.json") {
+    return "name: gw1\nhub:\n  url: " + hub_.url() + "\nroot: " + (dir_ / root).string() +
+           "\ndata: " + (dir_ / "data").string() + "\nmqtt:\n  broker: " + broker_.url() +
+           "\nhttp:\n  port: 0\ncache:\n  reserve_bytes: 0\npolicy:\n" + policy +
+           "log_level: debug\n";
+  }
+
+  // Starts the gateway; returns false (with the log) when it does not come up.
+  void StartGateway(const std::string& config, const std::string& token = "alkreg_good") {
+    WriteAll(dir_ / "gateway.yaml", config);
+    std::vector<std::string> argv = {AIRLOCK_GATEWAY_BINARY, "serve", "--config",
+                                     (dir_ / "gateway.yaml").string()};
+    if (!token.empty()) {
+      argv.push_back("--register-token");
+      argv.push_back(token);
+    }
+    log_ = dir_ / ("gateway-" + std::to_string(++starts_) + ".log");
+    pid_ = airlock::testing::SpawnDaemon(argv, log_);
+    std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
+    bool up = airlock::testing::WaitUntilServing(
+        pid_,
+        [&] {
+          std::smatch m;
+          std::string text = ReadAll(log_);
+          if (std::regex_search(text, m, serving)) {
+            port_ = std::stoi(m[1]);
+            return true;
+          }
+          return false;
+        },
+        kLong);
+    ASSERT_TRUE(up) << ReadAll(log_);
+  }
+  void StopGateway(int sig = SIGTERM) { airlock::testing::StopDaemon(pid_, sig); }
+
+  delivery::DeliveryOffer Offer(const std::string& id, const std::string& model = "vib",
+                                const std::string& version = "1.0.0",
+                                std::vector<std::string> platforms = {"linux/amd64"},
+                                std::uint64_t size = 0) {
+    std::uint64_t total = size;
+    if (total == 0) {
+      for (const std::string& b : package_.blobs) {
+        total += b.size();
+      }
+    }
+    std::vector<delivery::PlatformSize> sizes;
+    for (const auto& p : platforms) {
+      sizes.push_back({p, total});
+    }
+    return delivery::DeliveryOffer{
+        .envelope = Envelope(),
+        .delivery_id = id,
+        .deployment_id = "dep-0123456789abcdef",
+        .model = model,
+        .version = version,
+        .release = trust_.Release(model, version, package_, platforms),
+        .total_size = total,
+        .platform_sizes = sizes,
+        .expires = Now() + std::chrono::hours(1)};
+  }
+  delivery::DeliveryGrant Grant(const std::string& id, std::uint32_t attempt) {
+    delivery::DeliveryGrant g{.envelope = Envelope(),
+                              .delivery_id = id,
+                              .attempt = attempt,
+                              .url_expires = Now() + std::chrono::hours(1),
+                              .blobs = {}};
+    // Config and layers, as the orchestrator pre-signs them (the referrer's blobs are fetched
+    // with the gateway's credential).
+    for (std::size_t i = 0; i + 2 < package_.blobs.size(); ++i) {
+      Digest d = Sha256Of(package_.blobs[i]);
+      g.blobs.push_back({.digest = d,
+                         .size = package_.blobs[i].size(),
+                         .media_type = "application/octet-stream",
+                         .url = "/v2/models/vib/blobs/" + d.ToString() + "?expires=1&sig=ab"});
+    }
+    return g;
+  }
+  delivery::Envelope Envelope() {
+    return {.message_id = "m" + std::to_string(++messages_), .sent_at = Now()};
+  }
+  void Publish(delivery::TopicKind kind, const std::string& id, const json& body) {
+    auto topics = delivery::Topics::Create().value();
+    std::string topic = topics.Topic(kind, "gw1", kind == delivery::TopicKind::kOffer ? "" : id).value();
+    ASSERT_TRUE(observer_->Publish(topic, body.dump()));
+  }
+  // Publishes the offer again every few seconds (the gateway may still be subscribing) until an
+  // answer about it arrives.
+  bool OfferUntilAnswered(const delivery::DeliveryOffer& offer) {
+    for (int i = 0; i < 20; ++i) {
+      Publish(delivery::TopicKind::kOffer, offer.delivery_id, offer.ToJson());
+      if (WaitUntil([&] { return !Answers(offer.delivery_id).empty(); },
+                    std::chrono::seconds(3))) {
+        return true;
+      }
+    }
+    return false;
+  }
+  // The (kind, payload) of each message the gateway sent about id.
+  std::vector<std::pair<std::string, json>> Answers(const std::string& id) {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::string, json>> out;
+    for (const auto& m : received_) {
+      std::string kind = m.topic.substr(m.topic.rfind('/') + 1);
+      if (m.topic.find("/" + id + "/") != std::string::npos &&
+          (kind == "ready" || kind == "reject" || kind == "status")) {
+        out.emplace_back(kind, json::parse(m.payload));
+      }
+    }
+    return out;
+  }
+  bool HasStatus(const std::string& id, const std::string& state, json* out = nullptr) {
+    for (const auto& [kind, j] : Answers(id)) {
+      if (kind == "status" && j["state"] == state) {
+        if (out) {
+          *out = j;
+        }
+        return true;
+      }
+    }
+    return false;
+  }
+  httplib::Client Api() { return httplib::Client("127.0.0.1", port_); }
+  std::string OperatorToken() {
+    CommandResult made = RunCommand({AIRLOCK_GATEWAY_BINARY, "token", "create", "--name", "olga",
+                                     "--config", (dir_ / "gateway.yaml").string()});
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    return made.out.substr(0, made.out.find('\n'));
+  }
+  CommandResult Cli(const std::string& token, std::vector<std::string> args) {
+    std::vector<std::string> argv = {"env", "AIRLOCK_GATEWAY_TOKEN=" + token,
+                                     AIRLOCK_GATEWAY_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--gateway");
+    argv.push_back("http://127.0.0.1:" + std::to_string(port_));
+    return RunCommand(argv, {}, 60);
+  }
+  std::vector<std::string> Files(const fs::path& dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+      if (e.is_regular_file()) {
+        out.push_back(fs::relative(e.path(), dir).string());
+      }
+    }
+    return out;
+  }
+  std::uint64_t UploadBytes() {
+    std::uint64_t n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ / "data/cache/uploads", ec)) {
+      if (e.is_regular_file()) {
+        n += e.file_size();
+      }
+    }
+    return n;
+  }
+
+  airlock::testing::TempDir dir_;
+  airlock::testing::MosquittoBroker broker_;
+  FakeHub hub_;
+  Trust trust_;
+  TestPackage package_;
+  Digest big_ = Sha256Of("");
+  std::unique_ptr<net::MqttClient> observer_;
+  std::mutex mu_;
+  std::vector<net::MqttMessage> received_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int starts_ = 0;
+  int messages_ = 0;
+  fs::path log_;
+};
+
+const std::string kAuto = "  offers: auto\n  rollout_approval: required\n";
+const std::string kId1 = "dlv-" + Hex(32, 'a');
+const std::string kId2 = "dlv-" + Hex(32, 'b');
+const std::string kId3 = "dlv-" + Hex(32, 'c');
+
+TEST_F(GatewayServe, DeliversAPackageAndServesItToDevicesOnce) {
+  StartGateway(Config(kAuto));
+  EXPECT_EQ(hub_.registrations(), 1);
+  EXPECT_EQ(fs::status(dir_ / "data/hub-credential").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  auto offer = Offer(kId1);
+  ASSERT_TRUE(OfferUntilAnswered(offer)) << ReadAll(log_);
+  auto answers = Answers(kId1);
+  ASSERT_EQ(answers[0].first, "ready") << answers[0].second;
+  EXPECT_EQ(answers[0].second["platforms"], json::array({"linux/amd64"}));
+  EXPECT_GT(answers[0].second["free_bytes"].get<std::uint64_t>(), 0u);
+
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1).ToJson());
+  json available;
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "available", &available); }, kLong))
+      << ReadAll(log_);
+  EXPECT_EQ(available["attempt"], 1);
+  EXPECT_EQ(available["bytes_done"], available["bytes_total"]);
+  EXPECT_TRUE(HasStatus(kId1, "downloading"));
+  int gets = hub_.blob_gets();
+
+  // Served to devices on /v2/, with the release referrer.
+  auto api = Api();
+  auto index = api.Get("/v2/models/vib/manifests/1.0.0");
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index->status, 200);
+  EXPECT_EQ(index->body, package_.index);
+  auto blob = api.Get("/v2/models/vib/blobs/" + big_.ToString());
+  ASSERT_TRUE(blob);
+  EXPECT_EQ(Sha256Of(blob->body), big_);
+  auto refs = api.Get("/v2/models/vib/referrers/" + Sha256Of(package_.index).ToString());
+  ASSERT_TRUE(refs);
+  EXPECT_NE(refs->body.find(kReleaseType), std::string::npos) << refs->body;
+
+  // A repeated grant downloads nothing again; a repeated offer is answered available.
+  std::size_t before = Answers(kId1).size();
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1).ToJson());
+  Publish(delivery::TopicKind::kOffer, kId1, Offer(kId1).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return Answers(kId1).size() > before; }, kLong));
+  EXPECT_EQ(Answers(kId1).back().first, "status");
+  EXPECT_EQ(Answers(kId1).back().second["state"], "available");
+  EXPECT_EQ(hub_.blob_gets(), gets);
+
+  // Another delivery of the same package: available at once, attempt 0, nothing fetched.
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId2)));
+  json again;
+  ASSERT_TRUE(HasStatus(kId2, "available", &again));
+  EXPECT_EQ(again["attempt"], 0);
+  EXPECT_EQ(hub_.blob_gets(), gets);
+
+  // Restarted, it does not register again.
+  StopGateway();
+  StartGateway(Config(kAuto), "");
+  EXPECT_EQ(hub_.registrations(), 1);
+}
+
+TEST_F(GatewayServe, RefusedRegistrationTokenIsAClearError) {
+  WriteAll(dir_ / "gateway.yaml", Config(kAuto));
+  CommandResult r = RunCommand({AIRLOCK_GATEWAY_BINARY, "serve", "--config",
+                                (dir_ / "gateway.yaml").string(), "--register-token",
+                                "alkreg_used"},
+                               {}, 60);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("the hub refused the registration token: the registration token was used "
+                       "already"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "data/hub-credential"));
+  CommandResult none = RunCommand(
+      {AIRLOCK_GATEWAY_BINARY, "serve", "--config", (dir_ / "gateway.yaml").string()}, {}, 60);
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.err.find("not registered with the hub yet"), std::string::npos) << none.err;
+}
+
+TEST_F(GatewayServe, ARootThatDoesNotSignTheReleaseIsRejectedWithVerification) {
+  Trust other;
+  WriteAll(dir_ / "other-root.json", other.root_text);
+  StartGateway(Config(kAuto, "other-root.json"));
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId1))) << ReadAll(log_);
+  auto answers = Answers(kId1);
+  ASSERT_EQ(answers[0].first, "reject");
+  EXPECT_EQ(answers[0].second["reason"], "verification");
+  EXPECT_EQ(hub_.blob_gets(), 0);
+}
+
+TEST_F(GatewayServe, SitePolicyRejectsWithItsReasons) {
+  StartGateway(Config("  allowed_models: [vib, vib2]\n  platforms: [linux/amd64]\n"
+                      "  max_package_bytes: 1000000\n"));
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId1, "other")));
+  EXPECT_EQ(Answers(kId1)[0].second["reason"], "model-not-allowed");
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId2, "vib2", "1.0.0", {"linux/arm64"})));
+  EXPECT_EQ(Answers(kId2)[0].second["reason"], "unsupported-platform");
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId3)));  // 2 MiB > 1 MB
+  EXPECT_EQ(Answers(kId3)[0].second["reason"], "too-large");
+  EXPECT_NE(Answers(kId3)[0].second["message"].get<std::string>().find("at most"),
+            std::string::npos);
+}
+
+TEST_F(GatewayServe, HeldOffersWaitForTheOperator) {
+  StartGateway(Config("  offers: operator\n  rollout_approval: required\n"));
+  std::string token = OperatorToken();
+  ASSERT_TRUE(token.starts_with("alkop_")) << token;
+  auto api = Api();
+  // Without a token (or with a wrong one) the API refuses.
+  auto anonymous = api.Get("/api/v1/approvals");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  auto wrong = api.Get("/api/v1/approvals", {{"Authorization", "Bearer alkop_nope"}});
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_NE(Cli("alkop_nope", {"approvals", "ls"}).exit_code, 0);
+  // The registry stays read-only.
+  auto put = api.Put("/v2/models/vib/manifests/x", "{}", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 405);
+
+  httplib::Headers auth = {{"Authorization", "Bearer " + token}};
+  auto held = [&](const std::string& id) {
+    auto r = api.Get("/api/v1/approvals/" + id, auth);
+    return r && r->status == 200 && json::parse(r->body)["state"] == "held-offer";
+  };
+  for (const auto& id : {kId1, kId2}) {
+    for (int i = 0; i < 20 && !held(id); ++i) {
+      Publish(delivery::TopicKind::kOffer, id, Offer(id).ToJson());
+      WaitUntil([&] { return held(id); }, std::chrono::seconds(3));
+    }
+    ASSERT_TRUE(held(id)) << ReadAll(log_);
+  }
+  EXPECT_TRUE(Answers(kId1).empty());  // held: no answer yet
+  CommandResult ls = Cli(token, {"approvals", "ls"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find(kId1), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("held-offer"), std::string::npos) << ls.out;
+  CommandResult show = Cli(token, {"approvals", "show", kId1});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find(trust_.publisher.id()), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("[\"publisher\"]"), std::string::npos) << show.out;
+
+  // Approved → ready; rejected → reject "operator".
+  CommandResult approved = Cli(token, {"approvals", "approve", kId1, "--comment", "line 3 ok"});
+  ASSERT_EQ(approved.exit_code, 0) << approved.err;
+  ASSERT_TRUE(WaitUntil([&] { return !Answers(kId1).empty(); }, kLong));
+  EXPECT_EQ(Answers(kId1)[0].first, "ready");
+  auto rejected = api.Post("/api/v1/approvals/" + kId2 + "/reject", auth,
+                           R"({"comment":"not during the audit"})", "application/json");
+  ASSERT_TRUE(rejected);
+  EXPECT_EQ(rejected->status, 200) << rejected->body;
+  ASSERT_TRUE(WaitUntil([&] { return !Answers(kId2).empty(); }, kLong));
+  EXPECT_EQ(Answers(kId2)[0].first, "reject");
+  EXPECT_EQ(Answers(kId2)[0].second["reason"], "operator");
+  // Deciding twice is refused.
+  EXPECT_NE(Cli(token, {"approvals", "approve", kId2}).exit_code, 0);
+
+  // The approved one downloads and then waits for the rollout approval.
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "available"); }, kLong)) << ReadAll(log_);
+  auto after = api.Get("/api/v1/approvals/" + kId1, auth);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(json::parse(after->body)["state"], "awaiting-approval") << after->body;
+  ASSERT_EQ(Cli(token, {"approvals", "approve", kId1}).exit_code, 0);
+  after = api.Get("/api/v1/approvals/" + kId1, auth);
+  EXPECT_EQ(json::parse(after->body)["state"], "approved") << after->body;
+  EXPECT_EQ(json::parse(after->body)["decided_by"], "olga");
+}
+
+TEST_F(GatewayServe, ABlobWithWrongBytesIsRefusedAndNeverCached) {
+  StartGateway(Config(kAuto));
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId1)));
+  hub_.Corrupt(big_, true);
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1).ToJson());
+  json failed;
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "failed", &failed); }, kLong))
+      << ReadAll(log_);
+  EXPECT_EQ(failed["error"]["code"], "digest-mismatch") << failed;
+  for (const std::string& f : Files(dir_ / "data/cache/blobs")) {
+    EXPECT_EQ(f.find(big_.hex()), std::string::npos) << f;
+  }
+  EXPECT_EQ(UploadBytes(), 0u);
+  // The next grant, with good bytes, succeeds.
+  hub_.Corrupt(big_, false);
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 2).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "available"); }, kLong)) << ReadAll(log_);
+}
+
+TEST_F(GatewayServe, AGatewayKilledMidDownloadResumesWithRange) {
+  StartGateway(Config(kAuto));
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId1)));
+  const std::uint64_t size = 2 << 20;
+  hub_.StallAfter(big_, size / 2);
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return UploadBytes() >= size / 2; }, kLong)) << ReadAll(log_);
+  StopGateway(SIGKILL);
+  hub_.ReleaseStall();
+  fs::path first_log = log_;
+  StartGateway(Config(kAuto), "");
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "available"); }, kLong))
+      << ReadAll(first_log) << "\n---- restarted ----\n" << ReadAll(log_);
+  auto ranges = hub_.ranges(big_);
+  ASSERT_FALSE(ranges.empty());
+  EXPECT_EQ(ranges.back(), "bytes=" + std::to_string(size / 2) + "-");
+  // Only what had not arrived was sent again.
+  EXPECT_EQ(hub_.served(big_), size);
+}
+
+TEST_F(GatewayServe, CancelStopsTheDownloadAndRemovesItsPartialData) {
+  StartGateway(Config(kAuto));
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId1)));
+  hub_.StallAfter(big_, (2 << 20) / 2);
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return UploadBytes() > 0; }, kLong)) << ReadAll(log_);
+  Publish(delivery::TopicKind::kCancel, kId1,
+          delivery::DeliveryCancel{.envelope = Envelope(), .delivery_id = kId1, .reason = "x"}
+              .ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return UploadBytes() == 0; }, kLong)) << ReadAll(log_);
+  hub_.ReleaseStall();
+  std::size_t answers = Answers(kId1).size();
+  // A later grant is ignored: nothing more is sent, nothing downloaded.
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 2).ToJson());
+  std::string token = OperatorToken();
+  auto api = Api();
+  auto r = api.Get("/api/v1/approvals/" + kId1, {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::parse(r->body)["delivery"], "cancelled") << r->body;
+  // The grant after the cancel went through the same queue; once a new offer is answered, it
+  // has been handled.
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId2)));
+  EXPECT_EQ(Answers(kId1).size(), answers);
+  EXPECT_EQ(UploadBytes(), 0u);
+}
+
+}  // namespace
+}  // namespace airlock::gateway
