@@ -1,10 +1,13 @@
 // airlock models, versions, promote, deploy, deployments, status, gateways: a release manager's
 // view of airlock-hub through its registry REST API (net/hub_client.hpp).
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "cli/common.hpp"
 #include "cli/hub_common.hpp"
@@ -437,17 +440,47 @@ void AddStatus(CLI::App& app, Context& /*ctx*/, Action& action) {
   struct Args {
     std::string id;
     std::size_t last = 5;
+    bool watch = false;
+    double interval = 2;
     HubFlags hub;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("deployment", a->id, "the deployment's id")->required();
   cmd->add_option("-n,--last", a->last, "history entries to show")->capture_default_str();
+  cmd->add_flag("-w,--watch", a->watch,
+                "refresh until the deployment is complete, failed or cancelled");
+  cmd->add_option("--interval", a->interval, "seconds between refreshes with --watch")
+      ->check(CLI::Range(0.2, 3600.0))
+      ->capture_default_str();
   AddHubFlags(cmd, a->hub);
   cmd->callback([&action, a] {
     action = [a] {
-      return ShowAnswer(
-          a->hub, [&](net::HubClient& hub) { return hub.GetDeployment(a->id); },
-          [&](const json& d, net::HubClient&) { return StatusView(d, a->last); });
+      if (!a->watch) {
+        return ShowAnswer(
+            a->hub, [&](net::HubClient& hub) { return hub.GetDeployment(a->id); },
+            [&](const json& d, net::HubClient&) { return StatusView(d, a->last); });
+      }
+      // --watch: redraw (on a terminal) or append (elsewhere) until the deployment is final.
+      return Run([&]() -> Status {
+        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
+        bool terminal = ::isatty(STDOUT_FILENO) != 0;
+        while (true) {
+          AIRLOCK_ASSIGN_OR_RETURN(json d, hub->GetDeployment(a->id));
+          if (a->hub.json) {
+            std::printf("%s\n", d.dump().c_str());
+          } else {
+            std::string view = StatusView(d, a->last);
+            std::fputs(terminal ? ("\033[H\033[2J" + view).c_str() : (view + "\n").c_str(),
+                       stdout);
+          }
+          std::fflush(stdout);
+          if (DeploymentIsFinal(d)) {
+            return {};
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(
+              static_cast<std::int64_t>(a->interval * 1000)));
+        }
+      });
     };
   });
 }

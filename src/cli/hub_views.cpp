@@ -1,5 +1,7 @@
 #include "cli/hub_views.hpp"
 
+#include <cstdio>
+#include <iterator>
 #include <vector>
 
 #include "cli/table.hpp"
@@ -238,6 +240,58 @@ std::string DeploymentView(const json& d) {
   return out;
 }
 
+std::string ByteProgress(std::uint64_t done, std::uint64_t total) {
+  auto human = [](std::uint64_t n) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(n);
+    std::size_t u = 0;
+    while (v >= 1024 && u + 1 < std::size(units)) {
+      v /= 1024;
+      ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return std::string(buf);
+  };
+  if (total == 0) {
+    return "-";
+  }
+  return human(done) + " / " + human(total) + " (" + std::to_string(done * 100 / total) + "%)";
+}
+
+std::string DeliveriesTable(const json& deliveries) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& x : deliveries) {
+    if (!x.is_object()) {
+      continue;
+    }
+    auto count = [&](const char* key) {
+      return x.contains(key) && x[key].is_number_unsigned() ? x[key].get<std::uint64_t>()
+                                                            : std::uint64_t{0};
+    };
+    std::string state = Field(x, "state");
+    if (x.value("wait", "") == "retry") {
+      state += " (retrying)";
+    }
+    std::string error;
+    if (x.contains("last_error") && x["last_error"].is_object()) {
+      error = Field(x["last_error"], "code") + ": " + Field(x["last_error"], "message");
+    }
+    rows.push_back({Field(x, "gateway"), state,
+                    ByteProgress(count("bytes_done"), count("bytes_total")),
+                    std::to_string(count("attempt")), std::to_string(count("retries")),
+                    Field(x, "updated_at"), error.empty() ? "-" : Shorten(error, 80)});
+  }
+  return FormatTable({"GATEWAY", "STATE", "PROGRESS", "ATTEMPT", "RETRIES", "UPDATED",
+                      "LAST ERROR"},
+                     rows);
+}
+
+bool DeploymentIsFinal(const json& d) {
+  std::string state = d.is_object() ? d.value("state", "") : "";
+  return state == "complete" || state == "failed" || state == "cancelled";
+}
+
 std::string StatusView(const json& d, std::size_t last) {
   std::string out = "deployment " + Field(d, "id") + ": " + Field(d, "state") + "\n";
   out += "  " + Field(d, "model") + " " + Field(d, "channel") + " (channel version " +
@@ -246,8 +300,11 @@ std::string StatusView(const json& d, std::size_t last) {
          Field(d, "updated_at") + "\n";
   const json& gateways = ArrayAt(d, "gateways");
   const json status = d.is_object() ? At(d, "gateways_status") : json();
+  const json& deliveries = ArrayAt(d, "deliveries");
   out += "\ngateways:\n";
-  if (status.is_object() && !status.empty()) {
+  if (!deliveries.empty()) {
+    out += DeliveriesTable(deliveries);
+  } else if (status.is_object() && !status.empty()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& [name, s] : status.items()) {
       std::string state = s.is_object() ? Field(s, "state") : Cell(s);

@@ -4,6 +4,7 @@
 // the answer, tolerant of fields the hub leaves out (they print as "-").
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -20,9 +21,17 @@ std::string VersionsView(const nlohmann::json& answer, const std::string& model,
 std::string DeploymentsView(const nlohmann::json& answer, bool filtered);
 // `airlock deployments show ID`: the spec, then the history as TIME, WHO, ACTION, DETAIL.
 std::string DeploymentView(const nlohmann::json& deployment);
-// `airlock status ID`: state, what is deployed where, per-gateway states when the hub reports
-// them ("gateways_status"), and the last `last` history entries.
+// `airlock status ID`: state, what is deployed where, per-gateway delivery states when the hub
+// reports them ("deliveries", as DeliveriesTable; an older "gateways_status" as key=value
+// details), and the last `last` history entries.
 std::string StatusView(const nlohmann::json& deployment, std::size_t last);
+// The deployment's "deliveries" (GET /api/v1/deployments/ID) as a table: GATEWAY, STATE,
+// PROGRESS (bytes done / total), ATTEMPT, RETRIES, UPDATED, LAST ERROR.
+std::string DeliveriesTable(const nlohmann::json& deliveries);
+// "1.5 MiB / 3.0 MiB (50%)"; "-" when total is 0.
+std::string ByteProgress(std::uint64_t done, std::uint64_t total);
+// Whether the deployment is complete, failed or cancelled (it changes no more).
+bool DeploymentIsFinal(const nlohmann::json& deployment);
 // "deployment d-1: vibration-anomaly production (channel version 4, release 1.1.0) to 2
 // gateway(s), state pending".
 std::string DeploymentSummary(const nlohmann::json& deployment);

@@ -44,6 +44,9 @@ int Serve(HubConfig config) {
     return Report(bound.error());
   }
   spdlog::info("data directory {}, metadata in {}", data.string(), metadata);
+  if ((*hub)->orchestrator() == nullptr) {
+    spdlog::info("no MQTT broker configured (mqtt.broker, --mqtt): deployments are not delivered");
+  }
   const store::BlobStore& blobs = (*hub)->blobs();
   if (blobs.joined_others_at_open()) {
     spdlog::info("other hubs are using {}: serving beside them (their upload sessions are kept)",
@@ -274,6 +277,10 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 65535));
   serve->add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->capture_default_str();
+  std::string mqtt;
+  serve->add_option("--mqtt", mqtt,
+                    "MQTT broker the gateways use, tcp://host:port (mqtt.broker): runs the "
+                    "delivery orchestrator");
   bool no_auth = false;
   serve->add_flag("--no-auth", no_auth,
                   "serve without tokens (auth.enabled: false); only on a loopback address");
@@ -349,6 +356,9 @@ int Main(int argc, char** argv) {
   }
   if (no_auth) {
     config.auth.enabled = false;
+  }
+  if (!mqtt.empty()) {
+    config.mqtt.broker = mqtt;
   }
   if (*token) {
     std::error_code ec;

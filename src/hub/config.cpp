@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -76,6 +78,20 @@ std::filesystem::path DefaultDataDirectory() {
          "share" / "airlock-hub";
 }
 
+std::string DefaultMqttClientId() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "unknown");
+  }
+  std::string id = std::string("airlock-hub-") + host;
+  for (char& c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      c = '-';
+    }
+  }
+  return id.substr(0, 64);
+}
+
 HubConfig DefaultHubConfig() {
   HubConfig config;
   config.data = DefaultDataDirectory();
@@ -94,7 +110,7 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     }
     return s;
   };
-  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "db", "root", "http", "oci", "auth"})));
+  AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(doc, "", {"data", "db", "root", "http", "oci", "auth", "mqtt", "delivery"})));
   std::string data;
   AIRLOCK_RETURN_IF_ERROR(where(ReadString(doc, "", "data", data)));
   if (!data.empty()) {
@@ -152,6 +168,63 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
         where(ReadInteger(*auth, "auth.", "max_presign_ttl", 1, 366 * 86400, presign)));
     config.auth.session_ttl = static_cast<int>(session);
     config.auth.max_presign_ttl = static_cast<int>(presign);
+  }
+  if (const json* mqtt = Get(doc, "mqtt")) {
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
+        *mqtt, "mqtt", {"broker", "prefix", "client_id", "username", "password"})));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "broker", config.mqtt.broker)));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "prefix", config.mqtt.prefix)));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "client_id", config.mqtt.client_id)));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "username", config.mqtt.username)));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "password", config.mqtt.password)));
+  }
+  if (const json* d = Get(doc, "delivery")) {
+    delivery::Policy& p = config.delivery;
+    const std::pair<const char*, std::chrono::seconds*> durations[] = {
+        {"offer_timeout", &p.offer_timeout},
+        {"grant_timeout", &p.grant_timeout},
+        {"start_timeout", &p.start_timeout},
+        {"progress_timeout", &p.progress_timeout},
+        {"url_ttl", &p.url_ttl},
+        {"url_refresh_margin", &p.url_refresh_margin},
+        {"backoff_initial", &p.backoff_initial},
+        {"backoff_max", &p.backoff_max}};
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
+        *d, "delivery",
+        {"offer_timeout", "grant_timeout", "start_timeout", "progress_timeout", "url_ttl",
+         "url_refresh_margin", "backoff_initial", "backoff_max", "jitter_ratio", "max_retries"})));
+    for (const auto& [key, out] : durations) {
+      std::string text;
+      AIRLOCK_RETURN_IF_ERROR(where(ReadString(*d, "delivery.", key, text)));
+      if (text.empty()) {
+        continue;
+      }
+      auto parsed = ParseDuration(text);
+      if (!parsed || parsed->count() % 1000 != 0) {
+        AIRLOCK_RETURN_IF_ERROR(where(Fail(
+            ErrorCode::kInvalidArgument,
+            std::string("delivery.") + key + ": must be a duration of whole seconds (\"90s\", \"15m\")")));
+      }
+      *out = std::chrono::duration_cast<std::chrono::seconds>(*parsed);
+    }
+    if (const json* v = Get(*d, "jitter_ratio")) {
+      if (!v->is_number()) {
+        AIRLOCK_RETURN_IF_ERROR(where(
+            Fail(ErrorCode::kInvalidArgument, "delivery.jitter_ratio: must be a number")));
+      }
+      p.jitter_ratio = v->get<double>();
+    }
+    std::int64_t retries = p.max_retries;
+    AIRLOCK_RETURN_IF_ERROR(
+        where(ReadInteger(*d, "delivery.", "max_retries", 1, 1000000, retries)));
+    p.max_retries = static_cast<std::uint32_t>(retries);
+  }
+  if (Status s = config.delivery.Check(); !s) {
+    AIRLOCK_RETURN_IF_ERROR(where(Fail(std::move(s.error()).WithContext("delivery"))));
+  }
+  if (config.delivery.url_ttl.count() > config.auth.max_presign_ttl) {
+    AIRLOCK_RETURN_IF_ERROR(where(Fail(ErrorCode::kInvalidArgument,
+                                       "delivery.url_ttl: above auth.max_presign_ttl")));
   }
   return config;
 }

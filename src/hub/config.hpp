@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/result.hpp"
+#include "delivery/state_machine.hpp"
 
 namespace airlock::hub {
 
@@ -41,12 +42,27 @@ struct HubConfig {
     int session_ttl = 300;            // seconds a /v2/token session token lives
     int max_presign_ttl = 7 * 86400;  // seconds a pre-signed URL may live at most
   } auth;
+  // The broker the hub and its gateways share (DESIGN §5.1). Without a broker the hub runs no
+  // delivery orchestrator: deployments stay pending until a hub with one starts.
+  struct Mqtt {
+    std::string broker;                  // "tcp://host:port"; "" = no orchestrator
+    std::string prefix = "airlock/v1";   // the topics' prefix (delivery::Topics)
+    std::string client_id;               // "" = airlock-hub-<hostname>
+    std::string username;                // "" = none
+    std::string password;                // only sent with a username
+  } mqtt;
+  // Timeouts, retries and URL lifetimes of deliveries (docs/delivery.md, "Timeouts, retries and
+  // backoff"); checked with Policy::Check, and url_ttl against auth.max_presign_ttl.
+  delivery::Policy delivery;
 };
 
 // The data directory when neither --data nor the configuration names one: /var/lib/airlock-hub
 // for root, otherwise $XDG_DATA_HOME/airlock-hub ($HOME/.local/share/airlock-hub when unset), so
 // that a developer can run the hub without root and without flags.
 std::filesystem::path DefaultDataDirectory();
+
+// "airlock-hub-" and this machine's host name (characters outside [A-Za-z0-9._-] become '-').
+std::string DefaultMqttClientId();
 
 // The defaults, with data = DefaultDataDirectory().
 HubConfig DefaultHubConfig();

@@ -22,8 +22,6 @@ constexpr char kModelConfig[] = "application/vnd.cncf.model.config.v1+json";
 constexpr char kReleaseArtifact[] = "application/vnd.airlock.release.v1+json";
 constexpr char kImageIndex[] = "application/vnd.oci.image.index.v1+json";
 constexpr std::size_t kMaxConfigBlob = 1 << 20;
-// States a deployment never leaves. The orchestrator (issue 5) adds the others.
-const std::set<std::string> kFinalStates = {"cancelled", "complete", "failed"};
 
 std::string Time(std::int64_t t) { return FormatRfc3339(TimePoint(std::chrono::seconds(t))); }
 json OptionalTime(const std::optional<std::int64_t>& t) {
@@ -532,6 +530,55 @@ struct RegistryApi::Handlers {
     return out;
   }
 
+  // One delivery as the API shows it: its record (docs/delivery.md) without the deployment.
+  static json DeliveryJson(const store::DeliveryRow& row) {
+    json record = json::parse(row.record, nullptr, false);
+    if (!record.is_object()) {
+      record = json::object();
+    }
+    json out = {{"delivery_id", row.id},
+                {"gateway", row.gateway},
+                {"state", row.state},
+                {"updated_at", Time(row.updated_at)}};
+    for (const char* key : {"wait", "deadline", "offers", "attempt", "retries", "platforms",
+                            "bytes_done", "bytes_total", "urls_expire_at", "last_error",
+                            "created_at"}) {
+      out[key] = record.contains(key) ? record[key] : json(nullptr);
+    }
+    return out;
+  }
+
+  // The deployment with its deliveries, one per target gateway ([] until the orchestrator made
+  // them).
+  Result<json> DeploymentWithDeliveries(const store::DeploymentRecord& d) {
+    json out = DeploymentJson(d, true);
+    AIRLOCK_ASSIGN_OR_RETURN(auto rows, api.registry_.ListDeliveries(d.id, false));
+    out["deliveries"] = json::array();
+    for (const auto& row : rows) {
+      out["deliveries"].push_back(DeliveryJson(row));
+    }
+    return out;
+  }
+
+  // GET /api/v1/deliveries?deployment=ID[&active=true]
+  void ListDeliveries(const httplib::Request& req, httplib::Response& res) {
+    Read(req, res, "DEPLOYMENT_UNKNOWN", [&]() -> Result<json> {
+      std::string deployment = req.get_param_value("deployment");
+      if (!deployment.empty()) {
+        AIRLOCK_RETURN_IF_ERROR(api.registry_.GetDeployment(deployment));
+      }
+      AIRLOCK_ASSIGN_OR_RETURN(
+          auto rows, api.registry_.ListDeliveries(deployment, req.get_param_value("active") == "true"));
+      json out = {{"deliveries", json::array()}};
+      for (const auto& row : rows) {
+        json j = DeliveryJson(row);
+        j["deployment"] = row.deployment;
+        out["deliveries"].push_back(j);
+      }
+      return out;
+    });
+  }
+
   // The deployment a POST body asks for, checked; kInvalidArgument (400) for a malformed body,
   // kVerification (422) when it contradicts the registry.
   Result<store::DeploymentRecord> DeploymentFrom(const json& body, const Principal& who) {
@@ -667,7 +714,12 @@ struct RegistryApi::Handlers {
       SendStoreError(res, s.error(), "DEPLOYMENT_UNKNOWN");
     } else {
       target = d->id + " ";
-      SendJson(res, 201, DeploymentJson(*d, true));
+      if (api.deployments_ != nullptr) {
+        api.deployments_->DeploymentCreated(d->id);
+      }
+      json out = DeploymentJson(*d, true);
+      out["deliveries"] = json::array();
+      SendJson(res, 201, out);
     }
     api.gate_.Audit(req, res, who, "deployment.create",
                     target + trust::StringOr(*body, "model").substr(0, 100) + "/" +
@@ -686,7 +738,7 @@ struct RegistryApi::Handlers {
   void GetDeployment(const httplib::Request& req, httplib::Response& res, const std::string& id) {
     Read(req, res, "DEPLOYMENT_UNKNOWN", [&]() -> Result<json> {
       AIRLOCK_ASSIGN_OR_RETURN(auto d, api.registry_.GetDeployment(id));
-      return DeploymentJson(d, true);
+      return DeploymentWithDeliveries(d);
     });
   }
 
@@ -699,11 +751,17 @@ struct RegistryApi::Handlers {
     json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
     std::string reason = body.is_object() ? trust::StringOr(body, "reason") : "";
     auto d = api.registry_.TransitionDeployment(
-        id, "cancelled", {Now(), Who(who), "cancelled", reason.substr(0, 500)}, kFinalStates);
+        id, "cancelled", {Now(), Who(who), "cancelled", reason.substr(0, 500)}, store::FinalDeploymentStates());
     if (!d) {
       SendStoreError(res, d.error(), "DEPLOYMENT_UNKNOWN");
     } else {
-      SendJson(res, 200, DeploymentJson(*d, true));
+      if (api.deployments_ != nullptr) {
+        api.deployments_->DeploymentCancelled(
+            id, "deployment " + id + " cancelled by " + Who(who) +
+                    (reason.empty() ? "" : ": " + reason.substr(0, 500)));
+      }
+      auto shown = DeploymentWithDeliveries(*d);
+      SendJson(res, 200, shown ? *shown : DeploymentJson(*d, true));
     }
     api.gate_.Audit(req, res, who, "deployment.cancel", id.substr(0, 64));
   }
@@ -861,13 +919,14 @@ struct RegistryApi::Handlers {
 
 RegistryApi::RegistryApi(ApiGate& gate, AccessControl& access, store::RegistryStore& registry,
                          store::MetadataStore& meta, store::BlobStore& blobs,
-                         std::optional<trust::Root> root)
+                         std::optional<trust::Root> root, DeploymentObserver* deployments)
     : gate_(gate),
       access_(access),
       registry_(registry),
       meta_(meta),
       blobs_(blobs),
-      root_(std::move(root)) {}
+      root_(std::move(root)),
+      deployments_(deployments) {}
 
 Result<store::ReleaseRecord> RegistryApi::CheckRelease(const Principal& who,
                                                        const trust::SignedDocument& doc,
@@ -1037,6 +1096,7 @@ void RegistryApi::Routes(httplib::Server& s) {
   s.Get("/api/v1/deployments/" + seg, [h](Req q, Res r) { h->GetDeployment(q, r, q.matches[1]); });
   s.Post("/api/v1/deployments/" + seg + "/cancel",
          [h](Req q, Res r) { h->CancelDeployment(q, r, q.matches[1]); });
+  s.Get("/api/v1/deliveries", [h](Req q, Res r) { h->ListDeliveries(q, r); });
   s.Post("/api/v1/gateways/tokens", [h](Req q, Res r) { h->CreateRegistrationToken(q, r); });
   s.Post("/api/v1/gateways/register", [h](Req q, Res r) { h->Register(q, r); });
   s.Get("/api/v1/gateways", [h](Req q, Res r) { h->ListGateways(q, r); });

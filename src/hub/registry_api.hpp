@@ -23,6 +23,7 @@
 #include "core/result.hpp"
 #include "hub/access.hpp"
 #include "hub/api_support.hpp"
+#include "hub/orchestrator.hpp"
 #include "store/blob_store.hpp"
 #include "store/metadata_store.hpp"
 #include "store/registry_store.hpp"
@@ -34,8 +35,11 @@ class RegistryApi {
  public:
   // Everything must outlive the API. root: the verified root, or nullopt (releases and channel
   // documents are then refused with a 409 that says how to configure one).
+  // deployments: told of created and cancelled deployments (the delivery orchestrator); null
+  // when the hub runs none.
   RegistryApi(ApiGate& gate, AccessControl& access, store::RegistryStore& registry,
-              store::MetadataStore& meta, store::BlobStore& blobs, std::optional<trust::Root> root);
+              store::MetadataStore& meta, store::BlobStore& blobs, std::optional<trust::Root> root,
+              DeploymentObserver* deployments = nullptr);
 
   void Routes(httplib::Server& server);
 
@@ -68,6 +72,7 @@ class RegistryApi {
   store::MetadataStore& meta_;
   store::BlobStore& blobs_;
   std::optional<trust::Root> root_;
+  DeploymentObserver* deployments_;
 };
 
 // Reads the root document at path and verifies it (its own threshold, unexpired at now).

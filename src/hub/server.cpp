@@ -107,8 +107,12 @@ Permission PermissionFor(Action action) {
 
 struct HubServer::Impl final : ApiGate {
   Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, AccessControl& a,
-       store::RegistryStore& r, std::optional<trust::Root> root)
-      : config(std::move(c)), blobs(b), meta(m), access(a), registry(*this, a, r, m, b, root) {}
+       store::RegistryStore& r, std::optional<trust::Root> root, DeploymentObserver* deployments)
+      : config(std::move(c)),
+        blobs(b),
+        meta(m),
+        access(a),
+        registry(*this, a, r, m, b, root, deployments) {}
 
   HubConfig config;
   store::BlobStore& blobs;
@@ -407,6 +411,18 @@ struct HubServer::Impl final : ApiGate {
       return;
     }
     auto linked = meta.LinkedBlob(name, *digest);
+    if (!linked && linked.error().code() == ErrorCode::kNotFound) {
+      // A manifest of the repository is a blob too, as in Distribution: a delivery grant lists
+      // the index and manifests beside the configs and layers, each with a blob URL.
+      if (auto manifest = meta.GetManifest(name, *digest)) {
+        res.status = 200;
+        res.set_header("Docker-Content-Digest", digest->ToString());
+        res.set_content(manifest->bytes, manifest->media_type.empty()
+                                             ? std::string("application/octet-stream")
+                                             : manifest->media_type);
+        return;
+      }
+    }
     if (!linked) {
       return SendUnknown(res, name, "BLOB_UNKNOWN", "blob unknown to registry", linked.error());
     }
@@ -1153,9 +1169,9 @@ struct HubServer::Impl final : ApiGate {
 
 HubServer::HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
                      AccessControl& access, store::RegistryStore& registry,
-                     std::optional<trust::Root> root)
+                     std::optional<trust::Root> root, DeploymentObserver* deployments)
     : impl_(std::make_unique<Impl>(std::move(config), blobs, metadata, access, registry,
-                                   std::move(root))) {}
+                                   std::move(root), deployments)) {}
 
 HubServer::~HubServer() = default;
 
@@ -1293,9 +1309,34 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   if (!config.root.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, time.Now()));
   }
+  if (!config.mqtt.broker.empty()) {
+    net::MqttOptions mqtt;
+    mqtt.broker_url = config.mqtt.broker;
+    mqtt.client_id =
+        config.mqtt.client_id.empty() ? DefaultMqttClientId() : config.mqtt.client_id;
+    mqtt.version = net::MqttVersion::kV5;
+    mqtt.username = config.mqtt.username;
+    mqtt.password = config.mqtt.password;
+    // The broker keeps the hub's subscriptions and the gateways' QoS 1 messages while the hub
+    // is away (a restart, an upgrade).
+    mqtt.persistent_session = true;
+    auto client = net::MqttClient::Create(std::move(mqtt));
+    if (!client) {
+      return Fail(std::move(client.error()).WithContext("mqtt.broker"));
+    }
+    hub->mqtt_ = std::move(*client);
+    DeliveryOrchestrator::Options options;
+    options.prefix = config.mqtt.prefix;
+    options.policy = config.delivery;
+    AIRLOCK_ASSIGN_OR_RETURN(
+        hub->orchestrator_,
+        DeliveryOrchestrator::Create(std::move(options), *hub->mqtt_, *hub->registry_,
+                                     hub->metadata(), hub->access(), time));
+    AIRLOCK_RETURN_IF_ERROR(hub->orchestrator_->Start());
+  }
   hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, hub->metadata(),
                                              hub->access_->access(), *hub->registry_,
-                                             std::move(root));
+                                             std::move(root), hub->orchestrator_.get());
   return hub;
 }
 

@@ -21,6 +21,8 @@
 #include "core/time.hpp"
 #include "hub/access.hpp"
 #include "hub/config.hpp"
+#include "hub/orchestrator.hpp"
+#include "net/mqtt.hpp"
 #include "store/auth_store.hpp"
 #include "store/blob_store.hpp"
 #include "store/metadata_store.hpp"
@@ -38,11 +40,13 @@ const char* ActionName(Action action);
 
 class HubServer {
  public:
-  // blobs, metadata, access and registry must outlive the server. root: the verified root that
-  // releases and channel documents are checked against, if the hub has one.
+  // blobs, metadata, access, registry and deployments must outlive the server. root: the
+  // verified root that releases and channel documents are checked against, if the hub has one.
+  // deployments: the delivery orchestrator, told of created and cancelled deployments; null when
+  // the hub runs none.
   HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
             AccessControl& access, store::RegistryStore& registry,
-            std::optional<trust::Root> root);
+            std::optional<trust::Root> root, DeploymentObserver* deployments = nullptr);
   ~HubServer();
   HubServer(const HubServer&) = delete;
   HubServer& operator=(const HubServer&) = delete;
@@ -88,7 +92,10 @@ class HubAccess {
 };
 
 // A whole hub on one data directory: its blob store (DATA/), its databases and access control
-// (HubAccess) and its server. Opening sweeps what a killed hub left of its uploads. kInvalidArgument when auth.enabled is false and the address is not loopback.
+// (HubAccess), its server, and — when config.mqtt.broker is set — its MQTT connection and
+// delivery orchestrator, started here (the connection is made in the background). Opening
+// sweeps what a killed hub left of its uploads. kInvalidArgument when auth.enabled is false and
+// the address is not loopback, or for a bad mqtt section.
 class Hub {
  public:
   // clock: where expiry is judged (null: the system clock); it must outlive the hub.
@@ -99,6 +106,9 @@ class Hub {
   store::MetadataStore& metadata() { return access_->metadata(); }
   store::RegistryStore& registry() { return *registry_; }
   AccessControl& access() { return access_->access(); }
+  // Null when the hub has no broker configured.
+  DeliveryOrchestrator* orchestrator() { return orchestrator_.get(); }
+  net::MqttClient* mqtt() { return mqtt_.get(); }
 
  private:
   Hub() = default;
@@ -106,6 +116,10 @@ class Hub {
   std::unique_ptr<store::BlobStore> blobs_;
   std::unique_ptr<HubAccess> access_;
   std::unique_ptr<store::RegistryStore> registry_;
+  // Destroyed in reverse: the server, then the orchestrator (which unsubscribes), then the
+  // connection.
+  std::unique_ptr<net::MqttClient> mqtt_;
+  std::unique_ptr<DeliveryOrchestrator> orchestrator_;
   std::unique_ptr<HubServer> server_;
 };
 

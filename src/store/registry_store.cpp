@@ -124,6 +124,21 @@ CREATE TABLE gateway_inventory (
   device_count BIGINT NOT NULL
 )
 )sql"},
+    {2, "deliveries (one per deployment and target gateway)",
+     R"sql(
+CREATE TABLE deliveries (
+  id          TEXT PRIMARY KEY,
+  deployment  TEXT NOT NULL REFERENCES deployments(id),
+  gateway     TEXT NOT NULL,
+  state       TEXT NOT NULL,
+  final       BIGINT NOT NULL,
+  record      TEXT NOT NULL,
+  created_at  BIGINT NOT NULL,
+  updated_at  BIGINT NOT NULL,
+  UNIQUE (deployment, gateway)
+);
+CREATE INDEX deliveries_active ON deliveries(final, deployment)
+)sql"},
 };
 
 std::string S(std::string_view v) { return std::string(v); }
@@ -687,6 +702,78 @@ Result<InventoryRecord> RegistryStore::GetInventory(std::string_view name) {
     }
     return out;
   });
+}
+
+// ---- deliveries ----
+
+namespace {
+
+constexpr char kDeliveryColumns[] =
+    "SELECT id, deployment, gateway, state, final, record, created_at, updated_at FROM "
+    "deliveries ";
+
+DeliveryRow DeliveryAt(const SqlRows& r, std::size_t i) {
+  return {.id = r.Text(i, 0),
+          .deployment = r.Text(i, 1),
+          .gateway = r.Text(i, 2),
+          .state = r.Text(i, 3),
+          .final = r.Int(i, 4) != 0,
+          .record = r.Text(i, 5),
+          .created_at = r.Int(i, 6),
+          .updated_at = r.Int(i, 7)};
+}
+
+}  // namespace
+
+Status RegistryStore::CreateDeliveries(const std::vector<DeliveryRow>& rows,
+                                       const std::vector<DeploymentEvent>& events) {
+  if (rows.empty()) {
+    return {};
+  }
+  return db_.Transact([&](SqlSession& s) -> Status {
+    for (const auto& d : rows) {
+      AIRLOCK_RETURN_IF_ERROR(s.Query(
+          "INSERT INTO deliveries (id, deployment, gateway, state, final, record, created_at, "
+          "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          {d.id, d.deployment, d.gateway, d.state, std::int64_t{d.final ? 1 : 0}, d.record,
+           d.created_at, d.updated_at}));
+    }
+    for (const auto& e : events) {
+      AIRLOCK_RETURN_IF_ERROR(AddEvent(s, rows.front().deployment, e));
+    }
+    return {};
+  });
+}
+
+Status RegistryStore::UpdateDelivery(const DeliveryRow& d,
+                                     const std::optional<DeploymentEvent>& event) {
+  return db_.Transact([&](SqlSession& s) -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows r, s.Query("UPDATE deliveries SET state = ?, final = ?, record = ?, updated_at = ? "
+                           "WHERE id = ?",
+                           {d.state, std::int64_t{d.final ? 1 : 0}, d.record, d.updated_at, d.id}));
+    if (r.affected == 0) {
+      return Fail(ErrorCode::kNotFound, "no delivery " + d.id);
+    }
+    if (event) {
+      AIRLOCK_RETURN_IF_ERROR(AddEvent(s, d.deployment, *event));
+    }
+    return {};
+  });
+}
+
+Result<std::vector<DeliveryRow>> RegistryStore::ListDeliveries(std::string_view deployment,
+                                                               bool active_only) {
+  return SqlQueryAll<DeliveryRow>(
+      db_,
+      std::string(kDeliveryColumns) +
+          "WHERE (? = '' OR deployment = ?) AND (? = 0 OR final = 0) ORDER BY deployment, gateway",
+      {S(deployment), S(deployment), std::int64_t{active_only ? 1 : 0}}, DeliveryAt);
+}
+
+Result<DeliveryRow> RegistryStore::GetDelivery(std::string_view id) {
+  return SqlQueryOne<DeliveryRow>(db_, std::string(kDeliveryColumns) + "WHERE id = ?", {S(id)},
+                                  DeliveryAt, "no delivery " + std::string(id));
 }
 
 }  // namespace airlock::store

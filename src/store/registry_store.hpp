@@ -105,6 +105,27 @@ struct DeploymentRecord {
   std::vector<DeploymentEvent> history;  // oldest first; filled by GetDeployment only
 };
 
+// The states a deployment never leaves: cancelled (by a person), complete (every delivery
+// available), failed (every delivery over, and not all of them available).
+inline const std::set<std::string>& FinalDeploymentStates() {
+  static const std::set<std::string> states = {"cancelled", "complete", "failed"};
+  return states;
+}
+
+// One delivery of a deployment to one gateway (docs/delivery.md): the hub orchestrator's record,
+// kept as the JSON of delivery::Delivery (this store does not interpret it), with the columns the
+// queries need beside it.
+struct DeliveryRow {
+  std::string id;          // "dlv-…"
+  std::string deployment;  // "dep-…"
+  std::string gateway;
+  std::string state;   // the record's state, for listings
+  bool final = false;  // the record's state is final: the orchestrator is done with it
+  std::string record;  // delivery::Delivery::ToJson, compact
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+};
+
 struct GatewayRecord {
   std::string id;
   std::string name;
@@ -177,6 +198,22 @@ class RegistryStore {
                                                               std::string_view state,
                                                               const DeploymentEvent& event,
                                                               const std::set<std::string>& final);
+
+  // ---- deliveries ----
+  // Stores new deliveries (all of one deployment) and appends events to that deployment's
+  // history, in one transaction. kAlreadyExists when a delivery id, or a (deployment, gateway)
+  // pair, is taken.
+  [[nodiscard]] Status CreateDeliveries(const std::vector<DeliveryRow>& rows,
+                                        const std::vector<DeploymentEvent>& events);
+  // Replaces a delivery's state and record (its id, deployment and gateway never change) and
+  // appends event, if any, to its deployment's history. kNotFound for an unknown id.
+  [[nodiscard]] Status UpdateDelivery(const DeliveryRow& d,
+                                      const std::optional<DeploymentEvent>& event);
+  // The deliveries of deployment ("" for every deployment), by deployment and gateway; only the
+  // non-final ones when active_only.
+  [[nodiscard]] Result<std::vector<DeliveryRow>> ListDeliveries(std::string_view deployment,
+                                                                bool active_only);
+  [[nodiscard]] Result<DeliveryRow> GetDelivery(std::string_view id);
 
   // ---- gateways ----
   [[nodiscard]] Status AddRegistrationToken(std::string_view hash, std::string_view created_by,

@@ -128,6 +128,31 @@ TEST(DeploymentViews, ListShowSummaryAndStatus) {
                     "gw-b     pending\n"),
             std::string::npos)
       << s2;
+
+  // What the hub reports since its orchestrator: one delivery per gateway.
+  json with_deliveries = Deployment();
+  with_deliveries["state"] = "delivering";
+  with_deliveries["deliveries"] = json::parse(R"([
+    {"gateway":"gw-a","state":"downloading","wait":"reply","bytes_done":1572864,
+     "bytes_total":3145728,"attempt":1,"retries":0,"updated_at":"2026-11-30T12:02:00Z",
+     "last_error":null},
+    {"gateway":"gw-b","state":"offered","wait":"retry","bytes_done":0,"bytes_total":0,
+     "attempt":0,"retries":2,"updated_at":"2026-11-30T12:03:00Z",
+     "last_error":{"code":"timeout","message":"no answer to the offer within 15m"}}])");
+  std::string s3 = StatusView(with_deliveries, 5);
+  EXPECT_NE(s3.find("GATEWAY  STATE               PROGRESS                 ATTEMPT  RETRIES  "
+                    "UPDATED               LAST ERROR\n"
+                    "gw-a     downloading         1.5 MiB / 3.0 MiB (50%)  1        0        "
+                    "2026-11-30T12:02:00Z  -\n"
+                    "gw-b     offered (retrying)  -                        0        2        "
+                    "2026-11-30T12:03:00Z  timeout: no answer to the offer within 15m\n"),
+            std::string::npos)
+      << s3;
+  EXPECT_FALSE(DeploymentIsFinal(with_deliveries));
+  with_deliveries["state"] = "complete";
+  EXPECT_TRUE(DeploymentIsFinal(with_deliveries));
+  EXPECT_EQ(ByteProgress(0, 0), "-");
+  EXPECT_EQ(ByteProgress(512, 1024), "512 B / 1.0 KiB (50%)");
 }
 
 TEST(GatewaysView, ListsGatewaysOrSaysHowToRegisterOne) {

@@ -74,7 +74,18 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
     config.auth.enabled = auth_enabled_;
     config.auth.anonymous_pull = anonymous_pull_;
     config.root = root_path_;
-    auto hub = Hub::Open(config, &clock_);
+    Configure(config);
+    config_ = config;
+    StartHub();
+  }
+  void TearDown() override { StopHub(); }
+
+  // Suites adjust the configuration here (before the hub first starts).
+  virtual void Configure(HubConfig& /*config*/) {}
+
+  // Opens the hub on config_ and serves it (on a new port after a restart).
+  void StartHub() {
+    auto hub = Hub::Open(config_, &clock_);
     ASSERT_TRUE(hub) << hub.error().ToString();
     hub_ = std::move(*hub);
     ASSERT_TRUE(hub_->server().Bind());
@@ -82,13 +93,15 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
     client_ = std::make_unique<httplib::Client>("127.0.0.1", hub_->server().port());
     client_->set_read_timeout(30);
   }
-  void TearDown() override {
+  // Stops serving and closes the hub (its stores, its MQTT connection).
+  void StopHub() {
     if (hub_) {
       hub_->server().Stop();
     }
     if (serving_.joinable()) {
       serving_.join();
     }
+    hub_.reset();
   }
 
   httplib::Client& c() { return *client_; }
@@ -135,6 +148,7 @@ class HubFixture : public ::testing::TestWithParam<airlock::testing::MetadataBac
   std::filesystem::path root_path_;  // the hub's root document, if any
   ManualClock clock_;
   airlock::testing::TempDir dir_;
+  HubConfig config_;
   std::unique_ptr<Hub> hub_;
   std::thread serving_;
   std::unique_ptr<httplib::Client> client_;

@@ -134,6 +134,38 @@ TEST(HubConfig, KeysAreCheckedAndDefaultsApply) {
   ASSERT_TRUE(empty);
   EXPECT_EQ(empty->data, DefaultDataDirectory());
   EXPECT_EQ(empty->http.port, 7400);
+  EXPECT_EQ(empty->mqtt.broker, "");
+  EXPECT_EQ(empty->delivery.offer_timeout, std::chrono::minutes(15));
+}
+
+TEST(HubConfig, MqttAndDeliveryPolicy) {
+  auto c = ParseHubConfig(
+      "mqtt: {broker: 'tcp://127.0.0.1:1883', prefix: site-a/airlock/v1, username: hub, "
+      "password: pw}\n"
+      "delivery: {offer_timeout: 90s, url_ttl: 10m, url_refresh_margin: 1m, max_retries: 3, "
+      "jitter_ratio: 0.25}\n",
+      "hub.yaml");
+  ASSERT_TRUE(c) << c.error().ToString();
+  EXPECT_EQ(c->mqtt.broker, "tcp://127.0.0.1:1883");
+  EXPECT_EQ(c->mqtt.prefix, "site-a/airlock/v1");
+  EXPECT_EQ(c->mqtt.username, "hub");
+  EXPECT_EQ(c->delivery.offer_timeout, std::chrono::seconds(90));
+  EXPECT_EQ(c->delivery.url_ttl, std::chrono::minutes(10));
+  EXPECT_EQ(c->delivery.max_retries, 3u);
+  EXPECT_EQ(c->delivery.jitter_ratio, 0.25);
+  EXPECT_EQ(c->delivery.grant_timeout, std::chrono::seconds(60));  // the default
+  EXPECT_TRUE(DefaultMqttClientId().starts_with("airlock-hub-"));
+  auto typo = ParseHubConfig("delivery: {offer_timout: 1m}\n", "hub.yaml");
+  ASSERT_FALSE(typo);
+  EXPECT_EQ(typo.error().ToString(), "hub.yaml: delivery.offer_timout: unknown key");
+  // A margin not below the URL lifetime, a URL lifetime above what pre-signing allows, a
+  // duration that is not one.
+  EXPECT_FALSE(ParseHubConfig("delivery: {url_ttl: 5m, url_refresh_margin: 5m}\n", "hub.yaml"));
+  EXPECT_FALSE(ParseHubConfig("auth: {max_presign_ttl: 60}\ndelivery: {url_ttl: 2m, "
+                              "url_refresh_margin: 1m}\n",
+                              "hub.yaml"));
+  EXPECT_FALSE(ParseHubConfig("delivery: {offer_timeout: soon}\n", "hub.yaml"));
+  EXPECT_FALSE(ParseHubConfig("mqtt: {brokr: x}\n", "hub.yaml"));
 }
 
 }  // namespace
