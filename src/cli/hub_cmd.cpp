@@ -461,7 +461,7 @@ void AddStatus(CLI::App& app, Context& /*ctx*/, Action& action) {
             [&](const json& d, net::HubClient&) { return StatusView(d, a->last); });
       }
       // --watch: redraw (on a terminal) or append (elsewhere) until the deployment is final.
-      return Run([&]() -> Status {
+      return RunCommand([&]() -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
         bool terminal = ::isatty(STDOUT_FILENO) != 0;
         while (true) {
