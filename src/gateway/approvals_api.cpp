@@ -1,8 +1,11 @@
 #include "gateway/approvals_api.hpp"
 
+#include <cctype>
+
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include "core/fs.hpp"
 #include "delivery/protocol.hpp"
 #include "net/http_server.hpp"
 
@@ -97,6 +100,7 @@ json ApprovalView(const DeliveryRecord& r, const ApprovalsContext& context, bool
             {"model", r.model},
             {"version", r.version},
             {"hub", context.hub_url},
+            {"source", r.source.empty() ? "hub" : r.source},
             {"state", ApprovalState(r)},
             {"delivery", DeliveryPhaseName(r.phase)},
             {"size", r.bytes_total},
@@ -198,6 +202,68 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
                }
                res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
              });
+  // The body goes to a file under imports_dir, read from the socket as it comes (bundles are as
+  // large as packages), after the token was checked and before anything is verified.
+  server.Post("/api/v1/imports", [ctx, authorize](const httplib::Request& req,
+                                                  httplib::Response& res,
+                                                  const httplib::ContentReader& content) {
+    auto who = authorize(req, res);
+    if (!who) {
+      return;
+    }
+    if (!req.has_header("Content-Length") || req.is_multipart_form_data()) {
+      return net::SendError(res, 411, "INVALID_REQUEST", "length required",
+                            "send the bundle as the body, with a Content-Length");
+    }
+    std::string name = req.has_param("name") ? req.get_param_value("name") : "bundle.tar";
+    bool plain = !name.empty() && name.size() <= 128 && name != "." && name != "..";
+    for (char c : name) {
+      plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+                        c == '-');
+    }
+    if (!plain) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                            "name must be a file name of letters, digits, '.', '_' and '-'");
+    }
+    Status made = MakeDirectories(ctx->imports_dir);
+    auto staging = made ? TempDirectory::Create(ctx->imports_dir / ".upload-XXXXXX")
+                        : Result<TempDirectory>(Fail(made.error()));
+    if (!staging) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", staging.error().message());
+    }
+    std::filesystem::path file = staging->path() / name;
+    auto out = AtomicFile::Create(file, 0600);
+    if (!out) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", out.error().message());
+    }
+    Status written;
+    bool read = content([&](const char* data, std::size_t length) {
+      written = out->Write(std::string_view(data, length));
+      return static_cast<bool>(written);
+    });
+    if (!written) {
+      return net::SendError(res, 507, "UNKNOWN", "insufficient storage",
+                            "the gateway could not keep the upload: " + written.error().message());
+    }
+    if (!read) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                            "the upload ended before its Content-Length");
+    }
+    if (Status committed = out->Commit(); !committed) {
+      return net::SendError(res, 507, "UNKNOWN", "insufficient storage",
+                            committed.error().message());
+    }
+    auto r = ctx->service->ImportBundle(file, *who);
+    if (!r) {
+      ErrorCode code = r.error().code();
+      int status = code == ErrorCode::kUnavailable ? 507
+                   : code == ErrorCode::kIo || code == ErrorCode::kInternal ? 500
+                                                                            : 422;
+      return net::SendError(res, status, status == 422 ? "DENIED" : "UNKNOWN",
+                            "the bundle was not imported", r.error().ToString());
+    }
+    res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
+  });
   server.Post(R"(/api/v1/approvals/([A-Za-z0-9._-]{1,80})/(approve|reject))",
               [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
                 auto who = authorize(req, res);

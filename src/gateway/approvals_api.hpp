@@ -8,6 +8,9 @@
 //   POST /api/v1/approvals/ID/approve      {"comment": "…"} (optional)
 //   POST /api/v1/approvals/ID/reject       {"comment": "…"}; a held offer is rejected to the hub
 //                                          with reason "operator"
+//   POST /api/v1/imports?name=FILE         the body is a bundle (airlock bundle export); verified
+//                                          and loaded as DeliveryService::ImportBundle says, then
+//                                          answered like GET /api/v1/approvals/ID
 //
 // Every route needs `Authorization: Bearer alkop_…`, an operator token made by
 // `airlock-gateway token create` (stored hashed in gateway.db): 401 without or with an unknown
@@ -15,6 +18,7 @@
 //
 // Thread-safe (httplib's pool calls it); everything it is given must outlive the server.
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -35,6 +39,7 @@ struct ApprovalsContext {
   GatewayCache* cache = nullptr;
   const trust::Root* root = nullptr;
   std::string hub_url;
+  std::filesystem::path imports_dir;  // where uploaded bundles are kept while they are imported
 };
 
 // What an operator sees of one delivery (the API's and the CLI's JSON).

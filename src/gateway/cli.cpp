@@ -1,5 +1,9 @@
 #include "gateway/cli.hpp"
 
+#include <unistd.h>
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <CLI/CLI.hpp>
 #include <condition_variable>
 #include <cstdio>
@@ -135,7 +139,11 @@ void PrintApproval(const nlohmann::json& a) {
   std::printf("id:          %s\n", s("id").c_str());
   std::printf("state:       %s (delivery %s)\n", s("state").c_str(), s("delivery").c_str());
   std::printf("model:       %s %s\n", s("model").c_str(), s("version").c_str());
-  std::printf("from:        hub %s, deployment %s\n", s("hub").c_str(), s("deployment").c_str());
+  if (s("source") == "hub" || s("source") == "-") {
+    std::printf("from:        hub %s, deployment %s\n", s("hub").c_str(), s("deployment").c_str());
+  } else {
+    std::printf("from:        %s, deployment %s\n", s("source").c_str(), s("deployment").c_str());
+  }
   std::printf("size:        %s (%s)\n", Mib(a.value("size", std::uint64_t{0})).c_str(),
               a.value("platforms", nlohmann::json::array()).dump().c_str());
   if (a.contains("release_counter")) {
@@ -203,6 +211,69 @@ int Approvals(const std::string& gateway, const std::string& token_file, const s
     return kExitOk;
   }
   PrintApproval(j);
+  return kExitOk;
+}
+
+// airlock-gateway import: streams a bundle to the running gateway, which verifies and loads it.
+int Import(const std::string& gateway, const std::string& token_file, const std::string& bundle,
+           bool as_json) {
+  auto token = OperatorToken(token_file);
+  if (!token) {
+    return Report(token.error());
+  }
+  auto fd = OpenForRead(bundle);
+  if (!fd) {
+    return Report(fd.error());
+  }
+  std::error_code ec;
+  std::uint64_t size = std::filesystem::file_size(bundle, ec);
+  if (ec) {
+    return Report(Error(ErrorCode::kIo, "cannot read the size of " + bundle + ": " + ec.message()));
+  }
+  httplib::Client client(gateway);
+  client.set_connection_timeout(10);
+  client.set_write_timeout(300);
+  client.set_read_timeout(3600);  // the gateway verifies every byte before it answers
+  httplib::Headers headers = {{"Authorization", "Bearer " + *token}};
+  std::string name = std::filesystem::path(bundle).filename().string();
+  std::string query;
+  for (char c : name) {
+    query += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
+  }
+  int file = fd->get();
+  httplib::Result r = client.Post(
+      "/api/v1/imports?name=" + query, headers, static_cast<std::size_t>(size),
+      [file](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+        std::string buffer(std::min<std::size_t>(length, 1 << 20), '\0');
+        ssize_t n = ::pread(file, buffer.data(), buffer.size(), static_cast<off_t>(offset));
+        if (n <= 0) {
+          return false;
+        }
+        return sink.write(buffer.data(), static_cast<std::size_t>(n));
+      },
+      "application/x-tar");
+  if (!r) {
+    return Report(Error(ErrorCode::kUnavailable, "cannot reach the gateway at " + gateway + ": " +
+                                                     httplib::to_string(r.error())));
+  }
+  if (r->status != 200) {
+    std::fprintf(stderr, "airlock-gateway: error: the gateway did not import %s (HTTP %d): %s\n",
+                 bundle.c_str(), r->status, ErrorDetail(r->body).c_str());
+    return r->status == 422 ? kExitVerification : kExitFailure;
+  }
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (as_json || j.is_discarded()) {
+    std::printf("%s\n", r->body.c_str());
+    return kExitOk;
+  }
+  std::printf("imported %s %s for deployment %s: verified against the site's root, %s\n",
+              j.value("model", "").c_str(), j.value("version", "").c_str(),
+              j.value("deployment", "").c_str(), Mib(j.value("size", std::uint64_t{0})).c_str());
+  PrintApproval(j);
+  if (j.value("state", "") == "awaiting-approval") {
+    std::printf("approve the rollout with: airlock-gateway approvals approve %s\n",
+                j.value("id", "").c_str());
+  }
   return kExitOk;
 }
 
@@ -313,6 +384,18 @@ int Main(int argc, char** argv) {
     }
   }
 
+  std::string bundle;
+  auto* import_cmd = app.add_subcommand(
+      "import",
+      "Load a bundle (airlock bundle export) into the running gateway: verified like a network "
+      "delivery, then waiting for the operator's approval");
+  import_cmd->add_option("bundle", bundle, "the bundle (.tar)")->required();
+  import_cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+  import_cmd->add_option("--token-file", token_file,
+                         "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
+      ->capture_default_str();
+  import_cmd->add_flag("--json", as_json, "print the API's JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -327,6 +410,10 @@ int Main(int argc, char** argv) {
       SetupLogging("warn");
       return Approvals(gateway_url, token_file, cmd->get_name(), approval_id, comment, as_json);
     }
+  }
+  if (import_cmd->parsed()) {
+    SetupLogging("warn");
+    return Import(gateway_url, token_file, bundle, as_json);
   }
   if (token_create->parsed()) {
     SetupLogging("warn");

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/digest.hpp"
+#include "gateway/layout_import.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -279,6 +280,185 @@ void DeliveryService::SendStatus(const DeliveryRecord& r, GatewayState state,
 
 // ---- offer ----
 
+void DeliveryService::InheritDecision(DeliveryRecord& r) {
+  auto records = store_.List();
+  if (!records) {
+    return;
+  }
+  for (const DeliveryRecord& other : *records) {
+    bool decided = other.approval == Approval::kRolloutApproved ||
+                   (other.approval == Approval::kRejected && other.phase == DeliveryPhase::kAvailable);
+    if (other.id != r.id && other.deployment == r.deployment && other.version == r.version &&
+        other.model == r.model && other.phase == DeliveryPhase::kAvailable && decided) {
+      r.approval = other.approval;
+      r.decided_by = other.decided_by;
+      r.decided_at = other.decided_at;
+      r.comment = other.comment;
+      r.source = other.source;
+      return;
+    }
+  }
+}
+
+Result<DeliveryRecord> DeliveryService::ImportBundle(const std::filesystem::path& bundle,
+                                                     const std::string& by) {
+  std::lock_guard lock(mu_);
+  TimePoint now = clock_.Now();
+  AIRLOCK_ASSIGN_OR_RETURN(auto files, LayoutFiles::Open(bundle));
+  auto manifest_text = files->Read(delivery::kBundleManifestFile, 64 << 10);
+  if (!manifest_text) {
+    return Fail(manifest_text.error().code() == ErrorCode::kNotFound
+                    ? Error(ErrorCode::kInvalidArgument,
+                            bundle.string() + " is not an Airlock bundle (it has no " +
+                                delivery::kBundleManifestFile +
+                                "); make one with airlock bundle export")
+                    : std::move(manifest_text.error()));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json manifest_json, delivery::ParsePayload(*manifest_text));
+  AIRLOCK_ASSIGN_OR_RETURN(delivery::BundleManifest m,
+                           delivery::BundleManifest::FromJson(manifest_json));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      PackageSpec spec,
+      ReadLayoutPackage(*files, {"", m.index_digest}, PackageRef{m.repository, m.version}));
+
+  // The release: exactly the checks of an offer.
+  if (spec.release.empty()) {
+    return Fail(ErrorCode::kVerification, "the bundle carries no signed release for " + m.model +
+                                              " " + m.version);
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument doc, trust::SignedDocument::Parse(spec.release));
+  AIRLOCK_ASSIGN_OR_RETURN(trust::Release body, trust::Release::FromJson(doc.body()));
+  if (body.expires <= now) {
+    return Fail(ErrorCode::kVerification, "the release of " + m.model + " " + m.version +
+                                              " expired at " + FormatRfc3339(body.expires));
+  }
+  auto release = trust::VerifyRelease(doc, root_, now, 0);
+  if (!release) {
+    return Fail(ErrorCode::kVerification,
+                "the release does not verify against this gateway's root: " +
+                    release.error().message());
+  }
+  if (release->model != m.model || release->version != m.version ||
+      release->index_digest != m.index_digest) {
+    return Fail(ErrorCode::kVerification,
+                "the bundle's package (" + m.model + " " + m.version + ", index " +
+                    m.index_digest.ToString() + ") is not the one its release signs (" +
+                    release->model + " " + release->version + ", index " +
+                    release->index_digest.ToString() + ")");
+  }
+
+  DeliveryRecord r;
+  // One id per deployment and package, so that importing the same bundle twice is one import.
+  r.id = "dlv-" + Sha256Of(m.deployment_id + "\n" + m.index_digest.ToString()).hex().substr(0, 32);
+  if (auto existing = store_.Get(r.id); existing && existing->phase == DeliveryPhase::kAvailable) {
+    spdlog::info("import {}: {} {} was imported already", r.id, m.model, m.version);
+    return *existing;
+  }
+  std::uint64_t bundle_size = 0;
+  std::error_code ec;
+  bundle_size = std::filesystem::file_size(bundle, ec);
+  std::uint64_t needed = 0;
+  if (auto refusal = CheckSite(
+          m.model, release->platforms,
+          [&](const std::vector<std::string>&) { return bundle_size; }, r.platforms, needed)) {
+    return Fail(refusal->reason == RejectReason::kInsufficientSpace ? ErrorCode::kUnavailable
+                                                                     : ErrorCode::kInvalidArgument,
+                std::string("this site refuses it (") + delivery::RejectReasonName(refusal->reason) +
+                    "): " + refusal->message);
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t copied, LoadLayoutPackage(cache_, *files, spec));
+  AIRLOCK_RETURN_IF_ERROR(cache_.Pin(r.id, spec.ref));
+
+  // The record a network delivery ends with; the "offer" is the bundle's, so that the approval
+  // shows the release's signers as for any delivery.
+  delivery::DeliveryOffer as_offer;
+  as_offer.envelope = NewEnvelope();
+  as_offer.delivery_id = r.id;
+  as_offer.deployment_id = m.deployment_id;
+  as_offer.model = m.model;
+  as_offer.version = m.version;
+  as_offer.release = doc;
+  as_offer.total_size = bundle_size;
+  as_offer.expires = m.exported_at;
+  r.deployment = m.deployment_id;
+  r.model = m.model;
+  r.version = m.version;
+  r.offer = as_offer.ToJson();
+  r.phase = DeliveryPhase::kAvailable;
+  r.repository = m.repository;
+  r.source = "bundle " + bundle.filename().string() + ", exported from " + m.exported_from +
+             " at " + FormatRfc3339(m.exported_at);
+  auto packages = cache_.ListPackages();
+  if (packages) {
+    for (const CachedPackage& p : *packages) {
+      if (p.ref.repository == spec.ref.repository && p.ref.tag == spec.ref.tag) {
+        r.bytes_done = r.bytes_total = p.bytes;
+      }
+    }
+  }
+  r.approval = options_.policy.rollout_approval == RolloutApproval::kAuto
+                   ? Approval::kRolloutApproved
+                   : Approval::kRolloutPending;
+  if (r.approval == Approval::kRolloutApproved) {
+    r.decided_by = "policy";
+    r.decided_at = now;
+  }
+  r.created_at = now;
+  r.updated_at = now;
+  AIRLOCK_RETURN_IF_ERROR(store_.Put(r));
+  spdlog::info("import {}: {} {} for deployment {} from {} ({} bytes copied){}", r.id, r.model,
+               r.version, r.deployment, bundle.string(), copied,
+               by.empty() ? "" : ", by " + by);
+  return r;
+}
+
+std::optional<DeliveryService::Refusal> DeliveryService::CheckSite(
+    const std::string& model, const std::vector<std::string>& offered,
+    const std::function<std::uint64_t(const std::vector<std::string>&)>& needed_for,
+    std::vector<std::string>& platforms, std::uint64_t& needed) {
+  const SitePolicy& policy = options_.policy;
+  if (!policy.allowed_models.empty() &&
+      std::find(policy.allowed_models.begin(), policy.allowed_models.end(), model) ==
+          policy.allowed_models.end()) {
+    return Refusal{RejectReason::kModelNotAllowed, "this site does not take the model " + model};
+  }
+  platforms.clear();
+  for (const std::string& p : offered) {
+    bool wanted = policy.platforms.empty();
+    for (const std::string& w : policy.platforms) {
+      wanted = wanted || PlatformMatches(w, p);
+    }
+    if (wanted && platforms.size() < delivery::kMaxPlatforms) {
+      platforms.push_back(p);
+    }
+  }
+  if (platforms.empty()) {
+    std::string want;
+    for (const std::string& w : policy.platforms) {
+      want += (want.empty() ? "" : ", ") + w;
+    }
+    return Refusal{RejectReason::kUnsupportedPlatform,
+                   "this site needs " + want + "; the package has none of them"};
+  }
+  needed = needed_for(platforms);
+  if (policy.max_package_bytes > 0 && needed > policy.max_package_bytes) {
+    return Refusal{RejectReason::kTooLarge, "needs " + Mb(needed) + "; this site takes at most " +
+                                                Mb(policy.max_package_bytes) + " per package"};
+  }
+  if (Status room = cache_.CheckRoomFor(needed); !room) {
+    return Refusal{RejectReason::kInsufficientSpace,
+                   "needs " + Mb(needed) + ": " + room.error().message()};
+  }
+  if (auto free = FreeDiskBytes(options_.data_dir);
+      free && (*free < options_.reserve_bytes || *free - options_.reserve_bytes < needed)) {
+    return Refusal{RejectReason::kInsufficientSpace,
+                   "needs " + Mb(needed) + " in " + options_.data_dir.string() + ", " +
+                       Mb(*free > options_.reserve_bytes ? *free - options_.reserve_bytes : 0) +
+                       " free after the reserve of " + Mb(options_.reserve_bytes)};
+  }
+  return std::nullopt;
+}
+
 void DeliveryService::HandleOffer(const delivery::DeliveryOffer& offer) {
   std::lock_guard lock(mu_);
   TimePoint now = clock_.Now();
@@ -376,6 +556,7 @@ void DeliveryService::HandleOffer(const delivery::DeliveryOffer& offer) {
           r.decided_by = "policy";
           r.decided_at = now;
         }
+        InheritDecision(r);
         if (store_.Put(r)) {
           SendStatus(r, GatewayState::kAvailable);
         }
@@ -384,66 +565,29 @@ void DeliveryService::HandleOffer(const delivery::DeliveryOffer& offer) {
     }
   }
 
-  // Site policy.
-  const SitePolicy& policy = options_.policy;
-  if (!policy.allowed_models.empty() &&
-      std::find(policy.allowed_models.begin(), policy.allowed_models.end(), r.model) ==
-          policy.allowed_models.end()) {
-    return reject(RejectReason::kModelNotAllowed,
-                  "this site does not take the model " + r.model);
-  }
   std::vector<std::string> offered = release->platforms;
   for (const auto& ps : offer.platform_sizes) {
     if (std::find(offered.begin(), offered.end(), ps.platform) == offered.end()) {
       offered.push_back(ps.platform);
     }
   }
-  for (const std::string& p : offered) {
-    bool wanted = policy.platforms.empty();
-    for (const std::string& w : policy.platforms) {
-      wanted = wanted || PlatformMatches(w, p);
+  auto needed_for = [&](const std::vector<std::string>& platforms) {
+    std::uint64_t sum = 0;
+    for (const std::string& p : platforms) {
+      auto it = std::find_if(offer.platform_sizes.begin(), offer.platform_sizes.end(),
+                             [&](const delivery::PlatformSize& ps) { return ps.platform == p; });
+      if (it == offer.platform_sizes.end()) {
+        return offer.total_size;  // not sized: the whole package is the bound
+      }
+      sum += it->size;
     }
-    if (wanted && r.platforms.size() < delivery::kMaxPlatforms) {
-      r.platforms.push_back(p);
-    }
-  }
-  if (r.platforms.empty()) {
-    std::string want;
-    for (const std::string& w : policy.platforms) {
-      want += (want.empty() ? "" : ", ") + w;
-    }
-    return reject(RejectReason::kUnsupportedPlatform,
-                  "this site needs " + want + "; the package has none of them");
-  }
+    return std::min(sum, offer.total_size);
+  };
   std::uint64_t needed = 0;
-  bool all_sized = true;
-  for (const std::string& p : r.platforms) {
-    auto it = std::find_if(offer.platform_sizes.begin(), offer.platform_sizes.end(),
-                           [&](const delivery::PlatformSize& s) { return s.platform == p; });
-    if (it == offer.platform_sizes.end()) {
-      all_sized = false;
-    } else {
-      needed += it->size;
-    }
+  if (auto refusal = CheckSite(r.model, offered, needed_for, r.platforms, needed)) {
+    return reject(refusal->reason, std::move(refusal->message));
   }
-  if (!all_sized || needed > offer.total_size) {
-    needed = offer.total_size;
-  }
-  if (policy.max_package_bytes > 0 && needed > policy.max_package_bytes) {
-    return reject(RejectReason::kTooLarge, "needs " + Mb(needed) + "; this site takes at most " +
-                                               Mb(policy.max_package_bytes) + " per package");
-  }
-  if (Status room = cache_.CheckRoomFor(needed); !room) {
-    return reject(RejectReason::kInsufficientSpace,
-                  "needs " + Mb(needed) + ": " + room.error().message());
-  }
-  if (auto free = FreeDiskBytes(options_.data_dir);
-      free && (*free < options_.reserve_bytes || *free - options_.reserve_bytes < needed)) {
-    return reject(RejectReason::kInsufficientSpace,
-                  "needs " + Mb(needed) + " in " + options_.data_dir.string() + ", " +
-                      Mb(*free > options_.reserve_bytes ? *free - options_.reserve_bytes : 0) +
-                      " free after the reserve of " + Mb(options_.reserve_bytes));
-  }
+  const SitePolicy& policy = options_.policy;
   r.bytes_total = needed;
   if (policy.offers == OfferMode::kOperator) {
     r.phase = DeliveryPhase::kHeld;

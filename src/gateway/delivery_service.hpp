@@ -82,6 +82,18 @@ class DeliveryService {
   [[nodiscard]] Result<DeliveryRecord> Decide(const std::string& id, bool approve,
                                               const std::string& by, const std::string& comment);
 
+  // The air-gapped import (docs/air-gapped.md): reads the bundle `airlock bundle export` wrote,
+  // verifies it as an offer and a download are verified (the release against the pinned root,
+  // its expiry, the index against the release, the site policy and room, every blob against its
+  // digest), loads it into the cache and records it as an available delivery of the bundle's
+  // deployment, waiting for the operator's rollout approval unless the policy says auto. When
+  // the hub later offers that deployment, the gateway answers available without downloading,
+  // and the operator's decision carries over. Importing the same bundle again returns the
+  // record. kVerification when the release does not verify; kInvalidArgument for what is not a
+  // bundle or what the site policy refuses; kCorrupt for bytes that do not match.
+  [[nodiscard]] Result<DeliveryRecord> ImportBundle(const std::filesystem::path& bundle,
+                                                    const std::string& by);
+
   // Messages handled so far (for tests and the status page).
   std::uint64_t handled() const { return handled_.load(); }
 
@@ -111,8 +123,23 @@ class DeliveryService {
   void Publish(delivery::TopicKind kind, const std::string& id, const nlohmann::json& body);
   delivery::Envelope NewEnvelope();
 
-  // The bytes the offer needs for the wanted platforms, and whether there is room (the message
-  // for a reject otherwise).
+  struct Refusal {
+    delivery::RejectReason reason;
+    std::string message;
+  };
+  // The site's say on a package of model offered for these platforms: the platforms it wants
+  // (into platforms), the bytes they take (needed_for(platforms), into needed), and a refusal
+  // when the policy (model, platforms, size) or the room (cache limit, free disk after the
+  // reserve) does not allow it. Shared by offers and imports.
+  std::optional<Refusal> CheckSite(
+      const std::string& model, const std::vector<std::string>& offered,
+      const std::function<std::uint64_t(const std::vector<std::string>&)>& needed_for,
+      std::vector<std::string>& platforms, std::uint64_t& needed);
+
+  // Copies an earlier decision on the same deployment and package (an import's) into r, so that
+  // the operator is not asked twice.
+  void InheritDecision(DeliveryRecord& r);
+
   std::uint64_t FreeBytes();
 
   void StartJob(const std::string& id, std::uint32_t attempt);

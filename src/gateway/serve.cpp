@@ -184,7 +184,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                              .service = svc,
                              .cache = cache->get(),
                              .root = &*root,
-                             .hub_url = config.hub_url};
+                             .hub_url = config.hub_url,
+                             .imports_dir = config.data / "imports"};
   auto registry = DeviceRegistry::Start(
       **cache, registry_options, {},
       [&approvals](httplib::Server& s) { InstallApprovalsApi(s, approvals); });

@@ -111,6 +111,7 @@ json DeliveryRecord::ToJson() const {
               {"attempt", attempt},
               {"grant", grant},
               {"repository", repository},
+              {"source", source},
               {"bytes_done", bytes_done},
               {"bytes_total", bytes_total},
               {"approval", ApprovalName(approval)},
@@ -143,6 +144,7 @@ Result<DeliveryRecord> DeliveryRecord::FromJson(const json& j) {
     r.attempt = j.at("attempt").get<std::uint32_t>();
     r.grant = j.at("grant");
     r.repository = j.at("repository").get<std::string>();
+    r.source = j.value("source", "");  // records written before imports existed have none
     r.bytes_done = j.at("bytes_done").get<std::uint64_t>();
     r.bytes_total = j.at("bytes_total").get<std::uint64_t>();
     r.decided_by = j.at("decided_by").get<std::string>();

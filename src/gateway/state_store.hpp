@@ -65,6 +65,9 @@ struct DeliveryRecord {
   std::uint32_t attempt = 0;           // the grant worked from (0: none yet)
   nlohmann::json grant;                // that grant (DeliveryGrant::ToJson), null before one
   std::string repository;              // in the cache, once known (from the grant's URLs)
+  // Where it came from: "" for the hub (over MQTT), else "bundle FILE, exported from URL at T"
+  // for an air-gapped import.
+  std::string source;
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   Approval approval = Approval::kNone;
