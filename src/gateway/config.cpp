@@ -90,7 +90,7 @@ root: /etc/airlock/root.json  # the pinned root: releases must verify against it
 data: /var/lib/airlock-gateway  # state (gateway.db, credential) and the cache (data/cache)
 mqtt:
   broker: tcp://127.0.0.1:1883  # the broker the hub and its gateways share
-  topic_prefix: airlock/v1
+  prefix: airlock/v1          # the topics' prefix, as on the hub
   client_id: ""               # default airlock-gw-<name>; persistent session, QoS 1
 http:
   address: 127.0.0.1          # the device registry (/v2/) and the operator API (/api/v1/)
@@ -148,9 +148,9 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     }
   }
   if (const json* mqtt = Section(top, "mqtt")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*mqtt, "mqtt", {"broker", "topic_prefix", "client_id"})));
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*mqtt, "mqtt", {"broker", "prefix", "client_id"})));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "broker", c.mqtt_broker)));
-    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "topic_prefix", c.mqtt_prefix)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "prefix", c.mqtt_prefix)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "client_id", c.mqtt_client_id, true)));
   }
   if (const json* http = Section(top, "http")) {
@@ -198,7 +198,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     return bad("name", "must be 1-48 of A-Za-z0-9._- (not . or ..)");
   }
   if (!delivery::Topics::Create(c.mqtt_prefix)) {
-    return bad("mqtt.topic_prefix", "must be 1-8 levels of A-Za-z0-9._-");
+    return bad("mqtt.prefix", "must be 1-8 levels of A-Za-z0-9._-");
   }
   if (!c.hub_url.starts_with("http://") && !c.hub_url.starts_with("https://")) {
     return bad("hub.url", "must start with http:// or https://");

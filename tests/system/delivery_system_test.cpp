@@ -1,0 +1,357 @@
+// Cloud → factory delivery with every part real: a Mosquitto broker, `airlock-hub serve --mqtt`
+// and `airlock-gateway serve` as processes, driven through the `airlock` and `airlock-gateway`
+// commands as their users would. A package is pushed, signed, promoted and deployed; the hub
+// offers it, the gateway verifies and downloads it, the operator approves it, and a device pulls
+// it from the gateway. Then the same with the hub, the broker or the link down between steps,
+// and the air-gapped path (bundle export, import, and the hub learning of it later).
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "support/daemon.hpp"
+#include "support/mosquitto.hpp"
+#include "support/test_support.hpp"
+
+namespace airlock::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr auto kLong = 90s;
+
+fs::path Bin(const std::string& name) { return AirlockBinary().parent_path() / name; }
+
+// Keys, the root and the signed package, made once for the suite.
+struct World {
+  TempDir dir;
+  fs::path root() const { return dir / "root.json"; }
+  fs::path key(const std::string& name) const { return dir / "keys" / (name + ".key"); }
+  fs::path package() const { return dir / "vib-1.0.0.tar"; }
+};
+World* g_world = nullptr;
+
+// A daemon whose log says "serving on http://127.0.0.1:PORT"; its port, once it does.
+int StartServing(pid_t& pid, const std::vector<std::string>& argv, const fs::path& log) {
+  pid = SpawnDaemon(argv, log);
+  std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
+  int port = 0;
+  bool up = WaitUntilServing(
+      pid,
+      [&] {
+        std::smatch m;
+        std::string text = ReadAll(log);
+        if (std::regex_search(text, m, serving)) {
+          port = std::stoi(m[1]);
+          return true;
+        }
+        return false;
+      },
+      60s);
+  EXPECT_TRUE(up) << ReadAll(log);
+  return up ? port : 0;
+}
+
+class DeliverySystem : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_world = new World();
+    const World& w = *g_world;
+    for (const char* k : {"root", "publisher", "manager"}) {
+      CommandResult made = RunAirlock({"keygen", (w.dir / "keys" / k).string()});
+      ASSERT_EQ(made.exit_code, 0) << made.err;
+    }
+    CommandResult root = RunAirlock(
+        {"root", "init", "--root-key", w.key("root").string(), "--publisher",
+         (w.dir / "keys" / "publisher.pub").string(), "--release-manager",
+         (w.dir / "keys" / "manager.pub").string(), "-o", w.root().string()});
+    ASSERT_EQ(root.exit_code, 0) << root.err;
+    fs::path yaml = SourceDir() / "examples" / "vibration-anomaly" / "airlock.yaml";
+    CommandResult packed = RunAirlock({"pack", "-f", yaml.string(), "-o", w.package().string()});
+    ASSERT_EQ(packed.exit_code, 0) << packed.err;
+    CommandResult signed_ = RunAirlock(
+        {"sign", "-k", w.key("publisher").string(), "--counter", "1", w.package().string()});
+    ASSERT_EQ(signed_.exit_code, 0) << signed_.err;
+  }
+  static void TearDownTestSuite() {
+    delete g_world;
+    g_world = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(g_world, nullptr);
+    broker_ = std::make_unique<MosquittoBroker>();
+    for (const char* role : {"viewer", "publisher", "release-manager", "admin"}) {
+      CommandResult made =
+          RunCommand({Bin("airlock-hub").string(), "token", "create", "--name",
+                      std::string(role) + "-1", "--role", role, "--data", (dir_ / "hub").string()});
+      ASSERT_EQ(made.exit_code, 0) << made.err;
+      tokens_[role] = made.out.substr(0, made.out.find('\n'));
+    }
+    // Short timeouts, so that what a restart loses is offered and granted again within seconds.
+    WriteAll(dir_ / "hub.yaml",
+             "delivery:\n"
+             "  offer_timeout: 3s\n"
+             "  grant_timeout: 3s\n"
+             "  start_timeout: 5s\n"
+             "  progress_timeout: 10s\n"
+             "  backoff_initial: 1s\n"
+             "  backoff_max: 2s\n"
+             "  max_retries: 100\n");
+    StartHub();
+    ASSERT_EQ(As("publisher", {"-q", "push", g_world->package().string(),
+                               "127.0.0.1:" + std::to_string(hub_port_) +
+                                   "/models/vibration-anomaly"})
+                  .exit_code,
+              0);
+    CommandResult promoted =
+        As("release-manager", {"promote", "vibration-anomaly", "1.0.0", "--channel", "production",
+                               "-k", g_world->key("manager").string()});
+    ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
+  }
+  void TearDown() override {
+    for (auto& [name, pid] : gateways_) {
+      StopDaemon(pid);
+    }
+    StopDaemon(hub_);
+  }
+
+  void StartHub() {
+    // The same port after a restart: the gateways know the hub by its URL.
+    std::vector<std::string> argv = {Bin("airlock-hub").string(), "serve", "--config",
+                                     (dir_ / "hub.yaml").string(), "--data",
+                                     (dir_ / "hub").string(), "--root",
+                                     g_world->root().string(), "--mqtt", broker_->url(),
+                                     "--port", std::to_string(hub_port_), "--log-level", "info"};
+    hub_port_ = StartServing(hub_, argv, dir_ / ("hub-" + std::to_string(++hub_starts_) + ".log"));
+    ASSERT_GT(hub_port_, 0);
+  }
+  std::string hub_url() const { return "http://127.0.0.1:" + std::to_string(hub_port_); }
+
+  // The airlock binary with a token of role and the hub in AIRLOCK_HUB.
+  CommandResult As(const std::string& role, std::vector<std::string> args) const {
+    std::vector<std::string> argv = {"env", "AIRLOCK_CONFIG_DIR=" + (dir_ / "config").string(),
+                                     "AIRLOCK_HUB=" + hub_url(),
+                                     "AIRLOCK_REGISTRY_TOKEN=" + tokens_.at(role),
+                                     AirlockBinary().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunCommand(argv, dir_.path(), 120);
+  }
+
+  // Writes gateway name's configuration; broker_url "" means the test's broker.
+  fs::path GatewayConfig(const std::string& name, const std::string& broker_url = "") {
+    fs::path config = dir_ / (name + ".yaml");
+    CommandResult token = As("admin", {"gateways", "token", "--json"});
+    EXPECT_EQ(token.exit_code, 0) << token.err;
+    WriteAll(config, "name: " + name +
+                         "\n"
+                         "hub:\n"
+                         "  url: " + hub_url() + "\n" +
+                         "  register_token: " + json::parse(token.out)["token"].get<std::string>() +
+                         "\n"
+                         "root: " + g_world->root().string() + "\n" +
+                         "data: " + (dir_ / name).string() + "\n" +
+                         "mqtt:\n"
+                         "  broker: " + (broker_url.empty() ? broker_->url() : broker_url) + "\n" +
+                         "http:\n"
+                         "  port: 0\n"
+                         "cache:\n"
+                         "  reserve_bytes: 0\n");
+    return config;
+  }
+  void StartGateway(const std::string& name, const fs::path& config) {
+    int port = StartServing(
+        gateways_[name], {Bin("airlock-gateway").string(), "serve", "--config", config.string()},
+        dir_ / (name + "-" + std::to_string(++gateway_starts_) + ".log"));
+    ASSERT_GT(port, 0);
+    gateway_ports_[name] = port;
+  }
+  void StopGateway(const std::string& name) { StopDaemon(gateways_[name]); }
+  std::string GatewayLogs() const {
+    std::string out;
+    for (const auto& e : fs::directory_iterator(dir_.path())) {
+      if (e.path().extension() == ".log") {
+        out += "---- " + e.path().filename().string() + "\n" + ReadAll(e.path());
+      }
+    }
+    return out;
+  }
+
+  // The operator's command against gateway name (a token made for it first).
+  CommandResult Operator(const std::string& name, std::vector<std::string> args) {
+    if (!operator_tokens_.contains(name)) {
+      CommandResult made =
+          RunCommand({Bin("airlock-gateway").string(), "token", "create", "--name", "operator",
+                      "--config", (dir_ / (name + ".yaml")).string()});
+      EXPECT_EQ(made.exit_code, 0) << made.err;
+      operator_tokens_[name] = made.out.substr(0, made.out.find('\n'));
+    }
+    std::vector<std::string> argv = {"env", "AIRLOCK_GATEWAY_TOKEN=" + operator_tokens_[name],
+                                     Bin("airlock-gateway").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back("--gateway");
+    argv.push_back("http://127.0.0.1:" + std::to_string(gateway_ports_[name]));
+    return RunCommand(argv, dir_.path(), 120);
+  }
+
+  std::string Deploy(const std::string& gateway) {
+    CommandResult deployed = As("release-manager", {"deploy", "vibration-anomaly", "--channel",
+                                                    "production", "--gateway", gateway, "--json"});
+    EXPECT_EQ(deployed.exit_code, 0) << deployed.err;
+    return json::parse(deployed.out, nullptr, false).value("id", "");
+  }
+  json Status(const std::string& deployment) {
+    CommandResult status = As("viewer", {"status", deployment, "--json"});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+    return json::parse(status.out, nullptr, false);
+  }
+  bool WaitForState(const std::string& deployment, const std::string& state) {
+    return WaitUntil([&] { return Status(deployment).value("state", "") == state; }, kLong,
+                     500ms);
+  }
+
+  // A device's pull from gateway name's registry, then verified against the root.
+  void ExpectDevicesCanPull(const std::string& name) {
+    fs::path pulled = dir_ / (name + "-pulled.tar");
+    CommandResult pull =
+        As("viewer", {"-q", "pull",
+                      "127.0.0.1:" + std::to_string(gateway_ports_[name]) +
+                          "/models/vibration-anomaly:1.0.0",
+                      "-o", pulled.string()});
+    ASSERT_EQ(pull.exit_code, 0) << pull.err;
+    CommandResult verified = As("viewer", {"verify", pulled.string(), "--root",
+                                           g_world->root().string()});
+    EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<MosquittoBroker> broker_;
+  pid_t hub_ = -1;
+  int hub_port_ = 0;
+  int hub_starts_ = 0, gateway_starts_ = 0;
+  std::map<std::string, std::string> tokens_, operator_tokens_;
+  std::map<std::string, pid_t> gateways_;
+  std::map<std::string, int> gateway_ports_;
+};
+
+TEST_F(DeliverySystem, ADeploymentReachesTheGatewayAndWaitsForTheOperator) {
+  StartGateway("plant-1", GatewayConfig("plant-1"));
+  std::string id = Deploy("plant-1");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  json status = Status(id);
+  ASSERT_EQ(status["deliveries"].size(), 1u) << status.dump(2);
+  const json& d = status["deliveries"][0];
+  EXPECT_EQ(d["gateway"], "plant-1");
+  EXPECT_EQ(d["state"], "available");
+  EXPECT_GT(d["bytes_total"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(d["bytes_done"], d["bytes_total"]);
+  CommandResult table = As("viewer", {"status", id});
+  EXPECT_NE(table.out.find("plant-1"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("available"), std::string::npos) << table.out;
+
+  // The operator sees what arrived, signed by whom, and approves it.
+  CommandResult ls = Operator("plant-1", {"approvals", "ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  json approvals = json::parse(ls.out)["approvals"];
+  ASSERT_EQ(approvals.size(), 1u) << ls.out;
+  EXPECT_EQ(approvals[0]["state"], "awaiting-approval");
+  EXPECT_EQ(approvals[0]["deployment"], id);
+  std::string delivery = approvals[0]["id"];
+  CommandResult show = Operator("plant-1", {"approvals", "show", delivery});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("vibration-anomaly 1.0.0"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("signed by:"), std::string::npos) << show.out;
+  CommandResult approved =
+      Operator("plant-1", {"approvals", "approve", delivery, "--comment", "line 3 is ready"});
+  ASSERT_EQ(approved.exit_code, 0) << approved.err;
+  EXPECT_NE(approved.out.find("approved"), std::string::npos) << approved.out;
+
+  ExpectDevicesCanPull("plant-1");
+}
+
+TEST_F(DeliverySystem, TheHubAndTheBrokerRestartedBetweenStepsLoseNothing) {
+  // Registered, then offline while the deployment is made: the offer waits at the broker.
+  fs::path config = GatewayConfig("plant-2");
+  StartGateway("plant-2", config);
+  StopGateway("plant-2");
+  std::string id = Deploy("plant-2");
+  ASSERT_FALSE(id.empty());
+  // The hub goes down with the offer out; the gateway comes up and answers to nobody.
+  StopDaemon(hub_);
+  StartGateway("plant-2", config);
+  // The broker restarts too (no persistence: what it held is lost; the timers make up for it).
+  broker_->Stop();
+  broker_->Start();
+  StartHub();
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  EXPECT_EQ(Status(id)["deliveries"][0]["state"], "available");
+  ExpectDevicesCanPull("plant-2");
+}
+
+TEST_F(DeliverySystem, AnAirGappedSiteImportsABundleAndTheHubLearnsOfItLater) {
+  // Registered while it had a link; then the link is gone (its broker address leads nowhere).
+  StartGateway("site-b", GatewayConfig("site-b"));
+  StopGateway("site-b");
+  StartGateway("site-b",
+               GatewayConfig("site-b", "tcp://127.0.0.1:" + std::to_string(FreePort())));
+  std::string id = Deploy("site-b");
+  ASSERT_FALSE(id.empty());
+
+  fs::path bundle = dir_ / "site-b-bundle.tar";
+  CommandResult exported =
+      As("viewer", {"bundle", "export", "--deployment", id, "-o", bundle.string()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+
+  // A bundle whose bytes were altered is refused, and nothing is served.
+  fs::path tampered = dir_ / "tampered.tar";
+  fs::copy_file(bundle, tampered);
+  {
+    std::string bytes = ReadAll(tampered);
+    std::size_t at = bytes.find("\"vibration-anomaly\"");  // inside a manifest or the release
+    ASSERT_NE(at, std::string::npos);
+    bytes[at + 1] = 'V';
+    WriteAll(tampered, bytes);
+  }
+  CommandResult refused = Operator("site-b", {"import", tampered.string()});
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  EXPECT_NE(refused.err.find("did not import"), std::string::npos) << refused.err;
+
+  CommandResult imported = Operator("site-b", {"import", bundle.string()});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err << GatewayLogs();
+  EXPECT_NE(imported.out.find("imported vibration-anomaly 1.0.0 for deployment " + id),
+            std::string::npos)
+      << imported.out;
+  EXPECT_NE(imported.out.find("bundle site-b-bundle.tar, exported from " + hub_url()),
+            std::string::npos)
+      << imported.out;
+  json approvals = json::parse(Operator("site-b", {"approvals", "ls", "--json"}).out)["approvals"];
+  ASSERT_EQ(approvals.size(), 1u);
+  EXPECT_EQ(approvals[0]["state"], "awaiting-approval");
+  std::string delivery = approvals[0]["id"];
+  ASSERT_EQ(Operator("site-b", {"approvals", "approve", delivery}).exit_code, 0);
+  // Importing the same bundle again changes nothing.
+  ASSERT_EQ(Operator("site-b", {"import", bundle.string()}).exit_code, 0);
+  ExpectDevicesCanPull("site-b");
+  EXPECT_EQ(Status(id)["deliveries"][0]["state"], "offered");
+
+  // The link returns: the hub's offer is answered "available" without a download, and the
+  // operator's decision stands.
+  StopGateway("site-b");
+  StartGateway("site-b", GatewayConfig("site-b"));
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  EXPECT_EQ(Status(id)["deliveries"][0]["attempt"], 0) << Status(id).dump(2);
+  approvals = json::parse(Operator("site-b", {"approvals", "ls", "--json"}).out)["approvals"];
+  for (const json& a : approvals) {
+    EXPECT_EQ(a["state"], "approved") << a.dump();
+  }
+}
+
+}  // namespace
+}  // namespace airlock::testing
