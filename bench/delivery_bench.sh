@@ -196,13 +196,16 @@ delivery_round() {
   elapsed=$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')
 }
 
+# Each measurement starts on a quiet disk: what the one before wrote and removed is synced first
+# (without this, whichever ran second in a round paid for the first one's writeback).
+settle() { sync; sleep 1; }
 curl_times=()
 delivery_times=()
 for ((r = 1; r <= runs; r++)); do
   if ((r % 2 == 1)); then
-    curl_round; c=$elapsed; delivery_round; d=$elapsed
+    settle; curl_round; c=$elapsed; settle; delivery_round; d=$elapsed
   else
-    delivery_round; d=$elapsed; curl_round; c=$elapsed
+    settle; delivery_round; d=$elapsed; settle; curl_round; c=$elapsed
   fi
   curl_times+=("$c")
   delivery_times+=("$d")

@@ -45,4 +45,10 @@ void StopSignals::Serve(const std::function<void()>& serve, const std::function<
   waiter.join();
 }
 
+void StopSignals::Wait() {
+  int sig = 0;
+  sigwait(&set_, &sig);
+  spdlog::info("stopping (signal {})", sig);
+}
+
 }  // namespace airlock

@@ -24,6 +24,8 @@ class StopSignals {
   // Runs serve() until it returns; a thread waits for the first stop signal and calls stop(),
   // which must make serve() return.
   void Serve(const std::function<void()>& serve, const std::function<void()>& stop);
+  // Blocks until the first stop signal, for a daemon whose threads serve on their own.
+  void Wait();
 
  private:
   sigset_t set_;

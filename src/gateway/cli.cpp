@@ -5,11 +5,9 @@
 #include <cctype>
 #include <filesystem>
 #include <CLI/CLI.hpp>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <httplib.h>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "core/daemon.hpp"
@@ -80,20 +78,8 @@ int ServeRegistry(GatewayCache& cache, const RegistryOptions& options, StopSigna
   std::printf("airlock-gateway: serving %s read-only on http://%s:%d/v2/\n",
               cache.dir().string().c_str(), options.address.c_str(), (*registry)->port());
   std::fflush(stdout);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopped = false;
-  signals.Serve(
-      [&] {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return stopped; });
-      },
-      [&] {
-        (*registry)->Stop();
-        std::lock_guard lock(mu);
-        stopped = true;
-        cv.notify_all();
-      });
+  signals.Wait();
+  (*registry)->Stop();
   return kExitOk;
 }
 

@@ -3,9 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "core/exit_codes.hpp"
@@ -199,19 +197,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
       config.mqtt_broker.c_str(), config.client_id().c_str());
   std::fflush(stdout);
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopped = false;
-  signals.Serve(
-      [&] {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return stopped; });
-      },
-      [&] {
-        std::lock_guard lock(mu);
-        stopped = true;
-        cv.notify_all();
-      });
+  signals.Wait();
   (*registry)->Stop();
   mqtt->reset();  // no handler runs after this
   svc->Stop();

@@ -301,20 +301,8 @@ class GatewayServe : public ::testing::Test {
     }
     log_ = dir_ / ("gateway-" + std::to_string(++starts_) + ".log");
     pid_ = airlock::testing::SpawnDaemon(argv, log_);
-    std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
-    bool up = airlock::testing::WaitUntilServing(
-        pid_,
-        [&] {
-          std::smatch m;
-          std::string text = ReadAll(log_);
-          if (std::regex_search(text, m, serving)) {
-            port_ = std::stoi(m[1]);
-            return true;
-          }
-          return false;
-        },
-        kLong);
-    ASSERT_TRUE(up) << ReadAll(log_);
+    port_ = airlock::testing::WaitForServingPort(pid_, log_, kLong);
+    ASSERT_GT(port_, 0) << ReadAll(log_);
   }
   void StopGateway(int sig = SIGTERM) { airlock::testing::StopDaemon(pid_, sig); }
 

@@ -89,20 +89,8 @@ class RegistryCli : public ::testing::Test {
     hub_ = SpawnDaemon({HubBinary(), "serve", "--data", data.string(), "--root",
                         g_world->root().string(), "--port", "0", "--log-level", "warn"},
                        log);
-    std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
-    bool up = WaitUntilServing(
-        hub_,
-        [&] {
-          std::smatch m;
-          std::string text = ReadAll(log);
-          if (std::regex_search(text, m, serving)) {
-            port_ = std::stoi(m[1]);
-            return true;
-          }
-          return false;
-        },
-        std::chrono::seconds(30));
-    ASSERT_TRUE(up) << ReadAll(log);
+    port_ = WaitForServingPort(hub_, log, std::chrono::seconds(30));
+    ASSERT_GT(port_, 0) << ReadAll(log);
   }
   void TearDown() override { StopDaemon(hub_); }
 

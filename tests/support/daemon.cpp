@@ -6,8 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <regex>
 #include <stdexcept>
 #include <thread>
+
+#include "support/test_support.hpp"
 
 namespace airlock::testing {
 
@@ -86,6 +89,25 @@ void StopDaemon(pid_t& pid, int sig, std::chrono::milliseconds grace) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   pid = -1;
+}
+
+int WaitForServingPort(pid_t& pid, const std::filesystem::path& log,
+                       std::chrono::milliseconds timeout) {
+  std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
+  int port = 0;
+  bool up = WaitUntilServing(
+      pid,
+      [&] {
+        std::smatch m;
+        std::string text = ReadAll(log);
+        if (std::regex_search(text, m, serving)) {
+          port = std::stoi(m[1]);
+          return true;
+        }
+        return false;
+      },
+      timeout);
+  return up ? port : 0;
 }
 
 }  // namespace airlock::testing

@@ -31,6 +31,12 @@ pid_t SpawnDaemon(const std::vector<std::string>& argv, const std::filesystem::p
 bool WaitUntilServing(pid_t& pid, const std::function<bool()>& ready,
                       std::chrono::milliseconds timeout);
 
+// Waits until log says "serving on http://127.0.0.1:PORT" (what every Airlock daemon prints once
+// it listens) and returns PORT; 0 when the process exits or timeout passes first (as
+// WaitUntilServing).
+int WaitForServingPort(pid_t& pid, const std::filesystem::path& log,
+                       std::chrono::milliseconds timeout);
+
 // Sends sig, waits up to grace for the process to exit, then SIGKILLs it; sets pid to -1. Does
 // nothing when pid <= 0.
 void StopDaemon(pid_t& pid, int sig = SIGTERM,

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "support/daemon.hpp"
 #include "support/mosquitto.hpp"
@@ -40,22 +39,9 @@ World* g_world = nullptr;
 // A daemon whose log says "serving on http://127.0.0.1:PORT"; its port, once it does.
 int StartServing(pid_t& pid, const std::vector<std::string>& argv, const fs::path& log) {
   pid = SpawnDaemon(argv, log);
-  std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
-  int port = 0;
-  bool up = WaitUntilServing(
-      pid,
-      [&] {
-        std::smatch m;
-        std::string text = ReadAll(log);
-        if (std::regex_search(text, m, serving)) {
-          port = std::stoi(m[1]);
-          return true;
-        }
-        return false;
-      },
-      60s);
-  EXPECT_TRUE(up) << ReadAll(log);
-  return up ? port : 0;
+  int port = WaitForServingPort(pid, log, 60s);
+  EXPECT_GT(port, 0) << ReadAll(log);
+  return port;
 }
 
 class DeliverySystem : public ::testing::Test {
