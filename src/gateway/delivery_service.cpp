@@ -1071,6 +1071,9 @@ void DeliveryService::RunDownload(std::string id, std::uint32_t attempt,
         break;
       }
       std::uint64_t off = *offset;
+      if (off > 0 && off < size) {
+        spdlog::info("delivery {}: resuming {} at byte {} of {}", id, digest.ToString(), off, size);
+      }
       if (off < size) {
         long status = 0;
         std::optional<Error> append_error;
@@ -1080,6 +1083,9 @@ void DeliveryService::RunDownload(std::string id, std::uint32_t attempt,
           status = s;
           if (s == 200 && off > 0) {
             // The hub ignored the Range: start over from the first byte.
+            spdlog::warn("delivery {}: the hub answered the whole of {} to a request from byte "
+                         "{}; starting it over",
+                         id, digest.ToString(), off);
             if (Status aborted = d.Abort(); !aborted) {
               append_error = aborted.error();
               return false;

@@ -244,6 +244,8 @@ void TcpProxy::Run() {
         ssize_t n = ::read(from, buf, sizeof(buf));
         if (n <= 0 || ::send(to, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) {
           alive = false;
+        } else if (side == 1) {
+          to_clients_ += static_cast<std::uint64_t>(n);
         }
       }
       if (alive) {

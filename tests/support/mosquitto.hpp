@@ -10,7 +10,9 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -80,6 +82,8 @@ class TcpProxy {
   std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
   // Closes every relayed connection (both sides).
   void CutConnections();
+  // Bytes relayed from the target to the clients so far.
+  std::uint64_t bytes_to_clients() const { return to_clients_.load(); }
 
  private:
   void Run();
@@ -90,6 +94,7 @@ class TcpProxy {
   std::mutex mu_;
   bool stop_ = false;
   bool cut_ = false;
+  std::atomic<std::uint64_t> to_clients_{0};
   std::thread thread_;
 };
 

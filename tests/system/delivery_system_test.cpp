@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <signal.h>
 
 #include <chrono>
 #include <filesystem>
@@ -33,7 +34,10 @@ struct World {
   fs::path root() const { return dir / "root.json"; }
   fs::path key(const std::string& name) const { return dir / "keys" / (name + ".key"); }
   fs::path package() const { return dir / "vib-1.0.0.tar"; }
+  // 16 MiB of random weights: big enough to be caught mid-download at a few MiB/s.
+  fs::path big() const { return dir / "big-1.tar"; }
 };
+constexpr std::uint64_t kBigModel = 16ULL << 20;
 World* g_world = nullptr;
 
 // A daemon whose log says "serving on http://127.0.0.1:PORT"; its port, once it does.
@@ -64,6 +68,22 @@ class DeliverySystem : public ::testing::Test {
     CommandResult signed_ = RunAirlock(
         {"sign", "-k", w.key("publisher").string(), "--counter", "1", w.package().string()});
     ASSERT_EQ(signed_.exit_code, 0) << signed_.err;
+    std::string weights(kBigModel, '\0');
+    std::uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (char& c : weights) {  // not compressible, not all alike
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    WriteAll(w.dir / "weights.bin", weights);
+    CommandResult big = RunAirlock({"pack", "--no-validate", "--model",
+                                    (w.dir / "weights.bin").string(), "--name", "big", "--version",
+                                    "1", "-o", w.big().string()});
+    ASSERT_EQ(big.exit_code, 0) << big.err;
+    CommandResult big_signed = RunAirlock(
+        {"sign", "-k", w.key("publisher").string(), "--counter", "1", w.big().string()});
+    ASSERT_EQ(big_signed.exit_code, 0) << big_signed.err;
   }
   static void TearDownTestSuite() {
     delete g_world;
@@ -130,15 +150,16 @@ class DeliverySystem : public ::testing::Test {
     return RunCommand(argv, dir_.path(), 120);
   }
 
-  // Writes gateway name's configuration; broker_url "" means the test's broker.
-  fs::path GatewayConfig(const std::string& name, const std::string& broker_url = "") {
+  // Writes gateway name's configuration; broker_url "" means the test's broker, hub "" the hub.
+  fs::path GatewayConfig(const std::string& name, const std::string& broker_url = "",
+                         const std::string& extra = "", const std::string& hub = "") {
     fs::path config = dir_ / (name + ".yaml");
     CommandResult token = As("admin", {"gateways", "token", "--json"});
     EXPECT_EQ(token.exit_code, 0) << token.err;
     WriteAll(config, "name: " + name +
                          "\n"
                          "hub:\n"
-                         "  url: " + hub_url() + "\n" +
+                         "  url: " + (hub.empty() ? hub_url() : hub) + "\n" +
                          "  register_token: " + json::parse(token.out)["token"].get<std::string>() +
                          "\n"
                          "root: " + g_world->root().string() + "\n" +
@@ -148,7 +169,7 @@ class DeliverySystem : public ::testing::Test {
                          "http:\n"
                          "  port: 0\n"
                          "cache:\n"
-                         "  reserve_bytes: 0\n");
+                         "  reserve_bytes: 0\n" + extra);
     return config;
   }
   void StartGateway(const std::string& name, const fs::path& config) {
@@ -186,9 +207,9 @@ class DeliverySystem : public ::testing::Test {
     return RunCommand(argv, dir_.path(), 120);
   }
 
-  std::string Deploy(const std::string& gateway) {
-    CommandResult deployed = As("release-manager", {"deploy", "vibration-anomaly", "--channel",
-                                                    "production", "--gateway", gateway, "--json"});
+  std::string Deploy(const std::string& gateway, const std::string& model = "vibration-anomaly") {
+    CommandResult deployed = As("release-manager", {"deploy", model, "--channel", "production",
+                                                    "--gateway", gateway, "--json"});
     EXPECT_EQ(deployed.exit_code, 0) << deployed.err;
     return json::parse(deployed.out, nullptr, false).value("id", "");
   }
@@ -200,6 +221,38 @@ class DeliverySystem : public ::testing::Test {
   bool WaitForState(const std::string& deployment, const std::string& state) {
     return WaitUntil([&] { return Status(deployment).value("state", "") == state; }, kLong,
                      500ms);
+  }
+  json Delivery(const std::string& deployment) {
+    json d = Status(deployment);
+    return d.contains("deliveries") && !d["deliveries"].empty() ? d["deliveries"][0] : json();
+  }
+
+  // The big package pushed and promoted; a gateway `name` that reaches the hub through a relay
+  // (which counts the bytes and can cut connections) and downloads at most rate bytes a second.
+  void PrepareBig(const std::string& name, std::uint64_t rate = 4 << 20) {
+    CommandResult pushed = As("publisher", {"-q", "push", g_world->big().string(),
+                                            "127.0.0.1:" + std::to_string(hub_port_) +
+                                                "/models/big"});
+    ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+    CommandResult promoted = As("release-manager", {"promote", "big", "1", "--channel",
+                                                    "production", "-k",
+                                                    g_world->key("manager").string()});
+    ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
+    relay_ = std::make_unique<TcpProxy>(hub_port_);
+    GatewayConfig(name, "", "download:\n  max_bytes_per_second: " + std::to_string(rate) + "\n",
+                  "http://127.0.0.1:" + std::to_string(relay_->port()));
+  }
+  // Bytes of partial downloads in gateway name's cache.
+  std::uint64_t PartialBytes(const std::string& name) {
+    std::uint64_t n = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir_ / name / "cache" / "uploads", ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec) && it->path().filename() == "data") {
+        n += it->file_size(ec);
+      }
+    }
+    return n;
   }
 
   // A device's pull from gateway name's registry, then verified against the root.
@@ -224,6 +277,7 @@ class DeliverySystem : public ::testing::Test {
   std::map<std::string, std::string> tokens_, operator_tokens_;
   std::map<std::string, pid_t> gateways_;
   std::map<std::string, int> gateway_ports_;
+  std::unique_ptr<TcpProxy> relay_;
 };
 
 TEST_F(DeliverySystem, ADeploymentReachesTheGatewayAndWaitsForTheOperator) {
@@ -337,6 +391,120 @@ TEST_F(DeliverySystem, AnAirGappedSiteImportsABundleAndTheHubLearnsOfItLater) {
   for (const json& a : approvals) {
     EXPECT_EQ(a["state"], "approved") << a.dump();
   }
+}
+
+TEST_F(DeliverySystem, AGatewayKilledMidDownloadFetchesOnlyWhatItLacked) {
+  PrepareBig("plant-3");
+  fs::path config = dir_ / "plant-3.yaml";
+  StartGateway("plant-3", config);
+  std::string id = Deploy("plant-3", "big");
+  ASSERT_TRUE(WaitUntil([&] { return PartialBytes("plant-3") >= kBigModel / 2; }, kLong))
+      << Status(id).dump(2) << GatewayLogs();
+  ::kill(gateways_["plant-3"], SIGKILL);
+  StopGateway("plant-3");
+  std::uint64_t kept = PartialBytes("plant-3");
+  std::uint64_t before = relay_->bytes_to_clients();
+  ASSERT_LT(kept, kBigModel) << "the download finished before the kill";
+  StartGateway("plant-3", config);
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  std::uint64_t again = relay_->bytes_to_clients() - before;
+  // The restarted gateway asks for the model from where its file ended: what it kept is not
+  // sent again (the rest of the package, its manifests, is a few KiB).
+  EXPECT_GE(again, kBigModel - kept);
+  EXPECT_LT(again, kBigModel - kept + (64 << 10)) << "kept " << kept << ", again " << again
+                                                   << GatewayLogs();
+  EXPECT_EQ(PartialBytes("plant-3"), 0u);
+  EXPECT_NE(GatewayLogs().find("resuming sha256:"), std::string::npos);
+}
+
+TEST_F(DeliverySystem, ABrokerRestartAndACutConnectionMidDownloadLoseNothing) {
+  PrepareBig("plant-4");
+  StartGateway("plant-4", dir_ / "plant-4.yaml");
+  std::string id = Deploy("plant-4", "big");
+  ASSERT_TRUE(WaitUntil([&] { return relay_->bytes_to_clients() >= kBigModel / 4; }, kLong))
+      << Status(id).dump(2) << GatewayLogs();
+  broker_->Stop();
+  broker_->Start();
+  ASSERT_TRUE(WaitUntil([&] { return relay_->bytes_to_clients() >= kBigModel / 2; }, kLong));
+  relay_->CutConnections();  // the network between the gateway and the hub breaks
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  EXPECT_EQ(Delivery(id)["state"], "available");
+  EXPECT_EQ(Delivery(id)["bytes_done"], Delivery(id)["bytes_total"]);
+}
+
+TEST_F(DeliverySystem, ACancelWhileDownloadingRemovesThePartialData) {
+  PrepareBig("plant-5", 1 << 20);  // 16 s for the model: the cancel comes long before its end
+  StartGateway("plant-5", dir_ / "plant-5.yaml");
+  std::string id = Deploy("plant-5", "big");
+  ASSERT_TRUE(WaitUntil([&] { return PartialBytes("plant-5") > 0; }, kLong))
+      << Status(id).dump(2) << GatewayLogs();
+  CommandResult cancelled =
+      As("release-manager", {"deployments", "cancel", id, "--reason", "wrong model"});
+  ASSERT_EQ(cancelled.exit_code, 0) << cancelled.err;
+  ASSERT_TRUE(WaitUntil([&] { return PartialBytes("plant-5") == 0; }, kLong)) << GatewayLogs();
+  EXPECT_EQ(Status(id)["state"], "cancelled");
+  EXPECT_EQ(Delivery(id)["state"], "cancelled");
+  json shown = json::parse(Operator("plant-5", {"approvals", "show",
+                                                Delivery(id)["delivery_id"].get<std::string>(),
+                                                "--json"})
+                               .out,
+                           nullptr, false);
+  EXPECT_EQ(shown.value("delivery", ""), "cancelled") << shown.dump();
+  // Nothing of it is served.
+  httplib::Client device("127.0.0.1", gateway_ports_["plant-5"]);
+  auto r = device.Get("/v2/models/big/manifests/1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+}
+
+TEST_F(DeliverySystem, WrongBytesFromTheHubAreRefusedNeverCachedAndFetchedAgain) {
+  PrepareBig("plant-6");
+  // Flip a byte of the model in the hub's blob store: the hub serves it as it is.
+  fs::path blob;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "hub" / "blobs")) {
+    if (e.is_regular_file() && e.file_size() >= kBigModel) {
+      blob = e.path();
+    }
+  }
+  ASSERT_FALSE(blob.empty());
+  std::string good = ReadAll(blob);
+  std::string bad = good;
+  bad[bad.size() / 3] = static_cast<char>(bad[bad.size() / 3] ^ 0x01);
+  fs::permissions(blob, fs::perms::owner_write, fs::perm_options::add);
+  WriteAll(blob, bad);
+  StartGateway("plant-6", dir_ / "plant-6.yaml");
+  std::string id = Deploy("plant-6", "big");
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        json d = Delivery(id);
+        return d.contains("last_error") && d["last_error"].is_object() &&
+               d["last_error"].value("code", "") == "digest-mismatch";
+      },
+      kLong))
+      << Status(id).dump(2) << GatewayLogs();
+  std::string hex = blob.filename().string();
+  EXPECT_FALSE(fs::exists(dir_ / "plant-6" / "cache" / "blobs" / "sha256" / hex.substr(0, 2) / hex));
+  WriteAll(blob, good);
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  EXPECT_GE(Delivery(id)["attempt"].get<int>(), 2);
+}
+
+TEST_F(DeliverySystem, AGatewayWithoutRoomRejectsAndTheHubSaysWhy) {
+  // 10 KiB of cache for a package of about 100 KiB.
+  fs::path config = GatewayConfig("plant-7");
+  std::string yaml = ReadAll(config);
+  yaml.replace(yaml.find("cache:\n"), 7, "cache:\n  max_bytes: 10240\n");
+  WriteAll(config, yaml);
+  StartGateway("plant-7", config);
+  std::string id = Deploy("plant-7");
+  ASSERT_TRUE(WaitForState(id, "failed")) << Status(id).dump(2) << GatewayLogs();
+  json d = Delivery(id);
+  EXPECT_EQ(d["state"], "rejected");
+  EXPECT_EQ(d["last_error"]["code"], "insufficient-space") << d.dump(2);
+  EXPECT_NE(d["last_error"]["message"].get<std::string>().find("needs"), std::string::npos)
+      << d.dump(2);
+  CommandResult table = As("viewer", {"status", id});
+  EXPECT_NE(table.out.find("insufficient-space"), std::string::npos) << table.out;
 }
 
 }  // namespace
