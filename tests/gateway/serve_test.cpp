@@ -189,6 +189,12 @@ class FakeHub {
       res.status = 403;
       return;
     }
+    if (req.get_param_value("expires") == "0") {  // as the hub refuses a pre-signed URL too old
+      res.status = 401;
+      res.set_content(R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"the pre-signed URL expired"}]})",
+                      "application/json");
+      return;
+    }
     ++blob_gets_;
     std::string bytes = blobs_[digest];
     if (corrupt_.contains(digest)) {
@@ -331,11 +337,14 @@ class GatewayServe : public ::testing::Test {
         .platform_sizes = sizes,
         .expires = Now() + std::chrono::hours(1)};
   }
-  delivery::DeliveryGrant Grant(const std::string& id, std::uint32_t attempt) {
+  // expired: URLs the fake hub refuses as expired, and an url_expires in the past.
+  delivery::DeliveryGrant Grant(const std::string& id, std::uint32_t attempt,
+                                bool expired = false) {
     delivery::DeliveryGrant g{.envelope = Envelope(),
                               .delivery_id = id,
                               .attempt = attempt,
-                              .url_expires = Now() + std::chrono::hours(1),
+                              .url_expires = Now() + (expired ? -std::chrono::hours(1)
+                                                              : std::chrono::hours(1)),
                               .blobs = {}};
     // Config and layers, as the orchestrator pre-signs them (the referrer's blobs are fetched
     // with the gateway's credential).
@@ -344,7 +353,8 @@ class GatewayServe : public ::testing::Test {
       g.blobs.push_back({.digest = d,
                          .size = package_.blobs[i].size(),
                          .media_type = "application/octet-stream",
-                         .url = "/v2/models/vib/blobs/" + d.ToString() + "?expires=1&sig=ab"});
+                         .url = "/v2/models/vib/blobs/" + d.ToString() +
+                                "?expires=" + (expired ? "0" : "1") + "&sig=ab"});
     }
     return g;
   }
@@ -681,6 +691,23 @@ TEST_F(GatewayServe, CancelStopsTheDownloadAndRemovesItsPartialData) {
   ASSERT_TRUE(OfferUntilAnswered(Offer(kId2)));
   EXPECT_EQ(Answers(kId1).size(), answers);
   EXPECT_EQ(UploadBytes(), 0u);
+}
+
+TEST_F(GatewayServe, AnExpiredUrlIsReportedAsSoAndTheNextGrantFinishes) {
+  StartGateway(Config(kAuto));
+  ASSERT_TRUE(OfferUntilAnswered(Offer(kId1)));
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 1, /*expired=*/true).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "failed"); }, kLong)) << ReadAll(log_);
+  json failed;
+  for (const auto& [kind, body] : Answers(kId1)) {
+    if (kind == "status" && body.value("state", "") == "failed") {
+      failed = body;
+    }
+  }
+  EXPECT_EQ(failed["error"]["code"], "url-expired") << failed.dump();
+  EXPECT_EQ(failed["attempt"], 1);
+  Publish(delivery::TopicKind::kGrant, kId1, Grant(kId1, 2).ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return HasStatus(kId1, "available"); }, kLong)) << ReadAll(log_);
 }
 
 }  // namespace
