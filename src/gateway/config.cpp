@@ -98,8 +98,6 @@ http:
 cache:
   max_bytes: 10737418240      # 10 GiB of blobs at most
   reserve_bytes: 1073741824   # free disk the gateway always leaves (1 GiB)
-download:
-  max_bytes_per_second: 0     # per transfer from the hub; 0: no limit (leave the uplink room)
 policy:
   allowed_models: []          # empty: every model
   max_package_bytes: 0        # 0: no limit
@@ -125,8 +123,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     return Fail(Bad(key, what).WithContext(std::string(origin)));
   };
   AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
-      top, "", {"name", "hub", "root", "data", "mqtt", "http", "cache", "download", "policy",
-                 "log_level"})));
+      top, "", {"name", "hub", "root", "data", "mqtt", "http", "cache", "policy", "log_level"})));
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "name", c.name)));
   std::string root = c.root.string(), data = c.data.string();
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "root", root)));
@@ -171,11 +168,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     AIRLOCK_RETURN_IF_ERROR(in(UInt(*cache, "cache.", "max_bytes", c.cache_max_bytes)));
     AIRLOCK_RETURN_IF_ERROR(in(UInt(*cache, "cache.", "reserve_bytes", c.reserve_bytes)));
   }
-  if (const json* download = Section(top, "download")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*download, "download", {"max_bytes_per_second"})));
-    AIRLOCK_RETURN_IF_ERROR(in(UInt(*download, "download.", "max_bytes_per_second",
-                                    c.download_max_bytes_per_second)));
-  }
+
   if (const json* policy = Section(top, "policy")) {
     AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*policy, "policy",
                                          {"allowed_models", "max_package_bytes", "platforms",

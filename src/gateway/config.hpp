@@ -49,7 +49,6 @@ struct GatewayConfig {
   int http_port = 7500;
   std::uint64_t cache_max_bytes = 10ULL << 30;
   std::uint64_t reserve_bytes = 1ULL << 30;
-  std::uint64_t download_max_bytes_per_second = 0;  // 0: no limit
   SitePolicy policy;
   std::string log_level = "info";
 

@@ -93,8 +93,7 @@ struct Setup {
 };
 
 Result<Setup> Prepare(const std::string& url, const std::vector<std::string>& headers,
-                      std::chrono::seconds stall, std::uint64_t max_bytes_per_second,
-                      Transfer& t) {
+                      std::chrono::seconds stall, Transfer& t) {
   Setup s;
   s.curl.reset(curl_easy_init());
   if (!s.curl) {
@@ -118,10 +117,6 @@ Result<Setup> Prepare(const std::string& url, const std::vector<std::string>& he
   curl_easy_setopt(c, CURLOPT_USERAGENT, "airlock-gateway/0.1.0");
   // Larger reads than libcurl's 16 KiB: fewer system calls and callbacks for big blobs.
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
-  if (max_bytes_per_second > 0) {
-    curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE,
-                     static_cast<curl_off_t>(max_bytes_per_second));
-  }
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnWrite);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -151,7 +146,7 @@ Result<HttpReply> HubHttp::Request(std::string_view method, std::string_view pat
   Transfer t;
   t.body = &reply.body;
   t.max_body = max_body;
-  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, max_bytes_per_second_, t));
+  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, t));
   CURL* c = s.curl.get();
   std::string m(method);
   if (m == "HEAD") {
@@ -187,7 +182,7 @@ Result<long> HubHttp::Fetch(std::string_view path, std::uint64_t offset, bool wi
   Transfer t;
   t.sink = &sink;
   t.cancel = cancel;
-  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, max_bytes_per_second_, t));
+  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, t));
   CURLcode rc = curl_easy_perform(s.curl.get());
   long status = 0;
   curl_easy_getinfo(s.curl.get(), CURLINFO_RESPONSE_CODE, &status);

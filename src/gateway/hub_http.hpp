@@ -42,9 +42,7 @@ class HubHttp {
 
   const std::string& base_url() const { return base_url_; }
   void set_credential(std::string credential) { credential_ = std::move(credential); }
-  // At most this many bytes a second per transfer (0: no limit), so that a site's uplink keeps
-  // room for its other traffic.
-  void set_max_bytes_per_second(std::uint64_t limit) { max_bytes_per_second_ = limit; }
+
 
   // One request; every HTTP status is returned, only transport failures are errors
   // (kUnavailable, naming the URL without its query). The credential goes as a bearer token
@@ -65,7 +63,6 @@ class HubHttp {
   std::string base_url_;
   std::string credential_;
   std::chrono::seconds stall_timeout_;
-  std::uint64_t max_bytes_per_second_ = 0;
 };
 
 }  // namespace airlock::gateway

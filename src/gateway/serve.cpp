@@ -108,7 +108,6 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     return Report(root.error());
   }
   HubHttp hub(config.hub_url, "");
-  hub.set_max_bytes_per_second(config.download_max_bytes_per_second);
   auto credential = EnsureRegistered(config, register_token, hub);
   if (!credential) {
     return Report(credential.error());

@@ -246,6 +246,11 @@ void TcpProxy::Run() {
           alive = false;
         } else if (side == 1) {
           to_clients_ += static_cast<std::uint64_t>(n);
+          if (std::uint64_t rate = rate_.load(); rate > 0) {
+            // Sleep off what this piece took of the budget (every relayed connection waits).
+            std::this_thread::sleep_for(std::chrono::microseconds(
+                static_cast<std::uint64_t>(n) * 1'000'000 / rate));
+          }
         }
       }
       if (alive) {

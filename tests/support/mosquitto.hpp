@@ -84,6 +84,9 @@ class TcpProxy {
   void CutConnections();
   // Bytes relayed from the target to the clients so far.
   std::uint64_t bytes_to_clients() const { return to_clients_.load(); }
+  // Relays at most this many bytes a second from the target to the clients (0: no limit), so
+  // that a test can act in the middle of a transfer.
+  void set_rate(std::uint64_t bytes_per_second) { rate_ = bytes_per_second; }
 
  private:
   void Run();
@@ -95,6 +98,7 @@ class TcpProxy {
   bool stop_ = false;
   bool cut_ = false;
   std::atomic<std::uint64_t> to_clients_{0};
+  std::atomic<std::uint64_t> rate_{0};
   std::thread thread_;
 };
 

@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "net/mqtt.hpp"
 #include "support/daemon.hpp"
 #include "support/mosquitto.hpp"
 #include "support/test_support.hpp"
@@ -228,7 +230,7 @@ class DeliverySystem : public ::testing::Test {
   }
 
   // The big package pushed and promoted; a gateway `name` that reaches the hub through a relay
-  // (which counts the bytes and can cut connections) and downloads at most rate bytes a second.
+  // which counts the bytes, can cut connections, and passes at most rate bytes a second.
   void PrepareBig(const std::string& name, std::uint64_t rate = 4 << 20) {
     CommandResult pushed = As("publisher", {"-q", "push", g_world->big().string(),
                                             "127.0.0.1:" + std::to_string(hub_port_) +
@@ -239,8 +241,8 @@ class DeliverySystem : public ::testing::Test {
                                                     g_world->key("manager").string()});
     ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
     relay_ = std::make_unique<TcpProxy>(hub_port_);
-    GatewayConfig(name, "", "download:\n  max_bytes_per_second: " + std::to_string(rate) + "\n",
-                  "http://127.0.0.1:" + std::to_string(relay_->port()));
+    relay_->set_rate(rate);
+    GatewayConfig(name, "", "", "http://127.0.0.1:" + std::to_string(relay_->port()));
   }
   // Bytes of partial downloads in gateway name's cache.
   std::uint64_t PartialBytes(const std::string& name) {
@@ -505,6 +507,79 @@ TEST_F(DeliverySystem, AGatewayWithoutRoomRejectsAndTheHubSaysWhy) {
       << d.dump(2);
   CommandResult table = As("viewer", {"status", id});
   EXPECT_NE(table.out.find("insufficient-space"), std::string::npos) << table.out;
+}
+
+TEST_F(DeliverySystem, UrlsThatExpireMidDownloadAreGrantedAgainAndTheDeliveryFinishes) {
+  // URLs that live 4 s, re-granted 2 s before they expire, for a download of about 16 s.
+  StopDaemon(hub_);
+  WriteAll(dir_ / "hub.yaml", ReadAll(dir_ / "hub.yaml") +
+                                  "  url_ttl: 4s\n"
+                                  "  url_refresh_margin: 2s\n");
+  StartHub();
+  PrepareBig("plant-8", 1 << 20);
+  StartGateway("plant-8", dir_ / "plant-8.yaml");
+  std::string id = Deploy("plant-8", "big");
+  // Past the first URLs' expiry, the connection breaks: the gateway must resume with a newer
+  // grant's URLs (the old ones are refused).
+  ASSERT_TRUE(WaitUntil([&] { return Delivery(id).value("attempt", 0) >= 3; }, kLong))
+      << Status(id).dump(2) << GatewayLogs();
+  relay_->CutConnections();
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  EXPECT_GE(Delivery(id)["attempt"].get<int>(), 3);
+  EXPECT_EQ(Delivery(id)["retries"], 0) << "URL refreshes are not failures";
+}
+
+// Messages replayed into the broker after the fact: a stale grant, the gateway's old ready and
+// statuses, a foreign gateway's status. Both sides ignore them; nothing is fetched again.
+TEST_F(DeliverySystem, RepeatedAndStaleMessagesChangeNothing) {
+  net::MqttOptions o;
+  o.broker_url = broker_->url();
+  o.client_id = "replayer";
+  auto replayer = net::MqttClient::Create(o);
+  ASSERT_TRUE(replayer);
+  std::mutex mu;
+  std::vector<net::MqttMessage> seen;
+  ASSERT_TRUE((*replayer)->WaitConnected(10s));
+  ASSERT_TRUE((*replayer)->Subscribe("airlock/v1/#", 1, [&](const net::MqttMessage& m) {
+    std::lock_guard lock(mu);
+    seen.push_back(m);
+  }));
+  PrepareBig("plant-9", 16 << 20);
+  StartGateway("plant-9", dir_ / "plant-9.yaml");
+  std::string id = Deploy("plant-9", "big");
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  json before = Delivery(id);
+  std::uint64_t bytes = relay_->bytes_to_clients();
+  std::vector<net::MqttMessage> replay;
+  {
+    std::lock_guard lock(mu);
+    replay = seen;
+  }
+  ASSERT_GE(replay.size(), 4u);  // offer, ready, grant, statuses
+  for (const auto& m : replay) {
+    ASSERT_TRUE((*replayer)->Publish(m.topic, m.payload));
+  }
+  // The same status, claimed for another gateway's topic.
+  for (const auto& m : replay) {
+    if (m.topic.ends_with("/status")) {
+      std::string foreign = m.topic;
+      foreign.replace(foreign.find("plant-9"), 7, "plant-0");
+      ASSERT_TRUE((*replayer)->Publish(foreign, m.payload));
+    }
+  }
+  // A marker through the same broker: once the hub answered a later deployment, it had read the
+  // replayed messages.
+  StartGateway("plant-1", GatewayConfig("plant-1"));
+  std::string later = Deploy("plant-1");
+  ASSERT_TRUE(WaitForState(later, "complete"));
+  json after = Delivery(id);
+  EXPECT_EQ(after["state"], "available");
+  EXPECT_EQ(after["attempt"], before["attempt"]);
+  EXPECT_EQ(after["updated_at"], before["updated_at"]);
+  EXPECT_EQ(Status(id)["state"], "complete");
+  EXPECT_EQ(relay_->bytes_to_clients(), bytes) << "the replayed grant was fetched again";
+  json approvals = json::parse(Operator("plant-9", {"approvals", "ls", "--json"}).out)["approvals"];
+  EXPECT_EQ(approvals.size(), 1u) << approvals.dump();
 }
 
 }  // namespace
