@@ -68,6 +68,8 @@ need_mb=$((size_mb * 4 + 512))
 cd "$work"
 
 now() { date +%s.%N; }
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Starts a daemon (output in NAME.out) and sets served to the URL it says it serves on.
 serve() {
@@ -120,6 +122,7 @@ serve hub "$hubctl" serve --data hub --root root.json --port 0 --log-level warn 
   --mqtt "tcp://127.0.0.1:$mqtt_port"
 hub_url=$served
 hub=${hub_url#http://}
+hub_pid=${pids[-1]}
 AIRLOCK_REGISTRY_TOKEN=$publisher "$airlock" -q push package "$hub/models/big" >/dev/null
 AIRLOCK_REGISTRY_TOKEN=$manager AIRLOCK_HUB=$hub_url "$airlock" promote big 1 \
   --channel production -k keys/manager.key >/dev/null
@@ -165,8 +168,9 @@ wait_complete() {  # DEPLOYMENT
 
 elapsed=
 curl_round() {
-  local hex t0 t1
+  local hex t0 t1 hub_cpu0
   mkdir -p curl
+  hub_cpu0=$(cpu_of "$hub_pid")
   t0=$(now)
   for hex in "${digests[@]}"; do
     curl -sf -H "Authorization: Bearer $publisher" -o "curl/$hex" \
@@ -174,6 +178,7 @@ curl_round() {
   done
   sync -f curl
   t1=$(now)
+  curl_hub_cpu=$(echo "$(cpu_of "$hub_pid") $hub_cpu0" | awk '{ printf "%.2f", $1 - $2 }')
   [[ $(du -sb --apparent-size curl | cut -f1) -ge $package_bytes ]] ||
     { echo "delivery_bench: curl fetched too little" >&2; exit 1; }
   rm -rf curl
@@ -187,10 +192,15 @@ delivery_round() {
   name=timed-$round
   gateway_config "$name" "$hub_url"
   serve "$name" "$gatewayctl" serve --config "$name.yaml"
+  local hub_cpu0 gw_cpu0
+  hub_cpu0=$(cpu_of "$hub_pid")
+  gw_cpu0=$(cpu_of "${pids[-1]}")
   t0=$(now)
   id=$(deploy "$name")
   wait_complete "$id"
   t1=$(now)
+  gateway_cpu=$(echo "$(cpu_of "${pids[-1]}") $gw_cpu0" | awk '{ printf "%.2f", $1 - $2 }')
+  hub_cpu=$(echo "$(cpu_of "$hub_pid") $hub_cpu0" | awk '{ printf "%.2f", $1 - $2 }')
   stop_last TERM
   rm -rf "$name"
   elapsed=$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')
@@ -209,9 +219,9 @@ for ((r = 1; r <= runs; r++)); do
   fi
   curl_times+=("$c")
   delivery_times+=("$d")
-  printf '  round %d: curl %7.2f s (%6.0f MiB/s)   delivery %7.2f s (%6.0f MiB/s)\n' "$r" \
-    "$c" "$(echo "$package_bytes $c" | awk '{ print $1 / 1048576 / $2 }')" \
-    "$d" "$(echo "$package_bytes $d" | awk '{ print $1 / 1048576 / $2 }')"
+  printf '  round %d: curl %6.2f s (%4.0f MiB/s; hub CPU %s s)   delivery %6.2f s (%4.0f MiB/s; CPU: gateway %s s, hub %s s)\n' "$r" \
+    "$c" "$(echo "$package_bytes $c" | awk '{ print $1 / 1048576 / $2 }')" "$curl_hub_cpu" \
+    "$d" "$(echo "$package_bytes $d" | awk '{ print $1 / 1048576 / $2 }')" "$gateway_cpu" "$hub_cpu"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 curl_median=$(median "${curl_times[@]}")
