@@ -9,7 +9,6 @@
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
 #include "net/package_transfer.hpp"
-#include "net/registry_client.hpp"
 #include "pkg/layout.hpp"
 
 namespace airlock::cli {
@@ -69,8 +68,7 @@ Status Export(const ExportArgs& a, Context& ctx) {
   if (v.contains("index_size") && v["index_size"].is_number_unsigned()) {
     m.index_size = v["index_size"].get<std::uint64_t>();
   }
-  AIRLOCK_ASSIGN_OR_RETURN(net::HubAddress address, net::ParseHubUrl(a.hub.hub));
-  m.exported_from = address.base_url;
+  m.exported_from = hub->base_url();
   AIRLOCK_ASSIGN_OR_RETURN(m.exported_at, ctx.Now());
 
   // The channel document travels when it still is the one the deployment resolved (devices check
@@ -85,14 +83,6 @@ Status Export(const ExportArgs& a, Context& ctx) {
               std::to_string(m.channel_version) + "; the bundle carries no channel document");
     }
   }
-
-  net::RegistryOptions options;
-  options.registry = address.registry;
-  options.plain_http = a.hub.hub.starts_with("http://");
-  options.ca_file = a.hub.ca_file;
-  AIRLOCK_ASSIGN_OR_RETURN(options.credentials.token, RegistryToken(address.registry));
-  options.server_name = "hub";
-  AIRLOCK_ASSIGN_OR_RETURN(auto registry, net::RegistryClient::Create(std::move(options)));
 
   std::filesystem::path output = std::filesystem::absolute(a.output);
   std::error_code ec;
@@ -111,7 +101,7 @@ Status Export(const ExportArgs& a, Context& ctx) {
   };
   AIRLOCK_ASSIGN_OR_RETURN(
       net::PullResult pulled,
-      net::PullPackage(*registry, m.repository, m.index_digest.ToString(), layout, pull));
+      net::PullPackage(hub->registry_client(), m.repository, m.index_digest.ToString(), layout, pull));
   if (!pulled.release_manifest) {
     return Fail(ErrorCode::kNotFound, "the hub holds no signed release for " + m.model + " " +
                                           m.version + "; a bundle must carry one");

@@ -225,9 +225,10 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
       return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
                             "name must be a file name of letters, digits, '.', '_' and '-'");
     }
-    Status made = MakeDirectories(ctx->imports_dir);
-    auto staging = made ? TempDirectory::Create(ctx->imports_dir / ".upload-XXXXXX")
-                        : Result<TempDirectory>(Fail(made.error()));
+    if (Status made = MakeDirectories(ctx->imports_dir); !made) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", made.error().message());
+    }
+    auto staging = TempDirectory::Create(ctx->imports_dir / ".upload-XXXXXX");
     if (!staging) {
       return net::SendError(res, 500, "UNKNOWN", "internal error", staging.error().message());
     }

@@ -445,9 +445,8 @@ Result<DeliveryRecord> DeliveryService::ImportBundle(const std::filesystem::path
     spdlog::info("import {}: {} {} was imported already", r.id, m.model, m.version);
     return *existing;
   }
-  std::uint64_t bundle_size = 0;
   std::error_code ec;
-  bundle_size = std::filesystem::file_size(bundle, ec);
+  std::uint64_t bundle_size = std::filesystem::file_size(bundle, ec);
   std::uint64_t needed = 0;
   if (auto refusal = CheckSite(
           m.model, release->platforms,

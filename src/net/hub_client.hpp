@@ -95,6 +95,9 @@ class HubClient {
 
   const std::string& base_url() const { return base_url_; }
   const std::string& registry() const { return registry_; }
+  // The OCI client the requests go through, with the same address and token: for pulling
+  // packages from the hub's /v2/.
+  RegistryClient& registry_client() { return *http_; }
 
   // GET /api/v1/models[?q=search] → {"models": […]}.
   [[nodiscard]] Result<nlohmann::json> ListModels(std::string_view search = {});
