@@ -430,9 +430,13 @@ class GatewayServe : public ::testing::Test {
   std::uint64_t UploadBytes() {
     std::uint64_t n = 0;
     std::error_code ec;
-    for (const auto& e : fs::recursive_directory_iterator(dir_ / "data/cache/uploads", ec)) {
-      if (e.is_regular_file()) {
-        n += e.file_size();
+    // The gateway removes uploads while this looks: a file that vanished counts nothing.
+    for (auto it = fs::recursive_directory_iterator(dir_ / "data/cache/uploads", ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code gone;
+      if (it->is_regular_file(gone)) {
+        std::uint64_t size = it->file_size(gone);
+        n += gone ? 0 : size;
       }
     }
     return n;
