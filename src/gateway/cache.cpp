@@ -222,8 +222,38 @@ bool IsTag(std::string_view tag) {
 Result<std::uint64_t> BlobDownload::offset() const {
   return cache_->DownloadOffset(digest_, size_);
 }
+Result<DownloadWriter> BlobDownload::Writer(std::uint64_t offset) {
+  return cache_->Writer(digest_, size_, offset);
+}
 Result<std::uint64_t> BlobDownload::Append(std::uint64_t offset, std::string_view bytes) {
-  return cache_->Append(digest_, size_, offset, bytes);
+  AIRLOCK_ASSIGN_OR_RETURN(DownloadWriter writer, Writer(offset));
+  AIRLOCK_RETURN_IF_ERROR(writer.Write(bytes));
+  return writer.offset();
+}
+
+Status DownloadWriter::Write(std::string_view bytes) {
+  if (!appender_) {
+    return Fail(ErrorCode::kInternal,
+                "the download of " + digest_.ToString() + " was closed by an earlier error");
+  }
+  Status written = appender_->Write(bytes);
+  if (written) {
+    offset_ = appender_->size();
+    return {};
+  }
+  appender_.reset();
+  if (written.error().code() != ErrorCode::kInvalidArgument) {
+    return written;
+  }
+  // More bytes than declared: the source is not to be trusted for the rest either.
+  Status aborted = cache_->Abort(digest_);
+  Error e(ErrorCode::kCorrupt, "the download of " + digest_.ToString() + " would pass its " +
+                                   "declared size of " + Bytes(size_) + " (" +
+                                   Bytes(offset_ + bytes.size()) + " offered); it is discarded");
+  if (!aborted) {
+    e.WithContext("and discarding it failed: " + aborted.error().message());
+  }
+  return Fail(std::move(e));
 }
 Status BlobDownload::Commit() { return cache_->Commit(digest_, size_); }
 Status BlobDownload::Abort() { return cache_->Abort(digest_); }
@@ -407,23 +437,11 @@ Result<std::uint64_t> GatewayCache::DownloadOffset(const Digest& digest, std::ui
   return blobs_->UploadSize(id);
 }
 
-Result<std::uint64_t> GatewayCache::Append(const Digest& digest, std::uint64_t size,
-                                           std::uint64_t offset, std::string_view bytes) {
+Result<DownloadWriter> GatewayCache::Writer(const Digest& digest, std::uint64_t size,
+                                            std::uint64_t offset) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string id, DownloadId(digest, size));
-  auto appended = blobs_->AppendUpload(
-      id, offset, [&](const auto& sink) { return sink(bytes); }, size);
-  if (!appended && appended.error().code() == ErrorCode::kInvalidArgument) {
-    // More bytes than declared: the source is not to be trusted for the rest either.
-    Status aborted = Abort(digest);
-    Error e(ErrorCode::kCorrupt, "the download of " + digest.ToString() + " would pass its " +
-                                     "declared size of " + Bytes(size) + " (" +
-                                     Bytes(offset + bytes.size()) + " offered); it is discarded");
-    if (!aborted) {
-      e.WithContext("and discarding it failed: " + aborted.error().message());
-    }
-    return Fail(std::move(e));
-  }
-  return appended;
+  AIRLOCK_ASSIGN_OR_RETURN(auto appender, blobs_->OpenAppender(id, offset, size));
+  return DownloadWriter(this, digest, size, std::move(appender));
 }
 
 Status GatewayCache::Abort(const Digest& digest) {
@@ -456,10 +474,13 @@ Status GatewayCache::Commit(const Digest& digest, std::uint64_t size) {
   AIRLOCK_RETURN_IF_ERROR(MakeRoom(size, digest));
   auto finished = blobs_->FinishUpload(id, digest, size);
   if (!finished) {
-    // The bytes were wrong: BlobStore removed the session; forget it too.
-    (void)db_->Transact([&](SqlSession& s) -> Status {
-      return Ok(s.Query("DELETE FROM cache_downloads WHERE digest = ?", {digest.ToString()}));
-    });
+    if (finished.error().code() == ErrorCode::kCorrupt) {
+      // The bytes were wrong: BlobStore removed the session; forget it too. (Other errors, a
+      // busy session say, keep the download.)
+      (void)db_->Transact([&](SqlSession& s) -> Status {
+        return Ok(s.Query("DELETE FROM cache_downloads WHERE digest = ?", {digest.ToString()}));
+      });
+    }
     return Fail(std::move(finished.error()).WithContext("while committing " + digest.ToString()));
   }
   // A crash here leaves a published blob without a row: Reconcile adopts it.

@@ -114,6 +114,34 @@ struct CacheUsage {
 
 class GatewayCache;
 
+// A download held open for appending the bytes as they arrive (BlobDownload::Writer): one write
+// and one hash update per piece. While it lives, other appends to the same download and its
+// Commit are refused (kUnavailable); destroy it first.
+class DownloadWriter {
+ public:
+  // Appends bytes at offset(). Bytes beyond the declared size are refused (kCorrupt) and the
+  // whole download is discarded: a server that sends more than it should is not trusted for the
+  // rest. After any error the writer is closed and refuses further bytes.
+  [[nodiscard]] Status Write(std::string_view bytes);
+  // The bytes on disk so far.
+  std::uint64_t offset() const { return offset_; }
+
+ private:
+  friend class GatewayCache;
+  DownloadWriter(GatewayCache* cache, Digest digest, std::uint64_t size,
+                 std::unique_ptr<store::BlobStore::Appender> appender)
+      : cache_(cache),
+        digest_(digest),
+        size_(size),
+        offset_(appender->size()),
+        appender_(std::move(appender)) {}
+  GatewayCache* cache_;
+  Digest digest_;
+  std::uint64_t size_;
+  std::uint64_t offset_;
+  std::unique_ptr<store::BlobStore::Appender> appender_;
+};
+
 // One blob being downloaded into the cache. A cheap handle: it names the download by digest, so
 // copies (and a new handle from BeginBlob after a restart) address the same bytes on disk. It
 // must not outlive the cache that made it.
@@ -124,10 +152,10 @@ class BlobDownload {
   // The bytes on disk so far: where the next Append must start (where a resumed HTTP download
   // asks for Range: bytes=offset-).
   [[nodiscard]] Result<std::uint64_t> offset() const;
-  // Appends bytes that start at offset (which must equal offset(): kMismatch otherwise, nothing
-  // written). Bytes beyond the declared size are refused (kCorrupt) and the whole download is
-  // discarded: a server that sends more than it should is not trusted for the rest.
-  // Returns the new offset.
+  // Opens the download for appending from offset, which must equal offset() (kMismatch
+  // otherwise).
+  [[nodiscard]] Result<DownloadWriter> Writer(std::uint64_t offset);
+  // One Write through a Writer: appends bytes that start at offset and returns the new offset.
   [[nodiscard]] Result<std::uint64_t> Append(std::uint64_t offset, std::string_view bytes);
   // Verifies the exact size and SHA-256 and publishes the blob (atomically), evicting unpinned
   // blobs if the limit requires it. kCorrupt (download discarded) when the bytes are wrong;
@@ -215,13 +243,13 @@ class GatewayCache {
 
  private:
   friend class BlobDownload;
+  friend class DownloadWriter;
   GatewayCache(std::filesystem::path dir, CacheOptions options, const Clock& clock,
                std::unique_ptr<store::BlobStore> blobs, std::unique_ptr<store::SqliteDatabase> db);
   Status Reconcile();
   Result<std::string> DownloadId(const Digest& digest, std::uint64_t size);
   Result<std::uint64_t> DownloadOffset(const Digest& digest, std::uint64_t size);
-  Result<std::uint64_t> Append(const Digest& digest, std::uint64_t size, std::uint64_t offset,
-                               std::string_view bytes);
+  Result<DownloadWriter> Writer(const Digest& digest, std::uint64_t size, std::uint64_t offset);
   Status Commit(const Digest& digest, std::uint64_t size);
   Status Abort(const Digest& digest);
   Status MakeRoom(std::uint64_t bytes, const Digest& for_blob);

@@ -7,8 +7,6 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
-#include <condition_variable>
-#include <deque>
 #include <set>
 
 #include "core/digest.hpp"
@@ -17,90 +15,6 @@
 namespace airlock::gateway {
 
 namespace {
-
-// Bytes collected from the network before each append to the cache.
-constexpr std::size_t kAppendBatch = 4 << 20;
-// ... or once they have waited this long (a slow or stalled transfer).
-constexpr auto kBatchAge = std::chrono::milliseconds(500);
-
-// Appends batches on a thread of its own, so that writing and hashing one batch overlaps
-// receiving the next. At most two batches wait; after the first failure Push refuses and Finish
-// returns it. `off` (whatever the append function updates) is read by the caller only after
-// Finish; appended() is for progress reports meanwhile.
-class AppendPipe {
- public:
-  explicit AppendPipe(std::function<Status(const std::string&)> append)
-      : append_(std::move(append)), thread_([this] { Run(); }) {}
-  ~AppendPipe() { (void)Finish(); }
-  AppendPipe(const AppendPipe&) = delete;
-  AppendPipe& operator=(const AppendPipe&) = delete;
-
-  bool Push(std::string batch) {
-    if (batch.empty()) {
-      return ok();
-    }
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return queue_.size() < 2 || !error_; });
-    if (!error_) {
-      return false;
-    }
-    queue_.push_back(std::move(batch));
-    cv_.notify_all();
-    return true;
-  }
-  Status Finish() {
-    {
-      std::lock_guard lock(mu_);
-      closing_ = true;
-      cv_.notify_all();
-    }
-    if (thread_.joinable()) {
-      thread_.join();
-    }
-    std::lock_guard lock(mu_);
-    return error_;
-  }
-  std::uint64_t appended() const { return appended_.load(); }
-
- private:
-  bool ok() {
-    std::lock_guard lock(mu_);
-    return static_cast<bool>(error_);
-  }
-  void Run() {
-    for (;;) {
-      std::string batch;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return !queue_.empty() || closing_; });
-        if (queue_.empty()) {
-          return;
-        }
-        batch = std::move(queue_.front());
-        queue_.pop_front();
-        cv_.notify_all();
-      }
-      Status s = append_(batch);
-      std::lock_guard lock(mu_);
-      if (!s) {
-        error_ = std::move(s);
-        queue_.clear();
-        cv_.notify_all();
-        return;
-      }
-      appended_ += batch.size();
-    }
-  }
-
-  std::function<Status(const std::string&)> append_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;
-  bool closing_ = false;
-  Status error_;
-  std::atomic<std::uint64_t> appended_{0};
-  std::thread thread_;
-};
 
 using delivery::DeliveryFailure;
 using delivery::FailureCode;
@@ -1099,57 +1013,37 @@ void DeliveryService::RunDownload(std::string id, std::uint32_t attempt,
           }
           return true;
         };
-        // The bytes go to the cache in batches (each Append opens, locks and checks the upload),
-        // written and hashed on a second thread while this one receives the next batch
-        // (bench/README.md, section 5). What a killed gateway had not appended yet is fetched
-        // again: at most two batches.
-        std::string pending;
-        auto last_push = std::chrono::steady_clock::now();
-        const std::uint64_t from = off;
-        AppendPipe pipe([&](const std::string& batch) -> Status {
-          AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t appended, d.Append(off, batch));
-          off = appended;
-          return {};
-        });
+        // Each piece libcurl hands over is written and hashed at once, while it is still in the
+        // CPU's cache, through a writer that keeps the download open (bench/README.md, section
+        // 5). A killed gateway fetches again only what the kernel had not yet handed over.
+        std::optional<DownloadWriter> writer;
         sink.on_bytes = [&](std::string_view bytes) {
           if (status != 200 && status != 206) {
             error_body.append(bytes.substr(0, 4096 - std::min<std::size_t>(4096, error_body.size())));
             return true;
           }
-          pending.append(bytes);
-          if (pending.size() < kAppendBatch) {
-            return true;
+          if (!writer) {
+            auto opened = d.Writer(off);
+            if (!opened) {
+              append_error = opened.error();
+              return false;
+            }
+            writer.emplace(std::move(*opened));
           }
-          if (!pipe.Push(std::move(pending))) {
+          if (Status written = writer->Write(bytes); !written) {
+            append_error = written.error();
             return false;
           }
-          pending.clear();
-          pending.reserve(kAppendBatch + (512 << 10));
-          last_push = std::chrono::steady_clock::now();
-          auto now = last_push;
+          off = writer->offset();
+          auto now = std::chrono::steady_clock::now();
           if (now - last_report >= options_.progress_interval) {
             last_report = now;
-            Progress(id, attempt, done + from + pipe.appended(), total);
+            Progress(id, attempt, done + off, total);
           }
           return true;
         };
-        // A transfer that slows down or stalls still gets its bytes into the cache within a
-        // second or so, where a restart finds them.
-        sink.on_tick = [&] {
-          if (!pending.empty() && std::chrono::steady_clock::now() - last_push > kBatchAge) {
-            (void)pipe.Push(std::move(pending));
-            pending.clear();
-            last_push = std::chrono::steady_clock::now();
-          }
-        };
         auto fetched = hub_.Fetch(path, off, credential, sink, cancel.get());
-        if ((status == 200 || status == 206) && !cancel->load()) {
-          // What arrived before the end (or a break) counts for the resume.
-          (void)pipe.Push(std::move(pending));
-        }
-        if (Status written = pipe.Finish(); !written) {
-          append_error = written.error();
-        }
+        writer.reset();  // Commit and Abort need the download closed
         if (cancel->load()) {
           return;
         }

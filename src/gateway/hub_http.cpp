@@ -67,9 +67,6 @@ int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   if (t->cancel != nullptr && t->cancel->load()) {
     return 1;
   }
-  if (t->sink != nullptr && t->sink->on_tick) {
-    t->sink->on_tick();
-  }
   return 0;
 }
 

@@ -29,10 +29,6 @@ struct HttpReply {
 struct FetchSink {
   std::function<bool(long status)> on_status;
   std::function<bool(std::string_view bytes)> on_bytes;
-  // Called about once a second while the transfer runs, bytes or not (libcurl's progress
-  // callback), on the same thread as on_bytes: a sink that batches bytes writes them out here
-  // when the transfer stalls. May be empty.
-  std::function<void()> on_tick;
 };
 
 class HubHttp {

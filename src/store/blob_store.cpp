@@ -407,14 +407,13 @@ Result<std::uint64_t> BlobStore::UploadSize(std::string_view id) const {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
-                                              std::optional<std::uint64_t> offset,
-                                              const ChunkSource& source, std::uint64_t max_size) {
+Result<std::unique_ptr<BlobStore::Appender>> BlobStore::OpenAppender(
+    std::string_view id, std::optional<std::uint64_t> offset, std::uint64_t max_size) {
   AIRLOCK_ASSIGN_OR_RETURN(fs::path dir, UploadDir(id));
   fs::path path = dir / kDataFile;
   AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, OpenSessionData(path, id, O_WRONLY | O_APPEND));
-  BusyGuard busy(*this, id);
-  AIRLOCK_RETURN_IF_ERROR(busy.Check());
+  auto busy = std::make_unique<BusyGuard>(*this, id);
+  AIRLOCK_RETURN_IF_ERROR(busy->Check());
   AIRLOCK_RETURN_IF_ERROR(LockSession(fd.get(), id));
   AIRLOCK_RETURN_IF_ERROR(CheckStillThere(fd.get(), path, id));
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t size, SizeOf(fd.get(), path));
@@ -424,45 +423,72 @@ Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
                                           std::to_string(size) +
                                           " bytes: chunks must be sent in order");
   }
-  RunningHash hash;
-  {
-    std::lock_guard lock(mu_);
-    auto it = hashes_.find(id);
-    if (it != hashes_.end()) {
-      if (it->second.hashed == size) {
-        hash = std::move(it->second);
-      }
-      hashes_.erase(it);
+  return std::unique_ptr<Appender>(new Appender(*this, std::string(id), std::move(path),
+                                                std::move(fd), std::move(busy), size, max_size));
+}
+
+BlobStore::Appender::Appender(BlobStore& store, std::string id, fs::path path, UniqueFd fd,
+                              std::unique_ptr<BusyGuard> busy, std::uint64_t size,
+                              std::uint64_t max_size)
+    : store_(store),
+      id_(std::move(id)),
+      path_(std::move(path)),
+      fd_(std::move(fd)),
+      busy_(std::move(busy)),
+      size_(size),
+      written_back_(size),
+      max_size_(max_size) {
+  // The running hash goes on only if it covers every byte up to here.
+  std::lock_guard lock(store_.mu_);
+  auto it = store_.hashes_.find(id_);
+  if (it != store_.hashes_.end()) {
+    if (it->second.hashed == size_) {
+      hash_ = std::move(it->second);
+      hash_valid_ = true;
     }
+    store_.hashes_.erase(it);
   }
-  bool hash_valid = hash.sha != nullptr;
-  std::uint64_t total = size;
-  Status received = source([&](std::string_view piece) -> Status {
-    if (piece.size() > max_size - total) {
-      return Fail(ErrorCode::kInvalidArgument, "upload " + std::string(id) +
-                                                   " would exceed the limit of " +
-                                                   std::to_string(max_size) + " bytes per blob");
-    }
-    Status w = WriteAll(fd.get(), piece, path);
-    if (!w) {
-      hash_valid = false;  // some bytes may be in the file without being hashed
-      return w;
-    }
-    total += piece.size();
-    if (hash_valid) {
-      hash.sha->Update(piece);
-      hash.hashed = total;
-    }
-    return {};
-  });
-  if (hash_valid) {
-    std::lock_guard lock(mu_);
-    hashes_[std::string(id)] = std::move(hash);
+}
+
+BlobStore::Appender::~Appender() {
+  if (hash_valid_) {
+    std::lock_guard lock(store_.mu_);
+    store_.hashes_[id_] = std::move(hash_);
   }
-  if (!received) {
-    return Fail(std::move(received).error());
+}
+
+Status BlobStore::Appender::Write(std::string_view piece) {
+  if (piece.size() > max_size_ - size_) {
+    return Fail(ErrorCode::kInvalidArgument, "upload " + id_ + " would exceed the limit of " +
+                                                 std::to_string(max_size_) + " bytes per blob");
   }
-  return SizeOf(fd.get(), path);
+  Status w = WriteAll(fd_.get(), piece, path_);
+  if (!w) {
+    hash_valid_ = false;  // some bytes may be in the file without being hashed
+    return w;
+  }
+  size_ += piece.size();
+  if (hash_valid_) {
+    hash_.sha->Update(piece);
+    hash_.hashed = size_;
+  }
+  // Starts writing the bytes to disk while more arrive, so that the fsync of FinishUpload waits
+  // for the last few MiB only, not for the whole blob. A hint: errors surface at that fsync.
+  constexpr std::uint64_t kWriteBehind = 8 << 20;
+  if (size_ - written_back_ >= kWriteBehind) {
+    (void)::sync_file_range(fd_.get(), static_cast<off_t>(written_back_),
+                            static_cast<off_t>(size_ - written_back_), SYNC_FILE_RANGE_WRITE);
+    written_back_ = size_;
+  }
+  return {};
+}
+
+Result<std::uint64_t> BlobStore::AppendUpload(std::string_view id,
+                                              std::optional<std::uint64_t> offset,
+                                              const ChunkSource& source, std::uint64_t max_size) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::unique_ptr<Appender> appender, OpenAppender(id, offset, max_size));
+  AIRLOCK_RETURN_IF_ERROR(source([&](std::string_view piece) { return appender->Write(piece); }));
+  return appender->size();
 }
 
 Result<FileDigest> BlobStore::FinishUpload(std::string_view id, const Digest& expected,

@@ -149,6 +149,12 @@ class BlobStore {
                                                    std::optional<std::uint64_t> offset,
                                                    const ChunkSource& source,
                                                    std::uint64_t max_size = UINT64_MAX);
+  // The session held open for appending piece by piece (see Appender). offset and max_size as
+  // for AppendUpload; kUnavailable while another append or finish uses the session.
+  class Appender;
+  [[nodiscard]] Result<std::unique_ptr<Appender>> OpenAppender(std::string_view id,
+                                                               std::optional<std::uint64_t> offset,
+                                                               std::uint64_t max_size = UINT64_MAX);
   // Verifies the session's bytes against expected (and expected_size when given) and publishes
   // them as a blob. On success the session is gone. On a mismatch (kCorrupt, naming both digests
   // or sizes) the session is removed too and nothing is published.
@@ -186,6 +192,38 @@ class BlobStore {
   std::size_t prune_at_ = 256;  // PruneHashes looks for finished sessions from this many on
   std::set<std::string, std::less<>> busy_;  // sessions an append or finish of ours is using
   std::array<std::mutex, 256> digest_mutexes_;
+};
+
+// An upload session held open: its file, its lock and its running hash stay with it, so that
+// each piece costs one write and one hash update (a download appends a large blob as its bytes
+// arrive, while they are still in the CPU's cache). While it lives, other appends to the session
+// and its FinishUpload are refused (kUnavailable); destroying it ends the append.
+class BlobStore::Appender {
+ public:
+  ~Appender();
+  Appender(const Appender&) = delete;
+  Appender& operator=(const Appender&) = delete;
+  // Appends piece. kInvalidArgument, nothing written, when it would pass max_size; kIo when the
+  // write fails (part of piece may be in the file then).
+  [[nodiscard]] Status Write(std::string_view piece);
+  // The session's bytes so far.
+  std::uint64_t size() const { return size_; }
+
+ private:
+  friend class BlobStore;
+  Appender(BlobStore& store, std::string id, std::filesystem::path path, UniqueFd fd,
+           std::unique_ptr<BusyGuard> busy, std::uint64_t size, std::uint64_t max_size);
+
+  BlobStore& store_;
+  std::string id_;
+  std::filesystem::path path_;
+  UniqueFd fd_;
+  std::unique_ptr<BusyGuard> busy_;
+  RunningHash hash_;
+  bool hash_valid_ = false;
+  std::uint64_t size_;
+  std::uint64_t written_back_;  // bytes up to here were handed to the disk (Write)
+  std::uint64_t max_size_;
 };
 
 // How processes have root open right now, by probing ROOT/store.lock without keeping it: nullopt

@@ -44,6 +44,38 @@ TEST_F(GatewayCacheTest, ACommittedBlobIsVerifiedAndPublished) {
   EXPECT_EQ(cache_->Usage()->committed_bytes, bytes.size());
 }
 
+TEST_F(GatewayCacheTest, AWriterKeepsTheDownloadOpenAndRefusesBytesPastTheDeclaredSize) {
+  std::string bytes = "0123456789";
+  auto d = cache_->BeginBlob(Sha256Of(bytes), bytes.size());
+  ASSERT_TRUE(d);
+  ASSERT_TRUE(d->Append(0, "012"));
+  EXPECT_EQ(d->Writer(0).error().code(), ErrorCode::kMismatch);
+  {
+    auto writer = d->Writer(3);
+    ASSERT_TRUE(writer) << writer.error().ToString();
+    ASSERT_TRUE(writer->Write("3456"));
+    EXPECT_EQ(writer->offset(), 7u);
+    ASSERT_TRUE(writer->Write("789"));
+    // Committing needs the writer closed.
+    EXPECT_EQ(d->Commit().error().code(), ErrorCode::kUnavailable);
+  }
+  ASSERT_TRUE(d->Commit());
+  EXPECT_TRUE(cache_->HasBlob(Sha256Of(bytes)));
+
+  // One byte too many through a writer: the whole download is discarded.
+  std::string other = "abcdef";
+  auto e = cache_->BeginBlob(Sha256Of(other), other.size());
+  ASSERT_TRUE(e);
+  auto writer = e->Writer(0);
+  ASSERT_TRUE(writer);
+  ASSERT_TRUE(writer->Write("abc"));
+  Status over = writer->Write("defX");
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code(), ErrorCode::kCorrupt) << over.error().ToString();
+  EXPECT_EQ(writer->Write("d").error().code(), ErrorCode::kInternal);
+  EXPECT_EQ(FilesUnder(dir_.path() / "cache" / "uploads"), std::vector<std::string>{});
+}
+
 TEST_F(GatewayCacheTest, WrongBytesAreRefusedAndNothingIsCached) {
   std::string good = "expected bytes";
   std::string bad = "tampered bytes";  // the same length

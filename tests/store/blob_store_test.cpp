@@ -66,6 +66,36 @@ class BlobStoreTest : public ::testing::Test {
   std::unique_ptr<BlobStore> store_;
 };
 
+TEST_F(BlobStoreTest, AnAppenderWritesPieceByPieceAndHoldsTheSessionUntilItIsClosed) {
+  auto id = store_->StartUpload("models/big");
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(store_->AppendUpload(*id, 0, Bytes({"head "})));
+  EXPECT_EQ(store_->OpenAppender(*id, 4).error().code(), ErrorCode::kMismatch);
+  // A blob big enough for the write-behind to start (every 8 MiB).
+  std::string piece(1 << 20, 'x');
+  std::string all = "head ";
+  {
+    auto appender = store_->OpenAppender(*id, 5, 5 + 10 * piece.size());
+    ASSERT_TRUE(appender) << appender.error().ToString();
+    for (int i = 0; i < 10; ++i) {
+      piece[0] = static_cast<char>('a' + i);
+      ASSERT_TRUE((*appender)->Write(piece));
+      all += piece;
+    }
+    EXPECT_EQ((*appender)->size(), all.size());
+    // Past the limit: refused, nothing written.
+    EXPECT_EQ((*appender)->Write("z").error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(*store_->UploadSize(*id), all.size());
+    // The session is this appender's until it is closed.
+    EXPECT_EQ(store_->AppendUpload(*id, std::nullopt, Bytes({"no"})).error().code(),
+              ErrorCode::kUnavailable);
+    EXPECT_EQ(store_->FinishUpload(*id, Sha256Of(all)).error().code(), ErrorCode::kUnavailable);
+  }
+  auto done = store_->FinishUpload(*id, Sha256Of(all), all.size());
+  ASSERT_TRUE(done) << done.error().ToString();
+  EXPECT_EQ(ReadBlob(*store_, Sha256Of(all)), all);
+}
+
 TEST_F(BlobStoreTest, ChunkedUploadBecomesABlobUnderItsDigest) {
   auto id = store_->StartUpload("models/affine");
   ASSERT_TRUE(id) << id.error().ToString();
