@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -149,6 +151,30 @@ TEST(MqttClient, PublishSubscribeRoundTripAtQos0AndQos1) {
   ASSERT_TRUE(pub->Publish("cell/5/images", "marker", Qos(1)));
   ASSERT_TRUE(inbox.WaitFor(3));
   EXPECT_EQ(inbox.at(2).payload, "marker");
+}
+
+// Paho C leaves Nagle's algorithm on; a reply sent right after the PUBACK of the message it
+// answers would then wait for the broker's delayed ACK (about 40 ms) at every step of a delivery.
+TEST(MqttClient, TurnsOffNagleOnItsConnectionToTheBroker) {
+  MosquittoBroker broker;
+  auto client = Connected(Options(broker.url(), "nodelay"));
+  ASSERT_TRUE(client);
+  int to_broker = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    int fd = std::stoi(entry.path().filename().string());
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+        peer.sin_family != AF_INET || ntohs(peer.sin_port) != broker.port()) {
+      continue;
+    }
+    ++to_broker;
+    int nodelay = 0;
+    socklen_t size = sizeof(nodelay);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &size), 0);
+    EXPECT_EQ(nodelay, 1) << "fd " << fd;
+  }
+  EXPECT_EQ(to_broker, 1);
 }
 
 TEST(MqttClient, RetainedMessageReachesALateSubscriber) {
