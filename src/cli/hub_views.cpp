@@ -270,7 +270,9 @@ std::string DeliveriesTable(const json& deliveries) {
                                                             : std::uint64_t{0};
     };
     std::string state = Field(x, "state");
-    if (x.value("wait", "") == "retry") {
+    if (x.value("held", false)) {
+      state += " (held for the site's operator)";
+    } else if (x.value("wait", "") == "retry") {
       state += " (retrying)";
     }
     std::string error;

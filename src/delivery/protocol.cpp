@@ -254,6 +254,7 @@ constexpr std::pair<FailureCode, const char*> kFailureCodes[] = {
 };
 
 constexpr std::pair<GatewayState, const char*> kGatewayStates[] = {
+    {GatewayState::kHeld, "held"},
     {GatewayState::kDownloading, "downloading"},
     {GatewayState::kAvailable, "available"},
     {GatewayState::kFailed, "failed"},
@@ -654,12 +655,15 @@ Result<DeliveryStatus> DeliveryStatus::FromJson(const json& j) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string state, f.String("state"));
   auto parsed = FindName(kGatewayStates, state);
   if (!parsed) {
-    return Fail(f.Bad("state", "must be downloading, available or failed"));
+    return Fail(f.Bad("state", "must be held, downloading, available or failed"));
   }
   s.state = *parsed;
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t attempt, f.Unsigned("attempt", kMaxAttempt));
-  if (attempt == 0 && s.state != GatewayState::kAvailable) {
+  if (attempt == 0 && s.state != GatewayState::kAvailable && s.state != GatewayState::kHeld) {
     return Fail(f.Bad("attempt", "must be the grant's attempt (at least 1)"));
+  }
+  if (attempt != 0 && s.state == GatewayState::kHeld) {
+    return Fail(f.Bad("attempt", "must be 0 when the state is held (nothing was granted)"));
   }
   s.attempt = static_cast<std::uint32_t>(attempt);
   AIRLOCK_ASSIGN_OR_RETURN(s.bytes_total, f.Unsigned("bytes_total"));

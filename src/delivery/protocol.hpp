@@ -229,6 +229,8 @@ struct DeliveryGrant {
 
 // What the gateway says it is doing.
 enum class GatewayState {
+  kHeld,         // "held": the offer passed every check and waits for the site's operator (an
+                 // answer to an offer: attempt 0, no bytes yet); ready or reject follows
   kDownloading,  // "downloading": fetching and verifying; bytes_done counts verified-so-far bytes
   kAvailable,    // "available": everything fetched, verified and in the cache (final)
   kFailed,       // "failed": stopped, with error (final for this attempt)
@@ -262,8 +264,9 @@ struct DeliveryStatus {
   Envelope envelope;
   std::string delivery_id;
   GatewayState state = GatewayState::kDownloading;
-  // The grant the gateway is working from; 0 only in an "available" answer to an offer, when the
-  // gateway already held the package (an earlier delivery or an air-gapped import).
+  // The grant the gateway is working from; 0 exactly in a "held" answer to an offer, and in an
+  // "available" one when the gateway already held the package (an earlier delivery or an
+  // air-gapped import).
   std::uint32_t attempt = 0;
   std::uint64_t bytes_done = 0;          // ≤ bytes_total
   std::uint64_t bytes_total = 0;         // of the blobs the gateway fetches for this delivery

@@ -92,6 +92,7 @@ class Machine {
     d().state = state;
     d().wait = Wait::kNone;
     d().deadline.reset();
+    d().held = false;
     if (error) {
       d().last_error = std::move(error);
     }
@@ -155,6 +156,7 @@ class Machine {
                                      " (a repeat or a late answer)");
     }
     d().state = DeliveryState::kReady;
+    d().held = false;
     d().platforms = e.platforms;
     d().retries = 0;
     d().last_error.reset();
@@ -171,6 +173,22 @@ class Machine {
     }
     End(DeliveryState::kRejected, DeliveryError{RejectReasonName(e.reason), e.message});
     return std::move(*this).Done(std::string("rejected: ") + RejectReasonName(e.reason));
+  }
+
+  Step On(const GatewayHeld&) && {
+    if (d().state != DeliveryState::kOffered) {
+      return std::move(*this).Ignore("held while " + std::string(DeliveryStateName(d().state)) +
+                                     " (only an offer can be held)");
+    }
+    if (d().held) {
+      return std::move(*this).Ignore("held again (a repeat, or the answer to a re-offer)");
+    }
+    // A person decides now; however long they take is not a failure. A backoff under way (a
+    // timed-out offer) still ends in the next offer.
+    d().held = true;
+    d().retries = 0;
+    d().last_error.reset();
+    return std::move(*this).Done("held for the site's operator");
   }
 
   Step On(const GatewayProgress& e) && {
@@ -274,6 +292,13 @@ class Machine {
     if (in_.now < *d().deadline) {
       return std::move(*this).Ignore("timeout before the deadline " + FormatRfc3339(*d().deadline) +
                                      " (a stale timer)");
+    }
+    if (d().state == DeliveryState::kOffered && d().held) {
+      // The offer expired while the operator looked: a fresh one, so that the gateway can answer
+      // ready when they approve.
+      PublishOffer();
+      return std::move(*this).Done("re-offered while held for the site's operator (offer " +
+                                   std::to_string(d().offers) + ")");
     }
     std::string what;
     switch (d().state) {
@@ -433,9 +458,9 @@ const char* WaitName(Wait wait) { return NameOf(kWaits, wait); }
 
 const char* EventName(const Event& event) {
   static constexpr const char* kNames[] = {
-      "gateway-ready",  "gateway-rejected", "gateway-progress", "gateway-available",
-      "gateway-failed", "grant-published",  "wait-timed-out",   "retry-timer-fired",
-      "urls-expiring",  "cancel-requested"};
+      "gateway-ready",     "gateway-rejected", "gateway-held",   "gateway-progress",
+      "gateway-available", "gateway-failed",   "grant-published", "wait-timed-out",
+      "retry-timer-fired", "urls-expiring",    "cancel-requested"};
   static_assert(std::variant_size_v<Event> == std::size(kNames));
   return kNames[event.index()];
 }
@@ -469,6 +494,8 @@ Event EventFrom(const DeliveryStatus& status) {
     case GatewayState::kFailed:
       return GatewayFailed{status.attempt,
                            status.error.value_or(DeliveryFailure{FailureCode::kNetwork, ""})};
+    case GatewayState::kHeld:
+      return GatewayHeld{};
     case GatewayState::kDownloading:
       break;
   }
@@ -596,6 +623,7 @@ json Delivery::ToJson() const {
             {"offers", offers},
             {"attempt", attempt},
             {"retries", retries},
+            {"held", held},
             {"platforms", platforms},
             {"bytes_done", bytes_done},
             {"bytes_total", bytes_total},
@@ -656,6 +684,15 @@ Result<Delivery> Delivery::FromJson(const json& j) {
   d.offers = static_cast<std::uint32_t>(offers);
   d.attempt = static_cast<std::uint32_t>(attempt);
   d.retries = static_cast<std::uint32_t>(retries);
+  if (auto held = j.find("held"); held != j.end()) {  // absent in records from before it
+    if (!held->is_boolean()) {
+      return Fail(Malformed("held", "must be true or false"));
+    }
+    d.held = held->get<bool>();
+    if (d.held && d.state != DeliveryState::kOffered) {
+      return Fail(Malformed("held", "can be true only while offered"));
+    }
+  }
   AIRLOCK_ASSIGN_OR_RETURN(d.urls_expire_at, GetOptionalTime(j, "urls_expire_at"));
   auto platforms = j.find("platforms");
   if (platforms == j.end() || !platforms->is_array() || platforms->size() > kMaxPlatforms) {

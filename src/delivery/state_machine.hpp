@@ -79,6 +79,9 @@ struct Delivery {
   std::uint32_t offers = 0;           // offers published
   std::uint32_t attempt = 0;          // grants issued; the latest grant's attempt number
   std::uint32_t retries = 0;  // consecutive failures since the last progress (the backoff's n)
+  // The gateway holds the offer for its operator (a "held" status while offered). The hub then
+  // re-offers every offer_timeout without counting failures, and never gives up on its own.
+  bool held = false;
   std::optional<TimePoint> urls_expire_at;  // of the latest grant
   std::vector<std::string> platforms;       // what the gateway asked for in its ready
   std::uint64_t bytes_done = 0;
@@ -127,6 +130,7 @@ struct GatewayProgress {  // a status "downloading"
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
 };
+struct GatewayHeld {};        // a status "held": the offer waits for the site's operator
 struct GatewayAvailable {     // a status "available"
   std::uint32_t attempt = 0;  // 0: the gateway already held the package when offered
   std::uint64_t bytes_total = 0;
@@ -150,9 +154,10 @@ struct CancelRequested {    // someone cancelled the deployment (or this deliver
 };
 
 using Event =
-    std::variant<GatewayReady, GatewayRejected, GatewayProgress, GatewayAvailable, GatewayFailed,
-                 GrantPublished, WaitTimedOut, RetryTimerFired, UrlsExpiring, CancelRequested>;
-const char* EventName(const Event& event);  // "gateway-ready", "wait-timed-out", …
+    std::variant<GatewayReady, GatewayRejected, GatewayHeld, GatewayProgress, GatewayAvailable,
+                 GatewayFailed, GrantPublished, WaitTimedOut, RetryTimerFired, UrlsExpiring,
+                 CancelRequested>;
+const char* EventName(const Event& event);  // "gateway-ready", "gateway-held", …
 
 // The events of received messages (which the caller has matched to the delivery by topic and
 // delivery_id, and de-duplicated by message_id if it wishes; repeats are harmless anyway).

@@ -483,8 +483,9 @@ void DeliveryService::HandleOffer(const delivery::DeliveryOffer& offer) {
           if (store_.Put(r)) {
             AnswerReady(r);
           }
+          return;
         }
-        return;
+        return SendStatus(r, GatewayState::kHeld);
       case DeliveryPhase::kRejected:
         return AnswerReject(r);
       case DeliveryPhase::kReady:
@@ -599,8 +600,9 @@ void DeliveryService::HandleOffer(const delivery::DeliveryOffer& offer) {
     spdlog::info("delivery {} ({} {}): held for an operator", r.id, r.model, r.version);
     if (Status put = store_.Put(r); !put) {
       spdlog::error("delivery {}: {}", r.id, put.error().ToString());
+      return;
     }
-    return;
+    return SendStatus(r, GatewayState::kHeld);
   }
   r.phase = DeliveryPhase::kReady;
   if (Status put = store_.Put(r); !put) {

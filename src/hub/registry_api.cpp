@@ -545,6 +545,7 @@ struct RegistryApi::Handlers {
                             "created_at"}) {
       out[key] = record.contains(key) ? record[key] : json(nullptr);
     }
+    out["held"] = record.value("held", false);
     return out;
   }
 

@@ -193,6 +193,17 @@ TEST(ProtocolTest, AvailableWithoutAGrantIsAttemptZero) {
   EXPECT_EQ(back->attempt, 0u);
 }
 
+TEST(ProtocolTest, HeldIsAnAnswerToAnOfferWithoutAGrant) {
+  DeliveryStatus s = MakeStatus();
+  s.state = GatewayState::kHeld;
+  s.attempt = 0;
+  auto back = DeliveryStatus::FromJson(s.ToJson());
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->state, GatewayState::kHeld);
+  s.attempt = 1;  // nothing is granted while an operator decides
+  EXPECT_FALSE(DeliveryStatus::FromJson(s.ToJson()));
+}
+
 // ---- refusals ----
 
 struct Mutation {

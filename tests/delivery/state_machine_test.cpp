@@ -87,6 +87,7 @@ std::map<std::string, Delivery> Fixtures() {
   auto deadline = [](const Delivery& d) { return Inputs{*d.deadline, 0}; };
   f["offered"] = StartDelivery(kId, kDeployment, kGateway, kPackage, {T0(), 0}, p).delivery;
   f["offered~retry"] = Apply(f["offered"], WaitTimedOut{}, deadline(f["offered"]), p).delivery;
+  f["offered-held"] = Apply(f["offered"], GatewayHeld{}, at(f["offered"], seconds(5)), p).delivery;
   f["ready"] =
       Apply(f["offered"], GatewayReady{{"linux/arm64/v8"}}, at(f["offered"], seconds(5)), p)
           .delivery;
@@ -122,6 +123,7 @@ std::map<std::string, Delivery> Fixtures() {
 enum class E {
   kReady,
   kReject,
+  kHeld,
   kProgress,
   kAvailable,
   kFailedRetryable,
@@ -133,10 +135,11 @@ enum class E {
   kUrlsExpiring,
   kCancel,
 };
-constexpr E kAllEvents[] = {E::kReady,     E::kReject,          E::kProgress,
-                            E::kAvailable, E::kFailedRetryable, E::kFailedFatal,
-                            E::kFailedUrl, E::kGrantPublished,  E::kTimeout,
-                            E::kRetry,     E::kUrlsExpiring,    E::kCancel};
+constexpr E kAllEvents[] = {E::kReady,          E::kReject,      E::kHeld,
+                            E::kProgress,       E::kAvailable,   E::kFailedRetryable,
+                            E::kFailedFatal,    E::kFailedUrl,   E::kGrantPublished,
+                            E::kTimeout,        E::kRetry,       E::kUrlsExpiring,
+                            E::kCancel};
 
 std::pair<Event, TimePoint> Make(E e, const Delivery& d, const Policy& p) {
   TimePoint soon = d.updated_at + seconds(10);
@@ -146,6 +149,8 @@ std::pair<Event, TimePoint> Make(E e, const Delivery& d, const Policy& p) {
       return {GatewayReady{{"linux/arm64/v8"}}, soon};
     case E::kReject:
       return {GatewayRejected{RejectReason::kInsufficientSpace, "3 GB free"}, soon};
+    case E::kHeld:
+      return {GatewayHeld{}, soon};
     case E::kProgress:
       return {GatewayProgress{a, d.bytes_done + 500, 8'000}, soon};
     case E::kAvailable:
@@ -198,6 +203,7 @@ const std::vector<Row> kTable = {
     // offered: waiting for the gateway's answer.
     {"offered", E::kReady, kApplied, S::kReady, kReply, kGrantTimer},
     {"offered", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"offered", E::kHeld, kApplied, S::kOffered, kReply, kTimer},
     {"offered", E::kProgress, kIgnored, S::kOffered, kReply, kNothing},
     {"offered", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"offered", E::kFailedRetryable, kIgnored, S::kOffered, kReply, kNothing},
@@ -211,6 +217,7 @@ const std::vector<Row> kTable = {
     // offered, backing off before the next offer: a late answer is still welcome.
     {"offered~retry", E::kReady, kApplied, S::kReady, kReply, kGrantTimer},
     {"offered~retry", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"offered~retry", E::kHeld, kApplied, S::kOffered, kRetry, kTimer},
     {"offered~retry", E::kProgress, kIgnored, S::kOffered, kRetry, kNothing},
     {"offered~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"offered~retry", E::kFailedRetryable, kIgnored, S::kOffered, kRetry, kNothing},
@@ -221,9 +228,24 @@ const std::vector<Row> kTable = {
     {"offered~retry", E::kRetry, kApplied, S::kOffered, kReply, kOfferTimer},
     {"offered~retry", E::kUrlsExpiring, kIgnored, S::kOffered, kRetry, kNothing},
     {"offered~retry", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
+    // offered and held for the site's operator: re-offered when the offer expires, never given up.
+    {"offered-held", E::kReady, kApplied, S::kReady, kReply, kGrantTimer},
+    {"offered-held", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"offered-held", E::kHeld, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kProgress, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
+    {"offered-held", E::kFailedRetryable, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kFailedFatal, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kFailedUrl, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kGrantPublished, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kTimeout, kApplied, S::kOffered, kReply, kOfferTimer},
+    {"offered-held", E::kRetry, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kUrlsExpiring, kIgnored, S::kOffered, kReply, kNothing},
+    {"offered-held", E::kCancel, kApplied, S::kCancelled, kNone, kCancelMsg},
     // ready: the hub owes the gateway a grant.
     {"ready", E::kReady, kIgnored, S::kReady, kReply, kNothing},
     {"ready", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"ready", E::kHeld, kIgnored, S::kReady, kReply, kNothing},
     {"ready", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
     {"ready", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"ready", E::kFailedRetryable, kApplied, S::kReady, kRetry, kTimer},
@@ -237,6 +259,7 @@ const std::vector<Row> kTable = {
     // ready, backing off because the hub did not publish its grant in time.
     {"ready~retry", E::kReady, kIgnored, S::kReady, kRetry, kNothing},
     {"ready~retry", E::kReject, kApplied, S::kRejected, kNone, kNothing},
+    {"ready~retry", E::kHeld, kIgnored, S::kReady, kRetry, kNothing},
     {"ready~retry", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
     {"ready~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"ready~retry", E::kFailedRetryable, kIgnored, S::kReady, kRetry, kNothing},
@@ -250,6 +273,7 @@ const std::vector<Row> kTable = {
     // granted: waiting for the gateway's first status.
     {"granted", E::kReady, kIgnored, S::kGranted, kReply, kNothing},
     {"granted", E::kReject, kIgnored, S::kGranted, kReply, kNothing},
+    {"granted", E::kHeld, kIgnored, S::kGranted, kReply, kNothing},
     {"granted", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
     {"granted", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"granted", E::kFailedRetryable, kApplied, S::kGranted, kRetry, kTimer},
@@ -263,6 +287,7 @@ const std::vector<Row> kTable = {
     // granted, backing off after no status came.
     {"granted~retry", E::kReady, kIgnored, S::kGranted, kRetry, kNothing},
     {"granted~retry", E::kReject, kIgnored, S::kGranted, kRetry, kNothing},
+    {"granted~retry", E::kHeld, kIgnored, S::kGranted, kRetry, kNothing},
     {"granted~retry", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
     {"granted~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"granted~retry", E::kFailedRetryable, kIgnored, S::kGranted, kRetry, kNothing},
@@ -276,6 +301,7 @@ const std::vector<Row> kTable = {
     // downloading: waiting for more progress or the result.
     {"downloading", E::kReady, kIgnored, S::kDownloading, kReply, kNothing},
     {"downloading", E::kReject, kIgnored, S::kDownloading, kReply, kNothing},
+    {"downloading", E::kHeld, kIgnored, S::kDownloading, kReply, kNothing},
     {"downloading", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
     {"downloading", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"downloading", E::kFailedRetryable, kApplied, S::kDownloading, kRetry, kTimer},
@@ -289,6 +315,7 @@ const std::vector<Row> kTable = {
     // downloading, backing off after the progress stopped.
     {"downloading~retry", E::kReady, kIgnored, S::kDownloading, kRetry, kNothing},
     {"downloading~retry", E::kReject, kIgnored, S::kDownloading, kRetry, kNothing},
+    {"downloading~retry", E::kHeld, kIgnored, S::kDownloading, kRetry, kNothing},
     {"downloading~retry", E::kProgress, kApplied, S::kDownloading, kReply, kTimer},
     {"downloading~retry", E::kAvailable, kApplied, S::kAvailable, kNone, kNothing},
     {"downloading~retry", E::kFailedRetryable, kIgnored, S::kDownloading, kRetry, kNothing},
@@ -303,8 +330,9 @@ const std::vector<Row> kTable = {
 
 const char* EName(E e) {
   static constexpr const char* kNames[] = {
-      "ready",      "reject",          "progress", "available", "failed-retryable", "failed-fatal",
-      "failed-url", "grant-published", "timeout",  "retry",     "urls-expiring",    "cancel"};
+      "ready",      "reject",          "held",    "progress", "available",     "failed-retryable",
+      "failed-fatal", "failed-url",    "grant-published", "timeout", "retry", "urls-expiring",
+      "cancel"};
   return kNames[static_cast<int>(e)];
 }
 
@@ -348,8 +376,8 @@ TEST(StateMachineTableTest, EveryEventInEveryWaitingState) {
     CheckRow(row, fixtures.at(row.from), p);
     rows_per_fixture[row.from] += 1;
   }
-  // The table is complete: every event for each of the eight waiting fixtures.
-  EXPECT_EQ(rows_per_fixture.size(), 8u);
+  // The table is complete: every event for each of the nine waiting fixtures.
+  EXPECT_EQ(rows_per_fixture.size(), 9u);
   for (const auto& [from, n] : rows_per_fixture) {
     EXPECT_EQ(n, static_cast<int>(std::size(kAllEvents))) << from;
   }
@@ -463,6 +491,38 @@ TEST(StateMachineScenarioTest, SilentGatewayIsReofferedWithBackoffThenGivenUp) {
   EXPECT_FALSE(NextWakeup(dr.d(), p));
   // The gateway finally answers: too late.
   EXPECT_FALSE(dr.On(GatewayReady{{"linux/amd64"}}).applied);
+}
+
+TEST(StateMachineScenarioTest, AHeldOfferIsReofferedForAsLongAsTheOperatorTakes) {
+  Policy p;
+  p.max_retries = 2;
+  Driver dr(p);
+  dr.Advance(seconds(3));
+  Step s = dr.On(GatewayHeld{});
+  ASSERT_TRUE(s.applied) << s.note;
+  EXPECT_TRUE(dr.d().held);
+  // Far more offer timeouts than max_retries: each is a fresh offer, none a failure.
+  for (int i = 0; i < 10; ++i) {
+    s = dr.FireTimer();
+    ASSERT_EQ(Kinds(s.actions), (std::vector<ActionKind>{K::kPublishOffer, K::kScheduleTimer}))
+        << s.note;
+    EXPECT_EQ(dr.d().state, S::kOffered);
+    EXPECT_EQ(dr.d().retries, 0u);
+    EXPECT_FALSE(dr.d().last_error);
+    // The gateway answers each re-offer with held again: a repeat.
+    dr.Advance(seconds(1));
+    EXPECT_FALSE(dr.On(GatewayHeld{}).applied);
+  }
+  EXPECT_EQ(dr.d().offers, 11u);
+  // The record says so across a restart.
+  auto reread = Delivery::FromJson(dr.d().ToJson());
+  ASSERT_TRUE(reread) << reread.error().ToString();
+  EXPECT_TRUE(reread->held);
+  // The operator approves: ready, and the delivery goes on as any other.
+  s = dr.On(GatewayReady{{"linux/amd64"}});
+  ASSERT_TRUE(s.applied);
+  EXPECT_EQ(dr.d().state, S::kReady);
+  EXPECT_FALSE(dr.d().held);
 }
 
 TEST(StateMachineScenarioTest, BackoffDoublesUpToTheCapAndJitterShortensIt) {
@@ -724,6 +784,8 @@ TEST(DeliveryRecordTest, RoundTripsAndRefusesMalformedFields) {
          j["last_error"] = {{"code", "Bad Code"}, {"message", ""}};
        }},
       {"updated_at", [](nlohmann::json& j) { j.erase("updated_at"); }},
+      {"held", [](nlohmann::json& j) { j["held"] = "yes"; }},
+      {"held", [](nlohmann::json& j) { j["held"] = true; }},  // only an offer can be held
   };
   for (const auto& [field, mutate] : bad) {
     nlohmann::json j = good;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "net/mqtt.hpp"
@@ -316,6 +317,33 @@ TEST_F(DeliverySystem, ADeploymentReachesTheGatewayAndWaitsForTheOperator) {
   EXPECT_NE(approved.out.find("approved"), std::string::npos) << approved.out;
 
   ExpectDevicesCanPull("plant-1");
+}
+
+TEST_F(DeliverySystem, AnOfferHeldForTheOperatorIsShownOnTheHubAndNeverGivenUp) {
+  StartGateway("plant-9", GatewayConfig("plant-9", "", "policy:\n  offers: operator\n"));
+  std::string id = Deploy("plant-9");
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitUntil([&] { return Delivery(id).value("held", false); }, kLong, 500ms))
+      << Status(id).dump(2) << GatewayLogs();
+  // Several offer timeouts (3 s here) later: re-offered, still held, not one failure counted.
+  std::this_thread::sleep_for(8s);
+  json d = Delivery(id);
+  EXPECT_EQ(d["state"], "offered") << d.dump(2);
+  EXPECT_TRUE(d["held"].get<bool>()) << d.dump(2);
+  EXPECT_EQ(d["retries"], 0) << d.dump(2);
+  EXPECT_GE(d["offers"].get<int>(), 2) << d.dump(2);
+  CommandResult table = As("viewer", {"status", id});
+  EXPECT_NE(table.out.find("held for the site's operator"), std::string::npos) << table.out;
+
+  // The operator lets it in: ready, downloaded, complete.
+  CommandResult ls = Operator("plant-9", {"approvals", "ls", "--json"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  json approvals = json::parse(ls.out)["approvals"];
+  ASSERT_EQ(approvals.size(), 1u) << ls.out;
+  EXPECT_EQ(approvals[0]["state"], "held-offer");
+  ASSERT_EQ(Operator("plant-9", {"approvals", "approve", approvals[0]["id"]}).exit_code, 0);
+  ASSERT_TRUE(WaitForState(id, "complete")) << Status(id).dump(2) << GatewayLogs();
+  EXPECT_FALSE(Delivery(id)["held"].get<bool>());
 }
 
 TEST_F(DeliverySystem, TheHubAndTheBrokerRestartedBetweenStepsLoseNothing) {
