@@ -222,9 +222,13 @@ int Import(const std::string& gateway, const std::string& token_file, const std:
   client.set_read_timeout(3600);  // the gateway verifies every byte before it answers
   httplib::Headers headers = {{"Authorization", "Bearer " + *token}};
   std::string name = std::filesystem::path(bundle).filename().string();
+  // The gateway records the name as the import's source: at most 128 of [A-Za-z0-9._-].
   std::string query;
-  for (char c : name) {
+  for (char c : name.substr(0, 128)) {
     query += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
+  }
+  if (query == "." || query == "..") {
+    query = "bundle.tar";
   }
   int file = fd->get();
   httplib::Result r = client.Post(
