@@ -8,33 +8,16 @@
 #include "core/digest.hpp"
 #include "core/encoding.hpp"
 #include "core/fs.hpp"
+#include "core/openssl_util.hpp"
 
 namespace airlock {
 namespace {
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-using Bio = std::unique_ptr<BIO, BioDeleter>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
+using ossl::Bio;
+using ossl::MdCtx;
+using ossl::Pkey;
 
-std::string OpenSslError() {
-  unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) {
-    return "unknown OpenSSL error";
-  }
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
-}
+std::string OpenSslError() { return ossl::LastError(); }
 
 Result<std::string> RawPublic(EVP_PKEY* k) {
   std::size_t len = 32;

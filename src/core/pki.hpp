@@ -1,0 +1,60 @@
+#pragma once
+// X.509 for device identities (OpenSSL 3): the P-256 key a device makes for itself, the
+// certificate signing request it sends at enrollment, and the certificate authority a gateway
+// signs them with (docs/rollout.md, "Enrollment").
+//
+// P-256 rather than Ed25519 (which the trust documents use): these keys become TLS client
+// certificates, and P-256 is what every broker's and every client's TLS stack accepts.
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+
+namespace airlock::pki {
+
+// A new P-256 private key as PKCS#8 PEM. Handle with care: never log it.
+[[nodiscard]] Result<std::string> MakeKey();
+
+// A PEM certificate signing request for key_pem (a P-256 PKCS#8 PEM key), subject CN=common_name,
+// signed by that key (the proof that the requester holds it).
+[[nodiscard]] Result<std::string> MakeCsr(std::string_view key_pem, std::string_view common_name);
+
+struct IssuedCertificate {
+  std::string pem;
+  std::string serial;  // lowercase hex, 32 digits (128 random bits)
+  TimePoint not_before;
+  TimePoint not_after;
+};
+
+// A certificate authority: a P-256 key and its self-signed certificate (10 years, CA:TRUE,
+// keyCertSign), kept in DIR/ca.key (0600) and DIR/ca.pem, made at the first Open.
+class CertificateAuthority {
+ public:
+  // Loads DIR/ca.key and DIR/ca.pem, or makes both when neither exists (subject CN=common_name).
+  // kCorrupt when one exists without the other or they do not parse or do not belong together.
+  [[nodiscard]] static Result<CertificateAuthority> Open(const std::filesystem::path& dir,
+                                                         std::string_view common_name,
+                                                         TimePoint now);
+
+  const std::string& certificate_pem() const { return cert_pem_; }
+
+  // Certifies the key in csr_pem for common_name (the CSR's own subject is ignored): a leaf
+  // certificate (CA:FALSE, digitalSignature, clientAuth), valid from 5 minutes before now (clock
+  // skew) for validity, with a random serial. kInvalidArgument, saying what is wrong, when the
+  // CSR does not parse, its signature does not verify, or its key is not P-256.
+  [[nodiscard]] Result<IssuedCertificate> Issue(std::string_view csr_pem,
+                                                std::string_view common_name, TimePoint now,
+                                                std::chrono::seconds validity) const;
+
+ private:
+  CertificateAuthority(std::string key_pem, std::string cert_pem)
+      : key_pem_(std::move(key_pem)), cert_pem_(std::move(cert_pem)) {}
+  std::string key_pem_;
+  std::string cert_pem_;
+};
+
+}  // namespace airlock::pki
