@@ -27,6 +27,23 @@ CREATE TABLE gw_operator_tokens (
   hash        TEXT NOT NULL UNIQUE,
   created_at  BIGINT NOT NULL
 ))sql"},
+    {2, "devices and enrollment tokens", R"sql(
+CREATE TABLE gw_devices (
+  id                  TEXT PRIMARY KEY,
+  labels              TEXT NOT NULL,
+  cert_serial         TEXT NOT NULL,
+  cert_not_after      BIGINT NOT NULL,
+  mqtt_password_hash  TEXT NOT NULL,
+  revoked_at          BIGINT,
+  enrolled_at         BIGINT NOT NULL
+);
+CREATE TABLE gw_enrollment_tokens (
+  hash        TEXT PRIMARY KEY,
+  labels      TEXT NOT NULL,
+  created_at  BIGINT NOT NULL,
+  expires_at  BIGINT NOT NULL,
+  used_by     TEXT
+))sql"},
 };
 
 constexpr std::array<std::pair<DeliveryPhase, const char*>, 7> kPhases = {{
@@ -240,6 +257,119 @@ Result<std::string> GatewayStateStore::CheckToken(std::string_view token) {
     return Fail(ErrorCode::kVerification, "unknown operator token");
   }
   return name;
+}
+
+// ---- devices ----
+
+namespace {
+
+std::string LabelsText(const Labels& labels) { return json(labels).dump(); }
+
+Labels LabelsFrom(const std::string& text) {
+  json j = json::parse(text, nullptr, false);
+  Labels out;
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if (v.is_string()) {
+        out[k] = v.get<std::string>();
+      }
+    }
+  }
+  return out;
+}
+
+constexpr const char* kDeviceColumns =
+    "id, labels, cert_serial, cert_not_after, mqtt_password_hash, revoked_at, enrolled_at";
+
+DeviceRecord DeviceFrom(const SqlRows& rows, std::size_t i) {
+  DeviceRecord d;
+  d.id = rows.Text(i, 0);
+  d.labels = LabelsFrom(rows.Text(i, 1));
+  d.cert_serial = rows.Text(i, 2);
+  d.cert_not_after = FromUnix(rows.Int(i, 3));
+  d.mqtt_password_hash = rows.Text(i, 4);
+  if (auto revoked = rows.MaybeInt(i, 5)) {
+    d.revoked_at = FromUnix(*revoked);
+  }
+  d.enrolled_at = FromUnix(rows.Int(i, 6));
+  return d;
+}
+
+}  // namespace
+
+Result<std::string> GatewayStateStore::CreateEnrollmentToken(const Labels& labels,
+                                                             TimePoint expires, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
+  std::string token = "alken_" + secret;
+  AIRLOCK_RETURN_IF_ERROR(db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query("INSERT INTO gw_enrollment_tokens (hash, labels, created_at, expires_at) "
+                      "VALUES (?, ?, ?, ?)",
+                      {HashToken(token), LabelsText(labels), Unix(now), Unix(expires)}));
+  }));
+  return token;
+}
+
+Result<DeviceRecord> GatewayStateStore::Enroll(
+    std::string_view token, const std::function<Result<DeviceRecord>(const Labels&)>& make,
+    TimePoint now) {
+  std::optional<DeviceRecord> made;
+  Status done = db_->Transact([&](SqlSession& s) -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows found, s.Query("SELECT labels, expires_at, used_by FROM gw_enrollment_tokens "
+                               "WHERE hash = ?",
+                               {HashToken(token)}));
+    if (found.empty()) {
+      return Fail(ErrorCode::kVerification, "unknown enrollment token");
+    }
+    if (!found.IsNull(0, 2)) {
+      return Fail(ErrorCode::kVerification,
+                  "this enrollment token was used already (by " + found.Text(0, 2) +
+                      "); ask the gateway's operator for a new one");
+    }
+    if (Unix(now) >= found.Int(0, 1)) {
+      return Fail(ErrorCode::kVerification,
+                  "this enrollment token expired at " + FormatRfc3339(FromUnix(found.Int(0, 1))) +
+                      "; ask the gateway's operator for a new one");
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(DeviceRecord d, make(LabelsFrom(found.Text(0, 0))));
+    AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
+        "UPDATE gw_enrollment_tokens SET used_by = ? WHERE hash = ?", {d.id, HashToken(token)})));
+    AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
+        std::string("INSERT INTO gw_devices (") + kDeviceColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?)",
+        {d.id, LabelsText(d.labels), d.cert_serial, Unix(d.cert_not_after), d.mqtt_password_hash,
+         d.revoked_at ? SqlParam(Unix(*d.revoked_at)) : SqlParam(nullptr), Unix(d.enrolled_at)})));
+    made = std::move(d);
+    return {};
+  });
+  if (!done) {
+    return Fail(std::move(done).error());
+  }
+  return std::move(*made);
+}
+
+Result<std::vector<DeviceRecord>> GatewayStateStore::Devices() {
+  return store::SqlQueryAll<DeviceRecord>(
+      *db_, std::string("SELECT ") + kDeviceColumns + " FROM gw_devices ORDER BY enrolled_at, id",
+      {}, DeviceFrom);
+}
+
+Result<DeviceRecord> GatewayStateStore::Device(std::string_view id) {
+  return store::SqlQueryOne<DeviceRecord>(
+      *db_, std::string("SELECT ") + kDeviceColumns + " FROM gw_devices WHERE id = ?",
+      {std::string(id)}, DeviceFrom, "no device " + std::string(id));
+}
+
+Status GatewayStateStore::RevokeDevice(std::string_view id, TimePoint now) {
+  return db_->Transact([&](SqlSession& s) -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows changed,
+        s.Query("UPDATE gw_devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                {Unix(now), std::string(id)}));
+    if (changed.affected == 0) {
+      return Fail(ErrorCode::kNotFound, "no device " + std::string(id));
+    }
+    return {};
+  });
 }
 
 }  // namespace airlock::gateway

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -88,6 +90,20 @@ struct OperatorToken {
   TimePoint created_at{};
 };
 
+// Labels of a device: "line" → "3", … (docs/rollout.md, "Enrollment").
+using Labels = std::map<std::string, std::string>;
+
+// An enrolled device as the gateway keeps it (docs/rollout.md, "Enrollment").
+struct DeviceRecord {
+  std::string id;  // "dev-" + 16 hex, made by the gateway
+  Labels labels;
+  std::string cert_serial;  // of the certificate it was given
+  TimePoint cert_not_after{};
+  std::string mqtt_password_hash;  // hex SHA-256 of its broker password
+  std::optional<TimePoint> revoked_at;
+  TimePoint enrolled_at{};
+};
+
 class GatewayStateStore {
  public:
   // Opens (creating) gateway.db in dir and applies its migrations.
@@ -106,6 +122,25 @@ class GatewayStateStore {
   [[nodiscard]] Result<std::string> CreateToken(std::string_view name, TimePoint now);
   // The name of the token, or kVerification when it is unknown.
   [[nodiscard]] Result<std::string> CheckToken(std::string_view token);
+
+  // ---- devices ----
+  // Makes a one-time enrollment token "alken_" + 64 hex, valid until expires, whose device gets
+  // labels; stores its hash and returns the token, which is not kept.
+  [[nodiscard]] Result<std::string> CreateEnrollmentToken(const Labels& labels, TimePoint expires,
+                                                          TimePoint now);
+  // Consumes token and records the device that make returns (given the token's labels), in one
+  // transaction: two enrollments racing with one token get one device. kVerification saying
+  // whether the token is unknown, used or expired; make's own error as it is.
+  [[nodiscard]] Result<DeviceRecord> Enroll(
+      std::string_view token, const std::function<Result<DeviceRecord>(const Labels&)>& make,
+      TimePoint now);
+  // Every device, enrolled first first.
+  [[nodiscard]] Result<std::vector<DeviceRecord>> Devices();
+  // kNotFound for an unknown id.
+  [[nodiscard]] Result<DeviceRecord> Device(std::string_view id);
+  // Marks the device revoked (once: a second revoke keeps the first time). kNotFound for an
+  // unknown id.
+  [[nodiscard]] Status RevokeDevice(std::string_view id, TimePoint now);
 
  private:
   explicit GatewayStateStore(std::unique_ptr<store::SqliteDatabase> db) : db_(std::move(db)) {}

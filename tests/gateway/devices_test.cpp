@@ -1,0 +1,133 @@
+// The gateway's device registry: enrollment tokens are one-time and expire, a device is recorded
+// only together with the token's use, racing enrollments with one token make one device, and a
+// revoke sticks. (The certificate a device gets: tests/core/pki_test.cpp.)
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "gateway/state_store.hpp"
+#include "support/test_support.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using airlock::testing::TempDir;
+using std::chrono::hours;
+using std::chrono::seconds;
+
+TimePoint T0() { return TimePoint(seconds(1'796'000'000)); }
+
+class DevicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = GatewayStateStore::Open(dir_.path(), T0());
+    ASSERT_TRUE(s) << s.error().ToString();
+    store_ = std::move(*s);
+  }
+  // What the enrollment handler will do: a device from the token's labels.
+  static std::function<Result<DeviceRecord>(const Labels&)> Maker(std::string id) {
+    return [id](const Labels& labels) -> Result<DeviceRecord> {
+      return DeviceRecord{.id = id,
+                          .labels = labels,
+                          .cert_serial = "00ff",
+                          .cert_not_after = T0() + hours(24 * 365),
+                          .mqtt_password_hash = "ab",
+                          .revoked_at = std::nullopt,
+                          .enrolled_at = T0()};
+    };
+  }
+  TempDir dir_;
+  std::unique_ptr<GatewayStateStore> store_;
+};
+
+TEST_F(DevicesTest, ATokenEnrollsOneDeviceWithItsLabels) {
+  auto token = store_->CreateEnrollmentToken({{"line", "3"}}, T0() + hours(24), T0());
+  ASSERT_TRUE(token) << token.error().ToString();
+  EXPECT_TRUE(token->starts_with("alken_"));
+  EXPECT_EQ(token->size(), 6u + 64u);
+
+  auto d = store_->Enroll(*token, Maker("dev-0000000000000001"), T0() + hours(1));
+  ASSERT_TRUE(d) << d.error().ToString();
+  EXPECT_EQ(d->labels, (Labels{{"line", "3"}}));
+  auto listed = store_->Devices();
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, "dev-0000000000000001");
+  EXPECT_EQ((*listed)[0].labels.at("line"), "3");
+  EXPECT_FALSE((*listed)[0].revoked_at);
+
+  // Used: refused, saying so, and nothing more is recorded.
+  auto again = store_->Enroll(*token, Maker("dev-0000000000000002"), T0() + hours(2));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), ErrorCode::kVerification);
+  EXPECT_NE(again.error().message().find("used already (by dev-0000000000000001)"),
+            std::string::npos)
+      << again.error().ToString();
+  EXPECT_EQ(store_->Devices()->size(), 1u);
+}
+
+TEST_F(DevicesTest, UnknownAndExpiredTokensAreRefusedAndAFailedEnrollmentKeepsTheToken) {
+  auto unknown = store_->Enroll("alken_nope", Maker("dev-0000000000000001"), T0());
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("unknown enrollment token"), std::string::npos);
+
+  auto token = store_->CreateEnrollmentToken({}, T0() + hours(1), T0());
+  ASSERT_TRUE(token);
+  // The device's side failed (a bad CSR, say): the token is still good.
+  auto failed = store_->Enroll(
+      *token,
+      [](const Labels&) -> Result<DeviceRecord> {
+        return Fail(ErrorCode::kInvalidArgument, "the certificate request is not a PEM CSR");
+      },
+      T0());
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(store_->Devices()->empty());
+  auto expired = store_->Enroll(*token, Maker("dev-0000000000000001"), T0() + hours(1));
+  ASSERT_FALSE(expired);
+  EXPECT_NE(expired.error().message().find("expired at"), std::string::npos)
+      << expired.error().ToString();
+  EXPECT_TRUE(store_->Enroll(*token, Maker("dev-0000000000000001"), T0() + hours(1) - seconds(1)));
+}
+
+TEST_F(DevicesTest, EnrollmentsRacingWithOneTokenMakeOneDevice) {
+  auto token = store_->CreateEnrollmentToken({}, T0() + hours(1), T0());
+  ASSERT_TRUE(token);
+  // Each racer has its own connection to gateway.db, as separate requests would.
+  std::atomic<int> enrolled{0};
+  std::vector<std::thread> racers;
+  for (int i = 0; i < 8; ++i) {
+    racers.emplace_back([&, i] {
+      auto own = GatewayStateStore::Open(dir_.path(), T0());
+      ASSERT_TRUE(own);
+      std::string id = "dev-000000000000000" + std::to_string(i);
+      if ((*own)->Enroll(*token, Maker(id), T0())) {
+        enrolled++;
+      }
+    });
+  }
+  for (auto& t : racers) {
+    t.join();
+  }
+  EXPECT_EQ(enrolled.load(), 1);
+  EXPECT_EQ(store_->Devices()->size(), 1u);
+}
+
+TEST_F(DevicesTest, ARevokeSticks) {
+  auto token = store_->CreateEnrollmentToken({}, T0() + hours(1), T0());
+  ASSERT_TRUE(store_->Enroll(*token, Maker("dev-0000000000000001"), T0()));
+  ASSERT_TRUE(store_->RevokeDevice("dev-0000000000000001", T0() + hours(1)));
+  ASSERT_TRUE(store_->RevokeDevice("dev-0000000000000001", T0() + hours(2)));
+  auto d = store_->Device("dev-0000000000000001");
+  ASSERT_TRUE(d);
+  ASSERT_TRUE(d->revoked_at);
+  EXPECT_EQ(*d->revoked_at, T0() + hours(1));  // the first revoke's time
+  EXPECT_EQ(store_->RevokeDevice("dev-ffffffffffffffff", T0()).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->Device("dev-ffffffffffffffff").error().code(), ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace airlock::gateway
