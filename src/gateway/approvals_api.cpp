@@ -151,28 +151,32 @@ json ApprovalView(const DeliveryRecord& r, const ApprovalsContext& context, bool
   return v;
 }
 
+std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const httplib::Request& req,
+                                             httplib::Response& res) {
+  std::string header = req.get_header_value("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!header.starts_with(kBearer)) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
+    net::SendError(res, 401, "UNAUTHORIZED", "authentication required",
+                   "send an operator token (airlock-gateway token create) as "
+                   "Authorization: Bearer alkop_…");
+    return std::nullopt;
+  }
+  auto name = store.CheckToken(header.substr(kBearer.size()));
+  if (!name) {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
+    net::SendError(res, 401, "UNAUTHORIZED", "authentication required", name.error().message());
+    return std::nullopt;
+  }
+  return *name;
+}
+
 void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
   auto ctx = std::make_shared<ApprovalsContext>(std::move(context));
-  // The operator's name, or an answer already sent.
-  auto authorize = [ctx](const httplib::Request& req,
-                         httplib::Response& res) -> std::optional<std::string> {
-    std::string header = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (!header.starts_with(kBearer)) {
-      res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
-      net::SendError(res, 401, "UNAUTHORIZED", "authentication required",
-                     "send an operator token (airlock-gateway token create) as "
-                     "Authorization: Bearer alkop_…");
-      return std::nullopt;
-    }
-    auto name = ctx->store->CheckToken(header.substr(kBearer.size()));
-    if (!name) {
-      res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
-      net::SendError(res, 401, "UNAUTHORIZED", "authentication required", name.error().message());
-      return std::nullopt;
-    }
-    return *name;
+  auto authorize = [ctx](const httplib::Request& req, httplib::Response& res) {
+    return AuthorizeOperator(*ctx->store, req, res);
   };
+
   server.Get("/api/v1/approvals", [ctx, authorize](const httplib::Request& req,
                                                    httplib::Response& res) {
     if (!authorize(req, res)) {

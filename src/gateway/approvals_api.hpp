@@ -20,6 +20,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "gateway/cache.hpp"
@@ -29,6 +30,8 @@
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace airlock::gateway {
@@ -51,5 +54,10 @@ nlohmann::json ApprovalView(const DeliveryRecord& r, const ApprovalsContext& con
 std::string ApprovalState(const DeliveryRecord& r);
 
 void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context);
+
+// The name of the operator token the request carries as `Authorization: Bearer alkop_…`, or
+// nullopt with a 401 already in res.
+std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const httplib::Request& req,
+                                             httplib::Response& res);
 
 }  // namespace airlock::gateway

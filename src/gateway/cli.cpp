@@ -155,8 +155,11 @@ void PrintApproval(const nlohmann::json& a) {
   }
 }
 
-int Approvals(const std::string& gateway, const std::string& token_file, const std::string& verb,
-              const std::string& id, const std::string& comment, bool as_json) {
+// One call to the running gateway's operator API with the operator token: kExitOk with the
+// answer's body in body, or the exit code after the error was printed.
+int CallGateway(const std::string& gateway, const std::string& token_file,
+                const std::string& method, const std::string& path, const nlohmann::json& request,
+                std::string& body) {
   auto token = OperatorToken(token_file);
   if (!token) {
     return Report(token.error());
@@ -165,24 +168,35 @@ int Approvals(const std::string& gateway, const std::string& token_file, const s
   client.set_connection_timeout(10);
   client.set_read_timeout(30);
   httplib::Headers headers = {{"Authorization", "Bearer " + *token}};
-  httplib::Result r =
-      verb == "ls"     ? client.Get("/api/v1/approvals", headers)
-      : verb == "show" ? client.Get("/api/v1/approvals/" + id, headers)
-                       : client.Post("/api/v1/approvals/" + id + "/" + verb, headers,
-                                     nlohmann::json{{"comment", comment}}.dump(),
-                                     "application/json");
+  httplib::Result r = method == "GET" ? client.Get(path, headers)
+                                      : client.Post(path, headers, request.dump(), "application/json");
   if (!r) {
     return Report(Error(ErrorCode::kUnavailable,
                         "cannot reach the gateway at " + gateway + ": " + httplib::to_string(r.error())));
   }
-  if (r->status != 200) {
+  if (r->status != 200 && r->status != 201) {
     std::fprintf(stderr, "airlock-gateway: error: the gateway answered %d: %s\n", r->status,
                  ErrorDetail(r->body).c_str());
     return kExitFailure;
   }
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  body = r->body;
+  return kExitOk;
+}
+
+int Approvals(const std::string& gateway, const std::string& token_file, const std::string& verb,
+              const std::string& id, const std::string& comment, bool as_json) {
+  std::string body;
+  int called = verb == "ls"     ? CallGateway(gateway, token_file, "GET", "/api/v1/approvals", {}, body)
+               : verb == "show" ? CallGateway(gateway, token_file, "GET", "/api/v1/approvals/" + id, {}, body)
+                                : CallGateway(gateway, token_file, "POST",
+                                              "/api/v1/approvals/" + id + "/" + verb,
+                                              nlohmann::json{{"comment", comment}}, body);
+  if (called != kExitOk) {
+    return called;
+  }
+  auto j = nlohmann::json::parse(body, nullptr, false);
   if (as_json || j.is_discarded()) {
-    std::printf("%s\n", r->body.c_str());
+    std::printf("%s\n", body.c_str());
     return kExitOk;
   }
   if (verb == "ls") {
@@ -197,6 +211,68 @@ int Approvals(const std::string& gateway, const std::string& token_file, const s
     return kExitOk;
   }
   PrintApproval(j);
+  return kExitOk;
+}
+
+// airlock-gateway devices token | ls | revoke, through the running gateway's API.
+int Devices(const std::string& gateway, const std::string& token_file, const std::string& verb,
+            const std::string& id, const std::vector<std::string>& labels,
+            const std::string& expires_in, bool as_json) {
+  std::string body;
+  int called = kExitOk;
+  if (verb == "token") {
+    nlohmann::json request = {{"labels", nlohmann::json::object()}, {"expires_in", expires_in}};
+    for (const std::string& label : labels) {
+      auto eq = label.find('=');
+      if (eq == std::string::npos) {
+        return Report(Error(ErrorCode::kInvalidArgument,
+                            "--label wants KEY=VALUE, not '" + label + "'"));
+      }
+      request["labels"][label.substr(0, eq)] = label.substr(eq + 1);
+    }
+    called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/tokens", request, body);
+  } else if (verb == "ls") {
+    called = CallGateway(gateway, token_file, "GET", "/api/v1/devices", {}, body);
+  } else {
+    called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/revoke", {}, body);
+  }
+  if (called != kExitOk) {
+    return called;
+  }
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (as_json || j.is_discarded()) {
+    std::printf("%s\n", body.c_str());
+    return kExitOk;
+  }
+  auto labels_text = [](const nlohmann::json& d) {
+    std::string out;
+    nlohmann::json shown = d.value("labels", nlohmann::json::object());
+    for (const auto& [k, v] : shown.items()) {
+      out += (out.empty() ? "" : ",") + k + "=" + (v.is_string() ? v.get<std::string>() : "");
+    }
+    return out.empty() ? std::string("-") : out;
+  };
+  if (verb == "token") {
+    std::printf("%s\n", j.value("token", "").c_str());
+    std::fprintf(stderr,
+                 "one enrollment, until %s, labels %s; on the device: airlock-agent enroll "
+                 "--gateway %s --token <the token above>\n",
+                 j.value("expires_at", "").c_str(), labels_text(j).c_str(), gateway.c_str());
+    return kExitOk;
+  }
+  std::vector<nlohmann::json> rows;
+  if (verb == "ls") {
+    for (const auto& d : j.value("devices", nlohmann::json::array())) {
+      rows.push_back(d);
+    }
+  } else {
+    rows.push_back(j);
+  }
+  std::printf("%-22s %-9s %-22s %s\n", "ID", "STATE", "ENROLLED", "LABELS");
+  for (const auto& d : rows) {
+    std::printf("%-22s %-9s %-22s %s\n", d.value("id", "").c_str(), d.value("state", "").c_str(),
+                d.value("enrolled_at", "").c_str(), labels_text(d).c_str());
+  }
   return kExitOk;
 }
 
@@ -374,6 +450,27 @@ int Main(int argc, char** argv) {
     }
   }
 
+  auto* devices = app.add_subcommand(
+      "devices", "The site's devices and their enrollment, from the running gateway's API");
+  devices->require_subcommand(1);
+  std::string device_id, expires_in = "24h";
+  std::vector<std::string> device_labels;
+  auto* d_token = devices->add_subcommand(
+      "token", "Make a one-time token a device enrolls with (airlock-agent enroll)");
+  d_token->add_option("--label", device_labels, "KEY=VALUE the device gets (repeatable)");
+  d_token->add_option("--expires", expires_in, "how long the token is good for (at most 30d)")
+      ->capture_default_str();
+  auto* d_ls = devices->add_subcommand("ls", "The enrolled devices");
+  auto* d_revoke = devices->add_subcommand("revoke", "Refuse a device from now on");
+  d_revoke->add_option("id", device_id, "the device id (dev-…)")->required();
+  for (auto* cmd : {d_token, d_ls, d_revoke}) {
+    cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+    cmd->add_option("--token-file", token_file,
+                    "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
+        ->capture_default_str();
+    cmd->add_flag("--json", as_json, "print the API's JSON");
+  }
+
   std::string bundle;
   auto* import_cmd = app.add_subcommand(
       "import",
@@ -394,6 +491,13 @@ int Main(int argc, char** argv) {
   if (config_default->parsed()) {
     std::fputs(kDefaultGatewayConfig, stdout);
     return kExitOk;
+  }
+  for (auto* cmd : {d_token, d_ls, d_revoke}) {
+    if (cmd->parsed()) {
+      SetupLogging("warn");
+      return Devices(gateway_url, token_file, cmd->get_name(), device_id, device_labels,
+                     expires_in, as_json);
+    }
   }
   for (auto* cmd : {a_ls, a_show, a_approve, a_reject}) {
     if (cmd->parsed()) {

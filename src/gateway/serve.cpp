@@ -11,6 +11,7 @@
 #include "delivery/protocol.hpp"
 #include "gateway/approvals_api.hpp"
 #include "gateway/cache.hpp"
+#include "gateway/devices_api.hpp"
 #include "gateway/delivery_service.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/state_store.hpp"
@@ -41,6 +42,22 @@ Result<trust::Root> LoadRoot(const std::filesystem::path& path, TimePoint now) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
   AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument doc, trust::SignedDocument::Parse(text));
   return WithContext(trust::VerifyRoot(doc, now), "the pinned root " + path.string());
+}
+
+// The Ed25519 key at BASE.key (BASE.pub beside it), made on first use.
+Result<PrivateKey> LoadOrMakeKey(const std::filesystem::path& base) {
+  std::filesystem::path private_path = base;
+  private_path += ".key";
+  std::filesystem::path public_path = base;
+  public_path += ".pub";
+  std::error_code ec;
+  if (std::filesystem::exists(private_path, ec)) {
+    return PrivateKey::Load(private_path);
+  }
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(base.parent_path()));
+  AIRLOCK_ASSIGN_OR_RETURN(PrivateKey key, PrivateKey::Generate());
+  AIRLOCK_RETURN_IF_ERROR(key.Save(private_path, public_path));
+  return key;
 }
 
 }  // namespace
@@ -124,6 +141,21 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   if (!store) {
     return Report(store.error());
   }
+  // What devices are enrolled with: the CA that certifies them, the key their directives are
+  // signed with, and the root they pin (docs/rollout.md, "Enrollment").
+  auto device_ca = pki::CertificateAuthority::Open(
+      config.data / "devices", "airlock-gateway " + config.name + " devices", clock.Now());
+  if (!device_ca) {
+    return Report(device_ca.error());
+  }
+  auto directive_key = LoadOrMakeKey(config.data / "devices" / "directive");
+  if (!directive_key) {
+    return Report(directive_key.error());
+  }
+  auto root_document = ReadFile(config.root, 1 << 20);
+  if (!root_document) {
+    return Report(root_document.error());
+  }
 
   net::MqttOptions mqtt_options;
   mqtt_options.broker_url = config.mqtt_broker;
@@ -184,9 +216,18 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                              .root = &*root,
                              .hub_url = config.hub_url,
                              .imports_dir = config.data / "imports"};
-  auto registry = DeviceRegistry::Start(
-      **cache, registry_options, {},
-      [&approvals](httplib::Server& s) { InstallApprovalsApi(s, approvals); });
+  DevicesContext devices{.store = store->get(),
+                         .ca = &*device_ca,
+                         .directive_key = &*directive_key,
+                         .root_document = *root_document,
+                         .mqtt_broker = config.mqtt_broker,
+                         .mqtt_prefix = config.mqtt_prefix,
+                         .clock = &clock};
+  auto registry = DeviceRegistry::Start(**cache, registry_options, {},
+                                        [&approvals, &devices](httplib::Server& s) {
+                                          InstallApprovalsApi(s, approvals);
+                                          InstallDevicesApi(s, devices);
+                                        });
   if (!registry) {
     return Report(registry.error());
   }

@@ -19,6 +19,7 @@
 
 #include "core/digest.hpp"
 #include "core/keys.hpp"
+#include "core/pki.hpp"
 #include "delivery/protocol.hpp"
 #include "gateway/gateway_fixture.hpp"
 #include "net/mqtt.hpp"
@@ -639,6 +640,67 @@ TEST_F(GatewayServe, HeldOffersWaitForTheOperator) {
   after = api.Get("/api/v1/approvals/" + kId1, auth);
   EXPECT_EQ(json::parse(after->body)["state"], "approved") << after->body;
   EXPECT_EQ(json::parse(after->body)["decided_by"], "olga");
+}
+
+TEST_F(GatewayServe, ADeviceEnrollsWithAOneTimeTokenAndGetsAnIdentity) {
+  StartGateway(Config(kAuto));
+  std::string op = OperatorToken();
+  CommandResult made = Cli(op, {"devices", "token", "--label", "line=3", "--expires", "1h"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::string token = made.out.substr(0, made.out.find('\n'));
+  ASSERT_TRUE(token.starts_with("alken_")) << made.out;
+  EXPECT_NE(made.err.find("airlock-agent enroll"), std::string::npos) << made.err;
+
+  auto key = pki::MakeKey();
+  ASSERT_TRUE(key);
+  auto csr = pki::MakeCsr(*key, "camera-7");
+  ASSERT_TRUE(csr);
+  auto api = Api();
+  json request = {{"token", token}, {"csr", *csr}, {"labels", {{"line", "9"}, {"cam", "top"}}}};
+  auto enrolled = api.Post("/api/v1/devices/enroll", request.dump(), "application/json");
+  ASSERT_TRUE(enrolled);
+  ASSERT_EQ(enrolled->status, 201) << enrolled->body;
+  json identity = json::parse(enrolled->body);
+  std::string id = identity["device_id"];
+  EXPECT_TRUE(std::regex_match(id, std::regex("dev-[0-9a-f]{16}"))) << id;
+  // The operator's label wins over the device's.
+  EXPECT_EQ(identity["labels"], (json{{"cam", "top"}, {"line", "3"}}));
+  EXPECT_EQ(identity["mqtt"]["username"], id);
+  EXPECT_EQ(identity["mqtt"]["password"].get<std::string>().size(), 32u);
+  EXPECT_EQ(identity["root"]["signed"]["_type"], "root") << identity["root"].dump();
+  EXPECT_TRUE(identity["directive_key"].get<std::string>().starts_with("-----BEGIN PUBLIC KEY"));
+  // The certificate chains to the gateway's CA and names the device.
+  WriteAll(dir_ / "device.pem", identity["certificate"].get<std::string>());
+  WriteAll(dir_ / "ca.pem", identity["ca"].get<std::string>());
+  CommandResult verified = RunCommand({"openssl", "verify", "-purpose", "sslclient", "-CAfile",
+                                       (dir_ / "ca.pem").string(), (dir_ / "device.pem").string()});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  EXPECT_EQ(fs::status(dir_ / "data/devices/ca.key").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  // One use only; a request without a valid CSR is refused.
+  auto again = api.Post("/api/v1/devices/enroll", request.dump(), "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 403);
+  EXPECT_NE(again->body.find("used already"), std::string::npos) << again->body;
+  CommandResult second = Cli(op, {"devices", "token", "--json"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  json bad = {{"token", json::parse(second.out)["token"]}, {"csr", "not a CSR"}};
+  auto refused = api.Post("/api/v1/devices/enroll", bad.dump(), "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_NE(refused->body.find("not a PEM CSR"), std::string::npos) << refused->body;
+
+  // The operator lists and revokes it; without an operator token nothing is shown.
+  CommandResult ls = Cli(op, {"devices", "ls"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find(id), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("cam=top,line=3"), std::string::npos) << ls.out;
+  EXPECT_EQ(api.Get("/api/v1/devices")->status, 401);
+  CommandResult revoked = Cli(op, {"devices", "revoke", id});
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
+  EXPECT_NE(revoked.out.find("revoked"), std::string::npos) << revoked.out;
+  EXPECT_NE(Cli(op, {"devices", "revoke", "dev-ffffffffffffffff"}).exit_code, 0);
 }
 
 TEST_F(GatewayServe, ABlobWithWrongBytesIsRefusedAndNeverCached) {

@@ -1,0 +1,221 @@
+#include "gateway/devices_api.hpp"
+
+#include <httplib.h>
+
+#include <cctype>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/digest.hpp"
+#include "gateway/approvals_api.hpp"
+#include "net/http_server.hpp"
+
+namespace airlock::gateway {
+namespace {
+
+using nlohmann::json;
+constexpr const char* kJson = "application/json";
+constexpr auto kDefaultTokenLife = std::chrono::hours(24);
+constexpr auto kLongestTokenLife = std::chrono::hours(24 * 30);
+constexpr std::size_t kMaxLabels = 32;
+
+json DeviceView(const DeviceRecord& d) {
+  return {{"id", d.id},
+          {"labels", d.labels},
+          {"state", d.revoked_at ? "revoked" : "enrolled"},
+          {"certificate_serial", d.cert_serial},
+          {"certificate_expires", FormatRfc3339(d.cert_not_after)},
+          {"enrolled_at", FormatRfc3339(d.enrolled_at)},
+          {"revoked_at", d.revoked_at ? json(FormatRfc3339(*d.revoked_at)) : json(nullptr)}};
+}
+
+// The labels of body[key] (an object of strings), or an error message.
+std::optional<std::string> ReadLabels(const json& body, Labels& out) {
+  if (!body.contains("labels") || body["labels"].is_null()) {
+    return std::nullopt;
+  }
+  const json& labels = body["labels"];
+  if (!labels.is_object() || labels.size() > kMaxLabels) {
+    return "labels must be an object of at most " + std::to_string(kMaxLabels) + " strings";
+  }
+  for (const auto& [k, v] : labels.items()) {
+    if (!v.is_string() || !ValidLabel(k, v.get<std::string>())) {
+      return "label " + k +
+             " is not valid: a key of 1-63 of [A-Za-z0-9._/-], a value of 0-63 of "
+             "[A-Za-z0-9._-]";
+    }
+    out[k] = v.get<std::string>();
+  }
+  return std::nullopt;
+}
+
+json ParseBody(const httplib::Request& req, httplib::Response& res) {
+  json body = json::parse(req.body, nullptr, false);
+  if (!body.is_object()) {
+    net::SendError(res, 400, "INVALID_REQUEST", "invalid request", "the body must be a JSON object");
+  }
+  return body;
+}
+
+}  // namespace
+
+bool ValidLabel(std::string_view key, std::string_view value) {
+  auto in = [](char c, std::string_view extra) {
+    return std::isalnum(static_cast<unsigned char>(c)) || extra.find(c) != std::string_view::npos;
+  };
+  if (key.empty() || key.size() > 63 || !std::isalnum(static_cast<unsigned char>(key[0])) ||
+      value.size() > 63) {
+    return false;
+  }
+  for (char c : key) {
+    if (!in(c, "._/-")) {
+      return false;
+    }
+  }
+  for (char c : value) {
+    if (!in(c, "._-")) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
+  auto ctx = std::make_shared<DevicesContext>(std::move(context));
+
+  server.Post("/api/v1/devices/tokens", [ctx](const httplib::Request& req,
+                                              httplib::Response& res) {
+    if (!AuthorizeOperator(*ctx->store, req, res)) {
+      return;
+    }
+    json body = req.body.empty() ? json::object() : ParseBody(req, res);
+    if (!body.is_object()) {
+      return;
+    }
+    Labels labels;
+    if (auto bad = ReadLabels(body, labels)) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request", *bad);
+    }
+    std::chrono::milliseconds life = kDefaultTokenLife;
+    if (body.contains("expires_in")) {
+      auto parsed = body["expires_in"].is_string()
+                        ? ParseDuration(body["expires_in"].get<std::string>())
+                        : Result<std::chrono::milliseconds>(
+                              Fail(ErrorCode::kInvalidArgument, "not a string"));
+      if (!parsed || *parsed <= std::chrono::milliseconds(0) || *parsed > kLongestTokenLife) {
+        return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                              "expires_in must be a duration such as 30m or 24h, at most 30 days");
+      }
+      life = *parsed;
+    }
+    TimePoint now = ctx->clock->Now();
+    TimePoint expires = std::chrono::time_point_cast<std::chrono::seconds>(now + life);
+    auto token = ctx->store->CreateEnrollmentToken(labels, expires, now);
+    if (!token) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error",
+                            token.error().message());
+    }
+    res.status = 201;
+    res.set_content(
+        json{{"token", *token}, {"expires_at", FormatRfc3339(expires)}, {"labels", labels}}.dump(),
+        kJson);
+  });
+
+  server.Get("/api/v1/devices", [ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!AuthorizeOperator(*ctx->store, req, res)) {
+      return;
+    }
+    auto devices = ctx->store->Devices();
+    if (!devices) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error",
+                            devices.error().message());
+    }
+    json list = json::array();
+    for (const DeviceRecord& d : *devices) {
+      list.push_back(DeviceView(d));
+    }
+    res.set_content(json{{"devices", list}}.dump(), kJson);
+  });
+
+  server.Post(R"(/api/v1/devices/(dev-[0-9a-f]{16})/revoke)",
+              [ctx](const httplib::Request& req, httplib::Response& res) {
+                if (!AuthorizeOperator(*ctx->store, req, res)) {
+                  return;
+                }
+                std::string id = req.matches[1].str();
+                Status revoked = ctx->store->RevokeDevice(id, ctx->clock->Now());
+                if (!revoked) {
+                  int status = revoked.error().code() == ErrorCode::kNotFound ? 404 : 500;
+                  return net::SendError(res, status, "NOT_FOUND", "no such device",
+                                        revoked.error().message());
+                }
+                res.set_content(DeviceView(*ctx->store->Device(id)).dump(), kJson);
+              });
+
+  server.Post("/api/v1/devices/enroll", [ctx](const httplib::Request& req,
+                                              httplib::Response& res) {
+    json body = ParseBody(req, res);
+    if (!body.is_object()) {
+      return;
+    }
+    if (!body.contains("token") || !body["token"].is_string() || !body.contains("csr") ||
+        !body["csr"].is_string()) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                            "the body must carry \"token\" and \"csr\" (a PEM request)");
+    }
+    Labels asked;
+    if (auto bad = ReadLabels(body, asked)) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request", *bad);
+    }
+    TimePoint now = std::chrono::time_point_cast<std::chrono::seconds>(ctx->clock->Now());
+    std::string certificate, password;
+    auto device = ctx->store->Enroll(
+        body["token"].get<std::string>(),
+        [&](const Labels& given) -> Result<DeviceRecord> {
+          AIRLOCK_ASSIGN_OR_RETURN(std::string suffix, RandomHex(8));
+          DeviceRecord d;
+          d.id = "dev-" + suffix;
+          // The operator's labels (on the token) win over what the device asks for.
+          d.labels = asked;
+          for (const auto& [k, v] : given) {
+            d.labels[k] = v;
+          }
+          AIRLOCK_ASSIGN_OR_RETURN(pki::IssuedCertificate issued,
+                                   ctx->ca->Issue(body["csr"].get<std::string>(), d.id, now,
+                                                  ctx->certificate_validity));
+          AIRLOCK_ASSIGN_OR_RETURN(password, RandomHex(16));
+          certificate = issued.pem;
+          d.cert_serial = issued.serial;
+          d.cert_not_after = issued.not_after;
+          d.mqtt_password_hash = Sha256Of(password).hex();
+          d.enrolled_at = now;
+          return d;
+        },
+        now);
+    if (!device) {
+      ErrorCode code = device.error().code();
+      int status = code == ErrorCode::kVerification      ? 403
+                   : code == ErrorCode::kInvalidArgument ? 400
+                                                         : 500;
+      return net::SendError(res, status, status == 403 ? "DENIED" : "INVALID_REQUEST",
+                            status == 403 ? "enrollment refused" : "invalid request",
+                            device.error().message());
+    }
+    res.status = 201;
+    res.set_content(json{{"device_id", device->id},
+                         {"labels", device->labels},
+                         {"certificate", certificate},
+                         {"ca", ctx->ca->certificate_pem()},
+                         {"mqtt",
+                          {{"broker", ctx->mqtt_broker},
+                           {"prefix", ctx->mqtt_prefix},
+                           {"username", device->id},
+                           {"password", password}}},
+                         {"root", json::parse(ctx->root_document, nullptr, false)},
+                         {"directive_key", ctx->directive_key->public_key().ToPem()}}
+                        .dump(),
+                    kJson);
+  });
+}
+
+}  // namespace airlock::gateway

@@ -1,0 +1,44 @@
+#pragma once
+// Devices over HTTP (docs/rollout.md, "Enrollment"), on the gateway's one HTTP server:
+//
+//   POST /api/v1/devices/tokens        operator: {"labels": {…}, "expires_in": "24h"} → a
+//                                      one-time enrollment token {"token", "expires_at", "labels"}
+//   GET  /api/v1/devices               operator: every enrolled device
+//   POST /api/v1/devices/ID/revoke     operator: the device is refused from now on
+//   POST /api/v1/devices/enroll        a device: {"token", "csr", "labels"} → its identity
+//
+// The operator routes need `Authorization: Bearer alkop_…` (as the approvals do); enroll is
+// authenticated by the one-time token in its body. Errors have the OCI shape.
+
+#include <chrono>
+#include <string>
+
+#include "core/keys.hpp"
+#include "core/pki.hpp"
+#include "core/time.hpp"
+#include "gateway/state_store.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace airlock::gateway {
+
+struct DevicesContext {
+  GatewayStateStore* store = nullptr;
+  const pki::CertificateAuthority* ca = nullptr;
+  const PrivateKey* directive_key = nullptr;  // its public half goes to every device
+  std::string root_document;                  // the signed root the gateway pins, as JSON text
+  std::string mqtt_broker;
+  std::string mqtt_prefix;
+  std::chrono::seconds certificate_validity = std::chrono::hours(24 * 365);
+  const Clock* clock = nullptr;
+};
+
+void InstallDevicesApi(httplib::Server& server, DevicesContext context);
+
+// Whether key=value is a label a device may carry: a key of 1-63 of [A-Za-z0-9._/-] starting
+// with a letter or digit, a value of 0-63 of [A-Za-z0-9._-].
+bool ValidLabel(std::string_view key, std::string_view value);
+
+}  // namespace airlock::gateway
