@@ -255,8 +255,8 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
   if (verb == "token") {
     std::printf("%s\n", j.value("token", "").c_str());
     std::fprintf(stderr,
-                 "one enrollment, until %s, labels %s; on the device: airlock-agent enroll "
-                 "--gateway %s --token <the token above>\n",
+                 "one enrollment, until %s, labels %s; the device sends it with its CSR to "
+                 "%s/api/v1/devices/enroll (docs/gateway.md, \"Devices and enrollment\")\n",
                  j.value("expires_at", "").c_str(), labels_text(j).c_str(), gateway.c_str());
     return kExitOk;
   }
