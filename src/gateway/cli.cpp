@@ -456,7 +456,7 @@ int Main(int argc, char** argv) {
   std::string device_id, expires_in = "24h";
   std::vector<std::string> device_labels;
   auto* d_token = devices->add_subcommand(
-      "token", "Make a one-time token a device enrolls with (airlock-agent enroll)");
+      "token", "Make a one-time token a device enrolls with (POST /api/v1/devices/enroll)");
   d_token->add_option("--label", device_labels, "KEY=VALUE the device gets (repeatable)");
   d_token->add_option("--expires", expires_in, "how long the token is good for (at most 30d)")
       ->capture_default_str();
