@@ -461,7 +461,8 @@ int Main(int argc, char** argv) {
   d_token->add_option("--expires", expires_in, "how long the token is good for (at most 30d)")
       ->capture_default_str();
   auto* d_ls = devices->add_subcommand("ls", "The enrolled devices");
-  auto* d_revoke = devices->add_subcommand("revoke", "Refuse a device from now on");
+  auto* d_revoke = devices->add_subcommand(
+      "revoke", "Mark a device revoked (it gets no directives; docs/gateway.md)");
   d_revoke->add_option("id", device_id, "the device id (dev-…)")->required();
   for (auto* cmd : {d_token, d_ls, d_revoke}) {
     cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();

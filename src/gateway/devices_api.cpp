@@ -149,7 +149,12 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
                   return net::SendError(res, status, "NOT_FOUND", "no such device",
                                         revoked.error().message());
                 }
-                res.set_content(DeviceView(*ctx->store->Device(id)).dump(), kJson);
+                auto device = ctx->store->Device(id);
+                if (!device) {
+                  return net::SendError(res, 500, "UNKNOWN", "internal error",
+                                        device.error().message());
+                }
+                res.set_content(DeviceView(*device).dump(), kJson);
               });
 
   server.Post("/api/v1/devices/enroll", [ctx](const httplib::Request& req,
