@@ -17,22 +17,14 @@ using ossl::Bio;
 using ossl::MdCtx;
 using ossl::Pkey;
 
-std::string OpenSslError() { return ossl::LastError(); }
-
 Result<std::string> RawPublic(EVP_PKEY* k) {
   std::size_t len = 32;
   std::string raw(32, '\0');
   if (EVP_PKEY_get_raw_public_key(k, reinterpret_cast<unsigned char*>(raw.data()), &len) != 1 ||
       len != 32) {
-    return Fail(ErrorCode::kInvalidArgument, "not an Ed25519 key: " + OpenSslError());
+    return Fail(ErrorCode::kInvalidArgument, "not an Ed25519 key: " + ossl::LastError());
   }
   return raw;
-}
-
-std::string BioToString(BIO* bio) {
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  return std::string(data, static_cast<std::size_t>(len));
 }
 
 }  // namespace
@@ -48,15 +40,15 @@ Result<PublicKey> PublicKey::FromRaw(std::string_view raw) {
 }
 
 Result<PublicKey> PublicKey::FromPem(std::string_view pem) {
-  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  Bio bio = ossl::ReadBio(pem);
   Pkey key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
   if (!key) {
     ERR_clear_error();
-    Bio bio2(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    Bio bio2 = ossl::ReadBio(pem);
     key.reset(PEM_read_bio_PrivateKey(bio2.get(), nullptr, nullptr, nullptr));
   }
   if (!key) {
-    return Fail(ErrorCode::kInvalidArgument, "not a PEM key: " + OpenSslError());
+    return Fail(ErrorCode::kInvalidArgument, "not a PEM key: " + ossl::LastError());
   }
   if (EVP_PKEY_id(key.get()) != EVP_PKEY_ED25519) {
     return Fail(ErrorCode::kUnsupported, "key is not Ed25519 (only Ed25519 keys are supported)");
@@ -75,7 +67,7 @@ std::string PublicKey::ToPem() const {
                                        reinterpret_cast<const unsigned char*>(raw_.data()), 32));
   Bio bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_PUBKEY(bio.get(), key.get());
-  return BioToString(bio.get());
+  return ossl::BioText(bio.get());
 }
 
 bool PublicKey::Verify(std::string_view message, std::string_view signature) const {
@@ -99,7 +91,7 @@ bool PublicKey::Verify(std::string_view message, std::string_view signature) con
 Result<PrivateKey> PrivateKey::Generate() {
   Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   if (!key) {
-    return Fail(ErrorCode::kInternal, "cannot generate an Ed25519 key: " + OpenSslError());
+    return Fail(ErrorCode::kInternal, "cannot generate an Ed25519 key: " + ossl::LastError());
   }
   std::string seed(32, '\0');
   std::size_t len = 32;
@@ -109,7 +101,7 @@ Result<PrivateKey> PrivateKey::Generate() {
 }
 
 Result<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
-  Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  Bio bio = ossl::ReadBio(pem);
   Pkey key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!key) {
     ERR_clear_error();
@@ -123,7 +115,7 @@ Result<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
   std::size_t len = 32;
   if (EVP_PKEY_get_raw_private_key(key.get(), reinterpret_cast<unsigned char*>(seed.data()),
                                    &len) != 1) {
-    return Fail(ErrorCode::kInvalidArgument, "cannot read private key: " + OpenSslError());
+    return Fail(ErrorCode::kInvalidArgument, "cannot read private key: " + ossl::LastError());
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::string raw, RawPublic(key.get()));
   return PrivateKey(std::move(seed), PublicKey::FromRaw(raw).value());
@@ -153,7 +145,7 @@ std::string PrivateKey::ToPem() const {
                                         reinterpret_cast<const unsigned char*>(seed_.data()), 32));
   Bio bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  return BioToString(bio.get());
+  return ossl::BioText(bio.get());
 }
 
 Status PrivateKey::Save(const std::filesystem::path& private_path,

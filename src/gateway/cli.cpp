@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <cstdlib>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -155,6 +156,17 @@ void PrintApproval(const nlohmann::json& a) {
   }
 }
 
+// The gateway's JSON answer to show as a table, or nullopt when it was printed as it came (with
+// --json, or when it is not JSON).
+std::optional<nlohmann::json> AnswerToShow(const std::string& body, bool as_json) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (as_json || j.is_discarded()) {
+    std::printf("%s\n", body.c_str());
+    return std::nullopt;
+  }
+  return j;
+}
+
 // One call to the running gateway's operator API with the operator token: kExitOk with the
 // answer's body in body, or the exit code after the error was printed.
 int CallGateway(const std::string& gateway, const std::string& token_file,
@@ -194,11 +206,11 @@ int Approvals(const std::string& gateway, const std::string& token_file, const s
   if (called != kExitOk) {
     return called;
   }
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (as_json || j.is_discarded()) {
-    std::printf("%s\n", body.c_str());
+  auto shown = AnswerToShow(body, as_json);
+  if (!shown) {
     return kExitOk;
   }
+  const nlohmann::json& j = *shown;
   if (verb == "ls") {
     std::printf("%-40s %-18s %-28s %-10s %s\n", "ID", "STATE", "MODEL", "SIZE", "DEPLOYMENT");
     for (const auto& a : j.value("approvals", nlohmann::json::array())) {
@@ -239,15 +251,15 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
   if (called != kExitOk) {
     return called;
   }
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (as_json || j.is_discarded()) {
-    std::printf("%s\n", body.c_str());
+  auto shown = AnswerToShow(body, as_json);
+  if (!shown) {
     return kExitOk;
   }
+  const nlohmann::json& j = *shown;
   auto labels_text = [](const nlohmann::json& d) {
     std::string out;
-    nlohmann::json shown = d.value("labels", nlohmann::json::object());
-    for (const auto& [k, v] : shown.items()) {
+    nlohmann::json pairs = d.value("labels", nlohmann::json::object());
+    for (const auto& [k, v] : pairs.items()) {
       out += (out.empty() ? "" : ",") + k + "=" + (v.is_string() ? v.get<std::string>() : "");
     }
     return out.empty() ? std::string("-") : out;
@@ -327,11 +339,11 @@ int Import(const std::string& gateway, const std::string& token_file, const std:
                  bundle.c_str(), r->status, ErrorDetail(r->body).c_str());
     return r->status == 422 ? kExitVerification : kExitFailure;
   }
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
-  if (as_json || j.is_discarded()) {
-    std::printf("%s\n", r->body.c_str());
+  auto shown = AnswerToShow(r->body, as_json);
+  if (!shown) {
     return kExitOk;
   }
+  const nlohmann::json& j = *shown;
   std::printf("imported %s %s for deployment %s: verified against the site's root, %s\n",
               j.value("model", "").c_str(), j.value("version", "").c_str(),
               j.value("deployment", "").c_str(), Mib(j.value("size", std::uint64_t{0})).c_str());
