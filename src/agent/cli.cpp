@@ -5,6 +5,7 @@
 
 #include "agent/agent.hpp"
 #include "agent/config.hpp"
+#include "agent/enrollment.hpp"
 #include "agent/model_store.hpp"
 #include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
@@ -70,6 +71,24 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   auto* list = app.add_subcommand("list", "List the installed models");
 
+  auto* enroll = app.add_subcommand(
+      "enroll",
+      "Enroll this device with its gateway: make a key pair, send a CSR with the one-time token "
+      "the site's operator gave (airlock-gateway devices token), keep the identity in the store");
+  EnrollOptions enroll_options;
+  std::vector<std::string> enroll_labels;
+  std::string expected_root_file;
+  enroll->add_option("--gateway", enroll_options.gateway, "the gateway's URL, e.g. http://gw:7500")
+      ->required();
+  enroll->add_option("--token", enroll_options.token, "the one-time enrollment token (alken_…)")
+      ->required();
+  enroll->add_option("--label", enroll_labels,
+                     "KEY=VALUE this device asks for (repeatable; the token's labels win)");
+  enroll->add_option("--root", expected_root_file,
+                     "refuse unless the gateway pins this root document (default: trust the "
+                     "root the token-authenticated answer carries)");
+  enroll->add_flag("--force", enroll_options.force, "replace an existing identity");
+
   auto* serve = app.add_subcommand(
       "serve",
       "Serve the installed models over the Open Inference Protocol (HTTP, Triton-compatible)");
@@ -118,6 +137,39 @@ int Main(int argc, char** argv) {
       config.http.port = serve_args.port;
     }
     return Serve(std::move(config), platform);
+  }
+  if (*enroll) {
+    for (const std::string& label : enroll_labels) {
+      auto eq = label.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        Report(Error(ErrorCode::kInvalidArgument, "--label wants KEY=VALUE, not '" + label + "'"));
+        return kExitUsage;
+      }
+      enroll_options.labels[label.substr(0, eq)] = label.substr(eq + 1);
+    }
+    if (!expected_root_file.empty()) {
+      auto text = ReadFile(expected_root_file, trust::kMaxDocumentSize);
+      if (!text) {
+        return Report(text.error());
+      }
+      auto root = trust::SignedDocument::Parse(*text);
+      if (!root) {
+        return Report(std::move(root.error()).WithContext(expected_root_file));
+      }
+      enroll_options.expected_root = std::move(*root);
+    }
+    auto identity = Enroll(store_dir, enroll_options, now);
+    if (!identity) {
+      return Report(identity.error());
+    }
+    std::string labels;
+    for (const auto& [k, v] : identity->labels) {
+      labels += (labels.empty() ? "" : ",") + k + "=" + v;
+    }
+    std::printf("enrolled as %s at %s (labels %s); identity in %s\n",
+                identity->device_id.c_str(), identity->gateway.c_str(),
+                labels.empty() ? "-" : labels.c_str(), IdentityDir(store_dir).c_str());
+    return kExitOk;
   }
   auto store = ModelStore::Open(store_dir);
   if (!store) {

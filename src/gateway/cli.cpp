@@ -22,6 +22,7 @@
 #include "gateway/registry.hpp"
 #include "gateway/serve.hpp"
 #include "gateway/state_store.hpp"
+#include "net/http_server.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -111,16 +112,6 @@ Result<std::string> OperatorToken(const std::string& token_file) {
   return token;
 }
 
-std::string ErrorDetail(const std::string& body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
-    const auto& e = j["errors"][0];
-    std::string d = e.value("detail", "");
-    return d.empty() ? e.value("message", "") : d;
-  }
-  return body.substr(0, 200);
-}
-
 void PrintApproval(const nlohmann::json& a) {
   auto s = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : std::string("-"); };
   std::printf("id:          %s\n", s("id").c_str());
@@ -188,7 +179,7 @@ int CallGateway(const std::string& gateway, const std::string& token_file,
   }
   if (r->status != 200 && r->status != 201) {
     std::fprintf(stderr, "airlock-gateway: error: the gateway answered %d: %s\n", r->status,
-                 ErrorDetail(r->body).c_str());
+                 net::ErrorDetail(r->body).c_str());
     return kExitFailure;
   }
   body = r->body;
@@ -226,7 +217,7 @@ int Approvals(const std::string& gateway, const std::string& token_file, const s
   return kExitOk;
 }
 
-// airlock-gateway devices token | ls | revoke, through the running gateway's API.
+// airlock-gateway devices token | ls | revoke | label, through the running gateway's API.
 int Devices(const std::string& gateway, const std::string& token_file, const std::string& verb,
             const std::string& id, const std::vector<std::string>& labels,
             const std::string& expires_in, bool as_json) {
@@ -245,6 +236,22 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
     called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/tokens", request, body);
   } else if (verb == "ls") {
     called = CallGateway(gateway, token_file, "GET", "/api/v1/devices", {}, body);
+  } else if (verb == "label") {
+    nlohmann::json request = {{"set", nlohmann::json::object()},
+                              {"remove", nlohmann::json::array()}};
+    for (const std::string& change : labels) {
+      auto eq = change.find('=');
+      if (eq != std::string::npos) {
+        request["set"][change.substr(0, eq)] = change.substr(eq + 1);
+      } else if (change.size() > 1 && change.back() == '-') {
+        request["remove"].push_back(change.substr(0, change.size() - 1));
+      } else {
+        return Report(Error(ErrorCode::kInvalidArgument,
+                            "a label change is KEY=VALUE or KEY-, not '" + change + "'"));
+      }
+    }
+    called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/labels",
+                         request, body);
   } else {
     called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/revoke", {}, body);
   }
@@ -336,7 +343,7 @@ int Import(const std::string& gateway, const std::string& token_file, const std:
   }
   if (r->status != 200) {
     std::fprintf(stderr, "airlock-gateway: error: the gateway did not import %s (HTTP %d): %s\n",
-                 bundle.c_str(), r->status, ErrorDetail(r->body).c_str());
+                 bundle.c_str(), r->status, net::ErrorDetail(r->body).c_str());
     return r->status == 422 ? kExitVerification : kExitFailure;
   }
   auto shown = AnswerToShow(r->body, as_json);
@@ -476,7 +483,11 @@ int Main(int argc, char** argv) {
   auto* d_revoke = devices->add_subcommand(
       "revoke", "Mark a device revoked (it gets no directives; docs/gateway.md)");
   d_revoke->add_option("id", device_id, "the device id (dev-…)")->required();
-  for (auto* cmd : {d_token, d_ls, d_revoke}) {
+  auto* d_label = devices->add_subcommand(
+      "label", "Change a device's labels: KEY=VALUE sets one, KEY- removes one");
+  d_label->add_option("id", device_id, "the device id (dev-…)")->required();
+  d_label->add_option("changes", device_labels, "KEY=VALUE or KEY- (one or more)")->required();
+  for (auto* cmd : {d_token, d_ls, d_revoke, d_label}) {
     cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
     cmd->add_option("--token-file", token_file,
                     "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
@@ -505,7 +516,7 @@ int Main(int argc, char** argv) {
     std::fputs(kDefaultGatewayConfig, stdout);
     return kExitOk;
   }
-  for (auto* cmd : {d_token, d_ls, d_revoke}) {
+  for (auto* cmd : {d_token, d_ls, d_revoke, d_label}) {
     if (cmd->parsed()) {
       SetupLogging("warn");
       return Devices(gateway_url, token_file, cmd->get_name(), device_id, device_labels,
@@ -615,7 +626,12 @@ int Main(int argc, char** argv) {
     std::printf("removed %zu pin(s) of %s\n", *n, owner.c_str());
     return kExitOk;
   }
-  return ServeRegistry(**cache, options, signals);
+  if (registry->parsed()) {
+    return ServeRegistry(**cache, options, signals);
+  }
+  // Every subcommand returns above; reaching here is a command this function forgot.
+  std::fputs("airlock-gateway: error: no handler for this command\n", stderr);
+  return kExitUsage;
 }
 
 }  // namespace airlock::gateway

@@ -92,6 +92,9 @@ mqtt:
   broker: tcp://127.0.0.1:1883  # the broker the hub and its gateways share
   prefix: airlock/v1          # the topics' prefix, as on the hub
   client_id: ""               # default airlock-gw-<name>; persistent session, QoS 1
+devices:
+  mqtt_broker: ""             # the factory broker of this site's devices; "" = mqtt.broker
+  mqtt_prefix: ""             # their topics' prefix; "" = mqtt.prefix
 http:
   address: 127.0.0.1          # the device registry (/v2/) and the operator API (/api/v1/)
   port: 7500
@@ -123,7 +126,8 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     return Fail(Bad(key, what).WithContext(std::string(origin)));
   };
   AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
-      top, "", {"name", "hub", "root", "data", "mqtt", "http", "cache", "policy", "log_level"})));
+      top, "", {"name", "hub", "root", "data", "mqtt", "devices", "http", "cache", "policy",
+                "log_level"})));
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "name", c.name)));
   std::string root = c.root.string(), data = c.data.string();
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "root", root)));
@@ -152,6 +156,13 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "broker", c.mqtt_broker)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "prefix", c.mqtt_prefix)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "client_id", c.mqtt_client_id, true)));
+  }
+  if (const json* devices = Section(top, "devices")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*devices, "devices", {"mqtt_broker", "mqtt_prefix"})));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(Str(*devices, "devices.", "mqtt_broker", c.devices_mqtt_broker, true)));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(Str(*devices, "devices.", "mqtt_prefix", c.devices_mqtt_prefix, true)));
   }
   if (const json* http = Section(top, "http")) {
     AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*http, "http", {"address", "port"})));
@@ -200,6 +211,9 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   }
   if (!delivery::Topics::Create(c.mqtt_prefix)) {
     return bad("mqtt.prefix", "must be 1-8 levels of A-Za-z0-9._-");
+  }
+  if (!c.devices_mqtt_prefix.empty() && !delivery::Topics::Create(c.devices_mqtt_prefix)) {
+    return bad("devices.mqtt_prefix", "must be 1-8 levels of A-Za-z0-9._-");
   }
   if (!c.hub_url.starts_with("http://") && !c.hub_url.starts_with("https://")) {
     return bad("hub.url", "must start with http:// or https://");

@@ -50,9 +50,19 @@ struct GatewayConfig {
   std::uint64_t cache_max_bytes = 10ULL << 30;
   std::uint64_t reserve_bytes = 1ULL << 30;
   SitePolicy policy;
+  // The factory broker the gateway and its devices share (DESIGN §5.1); "" means the same broker
+  // as mqtt_broker (a small site with one broker). Enrolled devices are told this one.
+  std::string devices_mqtt_broker;
+  std::string devices_mqtt_prefix;  // "" → mqtt_prefix
   std::string log_level = "info";
 
   std::filesystem::path cache_dir() const { return data / "cache"; }
+  const std::string& factory_broker() const {
+    return devices_mqtt_broker.empty() ? mqtt_broker : devices_mqtt_broker;
+  }
+  const std::string& factory_prefix() const {
+    return devices_mqtt_prefix.empty() ? mqtt_prefix : devices_mqtt_prefix;
+  }
   std::string client_id() const {
     return mqtt_client_id.empty() ? "airlock-gw-" + name : mqtt_client_id;
   }

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -17,7 +18,6 @@ using nlohmann::json;
 constexpr const char* kJson = "application/json";
 constexpr auto kDefaultTokenLife = std::chrono::hours(24);
 constexpr auto kLongestTokenLife = std::chrono::hours(24 * 30);
-constexpr std::size_t kMaxLabels = 32;
 
 json DeviceView(const DeviceRecord& d) {
   return {{"id", d.id},
@@ -35,8 +35,8 @@ std::optional<std::string> ReadLabels(const json& body, Labels& out) {
     return std::nullopt;
   }
   const json& labels = body["labels"];
-  if (!labels.is_object() || labels.size() > kMaxLabels) {
-    return "labels must be an object of at most " + std::to_string(kMaxLabels) + " strings";
+  if (!labels.is_object() || labels.size() > kMaxDeviceLabels) {
+    return "labels must be an object of at most " + std::to_string(kMaxDeviceLabels) + " strings";
   }
   for (const auto& [k, v] : labels.items()) {
     if (!v.is_string() || !ValidLabel(k, v.get<std::string>())) {
@@ -148,6 +148,52 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
                   int status = revoked.error().code() == ErrorCode::kNotFound ? 404 : 500;
                   return net::SendError(res, status, "NOT_FOUND", "no such device",
                                         revoked.error().message());
+                }
+                auto device = ctx->store->Device(id);
+                if (!device) {
+                  return net::SendError(res, 500, "UNKNOWN", "internal error",
+                                        device.error().message());
+                }
+                res.set_content(DeviceView(*device).dump(), kJson);
+              });
+
+  // {"set": {k: v}, "remove": [k]} → the device with its new labels.
+  server.Post(R"(/api/v1/devices/(dev-[0-9a-f]{16})/labels)",
+              [ctx](const httplib::Request& req, httplib::Response& res) {
+                if (!AuthorizeOperator(*ctx->store, req, res)) {
+                  return;
+                }
+                json body = ParseBody(req, res);
+                if (!body.is_object()) {
+                  return;
+                }
+                Labels set;
+                json wrapped = {{"labels", body.value("set", json::object())}};
+                if (auto bad = ReadLabels(wrapped, set)) {
+                  return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                                        "set: " + *bad);
+                }
+                std::vector<std::string> remove;
+                json keys = body.value("remove", json::array());
+                if (!keys.is_array() || keys.size() > kMaxDeviceLabels ||
+                    !std::all_of(keys.begin(), keys.end(),
+                                 [](const json& k) { return k.is_string(); })) {
+                  return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                                        "remove must be a list of label keys");
+                }
+                for (const json& k : keys) {
+                  remove.push_back(k.get<std::string>());
+                }
+                std::string id = req.matches[1].str();
+                auto labels = ctx->store->UpdateDeviceLabels(id, set, remove);
+                if (!labels) {
+                  ErrorCode code = labels.error().code();
+                  int status = code == ErrorCode::kNotFound          ? 404
+                               : code == ErrorCode::kInvalidArgument ? 400
+                                                                     : 500;
+                  return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "INVALID_REQUEST",
+                                        status == 404 ? "no such device" : "invalid request",
+                                        labels.error().message());
                 }
                 auto device = ctx->store->Device(id);
                 if (!device) {

@@ -220,8 +220,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                          .ca = &*device_ca,
                          .directive_key = &*directive_key,
                          .root_document = *root_document,
-                         .mqtt_broker = config.mqtt_broker,
-                         .mqtt_prefix = config.mqtt_prefix,
+                         .mqtt_broker = config.factory_broker(),
+                         .mqtt_prefix = config.factory_prefix(),
                          .clock = &clock};
   auto registry = DeviceRegistry::Start(**cache, registry_options, {},
                                         [&approvals, &devices](httplib::Server& s) {

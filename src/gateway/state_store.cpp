@@ -372,4 +372,30 @@ Status GatewayStateStore::RevokeDevice(std::string_view id, TimePoint now) {
   });
 }
 
+Result<Labels> GatewayStateStore::UpdateDeviceLabels(std::string_view id, const Labels& set,
+                                                     const std::vector<std::string>& remove) {
+  Labels labels;
+  AIRLOCK_RETURN_IF_ERROR(db_->Transact([&](SqlSession& s) -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(SqlRows rows, s.Query("SELECT labels FROM gw_devices WHERE id = ?",
+                                                   {std::string(id)}));
+    if (rows.size() == 0) {
+      return Fail(ErrorCode::kNotFound, "no device " + std::string(id));
+    }
+    labels = LabelsFrom(rows.Text(0, 0));
+    for (const std::string& key : remove) {
+      labels.erase(key);
+    }
+    for (const auto& [k, v] : set) {
+      labels[k] = v;
+    }
+    if (labels.size() > kMaxDeviceLabels) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "a device has at most " + std::to_string(kMaxDeviceLabels) + " labels");
+    }
+    return Ok(s.Query("UPDATE gw_devices SET labels = ? WHERE id = ?",
+                      {LabelsText(labels), std::string(id)}));
+  }));
+  return labels;
+}
+
 }  // namespace airlock::gateway

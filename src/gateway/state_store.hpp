@@ -92,6 +92,7 @@ struct OperatorToken {
 
 // Labels of a device: "line" → "3", … (docs/rollout.md, "Enrollment").
 using Labels = std::map<std::string, std::string>;
+inline constexpr std::size_t kMaxDeviceLabels = 32;
 
 // An enrolled device as the gateway keeps it (docs/rollout.md, "Enrollment").
 struct DeviceRecord {
@@ -141,6 +142,10 @@ class GatewayStateStore {
   // Marks the device revoked (once: a second revoke keeps the first time). kNotFound for an
   // unknown id.
   [[nodiscard]] Status RevokeDevice(std::string_view id, TimePoint now);
+  // Removes the keys in remove, then sets those in set, in one transaction; the labels after.
+  // kNotFound for an unknown id, kInvalidArgument when it would have over kMaxDeviceLabels.
+  [[nodiscard]] Result<Labels> UpdateDeviceLabels(std::string_view id, const Labels& set,
+                                                  const std::vector<std::string>& remove);
 
  private:
   explicit GatewayStateStore(std::unique_ptr<store::SqliteDatabase> db) : db_(std::move(db)) {}

@@ -92,6 +92,21 @@ inline void SendError(httplib::Response& res, int status, std::string_view code,
                   "application/json");
 }
 
+// The detail (else the message) of the first error in a SendError body; the body's first 200
+// bytes when it is not one. For clients that show a server's refusal to a person.
+inline std::string ErrorDetail(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty() &&
+      j["errors"][0].is_object()) {
+    const auto& e = j["errors"][0];
+    std::string d = e.contains("detail") && e["detail"].is_string() ? e["detail"].get<std::string>() : "";
+    return d.empty() && e.contains("message") && e["message"].is_string()
+               ? e["message"].get<std::string>()
+               : d;
+  }
+  return body.substr(0, 200);
+}
+
 // Answers a GET or HEAD of an OCI blob from an open file of size bytes: Docker-Content-Digest,
 // Accept-Ranges and Etag; 200 with the whole blob, 206 with a satisfiable Range, or 416 with
 // `Content-Range: bytes */SIZE`. The bytes are streamed with pread in pieces of up to 1 MiB; a

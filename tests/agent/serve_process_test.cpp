@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using airlock::testing::AgentBinary;
 
 // A child process whose stdout we read line by line.
 class Child {
@@ -89,10 +90,6 @@ class Child {
   int out_ = -1;
 };
 
-std::string AgentBinary() {
-  return (airlock::testing::AirlockBinary().parent_path() / "airlock-agent").string();
-}
-
 class ServeProcessTest : public AgentFixture {};
 
 TEST_F(ServeProcessTest, WatchedFolderToMqttWithARealBroker) {
@@ -118,7 +115,7 @@ models:
                                  R"(}
 )");
   Child agent(
-      {AgentBinary(), "serve", "--config", (tmp_ / "agent.yaml").string(), "--log-level", "warn"});
+      {AgentBinary().string(), "serve", "--config", (tmp_ / "agent.yaml").string(), "--log-level", "warn"});
   std::string line = agent.ReadLine();
   ASSERT_NE(line.find("serving on http://127.0.0.1:"), std::string::npos) << line;
   int port = std::stoi(line.substr(line.rfind(':') + 1));
@@ -170,7 +167,7 @@ models:
 TEST_F(ServeProcessTest, BadConfigurationIsAUsageErrorNamingTheKey) {
   airlock::testing::WriteAll(tmp_ / "agent.yaml", "http: {prot: 8000}\n");
   auto r = airlock::testing::RunCommand(
-      {AgentBinary(), "serve", "--config", (tmp_ / "agent.yaml").string()});
+      {AgentBinary().string(), "serve", "--config", (tmp_ / "agent.yaml").string()});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("http.prot: unknown key"), std::string::npos) << r.err;
 }
@@ -187,7 +184,7 @@ TEST_F(ServeProcessTest, APortInUseIsReported) {
   getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len);
   int port = ntohs(addr.sin_port);
   auto r = airlock::testing::RunCommand(
-      {AgentBinary(), "--store", store_dir().string(), "serve", "--port", std::to_string(port)});
+      {AgentBinary().string(), "--store", store_dir().string(), "serve", "--port", std::to_string(port)});
   close(taken);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot listen on 127.0.0.1:" + std::to_string(port)), std::string::npos)

@@ -32,6 +32,7 @@ namespace airlock::gateway {
 namespace {
 
 namespace fs = std::filesystem;
+using airlock::testing::AgentBinary;
 using airlock::testing::CommandResult;
 using airlock::testing::ReadAll;
 using airlock::testing::RunCommand;
@@ -701,6 +702,85 @@ TEST_F(GatewayServe, ADeviceEnrollsWithAOneTimeTokenAndGetsAnIdentity) {
   ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
   EXPECT_NE(revoked.out.find("revoked"), std::string::npos) << revoked.out;
   EXPECT_NE(Cli(op, {"devices", "revoke", "dev-ffffffffffffffff"}).exit_code, 0);
+}
+
+TEST_F(GatewayServe, AnAgentEnrollsKeepsItsIdentityAndIsRelabelled) {
+  StartGateway(Config(kAuto));
+  std::string op = OperatorToken();
+  std::string url = "http://127.0.0.1:" + std::to_string(port_);
+  auto token = [&] {
+    CommandResult made = Cli(op, {"devices", "token", "--label", "site=plant-7"});
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    return made.out.substr(0, made.out.find('\n'));
+  };
+  fs::path state = dir_ / "agent";
+  auto enroll = [&](const std::string& t, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {AgentBinary().string(), "--store", state.string(), "enroll",
+                                     "--gateway", url, "--token", t, "--label", "line=3"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv, {}, 60);
+  };
+  std::string first = token();
+  CommandResult enrolled = enroll(first);
+  ASSERT_EQ(enrolled.exit_code, 0) << enrolled.out << enrolled.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(enrolled.out, m, std::regex("enrolled as (dev-[0-9a-f]{16})")))
+      << enrolled.out;
+  std::string id = m[1];
+  EXPECT_NE(enrolled.out.find("line=3,site=plant-7"), std::string::npos) << enrolled.out;
+  fs::path identity = state / "identity";
+  for (const char* f : {"key.pem", "device.json"}) {
+    EXPECT_EQ(fs::status(identity / f).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write)
+        << f;
+  }
+  json device = json::parse(ReadAll(identity / "device.json"));
+  EXPECT_EQ(device["device_id"], id);
+  EXPECT_EQ(device["gateway"], url);
+  EXPECT_EQ(device["mqtt"]["username"], id);
+  EXPECT_EQ(json::parse(ReadAll(identity / "root.json"))["signed"]["_type"], "root");
+  // The key it kept is the one its certificate certifies.
+  CommandResult cert_key = RunCommand(
+      {"openssl", "x509", "-in", (identity / "cert.pem").string(), "-noout", "-pubkey"});
+  CommandResult own_key =
+      RunCommand({"openssl", "pkey", "-in", (identity / "key.pem").string(), "-pubout"});
+  EXPECT_EQ(cert_key.out, own_key.out);
+  CommandResult chain = RunCommand({"openssl", "verify", "-CAfile", (identity / "ca.pem").string(),
+                                    (identity / "cert.pem").string()});
+  EXPECT_EQ(chain.exit_code, 0) << chain.out << chain.err;
+
+  // A second enrollment over it is refused and changes nothing; a used token is refused with the
+  // gateway's reason; --force with a new token replaces the identity.
+  CommandResult again = enroll(token());
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.err.find("already enrolled as " + id), std::string::npos) << again.err;
+  EXPECT_EQ(json::parse(ReadAll(identity / "device.json"))["device_id"], id);
+  CommandResult used = enroll(first, {"--force"});
+  EXPECT_NE(used.exit_code, 0);
+  EXPECT_NE(used.err.find("used already"), std::string::npos) << used.err;
+  EXPECT_EQ(json::parse(ReadAll(identity / "device.json"))["device_id"], id);
+  WriteAll(dir_ / "other-root.json", Trust().root_text);
+  CommandResult wrong_root =
+      enroll(token(), {"--force", "--root", (dir_ / "other-root.json").string()});
+  EXPECT_NE(wrong_root.exit_code, 0);
+  EXPECT_NE(wrong_root.err.find("pins another root"), std::string::npos) << wrong_root.err;
+  EXPECT_EQ(json::parse(ReadAll(identity / "device.json"))["device_id"], id);
+  CommandResult replaced = enroll(token(), {"--force"});
+  ASSERT_EQ(replaced.exit_code, 0) << replaced.err;
+  EXPECT_EQ(replaced.out.find(id), std::string::npos) << replaced.out;
+  EXPECT_FALSE(fs::exists(state / "identity.new"));
+
+  // The operator relabels it: KEY=VALUE sets, KEY- removes.
+  CommandResult relabelled = Cli(op, {"devices", "label", id, "line=4", "site-", "cam=top"});
+  ASSERT_EQ(relabelled.exit_code, 0) << relabelled.err << ReadAll(log_);
+  EXPECT_NE(relabelled.out.find("cam=top,line=4"), std::string::npos) << relabelled.out;
+  EXPECT_NE(Cli(op, {"devices", "label", id, "bad label=x"}).exit_code, 0);
+  EXPECT_NE(Cli(op, {"devices", "label", "dev-ffffffffffffffff", "a=b"}).exit_code, 0);
+  CommandResult nothing = RunCommand({AgentBinary().string(), "--store", (dir_ / "none").string(),
+                                      "enroll", "--gateway", "http://127.0.0.1:1", "--token", "x"},
+                                     {}, 60);
+  EXPECT_NE(nothing.exit_code, 0);
+  EXPECT_NE(nothing.err.find("cannot reach the gateway"), std::string::npos) << nothing.err;
 }
 
 TEST_F(GatewayServe, ABlobWithWrongBytesIsRefusedAndNeverCached) {

@@ -110,6 +110,7 @@ CommandResult RunAirlock(const std::vector<std::string>& args, const fs::path& c
 }
 
 fs::path AirlockBinary() { return AIRLOCK_TEST_BINARY; }
+fs::path AgentBinary() { return AirlockBinary().parent_path() / "airlock-agent"; }
 fs::path SourceDir() { return AIRLOCK_SOURCE_DIR; }
 fs::path OnnxTestData() { return "/usr/share/libonnx-testdata/data"; }
 

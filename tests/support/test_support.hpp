@@ -38,6 +38,7 @@ CommandResult RunAirlock(const std::vector<std::string>& args,
 
 // Paths of things the tests use.
 std::filesystem::path AirlockBinary();
+std::filesystem::path AgentBinary();  // airlock-agent, beside airlock
 std::filesystem::path SourceDir();
 // Debian's libonnx-testdata (installed by scripts/bootstrap).
 std::filesystem::path OnnxTestData();

@@ -1,0 +1,70 @@
+#pragma once
+// A device's identity at its gateway (docs/rollout.md, "Enrollment"): `airlock-agent enroll`
+// makes a P-256 key and a CSR, sends them with a one-time token to the gateway, and keeps what
+// comes back in STATE/identity/:
+//
+//   key.pem      the device's private key (0600; never leaves the device)
+//   cert.pem     its certificate, CN = the device id, from the gateway's device CA
+//   ca.pem       the gateway's device CA
+//   root.json    the signed root the gateway pins; the agent verifies everything against it
+//   device.json  id, labels, gateway URL, MQTT settings and password, the pinned directive key
+//                (0600, because of the password)
+//
+// The files are written into STATE/identity.new/ and renamed into place in one step, so a device
+// killed during enrollment has either no identity or a whole one. Thread-compatible.
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "core/keys.hpp"
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "trust/documents.hpp"
+
+namespace airlock::agent {
+
+struct DeviceIdentity {
+  std::string device_id;  // "dev-" + 16 hex
+  std::map<std::string, std::string> labels;
+  std::string gateway;  // the gateway's base URL, e.g. http://gw:7500 (its /v2/ is the registry)
+  std::string mqtt_broker;
+  std::string mqtt_prefix;
+  std::string mqtt_username;
+  std::string mqtt_password;
+  std::string directive_key_pem;  // the gateway's Ed25519 key that signs this device's directives
+
+  nlohmann::json ToJson() const;
+  // kCorrupt naming the field.
+  [[nodiscard]] static Result<DeviceIdentity> FromJson(const nlohmann::json& j);
+};
+
+struct EnrollOptions {
+  std::string gateway;  // http(s)://host:port
+  std::string token;    // alken_…
+  std::map<std::string, std::string> labels;
+  // When set, the gateway's root must be this very document (same signed body); otherwise the
+  // root is trusted because the one-time token authenticated the answer.
+  std::optional<trust::SignedDocument> expected_root;
+  bool force = false;  // replace an existing identity
+};
+
+// STATE/identity.
+std::filesystem::path IdentityDir(const std::filesystem::path& state_dir);
+
+// Enrolls with the gateway and stores the identity under state_dir. kAlreadyExists when an
+// identity exists and !force; kVerification when the gateway refuses
+// the token (its reason) or its root does not verify at now or differs from expected_root;
+// kUnavailable when the gateway cannot be reached.
+[[nodiscard]] Result<DeviceIdentity> Enroll(const std::filesystem::path& state_dir,
+                                            const EnrollOptions& options, TimePoint now);
+
+// The stored identity; kNotFound when the device has not enrolled.
+[[nodiscard]] Result<DeviceIdentity> LoadIdentity(const std::filesystem::path& state_dir);
+
+// The pinned root document (STATE/identity/root.json), parsed (not verified).
+[[nodiscard]] Result<trust::SignedDocument> LoadPinnedRoot(const std::filesystem::path& state_dir);
+
+}  // namespace airlock::agent
