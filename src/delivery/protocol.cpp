@@ -316,6 +316,12 @@ json DeliveryOffer::ToJson() const {
             {"total_size", total_size},
             {"platform_sizes", sizes},
             {"expires", FormatRfc3339(expires)}});
+  if (channel) {
+    j["channel"] = wire::DocumentJson(*channel);
+  }
+  if (!rollout.is_null()) {
+    j["rollout"] = rollout;
+  }
   return j;
 }
 
@@ -366,6 +372,36 @@ Result<DeliveryOffer> DeliveryOffer::FromJson(const json& j) {
                                      ", not the offered " + o.model + " " + o.version));
   }
   o.release = std::move(*doc);
+  if (const json* channel = f.Find("channel"); channel != nullptr && !channel->is_null()) {
+    if (!channel->is_object()) {
+      return Fail(f.Bad("channel", "must be the signed channel document (an object)"));
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(std::string channel_text, Dump(*channel));
+    auto cdoc = trust::SignedDocument::Parse(channel_text);
+    if (!cdoc) {
+      return Fail(f.Bad("channel", cdoc.error().message()));
+    }
+    if (cdoc->type() != "channel" || trust::StringOr(cdoc->body(), "model") != o.model) {
+      return Fail(f.Bad("channel", "must be a channel document of " + o.model));
+    }
+    o.channel = std::move(*cdoc);
+  }
+  if (const json* rollout = f.Find("rollout"); rollout != nullptr && !rollout->is_null()) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string rollout_text, Dump(*rollout));
+    bool shaped = rollout->is_object() && rollout->contains("selector") &&
+                  (*rollout)["selector"].is_object() && rollout->contains("strategy") &&
+                  (*rollout)["strategy"].is_object() && rollout_text.size() <= (16 << 10);
+    if (shaped) {
+      const json& selector = (*rollout)["selector"];
+      shaped = std::all_of(selector.begin(), selector.end(),
+                           [](const json& v) { return v.is_string(); });
+    }
+    if (!shaped) {
+      return Fail(f.Bad("rollout",
+                        "must be {\"selector\": {label: value}, \"strategy\": {...}}, at most 16 KiB"));
+    }
+    o.rollout = *rollout;
+  }
   return o;
 }
 

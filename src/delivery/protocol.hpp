@@ -158,6 +158,15 @@ struct DeliveryOffer {
   // After this the gateway must not answer; the hub re-offers (with a new message id) if it still
   // wants to.
   TimePoint expires;
+  // The signed channel document the deployment resolved (its devices check that each release they
+  // run is listed in a valid channel document), when the hub still has it. Checked for shape and
+  // model here; verified by the gateway and by each device.
+  std::optional<trust::SignedDocument> channel;
+  // How the gateway rolls the package out to its devices, as the deployment says:
+  // {"selector": {label: value}, "strategy": {...}} (docs/rollout-strategies.md). Checked here
+  // only for shape (an object with an object "selector" of strings and an object "strategy", at
+  // most 16 KiB); the gateway's rollout engine checks the values. null when absent (an older hub).
+  nlohmann::json rollout;
 
   nlohmann::json ToJson() const;
   [[nodiscard]] static Result<DeliveryOffer> FromJson(const nlohmann::json& j);

@@ -402,9 +402,17 @@ Result<std::shared_ptr<const DeliveryOrchestrator::Package>> DeliveryOrchestrato
   AIRLOCK_ASSIGN_OR_RETURN(
       PackagePlan plan,
       PlanPackage(meta_, version.repository, body.index_digest, body.index_media_type));
+  std::optional<trust::SignedDocument> channel;
+  if (auto state = registry_.GetChannel(dep.model, dep.channel); state && state->current) {
+    if (auto parsed = trust::SignedDocument::Parse(state->current->document)) {
+      channel = std::move(*parsed);
+    }
+  }
   dep.history.clear();
-  auto package = std::make_shared<const Package>(
-      Package{.deployment = std::move(dep), .release = std::move(doc), .plan = std::move(plan)});
+  auto package = std::make_shared<const Package>(Package{.deployment = std::move(dep),
+                                                         .release = std::move(doc),
+                                                         .plan = std::move(plan),
+                                                         .channel = std::move(channel)});
   packages_[deployment] = package;
   return package;
 }
@@ -712,7 +720,10 @@ void DeliveryOrchestrator::PublishOffer(const delivery::Delivery& d, const deliv
                                 .release = p.release,
                                 .total_size = p.plan.total_size,
                                 .platform_sizes = {},
-                                .expires = a.at};
+                                .expires = a.at,
+                                .channel = p.channel,
+                                .rollout = {{"selector", p.deployment.selector},
+                                            {"strategy", p.deployment.strategy}}};
   for (const auto& [platform, blobs] : p.plan.platforms) {
     if (offer.platform_sizes.size() < delivery::kMaxPlatforms) {
       offer.platform_sizes.push_back({platform, p.plan.PlatformSize(platform)});

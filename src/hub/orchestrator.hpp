@@ -159,6 +159,9 @@ class DeliveryOrchestrator final : public DeploymentObserver {
     store::DeploymentRecord deployment;
     trust::SignedDocument release;
     PackagePlan plan;
+    // The channel's current document, when there is one: it lists the deployment's release, or
+    // the gateway and its devices refuse it (a channel that moved on to another release).
+    std::optional<trust::SignedDocument> channel;
   };
 
   DeliveryOrchestrator(Options options, delivery::Topics topics, net::MqttClient& mqtt,

@@ -56,7 +56,9 @@ DeliveryOffer MakeOffer(const trust::SignedDocument& release) {
       .release = release,
       .total_size = 50'000'000,
       .platform_sizes = {{"linux/amd64", 30'000'000}, {"linux/arm64/v8", 20'001'234}},
-      .expires = TestNow() + seconds(900)};
+      .expires = TestNow() + seconds(900),
+      .channel = std::nullopt,
+      .rollout = nullptr};
 }
 
 DeliveryReady MakeReady() {

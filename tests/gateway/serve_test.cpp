@@ -337,7 +337,9 @@ class GatewayServe : public ::testing::Test {
         .release = trust_.Release(model, version, package_, platforms),
         .total_size = total,
         .platform_sizes = sizes,
-        .expires = Now() + std::chrono::hours(1)};
+        .expires = Now() + std::chrono::hours(1),
+        .channel = std::nullopt,
+        .rollout = nullptr};
   }
   // expired: URLs the fake hub refuses as expired, and an url_expires in the past.
   delivery::DeliveryGrant Grant(const std::string& id, std::uint32_t attempt,
