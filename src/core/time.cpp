@@ -92,6 +92,9 @@ Result<TimePoint> ParseRfc3339(std::string_view text) {
   return system_clock::from_time_t(tt);
 }
 
+// 10^9 days: the longest duration ParseDuration accepts.
+constexpr long long kMaxDurationMs = 1000000000LL * 86400000LL;
+
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   if (text.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "empty duration");
@@ -130,8 +133,32 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
       return bad();
     }
     total_ms += value * unit_ms;
+    // Each part is at most 10^9 days, so bounding the sum after every part keeps it from
+    // overflowing however many parts the text has.
+    if (total_ms > kMaxDurationMs) {
+      return Fail(ErrorCode::kInvalidArgument, "duration too long: " + std::string(text));
+    }
   }
   return std::chrono::milliseconds(total_ms);
+}
+
+std::string FormatDuration(std::chrono::milliseconds d) {
+  long long ms = d.count();
+  if (ms == 0) {
+    return "0s";
+  }
+  static constexpr struct {
+    long long ms;
+    const char* unit;
+  } kUnits[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+  std::string out;
+  for (const auto& u : kUnits) {
+    if (ms >= u.ms) {
+      out += std::to_string(ms / u.ms) + u.unit;
+      ms %= u.ms;
+    }
+  }
+  return out;
 }
 
 }  // namespace airlock

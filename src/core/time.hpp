@@ -39,6 +39,10 @@ std::string FormatRfc3339(TimePoint t);
 // Accepts "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)"; fractions are dropped.
 [[nodiscard]] Result<TimePoint> ParseRfc3339(std::string_view text);
 // "90d", "12h", "30m", "45s", or combinations like "1d12h".
+// At most 10^9 days in all; longer is refused.
 [[nodiscard]] Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+// The shortest form ParseDuration reads back to d: "5m", "1h30m", "1d", "1s500ms", "0s".
+// d must not be negative.
+std::string FormatDuration(std::chrono::milliseconds d);
 
 }  // namespace airlock

@@ -32,8 +32,6 @@ bool IsPlatformChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-
 // A printable ASCII character other than space: what URLs and media types are made of.
 bool IsVisibleAscii(char c) { return c > 0x20 && c < 0x7f; }
 
@@ -138,24 +136,6 @@ bool ValidDeploymentId(std::string_view id) { return PrefixedHex(id, "dep-"); }
 
 bool ValidMessageId(std::string_view id) {
   return !id.empty() && id.size() <= 64 && AllOf(id, IsIdChar);
-}
-
-bool ValidModelName(std::string_view name) {
-  // [a-z0-9]+([._-][a-z0-9]+)*: no separator first, last, or next to another.
-  if (name.empty() || name.size() > 128) {
-    return false;
-  }
-  bool prev_separator = true;  // so that a leading separator is refused
-  for (char c : name) {
-    if (IsLowerAlnum(c)) {
-      prev_separator = false;
-    } else if ((c == '.' || c == '_' || c == '-') && !prev_separator) {
-      prev_separator = true;
-    } else {
-      return false;
-    }
-  }
-  return !prev_separator;
 }
 
 bool ValidVersion(std::string_view version) {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "core/digest.hpp"
+#include "core/names.hpp"
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "trust/documents.hpp"
@@ -56,9 +57,8 @@ bool ValidDeliveryId(std::string_view id);
 bool ValidDeploymentId(std::string_view id);
 // 1-64 of [A-Za-z0-9._-]; senders use random hex (e.g. 16 random bytes) so ids never repeat.
 bool ValidMessageId(std::string_view id);
-// A model name as `airlock pack` accepts it: lowercase letters and digits separated by . _ or -,
-// at most 128 characters.
-bool ValidModelName(std::string_view name);
+// A model name as `airlock pack` accepts it (core/names.hpp; kept under this name for callers).
+using ::airlock::ValidModelName;
 // A version as `airlock pack` accepts it: an OCI tag, [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
 bool ValidVersion(std::string_view version);
 // "os/architecture[/variant]", each part 1-32 of [a-z0-9._-] ("linux/arm64/v8").

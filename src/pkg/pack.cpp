@@ -6,6 +6,7 @@
 
 #include "core/digest.hpp"
 #include "core/fs.hpp"
+#include "core/names.hpp"
 #include "core/time.hpp"
 #include "core/yaml.hpp"
 #include "pkg/layout.hpp"
@@ -346,12 +347,12 @@ std::optional<Lineage> EffectiveLineage(const PackSpec& spec) {
 }
 
 Status ValidateSpec(const PackSpec& spec) {
-  static const std::regex kName(R"([a-z0-9]+([._-][a-z0-9]+)*)");
   static const std::regex kVersion(R"([A-Za-z0-9_][A-Za-z0-9._-]{0,127})");
-  if (!std::regex_match(spec.name, kName)) {
+  if (!ValidModelName(spec.name)) {
     return Fail(ErrorCode::kInvalidArgument, "model name \"" + spec.name +
                                                  "\" must be lowercase letters and digits "
-                                                 "separated by . _ or - (an OCI repository name)");
+                                                 "separated by . _ or -, at most 128 characters "
+                                                 "(an OCI repository name)");
   }
   if (!std::regex_match(spec.version, kVersion)) {
     return Fail(ErrorCode::kInvalidArgument,

@@ -168,6 +168,32 @@ TEST(DurationTest, RefusesAbsurdlyLongValues) {
   EXPECT_EQ(d.error().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST(DurationTest, RefusesManyPartsWhoseSumIsTooLong) {
+  // Each part alone is in range; their sum would overflow a 64-bit count of milliseconds.
+  std::string text;
+  for (int i = 0; i < 200; ++i) {
+    text += "1000000000d";
+  }
+  auto d = ParseDuration(text);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message().find("too long"), std::string::npos);
+}
+
+TEST(DurationTest, FormatsTheShortestFormThatParsesBack) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(FormatDuration(seconds(0)), "0s");
+  EXPECT_EQ(FormatDuration(seconds(30)), "30s");
+  EXPECT_EQ(FormatDuration(seconds(300)), "5m");
+  EXPECT_EQ(FormatDuration(seconds(3600)), "1h");
+  EXPECT_EQ(FormatDuration(seconds(5400)), "1h30m");
+  EXPECT_EQ(FormatDuration(seconds(86400 + 12 * 3600)), "1d12h");
+  EXPECT_EQ(FormatDuration(milliseconds(1500)), "1s500ms");
+  EXPECT_EQ(FormatDuration(milliseconds(60500)), "1m500ms");
+  for (long long ms : {0LL, 1LL, 999LL, 1000LL, 61001LL, 3599999LL, 90061001LL, 8640000000000LL}) {
+    EXPECT_EQ(ParseDuration(FormatDuration(milliseconds(ms))).value(), milliseconds(ms)) << ms;
+  }
+}
+
 TEST(ClockTest, FixedClockSaysWhatItWasTold) {
   FixedClock clock(At(k20261122T10));
   EXPECT_EQ(clock.Now(), At(k20261122T10));
