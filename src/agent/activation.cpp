@@ -11,6 +11,7 @@
 #include "core/digest.hpp"
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
+#include "delivery/wire.hpp"
 
 namespace airlock::agent {
 namespace {
@@ -68,6 +69,19 @@ std::string Truncate(std::string_view s, std::size_t max) {
     --n;
   }
   return std::string(s.substr(0, n));
+}
+
+// Text for a person with its control characters made spaces: it ends up in the state report,
+// terminals and logs, where an escape sequence could rewrite what an operator sees.
+std::string Displayable(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      c = ' ';
+    }
+  }
+  return out;
 }
 
 bool ValidErrorCode(std::string_view code) {
@@ -311,8 +325,8 @@ class Machine {
       return std::move(*this).Ignore(std::move(why));
     }
     std::string code = ValidErrorCode(e.code) ? e.code : "error";
-    return std::move(*this).Fail(std::move(code),
-                                 Name(e.phase) + " " + target().version + ": " + e.message);
+    return std::move(*this).Fail(
+        std::move(code), Name(e.phase) + " " + target().version + ": " + Displayable(e.message));
   }
 
   bool WindowRunning() { return a().phase == Phase::kActive && a().health_until.has_value(); }
@@ -723,6 +737,9 @@ Result<Activation> Activation::FromJson(const json& j) {
     if (error.message.size() > kMaxMessageLength) {
       return Fail(Malformed(
           "last_error", "message is longer than " + std::to_string(kMaxMessageLength) + " bytes"));
+    }
+    if (!delivery::wire::IsDisplayableText(error.message)) {
+      return Fail(Malformed("last_error", "message must not contain control characters"));
     }
     a.last_error = std::move(error);
   }

@@ -101,7 +101,7 @@ struct ActivationError {
   // The agent's code ("download", "digest-mismatch", "no-space", "load-error",
   // "samples-mismatch", …) or the machine's own: "health", "restarted". 1-64 of [a-z0-9-].
   std::string code;
-  std::string message;  // at most kMaxMessageLength bytes
+  std::string message;  // at most kMaxMessageLength bytes of UTF-8, no control characters
   bool operator==(const ActivationError&) const = default;
 };
 inline constexpr std::size_t kMaxMessageLength = 1024;
@@ -162,7 +162,8 @@ struct PhaseDone {
   std::string release;
 };
 // The work of `phase` failed for that target. code: a stable reason, as ActivationError::code
-// (an invalid code is recorded as "error"); message: for a person (cut to kMaxMessageLength).
+// (an invalid code is recorded as "error"); message: for a person (cut to kMaxMessageLength,
+// control characters made spaces).
 struct PhaseFailed {
   Phase phase = Phase::kDownloading;
   std::string release;

@@ -919,6 +919,8 @@ TEST(ActivationScenarioTest, ReportsOfAnotherPhaseOrAnInvalidCodeAreHandled) {
   EXPECT_NE(s.note.find("a repeat"), std::string::npos) << s.note;
   // A code the journal could not hold becomes "error"; a long message is cut, in valid UTF-8.
   std::string long_message(2000, 'x');
+  long_message[3] = '\n';
+  long_message[4] = '\x1b';
   // "verifying 1.1.0: " comes first: the two bytes of an é straddle the limit.
   long_message[1006] = '\xC3';
   long_message[1007] = '\xA9';
@@ -926,6 +928,7 @@ TEST(ActivationScenarioTest, ReportsOfAnotherPhaseOrAnInvalidCodeAreHandled) {
   ASSERT_TRUE(s.applied);
   EXPECT_EQ(s.activation.last_error->code, "error");
   EXPECT_LE(s.activation.last_error->message.size(), kMaxMessageLength);
+  EXPECT_EQ(s.activation.last_error->message.substr(0, 24), "verifying 1.1.0: xxx  xx");
   EXPECT_NO_THROW(s.activation.ToJson().dump());
   EXPECT_TRUE(Activation::FromJson(s.activation.ToJson()));
 }
@@ -990,6 +993,7 @@ TEST(ActivationRecordTest, RoundTripsAndRefusesInconsistentRecords) {
       {"last_error", failed, [](nlohmann::json& j) { j["last_error"]["code"] = "Not Ok"; }},
       {"last_error", failed,
        [](nlohmann::json& j) { j["last_error"]["message"] = std::string(1025, 'm'); }},
+      {"last_error", failed, [](nlohmann::json& j) { j["last_error"]["message"] = "a\x1b[2Jb"; }},
       {"active_version", failed,
        [](nlohmann::json& j) {
          j["phase"] = "rolled-back";
