@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "core/digest.hpp"
-#include "delivery/protocol.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -66,12 +65,6 @@ std::optional<Enum> FindName(const std::pair<Enum, const char*> (&table)[N],
 TimePoint FloorSeconds(TimePoint t) { return std::chrono::floor<seconds>(t); }
 TimePoint CeilSeconds(TimePoint t) { return std::chrono::ceil<seconds>(t); }
 
-bool IsDeviceId(std::string_view id) {
-  return id.size() == 20 && id.starts_with("dev-") &&
-         std::all_of(id.begin() + 4, id.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
 bool ValidRelease(const ReleaseRef& r) {
   return delivery::ValidVersion(r.version) && Digest::Parse(r.release).has_value();
 }
@@ -117,7 +110,9 @@ bool IsActivationPhase(std::string_view phase) {
          std::end(kActivationPhases);
 }
 
-bool IsFailurePhase(std::string_view phase) { return phase == "failed" || phase == "rolled-back"; }
+bool IsFailurePhase(std::string_view phase) {
+  return phase == "failed" || phase == "rolled-back" || phase == "refused";
+}
 
 // Statuses of a device being updated: with max_in_flight of them online at once.
 bool InFlight(DeviceStatus s) {
@@ -332,9 +327,9 @@ class Machine {
           note = FailDevice(*d, "the shadow " + e.phase + (e.error.empty() ? "" : ": " + e.error));
           break;
         }
-        if (!e.agreement) {
+        if (!e.agreement || !e.shadow || e.shadow->release != r().target.release) {
           return std::move(*this).Ignore(e.device + " is shadowing (" + e.phase +
-                                         "), no agreement yet");
+                                         "), no agreement on " + r().target.version + " yet");
         }
         const Agreement& a = *e.agreement;
         if (a.agreed > a.compared) {
@@ -378,7 +373,8 @@ class Machine {
                    FormatRfc3339(*d->health_until);
           }
         } else if (IsFailurePhase(e.phase)) {
-          note = FailDevice(*d, "activation " + e.phase + (e.error.empty() ? "" : ": " + e.error));
+          std::string what = e.phase == "refused" ? "directive refused" : "activation " + e.phase;
+          note = FailDevice(*d, what + (e.error.empty() ? "" : ": " + e.error));
         } else if (IsActivationPhase(e.phase) && d->status == DeviceStatus::kDirected) {
           d->status = DeviceStatus::kActivating;
           note = e.device + " is activating (" + e.phase + ")";
@@ -438,7 +434,7 @@ class Machine {
       return std::move(*this).Ignore(info.id + " joins nothing: the rollout is " +
                                      RolloutStateName(r().state));
     }
-    if (!IsDeviceId(info.id)) {
+    if (!delivery::ValidDeviceId(info.id)) {
       return std::move(*this).Ignore("\"" + Truncate(info.id, 64) + "\" is not a device id");
     }
     if (Find(info.id) != nullptr) {
@@ -649,7 +645,7 @@ Result<RolloutDevice> DeviceFromJson(const json& j, const Rollout& r) {
   }
   RolloutDevice d;
   AIRLOCK_ASSIGN_OR_RETURN(d.id, GetString(j, "id"));
-  if (!IsDeviceId(d.id)) {
+  if (!delivery::ValidDeviceId(d.id)) {
     return Fail(Malformed("id", "must be \"dev-\" and 16 lowercase hex digits"));
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t wave,
@@ -778,7 +774,7 @@ Step StartRollout(std::string deployment, std::string model, ReleaseRef target, 
   std::vector<DeviceInfo> selected;
   std::set<std::string> ids;
   for (const auto& info : devices) {
-    assert(IsDeviceId(info.id) && (!info.current || ValidRelease(*info.current)));
+    assert(delivery::ValidDeviceId(info.id) && (!info.current || ValidRelease(*info.current)));
     if (Selects(r.plan.selector, info.labels) && ids.insert(info.id).second) {
       selected.push_back(info);
     }
@@ -858,6 +854,35 @@ std::vector<Action> ResumeActions(const Rollout& r) {
                    .shadow = std::nullopt,
                    .at = *at,
                    .reason = ""});
+  }
+  return out;
+}
+
+DeviceReport ReportFrom(const delivery::DeviceState& state, std::string_view model) {
+  DeviceReport out;
+  out.device = state.device;
+  out.directive_version = state.directive_version;
+  out.phase = "idle";
+  auto release = [](const std::string& version, const std::string& id) {
+    return id.empty() ? std::nullopt : std::optional<ReleaseRef>(ReleaseRef{version, id});
+  };
+  auto it = std::find_if(state.models.begin(), state.models.end(),
+                         [&](const delivery::ModelReport& m) { return m.model == model; });
+  if (it != state.models.end()) {
+    out.phase = it->phase;
+    out.active = release(it->active_version, it->active_release);
+    if (it->error) {
+      out.error = it->error->code + ": " + it->error->message;
+    }
+    if (it->shadow) {
+      out.shadow = release(it->shadow->version, it->shadow->release);
+      out.agreement = Agreement{it->shadow->compared, it->shadow->agreed};
+    }
+  }
+  if (state.refused && state.refused_version > state.directive_version) {
+    out.phase = "refused";
+    out.directive_version = state.refused_version;
+    out.error = state.refused->code + ": " + state.refused->message;
   }
   return out;
 }

@@ -56,6 +56,7 @@
 #include "core/result.hpp"
 #include "core/rollout_strategy.hpp"
 #include "core/time.hpp"
+#include "delivery/device_protocol.hpp"
 
 namespace airlock::gateway {
 
@@ -168,15 +169,21 @@ struct DeviceInfo {
   bool online = false;
 };
 
-// dev/{dev}/state for this model.
+// dev/{dev}/state for this model (ReportFrom makes it from the message).
 struct DeviceReport {
   std::string device;
-  std::string phase;  // the agent's activation phase: downloading … active, failed, idle, …
+  // The agent's activation phase (downloading … validating, active, failed, rolled-back, idle),
+  // or "refused": the agent refused directive_version (error says why).
+  std::string phase;
   std::optional<ReleaseRef> active;     // what it runs active now
   std::string error;                    // the agent's error message, if any
-  std::optional<Agreement> agreement;   // present while a shadow runs
+  std::optional<ReleaseRef> shadow;     // what runs in shadow, if anything
+  std::optional<Agreement> agreement;   // of the shadow with the active model
   std::uint64_t directive_version = 0;  // the directive the report refers to
 };
+// The report for model in a device's state message: "idle" on nothing when the device reports
+// nothing of the model; "refused" when its latest refusal is newer than the directive it applied.
+DeviceReport ReportFrom(const delivery::DeviceState& state, std::string_view model);
 struct DeviceOnline {  // dev/{dev}/online
   std::string device;
   bool online = false;

@@ -91,7 +91,11 @@ class Driver {
   // A report from the device about its latest directive (older by `behind` versions).
   Step& Report(const std::string& dev, std::string phase, std::optional<ReleaseRef> active,
                std::optional<Agreement> agreement = std::nullopt, std::uint64_t behind = 0) {
-    return On(DeviceReport{dev, std::move(phase), std::move(active), "", agreement,
+    std::optional<ReleaseRef> shadow;
+    if (agreement) {
+      shadow = kTarget;
+    }
+    return On(DeviceReport{dev, std::move(phase), std::move(active), "", shadow, agreement,
                            versions_[dev] - behind});
   }
   // The agent's usual way from a directive to active on the target.
@@ -100,8 +104,8 @@ class Driver {
     return Report(dev, "active", kTarget);
   }
   Step& Fail(const std::string& dev, std::string error = "validation: 3 of 8 samples differ") {
-    return On(
-        DeviceReport{dev, "failed", kPrevious, std::move(error), std::nullopt, versions_[dev]});
+    return On(DeviceReport{dev, "failed", kPrevious, std::move(error), std::nullopt, std::nullopt,
+                           versions_[dev]});
   }
   // Moves the clock on and applies the Tick a timer would bring.
   Step& Tick(seconds s) {
@@ -275,7 +279,7 @@ TEST(RolloutScenario, CrossingTheThresholdInWaveTwoRollsBackWavesOneAndTwo) {
   EXPECT_EQ(d.r().state, RolloutState::kRunning);
   d.TakeDirects();
   Step& s = d.On(DeviceReport{Dev(2), "rolled-back", kPrevious, "error rate 9% above 5%",
-                              std::nullopt, d.dev(Dev(2)).directive_version});
+                              std::nullopt, std::nullopt, d.dev(Dev(2)).directive_version});
   EXPECT_EQ(d.r().state, RolloutState::kAborted);
   EXPECT_NE(s.note.find("aborted"), std::string::npos);
   EXPECT_EQ(d.dev(Dev(2)).reason, "rolled-back during its health window: error rate 9% above 5%");
@@ -455,9 +459,10 @@ TEST(RolloutScenario, StaleAndRepeatedReportsAreIgnored) {
 TEST(RolloutScenario, AReportBeforeItsDirectiveIsSentIsIgnored) {
   Step s = StartRollout(kDeployment, kModel, kTarget, Plan(kCanary), Devices(1), {T0()});
   ASSERT_EQ(Kinds(s.actions), (std::vector<K>{K::kDirect, K::kPublishSummary}));
-  Step r = Apply(
-      s.rollout,
-      DeviceReport{Dev(1), "failed", kPrevious, "from an old directive", std::nullopt, 4}, {T0()});
+  Step r = Apply(s.rollout,
+                 DeviceReport{Dev(1), "failed", kPrevious, "from an old directive", std::nullopt,
+                              std::nullopt, 4},
+                 {T0()});
   EXPECT_FALSE(r.applied);
   EXPECT_EQ(r.note, "report from " + Dev(1) + " before direction 1 was sent");
   // A restarted gateway sends what may not have been sent.
@@ -556,6 +561,10 @@ TEST(RolloutScenario, TheShadowGatePassesAndTheCandidateBecomesActive) {
   EXPECT_EQ(first[0].shadow, kTarget);
   EXPECT_EQ(d.status(Dev(1)), S::kShadowing);
   EXPECT_FALSE(d.Report(Dev(1), "loading", kPrevious).applied);
+  // Agreement of some other shadow is not the candidate's.
+  EXPECT_FALSE(d.On(DeviceReport{Dev(1), "active", kPrevious, "", kPrevious, Agreement{500, 500},
+                                 d.dev(Dev(1)).directive_version})
+                   .applied);
   Step& few = d.Report(Dev(1), "active", kPrevious, Agreement{120, 120});
   EXPECT_TRUE(few.applied);
   EXPECT_EQ(few.note, Dev(1) + ": shadow agreement 100% over 120 of 200 compared needed");
@@ -599,6 +608,51 @@ TEST(RolloutScenario, AnEmptyHealthWindowMakesActiveDone) {
   d.Activate(Dev(1));
   EXPECT_EQ(d.status(Dev(1)), S::kDone);
   EXPECT_EQ(d.DirectedDevices(), (std::vector<std::string>{Dev(1), Dev(2)}));
+}
+
+TEST(RolloutScenario, ARefusedDirectiveFailsTheDevice) {
+  Driver d(Plan(kCanary), Devices(2));
+  d.On(DeviceReport{Dev(1), "refused", kPrevious, "verification: the channel expired", std::nullopt,
+                    std::nullopt, d.dev(Dev(1)).directive_version});
+  EXPECT_EQ(d.dev(Dev(1)).reason, "directive refused: verification: the channel expired");
+  EXPECT_EQ(d.r().state, RolloutState::kAborted);
+}
+
+TEST(RolloutReport, MadeFromTheDevicesStateMessage) {
+  delivery::DeviceState state;
+  state.device = Dev(1);
+  state.seq = 1795341600123;
+  state.platform = "linux/arm64/v8";
+  state.directive_version = 7;
+  delivery::ModelReport m;
+  m.model = kModel;
+  m.phase = "active";
+  m.active_version = kPrevious.version;
+  m.active_release = kPrevious.release;
+  m.shadow = delivery::ShadowReport{kTarget.version, kTarget.release, 300, 297};
+  m.error = delivery::ReportError{"validation", "sample 3 differs"};
+  state.models = {m};
+  DeviceReport r = ReportFrom(state, kModel);
+  EXPECT_EQ(r.device, Dev(1));
+  EXPECT_EQ(r.phase, "active");
+  EXPECT_EQ(r.active, kPrevious);
+  EXPECT_EQ(r.shadow, kTarget);
+  EXPECT_EQ(r.agreement, (Agreement{300, 297}));
+  EXPECT_EQ(r.error, "validation: sample 3 differs");
+  EXPECT_EQ(r.directive_version, 7u);
+  // Nothing of the model: idle on nothing.
+  DeviceReport none = ReportFrom(state, "other-model");
+  EXPECT_EQ(none.phase, "idle");
+  EXPECT_EQ(none.active, std::nullopt);
+  // A refusal newer than the directive applied is about the newer one.
+  state.refused_version = 8;
+  state.refused = delivery::ReportError{"verification", "the channel expired"};
+  DeviceReport refused = ReportFrom(state, kModel);
+  EXPECT_EQ(refused.phase, "refused");
+  EXPECT_EQ(refused.directive_version, 8u);
+  EXPECT_EQ(refused.error, "verification: the channel expired");
+  state.directive_version = 9;
+  EXPECT_EQ(ReportFrom(state, kModel).phase, "active");
 }
 
 // ---- the table of single transitions ----
@@ -663,6 +717,7 @@ enum class E {
   kFailed,
   kRolledBackPhase,
   kStaleFailed,
+  kRefused,
   kAgreementFew,
   kAgreementPass,
   kAgreementLow,
@@ -680,25 +735,30 @@ Event Make(E e, const Fixture& f, TimePoint* at) {
   *at = f.now + seconds(10);
   switch (e) {
     case E::kDownloading:
-      return DeviceReport{A, "downloading", kPrevious, "", std::nullopt, v};
+      return DeviceReport{A, "downloading", kPrevious, "", std::nullopt, std::nullopt, v};
     case E::kVerifying:
-      return DeviceReport{A, "verifying", kPrevious, "", std::nullopt, v};
+      return DeviceReport{A, "verifying", kPrevious, "", std::nullopt, std::nullopt, v};
     case E::kActiveTarget:
-      return DeviceReport{A, "active", kTarget, "", std::nullopt, v};
+      return DeviceReport{A, "active", kTarget, "", std::nullopt, std::nullopt, v};
     case E::kActivePrevious:
-      return DeviceReport{A, "active", kPrevious, "", std::nullopt, v};
+      return DeviceReport{A, "active", kPrevious, "", std::nullopt, std::nullopt, v};
     case E::kFailed:
-      return DeviceReport{A, "failed", kPrevious, "out of memory", std::nullopt, v};
+      return DeviceReport{A, "failed", kPrevious, "out of memory", std::nullopt, std::nullopt, v};
     case E::kRolledBackPhase:
-      return DeviceReport{A, "rolled-back", kPrevious, "p99 300ms above 250ms", std::nullopt, v};
+      return DeviceReport{
+          A, "rolled-back", kPrevious, "p99 300ms above 250ms", std::nullopt, std::nullopt, v};
     case E::kStaleFailed:
-      return DeviceReport{A, "failed", kPrevious, "old", std::nullopt, v - 1};
+      return DeviceReport{A, "failed", kPrevious, "old", std::nullopt, std::nullopt, v - 1};
+    case E::kRefused:
+      return DeviceReport{
+          A,    "refused", kPrevious, "verification: channel expired", std::nullopt, std::nullopt,
+          v + 1};
     case E::kAgreementFew:
-      return DeviceReport{A, "active", kPrevious, "", Agreement{100, 100}, v};
+      return DeviceReport{A, "active", kPrevious, "", kTarget, Agreement{100, 100}, v};
     case E::kAgreementPass:
-      return DeviceReport{A, "active", kPrevious, "", Agreement{400, 399}, v};
+      return DeviceReport{A, "active", kPrevious, "", kTarget, Agreement{400, 399}, v};
     case E::kAgreementLow:
-      return DeviceReport{A, "active", kPrevious, "", Agreement{400, 300}, v};
+      return DeviceReport{A, "active", kPrevious, "", kTarget, Agreement{400, 300}, v};
     case E::kOffline:
       return DeviceOnline{A, false};
     case E::kTickEarly:
@@ -760,6 +820,13 @@ const std::vector<Row> kTable = {
      kRun,
      {K::kDirect, K::kDirect, K::kPublishSummary}},
     {"directed", E::kStaleFailed, kIgnored, S::kDirected, kRun, kNothing},
+    // the agent refused the directive: the device will not update
+    {"directed",
+     E::kRefused,
+     kApplied,
+     S::kFailed,
+     kRun,
+     {K::kDirect, K::kDirect, K::kPublishSummary}},
     {"directed", E::kAgreementPass, kIgnored, S::kDirected, kRun, kNothing},
     {"directed", E::kOffline, kApplied, S::kDirected, kRun, kDirectSummary},
     {"directed", E::kTickDue, kIgnored, S::kDirected, kRun, kNothing},
