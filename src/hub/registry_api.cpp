@@ -5,11 +5,11 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
-#include <regex>
 #include <set>
 
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "core/rollout_strategy.hpp"
 #include "trust/canonical_json.hpp"
 
 namespace airlock::hub {
@@ -113,20 +113,6 @@ void SendStoreError(httplib::Response& res, const Error& e, std::string_view unk
     default:
       return SendInternal(res, e);
   }
-}
-
-// A wave: "N" devices or "N%" of them, N ≥ 1 (and ≤ 100 for a percentage).
-bool ValidWave(const json& w) {
-  static const std::regex kWave(R"(([1-9][0-9]{0,6})(%?))");
-  std::smatch m;
-  if (!w.is_string()) {
-    return false;
-  }
-  std::string s = w.get<std::string>();
-  if (!std::regex_match(s, m, kWave)) {
-    return false;
-  }
-  return m[2].str().empty() || std::stoi(m[1].str()) <= 100;
 }
 
 }  // namespace
@@ -598,48 +584,13 @@ struct RegistryApi::Handlers {
         return bad("\"gateways\" must be a non-empty array of gateway names");
       }
     }
+    // The rules are shared with the gateway, which reads the same selector and strategy back when
+    // it runs the rollout (core/rollout_strategy.hpp); absent strategy keys take their defaults.
     d.selector = body.value("selector", json::object());
-    if (!d.selector.is_object()) {
-      return bad("\"selector\" must be an object of label: value");
-    }
-    for (const auto& [k, v] : d.selector.items()) {
-      if (!v.is_string()) {
-        return bad("selector label " + k + " must have a string value");
-      }
-    }
-    json strategy = {{"waves", {"1", "100%"}},
-                     {"max_in_flight", 10},
-                     {"health_window", "5m"},
-                     {"failure_threshold", "10%"}};
-    json given = body.value("strategy", json::object());
-    if (!given.is_object()) {
-      return bad("\"strategy\" must be an object");
-    }
-    for (const auto& [k, v] : given.items()) {
-      if (!strategy.contains(k)) {
-        return bad("strategy." + k +
-                   ": unknown (waves, max_in_flight, health_window, failure_threshold)");
-      }
-      strategy[k] = v;
-    }
-    if (!strategy["waves"].is_array() || strategy["waves"].empty() ||
-        !std::all_of(strategy["waves"].begin(), strategy["waves"].end(), ValidWave)) {
-      return bad("strategy.waves: a list of device counts or percentages, e.g. [\"1\", \"10%\", "
-                 "\"100%\"]");
-    }
-    if (!strategy["max_in_flight"].is_number_integer() ||
-        strategy["max_in_flight"].get<std::int64_t>() < 1) {
-      return bad("strategy.max_in_flight: a whole number of at least 1");
-    }
-    if (!strategy["health_window"].is_string() ||
-        !ParseDuration(strategy["health_window"].get<std::string>())) {
-      return bad("strategy.health_window: a duration such as \"5m\"");
-    }
-    if (!strategy["failure_threshold"].is_string() ||
-        !ValidWave(strategy["failure_threshold"])) {
-      return bad("strategy.failure_threshold: a device count or a percentage such as \"10%\"");
-    }
-    d.strategy = strategy;
+    AIRLOCK_RETURN_IF_ERROR(ParseSelector(d.selector));
+    AIRLOCK_ASSIGN_OR_RETURN(RolloutStrategy strategy,
+                             RolloutStrategy::FromJson(body.value("strategy", json::object())));
+    d.strategy = strategy.ToJson();
     auto state = api.registry_.GetChannel(d.model, d.channel);
     if (!state) {
       return Fail(state.error());

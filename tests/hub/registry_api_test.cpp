@@ -402,6 +402,11 @@ TEST_P(RegistryApiTest, GatewaysRegisterOnceAndDeploymentsKeepTheirHistory) {
   json bad_wave = deploy;
   bad_wave["strategy"]["waves"] = {"0"};
   EXPECT_EQ(c().Post("/api/v1/deployments", bad_wave.dump(), "application/json")->status, 400);
+  json bad_shadow = deploy;
+  bad_shadow["strategy"]["shadow"] = {{"min_agreement", 1.5}, {"min_compared", 100}};
+  r = c().Post("/api/v1/deployments", bad_shadow.dump(), "application/json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(Detail(r).find("strategy.shadow"), std::string::npos);
 
   r = c().Post("/api/v1/deployments", deploy.dump(), "application/json");
   ASSERT_EQ(r->status, 201) << r->body;
@@ -410,7 +415,9 @@ TEST_P(RegistryApiTest, GatewaysRegisterOnceAndDeploymentsKeepTheirHistory) {
   EXPECT_EQ(d["state"], "pending");
   EXPECT_EQ(d["release"]["version"], "1.1.0");
   EXPECT_EQ(d["channel_version"], 1);
-  EXPECT_EQ(d["strategy"]["max_in_flight"], 10);
+  // Absent strategy keys are stored with their defaults.
+  EXPECT_EQ(d["strategy"], json::parse(R"({"waves": ["1", "50%", "100%"], "max_in_flight": 10,
+      "health_window": "5m", "failure_threshold": "10%"})"));
   EXPECT_EQ(json::parse(c().Get("/api/v1/deployments?model=demo")->body)["deployments"].size(),
             1u);
   EXPECT_EQ(json::parse(c().Get("/api/v1/deployments?state=cancelled")->body)["deployments"].size(),
