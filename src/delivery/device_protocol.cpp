@@ -149,11 +149,6 @@ json HeadOf(std::string_view type, const Envelope& e) {
 
 }  // namespace
 
-bool ValidDeviceId(std::string_view id) {
-  return id.size() == 20 && id.starts_with("dev-") &&
-         std::all_of(id.begin() + 4, id.end(), IsLowerHex);
-}
-
 const char* DeviceTopicKindName(DeviceTopicKind kind) {
   return wire::NameOf(kDeviceTopicKinds, kind);
 }

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/names.hpp"
 #include "core/result.hpp"
 #include "delivery/protocol.hpp"
 #include "trust/documents.hpp"
@@ -32,8 +33,7 @@ inline constexpr std::size_t kMaxDeviceModels = 64;      // models in one report
 inline constexpr std::size_t kMaxDirectiveDocuments = 128;  // channels, and releases, in one message
 inline constexpr std::size_t kMaxInstalledVersions = 64;
 
-// "dev-" and 16 lowercase hex digits, as the gateway makes them at enrollment.
-bool ValidDeviceId(std::string_view id);
+using airlock::ValidDeviceId;  // core/names.hpp: "dev-" and 16 lowercase hex digits
 
 enum class DeviceTopicKind {
   kDirective,  // dev/{dev}/directive
