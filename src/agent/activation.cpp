@@ -10,6 +10,7 @@
 
 #include "core/digest.hpp"
 #include "core/fs.hpp"
+#include "core/record_json.hpp"
 #include "delivery/protocol.hpp"
 #include "delivery/wire.hpp"
 
@@ -459,28 +460,7 @@ class Machine {
 
 // ---- the record's JSON ----
 
-Error Malformed(std::string_view field, std::string_view why) {
-  return Error(ErrorCode::kCorrupt,
-               "malformed activation record: \"" + std::string(field) + "\" " + std::string(why));
-}
-
-Result<std::string> GetString(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) {
-    return Fail(Malformed(key, "must be a string"));
-  }
-  return it->get<std::string>();
-}
-
-Result<std::uint64_t> GetUnsigned(const json& j, const char* key, std::uint64_t max) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer() ||
-      (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) ||
-      it->get<std::uint64_t>() > max) {
-    return Fail(Malformed(key, "must be an integer from 0 to " + std::to_string(max)));
-  }
-  return it->get<std::uint64_t>();
-}
+constexpr RecordReader kRecord("activation record");
 
 Result<std::optional<double>> GetOptionalNumber(const json& j, const char* key) {
   auto it = j.find(key);
@@ -488,21 +468,9 @@ Result<std::optional<double>> GetOptionalNumber(const json& j, const char* key) 
     return std::optional<double>();
   }
   if (!it->is_number()) {
-    return Fail(Malformed(key, "must be a number"));
+    return Fail(kRecord.Malformed(key, "must be a number"));
   }
   return std::optional<double>(it->get<double>());
-}
-
-Result<std::optional<TimePoint>> GetOptionalTime(const json& j, const char* key) {
-  if (!j.contains(key)) {
-    return std::optional<TimePoint>();
-  }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string text, GetString(j, key));
-  auto t = ParseRfc3339(text);
-  if (!t) {
-    return Fail(Malformed(key, "must be an RFC 3339 time"));
-  }
-  return std::optional<TimePoint>(*t);
 }
 
 json HealthToJson(const HealthLimits& h) {
@@ -518,25 +486,25 @@ json HealthToJson(const HealthLimits& h) {
 
 Result<Target> TargetFromJson(const json& j) {
   if (!j.is_object()) {
-    return Fail(Malformed("target", "must be an object"));
+    return Fail(kRecord.Malformed("target", "must be an object"));
   }
   Target t;
-  AIRLOCK_ASSIGN_OR_RETURN(t.version, GetString(j, "version"));
-  AIRLOCK_ASSIGN_OR_RETURN(t.release, GetString(j, "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(t.version, kRecord.String(j, "version"));
+  AIRLOCK_ASSIGN_OR_RETURN(t.release, kRecord.String(j, "release"));
   auto h = j.find("health");
   if (h == j.end() || !h->is_object()) {
-    return Fail(Malformed("health", "must be an object"));
+    return Fail(kRecord.Malformed("health", "must be an object"));
   }
   constexpr auto kMaxWindow = static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max());
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t window, GetUnsigned(*h, "window_seconds", kMaxWindow));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t window, kRecord.Unsigned(*h, "window_seconds", kMaxWindow));
   t.health.window = seconds(static_cast<seconds::rep>(window));
   AIRLOCK_ASSIGN_OR_RETURN(
       t.health.min_requests,
-      GetUnsigned(*h, "min_requests", std::numeric_limits<std::uint64_t>::max()));
+      kRecord.Unsigned(*h, "min_requests", std::numeric_limits<std::uint64_t>::max()));
   AIRLOCK_ASSIGN_OR_RETURN(t.health.max_error_rate, GetOptionalNumber(*h, "max_error_rate"));
   AIRLOCK_ASSIGN_OR_RETURN(t.health.max_p99_ms, GetOptionalNumber(*h, "max_p99_ms"));
   if (std::string why = CheckTarget(t); !why.empty()) {
-    return Fail(Malformed("target", why));
+    return Fail(kRecord.Malformed("target", why));
   }
   return t;
 }
@@ -657,24 +625,24 @@ Result<Activation> Activation::FromJson(const json& j) {
     return Fail(ErrorCode::kCorrupt, "malformed activation record: want a JSON object");
   }
   Activation a;
-  AIRLOCK_ASSIGN_OR_RETURN(a.model, GetString(j, "model"));
+  AIRLOCK_ASSIGN_OR_RETURN(a.model, kRecord.String(j, "model"));
   if (!delivery::ValidModelName(a.model)) {
-    return Fail(Malformed("model", "must be a model name"));
+    return Fail(kRecord.Malformed("model", "must be a model name"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string phase, GetString(j, "phase"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string phase, kRecord.String(j, "phase"));
   auto parsed = ParsePhase(phase);
   if (!parsed) {
-    return Fail(Malformed("phase", "is not an activation phase"));
+    return Fail(kRecord.Malformed("phase", "is not an activation phase"));
   }
   a.phase = *parsed;
   AIRLOCK_ASSIGN_OR_RETURN(
       a.directive_version,
-      GetUnsigned(j, "directive_version", std::numeric_limits<std::uint64_t>::max()));
+      kRecord.Unsigned(j, "directive_version", std::numeric_limits<std::uint64_t>::max()));
   if (auto t = j.find("target"); t != j.end()) {
     AIRLOCK_ASSIGN_OR_RETURN(a.target, TargetFromJson(*t));
   }
   if (a.target.has_value() == (a.phase == Phase::kIdle)) {
-    return Fail(Malformed("target",
+    return Fail(kRecord.Malformed("target",
                           a.target ? "must be absent while idle" : "must be present unless idle"));
   }
   // Versions and releases, in pairs: both empty or both valid.
@@ -687,74 +655,74 @@ Result<Activation> Activation::FromJson(const json& j) {
   for (const Pair& pair :
        {Pair{"active_version", "active_release", &a.active_version, &a.active_release},
         Pair{"previous_version", "previous_release", &a.previous_version, &a.previous_release}}) {
-    AIRLOCK_ASSIGN_OR_RETURN(*pair.version, GetString(j, pair.version_key));
-    AIRLOCK_ASSIGN_OR_RETURN(*pair.release, GetString(j, pair.release_key));
+    AIRLOCK_ASSIGN_OR_RETURN(*pair.version, kRecord.String(j, pair.version_key));
+    AIRLOCK_ASSIGN_OR_RETURN(*pair.release, kRecord.String(j, pair.release_key));
     if (!pair.version->empty() && !delivery::ValidVersion(*pair.version)) {
-      return Fail(Malformed(pair.version_key, "must be an OCI tag or empty"));
+      return Fail(kRecord.Malformed(pair.version_key, "must be an OCI tag or empty"));
     }
     if (!pair.release->empty() && !ValidRelease(*pair.release)) {
-      return Fail(Malformed(pair.release_key, "must be a sha256 digest or empty"));
+      return Fail(kRecord.Malformed(pair.release_key, "must be a sha256 digest or empty"));
     }
     if (pair.version->empty() != pair.release->empty()) {
-      return Fail(Malformed(pair.release_key,
+      return Fail(kRecord.Malformed(pair.release_key,
                             std::string("must be set exactly when ") + pair.version_key + " is"));
     }
   }
   if (!a.previous_version.empty() &&
       (a.active_version.empty() || a.previous_release == a.active_release)) {
-    return Fail(Malformed("previous_version", "needs an active version other than itself"));
+    return Fail(kRecord.Malformed("previous_version", "needs an active version other than itself"));
   }
   if (a.target) {
     bool targets_active = a.target->release == a.active_release;
     if ((a.phase == Phase::kActive) != targets_active) {
-      return Fail(Malformed("active_release", a.phase == Phase::kActive
+      return Fail(kRecord.Malformed("active_release", a.phase == Phase::kActive
                                                   ? "must be the target's release while active"
                                                   : "must not be the target's release unless "
                                                     "active"));
     }
   }
-  AIRLOCK_ASSIGN_OR_RETURN(a.health_until, GetOptionalTime(j, "health_until"));
+  AIRLOCK_ASSIGN_OR_RETURN(a.health_until, kRecord.OptionalTime(j, "health_until"));
   if (a.health_until && (a.phase != Phase::kActive || a.target->health.window.count() == 0)) {
-    return Fail(Malformed("health_until", "only while active with a health window"));
+    return Fail(kRecord.Malformed("health_until", "only while active with a health window"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t attempts, GetUnsigned(j, "attempts", kMaxAttempts));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t attempts, kRecord.Unsigned(j, "attempts", kMaxAttempts));
   a.attempts = static_cast<std::uint32_t>(attempts);
   bool working = InProgress(a.phase) || a.health_until.has_value();
   if (working != (a.attempts > 0)) {
-    return Fail(Malformed("attempts", working ? "must be at least 1 while work runs"
+    return Fail(kRecord.Malformed("attempts", working ? "must be at least 1 while work runs"
                                               : "must be 0 while no work runs"));
   }
   if (auto e = j.find("last_error"); e != j.end()) {
     if (!e->is_object()) {
-      return Fail(Malformed("last_error", "must be {\"code\", \"message\"}"));
+      return Fail(kRecord.Malformed("last_error", "must be {\"code\", \"message\"}"));
     }
     ActivationError error;
-    AIRLOCK_ASSIGN_OR_RETURN(error.code, GetString(*e, "code"));
-    AIRLOCK_ASSIGN_OR_RETURN(error.message, GetString(*e, "message"));
+    AIRLOCK_ASSIGN_OR_RETURN(error.code, kRecord.String(*e, "code"));
+    AIRLOCK_ASSIGN_OR_RETURN(error.message, kRecord.String(*e, "message"));
     if (!ValidErrorCode(error.code)) {
-      return Fail(Malformed("last_error", "code must be 1-64 of [a-z0-9-]"));
+      return Fail(kRecord.Malformed("last_error", "code must be 1-64 of [a-z0-9-]"));
     }
     if (error.message.size() > kMaxMessageLength) {
-      return Fail(Malformed(
+      return Fail(kRecord.Malformed(
           "last_error", "message is longer than " + std::to_string(kMaxMessageLength) + " bytes"));
     }
     if (!delivery::wire::IsDisplayableText(error.message)) {
-      return Fail(Malformed("last_error", "message must not contain control characters"));
+      return Fail(kRecord.Malformed("last_error", "message must not contain control characters"));
     }
     a.last_error = std::move(error);
   }
   bool failed = a.phase == Phase::kFailed || a.phase == Phase::kRolledBack;
   if (failed != a.last_error.has_value()) {
-    return Fail(Malformed("last_error", failed ? "must be present after a failure"
+    return Fail(kRecord.Malformed("last_error", failed ? "must be present after a failure"
                                                : "must be absent unless failed or rolled back"));
   }
   if (a.phase == Phase::kRolledBack && a.active_version.empty()) {
-    return Fail(Malformed("active_version", "must be set when rolled back"));
+    return Fail(kRecord.Malformed("active_version", "must be set when rolled back"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string updated, GetString(j, "updated_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string updated, kRecord.String(j, "updated_at"));
   auto updated_at = ParseRfc3339(updated);
   if (!updated_at) {
-    return Fail(Malformed("updated_at", "must be an RFC 3339 time"));
+    return Fail(kRecord.Malformed("updated_at", "must be an RFC 3339 time"));
   }
   a.updated_at = *updated_at;
   return a;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/record_json.hpp"
 #include "core/text.hpp"
 
 namespace airlock::delivery {
@@ -402,45 +403,7 @@ bool ValidErrorCode(std::string_view code) {
   });
 }
 
-Error Malformed(std::string_view field, std::string_view why) {
-  return Error(ErrorCode::kCorrupt,
-               "malformed delivery record: \"" + std::string(field) + "\" " + std::string(why));
-}
-
-Result<std::string> GetString(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) {
-    return Fail(Malformed(key, "must be a string"));
-  }
-  return it->get<std::string>();
-}
-
-Result<std::uint64_t> GetUnsigned(const json& j, const char* key, std::uint64_t max) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer() ||
-      (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) ||
-      it->get<std::uint64_t>() > max) {
-    return Fail(Malformed(key, "must be an integer from 0 to " + std::to_string(max)));
-  }
-  return it->get<std::uint64_t>();
-}
-
-Result<TimePoint> GetTime(const json& j, const char* key) {
-  AIRLOCK_ASSIGN_OR_RETURN(std::string text, GetString(j, key));
-  auto t = ParseRfc3339(text);
-  if (!t) {
-    return Fail(Malformed(key, "must be an RFC 3339 time"));
-  }
-  return *t;
-}
-
-Result<std::optional<TimePoint>> GetOptionalTime(const json& j, const char* key) {
-  if (!j.contains(key)) {
-    return std::optional<TimePoint>();
-  }
-  AIRLOCK_ASSIGN_OR_RETURN(TimePoint t, GetTime(j, key));
-  return std::optional<TimePoint>(t);
-}
+constexpr RecordReader kRecord("delivery record");
 
 constexpr std::uint64_t kMaxCounter = std::numeric_limits<std::uint32_t>::max();
 
@@ -646,87 +609,87 @@ Result<Delivery> Delivery::FromJson(const json& j) {
     return Fail(ErrorCode::kCorrupt, "malformed delivery record: want a JSON object");
   }
   Delivery d;
-  AIRLOCK_ASSIGN_OR_RETURN(d.id, GetString(j, "id"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.id, kRecord.String(j, "id"));
   if (!ValidDeliveryId(d.id)) {
-    return Fail(Malformed("id", "must be \"dlv-\" and 8-64 lowercase hex digits"));
+    return Fail(kRecord.Malformed("id", "must be \"dlv-\" and 8-64 lowercase hex digits"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(d.deployment, GetString(j, "deployment"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.deployment, kRecord.String(j, "deployment"));
   if (!ValidDeploymentId(d.deployment)) {
-    return Fail(Malformed("deployment", "must be \"dep-\" and 8-64 lowercase hex digits"));
+    return Fail(kRecord.Malformed("deployment", "must be \"dep-\" and 8-64 lowercase hex digits"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(d.gateway, GetString(j, "gateway"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.gateway, kRecord.String(j, "gateway"));
   if (!ValidGatewayName(d.gateway)) {
-    return Fail(Malformed("gateway", "must be a gateway name"));
+    return Fail(kRecord.Malformed("gateway", "must be a gateway name"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string state, GetString(j, "state"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string state, kRecord.String(j, "state"));
   auto parsed_state = ParseDeliveryState(state);
   if (!parsed_state) {
-    return Fail(Malformed("state", "is not a delivery state"));
+    return Fail(kRecord.Malformed("state", "is not a delivery state"));
   }
   d.state = *parsed_state;
-  AIRLOCK_ASSIGN_OR_RETURN(std::string wait, GetString(j, "wait"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string wait, kRecord.String(j, "wait"));
   auto parsed_wait = FindName(kWaits, wait);
   if (!parsed_wait) {
-    return Fail(Malformed("wait", "must be none, reply or retry"));
+    return Fail(kRecord.Malformed("wait", "must be none, reply or retry"));
   }
   d.wait = *parsed_wait;
-  AIRLOCK_ASSIGN_OR_RETURN(d.deadline, GetOptionalTime(j, "deadline"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.deadline, kRecord.OptionalTime(j, "deadline"));
   if (IsFinal(d.state) != (d.wait == Wait::kNone)) {
-    return Fail(Malformed("wait", IsFinal(d.state) ? "must be none in a final state"
+    return Fail(kRecord.Malformed("wait", IsFinal(d.state) ? "must be none in a final state"
                                                    : "must not be none in a waiting state"));
   }
   if (d.deadline.has_value() != (d.wait != Wait::kNone)) {
-    return Fail(Malformed("deadline", "must be present exactly when there is a wait"));
+    return Fail(kRecord.Malformed("deadline", "must be present exactly when there is a wait"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t offers, GetUnsigned(j, "offers", kMaxCounter));
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t attempt, GetUnsigned(j, "attempt", kMaxCounter));
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t retries, GetUnsigned(j, "retries", kMaxCounter));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t offers, kRecord.Unsigned(j, "offers", kMaxCounter));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t attempt, kRecord.Unsigned(j, "attempt", kMaxCounter));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t retries, kRecord.Unsigned(j, "retries", kMaxCounter));
   d.offers = static_cast<std::uint32_t>(offers);
   d.attempt = static_cast<std::uint32_t>(attempt);
   d.retries = static_cast<std::uint32_t>(retries);
   if (auto held = j.find("held"); held != j.end()) {  // absent in records from before it
     if (!held->is_boolean()) {
-      return Fail(Malformed("held", "must be true or false"));
+      return Fail(kRecord.Malformed("held", "must be true or false"));
     }
     d.held = held->get<bool>();
     if (d.held && d.state != DeliveryState::kOffered) {
-      return Fail(Malformed("held", "can be true only while offered"));
+      return Fail(kRecord.Malformed("held", "can be true only while offered"));
     }
   }
-  AIRLOCK_ASSIGN_OR_RETURN(d.urls_expire_at, GetOptionalTime(j, "urls_expire_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.urls_expire_at, kRecord.OptionalTime(j, "urls_expire_at"));
   auto platforms = j.find("platforms");
   if (platforms == j.end() || !platforms->is_array() || platforms->size() > kMaxPlatforms) {
-    return Fail(Malformed("platforms", "must be an array of at most " +
+    return Fail(kRecord.Malformed("platforms", "must be an array of at most " +
                                            std::to_string(kMaxPlatforms) + " platforms"));
   }
   for (const json& p : *platforms) {
     if (!p.is_string() || !ValidPlatform(p.get<std::string>())) {
-      return Fail(Malformed("platforms", "must hold \"os/architecture[/variant]\" strings"));
+      return Fail(kRecord.Malformed("platforms", "must hold \"os/architecture[/variant]\" strings"));
     }
     d.platforms.push_back(p.get<std::string>());
   }
   AIRLOCK_ASSIGN_OR_RETURN(
-      d.bytes_total, GetUnsigned(j, "bytes_total", std::numeric_limits<std::uint64_t>::max()));
-  AIRLOCK_ASSIGN_OR_RETURN(d.bytes_done, GetUnsigned(j, "bytes_done", d.bytes_total));
+      d.bytes_total, kRecord.Unsigned(j, "bytes_total", std::numeric_limits<std::uint64_t>::max()));
+  AIRLOCK_ASSIGN_OR_RETURN(d.bytes_done, kRecord.Unsigned(j, "bytes_done", d.bytes_total));
   if (j.contains("last_error")) {
     const json& e = j["last_error"];
     if (!e.is_object()) {
-      return Fail(Malformed("last_error", "must be {\"code\", \"message\"}"));
+      return Fail(kRecord.Malformed("last_error", "must be {\"code\", \"message\"}"));
     }
     DeliveryError error;
-    AIRLOCK_ASSIGN_OR_RETURN(error.code, GetString(e, "code"));
-    AIRLOCK_ASSIGN_OR_RETURN(error.message, GetString(e, "message"));
+    AIRLOCK_ASSIGN_OR_RETURN(error.code, kRecord.String(e, "code"));
+    AIRLOCK_ASSIGN_OR_RETURN(error.message, kRecord.String(e, "message"));
     if (!ValidErrorCode(error.code)) {
-      return Fail(Malformed("last_error", "code must be 1-64 of [a-z0-9-]"));
+      return Fail(kRecord.Malformed("last_error", "code must be 1-64 of [a-z0-9-]"));
     }
     if (error.message.size() > kMaxTextLength) {
-      return Fail(Malformed("last_error",
+      return Fail(kRecord.Malformed("last_error",
                             "message is longer than " + std::to_string(kMaxTextLength) + " bytes"));
     }
     d.last_error = std::move(error);
   }
-  AIRLOCK_ASSIGN_OR_RETURN(d.created_at, GetTime(j, "created_at"));
-  AIRLOCK_ASSIGN_OR_RETURN(d.updated_at, GetTime(j, "updated_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.created_at, kRecord.Time(j, "created_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.updated_at, kRecord.Time(j, "updated_at"));
   return d;
 }
 

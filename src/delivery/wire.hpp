@@ -1,7 +1,8 @@
 #pragma once
-// What the delivery library's message parsers share (internal to src/delivery): a strict reader
-// of one received message's fields, each refusal naming the message and the field, and the
-// writers of the common head and of a signed document carried inside a message.
+// What the delivery library's message parsers share: a strict reader of one received message's
+// fields, each refusal naming the message and the field, and the writers of the common head and
+// of a signed document carried inside a message. The agent also uses IsDisplayableText, to keep
+// the text of its reports acceptable to these parsers.
 
 #include <algorithm>
 #include <limits>

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/digest.hpp"
+#include "core/record_json.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -581,58 +582,20 @@ class Machine {
 
 // ---- JSON ----
 
-Error Malformed(std::string_view field, std::string_view why) {
-  return Error(ErrorCode::kCorrupt,
-               "malformed rollout record: \"" + std::string(field) + "\" " + std::string(why));
-}
-
-Result<std::string> GetString(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_string()) {
-    return Fail(Malformed(key, "must be a string"));
-  }
-  return it->get<std::string>();
-}
-
-Result<std::uint64_t> GetUnsigned(const json& j, const char* key, std::uint64_t max) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer() ||
-      (!it->is_number_unsigned() && it->get<std::int64_t>() < 0) ||
-      it->get<std::uint64_t>() > max) {
-    return Fail(Malformed(key, "must be an integer from 0 to " + std::to_string(max)));
-  }
-  return it->get<std::uint64_t>();
-}
-
-Result<bool> GetBool(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_boolean()) {
-    return Fail(Malformed(key, "must be true or false"));
-  }
-  return it->get<bool>();
-}
-
-Result<TimePoint> GetTime(const json& j, const char* key) {
-  AIRLOCK_ASSIGN_OR_RETURN(std::string text, GetString(j, key));
-  auto t = ParseRfc3339(text);
-  if (!t) {
-    return Fail(Malformed(key, "must be an RFC 3339 time"));
-  }
-  return *t;
-}
+constexpr RecordReader kRecord("rollout record");
 
 json ReleaseJson(const ReleaseRef& r) { return {{"version", r.version}, {"release", r.release}}; }
 
 Result<ReleaseRef> GetRelease(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_object() || it->size() != 2) {
-    return Fail(Malformed(key, "must be {\"version\", \"release\"}"));
+    return Fail(kRecord.Malformed(key, "must be {\"version\", \"release\"}"));
   }
   ReleaseRef r;
-  AIRLOCK_ASSIGN_OR_RETURN(r.version, GetString(*it, "version"));
-  AIRLOCK_ASSIGN_OR_RETURN(r.release, GetString(*it, "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.version, kRecord.String(*it, "version"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.release, kRecord.String(*it, "release"));
   if (!ValidRelease(r)) {
-    return Fail(Malformed(key, "must name a valid version and a \"sha256:…\" release"));
+    return Fail(kRecord.Malformed(key, "must name a valid version and a \"sha256:…\" release"));
   }
   return r;
 }
@@ -641,68 +604,68 @@ constexpr std::uint64_t kMax32 = std::numeric_limits<std::uint32_t>::max();
 
 Result<RolloutDevice> DeviceFromJson(const json& j, const Rollout& r) {
   if (!j.is_object()) {
-    return Fail(Malformed("devices", "must hold objects"));
+    return Fail(kRecord.Malformed("devices", "must hold objects"));
   }
   RolloutDevice d;
-  AIRLOCK_ASSIGN_OR_RETURN(d.id, GetString(j, "id"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.id, kRecord.String(j, "id"));
   if (!delivery::ValidDeviceId(d.id)) {
-    return Fail(Malformed("id", "must be \"dev-\" and 16 lowercase hex digits"));
+    return Fail(kRecord.Malformed("id", "must be \"dev-\" and 16 lowercase hex digits"));
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t wave,
-                           GetUnsigned(j, "wave", r.plan.strategy.waves.size() - 1));
+                           kRecord.Unsigned(j, "wave", r.plan.strategy.waves.size() - 1));
   d.wave = static_cast<std::uint32_t>(wave);
-  AIRLOCK_ASSIGN_OR_RETURN(d.online, GetBool(j, "online"));
+  AIRLOCK_ASSIGN_OR_RETURN(d.online, kRecord.Bool(j, "online"));
   if (j.contains("previous")) {
     AIRLOCK_ASSIGN_OR_RETURN(d.previous, GetRelease(j, "previous"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string status, GetString(j, "status"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string status, kRecord.String(j, "status"));
   auto parsed = ParseDeviceStatus(status);
   if (!parsed) {
-    return Fail(Malformed("status", "is not a device status"));
+    return Fail(kRecord.Malformed("status", "is not a device status"));
   }
   d.status = *parsed;
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t directions, GetUnsigned(j, "directions", kMax32));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t directions, kRecord.Unsigned(j, "directions", kMax32));
   d.directions = static_cast<std::uint32_t>(directions);
   AIRLOCK_ASSIGN_OR_RETURN(
       d.directive_version,
-      GetUnsigned(j, "directive_version", std::numeric_limits<std::uint64_t>::max()));
+      kRecord.Unsigned(j, "directive_version", std::numeric_limits<std::uint64_t>::max()));
   if (j.contains("health_until")) {
-    AIRLOCK_ASSIGN_OR_RETURN(d.health_until, GetTime(j, "health_until"));
+    AIRLOCK_ASSIGN_OR_RETURN(d.health_until, kRecord.Time(j, "health_until"));
   }
   if (j.contains("agreement")) {
     const json& a = j["agreement"];
     if (!a.is_object()) {
-      return Fail(Malformed("agreement", "must be {\"compared\", \"agreed\"}"));
+      return Fail(kRecord.Malformed("agreement", "must be {\"compared\", \"agreed\"}"));
     }
-    auto compared = GetUnsigned(a, "compared", std::numeric_limits<std::uint64_t>::max());
-    auto agreed = compared ? GetUnsigned(a, "agreed", *compared) : compared;
+    auto compared = kRecord.Unsigned(a, "compared", std::numeric_limits<std::uint64_t>::max());
+    auto agreed = compared ? kRecord.Unsigned(a, "agreed", *compared) : compared;
     if (!agreed) {
-      return Fail(Malformed("agreement", "must be {\"compared\", \"agreed\"}, agreed ≤ compared"));
+      return Fail(kRecord.Malformed("agreement", "must be {\"compared\", \"agreed\"}, agreed ≤ compared"));
     }
     d.agreement = Agreement{*compared, *agreed};
   }
   if (j.contains("reason")) {
-    AIRLOCK_ASSIGN_OR_RETURN(d.reason, GetString(j, "reason"));
+    AIRLOCK_ASSIGN_OR_RETURN(d.reason, kRecord.String(j, "reason"));
   }
   // What the statuses imply.
   if ((d.status == DeviceStatus::kPending) != (d.directions == 0)) {
-    return Fail(Malformed("directions", "must be 0 exactly while pending"));
+    return Fail(kRecord.Malformed("directions", "must be 0 exactly while pending"));
   }
   if (d.status != DeviceStatus::kPending && d.wave > r.wave) {
-    return Fail(Malformed("wave", "of a directed device is beyond the rollout's"));
+    return Fail(kRecord.Malformed("wave", "of a directed device is beyond the rollout's"));
   }
   if (d.health_until.has_value() != (d.status == DeviceStatus::kHealthWindow)) {
-    return Fail(Malformed("health_until", "must be present exactly in the health window"));
+    return Fail(kRecord.Malformed("health_until", "must be present exactly in the health window"));
   }
   if (d.reason.empty() == (d.status == DeviceStatus::kFailed) || d.reason.size() > kMaxReason) {
-    return Fail(Malformed("reason", "must say why exactly when failed"));
+    return Fail(kRecord.Malformed("reason", "must say why exactly when failed"));
   }
   if (d.status == DeviceStatus::kShadowing && !r.plan.strategy.shadow) {
-    return Fail(Malformed("status", "shadowing without a shadow gate"));
+    return Fail(kRecord.Malformed("status", "shadowing without a shadow gate"));
   }
   bool rollback = d.status == DeviceStatus::kRollingBack || d.status == DeviceStatus::kRolledBack;
   if (rollback && r.state != RolloutState::kAborted) {
-    return Fail(Malformed("status", "rolling back outside an aborted rollout"));
+    return Fail(kRecord.Malformed("status", "rolling back outside an aborted rollout"));
   }
   return d;
 }
@@ -934,66 +897,66 @@ Result<Rollout> Rollout::FromJson(const json& j) {
     return Fail(ErrorCode::kCorrupt, "malformed rollout record: want a JSON object");
   }
   Rollout r;
-  AIRLOCK_ASSIGN_OR_RETURN(r.deployment, GetString(j, "deployment"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.deployment, kRecord.String(j, "deployment"));
   if (!delivery::ValidDeploymentId(r.deployment)) {
-    return Fail(Malformed("deployment", "must be \"dep-\" and 8-64 lowercase hex digits"));
+    return Fail(kRecord.Malformed("deployment", "must be \"dep-\" and 8-64 lowercase hex digits"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(r.model, GetString(j, "model"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.model, kRecord.String(j, "model"));
   if (!delivery::ValidModelName(r.model)) {
-    return Fail(Malformed("model", "must be a model name"));
+    return Fail(kRecord.Malformed("model", "must be a model name"));
   }
   AIRLOCK_ASSIGN_OR_RETURN(r.target, GetRelease(j, "target"));
   auto plan = j.find("plan");
   if (plan == j.end() || !plan->is_object() || !plan->contains("selector") ||
       !plan->contains("strategy")) {
-    return Fail(Malformed("plan", "must be {\"selector\", \"strategy\"}"));
+    return Fail(kRecord.Malformed("plan", "must be {\"selector\", \"strategy\"}"));
   }
   auto parsed_plan = RolloutPlan::FromDeployment((*plan)["selector"], (*plan)["strategy"]);
   if (!parsed_plan) {
-    return Fail(Malformed("plan", parsed_plan.error().message()));
+    return Fail(kRecord.Malformed("plan", parsed_plan.error().message()));
   }
   r.plan = std::move(*parsed_plan);
-  AIRLOCK_ASSIGN_OR_RETURN(std::string state, GetString(j, "state"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string state, kRecord.String(j, "state"));
   auto parsed_state = ParseRolloutState(state);
   if (!parsed_state) {
-    return Fail(Malformed("state", "is not a rollout state"));
+    return Fail(kRecord.Malformed("state", "is not a rollout state"));
   }
   r.state = *parsed_state;
   AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t wave,
-                           GetUnsigned(j, "wave", r.plan.strategy.waves.size() - 1));
+                           kRecord.Unsigned(j, "wave", r.plan.strategy.waves.size() - 1));
   r.wave = static_cast<std::uint32_t>(wave);
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t limit, GetUnsigned(j, "failure_limit", kMax32));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t limit, kRecord.Unsigned(j, "failure_limit", kMax32));
   if (limit == 0) {
-    return Fail(Malformed("failure_limit", "must be at least 1"));
+    return Fail(kRecord.Malformed("failure_limit", "must be at least 1"));
   }
   r.failure_limit = static_cast<std::uint32_t>(limit);
-  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t failures, GetUnsigned(j, "failures", kMax32));
+  AIRLOCK_ASSIGN_OR_RETURN(std::uint64_t failures, kRecord.Unsigned(j, "failures", kMax32));
   r.failures = static_cast<std::uint32_t>(failures);
   if (j.contains("reason")) {
-    AIRLOCK_ASSIGN_OR_RETURN(r.reason, GetString(j, "reason"));
+    AIRLOCK_ASSIGN_OR_RETURN(r.reason, kRecord.String(j, "reason"));
     if (r.reason.size() > kMaxReason) {
-      return Fail(Malformed("reason", "is too long"));
+      return Fail(kRecord.Malformed("reason", "is too long"));
     }
   }
   auto devices = j.find("devices");
   if (devices == j.end() || !devices->is_array()) {
-    return Fail(Malformed("devices", "must be an array"));
+    return Fail(kRecord.Malformed("devices", "must be an array"));
   }
   std::set<std::string> seen;
   std::size_t failed = 0;
   for (const json& dj : *devices) {
     AIRLOCK_ASSIGN_OR_RETURN(RolloutDevice d, DeviceFromJson(dj, r));
     if (!seen.insert(d.id).second) {
-      return Fail(Malformed("devices", "holds " + d.id + " twice"));
+      return Fail(kRecord.Malformed("devices", "holds " + d.id + " twice"));
     }
     failed += d.status == DeviceStatus::kFailed ? 1 : 0;
     r.devices.push_back(std::move(d));
   }
   if (failed > r.failures) {
-    return Fail(Malformed("failures", "counts fewer than the failed devices"));
+    return Fail(kRecord.Malformed("failures", "counts fewer than the failed devices"));
   }
-  AIRLOCK_ASSIGN_OR_RETURN(r.created_at, GetTime(j, "created_at"));
-  AIRLOCK_ASSIGN_OR_RETURN(r.updated_at, GetTime(j, "updated_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.created_at, kRecord.Time(j, "created_at"));
+  AIRLOCK_ASSIGN_OR_RETURN(r.updated_at, kRecord.Time(j, "updated_at"));
   return r;
 }
 
