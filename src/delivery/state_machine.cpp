@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/name_table.hpp"
 #include "core/record_json.hpp"
 #include "core/text.hpp"
 
@@ -375,27 +376,6 @@ class Machine {
   const Policy& p_;
   Step step_;
 };
-
-template <typename Enum, std::size_t N>
-const char* NameOf(const std::pair<Enum, const char*> (&table)[N], Enum value) {
-  for (const auto& [v, text] : table) {
-    if (v == value) {
-      return text;
-    }
-  }
-  return "?";
-}
-
-template <typename Enum, std::size_t N>
-std::optional<Enum> FindName(const std::pair<Enum, const char*> (&table)[N],
-                             std::string_view name) {
-  for (const auto& [value, text] : table) {
-    if (name == text) {
-      return value;
-    }
-  }
-  return std::nullopt;
-}
 
 bool ValidErrorCode(std::string_view code) {
   return !code.empty() && code.size() <= 64 && std::all_of(code.begin(), code.end(), [](char c) {

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/encoding.hpp"
+#include "core/name_table.hpp"
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "delivery/protocol.hpp"
@@ -21,6 +22,8 @@
 namespace airlock::delivery::wire {
 
 using nlohmann::json;
+using airlock::FindName;
+using airlock::NameOf;
 
 // Human text may be any UTF-8 (the parser checked that) but no control characters: it ends up in
 // terminals and logs, where an escape sequence could rewrite what an operator sees.
@@ -164,27 +167,6 @@ inline Result<std::string> Dump(const json& j) {
   } catch (const json::exception& e) {
     return Fail(ErrorCode::kCorrupt, std::string("unserializable JSON: ") + e.what());
   }
-}
-
-template <typename Enum, std::size_t N>
-std::optional<Enum> FindName(const std::pair<Enum, const char*> (&table)[N],
-                             std::string_view name) {
-  for (const auto& [value, text] : table) {
-    if (name == text) {
-      return value;
-    }
-  }
-  return std::nullopt;
-}
-
-template <typename Enum, std::size_t N>
-const char* NameOf(const std::pair<Enum, const char*> (&table)[N], Enum value) {
-  for (const auto& [v, text] : table) {
-    if (v == value) {
-      return text;
-    }
-  }
-  return "?";
 }
 
 }  // namespace airlock::delivery::wire

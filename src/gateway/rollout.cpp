@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/digest.hpp"
+#include "core/name_table.hpp"
 #include "core/record_json.hpp"
 
 namespace airlock::gateway {
@@ -41,27 +42,6 @@ constexpr std::string_view kActivationPhases[] = {"downloading", "verifying",  "
                                                   "loading",     "warming-up", "validating"};
 // The longest reason kept in the record; agents' error messages are cut to it.
 constexpr std::size_t kMaxReason = 512;
-
-template <typename Enum, std::size_t N>
-const char* NameOf(const std::pair<Enum, const char*> (&table)[N], Enum value) {
-  for (const auto& [v, text] : table) {
-    if (v == value) {
-      return text;
-    }
-  }
-  return "?";
-}
-
-template <typename Enum, std::size_t N>
-std::optional<Enum> FindName(const std::pair<Enum, const char*> (&table)[N],
-                             std::string_view name) {
-  for (const auto& [value, text] : table) {
-    if (name == text) {
-      return value;
-    }
-  }
-  return std::nullopt;
-}
 
 TimePoint FloorSeconds(TimePoint t) { return std::chrono::floor<seconds>(t); }
 TimePoint CeilSeconds(TimePoint t) { return std::chrono::ceil<seconds>(t); }
