@@ -183,6 +183,33 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::LoadVersion(const Instal
   return served;
 }
 
+Status ModelRepository::LoadInto(const std::string& name, const InstalledModel& m,
+                                 const ModelConfig& config) {
+  {
+    std::lock_guard lock(mutex_);
+    Slot& slot = models_[name].versions[m.version];
+    slot.release_counter = m.release_counter;
+    if (slot.state == ModelState::kReady) {
+      return {};
+    }
+    slot.state = ModelState::kLoading;
+    slot.reason.clear();
+  }
+  ++loads_;
+  auto served = LoadVersion(m, config);
+  if (!served) {
+    ++load_failures_;
+    Error e = std::move(served.error()).WithContext("loading " + name + " " + m.version);
+    spdlog::warn("{}", e.ToString());
+    SetState(name, m.version, ModelState::kUnavailable, e.ToString());
+    return Fail(std::move(e));
+  }
+  spdlog::info("{} {} is ready (loaded in {} ms, {} warm-up samples)", name, m.version,
+               (*served)->load_duration.count(), (*served)->warmup_samples);
+  SetState(name, m.version, ModelState::kReady, "", std::move(*served));
+  return {};
+}
+
 Status ModelRepository::Load(const std::string& name) {
   std::lock_guard load_lock(LoadMutex(name));
   AIRLOCK_ASSIGN_OR_RETURN(auto installed, InstalledVersions(store_dir_, name));
@@ -192,10 +219,12 @@ Status ModelRepository::Load(const std::string& name) {
                                           "install PACKAGE --root ROOT)");
   }
   const ModelConfig& config = config_.For(name);
+  std::optional<std::string> pinned;
   {
     std::lock_guard lock(mutex_);
     Model& model = models_[name];
     model.wanted = true;
+    pinned = model.pinned;
     for (const auto& m : installed) {
       Slot& slot = model.versions[m.version];
       slot.release_counter = m.release_counter;
@@ -208,7 +237,12 @@ Status ModelRepository::Load(const std::string& name) {
   // The versions to serve, in order of preference.
   std::vector<const InstalledModel*> candidates;
   std::size_t want = installed.size();
-  switch (config.versions.kind) {
+  VersionPolicy policy = config.versions;
+  if (pinned) {
+    policy.kind = VersionPolicy::Kind::kSpecific;
+    policy.versions = {*pinned};
+  }
+  switch (policy.kind) {
     case VersionPolicy::Kind::kLatest:
       want = config.versions.latest;
       for (const auto& m : installed) {
@@ -221,8 +255,8 @@ Status ModelRepository::Load(const std::string& name) {
       }
       break;
     case VersionPolicy::Kind::kSpecific:
-      want = config.versions.versions.size();
-      for (const auto& v : config.versions.versions) {
+      want = policy.versions.size();
+      for (const auto& v : policy.versions) {
         auto it = std::find_if(installed.begin(), installed.end(),
                                [&](const auto& m) { return m.version == v; });
         if (it == installed.end()) {
@@ -240,37 +274,20 @@ Status ModelRepository::Load(const std::string& name) {
     if (chosen.size() >= want) {
       break;
     }
-    {
-      std::lock_guard lock(mutex_);
-      Slot& slot = models_[name].versions[m->version];
-      if (slot.state == ModelState::kReady) {
-        chosen.push_back(m->version);
-        continue;
-      }
-      slot.state = ModelState::kLoading;
-      slot.reason.clear();
-    }
-    ++loads_;
-    auto served = LoadVersion(*m, config);
-    if (!served) {
-      ++load_failures_;
-      Error e = std::move(served.error()).WithContext("loading " + name + " " + m->version);
-      spdlog::warn("{}", e.ToString());
-      SetState(name, m->version, ModelState::kUnavailable, e.ToString());
+    auto loaded = LoadInto(name, *m, config);
+    if (!loaded) {
       if (!first_error) {
-        first_error = e;
+        first_error = loaded.error();
       }
       continue;
     }
-    spdlog::info("{} {} is ready (loaded in {} ms, {} warm-up samples)", name, m->version,
-                     (*served)->load_duration.count(), (*served)->warmup_samples);
-    SetState(name, m->version, ModelState::kReady, "", std::move(*served));
     chosen.push_back(m->version);
   }
 
-  // Only now, with the new versions ready, retire the ones the policy no longer wants.
+  // Only now, with the new versions ready, retire the ones the policy no longer wants (none when
+  // nothing it wants loaded: what served keeps serving).
   bool retired = false;
-  {
+  if (!chosen.empty()) {
     std::lock_guard lock(mutex_);
     for (auto& [version, slot] : models_[name].versions) {
       if (slot.state == ModelState::kReady &&
@@ -291,6 +308,37 @@ Status ModelRepository::Load(const std::string& name) {
                                                               "\" matches its version policy"));
   }
   return {};
+}
+
+void ModelRepository::SetPin(const std::string& name, const std::string& version) {
+  std::lock_guard lock(mutex_);
+  models_[name].pinned = version;
+}
+
+Status ModelRepository::Preload(const std::string& name, const std::string& version) {
+  std::lock_guard load_lock(LoadMutex(name));
+  AIRLOCK_ASSIGN_OR_RETURN(auto installed, InstalledVersions(store_dir_, name));
+  auto it = std::find_if(installed.begin(), installed.end(),
+                         [&](const InstalledModel& m) { return m.version == version; });
+  if (it == installed.end()) {
+    return Fail(ErrorCode::kNotFound, name + " " + version + " is not installed");
+  }
+  return LoadInto(name, *it, config_.For(name));
+}
+
+Status ModelRepository::Pin(const std::string& name, const std::string& version) {
+  std::optional<std::string> before;
+  {
+    std::lock_guard lock(mutex_);
+    before = models_[name].pinned;
+    models_[name].pinned = version;
+  }
+  Status loaded = Load(name);
+  if (!loaded) {
+    std::lock_guard lock(mutex_);
+    models_[name].pinned = before;
+  }
+  return loaded;
 }
 
 Status ModelRepository::Unload(const std::string& name) {
@@ -361,6 +409,12 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::Find(const std::string& 
                                                v->second.reason + ")");
     }
     return v->second.served;
+  }
+  if (const auto& pinned = it->second.pinned) {
+    auto v = it->second.versions.find(*pinned);
+    if (v != it->second.versions.end() && v->second.state == ModelState::kReady) {
+      return v->second.served;
+    }
   }
   std::shared_ptr<ServedVersion> best;
   for (const auto& [v, slot] : it->second.versions) {

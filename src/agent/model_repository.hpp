@@ -84,6 +84,19 @@ class ModelRepository {
   [[nodiscard]] Status Load(const std::string& name);
   // Stops serving every version of the model; memory returns once in-flight requests finish.
   [[nodiscard]] Status Unload(const std::string& name);
+
+  // For a device that a gateway manages (agent/activation.hpp), a pin overrides the version
+  // policy: the model serves exactly the pinned version, and Find without a version returns it
+  // even while another version is loaded beside it.
+  //
+  // SetPin only records the pin (for Load, e.g. at start). Preload loads and warms up one
+  // installed version (its samples must reproduce their outputs) without serving it by default
+  // and without retiring anything. Pin makes version the one that serves: it loads it if needed,
+  // then retires every other version; when the load fails, the pin and what served before stay
+  // as they were.
+  void SetPin(const std::string& name, const std::string& version);
+  [[nodiscard]] Status Preload(const std::string& name, const std::string& version);
+  [[nodiscard]] Status Pin(const std::string& name, const std::string& version);
   // Loads what the configuration says to load at start (every installed model, or the `load`
   // list). Returns the failures, one per model; the others serve regardless.
   std::vector<Error> LoadAtStart();
@@ -117,10 +130,14 @@ class ModelRepository {
   struct Model {
     std::map<std::string, Slot> versions;
     bool wanted = false;  // asked to load (at start or by the API) and not unloaded since
+    std::optional<std::string> pinned;  // SetPin / Pin
   };
 
   Result<std::shared_ptr<ServedVersion>> LoadVersion(const InstalledModel& m,
                                                      const ModelConfig& config);
+  // Loads one installed version into its slot unless it is ready already; the caller holds the
+  // model's load mutex.
+  Status LoadInto(const std::string& name, const InstalledModel& m, const ModelConfig& config);
   std::mutex& LoadMutex(const std::string& name);
   void SetState(const std::string& name, const std::string& version, ModelState state,
                 std::string reason, std::shared_ptr<ServedVersion> served = nullptr);

@@ -446,6 +446,66 @@ TEST_F(ServerTest, AVersionThatFailsWarmUpLeavesThePreviousOneServing) {
   EXPECT_TRUE(status["ready"]);
 }
 
+// What a gateway-managed device does (agent/activation.hpp): the pinned version serves even
+// when a newer one is installed; a candidate is preloaded (warmed up, its samples checked) beside
+// it without serving; Pin commits it; a pin to a version that fails leaves everything as it was.
+TEST_F(ServerTest, APinServesOneVersionAPreloadedCandidateWaitsAndAFailedPinChangesNothing) {
+  Install(affine_dir(), "1.0.0", 1);
+  Install(affine_dir(), "1.1.0", 2);
+  fs::copy(affine_dir(), tmp_ / "broken", fs::copy_options::recursive);
+  airlock::testing::WriteNpy(tmp_ / "broken/samples/0/y.npy",
+                             airlock::testing::Fp32("y", {1, 4}, {9, 9, 9, 9}));
+  Install(tmp_ / "broken", "2.0.0", 3, /*validate=*/false);
+  AgentConfig config;
+  config.model_control = AgentConfig::ModelControl::kExplicit;
+  StartServer(config);
+  repo_->SetPin("affine", "1.0.0");
+  ASSERT_TRUE(repo_->Load("affine"));
+  auto served = [&] { return repo_->Find("affine").value()->version; };
+  auto state = [&](const std::string& version) {
+    for (const auto& v : repo_->VersionsOf("affine")) {
+      if (v.version == version) {
+        return std::string(ModelStateName(v.state));
+      }
+    }
+    return std::string("absent");
+  };
+  EXPECT_EQ(served(), "1.0.0");
+  EXPECT_EQ(state("1.1.0"), "UNAVAILABLE");
+
+  // Preloaded: ready to be asked for by version, but requests without one stay on the pin.
+  ASSERT_TRUE(repo_->Preload("affine", "1.1.0"));
+  EXPECT_EQ(state("1.1.0"), "READY");
+  EXPECT_EQ(served(), "1.0.0");
+  EXPECT_TRUE(repo_->Find("affine", "1.1.0"));
+
+  // A candidate whose samples do not reproduce: the preload fails with the reason.
+  auto bad = repo_->Preload("affine", "2.0.0");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().ToString().find("warm-up"), std::string::npos) << bad.error().ToString();
+  EXPECT_EQ(repo_->Preload("affine", "9.9.9").error().code(), ErrorCode::kNotFound);
+
+  // Commit: 1.1.0 serves alone.
+  ASSERT_TRUE(repo_->Pin("affine", "1.1.0"));
+  EXPECT_EQ(served(), "1.1.0");
+  EXPECT_EQ(state("1.0.0"), "UNAVAILABLE");
+
+  // Pinning the broken version fails and changes nothing: 1.1.0 still serves, still pinned.
+  ASSERT_FALSE(repo_->Pin("affine", "2.0.0"));
+  EXPECT_EQ(served(), "1.1.0");
+  ASSERT_TRUE(repo_->Load("affine"));
+  EXPECT_EQ(served(), "1.1.0");
+  EXPECT_EQ(state("2.0.0"), "UNAVAILABLE");
+
+  // Roll back: the previous version loads again and serves alone.
+  ASSERT_TRUE(repo_->Pin("affine", "1.0.0"));
+  EXPECT_EQ(served(), "1.0.0");
+  EXPECT_EQ(state("1.1.0"), "UNAVAILABLE");
+  auto r = Client()->Post("/v2/models/affine/infer", Affine({1, 1, 1, 1}).dump(),
+                          "application/json");
+  EXPECT_EQ(Parse(r)["model_version"], "1.0.0");
+}
+
 TEST_F(ServerTest, HotSwapUnderConcurrentLoadFailsNoRequest) {
   Install(affine_dir(), "1.0.0", 1);
   StartServer();
