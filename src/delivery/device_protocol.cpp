@@ -85,6 +85,26 @@ json ErrorJson(const ReportError& e) { return {{"code", e.code}, {"message", e.m
 bool ValidRelease(std::string_view id) { return ValidReleaseId(id, false); }
 bool ValidReleaseOrEmpty(std::string_view id) { return ValidReleaseId(id, true); }
 bool ValidVersionOrEmpty(std::string_view v) { return v.empty() || ValidVersion(v); }
+// Lowercase path components of [a-z0-9._-], none empty, "." or "..".
+bool ValidRepository(std::string_view r) {
+  if (r.empty() || r.size() > 255) {
+    return false;
+  }
+  for (std::size_t start = 0; start <= r.size();) {
+    std::size_t end = std::min(r.find('/', start), r.size());
+    std::string_view part = r.substr(start, end - start);
+    bool ok = !part.empty() && part != "." && part != ".." &&
+              std::all_of(part.begin(), part.end(), [](char c) {
+                return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                       c == '_' || c == '-';
+              });
+    if (!ok) {
+      return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
 
 Result<ModelReport> ModelOf(const json& j) {
   Fields f(j, "device state model");
@@ -201,7 +221,21 @@ json DirectiveMessage::ToJson() const {
   j["directive"] = wire::DocumentJson(directive);
   j["channels"] = Documents(channels);
   j["releases"] = Documents(releases);
+  json list = json::array();
+  for (const auto& p : packages) {
+    list.push_back({{"release", p.release}, {"repository", p.repository}, {"size", p.size}});
+  }
+  j["packages"] = list;
   return j;
+}
+
+const DirectivePackage* DirectiveMessage::PackageOf(std::string_view release) const {
+  for (const auto& p : packages) {
+    if (p.release == release) {
+      return &p;
+    }
+  }
+  return nullptr;
 }
 
 Result<DirectiveMessage> DirectiveMessage::FromJson(const json& j) {
@@ -223,6 +257,21 @@ Result<DirectiveMessage> DirectiveMessage::FromJson(const json& j) {
   m.directive = std::move(*doc);
   AIRLOCK_ASSIGN_OR_RETURN(m.channels, Documents(f, "channels", "channel"));
   AIRLOCK_ASSIGN_OR_RETURN(m.releases, Documents(f, "releases", "release"));
+  AIRLOCK_ASSIGN_OR_RETURN(const json* packages, f.Array("packages", 0, kMaxDirectiveDocuments));
+  for (const json& p : *packages) {
+    Fields pf(p, "device directive package");
+    AIRLOCK_RETURN_IF_ERROR(pf.CheckObject());
+    DirectivePackage package;
+    AIRLOCK_ASSIGN_OR_RETURN(package.release,
+                             pf.Id("release", ValidRelease, "\"sha256:<64 hex>\""));
+    AIRLOCK_ASSIGN_OR_RETURN(package.repository,
+                             pf.Id("repository", ValidRepository, "1-255 of [a-z0-9._-] components joined by /"));
+    AIRLOCK_ASSIGN_OR_RETURN(package.size, pf.Unsigned("size"));
+    if (m.PackageOf(package.release) != nullptr) {
+      return Fail(f.Bad("packages", "names release " + package.release + " twice"));
+    }
+    m.packages.push_back(std::move(package));
+  }
   return m;
 }
 

@@ -65,15 +65,29 @@ class DeviceTopics {
   std::string prefix_;
 };
 
+// Where the device pulls a release's package from the gateway's registry (its /v2/): the
+// repository, by the index digest the signed release names. size: the package's bytes in the
+// gateway's cache, for the device's free-disk check before the download (an estimate: the device
+// fetches only its platform's variant).
+struct DirectivePackage {
+  std::string release;     // "sha256:<64 hex>", the release id
+  std::string repository;  // 1-255 of [a-z0-9._/-]
+  std::uint64_t size = 0;
+  bool operator==(const DirectivePackage&) const = default;
+};
+
 // gateway → agent: the device's desired state and the documents it rests on.
 struct DirectiveMessage {
   Envelope envelope;
   trust::SignedDocument directive;
   std::vector<trust::SignedDocument> channels;  // ≤ kMaxDirectiveDocuments, each a channel
   std::vector<trust::SignedDocument> releases;  // ≤ kMaxDirectiveDocuments, each a release
+  std::vector<DirectivePackage> packages;       // ≤ kMaxDirectiveDocuments, a release at most once
 
   nlohmann::json ToJson() const;
   [[nodiscard]] static Result<DirectiveMessage> FromJson(const nlohmann::json& j);
+  // The package of release, or nullptr.
+  const DirectivePackage* PackageOf(std::string_view release) const;
 };
 
 struct ReportError {

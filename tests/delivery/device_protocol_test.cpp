@@ -29,6 +29,7 @@ DirectiveMessage MakeDirective() {
   m.directive = SignedOf({{"_type", "directive"}, {"device", kDevice}, {"version", 3}});
   m.channels = {SignedOf({{"_type", "channel"}, {"model", "m"}, {"version", 2}})};
   m.releases = {SignedOf({{"_type", "release"}, {"model", "m"}, {"version", "1.0"}})};
+  m.packages = {{kRelease, "models/m", 123456}};
   return m;
 }
 
@@ -90,6 +91,10 @@ TEST(DirectiveMessage, RoundTripsWithItsDocuments) {
   ASSERT_TRUE(back) << back.error().message();
   EXPECT_EQ(back->ToJson(), m.ToJson());
   EXPECT_EQ(back->directive.signatures().size(), 1u);
+  EXPECT_EQ(back->packages, m.packages);
+  ASSERT_NE(back->PackageOf(kRelease), nullptr);
+  EXPECT_EQ(back->PackageOf(kRelease)->repository, "models/m");
+  EXPECT_EQ(back->PackageOf("sha256:" + std::string(64, 'f')), nullptr);
 }
 
 TEST(DirectiveMessage, RefusesDocumentsOfTheWrongKindOrShape) {
@@ -115,6 +120,15 @@ TEST(DirectiveMessage, RefusesDocumentsOfTheWrongKindOrShape) {
   b = j;
   b["type"] = "device.state";
   refused(b, "\"type\" must be \"device.directive\"");
+  b = j;
+  b["packages"][0]["repository"] = "../etc";
+  refused(b, "\"repository\" must be 1-255 of [a-z0-9._-] components joined by /");
+  b = j;
+  b["packages"].push_back(j["packages"][0]);
+  refused(b, "names release " + kRelease + " twice");
+  b = j;
+  b["packages"][0].erase("size");
+  refused(b, "\"size\" must be a non-negative integer");
 }
 
 TEST(DeviceState, RoundTrips) {
