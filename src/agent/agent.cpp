@@ -50,6 +50,13 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
     a->routes_.push_back(std::move(*r));
   }
 
+  auto identity = LoadIdentity(c.store);
+  if (!identity && identity.error().code() != ErrorCode::kNotFound) {
+    return Fail(identity.error());
+  }
+  if (identity) {
+    AIRLOCK_RETURN_IF_ERROR(DeviceClient::PrepareRepository(c.store, *a->repository_));
+  }
   a->load_errors_ = a->repository_->LoadAtStart();
   for (const auto& e : a->load_errors_) {
     spdlog::error("{}", e.ToString());
@@ -59,6 +66,13 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
     if (!started) {
       return Fail(std::move(started.error()).WithContext("starting the sources of " + r->name()));
     }
+  }
+  if (identity) {
+    DeviceClientOptions options;
+    options.store = c.store;
+    options.platform = platform;
+    AIRLOCK_ASSIGN_OR_RETURN(a->device_,
+                             DeviceClient::Start(options, std::move(*identity), *a->repository_));
   }
   Agent* self = a.get();
   a->server_->SetMetricsAppender([self](std::string& out) {
@@ -90,6 +104,7 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
 }
 
 Agent::~Agent() {
+  device_.reset();
   for (auto& r : routes_) {
     r->Stop();
   }

@@ -3,7 +3,9 @@
 // server, the MQTT connection and the pipelines' sources and sinks, built from one AgentConfig.
 //
 // Create binds the port, loads what the configuration says (load failures are logged, the rest
-// serve), connects to the broker in the background and starts every route. Serve blocks until
+// serve), connects to the broker in the background and starts every route. When the store holds
+// an enrollment (`airlock-agent enroll`), the gateway manages the models its directives name
+// (DeviceClient): they serve what their activation journals committed. Serve blocks until
 // Stop (from any thread); destroying the agent stops the routes first, then the server.
 
 #include <memory>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "agent/config.hpp"
+#include "agent/device_client.hpp"
 #include "agent/http_api.hpp"
 #include "agent/io.hpp"
 #include "agent/model_repository.hpp"
@@ -49,6 +52,7 @@ class Agent {
   std::unique_ptr<net::MqttClient> mqtt_;
   std::vector<std::unique_ptr<Route>> routes_;
   std::vector<Error> load_errors_;
+  std::unique_ptr<DeviceClient> device_;  // when the store holds an enrollment
 };
 
 }  // namespace airlock::agent

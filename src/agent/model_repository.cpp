@@ -381,6 +381,13 @@ std::vector<Error> ModelRepository::LoadAtStart() {
   }
   std::vector<Error> errors;
   for (const auto& name : names) {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = models_.find(name);
+      if (it != models_.end() && it->second.pinned && it->second.pinned->empty()) {
+        continue;  // pinned to nothing: a managed model whose first activation never committed
+      }
+    }
     auto s = Load(name);
     if (!s) {
       errors.push_back(s.error());

@@ -89,7 +89,8 @@ class ModelRepository {
   // policy: the model serves exactly the pinned version, and Find without a version returns it
   // even while another version is loaded beside it.
   //
-  // SetPin only records the pin (for Load, e.g. at start). Preload loads and warms up one
+  // SetPin only records the pin (for Load, e.g. at start); a pin to "" makes LoadAtStart skip
+  // the model. Preload loads and warms up one
   // installed version (its samples must reproduce their outputs) without serving it by default
   // and without retiring anything. Pin makes version the one that serves: it loads it if needed,
   // then retires every other version; when the load fails, the pin and what served before stay

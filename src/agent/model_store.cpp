@@ -68,7 +68,8 @@ Result<std::uint64_t> ModelStore::TrustedCounter(const std::string& model) const
 
 Result<InstalledModel> ModelStore::Install(const fs::path& package,
                                            const trust::SignedDocument& root, TimePoint now,
-                                           const std::string& platform) {
+                                           const std::string& platform,
+                                           const InstallOptions& install) {
   // 1. Copy the package into the store's staging area, so that what is verified is what stays.
   AIRLOCK_ASSIGN_OR_RETURN(auto reader, pkg::LayoutReader::Open(package));
   AIRLOCK_ASSIGN_OR_RETURN(
@@ -83,6 +84,11 @@ Result<InstalledModel> ModelStore::Install(const fs::path& package,
   pkg::VerifyOptions options;
   options.now = now;
   options.platform = platform;
+  if (install.approved_release) {
+    options.release_file = staging.path() / "release.json";
+    AIRLOCK_ASSIGN_OR_RETURN(std::string text, install.approved_release->Serialize());
+    AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(*options.release_file, text));
+  }
   AIRLOCK_ASSIGN_OR_RETURN(pkg::VerifyResult verified,
                            WithContext(pkg::VerifyPackage(copy, root, options), package.string()));
   const trust::Release& rel = verified.release;
@@ -90,7 +96,7 @@ Result<InstalledModel> ModelStore::Install(const fs::path& package,
   // unsigned in the layout.
   AIRLOCK_ASSIGN_OR_RETURN(json state, ReadState(dir_));
   auto trusted = static_cast<std::uint64_t>(trust::IntOr(state["models"], rel.model, 0));
-  if (rel.release_counter < trusted) {
+  if (rel.release_counter < trusted && !install.approved_release) {
     return Fail(ErrorCode::kVerification,
                 package.string() + ": release counter " + std::to_string(rel.release_counter) +
                     " of " + rel.model + " is below the " + std::to_string(trusted) +

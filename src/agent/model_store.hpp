@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,16 @@ struct InstalledModel {
   std::filesystem::path path;
 };
 
+// How a package is installed. By default (a manual `airlock-agent install`) the store refuses a
+// release counter below the one it trusts for the model.
+struct InstallOptions {
+  // A release a gateway's directive approved through a verified channel document
+  // (trust::CheckDirectiveModel): the package is verified against exactly this release document,
+  // and the counter floor is not applied, because the channel is what guards a managed device
+  // against rollbacks, and a rollback the channel's signers allow must install.
+  std::optional<trust::SignedDocument> approved_release;
+};
+
 class ModelStore {
  public:
   // Opens (creating if needed) the store at dir.
@@ -38,7 +49,8 @@ class ModelStore {
   // another package under an installed version is refused.
   [[nodiscard]] Result<InstalledModel> Install(const std::filesystem::path& package,
                                                const trust::SignedDocument& root, TimePoint now,
-                                               const std::string& platform);
+                                               const std::string& platform,
+                                               const InstallOptions& install = {});
 
   // Installed models, sorted by name then version.
   [[nodiscard]] Result<std::vector<InstalledModel>> List() const;

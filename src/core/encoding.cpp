@@ -1,5 +1,7 @@
 #include "core/encoding.hpp"
 
+#include <openssl/rand.h>
+
 #include <array>
 #include <cstdint>
 
@@ -129,6 +131,14 @@ std::optional<std::string> Base64Decode(std::string_view text) {
     }
   }
   return out;
+}
+
+Result<std::string> RandomHex(std::size_t n) {
+  std::string bytes(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
+    return Fail(ErrorCode::kInternal, "the system's random source failed");
+  }
+  return HexEncode(bytes);
 }
 
 }  // namespace airlock

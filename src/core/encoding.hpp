@@ -5,9 +5,14 @@
 #include <string>
 #include <string_view>
 
+#include "core/result.hpp"
+
 namespace airlock {
 
 std::string HexEncode(std::string_view bytes);
+// n bytes from the system's cryptographic random source, hex-encoded (2n characters); kInternal
+// when the source fails.
+[[nodiscard]] Result<std::string> RandomHex(std::size_t n);
 // Lower- or upper-case hex; nullopt on odd length or a non-hex character.
 std::optional<std::string> HexDecode(std::string_view hex);
 

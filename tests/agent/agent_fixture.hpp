@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -42,16 +43,18 @@ class AgentFixture : public ::testing::Test {
 
   // Packs the project in dir (its airlock.yaml) as version, signs it with counter. With
   // validate false, samples are not checked (to make a package whose warm-up fails).
+  // signed_at: when the release is signed (it expires 30 days later).
   std::filesystem::path PackProject(const std::filesystem::path& dir, const std::string& version,
-                                    std::uint64_t counter, bool validate = true) {
+                                    std::uint64_t counter, bool validate = true,
+                                    TimePoint signed_at = kTestNow) {
     auto spec = pkg::LoadPackSpec(dir / "airlock.yaml");
     EXPECT_TRUE(spec) << spec.error().ToString();
     spec->version = version;
-    return PackAndSign(*spec, counter, validate);
+    return PackAndSign(*spec, counter, validate, signed_at);
   }
 
   std::filesystem::path PackAndSign(const pkg::PackSpec& spec, std::uint64_t counter,
-                                    bool validate = true) {
+                                    bool validate = true, TimePoint signed_at = kTestNow) {
     pkg::PackOptions options;
     options.output =
         tmp_ / (spec.name + "-" + spec.version + "-" + std::to_string(counter) + ".tar");
@@ -61,8 +64,8 @@ class AgentFixture : public ::testing::Test {
     EXPECT_TRUE(packed) << packed.error().ToString();
     pkg::SignOptions sign;
     sign.counter = counter;
-    sign.created = kTestNow;
-    sign.expires = kTestNow + std::chrono::hours(24 * 30);
+    sign.created = signed_at;
+    sign.expires = signed_at + std::chrono::hours(24 * 30);
     EXPECT_TRUE(pkg::SignPackage(options.output, {*publisher_}, sign));
     return options.output;
   }
@@ -96,12 +99,17 @@ platforms: [linux/amd64, linux/arm64]
   std::filesystem::path store_dir() const { return tmp_ / "store"; }
   std::filesystem::path affine_dir() const { return tmp_ / "affine"; }
 
-  void StartServer(AgentConfig config = {}, BackendDecorator decorate = {}) {
+  // before_load runs on the repository before it loads what the configuration says.
+  void StartServer(AgentConfig config = {}, BackendDecorator decorate = {},
+                   const std::function<void(ModelRepository&)>& before_load = {}) {
     config.store = store_dir();
     config.http.port = 0;
     ASSERT_TRUE(ModelStore::Open(store_dir()));
     repo_ = std::make_unique<ModelRepository>(store_dir(), Ort(), config, HostPlatform(),
                                               std::move(decorate));
+    if (before_load) {
+      before_load(*repo_);
+    }
     server_ = std::make_unique<AgentServer>(*repo_, HostPlatform(), Ort().Version());
     auto bound = server_->Bind();
     ASSERT_TRUE(bound) << bound.error().ToString();

@@ -1,0 +1,153 @@
+#pragma once
+// DeviceClient: an enrolled agent's side of the factory (docs/rollout.md §4-5,
+// docs/device-states.md). It connects to the broker its identity names, announces itself on
+// dev/{dev}/online (`true`; the broker publishes `false`, the last will, if the agent dies), takes
+// the gateway's signed directives from dev/{dev}/directive and drives one activation machine
+// (agent/activation.hpp) per model with them, reporting on dev/{dev}/state after every step.
+//
+// A directive is acted on only when all of it checks out (trust/directive.hpp): the signature
+// by the directive key pinned at enrollment, the device, the version (never lower), the expiry,
+// and per entry the channel (signed under the pinned root, never older than trusted, listing the
+// release), the release (signed, of the model, for this platform). Any refusal refuses the whole
+// directive: it is reported (refused_version, refused) and the trusted state stays as it was. (A
+// message too malformed to name a version is only logged: there is no version to report.)
+//
+// The actions of the machine are performed here, in order, on one worker thread:
+//   download  the package from the gateway's registry (/v2/REPOSITORY by the release's index
+//             digest) into STORE/state/downloads/, after checking the free disk;
+//   verify    the download against the directive's release document and the pinned root;
+//   stage     install it into the model store (no counter floor: the channel decides);
+//   load      ModelRepository::Preload: loaded, warmed up and the samples validated, not serving;
+//   commit    ModelRepository::Pin: it serves, the others are unloaded (they stay installed);
+//   serve / roll back  Pin the version again (or unload the model for "").
+// While a health window runs, the served version's requests, errors and p99 latency since the
+// commit are sampled every second and fed to the machine, which rolls back on its own.
+//
+// What the agent keeps, under STORE/state/ (each file written atomically):
+//   device.json     the trusted directive version and channel versions, the last refusal
+//   directive.json  the last directive message applied (for the packages and documents after a
+//                   restart)
+//   journal/M.json  the activation record of model M
+//
+// Thread-safe: Start and the destructor from one thread; the worker owns everything else.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/activation.hpp"
+#include "agent/enrollment.hpp"
+#include "agent/model_repository.hpp"
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "delivery/device_protocol.hpp"
+#include "net/mqtt.hpp"
+#include "trust/documents.hpp"
+
+namespace airlock::agent {
+
+struct DeviceClientOptions {
+  std::filesystem::path store;  // the agent's store: identity/, models/, state/
+  std::string platform;
+  // Free disk a download must leave on the store's file system.
+  std::uint64_t reserve_bytes = 64ULL << 20;
+  // How often a running health window is sampled.
+  std::chrono::milliseconds health_interval{1000};
+};
+
+// What the agent trusts from its gateway, persisted in STORE/state/device.json.
+struct TrustedState {
+  std::uint64_t directive_version = 0;
+  std::map<std::string, std::uint64_t> channels;  // "MODEL/CHANNEL" → version
+  std::uint64_t refused_version = 0;
+  std::optional<delivery::ReportError> refused;
+
+  nlohmann::json ToJson() const;
+  [[nodiscard]] static Result<TrustedState> FromJson(const nlohmann::json& j);
+};
+
+class DeviceClient {
+ public:
+  // Before the repository loads at start: pins every journaled model to the version its journal
+  // says serves, so that a restarted agent serves what it committed (not merely the newest
+  // installed version), and keeps a model whose first activation never committed from loading.
+  [[nodiscard]] static Status PrepareRepository(const std::filesystem::path& store,
+                                                ModelRepository& repo);
+
+  // Verifies the pinned root, resumes every journaled activation and connects in the background.
+  // kVerification when the pinned root does not verify; kCorrupt for a damaged state file.
+  [[nodiscard]] static Result<std::unique_ptr<DeviceClient>> Start(DeviceClientOptions options,
+                                                                   DeviceIdentity identity,
+                                                                   ModelRepository& repo);
+  // Says `false` on dev/{dev}/online, disconnects and stops the worker.
+  ~DeviceClient();
+  DeviceClient(const DeviceClient&) = delete;
+  DeviceClient& operator=(const DeviceClient&) = delete;
+
+  const std::string& device_id() const { return identity_.device_id; }
+  bool connected() const { return mqtt_ && mqtt_->IsConnected(); }
+
+ private:
+  struct HealthBaseline;
+
+  DeviceClient(DeviceClientOptions options, DeviceIdentity identity, ModelRepository& repo);
+  void WorkerLoop();
+
+  // One directive message: checked, then applied (see above). replay: the saved message, read
+  // again at start, whose version the trusted state may already hold.
+  void HandleDirective(const delivery::DirectiveMessage& message, bool replay);
+  void Refuse(std::uint64_t version, const Error& error);
+
+  // Applies event to model's machine, persists each step and performs its actions, feeding the
+  // events they produce back in, until none is left.
+  void Drive(const std::string& model, Event event);
+  // The events an action's work produced (PhaseDone, PhaseFailed, RolledBack), in order.
+  std::vector<Event> Perform(const std::string& model, const Action& action);
+  Event Download(const std::string& model, const Action& action);
+  Event Verify(const std::string& model, const Action& action);
+  Event Stage(const std::string& model, const Action& action);
+  Status Serve(const std::string& model, const std::string& version);
+  void SampleHealth();
+
+  std::vector<InstalledModel> Installed() const;
+  const trust::SignedDocument* ReleaseDocument(const std::string& release) const;
+  std::filesystem::path DownloadDir(const std::string& release) const;
+  Status SaveTrusted();
+  void Report();
+  delivery::Envelope NewEnvelope() const;
+
+  const DeviceClientOptions options_;
+  const DeviceIdentity identity_;
+  ModelRepository& repo_;
+  const std::filesystem::path state_dir_;
+  std::optional<delivery::DeviceTopics> topics_;
+  trust::SignedDocument root_doc_;
+  trust::Root root_;
+  std::optional<PublicKey> directive_key_;
+
+  // Touched only by the worker (and by Start before it runs).
+  TrustedState trusted_;
+  std::optional<delivery::DirectiveMessage> directive_;  // the last one applied
+  std::map<std::string, Activation> activations_;
+  std::map<std::string, std::unique_ptr<HealthBaseline>> baselines_;  // per committed model
+  std::uint64_t seq_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool report_due_ = true;
+  std::optional<std::string> pending_;  // the newest directive payload not handled yet
+
+  std::unique_ptr<net::MqttClient> mqtt_;
+  std::thread worker_;
+};
+
+}  // namespace airlock::agent
