@@ -504,8 +504,10 @@ std::vector<Event> DeviceClient::Perform(const std::string& model, const Action&
       return {};
     case ActionKind::kRollBack:
       if (auto s = Serve(model, action.version); !s) {
+        // What served keeps serving, and the model stays failed: it is not rolled back.
         spdlog::error("{}: cannot roll back to {}: {}", model, action.version,
                       s.error().ToString());
+        return {};
       }
       return {RolledBack{action.version}};
     case ActionKind::kReport: {

@@ -134,7 +134,8 @@ class DeviceClientTest : public AgentFixture {
   delivery::DirectiveMessage Directive(std::uint64_t version, const Published& target,
                                        std::uint64_t channel_version,
                                        const trust::SignedDocument& channel,
-                                       const std::vector<const Published*>& carried) {
+                                       const std::vector<const Published*>& carried,
+                                       std::optional<trust::HealthLimits> health = {}) {
     trust::Directive d;
     d.device = kDevice;
     d.version = version;
@@ -145,6 +146,7 @@ class DeviceClientTest : public AgentFixture {
     m.release = target.id;
     m.channel = "production";
     m.channel_version = channel_version;
+    m.health = health;
     d.models = {m};
     delivery::DirectiveMessage message;
     message.envelope = {"msg" + std::to_string(version), std::chrono::time_point_cast<seconds>(Now())};
@@ -164,9 +166,9 @@ class DeviceClientTest : public AgentFixture {
   }
 
   // Starts the repository (loading the versions the journals pin) and the device client.
-  void StartDevice() {
+  void StartDevice(BackendDecorator decorate = {}) {
     AgentConfig config;
-    StartServer(config, {}, [this](ModelRepository& repo) {
+    StartServer(config, std::move(decorate), [this](ModelRepository& repo) {
       ASSERT_TRUE(DeviceClient::PrepareRepository(store_dir(), repo));
     });
     DeviceClientOptions options;
@@ -362,6 +364,62 @@ TEST_F(DeviceClientTest, AFailedValidationRollsBackAndNoRoomFailsTheDownload) {
   EXPECT_EQ(Served(), "1.0.0");
   EXPECT_FALSE(fs::exists(store_dir() / "state/downloads" / v3.id.hex()));
   EXPECT_EQ(State()->models[0].installed, (std::vector<std::string>{"1.0.0", "2.0.0"}));
+}
+
+// Fails every run while `failing` is set.
+class FlakyBackend final : public runtime::InferenceBackend {
+ public:
+  FlakyBackend(std::unique_ptr<runtime::InferenceBackend> inner, std::atomic<bool>& failing)
+      : inner_(std::move(inner)), failing_(failing) {}
+  const runtime::ModelSignature& signature() const override { return inner_->signature(); }
+  Result<std::vector<runtime::Tensor>> Run(const std::vector<runtime::Tensor>& inputs) override {
+    if (failing_) {
+      return Fail(ErrorCode::kModel, "the test made this run fail");
+    }
+    return inner_->Run(inputs);
+  }
+
+ private:
+  std::unique_ptr<runtime::InferenceBackend> inner_;
+  std::atomic<bool>& failing_;
+};
+
+// The health window: a committed version whose requests fail beyond the directive's error rate
+// is rolled back by the agent on its own, to the version it replaced.
+TEST_F(DeviceClientTest, AVersionThatFailsItsHealthWindowRollsBackOnItsOwn) {
+  Published v1 = Push(affine_dir(), "1.0.0", 1);
+  Published v2 = Push(affine_dir(), "1.1.0", 2);
+  // Only the second backend loaded (1.1.0's) fails, and only while `failing` is set.
+  std::atomic<bool> failing{false};
+  std::atomic<bool> healthy{false};
+  int loaded = 0;
+  StartDevice([&](std::unique_ptr<runtime::InferenceBackend> b) {
+    return std::make_unique<FlakyBackend>(std::move(b), ++loaded == 2 ? failing : healthy);
+  });
+  Send(Directive(1, v1, 1, Channel(1, {&v1}), {&v1}));
+  ASSERT_TRUE(WaitForModel("active", "1.0.0")) << Dump();
+
+  trust::HealthLimits health{seconds(600), 0.05, 1000};
+  Send(Directive(2, v2, 2, Channel(2, {&v2, &v1}), {&v2}, health));
+  ASSERT_TRUE(WaitForModel("active", "1.1.0")) << Dump();
+  failing = true;
+  json request = {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"},
+                               {"data", {1, 1, 1, 1}}}}}};
+  auto c = Client();
+  // Failing requests until the agent has seen enough of them (10) to judge and rolls back;
+  // from then on 1.0.0 answers.
+  int failed = 0;
+  for (int i = 0; i < 200 && Served() == "1.1.0"; ++i) {
+    failed += c->Post("/v2/models/affine/infer", request.dump(), "application/json")->status != 200;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(failed, 10);
+  ASSERT_TRUE(WaitForModel("rolled-back", "1.0.0")) << Dump();
+  ASSERT_TRUE(State()->models[0].error);
+  EXPECT_EQ(State()->models[0].error->code, "health");
+  EXPECT_EQ(Served(), "1.0.0");
+  auto r = c->Post("/v2/models/affine/infer", request.dump(), "application/json");
+  EXPECT_EQ(r->status, 200) << r->body;
 }
 
 }  // namespace
