@@ -334,12 +334,6 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
   std::map<std::string, std::uint64_t> channels = trusted_.channels;
   std::vector<std::pair<const trust::DirectiveModel*, trust::CheckedRelease>> checked;
   for (const auto& entry : directive->models) {
-    if (entry.mode == trust::DirectiveMode::kShadow) {
-      Refuse(directive->version,
-             Error(ErrorCode::kUnsupported, "model " + entry.model +
-                                                ": this agent does not run shadow entries yet"));
-      return;
-    }
     const trust::SignedDocument* channel_doc = nullptr;
     for (const auto& doc : message.channels) {
       // Picked by what the body claims; CheckDirectiveModel verifies it.
@@ -406,6 +400,9 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
 
   const std::vector<InstalledModel> on_disk = Installed();
   for (const auto& [entry, release] : checked) {
+    if (entry->mode == trust::DirectiveMode::kShadow) {
+      continue;
+    }
     bool installed = std::any_of(on_disk.begin(), on_disk.end(), [&](const InstalledModel& m) {
       return m.name == entry->model && m.version == release.release.version &&
              m.index_digest == release.release.index_digest.ToString();
@@ -415,6 +412,20 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
                                   .release = entry->release.ToString(),
                                   .health = LimitsOf(entry->health),
                                   .installed = installed});
+  }
+  // Shadows: started for the entries that name one, stopped for the models that no longer do.
+  for (const auto& [entry, release] : checked) {
+    if (entry->mode == trust::DirectiveMode::kShadow) {
+      StartShadow(entry->model, release.release.version, entry->release.ToString());
+    }
+  }
+  for (const auto& [model, shadow] : std::map(shadows_)) {
+    bool named = std::any_of(directive->models.begin(), directive->models.end(), [&](const auto& e) {
+      return e.model == model && e.mode == trust::DirectiveMode::kShadow;
+    });
+    if (!named) {
+      StopShadow(model);
+    }
   }
   // A model the directive no longer names stops serving (it stays installed).
   for (auto& [model, a] : activations_) {
@@ -531,8 +542,61 @@ Status DeviceClient::Serve(const std::string& model, const std::string& version)
   }
   AIRLOCK_RETURN_IF_ERROR(repo_.Pin(model, version));
   AIRLOCK_ASSIGN_OR_RETURN(auto served, repo_.Find(model));
+  if (auto shadow = shadows_.find(model); shadow != shadows_.end()) {
+    served->shadow.store(shadow->second.tap);  // the shadow follows the version that serves
+  }
   baselines_[model] = HealthBaseline::Of(std::move(served));
   return {};
+}
+
+void DeviceClient::StartShadow(const std::string& model, const std::string& version,
+                               const std::string& release) {
+  if (auto it = shadows_.find(model); it != shadows_.end() && it->second.release == release) {
+    return;
+  }
+  StopShadow(model);
+  // Fetched and installed as a target is, but in one go: a shadow has no journal, and a restart
+  // starts it again from the retained directive.
+  const std::vector<InstalledModel> on_disk = Installed();
+  bool installed = std::any_of(on_disk.begin(), on_disk.end(), [&](const InstalledModel& m) {
+    return m.name == model && m.version == version;
+  });
+  Action action{ActionKind::kDownload, version, release};
+  for (auto step : {&DeviceClient::Download, &DeviceClient::Verify, &DeviceClient::Stage}) {
+    if (installed) {
+      break;
+    }
+    Event done = (this->*step)(model, action);
+    if (const auto* failed = std::get_if<PhaseFailed>(&done)) {
+      spdlog::error("{}: shadow {} not started: {} {}", model, version, failed->code,
+                    failed->message);
+      return;
+    }
+  }
+  auto candidate = repo_.LoadDetached(model, version);
+  if (!candidate) {
+    spdlog::error("{}: shadow {} not started: {}", model, version, candidate.error().ToString());
+    return;
+  }
+  auto tap = std::make_shared<ShadowTap>(std::move(*candidate));
+  if (auto served = repo_.Find(model)) {
+    (*served)->shadow.store(tap);
+  }
+  shadows_[model] = Shadow{version, release, std::move(tap)};
+  spdlog::info("{}: {} runs in shadow", model, version);
+}
+
+void DeviceClient::StopShadow(const std::string& model) {
+  auto it = shadows_.find(model);
+  if (it == shadows_.end()) {
+    return;
+  }
+  if (auto served = repo_.Find(model); served && (*served)->shadow.load() == it->second.tap) {
+    (*served)->shadow.store(nullptr);
+  }
+  spdlog::info("{}: shadow {} stopped ({} of {} agreed)", model, it->second.version,
+               it->second.tap->agreed(), it->second.tap->compared());
+  shadows_.erase(it);
 }
 
 fs::path DeviceClient::DownloadDir(const std::string& release) const {
@@ -653,6 +717,14 @@ Event DeviceClient::Stage(const std::string& model, const Action& action) {
 
 void DeviceClient::SampleHealth() {
   const TimePoint now = Now();
+  if (std::chrono::steady_clock::now() - last_report_ >= options_.shadow_report_interval) {
+    for (const auto& [model, shadow] : shadows_) {
+      if (shadow.tap->compared() != shadow.reported) {
+        std::lock_guard lock(mu_);
+        report_due_ = true;
+      }
+    }
+  }
   for (const auto& [model, a] : std::map(activations_)) {
     if (a.phase != Phase::kActive || !a.health_until) {
       continue;
@@ -689,6 +761,7 @@ std::vector<InstalledModel> DeviceClient::Installed() const {
 }
 
 void DeviceClient::Report() {
+  last_report_ = std::chrono::steady_clock::now();
   delivery::DeviceState state;
   state.envelope = NewEnvelope();
   state.device = identity_.device_id;
@@ -718,6 +791,13 @@ void DeviceClient::Report() {
       if (m.name == model && r.installed.size() < delivery::kMaxInstalledVersions) {
         r.installed.push_back(m.version);
       }
+    }
+    if (auto shadow = shadows_.find(model); shadow != shadows_.end()) {
+      const ShadowTap& tap = *shadow->second.tap;
+      std::uint64_t compared = tap.compared();
+      shadow->second.reported = compared;
+      r.shadow = delivery::ShadowReport{shadow->second.version, shadow->second.release, compared,
+                                        std::min(tap.agreed(), compared)};
     }
     if (a.last_error) {
       r.error = delivery::ReportError{a.last_error->code, a.last_error->message.substr(

@@ -20,6 +20,9 @@
 //   load      ModelRepository::Preload: loaded, warmed up and the samples validated, not serving;
 //   commit    ModelRepository::Pin: it serves, the others are unloaded (they stay installed);
 //   serve / roll back  Pin the version again (or unload the model for "").
+// A shadow entry's release is fetched, verified and installed the same way, loaded apart
+// (ModelRepository::LoadDetached) and tapped onto the version that serves (agent/shadow.hpp); the
+// state reports how often it agreed. A shadow that cannot start is logged and not reported.
 // While a health window runs, the served version's requests, errors and p99 latency since the
 // commit are sampled every second and fed to the machine, which rolls back on its own.
 //
@@ -61,6 +64,8 @@ struct DeviceClientOptions {
   std::uint64_t reserve_bytes = 64ULL << 20;
   // How often a running health window is sampled.
   std::chrono::milliseconds health_interval{1000};
+  // At most how often a shadow's new comparisons are reported.
+  std::chrono::milliseconds shadow_report_interval{5000};
 };
 
 // What the agent trusts from its gateway, persisted in STORE/state/device.json.
@@ -115,6 +120,9 @@ class DeviceClient {
   Event Verify(const std::string& model, const Action& action);
   Event Stage(const std::string& model, const Action& action);
   Status Serve(const std::string& model, const std::string& version);
+  void StartShadow(const std::string& model, const std::string& version,
+                   const std::string& release);
+  void StopShadow(const std::string& model);
   void SampleHealth();
 
   std::vector<InstalledModel> Installed() const;
@@ -138,7 +146,15 @@ class DeviceClient {
   std::optional<delivery::DirectiveMessage> directive_;  // the last one applied
   std::map<std::string, Activation> activations_;
   std::map<std::string, std::unique_ptr<HealthBaseline>> baselines_;  // per committed model
+  struct Shadow {
+    std::string version;
+    std::string release;
+    std::shared_ptr<ShadowTap> tap;
+    std::uint64_t reported = 0;  // compared, as last reported
+  };
+  std::map<std::string, Shadow> shadows_;  // per model with a shadow entry
   std::uint64_t seq_ = 0;
+  std::chrono::steady_clock::time_point last_report_{};
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -60,7 +60,15 @@ Result<nlohmann::json> Predict(ServedVersion& model, const pipeline::Input& in) 
   }
   auto result = [&]() -> Result<nlohmann::json> {
     AIRLOCK_ASSIGN_OR_RETURN(auto inputs, model.steps->Preprocess(in));
+    std::shared_ptr<ShadowTap> shadow = model.shadow.load();
+    std::vector<runtime::Tensor> shadow_inputs;
+    if (shadow) {
+      shadow_inputs = inputs;
+    }
     AIRLOCK_ASSIGN_OR_RETURN(auto outputs, model.scheduler->Execute(inputs, arrival));
+    if (shadow) {
+      shadow->Offer(std::move(shadow_inputs), outputs);
+    }
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json out, model.steps->Postprocess(inputs, outputs));
     out["model"] = model.name;
     out["version"] = model.version;
@@ -324,6 +332,21 @@ Status ModelRepository::Preload(const std::string& name, const std::string& vers
     return Fail(ErrorCode::kNotFound, name + " " + version + " is not installed");
   }
   return LoadInto(name, *it, config_.For(name));
+}
+
+Result<std::shared_ptr<ServedVersion>> ModelRepository::LoadDetached(const std::string& name,
+                                                                     const std::string& version) {
+  AIRLOCK_ASSIGN_OR_RETURN(auto installed, InstalledVersions(store_dir_, name));
+  auto it = std::find_if(installed.begin(), installed.end(),
+                         [&](const InstalledModel& m) { return m.version == version; });
+  if (it == installed.end()) {
+    return Fail(ErrorCode::kNotFound, name + " " + version + " is not installed");
+  }
+  auto served = LoadVersion(*it, config_.For(name));
+  if (!served) {
+    return Fail(std::move(served.error()).WithContext("loading " + name + " " + version));
+  }
+  return served;
 }
 
 Status ModelRepository::Pin(const std::string& name, const std::string& version) {

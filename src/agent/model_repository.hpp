@@ -27,6 +27,7 @@
 #include "agent/config.hpp"
 #include "agent/model_store.hpp"
 #include "agent/scheduler.hpp"
+#include "agent/shadow.hpp"
 #include "pipeline/pipeline.hpp"
 #include "core/result.hpp"
 #include "runtime/onnx_runtime.hpp"
@@ -57,6 +58,9 @@ struct ServedVersion {
   std::size_t warmup_samples = 0;
   InferenceStats stats;
   std::shared_ptr<runtime::InferenceBackend> backend;
+  // A candidate in shadow mode beside this version (agent/shadow.hpp): every request's inputs and
+  // outputs are offered to it. Set and cleared by the device client.
+  std::atomic<std::shared_ptr<ShadowTap>> shadow;
   std::unique_ptr<Scheduler> scheduler;  // declared last: destroyed first
 };
 
@@ -98,6 +102,10 @@ class ModelRepository {
   void SetPin(const std::string& name, const std::string& version);
   [[nodiscard]] Status Preload(const std::string& name, const std::string& version);
   [[nodiscard]] Status Pin(const std::string& name, const std::string& version);
+  // Loads and warms up an installed version (its samples checked) for shadow mode: it is not
+  // entered among the model's versions and serves no request. kNotFound when not installed.
+  [[nodiscard]] Result<std::shared_ptr<ServedVersion>> LoadDetached(const std::string& name,
+                                                                    const std::string& version);
   // Loads what the configuration says to load at start (every installed model, or the `load`
   // list). Returns the failures, one per model; the others serve regardless.
   std::vector<Error> LoadAtStart();

@@ -135,7 +135,8 @@ class DeviceClientTest : public AgentFixture {
                                        std::uint64_t channel_version,
                                        const trust::SignedDocument& channel,
                                        const std::vector<const Published*>& carried,
-                                       std::optional<trust::HealthLimits> health = {}) {
+                                       std::optional<trust::HealthLimits> health = {},
+                                       const Published* shadow = nullptr) {
     trust::Directive d;
     d.device = kDevice;
     d.version = version;
@@ -148,6 +149,13 @@ class DeviceClientTest : public AgentFixture {
     m.channel_version = channel_version;
     m.health = health;
     d.models = {m};
+    if (shadow != nullptr) {
+      trust::DirectiveModel sm = m;
+      sm.mode = trust::DirectiveMode::kShadow;
+      sm.release = shadow->id;
+      sm.health.reset();
+      d.models.push_back(sm);
+    }
     delivery::DirectiveMessage message;
     message.envelope = {"msg" + std::to_string(version), std::chrono::time_point_cast<seconds>(Now())};
     message.directive = trust::SignDirective(d, *gateway_key_).value();
@@ -175,6 +183,7 @@ class DeviceClientTest : public AgentFixture {
     options.store = store_dir();
     options.platform = HostPlatform();
     options.health_interval = std::chrono::milliseconds(100);
+    options.shadow_report_interval = std::chrono::milliseconds(200);
     auto identity = LoadIdentity(store_dir());
     ASSERT_TRUE(identity) << identity.error().ToString();
     auto c = DeviceClient::Start(options, *identity, *repo_);
@@ -420,6 +429,63 @@ TEST_F(DeviceClientTest, AVersionThatFailsItsHealthWindowRollsBackOnItsOwn) {
   EXPECT_EQ(Served(), "1.0.0");
   auto r = c->Post("/v2/models/affine/infer", request.dump(), "application/json");
   EXPECT_EQ(r->status, 200) << r->body;
+}
+
+// Shadow mode: a candidate runs beside the served version on the same requests, its agreement is
+// reported, the answers stay the served version's; a directive without the shadow entry stops it.
+TEST_F(DeviceClientTest, AShadowCandidateIsComparedOnLiveRequestsAndReported) {
+  Published v1 = Push(affine_dir(), "1.0.0", 1);
+  Published v2 = Push(affine_dir(), "1.1.0", 2);
+  StartDevice();
+  auto channel = Channel(2, {&v2, &v1});
+  Send(Directive(1, v1, 2, channel, {&v1}));
+  ASSERT_TRUE(WaitForModel("active", "1.0.0")) << Dump();
+
+  Send(Directive(2, v1, 2, channel, {&v1, &v2}, std::nullopt, &v2));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = State();
+    return s && s->directive_version == 2 && s->models[0].shadow;
+  }, seconds(60))) << Dump();
+  EXPECT_EQ(State()->models[0].shadow->version, "1.1.0");
+  EXPECT_EQ(State()->models[0].installed, (std::vector<std::string>{"1.0.0", "1.1.0"}));
+
+  json request = {{"inputs", {{{"name", "x"}, {"shape", {1, 4}}, {"datatype", "FP32"},
+                               {"data", {1, 2, 3, 4}}}}}};
+  auto c = Client();
+  for (int i = 0; i < 12; ++i) {
+    auto r = c->Post("/v2/models/affine/infer", request.dump(), "application/json");
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(json::parse(r->body)["model_version"], "1.0.0");
+  }
+  // Reported on its own (at most every shadow_report_interval).
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = State();
+    return s && s->models[0].shadow && s->models[0].shadow->compared == 12;
+  })) << Dump();
+  EXPECT_EQ(State()->models[0].shadow->agreed, 12u);
+  EXPECT_EQ(State()->models[0].shadow->release, v2.id.ToString());
+
+  Send(Directive(3, v1, 2, channel, {&v1}));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = State();
+    return s && s->directive_version == 3 && !s->models[0].shadow;
+  })) << Dump();
+  EXPECT_FALSE(repo_->Find("affine").value()->shadow.load());
+  EXPECT_EQ(Served(), "1.0.0");
+}
+
+TEST(ShadowAgreement, SameClassOrCloseValuesAgreeOthersDoNot) {
+  auto scores = [](std::vector<float> v) {
+    return airlock::testing::Fp32("scores", {2, 3}, std::move(v));
+  };
+  EXPECT_TRUE(OutputsAgree({scores({0.1f, 0.7f, 0.2f, 0.5f, 0.3f, 0.2f})},
+                           {scores({0.2f, 0.5f, 0.3f, 0.9f, 0.05f, 0.05f})}));  // same classes
+  EXPECT_FALSE(OutputsAgree({scores({0.1f, 0.7f, 0.2f, 0.5f, 0.3f, 0.2f})},
+                            {scores({0.1f, 0.7f, 0.2f, 0.3f, 0.5f, 0.2f})}));  // row 2 differs
+  auto single = [](float x) { return airlock::testing::Fp32("y", {1, 1}, {x}); };
+  EXPECT_TRUE(OutputsAgree({single(1.0f)}, {single(1.005f)}));
+  EXPECT_FALSE(OutputsAgree({single(1.0f)}, {single(1.5f)}));
+  EXPECT_FALSE(OutputsAgree({single(1.0f)}, {airlock::testing::Fp32("z", {1, 1}, {1.0f})}));
 }
 
 }  // namespace
