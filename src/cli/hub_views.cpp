@@ -294,6 +294,46 @@ bool DeploymentIsFinal(const json& d) {
   return state == "complete" || state == "failed" || state == "cancelled";
 }
 
+// The device rollouts the gateways report for a deployment (gw/{gw}/fleet), then each device.
+std::string FleetView(const json& fleet) {
+  if (fleet.empty()) {
+    return "";
+  }
+  std::string out = "\ndevices:\n";
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<std::string>> devices;
+  for (const auto& r : fleet) {
+    const json counts = At(r, "devices");
+    std::vector<std::string> detail;
+    if (counts.is_object()) {
+      for (const auto& [status, n] : counts.items()) {
+        if (status != "total" && status != "done" && n.is_number() && n.get<double>() > 0) {
+          detail.push_back(status + " " + Cell(n));
+        }
+      }
+    }
+    if (r.contains("reason")) {
+      detail.push_back("(" + Field(r, "reason") + ")");
+    }
+    rows.push_back({Field(r, "gateway"), Field(r, "state"),
+                    Field(r, "wave") + "/" + Field(r, "waves"),
+                    Field(counts, "done") + "/" + Field(counts, "total"),
+                    Field(r, "failures") + "/" + Field(r, "failure_limit"),
+                    Shorten(Join(detail, ", "), 80)});
+    for (const auto& dev : ArrayAt(r, "device_status")) {
+      devices.push_back({Field(r, "gateway"), Field(dev, "id"), Field(dev, "wave"),
+                         Field(dev, "status") +
+                             (dev.value("online", true) ? "" : " (offline)"),
+                         Shorten(Field(dev, "reason"), 80)});
+    }
+  }
+  out += FormatTable({"GATEWAY", "ROLLOUT", "WAVE", "DONE", "FAILED", "DETAIL"}, rows);
+  if (!devices.empty()) {
+    out += "\n" + FormatTable({"GATEWAY", "DEVICE", "WAVE", "STATUS", "REASON"}, devices);
+  }
+  return out;
+}
+
 std::string StatusView(const json& d, std::size_t last) {
   std::string out = "deployment " + Field(d, "id") + ": " + Field(d, "state") + "\n";
   out += "  " + Field(d, "model") + " " + Field(d, "channel") + " (channel version " +
@@ -346,6 +386,7 @@ std::string StatusView(const json& d, std::size_t last) {
     }
     out += "  (the hub reports no per-gateway delivery state yet)\n";
   }
+  out += FleetView(ArrayAt(d, "fleet"));
   const json& history = ArrayAt(d, "history");
   if (!history.empty()) {
     out += "\nlast " + std::to_string(std::min(last, history.size())) + " of " +

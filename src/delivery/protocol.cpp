@@ -72,6 +72,7 @@ constexpr std::string_view kRejectType = "delivery.reject";
 constexpr std::string_view kGrantType = "delivery.grant";
 constexpr std::string_view kStatusType = "delivery.status";
 constexpr std::string_view kCancelType = "delivery.cancel";
+constexpr std::string_view kFleetType = "gateway.fleet";
 
 constexpr std::pair<RejectReason, const char*> kRejectReasons[] = {
     {RejectReason::kInsufficientSpace, "insufficient-space"},
@@ -565,6 +566,34 @@ Result<DeliveryCancel> DeliveryCancel::FromJson(const json& j) {
   return c;
 }
 
+json FleetReport::ToJson() const {
+  return {{"type", kFleetType},
+          {"message_id", envelope.message_id},
+          {"sent_at", FormatRfc3339(envelope.sent_at)},
+          {"gateway", gateway},
+          {"rollouts", rollouts}};
+}
+
+Result<FleetReport> FleetReport::FromJson(const json& j) {
+  Fields f(j, "fleet report");
+  FleetReport r;
+  AIRLOCK_ASSIGN_OR_RETURN(r.envelope, f.Head(kFleetType));
+  AIRLOCK_ASSIGN_OR_RETURN(r.gateway, f.Id("gateway", ValidGatewayName, "a gateway name"));
+  AIRLOCK_ASSIGN_OR_RETURN(const json* list, f.Array("rollouts", 0, kMaxFleetRollouts));
+  for (const json& rollout : *list) {
+    Fields rf(rollout, "fleet report rollout");
+    AIRLOCK_RETURN_IF_ERROR(rf.CheckObject());
+    AIRLOCK_ASSIGN_OR_RETURN(std::string id,
+                             rf.Id("deployment", ValidDeploymentId, "a deployment id"));
+    bool twice = std::any_of(r.rollouts.begin(), r.rollouts.end(),
+                             [&](const json& seen) { return seen["deployment"] == id; });
+    if (twice) {
+      return Fail(f.Bad("rollouts", "names deployment " + id + " twice"));
+    }
+    r.rollouts.push_back(rollout);
+  }
+  return r;
+}
 
 namespace {
 

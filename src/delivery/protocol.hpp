@@ -295,6 +295,22 @@ struct DeliveryCancel {
   [[nodiscard]] static Result<DeliveryCancel> FromJson(const nlohmann::json& j);
 };
 
+// gateway → hub, retained on gw/{gw}/fleet: the gateway's device rollouts, newest first, each as
+// the gateway's rollout engine summarizes it (docs/rollout.md §6: deployment, model, target,
+// state, wave, device counts by status, and per device its status). The hub shows them in
+// `airlock status`; it acts on none of it, so beyond the shape below the summaries are kept as
+// they came.
+inline constexpr std::size_t kMaxFleetRollouts = 64;
+struct FleetReport {
+  Envelope envelope;
+  std::string gateway;  // ValidGatewayName; the topic's
+  // ≤ kMaxFleetRollouts objects, each with a valid "deployment" id, a deployment at most once.
+  std::vector<nlohmann::json> rollouts;
+
+  nlohmann::json ToJson() const;
+  [[nodiscard]] static Result<FleetReport> FromJson(const nlohmann::json& j);
+};
+
 // ---- the air-gapped bundle ----
 // `airlock bundle export` writes one tar that is an OCI image layout of the package (its index,
 // manifests, blobs and signed release, as `airlock pull` writes it) plus two files at the top:

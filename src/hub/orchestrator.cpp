@@ -516,6 +516,22 @@ void DeliveryOrchestrator::CancelDeployment(const std::string& id, const std::st
   packages_.erase(id);
 }
 
+json DeliveryOrchestrator::Fleet(std::string_view deployment) const {
+  json out = json::array();
+  std::lock_guard lock(fleet_mu_);
+  for (const auto& [gateway, report] : fleet_) {
+    for (const json& rollout : report.rollouts) {
+      if (rollout["deployment"] == deployment) {
+        json shown = rollout;
+        shown["gateway"] = gateway;
+        shown["reported_at"] = FormatRfc3339(report.envelope.sent_at);
+        out.push_back(std::move(shown));
+      }
+    }
+  }
+  return out;
+}
+
 void DeliveryOrchestrator::OnMessage(const net::MqttMessage& m) {
   auto address = topics_.Parse(m.topic);
   if (!address) {
@@ -525,7 +541,19 @@ void DeliveryOrchestrator::OnMessage(const net::MqttMessage& m) {
   }
   using delivery::TopicKind;
   if (address->kind == TopicKind::kFleet) {
-    return;  // rollouts (issue 6) read these
+    auto j = delivery::ParsePayload(m.payload);
+    auto report = j ? delivery::FleetReport::FromJson(*j)
+                    : Result<delivery::FleetReport>(Fail(j.error()));
+    if (!report || report->gateway != address->gateway ||
+        !registry_.GetGateway(address->gateway)) {
+      spdlog::warn("fleet: refused a report on {}: {}", m.topic,
+                   !report ? report.error().ToString()
+                           : "not from a registered gateway of that name");
+      return;
+    }
+    std::lock_guard lock(fleet_mu_);
+    fleet_[address->gateway] = std::move(*report);
+    return;
   }
   auto payload = delivery::ParsePayload(m.payload);
   std::optional<delivery::Event> event;

@@ -59,6 +59,11 @@ class DeploymentObserver {
   virtual void DeploymentCreated(std::string_view id) = 0;
   // The deployment was cancelled: cancel its live deliveries (the gateways are told).
   virtual void DeploymentCancelled(std::string_view id, std::string_view reason) = 0;
+  // What the gateways last reported of the deployment's device rollouts (gw/{gw}/fleet): one
+  // object per gateway that has one, its summary with "gateway" and "reported_at" added.
+  virtual nlohmann::json Fleet(std::string_view /*deployment*/) const {
+    return nlohmann::json::array();
+  }
 };
 
 // One blob of a package.
@@ -123,6 +128,9 @@ class DeliveryOrchestrator final : public DeploymentObserver {
 
   void DeploymentCreated(std::string_view id) override;
   void DeploymentCancelled(std::string_view id, std::string_view reason) override;
+  // Kept in memory, per gateway, as the latest retained gw/{gw}/fleet said: the broker gives a
+  // restarted hub the retained reports again.
+  nlohmann::json Fleet(std::string_view deployment) const override;
   // Checks the timers now (after a test moved its clock).
   void Wake();
 
@@ -201,6 +209,9 @@ class DeliveryOrchestrator final : public DeploymentObserver {
   std::vector<std::string> filters_;
   std::thread worker_;
   std::mutex lifecycle_mu_;  // Start / Stop
+
+  mutable std::mutex fleet_mu_;
+  std::map<std::string, delivery::FleetReport, std::less<>> fleet_;  // by gateway
   bool started_ = false;
 
   // The worker's own state (no lock: only the worker touches it).

@@ -544,6 +544,7 @@ struct RegistryApi::Handlers {
     for (const auto& row : rows) {
       out["deliveries"].push_back(DeliveryJson(row));
     }
+    out["fleet"] = api.deployments_ != nullptr ? api.deployments_->Fleet(d.id) : json::array();
     return out;
   }
 

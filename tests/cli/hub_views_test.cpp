@@ -151,6 +151,21 @@ TEST(DeploymentViews, ListShowSummaryAndStatus) {
   EXPECT_FALSE(DeploymentIsFinal(with_deliveries));
   with_deliveries["state"] = "complete";
   EXPECT_TRUE(DeploymentIsFinal(with_deliveries));
+  // What the gateways report of their device rollouts (gw/{gw}/fleet), down to each device.
+  with_deliveries["fleet"] = json::parse(R"([
+    {"gateway":"gw-a","deployment":"d-7","state":"running","wave":2,"waves":2,"failures":0,
+     "failure_limit":1,"devices":{"total":3,"offline":0,"pending":0,"done":1,"activating":1,
+     "health-window":1,"failed":0},
+     "device_status":[{"id":"dev-1","wave":1,"status":"done","online":true},
+                      {"id":"dev-2","wave":2,"status":"activating","online":true},
+                      {"id":"dev-3","wave":2,"status":"pending","online":false}]}])");
+  std::string s4 = StatusView(with_deliveries, 5);
+  EXPECT_NE(s4.find("devices:\n"
+                    "GATEWAY  ROLLOUT  WAVE  DONE  FAILED  DETAIL\n"
+                    "gw-a     running  2/2   1/3   0/1     activating 1, health-window 1\n"),
+            std::string::npos)
+      << s4;
+  EXPECT_NE(s4.find("dev-3   2     pending (offline)"), std::string::npos) << s4;
   EXPECT_EQ(ByteProgress(0, 0), "-");
   EXPECT_EQ(ByteProgress(512, 1024), "512 B / 1.0 KiB (50%)");
 }

@@ -417,6 +417,26 @@ TEST(ProtocolTest, CancelRefusesEveryMalformedField) {
                  }));
 }
 
+TEST(ProtocolTest, FleetReportRoundTripsAndRefusesWhatItCannotShow) {
+  FleetReport r;
+  r.envelope = MakeEnvelope();
+  r.gateway = "plant-berlin";
+  r.rollouts = {{{"deployment", "dep-5e0c2b7a9d1f4e36"}, {"state", "running"}, {"wave", 1}},
+                {{"deployment", "dep-0000000000000001"}, {"state", "complete"}}};
+  auto back = FleetReport::FromJson(OverTheWire(r.ToJson()));
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(back->ToJson(), r.ToJson());
+  ExpectRefusals(r.ToJson(), Parser<FleetReport>(),
+                 std::vector<Mutation>({
+                     {"gateway", [](json& j) { j["gateway"] = "Not A Name"; }},
+                     {"rollouts", [](json& j) { j["rollouts"] = json::object(); }},
+                     {"deployment", [](json& j) { j["rollouts"][0].erase("deployment"); }},
+                     {"deployment", [](json& j) { j["rollouts"][1]["deployment"] = "x"; }},
+                     {"rollouts",
+                      [](json& j) { j["rollouts"][1]["deployment"] = "dep-5e0c2b7a9d1f4e36"; }},
+                 }));
+}
+
 BundleManifest MakeBundleManifest() {
   BundleManifest m;
   m.deployment_id = "dep-5e0c2b7a9d1f4e36";
