@@ -304,6 +304,38 @@ class DeliveryTest : public HubFixture {
 INSTANTIATE_TEST_SUITE_P(Backends, DeliveryTest, airlock::testing::AllMetadataBackends(),
                          airlock::testing::BackendName);
 
+// gw/{gw}/fleet: a registered gateway's report of its device rollouts shows in the deployment;
+// a report under another gateway's name, or malformed, is refused; the latest replaces the last.
+TEST_P(DeliveryTest, AGatewaysFleetReportShowsInTheDeployment) {
+  Publish({"plant-a"});
+  FakeGateway gw("plant-a", broker_.url());
+  std::string dep = Deploy({"plant-a"});
+  ASSERT_FALSE(dep.empty());
+  auto report = [&](const std::string& gateway, const std::string& state) {
+    delivery::FleetReport r;
+    r.envelope = FakeGateway::Envelope();
+    r.gateway = gateway;
+    r.rollouts = {{{"deployment", dep}, {"state", state}, {"devices", {{"total", 3}}}},
+                  {{"deployment", "dep-0000000000000001"}, {"state", "complete"}}};
+    return r.ToJson();
+  };
+  gw.Send(TopicKind::kFleet, "", report("plant-a", "running"));
+  ASSERT_TRUE(WaitUntil([&] { return !Deployment(dep)["fleet"].empty(); }, kLong));
+  json fleet = Deployment(dep)["fleet"];
+  ASSERT_EQ(fleet.size(), 1u) << fleet.dump();
+  EXPECT_EQ(fleet[0]["gateway"], "plant-a");
+  EXPECT_EQ(fleet[0]["state"], "running");
+  EXPECT_EQ(fleet[0]["devices"]["total"], 3);
+
+  gw.Send(TopicKind::kFleet, "", report("plant-b", "aborted"));  // names another gateway
+  gw.Send(TopicKind::kFleet, "", report("plant-a", "aborted"), "plant-z");  // not registered
+  gw.Send(TopicKind::kFleet, "", json{{"type", "gateway.fleet"}});
+  gw.Send(TopicKind::kFleet, "", report("plant-a", "complete"));
+  ASSERT_TRUE(WaitUntil([&] { return Deployment(dep)["fleet"][0]["state"] == "complete"; },
+                        kLong));
+  EXPECT_EQ(Deployment(dep)["fleet"].size(), 1u);
+}
+
 TEST_P(DeliveryTest, OfferReadyGrantDownloadAvailableCompletesTheDeployment) {
   Publish({"plant-a"});
   FakeGateway gw("plant-a", broker_.url());
