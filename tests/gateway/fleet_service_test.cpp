@@ -261,5 +261,35 @@ TEST_F(FleetServiceTest, ANewDeploymentOfTheModelSupersedesTheRunningRollout) {
   EXPECT_EQ(fleet_->Rollouts().size(), 2u);
 }
 
+// A device that enrolls into the selector joins the running rollout (in the last wave); one
+// relabelled out of it leaves as it is.
+TEST_F(FleetServiceTest, DevicesJoinAndLeaveAsTheSelectorSays) {
+  std::string a = Enroll({{"line", "3"}});
+  ASSERT_TRUE(WaitUntil([&] { return store_->DeviceState(a)->online; }));
+  nlohmann::json plan = {
+      {"selector", {{"line", "3"}}},
+      {"strategy", {{"waves", nlohmann::json::array({"1", "100%"})}, {"health_window", "1h"}}}};
+  Deliver(kDep1, "vib", "1.0.0", plan);
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "running", "directed", 1); }));
+  std::string b = Enroll({{"line", "3"}});
+  std::string c = Enroll({{"line", "4"}});
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "running", "pending", 1); }));
+  auto r = fleet_->Get(kDep1).value();
+  ASSERT_EQ(r.devices.size(), 2u);
+  EXPECT_EQ(r.devices[1].id, b);
+  EXPECT_EQ(r.devices[1].wave, 1u);
+  EXPECT_FALSE(r.Find(c));
+
+  ASSERT_TRUE(store_->UpdateDeviceLabels(b, {{"line", "4"}}, {}));
+  fleet_->OnDeviceChanged(b);
+  ASSERT_TRUE(store_->UpdateDeviceLabels(c, {{"line", "3"}}, {}));
+  fleet_->OnDeviceChanged(c);
+  ASSERT_TRUE(WaitUntil([&] {
+    auto now = fleet_->Get(kDep1).value();
+    return now.Find(c) != nullptr && now.Find(b) == nullptr;
+  }));
+  EXPECT_FALSE(DirectiveOf(b));
+}
+
 }  // namespace
 }  // namespace airlock::gateway
