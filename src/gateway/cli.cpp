@@ -287,10 +287,121 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
   } else {
     rows.push_back(j);
   }
-  std::printf("%-22s %-9s %-22s %s\n", "ID", "STATE", "ENROLLED", "LABELS");
+  // What it last reported (only the list has it): online or when last seen, and each model's
+  // active version and phase.
+  auto seen_text = [](const nlohmann::json& d) -> std::string {
+    if (!d.contains("online")) {
+      return "-";
+    }
+    if (d.value("online", false)) {
+      return "online";
+    }
+    return d.contains("last_seen") && d["last_seen"].is_string()
+               ? "seen " + d["last_seen"].get<std::string>()
+               : std::string("never");
+  };
+  auto models_text = [](const nlohmann::json& d) {
+    std::string out;
+    for (const auto& m : d.value("models", nlohmann::json::array())) {
+      std::string version = m.value("active_version", "");
+      out += (out.empty() ? "" : ",") + m.value("model", "") + "@" +
+             (version.empty() ? "-" : version) + "(" + m.value("phase", "") + ")";
+    }
+    return out.empty() ? std::string("-") : out;
+  };
+  std::printf("%-22s %-9s %-22s %-28s %-24s %s\n", "ID", "STATE", "ENROLLED", "SEEN", "LABELS",
+              "MODELS");
   for (const auto& d : rows) {
-    std::printf("%-22s %-9s %-22s %s\n", d.value("id", "").c_str(), d.value("state", "").c_str(),
-                d.value("enrolled_at", "").c_str(), labels_text(d).c_str());
+    std::printf("%-22s %-9s %-22s %-28s %-24s %s\n", d.value("id", "").c_str(),
+                d.value("state", "").c_str(), d.value("enrolled_at", "").c_str(),
+                seen_text(d).c_str(), labels_text(d).c_str(), models_text(d).c_str());
+  }
+  return kExitOk;
+}
+
+// "done 2, health-window 1 of 3 (1 offline)": the non-zero statuses of a DeviceCounts' JSON.
+std::string CountsText(const nlohmann::json& counts) {
+  static constexpr const char* kOrder[] = {"pending",     "shadowing", "directed",
+                                           "activating",  "health-window", "done",
+                                           "failed",      "rolling-back",  "rolled-back"};
+  std::string out;
+  for (const char* status : kOrder) {
+    std::uint64_t n = counts.value(status, std::uint64_t{0});
+    if (n > 0) {
+      out += (out.empty() ? "" : ", ") + std::string(status) + " " + std::to_string(n);
+    }
+  }
+  out += (out.empty() ? "" : " ") + std::string("of ") +
+         std::to_string(counts.value("total", std::uint64_t{0}));
+  if (std::uint64_t offline = counts.value("offline", std::uint64_t{0}); offline > 0) {
+    out += " (" + std::to_string(offline) + " offline)";
+  }
+  return out;
+}
+
+// airlock-gateway rollouts ls | show | pause | resume | cancel, through the running gateway's API.
+int Rollouts(const std::string& gateway, const std::string& token_file, const std::string& verb,
+             const std::string& deployment, bool as_json) {
+  std::string body;
+  int called = verb == "ls" ? CallGateway(gateway, token_file, "GET", "/api/v1/rollouts", {}, body)
+               : verb == "show"
+                   ? CallGateway(gateway, token_file, "GET", "/api/v1/rollouts/" + deployment, {},
+                                 body)
+                   : CallGateway(gateway, token_file, "POST",
+                                 "/api/v1/rollouts/" + deployment + "/" + verb,
+                                 nlohmann::json::object(), body);
+  if (called != kExitOk) {
+    return called;
+  }
+  auto shown = AnswerToShow(body, as_json);
+  if (!shown) {
+    return kExitOk;
+  }
+  const nlohmann::json& j = *shown;
+  auto target = [](const nlohmann::json& r) {
+    nlohmann::json release = r.value("target", nlohmann::json::object());
+    return r.value("model", "") + " " + release.value("version", "");
+  };
+  if (verb == "ls") {
+    std::printf("%-24s %-28s %-10s %-6s %-9s %s\n", "DEPLOYMENT", "MODEL", "STATE", "WAVE",
+                "FAILURES", "DEVICES");
+    for (const auto& r : j.value("rollouts", nlohmann::json::array())) {
+      std::string wave =
+          std::to_string(r.value("wave", 0)) + "/" + std::to_string(r.value("waves", 0));
+      std::string failures = std::to_string(r.value("failures", 0)) + "/" +
+                             std::to_string(r.value("failure_limit", 0));
+      std::printf("%-24s %-28s %-10s %-6s %-9s %s\n", r.value("deployment", "").c_str(),
+                  target(r).c_str(), r.value("state", "").c_str(), wave.c_str(), failures.c_str(),
+                  CountsText(r.value("devices", nlohmann::json::object())).c_str());
+    }
+    return kExitOk;
+  }
+  std::printf("deployment:  %s\n", j.value("deployment", "").c_str());
+  std::printf("target:      %s (release %s)\n", target(j).c_str(),
+              j.value("target", nlohmann::json::object()).value("release", "").c_str());
+  std::printf("state:       %s%s\n", j.value("state", "").c_str(),
+              j.contains("reason") ? (": " + j.value("reason", "")).c_str() : "");
+  std::printf("wave:        %d of %d\n", j.value("wave", 0), j.value("waves", 0));
+  std::printf("failures:    %d (aborts at %d)\n", j.value("failures", 0),
+              j.value("failure_limit", 0));
+  std::printf("devices:     %s\n",
+              CountsText(j.value("devices", nlohmann::json::object())).c_str());
+  if (j.contains("plan")) {
+    std::printf("plan:        %s\n", j["plan"].dump().c_str());
+  }
+  std::printf("started:     %s, updated %s\n", j.value("created_at", "").c_str(),
+              j.value("updated_at", "").c_str());
+  std::printf("\n%-22s %-5s %-14s %-8s %-10s %-9s %s\n", "DEVICE", "WAVE", "STATUS", "ONLINE",
+              "PREVIOUS", "DIRECTIVE", "REASON");
+  for (const auto& d : j.value("by_device", nlohmann::json::array())) {
+    std::string previous = d.contains("previous") && d["previous"].is_object()
+                               ? d["previous"].value("version", "")
+                               : std::string("-");
+    std::printf("%-22s %-5d %-14s %-8s %-10s %-9llu %s\n", d.value("id", "").c_str(),
+                d.value("wave", 0), d.value("status", "").c_str(),
+                d.value("online", false) ? "yes" : "no", previous.c_str(),
+                static_cast<unsigned long long>(d.value("directive_version", std::uint64_t{0})),
+                d.value("reason", "").c_str());
   }
   return kExitOk;
 }
@@ -495,6 +606,28 @@ int Main(int argc, char** argv) {
     cmd->add_flag("--json", as_json, "print the API's JSON");
   }
 
+  auto* rollouts = app.add_subcommand(
+      "rollouts", "The device rollouts, one per deployment, from the running gateway's API");
+  rollouts->require_subcommand(1);
+  std::string deployment;
+  auto* r_ls = rollouts->add_subcommand("ls", "Every rollout: state, wave, devices by status");
+  auto* r_show = rollouts->add_subcommand("show", "One rollout, with a row per device");
+  auto* r_pause = rollouts->add_subcommand(
+      "pause", "Direct no new device until resumed (devices already directed carry on)");
+  auto* r_resume = rollouts->add_subcommand("resume", "Carry on where the rollout was paused");
+  auto* r_cancel = rollouts->add_subcommand(
+      "cancel", "End the rollout for good; devices stay as they are (nothing is rolled back)");
+  for (auto* cmd : {r_ls, r_show, r_pause, r_resume, r_cancel}) {
+    cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+    cmd->add_option("--token-file", token_file,
+                    "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
+        ->capture_default_str();
+    cmd->add_flag("--json", as_json, "print the API's JSON");
+    if (cmd != r_ls) {
+      cmd->add_option("deployment", deployment, "the deployment id (dep-…)")->required();
+    }
+  }
+
   std::string bundle;
   auto* import_cmd = app.add_subcommand(
       "import",
@@ -521,6 +654,12 @@ int Main(int argc, char** argv) {
       SetupLogging("warn");
       return Devices(gateway_url, token_file, cmd->get_name(), device_id, device_labels,
                      expires_in, as_json);
+    }
+  }
+  for (auto* cmd : {r_ls, r_show, r_pause, r_resume, r_cancel}) {
+    if (cmd->parsed()) {
+      SetupLogging("warn");
+      return Rollouts(gateway_url, token_file, cmd->get_name(), deployment, as_json);
     }
   }
   for (auto* cmd : {a_ls, a_show, a_approve, a_reject}) {

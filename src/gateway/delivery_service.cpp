@@ -130,6 +130,18 @@ void DeliveryService::Stop() {
   jobs_.clear();
 }
 
+void DeliveryService::SetRolloutApprovedHook(std::function<void(const DeliveryRecord&)> hook) {
+  std::lock_guard lock(mu_);
+  rollout_approved_ = std::move(hook);
+}
+
+void DeliveryService::AnnounceIfApproved(const DeliveryRecord& r) {
+  if (rollout_approved_ && r.phase == DeliveryPhase::kAvailable &&
+      r.approval == Approval::kRolloutApproved) {
+    rollout_approved_(r);
+  }
+}
+
 void DeliveryService::OnMessage(const std::string& topic, const std::string& payload) {
   {
     std::lock_guard lock(queue_mu_);
@@ -384,6 +396,19 @@ Result<DeliveryRecord> DeliveryService::ImportBundle(const std::filesystem::path
   as_offer.release = doc;
   as_offer.total_size = bundle_size;
   as_offer.expires = m.exported_at;
+  // The channel document the bundle carries, so that devices can be directed to the release
+  // (the fleet service and each device verify it; one that is not the model's channel is left
+  // out, and the rollout then has no channel to name).
+  if (auto channel_text = files->Read(delivery::kBundleChannelFile, 1 << 20)) {
+    auto channel = trust::SignedDocument::Parse(*channel_text);
+    if (channel && channel->type() == "channel" &&
+        channel->body().value("model", "") == m.model) {
+      as_offer.channel = *channel;
+    } else {
+      spdlog::warn("import: the bundle's {} is not a channel document of {}; left out",
+                   delivery::kBundleChannelFile, m.model);
+    }
+  }
   r.deployment = m.deployment_id;
   r.model = m.model;
   r.version = m.version;
@@ -413,6 +438,7 @@ Result<DeliveryRecord> DeliveryService::ImportBundle(const std::filesystem::path
   spdlog::info("import {}: {} {} for deployment {} from {} ({} bytes copied){}", r.id, r.model,
                r.version, r.deployment, bundle.string(), copied,
                by.empty() ? "" : ", by " + by);
+  AnnounceIfApproved(r);
   return r;
 }
 
@@ -564,6 +590,7 @@ void DeliveryService::HandleOffer(const delivery::DeliveryOffer& offer) {
         InheritDecision(r);
         if (store_.Put(r)) {
           SendStatus(r, GatewayState::kAvailable);
+          AnnounceIfApproved(r);
         }
         return;
       }
@@ -648,6 +675,7 @@ Result<DeliveryRecord> DeliveryService::Decide(const std::string& id, bool appro
     r.approval = Approval::kRolloutApproved;
     AIRLOCK_RETURN_IF_ERROR(store_.Put(r));
     spdlog::info("delivery {}: rollout approved by {}", id, by);
+    AnnounceIfApproved(r);
     return r;
   }
   r.approval = Approval::kOfferApproved;
@@ -785,6 +813,7 @@ void DeliveryService::Finish(const std::string& id, std::uint32_t attempt,
   spdlog::info("delivery {} ({} {}): available", id, r->model, r->version);
   if (store_.Put(*r)) {
     SendStatus(*r, GatewayState::kAvailable);
+    AnnounceIfApproved(*r);
   }
 }
 

@@ -94,6 +94,13 @@ class DeliveryService {
   [[nodiscard]] Result<DeliveryRecord> ImportBundle(const std::filesystem::path& bundle,
                                                     const std::string& by);
 
+  // hook is called with each record the service stores available and approved for rollout (the
+  // download finished under an auto policy, an operator approved the rollout, an offer found the
+  // package in the cache already, an import): the fleet service starts its rollout. It runs on
+  // the thread that changed the record, under the service's lock, so it must only hand the record
+  // over (FleetService::OnDeliveryApproved queues it). Set before Start; none by default.
+  void SetRolloutApprovedHook(std::function<void(const DeliveryRecord&)> hook);
+
   // Messages handled so far (for tests and the status page).
   std::uint64_t handled() const { return handled_.load(); }
 
@@ -121,6 +128,8 @@ class DeliveryService {
   void SendStatus(const DeliveryRecord& r, delivery::GatewayState state,
                   std::optional<delivery::DeliveryFailure> error = std::nullopt);
   void Publish(delivery::TopicKind kind, const std::string& id, const nlohmann::json& body);
+  // Calls the rollout hook when r (as just stored) is available and approved.
+  void AnnounceIfApproved(const DeliveryRecord& r);
   delivery::Envelope NewEnvelope();
 
   struct Refusal {
@@ -160,6 +169,7 @@ class DeliveryService {
   const Publisher publish_;
   const Clock& clock_;
   const delivery::Topics topics_;
+  std::function<void(const DeliveryRecord&)> rollout_approved_;
 
   std::mutex mu_;  // serialises every read-modify-write of a record, and its publishing
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -19,14 +20,39 @@ constexpr const char* kJson = "application/json";
 constexpr auto kDefaultTokenLife = std::chrono::hours(24);
 constexpr auto kLongestTokenLife = std::chrono::hours(24 * 30);
 
-json DeviceView(const DeviceRecord& d) {
-  return {{"id", d.id},
-          {"labels", d.labels},
-          {"state", d.revoked_at ? "revoked" : "enrolled"},
-          {"certificate_serial", d.cert_serial},
-          {"certificate_expires", FormatRfc3339(d.cert_not_after)},
-          {"enrolled_at", FormatRfc3339(d.enrolled_at)},
-          {"revoked_at", d.revoked_at ? json(FormatRfc3339(*d.revoked_at)) : json(nullptr)}};
+json DeviceView(const DeviceRecord& d, const DeviceStateRecord* reported = nullptr) {
+  json v = {{"id", d.id},
+            {"labels", d.labels},
+            {"state", d.revoked_at ? "revoked" : "enrolled"},
+            {"certificate_serial", d.cert_serial},
+            {"certificate_expires", FormatRfc3339(d.cert_not_after)},
+            {"enrolled_at", FormatRfc3339(d.enrolled_at)},
+            {"revoked_at", d.revoked_at ? json(FormatRfc3339(*d.revoked_at)) : json(nullptr)}};
+  if (reported == nullptr) {
+    return v;
+  }
+  // What it last said on dev/{dev}/state and dev/{dev}/online.
+  v["online"] = reported->online;
+  v["last_seen"] = reported->last_seen ? json(FormatRfc3339(*reported->last_seen)) : json(nullptr);
+  json models = json::array();
+  if (reported->state.is_object() && reported->state.contains("models") &&
+      reported->state["models"].is_array()) {
+    for (const json& m : reported->state["models"]) {
+      if (m.is_object()) {
+        models.push_back({{"model", m.value("model", "")},
+                          {"phase", m.value("phase", "")},
+                          {"active_version", m.value("active_version", "")}});
+      }
+    }
+  }
+  v["models"] = std::move(models);
+  return v;
+}
+
+void Changed(const DevicesContext& ctx, const std::string& id) {
+  if (ctx.on_change) {
+    ctx.on_change(id);
+  }
 }
 
 // The labels of body[key] (an object of strings), or an error message.
@@ -130,9 +156,20 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
       return net::SendError(res, 500, "UNKNOWN", "internal error",
                             devices.error().message());
     }
+    auto states = ctx->store->DeviceStates();
+    if (!states) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", states.error().message());
+    }
+    std::map<std::string, const DeviceStateRecord*> reported;
+    for (const DeviceStateRecord& s : *states) {
+      reported[s.device] = &s;
+    }
     json list = json::array();
     for (const DeviceRecord& d : *devices) {
-      list.push_back(DeviceView(d));
+      DeviceStateRecord never;
+      never.device = d.id;
+      auto it = reported.find(d.id);
+      list.push_back(DeviceView(d, it == reported.end() ? &never : it->second));
     }
     res.set_content(json{{"devices", list}}.dump(), kJson);
   });
@@ -149,6 +186,7 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
                   return net::SendError(res, status, "NOT_FOUND", "no such device",
                                         revoked.error().message());
                 }
+                Changed(*ctx, id);
                 auto device = ctx->store->Device(id);
                 if (!device) {
                   return net::SendError(res, 500, "UNKNOWN", "internal error",
@@ -195,6 +233,7 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
                                         status == 404 ? "no such device" : "invalid request",
                                         labels.error().message());
                 }
+                Changed(*ctx, id);
                 auto device = ctx->store->Device(id);
                 if (!device) {
                   return net::SendError(res, 500, "UNKNOWN", "internal error",
@@ -252,6 +291,7 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
                             status == 403 ? "enrollment refused" : "invalid request",
                             device.error().message());
     }
+    Changed(*ctx, device->id);
     res.status = 201;
     res.set_content(json{{"device_id", device->id},
                          {"labels", device->labels},

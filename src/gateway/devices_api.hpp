@@ -3,14 +3,17 @@
 //
 //   POST /api/v1/devices/tokens        operator: {"labels": {…}, "expires_in": "24h"} → a
 //                                      one-time enrollment token {"token", "expires_at", "labels"}
-//   GET  /api/v1/devices               operator: every enrolled device
+//   GET  /api/v1/devices               operator: every enrolled device, with what it last
+//                                      reported (online, last_seen, models: phase and version)
 //   POST /api/v1/devices/ID/revoke     operator: the device is refused from now on
+//   POST /api/v1/devices/ID/labels     operator: {"set": {k: v}, "remove": [k]}
 //   POST /api/v1/devices/enroll        a device: {"token", "csr", "labels"} → its identity
 //
 // The operator routes need `Authorization: Bearer alkop_…` (as the approvals do); enroll is
 // authenticated by the one-time token in its body. Errors have the OCI shape.
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "core/keys.hpp"
@@ -33,6 +36,9 @@ struct DevicesContext {
   std::string mqtt_prefix;
   std::chrono::seconds certificate_validity = std::chrono::hours(24 * 365);
   const Clock* clock = nullptr;
+  // Told the id of each device that enrolled, was relabelled or revoked (the fleet service's
+  // OnDeviceChanged); none: nobody is told.
+  std::function<void(const std::string& device)> on_change;
 };
 
 void InstallDevicesApi(httplib::Server& server, DevicesContext context);

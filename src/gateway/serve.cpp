@@ -13,7 +13,9 @@
 #include "gateway/cache.hpp"
 #include "gateway/devices_api.hpp"
 #include "gateway/delivery_service.hpp"
+#include "gateway/fleet_service.hpp"
 #include "gateway/registry.hpp"
+#include "gateway/rollouts_api.hpp"
 #include "gateway/state_store.hpp"
 #include "net/mqtt.hpp"
 
@@ -186,6 +188,52 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     return Report(service.error());
   }
   DeliveryService* svc = service->get();
+
+  // The fleet service: its own connection to the factory broker the devices share (DESIGN §5.1),
+  // and the fleet summary on the cloud broker.
+  net::MqttOptions fleet_mqtt_options;
+  fleet_mqtt_options.broker_url = config.factory_broker();
+  fleet_mqtt_options.client_id = config.client_id() + "-fleet";
+  // A clean session: every (re)connect subscribes anew, so the broker sends each device's
+  // retained state and online flag, the latest of each, which is all the fleet needs (a
+  // persistent session would get retained messages only for new subscriptions, and its queued
+  // messages before the handlers are registered).
+  fleet_mqtt_options.persistent_session = false;
+  auto fleet_mqtt = net::MqttClient::Create(fleet_mqtt_options);
+  if (!fleet_mqtt) {
+    return Report(fleet_mqtt.error());
+  }
+  net::MqttClient* fleet_client = fleet_mqtt->get();
+  auto publisher = [](net::MqttClient* c) {
+    return [c](const std::string& topic, const std::string& payload, bool retained) {
+      return c->Publish(
+          topic, payload,
+          net::PublishOptions{.qos = 1,
+                              .retained = retained,
+                              .content_type = payload.empty() ? "" : "application/json"});
+    };
+  };
+  FleetServiceOptions fleet_options{.gateway = config.name,
+                                    .device_prefix = config.factory_prefix(),
+                                    .hub_prefix = config.mqtt_prefix,
+                                    .directive_life = std::chrono::hours(24 * 30)};
+  auto fleet = FleetService::Create(fleet_options, *root, **store, *directive_key,
+                                    publisher(fleet_client), publisher(client), clock);
+  if (!fleet) {
+    return Report(fleet.error());
+  }
+  FleetService* fleet_svc = fleet->get();
+  svc->SetRolloutApprovedHook(
+      [fleet_svc](const DeliveryRecord& r) { fleet_svc->OnDeliveryApproved(r.id); });
+  fleet_client->SetConnectionHandler([fleet_svc](bool connected) {
+    if (connected) {
+      fleet_svc->OnDevicesConnected();
+    }
+  });
+  auto device_topics = delivery::DeviceTopics::Create(config.factory_prefix());
+  if (!device_topics) {
+    return Report(device_topics.error());
+  }
   auto topics = delivery::Topics::Create(config.mqtt_prefix);
   auto filters = topics ? topics->GatewaySubscriptions(config.name)
                         : Result<std::vector<std::string>>(Fail(topics.error()));
@@ -206,6 +254,15 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
       return Report(subscribed.error());
     }
   }
+  fleet_svc->Start();
+  for (const std::string& filter : device_topics->GatewaySubscriptions()) {
+    Status subscribed = fleet_client->Subscribe(filter, 1, [fleet_svc](const net::MqttMessage& m) {
+      fleet_svc->OnDeviceMessage(m.topic, m.payload);
+    });
+    if (!subscribed) {
+      return Report(subscribed.error());
+    }
+  }
 
   RegistryOptions registry_options;
   registry_options.address = config.http_address;
@@ -222,11 +279,17 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                          .root_document = *root_document,
                          .mqtt_broker = config.factory_broker(),
                          .mqtt_prefix = config.factory_prefix(),
-                         .clock = &clock};
+                         .certificate_validity = std::chrono::hours(24 * 365),
+                         .clock = &clock,
+                         .on_change = [fleet_svc](const std::string& device) {
+                           fleet_svc->OnDeviceChanged(device);
+                         }};
+  RolloutsContext rollouts{.store = store->get(), .fleet = fleet_svc};
   auto registry = DeviceRegistry::Start(**cache, registry_options, {},
-                                        [&approvals, &devices](httplib::Server& s) {
+                                        [&approvals, &devices, &rollouts](httplib::Server& s) {
                                           InstallApprovalsApi(s, approvals);
                                           InstallDevicesApi(s, devices);
+                                          InstallRolloutsApi(s, rollouts);
                                         });
   if (!registry) {
     return Report(registry.error());
@@ -240,6 +303,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
 
   signals.Wait();
   (*registry)->Stop();
+  fleet_svc->Stop();  // before the clients it publishes with go
+  fleet_mqtt->reset();
   mqtt->reset();  // no handler runs after this
   svc->Stop();
   return kExitOk;

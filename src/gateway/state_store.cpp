@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <limits>
 
 #include "core/digest.hpp"
 #include "core/encoding.hpp"
@@ -43,6 +44,27 @@ CREATE TABLE gw_enrollment_tokens (
   created_at  BIGINT NOT NULL,
   expires_at  BIGINT NOT NULL,
   used_by     TEXT
+))sql"},
+    {3, "device states, directives and rollouts", R"sql(
+CREATE TABLE gw_device_states (
+  device      TEXT PRIMARY KEY,
+  state       TEXT,
+  seq         BIGINT NOT NULL,
+  online      BIGINT NOT NULL,
+  last_seen   BIGINT
+);
+CREATE TABLE gw_device_directives (
+  device      TEXT PRIMARY KEY,
+  version     BIGINT NOT NULL,
+  desired     TEXT NOT NULL,
+  message     TEXT NOT NULL
+);
+CREATE TABLE gw_rollouts (
+  deployment  TEXT PRIMARY KEY,
+  model       TEXT NOT NULL,
+  started     BIGINT NOT NULL,
+  record      TEXT NOT NULL,
+  updated_at  BIGINT NOT NULL
 ))sql"},
 };
 
@@ -396,6 +418,143 @@ Result<Labels> GatewayStateStore::UpdateDeviceLabels(std::string_view id, const 
                       {LabelsText(labels), std::string(id)}));
   }));
   return labels;
+}
+
+// ---- device states, directives, rollouts ----
+
+namespace {
+
+json JsonOr(const std::string& text, json fallback) {
+  json j = json::parse(text, nullptr, false);
+  return j.is_discarded() ? fallback : j;
+}
+
+DeviceStateRecord StateFrom(const SqlRows& rows, std::size_t i) {
+  DeviceStateRecord r;
+  r.device = rows.Text(i, 0);
+  r.state = rows.IsNull(i, 1) ? json(nullptr) : JsonOr(rows.Text(i, 1), nullptr);
+  r.seq = static_cast<std::uint64_t>(rows.Int(i, 2));
+  r.online = rows.Int(i, 3) != 0;
+  if (auto seen = rows.MaybeInt(i, 4)) {
+    r.last_seen = FromUnix(*seen);
+  }
+  return r;
+}
+
+constexpr const char* kStateColumns = "device, state, seq, online, last_seen";
+
+}  // namespace
+
+Result<DeviceStateRecord> GatewayStateStore::DeviceState(std::string_view id) {
+  auto found = store::SqlQueryOne<DeviceStateRecord>(
+      *db_, std::string("SELECT ") + kStateColumns + " FROM gw_device_states WHERE device = ?",
+      {std::string(id)}, StateFrom, "no state");
+  if (!found && found.error().code() == ErrorCode::kNotFound) {
+    DeviceStateRecord none;
+    none.device = std::string(id);
+    return none;
+  }
+  return found;
+}
+
+Result<std::vector<DeviceStateRecord>> GatewayStateStore::DeviceStates() {
+  return store::SqlQueryAll<DeviceStateRecord>(
+      *db_, std::string("SELECT ") + kStateColumns + " FROM gw_device_states ORDER BY device", {},
+      StateFrom);
+}
+
+Result<bool> GatewayStateStore::PutDeviceState(std::string_view id, std::uint64_t seq,
+                                               const json& state, TimePoint now) {
+  if (seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return Fail(ErrorCode::kInvalidArgument, "seq " + std::to_string(seq) + " is out of range");
+  }
+  bool taken = false;
+  AIRLOCK_RETURN_IF_ERROR(db_->Transact([&](SqlSession& s) -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(SqlRows rows, s.Query("SELECT seq FROM gw_device_states WHERE "
+                                                   "device = ?",
+                                                   {std::string(id)}));
+    if (!rows.empty() && static_cast<std::uint64_t>(rows.Int(0, 0)) >= seq) {
+      return {};
+    }
+    taken = true;
+    return Ok(s.Query(
+        "INSERT INTO gw_device_states (device, state, seq, online, last_seen) VALUES (?, ?, ?, "
+        "0, ?) ON CONFLICT (device) DO UPDATE SET state = excluded.state, seq = excluded.seq, "
+        "last_seen = excluded.last_seen",
+        {std::string(id), state.dump(), static_cast<std::int64_t>(seq), Unix(now)}));
+  }));
+  return taken;
+}
+
+Status GatewayStateStore::SetDeviceOnline(std::string_view id, bool online, TimePoint now) {
+  return db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query(
+        "INSERT INTO gw_device_states (device, state, seq, online, last_seen) VALUES (?, NULL, 0, "
+        "?, ?) ON CONFLICT (device) DO UPDATE SET online = excluded.online, "
+        "last_seen = excluded.last_seen",
+        {std::string(id), std::int64_t{online ? 1 : 0}, Unix(now)}));
+  });
+}
+
+Result<DeviceDirectiveRecord> GatewayStateStore::DeviceDirective(std::string_view id) {
+  auto found = store::SqlQueryOne<DeviceDirectiveRecord>(
+      *db_, "SELECT device, version, desired, message FROM gw_device_directives WHERE device = ?",
+      {std::string(id)},
+      [](const SqlRows& rows, std::size_t i) {
+        DeviceDirectiveRecord r;
+        r.device = rows.Text(i, 0);
+        r.version = static_cast<std::uint64_t>(rows.Int(i, 1));
+        r.desired = JsonOr(rows.Text(i, 2), json::object());
+        r.message = rows.Text(i, 3);
+        return r;
+      },
+      "never directed");
+  if (!found && found.error().code() == ErrorCode::kNotFound) {
+    DeviceDirectiveRecord none;
+    none.device = std::string(id);
+    return none;
+  }
+  return found;
+}
+
+Status GatewayStateStore::PutDeviceDirective(const DeviceDirectiveRecord& r) {
+  return db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query(
+        "INSERT INTO gw_device_directives (device, version, desired, message) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (device) DO UPDATE SET version = excluded.version, desired = "
+        "excluded.desired, message = excluded.message",
+        {r.device, static_cast<std::int64_t>(r.version), r.desired.dump(), r.message}));
+  });
+}
+
+Status GatewayStateStore::PutRollout(std::string_view deployment, std::string_view model,
+                                     const json& record, TimePoint updated_at) {
+  return db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query(
+        "INSERT INTO gw_rollouts (deployment, model, started, record, updated_at) VALUES (?, ?, "
+        "(SELECT COALESCE(MAX(started), 0) + 1 FROM gw_rollouts), ?, ?) ON CONFLICT (deployment) "
+        "DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+        {std::string(deployment), std::string(model), record.dump(), Unix(updated_at)}));
+  });
+}
+
+Result<std::vector<StoredRollout>> GatewayStateStore::Rollouts() {
+  AIRLOCK_ASSIGN_OR_RETURN(
+      auto rows, store::SqlQueryAll<StoredRollout>(
+                     *db_, "SELECT deployment, model, started, record FROM gw_rollouts ORDER BY "
+                           "started",
+                     {}, [](const SqlRows& r, std::size_t i) {
+                       return StoredRollout{.deployment = r.Text(i, 0),
+                                            .model = r.Text(i, 1),
+                                            .started = static_cast<std::uint64_t>(r.Int(i, 2)),
+                                            .record = JsonOr(r.Text(i, 3), nullptr)};
+                     }));
+  for (const StoredRollout& r : rows) {
+    if (r.record.is_null()) {
+      return Fail(ErrorCode::kCorrupt, "the rollout record of " + r.deployment + " is not JSON");
+    }
+  }
+  return rows;
 }
 
 }  // namespace airlock::gateway

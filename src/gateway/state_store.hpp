@@ -1,7 +1,8 @@
 #pragma once
 // GatewayStateStore: what a gateway remembers across restarts (DESIGN §6, §7): one record per
 // delivery the hub offered it (the offer, what the gateway answered, the grant it works from,
-// progress, the operator's decisions) and the operators' API tokens (hashed). SQLite in the data
+// progress, the operator's decisions), the operators' API tokens (hashed), the enrolled devices,
+// what each device last reported and was last directed to, and the rollouts. SQLite in the data
 // directory (gateway.db, component "gateway_state"), next to the cache's own index.
 //
 // A delivery record is stored as one JSON document per id (DeliveryRecord::ToJson), written
@@ -105,6 +106,35 @@ struct DeviceRecord {
   TimePoint enrolled_at{};
 };
 
+// What a device last said on dev/{dev}/state and dev/{dev}/online (docs/gateway.md, "Rolling out
+// to devices"). A device that never spoke has the defaults.
+struct DeviceStateRecord {
+  std::string device;
+  nlohmann::json state;    // the last delivery::DeviceState taken (its ToJson); null before one
+  std::uint64_t seq = 0;   // its seq: a report must be above it to be taken
+  bool online = false;
+  std::optional<TimePoint> last_seen;  // the last state or online message taken
+};
+
+// What the gateway last directed a device to (the fleet service's, docs/gateway.md).
+struct DeviceDirectiveRecord {
+  std::string device;
+  std::uint64_t version = 0;  // of the last directive signed for it; 0 before the first
+  // The device's desired state over all models: {model: {"deployment": "dep-…", "active":
+  // {"version", "release"}, "shadow": {…}}} ("active" and "shadow" each optional), the latest
+  // direction any rollout gave it for that model.
+  nlohmann::json desired = nlohmann::json::object();
+  std::string message;  // the last DirectiveMessage published (JSON); "" before one, or revoked
+};
+
+// A rollout as stored: its record (gateway::Rollout::ToJson) and the order rollouts started in.
+struct StoredRollout {
+  std::string deployment;
+  std::string model;
+  std::uint64_t started = 0;  // 1 for the first rollout this gateway started, then 2, …
+  nlohmann::json record;
+};
+
 class GatewayStateStore {
  public:
   // Opens (creating) gateway.db in dir and applies its migrations.
@@ -146,6 +176,27 @@ class GatewayStateStore {
   // kNotFound for an unknown id, kInvalidArgument when it would have over kMaxDeviceLabels.
   [[nodiscard]] Result<Labels> UpdateDeviceLabels(std::string_view id, const Labels& set,
                                                   const std::vector<std::string>& remove);
+
+  // ---- what devices report, and what they are directed to (migration 3) ----
+  // The device's record, the defaults when it never spoke.
+  [[nodiscard]] Result<DeviceStateRecord> DeviceState(std::string_view id);
+  // Every device that ever spoke.
+  [[nodiscard]] Result<std::vector<DeviceStateRecord>> DeviceStates();
+  // Stores state with seq when seq is above the stored one (in one transaction, so that a replay
+  // racing a newer report cannot win); false, storing nothing, when it is not.
+  [[nodiscard]] Result<bool> PutDeviceState(std::string_view id, std::uint64_t seq,
+                                            const nlohmann::json& state, TimePoint now);
+  [[nodiscard]] Status SetDeviceOnline(std::string_view id, bool online, TimePoint now);
+  // The defaults (version 0, nothing desired) for a device never directed.
+  [[nodiscard]] Result<DeviceDirectiveRecord> DeviceDirective(std::string_view id);
+  [[nodiscard]] Status PutDeviceDirective(const DeviceDirectiveRecord& r);
+
+  // ---- rollouts (migration 3) ----
+  // Inserts (numbered after every earlier rollout) or replaces the record of deployment.
+  [[nodiscard]] Status PutRollout(std::string_view deployment, std::string_view model,
+                                  const nlohmann::json& record, TimePoint updated_at);
+  // Every rollout, in the order they started.
+  [[nodiscard]] Result<std::vector<StoredRollout>> Rollouts();
 
  private:
   explicit GatewayStateStore(std::unique_ptr<store::SqliteDatabase> db) : db_(std::move(db)) {}

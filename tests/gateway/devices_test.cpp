@@ -129,5 +129,65 @@ TEST_F(DevicesTest, ARevokeSticks) {
   EXPECT_EQ(store_->Device("dev-ffffffffffffffff").error().code(), ErrorCode::kNotFound);
 }
 
+// What a device reports is taken only with a seq above the last one, also across a reopen; the
+// online flag does not touch the report.
+TEST_F(DevicesTest, AStateIsTakenOnlyWithAHigherSeq) {
+  const std::string id = "dev-0000000000000001";
+  auto none = store_->DeviceState(id);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->state.is_null());
+  EXPECT_EQ(none->seq, 0u);
+  EXPECT_FALSE(none->last_seen);
+
+  ASSERT_TRUE(store_->SetDeviceOnline(id, true, T0()));
+  EXPECT_EQ(store_->PutDeviceState(id, 10, {{"seq", 10}}, T0() + seconds(1)).value(), true);
+  EXPECT_EQ(store_->PutDeviceState(id, 10, {{"seq", 10}, {"replayed", true}}, T0()).value(), false);
+  EXPECT_EQ(store_->PutDeviceState(id, 9, {{"seq", 9}}, T0()).value(), false);
+  auto reopened = GatewayStateStore::Open(dir_.path(), T0());
+  ASSERT_TRUE(reopened);
+  auto s = (*reopened)->DeviceState(id);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->state, (nlohmann::json{{"seq", 10}}));
+  EXPECT_EQ(s->seq, 10u);
+  EXPECT_TRUE(s->online);
+  EXPECT_EQ(s->last_seen, T0() + seconds(1));
+  ASSERT_TRUE(store_->SetDeviceOnline(id, false, T0() + seconds(2)));
+  EXPECT_EQ(store_->DeviceState(id)->state, (nlohmann::json{{"seq", 10}}));
+  EXPECT_FALSE(store_->DeviceState(id)->online);
+  EXPECT_EQ(store_->PutDeviceState(id, 11, {{"seq", 11}}, T0() + seconds(3)).value(), true);
+  EXPECT_EQ(store_->DeviceStates()->size(), 1u);
+}
+
+TEST_F(DevicesTest, DirectivesAndRolloutsAreKept) {
+  const std::string id = "dev-0000000000000001";
+  auto first = store_->DeviceDirective(id);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->version, 0u);
+  EXPECT_EQ(first->desired, nlohmann::json::object());
+  DeviceDirectiveRecord r = *first;
+  r.version = 3;
+  r.desired = {{"vib", {{"deployment", "dep-00000001"}}}};
+  r.message = "{}";
+  ASSERT_TRUE(store_->PutDeviceDirective(r));
+  auto back = store_->DeviceDirective(id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->version, 3u);
+  EXPECT_EQ(back->desired, r.desired);
+  EXPECT_EQ(back->message, "{}");
+
+  // Rollouts are numbered in the order they started; replacing one keeps its place.
+  ASSERT_TRUE(store_->PutRollout("dep-0000000b", "vib", {{"n", 1}}, T0()));
+  ASSERT_TRUE(store_->PutRollout("dep-0000000a", "vib", {{"n", 2}}, T0()));
+  ASSERT_TRUE(store_->PutRollout("dep-0000000b", "vib", {{"n", 3}}, T0() + seconds(1)));
+  auto rollouts = store_->Rollouts();
+  ASSERT_TRUE(rollouts);
+  ASSERT_EQ(rollouts->size(), 2u);
+  EXPECT_EQ((*rollouts)[0].deployment, "dep-0000000b");
+  EXPECT_EQ((*rollouts)[0].started, 1u);
+  EXPECT_EQ((*rollouts)[0].record, (nlohmann::json{{"n", 3}}));
+  EXPECT_EQ((*rollouts)[1].deployment, "dep-0000000a");
+  EXPECT_EQ((*rollouts)[1].started, 2u);
+}
+
 }  // namespace
 }  // namespace airlock::gateway

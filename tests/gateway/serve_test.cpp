@@ -22,6 +22,7 @@
 #include "core/pki.hpp"
 #include "delivery/protocol.hpp"
 #include "gateway/gateway_fixture.hpp"
+#include "gateway/serve_fixture.hpp"
 #include "net/mqtt.hpp"
 #include "support/daemon.hpp"
 #include "support/mosquitto.hpp"
@@ -41,231 +42,9 @@ using airlock::testing::WriteAll;
 using nlohmann::json;
 constexpr auto kLong = std::chrono::seconds(60);
 
-TimePoint Now() {
-  return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
-}
-
-// A root with one root key and one publisher key.
-struct Trust {
-  PrivateKey root_key = PrivateKey::Generate().value();
-  PrivateKey publisher = PrivateKey::Generate().value();
-  std::string root_text;
-  Trust() {
-    trust::Root root;
-    root.version = 1;
-    root.expires = Now() + std::chrono::hours(24 * 365);
-    root.keys.emplace(root_key.id(), root_key.public_key());
-    root.keys.emplace(publisher.id(), publisher.public_key());
-    root.roles.emplace(std::string(trust::kRoleRoot), trust::RoleSpec{{root_key.id()}, 1});
-    root.roles.emplace(std::string(trust::kRolePublisher), trust::RoleSpec{{publisher.id()}, 1});
-    trust::SignedDocument doc = trust::SignedDocument::Wrap(root.ToJson());
-    EXPECT_TRUE(doc.Sign(root_key));
-    root_text = doc.Serialize().value();
-  }
-  trust::SignedDocument Release(const std::string& model, const std::string& version,
-                                const TestPackage& p, std::vector<std::string> platforms) const {
-    trust::Release r;
-    r.model = model;
-    r.version = version;
-    r.release_counter = 1;
-    r.index_digest = Sha256Of(p.index);
-    r.index_size = p.index.size();
-    r.index_media_type = kIndexType;
-    r.platforms = std::move(platforms);
-    r.created = Now() - std::chrono::hours(1);
-    r.expires = Now() + std::chrono::hours(24 * 30);
-    trust::SignedDocument doc = trust::SignedDocument::Wrap(r.ToJson());
-    EXPECT_TRUE(doc.Sign(publisher));
-    return doc;
-  }
-};
-
-// The hub, as far as a gateway sees it.
-class FakeHub {
- public:
-  FakeHub() {
-    server_.Post("/api/v1/gateways/register", [this](const httplib::Request& req,
-                                                      httplib::Response& res) {
-      json body = json::parse(req.body, nullptr, false);
-      if (!body.is_object() || body.value("token", "") != "alkreg_good") {
-        res.status = 401;
-        res.set_content(R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"the registration token was used already"}]})",
-                        "application/json");
-        return;
-      }
-      registrations_++;
-      res.status = 201;
-      res.set_content(R"({"credential":"alk_fakecredential","name":"gw1","role":"gateway"})",
-                      "application/json");
-    });
-    server_.Get(R"(/v2/(.+)/(manifests|blobs|referrers)/(sha256:[0-9a-f]{64}))",
-                [this](const httplib::Request& req, httplib::Response& res) { Serve(req, res); });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~FakeHub() {
-    ReleaseStall();
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-  void Add(const TestPackage& p) {
-    std::lock_guard lock(mu_);
-    repository_ = p.spec.ref.repository;
-    for (const std::string& m : p.spec.manifests) {
-      manifests_[Sha256Of(m).ToString()] = m;
-    }
-    for (const std::string& b : p.blobs) {
-      blobs_[Sha256Of(b).ToString()] = b;
-    }
-    json r = Descriptor(kManifestType, p.release_manifest);
-    r["artifactType"] = kReleaseType;
-    referrers_[Sha256Of(p.index).ToString()] = r;
-  }
-  // Serves other bytes (same length) for digest.
-  void Corrupt(const Digest& d, bool on) {
-    std::lock_guard lock(mu_);
-    if (on) {
-      corrupt_.insert(d.ToString());
-    } else {
-      corrupt_.erase(d.ToString());
-    }
-  }
-  // The first GET of digest sends `bytes` bytes and then waits until ReleaseStall.
-  void StallAfter(const Digest& d, std::size_t bytes) {
-    std::lock_guard lock(mu_);
-    stall_digest_ = d.ToString();
-    stall_after_ = bytes;
-    stalled_ = false;
-  }
-  void ReleaseStall() {
-    std::lock_guard lock(mu_);
-    stall_digest_.clear();
-    cv_.notify_all();
-  }
-  std::uint64_t served(const Digest& d) {
-    std::lock_guard lock(mu_);
-    return served_[d.ToString()];
-  }
-  std::vector<std::string> ranges(const Digest& d) {
-    std::lock_guard lock(mu_);
-    return ranges_[d.ToString()];
-  }
-  int blob_gets() {
-    std::lock_guard lock(mu_);
-    return blob_gets_;
-  }
-  int registrations() const { return registrations_; }
-
- private:
-  void Serve(const httplib::Request& req, httplib::Response& res) {
-    const_cast<httplib::Request&>(req).ranges.clear();
-    std::string kind = req.matches[2], digest = req.matches[3];
-    std::unique_lock lock(mu_);
-    if (kind == "manifests" || kind == "referrers") {
-      if (req.get_header_value("Authorization") != "Bearer alk_fakecredential") {
-        res.status = 401;
-        return;
-      }
-      if (kind == "referrers") {
-        json list = {{"schemaVersion", 2}, {"mediaType", kIndexType}, {"manifests", json::array()}};
-        if (referrers_.contains(digest)) {
-          list["manifests"].push_back(referrers_[digest]);
-        }
-        res.set_content(list.dump(), kIndexType);
-        return;
-      }
-      if (!manifests_.contains(digest)) {
-        res.status = 404;
-        return;
-      }
-      res.set_content(manifests_[digest], "application/octet-stream");
-      return;
-    }
-    if (!blobs_.contains(digest)) {
-      res.status = 404;
-      return;
-    }
-    if (!req.has_param("sig") && req.get_header_value("Authorization") != "Bearer alk_fakecredential") {
-      res.status = 403;
-      return;
-    }
-    if (req.get_param_value("expires") == "0") {  // as the hub refuses a pre-signed URL too old
-      res.status = 401;
-      res.set_content(R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":"the pre-signed URL expired"}]})",
-                      "application/json");
-      return;
-    }
-    ++blob_gets_;
-    std::string bytes = blobs_[digest];
-    if (corrupt_.contains(digest)) {
-      for (char& c : bytes) {
-        c = static_cast<char>(c ^ 0x5a);
-      }
-    }
-    std::size_t offset = 0;
-    if (req.has_header("Range")) {
-      std::string range = req.get_header_value("Range");
-      ranges_[digest].push_back(range);
-      offset = std::stoull(range.substr(6));
-      if (offset >= bytes.size()) {
-        res.status = 416;
-        return;
-      }
-      res.status = 206;
-      res.set_header("Content-Range", "bytes " + std::to_string(offset) + "-" +
-                                          std::to_string(bytes.size() - 1) + "/" +
-                                          std::to_string(bytes.size()));
-    }
-    std::string body = bytes.substr(offset);
-    bool stall = digest == stall_digest_ && !stalled_;
-    if (stall) {
-      stalled_ = true;
-    }
-    std::size_t stall_at = stall ? std::min(stall_after_, body.size()) : body.size();
-    res.set_content_provider(
-        body.size(), "application/octet-stream",
-        [this, body, stall_at, digest](std::size_t off, std::size_t, httplib::DataSink& sink) {
-          std::size_t end = off < stall_at ? stall_at : body.size();
-          if (off >= stall_at) {
-            std::unique_lock l(mu_);
-            cv_.wait_for(l, std::chrono::seconds(60), [&] { return stall_digest_ != digest; });
-            if (stall_at < body.size() && off == stall_at) {
-              return false;  // the connection "breaks" after the stall
-            }
-          }
-          std::size_t n = std::min<std::size_t>(end - off, 64 * 1024);
-          if (!sink.write(body.data() + off, n)) {
-            return false;
-          }
-          std::lock_guard l(mu_);
-          served_[digest] += n;
-          return true;
-        });
-  }
-
-  httplib::Server server_;
-  std::thread thread_;
-  int port_ = 0;
-  std::atomic<int> registrations_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string repository_;
-  std::map<std::string, std::string> manifests_, blobs_;
-  std::map<std::string, json> referrers_;
-  std::set<std::string> corrupt_;
-  std::map<std::string, std::uint64_t> served_;
-  std::map<std::string, std::vector<std::string>> ranges_;
-  std::string stall_digest_;
-  std::size_t stall_after_ = 0;
-  bool stalled_ = false;
-  int blob_gets_ = 0;
-};
-
 std::string Hex(std::size_t n, char c) { return std::string(n, c); }
 
-class GatewayServe : public ::testing::Test {
+class GatewayServe : public GatewayProcessTest {
  protected:
   void SetUp() override {
     std::string big(2 << 20, '\0');
@@ -289,31 +68,6 @@ class GatewayServe : public ::testing::Test {
                                        received_.push_back(m);
                                      }));
   }
-  void TearDown() override { StopGateway(); }
-
-  std::string Config(const std::string& policy, const std::string& root = "root.json") {
-    return "name: gw1\nhub:\n  url: " + hub_.url() + "\nroot: " + (dir_ / root).string() +
-           "\ndata: " + (dir_ / "data").string() + "\nmqtt:\n  broker: " + broker_.url() +
-           "\nhttp:\n  port: 0\ncache:\n  reserve_bytes: 0\npolicy:\n" + policy +
-           "log_level: debug\n";
-  }
-
-  // Starts the gateway; returns false (with the log) when it does not come up.
-  void StartGateway(const std::string& config, const std::string& token = "alkreg_good") {
-    WriteAll(dir_ / "gateway.yaml", config);
-    std::vector<std::string> argv = {AIRLOCK_GATEWAY_BINARY, "serve", "--config",
-                                     (dir_ / "gateway.yaml").string()};
-    if (!token.empty()) {
-      argv.push_back("--register-token");
-      argv.push_back(token);
-    }
-    log_ = dir_ / ("gateway-" + std::to_string(++starts_) + ".log");
-    pid_ = airlock::testing::SpawnDaemon(argv, log_);
-    port_ = airlock::testing::WaitForServingPort(pid_, log_, kLong);
-    ASSERT_GT(port_, 0) << ReadAll(log_);
-  }
-  void StopGateway(int sig = SIGTERM) { airlock::testing::StopDaemon(pid_, sig); }
-
   delivery::DeliveryOffer Offer(const std::string& id, const std::string& model = "vib",
                                 const std::string& version = "1.0.0",
                                 std::vector<std::string> platforms = {"linux/amd64"},
@@ -406,21 +160,6 @@ class GatewayServe : public ::testing::Test {
     }
     return false;
   }
-  httplib::Client Api() { return httplib::Client("127.0.0.1", port_); }
-  std::string OperatorToken() {
-    CommandResult made = RunCommand({AIRLOCK_GATEWAY_BINARY, "token", "create", "--name", "olga",
-                                     "--config", (dir_ / "gateway.yaml").string()});
-    EXPECT_EQ(made.exit_code, 0) << made.err;
-    return made.out.substr(0, made.out.find('\n'));
-  }
-  CommandResult Cli(const std::string& token, std::vector<std::string> args) {
-    std::vector<std::string> argv = {"env", "AIRLOCK_GATEWAY_TOKEN=" + token,
-                                     AIRLOCK_GATEWAY_BINARY};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back("--gateway");
-    argv.push_back("http://127.0.0.1:" + std::to_string(port_));
-    return RunCommand(argv, {}, 60);
-  }
   std::vector<std::string> Files(const fs::path& dir) {
     std::vector<std::string> out;
     std::error_code ec;
@@ -446,20 +185,12 @@ class GatewayServe : public ::testing::Test {
     return n;
   }
 
-  airlock::testing::TempDir dir_;
-  airlock::testing::MosquittoBroker broker_;
-  FakeHub hub_;
-  Trust trust_;
   TestPackage package_;
   Digest big_ = Sha256Of("");
   std::unique_ptr<net::MqttClient> observer_;
   std::mutex mu_;
   std::vector<net::MqttMessage> received_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  int starts_ = 0;
   int messages_ = 0;
-  fs::path log_;
 };
 
 const std::string kAuto = "  offers: auto\n  rollout_approval: required\n";
