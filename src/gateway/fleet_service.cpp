@@ -15,8 +15,6 @@ namespace {
 using nlohmann::json;
 using std::chrono::seconds;
 
-constexpr std::string_view kFleetType = "gateway.fleet";
-
 json RefJson(const ReleaseRef& r) { return {{"version", r.version}, {"release", r.release}}; }
 
 // The {"version", "release"} at j[key], when it is one.
@@ -621,21 +619,40 @@ Result<delivery::DirectiveMessage> FleetService::BuildDirective(const std::strin
 }
 
 void FleetService::PublishFleet() {
-  json list = json::array();
-  for (auto it = started_.rbegin(); it != started_.rend() && list.size() < kMaxFleetRollouts;
-       ++it) {
+  // Device rows for the newest rollouts only, so that the retained message stays small.
+  constexpr std::size_t kRolloutsWithDevices = 4;
+  constexpr std::size_t kDevicesShown = 500;
+  delivery::FleetReport report;
+  report.envelope = {.message_id = NewMessageId(clock_),
+                     .sent_at = std::chrono::floor<seconds>(clock_.Now())};
+  report.gateway = options_.gateway;
+  for (auto it = started_.rbegin();
+       it != started_.rend() && report.rollouts.size() < delivery::kMaxFleetRollouts; ++it) {
     const Rollout& r = rollouts_.at(*it);
     json j = Summarize(r).ToJson();
     j["created_at"] = FormatRfc3339(r.created_at);
     j["updated_at"] = FormatRfc3339(r.updated_at);
-    list.push_back(std::move(j));
+    if (report.rollouts.size() < kRolloutsWithDevices) {
+      json rows = json::array();
+      for (const RolloutDevice& d : r.devices) {
+        if (rows.size() == kDevicesShown) {
+          j["device_status_truncated"] = true;
+          break;
+        }
+        json row = {{"id", d.id},
+                    {"wave", d.wave + 1},
+                    {"status", DeviceStatusName(d.status)},
+                    {"online", d.online}};
+        if (!d.reason.empty()) {
+          row["reason"] = d.reason;
+        }
+        rows.push_back(std::move(row));
+      }
+      j["device_status"] = std::move(rows);
+    }
+    report.rollouts.push_back(std::move(j));
   }
-  TimePoint now = std::chrono::floor<seconds>(clock_.Now());
-  json payload = {{"type", kFleetType},
-                  {"message_id", NewMessageId(clock_)},
-                  {"sent_at", FormatRfc3339(now)},
-                  {"gateway", options_.gateway},
-                  {"rollouts", std::move(list)}};
+  json payload = report.ToJson();
   auto topic = hub_topics_.Topic(delivery::TopicKind::kFleet, options_.gateway);
   Status sent = topic ? to_hub_(*topic, payload.dump(), true) : Status(Fail(topic.error()));
   if (!sent) {

@@ -67,9 +67,6 @@ struct FleetServiceOptions {
 using FleetPublisher =
     std::function<Status(const std::string& topic, const std::string& payload, bool retained)>;
 
-// The most rollouts one gw/{gw}/fleet message carries: the newest ones.
-inline constexpr std::size_t kMaxFleetRollouts = 64;
-
 class FleetService {
  public:
   // to_devices publishes on the factory broker, to_hub on the cloud broker. kInvalidArgument for

@@ -1,6 +1,5 @@
 #include "gateway/state_store.hpp"
 
-#include <openssl/rand.h>
 
 #include <array>
 #include <limits>
@@ -195,14 +194,6 @@ Result<DeliveryRecord> DeliveryRecord::FromJson(const json& j) {
   } catch (const json::exception& e) {
     return Fail(ErrorCode::kCorrupt, std::string("malformed delivery record: ") + e.what());
   }
-}
-
-Result<std::string> RandomHex(std::size_t n) {
-  std::string bytes(n, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(n)) != 1) {
-    return Fail(ErrorCode::kInternal, "the system's random source failed");
-  }
-  return HexEncode(bytes);
 }
 
 Result<std::unique_ptr<GatewayStateStore>> GatewayStateStore::Open(

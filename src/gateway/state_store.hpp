@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/encoding.hpp"  // RandomHex
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "store/sqlite_database.hpp"
@@ -203,7 +204,5 @@ class GatewayStateStore {
   std::unique_ptr<store::SqliteDatabase> db_;
 };
 
-// 2*n random hex digits from the system's CSPRNG.
-[[nodiscard]] Result<std::string> RandomHex(std::size_t n);
 
 }  // namespace airlock::gateway

@@ -377,6 +377,14 @@ TEST_F(GatewayFleet, DirectsDevicesWaveByWaveAndReportsTheFleet) {
       << FleetRollout(kDep1).dump() << ReadAll(log_);
   EXPECT_EQ(FleetRollout(kDep1)["devices"]["total"], 3);
   EXPECT_EQ(FleetRollout(kDep1)["target"]["release"], v10_.id);
+  // Down to each device, in a message the hub's parser takes.
+  ASSERT_EQ(FleetRollout(kDep1)["device_status"].size(), 3u);
+  EXPECT_EQ(FleetRollout(kDep1)["device_status"][0]["status"], "done");
+  {
+    std::lock_guard lock(mu_);
+    auto parsed = delivery::FleetReport::FromJson(fleet_);
+    EXPECT_TRUE(parsed) << parsed.error().ToString();
+  }
   EXPECT_FALSE(other.LastPayload());  // not selected
 
   // The operator sees it over the API and the CLI, and each device's model.
