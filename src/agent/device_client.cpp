@@ -235,20 +235,27 @@ DeviceClient::~DeviceClient() {
 }
 
 void DeviceClient::WorkerLoop() {
-  // Resume: every journaled activation first, then the directive applied last (in case the agent
-  // stopped between trusting it and starting its targets; the machines ignore what they have).
-  for (const auto& [model, a] : std::map(activations_)) {
-    Drive(model, Restarted{});
-  }
+  // Resume. The directive applied last first (it was verified before it was saved): its packages
+  // and documents serve the journaled activations, which resume next. Then the directive is
+  // applied again, in case the agent stopped between trusting it and starting its targets (the
+  // machines ignore what they have).
+  std::optional<delivery::DirectiveMessage> saved;
   if (auto text = ReadFile(state_dir_ / "directive.json", kMaxDirectiveBytes)) {
     auto j = delivery::ParsePayload(*text);
     auto message = j ? delivery::DirectiveMessage::FromJson(*j)
                      : Result<delivery::DirectiveMessage>(Fail(j.error()));
     if (message) {
-      HandleDirective(*message, /*replay=*/true);
+      saved = *message;
+      directive_ = std::move(*message);
     } else {
       spdlog::error("state/directive.json: {}", message.error().ToString());
     }
+  }
+  for (const auto& [model, a] : std::map(activations_)) {
+    Drive(model, Restarted{});
+  }
+  if (saved) {
+    HandleDirective(*saved, /*replay=*/true);
   }
   std::unique_lock lock(mu_);
   while (!stopping_) {
