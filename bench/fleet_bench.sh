@@ -132,7 +132,7 @@ policy:
   offers: auto
   rollout_approval: auto
 YAML
-  serve "$name" "$bin/airlock-gateway" serve --config "$name.yaml" --log-level warn
+  serve "$name" "$bin/airlock-gateway" serve --config "$name.yaml"
   gateway=$served
   operator=$("$bin/airlock-gateway" token create --name bench --config "$name.yaml" | head -n 1)
   for ((d = 1; d <= n; d++)); do
