@@ -50,17 +50,8 @@ command -v jq >/dev/null || die "no jq"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_DELIVERY_RUNS must be a whole number"
 
 work=$(mktemp -d "${BENCH_TMPDIR:-$build_dir}/bench-delivery.XXXXXX")
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_name=delivery_bench
+source "$bench_dir/daemons.sh"
 
 # At most at once: the package, the hub's copy, one gateway's cache and one curl copy.
 free_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
@@ -68,26 +59,8 @@ need_mb=$((size_mb * 4 + 512))
 ((free_mb >= need_mb)) || die "$work has ${free_mb} MiB free; need about ${need_mb} MiB"
 cd "$work"
 
-now() { date +%s.%N; }
 # CPU seconds (user + system) a process has used so far.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Starts a daemon (output in NAME.out) and sets served to the URL it says it serves on.
-serve() {
-  local name=$1 i
-  shift
-  "$@" >"$name.out" 2>&1 &
-  pids+=($!)
-  for ((i = 0; i < 600; i++)); do
-    served=$(sed -n 's/.*serving on \(http:[^ ]*\).*/\1/p' "$name.out" | head -n 1)
-    [[ -n $served ]] && return 0
-    kill -0 "${pids[-1]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "delivery_bench: $name did not start:" >&2
-  cat "$name.out" >&2
-  exit 1
-}
 stop_last() {  # SIGNAL: stops the daemon started last
   local pid=${pids[-1]}
   kill "-$1" "$pid" 2>/dev/null || true
