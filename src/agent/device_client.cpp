@@ -50,6 +50,15 @@ std::uint64_t ClaimedVersion(const trust::SignedDocument& doc) {
   return it != body.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
 }
 
+Result<delivery::DirectiveMessage> ParseDirectiveMessage(std::string_view payload) {
+  if (payload.size() > kMaxDirectiveBytes) {
+    return Fail(ErrorCode::kCorrupt, "a directive of " + std::to_string(payload.size()) +
+                                         " bytes is over the limit");
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(json j, delivery::ParsePayload(payload));
+  return delivery::DirectiveMessage::FromJson(j);
+}
+
 std::uint64_t FreeBytes(const fs::path& dir) {
   struct statvfs vfs {};
   if (::statvfs(dir.c_str(), &vfs) != 0) {
@@ -241,9 +250,7 @@ void DeviceClient::WorkerLoop() {
   // machines ignore what they have).
   std::optional<delivery::DirectiveMessage> saved;
   if (auto text = ReadFile(state_dir_ / "directive.json", kMaxDirectiveBytes)) {
-    auto j = delivery::ParsePayload(*text);
-    auto message = j ? delivery::DirectiveMessage::FromJson(*j)
-                     : Result<delivery::DirectiveMessage>(Fail(j.error()));
+    auto message = ParseDirectiveMessage(*text);
     if (message) {
       saved = *message;
       directive_ = std::move(*message);
@@ -270,13 +277,7 @@ void DeviceClient::WorkerLoop() {
       if (payload->empty()) {
         spdlog::warn("the gateway withdrew this device's directive (revoked?); serving on as is");
       } else {
-        auto j = payload->size() > kMaxDirectiveBytes
-                     ? Result<json>(Fail(ErrorCode::kCorrupt, "a directive of " +
-                                                                  std::to_string(payload->size()) +
-                                                                  " bytes is over the limit"))
-                     : delivery::ParsePayload(*payload);
-        auto message = j ? delivery::DirectiveMessage::FromJson(*j)
-                         : Result<delivery::DirectiveMessage>(Fail(j.error()));
+        auto message = ParseDirectiveMessage(*payload);
         if (message) {
           HandleDirective(*message, /*replay=*/false);
         } else {
