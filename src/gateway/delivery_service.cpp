@@ -135,6 +135,11 @@ void DeliveryService::SetRolloutApprovedHook(std::function<void(const DeliveryRe
   rollout_approved_ = std::move(hook);
 }
 
+void DeliveryService::SetCancelledHook(std::function<void(const DeliveryRecord&)> hook) {
+  std::lock_guard lock(mu_);
+  cancelled_ = std::move(hook);
+}
+
 void DeliveryService::AnnounceIfApproved(const DeliveryRecord& r) {
   if (rollout_approved_ && r.phase == DeliveryPhase::kAvailable &&
       r.approval == Approval::kRolloutApproved) {
@@ -1172,6 +1177,9 @@ void DeliveryService::HandleCancel(const delivery::DeliveryCancel& cancel) {
     }
   }
   StopJob(r.id);
+  if (cancelled_) {
+    cancelled_(r);
+  }
   auto unpinned = cache_.Unpin(r.id);
   if (!unpinned) {
     spdlog::error("delivery {}: {}", r.id, unpinned.error().ToString());

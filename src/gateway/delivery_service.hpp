@@ -100,6 +100,9 @@ class DeliveryService {
   // the thread that changed the record, under the service's lock, so it must only hand the record
   // over (FleetService::OnDeliveryApproved queues it). Set before Start; none by default.
   void SetRolloutApprovedHook(std::function<void(const DeliveryRecord&)> hook);
+  // hook is called with each record the hub cancels (after it is stored cancelled, outside the
+  // service's lock): the fleet service cancels the deployment's rollout. Set before Start.
+  void SetCancelledHook(std::function<void(const DeliveryRecord&)> hook);
 
   // Messages handled so far (for tests and the status page).
   std::uint64_t handled() const { return handled_.load(); }
@@ -170,6 +173,7 @@ class DeliveryService {
   const Clock& clock_;
   const delivery::Topics topics_;
   std::function<void(const DeliveryRecord&)> rollout_approved_;
+  std::function<void(const DeliveryRecord&)> cancelled_;
 
   std::mutex mu_;  // serialises every read-modify-write of a record, and its publishing
 

@@ -799,9 +799,25 @@ Result<Rollout> FleetService::Get(const std::string& deployment) {
   return it->second;
 }
 
+void FleetService::OnDeploymentCancelled(const std::string& deployment,
+                                         const std::string& reason) {
+  Enqueue([this, deployment, reason] {
+    auto cancelled = ControlLocked(deployment, Command::kCancel,
+                                   "the hub" + (reason.empty() ? "" : " (" + reason + ")"));
+    if (!cancelled && cancelled.error().code() != ErrorCode::kNotFound) {
+      spdlog::info("fleet: the hub cancelled {}: {}", deployment, cancelled.error().message());
+    }
+  });
+}
+
 Result<Rollout> FleetService::Control(const std::string& deployment, Command command,
                                       const std::string& by) {
   std::lock_guard lock(mu_);
+  return ControlLocked(deployment, command, by);
+}
+
+Result<Rollout> FleetService::ControlLocked(const std::string& deployment, Command command,
+                                            const std::string& by) {
   auto it = rollouts_.find(deployment);
   if (it == rollouts_.end()) {
     return Fail(ErrorCode::kNotFound, "no rollout of " + deployment + " on this gateway");

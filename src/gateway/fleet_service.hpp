@@ -91,6 +91,9 @@ class FleetService {
   void OnDeviceMessage(const std::string& topic, const std::string& payload);
   // A delivery stored available and approved (DeliveryService's hook).
   void OnDeliveryApproved(const std::string& delivery_id);
+  // The hub cancelled a delivery of deployment (DeliveryService's hook): its rollout here is
+  // cancelled too (devices are left as they are, as when the operator cancels it).
+  void OnDeploymentCancelled(const std::string& deployment, const std::string& reason);
   // A device enrolled, was relabelled or revoked (the devices API).
   void OnDeviceChanged(const std::string& device);
   // The factory broker connection came (back): directions that could not be published go now.
@@ -117,6 +120,8 @@ class FleetService {
                delivery::Topics hub_topics);
 
   void Enqueue(std::function<void()> job);
+  Result<Rollout> ControlLocked(const std::string& deployment, Command command,
+                                const std::string& by);
   void WorkerLoop();
 
   // ---- under mu_ ----

@@ -225,6 +225,9 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   FleetService* fleet_svc = fleet->get();
   svc->SetRolloutApprovedHook(
       [fleet_svc](const DeliveryRecord& r) { fleet_svc->OnDeliveryApproved(r.id); });
+  svc->SetCancelledHook([fleet_svc](const DeliveryRecord& r) {
+    fleet_svc->OnDeploymentCancelled(r.deployment, r.message);
+  });
   fleet_client->SetConnectionHandler([fleet_svc](bool connected) {
     if (connected) {
       fleet_svc->OnDevicesConnected();

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/digest.hpp"
@@ -488,6 +489,28 @@ TEST_F(GatewayFleet, FailuresAtTheThresholdAbortAndDevicesGoBackToTheirPreviousR
   // The updated device goes back; the rollout follows it to rolled-back.
   d[0]->Report("active", "0.9.0", v09_.id);
   ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep2, "aborted", "rolled-back", 1); }, kWait));
+}
+
+// The hub cancelling the delivery (its deployment was cancelled while the gateway already held
+// the package) cancels the rollout too: nobody new is directed.
+TEST_F(GatewayFleet, AHubCancelStopsTheRollout) {
+  auto d = Sorted({&Enroll({}), &Enroll({})});
+  Connect();
+  Deliver(kDlv1, kDep1, v10_, trust_.Channel("vib", "production", 1, {v10_.release}),
+          {{"selector", json::object()}, {"strategy", Strategy()}});
+  ASSERT_TRUE(WaitUntil([&] { return d[0]->Directive().has_value(); }, kWait)) << ReadAll(log_);
+  delivery::DeliveryCancel cancel{.envelope = {.message_id = "c" + kDlv1, .sent_at = Now()},
+                                  .delivery_id = kDlv1,
+                                  .reason = "deployment cancelled by rm"};
+  auto topics = delivery::Topics::Create().value();
+  ASSERT_TRUE(hub_mqtt_->Publish(topics.Topic(delivery::TopicKind::kCancel, "gw1", kDlv1).value(),
+                                 cancel.ToJson().dump()));
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "cancelled"); }, kWait)) << ReadAll(log_);
+  EXPECT_NE(FleetRollout(kDep1)["reason"].get<std::string>().find("the hub"), std::string::npos)
+      << FleetRollout(kDep1).dump();
+  d[0]->Report("active", "1.0.0", v10_.id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(d[1]->LastPayload());
 }
 
 TEST_F(GatewayFleet, PauseResumeAndCancelOverTheApi) {
