@@ -286,6 +286,8 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
     std::optional<int> max_in_flight;
     std::string health_window;
     std::string failure_threshold;
+    std::string shadow;
+    std::optional<std::uint64_t> shadow_compared;
     HubFlags hub;
   };
   auto a = std::make_shared<Args>();
@@ -301,6 +303,11 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
                   "how long a wave must stay healthy before the next, e.g. 5m");
   cmd->add_option("--failure-threshold", a->failure_threshold,
                   "share of failed devices that halts the rollout, e.g. 10%");
+  cmd->add_option("--shadow", a->shadow,
+                  "run the release in shadow on each device first; it goes active once this "
+                  "share of its answers agreed with the active model's, e.g. 99%");
+  cmd->add_option("--shadow-compared", a->shadow_compared,
+                  "with --shadow: how many answers to compare first (default 1)");
   AddHubFlags(cmd, a->hub);
   cmd->callback([&action, a] {
     action = [a]() -> int {
@@ -353,6 +360,25 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
                                   ": want a share like 10% or a device count"));
         }
         strategy["failure_threshold"] = a->failure_threshold;
+      }
+      if (!a->shadow.empty() || a->shadow_compared) {
+        double share = 0;
+        std::size_t used = 0;
+        bool percent = !a->shadow.empty() && a->shadow.back() == '%';
+        try {
+          share = std::stod(a->shadow.substr(0, a->shadow.size() - (percent ? 1 : 0)), &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (!percent || used + 1 != a->shadow.size() || share < 0 || share > 100) {
+          return UsageError(Usage("--shadow " + a->shadow +
+                                  ": want the share of answers that must agree, e.g. 99%"));
+        }
+        if (a->shadow_compared && *a->shadow_compared < 1) {
+          return UsageError(Usage("--shadow-compared must be at least 1"));
+        }
+        strategy["shadow"] = {{"min_agreement", share / 100},
+                              {"min_compared", a->shadow_compared.value_or(1)}};
       }
       if (!strategy.empty()) {
         request["strategy"] = strategy;

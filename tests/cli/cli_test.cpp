@@ -78,6 +78,13 @@ TEST_F(CliTest, HubCommandsRefuseBadArgumentsWithTwo) {
         "150%");
   usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--selector", "line", hub},
         "want key=value");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--shadow", "0.99", hub},
+        "--shadow 0.99: want the share of answers that must agree, e.g. 99%");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--shadow", "150%", hub},
+        "--shadow 150%");
+  usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--shadow", "99%",
+         "--shadow-compared", "0", hub},
+        "--shadow-compared must be at least 1");
   usage({"deploy", "m", "--channel", "production", "--gateway", "g", "--health-window", "5x", hub},
         "--health-window");
   usage({"gateways", "token", "--expires-in", "tomorrow", hub}, "--expires-in");

@@ -298,7 +298,7 @@ TEST_F(RegistryCli, DeployListShowStatusAndCancel) {
       "release-manager", {"deploy", "vibration-anomaly", "--channel", "production", "--gateway",
                           "plant-1-line-3", "--selector", "line=3", "--waves", "1,10%,100%",
                           "--max-in-flight", "2", "--health-window", "5m", "--failure-threshold",
-                          "10%"});
+                          "10%", "--shadow", "95%", "--shadow-compared", "50"});
   ASSERT_EQ(deployed.exit_code, 0) << deployed.err;
   std::string id = deployed.out.substr(0, deployed.out.find('\n'));
   ASSERT_FALSE(id.empty());
@@ -320,6 +320,8 @@ TEST_F(RegistryCli, DeployListShowStatusAndCancel) {
   json all = json::parse(listed.out)["deployments"];
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0]["strategy"]["waves"], json::array({"1", "10%", "100%"}));
+  EXPECT_EQ(all[0]["strategy"]["shadow"]["min_compared"], 50);
+  EXPECT_DOUBLE_EQ(all[0]["strategy"]["shadow"]["min_agreement"].get<double>(), 0.95);
   EXPECT_EQ(all[0]["selector"]["line"], "3");
 
   CommandResult status = As("viewer", {"status", id});
