@@ -1,7 +1,8 @@
 // Factory → device with every part real: Mosquitto, `airlock-hub serve`, `airlock-gateway serve`
 // and three `airlock-agent serve` processes (cameras enrolled with the gateway), driven through
 // the commands their users run. Rollouts in waves to the visual-inspection example, a second
-// version, agents killed with SIGKILL mid-activation and one offline during a rollout, a version
+// version, a shadow gate passed on live traffic, agents killed with SIGKILL mid-activation and one
+// offline during a rollout, a version
 // that fails validation on the device (the rollout aborts and the canary rolls back), a forged
 // directive, and a revoked device.
 
@@ -59,6 +60,9 @@ class FleetSystem : public DeliverySystem {
         for (const auto& model : s->models) {
           phases_[s->device].push_back(model.phase +
                                        (model.error ? ":" + model.error->code : ""));
+          if (model.shadow) {
+            agreed_[s->device] = std::max(agreed_[s->device], model.shadow->agreed);
+          }
         }
       }
     }));
@@ -111,11 +115,14 @@ class FleetSystem : public DeliverySystem {
                                                     g_world->key("manager").string()});
     ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
   }
-  std::string DeployToLine3(const std::string& health_window = "2s") {
-    CommandResult deployed =
-        As("release-manager", {"deploy", kModel, "--channel", "production", "--gateway", "plant-1",
-                               "--selector", "line=3", "--waves", "1,100%", "--health-window",
-                               health_window, "--failure-threshold", "1", "--json"});
+  std::string DeployToLine3(const std::string& health_window = "2s",
+                            std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"deploy", kModel, "--channel", "production", "--gateway",
+                                     "plant-1", "--selector", "line=3", "--waves", "1,100%",
+                                     "--health-window", health_window, "--failure-threshold", "1",
+                                     "--json"};
+    args.insert(args.end(), more.begin(), more.end());
+    CommandResult deployed = As("release-manager", args);
     EXPECT_EQ(deployed.exit_code, 0) << deployed.err;
     return json::parse(deployed.out, nullptr, false).value("id", "");
   }
@@ -141,6 +148,14 @@ class FleetSystem : public DeliverySystem {
       }
     }
     return "";
+  }
+  // One picture through the camera's pipeline; true when it answered.
+  bool Predict(const Camera& c) {
+    httplib::Client client("127.0.0.1", c.port);
+    auto r = client.Post("/api/v1/models/" + kModel + "/predict",
+                         ReadAll(SourceDir() / "examples" / kModel / "samples/1/image.png"),
+                         "image/png");
+    return r && r->status == 200;
   }
   // The phase the camera's activation journal records ("" before any).
   std::string JournalPhase(const Camera& c) {
@@ -180,6 +195,7 @@ class FleetSystem : public DeliverySystem {
   std::mutex mu_;
   std::map<std::string, delivery::DeviceState> states_;
   std::map<std::string, std::vector<std::string>> phases_;  // every report's "phase[:error]"
+  std::map<std::string, std::uint64_t> agreed_;  // the most shadow answers a device said agreed
   std::string last_deployment_;
 };
 
@@ -244,6 +260,41 @@ TEST_F(FleetSystem, RollsOutInWavesAndSurvivesKillsAndAnOfflineDevice) {
   StartAgent(c);  // back: its retained directive brings it up to date
   ASSERT_TRUE(WaitForFleet(second, "complete", 3)) << Logs();
   EXPECT_EQ(Serves(c), "1.1.0");
+}
+
+// The shadow gate: 1.1.0 first runs in shadow beside 1.0.0 on every camera, on the pictures they
+// are sent; each becomes active only once 5 of its answers were compared and all agreed.
+TEST_F(FleetSystem, AShadowGateLetsAVersionGoActiveOnlyAfterItAgreedOnLiveTraffic) {
+  std::string first = last_deployment_ = DeployToLine3("0s");
+  ASSERT_TRUE(WaitForFleet(first, "complete", 3)) << Logs();
+  Promote("1.1.0");
+  std::string shadowed = last_deployment_ =
+      DeployToLine3("0s", {"--shadow", "100%", "--shadow-compared", "5"});
+  // No traffic, no agreement: the canary waits in shadow, still answering with 1.0.0.
+  ASSERT_TRUE(WaitUntil([&] {
+    json f = Fleet(shadowed);
+    return f.is_object() && f["devices"]["shadowing"] == 1;
+  }, kLong, 300ms)) << Logs();
+  std::this_thread::sleep_for(1s);
+  for (const Camera& c : cameras_) {
+    EXPECT_EQ(Serves(c), "1.0.0") << c.name;
+  }
+  // Pictures for every camera until the rollout is through.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        for (const Camera& c : cameras_) {
+          Predict(c);
+        }
+        json f = Fleet(shadowed);
+        return f.is_object() && f["state"] == "complete" && f["devices"]["done"] == 3;
+      },
+      kLong, 100ms))
+      << Logs();
+  for (const Camera& c : cameras_) {
+    EXPECT_EQ(Serves(c), "1.1.0") << c.name;
+    std::lock_guard lock(mu_);
+    EXPECT_GE(agreed_[c.id], 5u) << c.name << " reported no agreement before going active";
+  }
 }
 
 // A version whose samples do not reproduce fails on the canary: the rollout aborts at the
