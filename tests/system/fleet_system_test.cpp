@@ -2,9 +2,8 @@
 // and three `airlock-agent serve` processes (cameras enrolled with the gateway), driven through
 // the commands their users run. Rollouts in waves to the visual-inspection example, a second
 // version, a shadow gate passed on live traffic, agents killed with SIGKILL mid-activation and one
-// offline during a rollout, a version
-// that fails validation on the device (the rollout aborts and the canary rolls back), a forged
-// directive, and a revoked device.
+// offline during a rollout, a version that fails validation on the device (the rollout aborts and
+// the canary rolls back), a forged directive, and a revoked device.
 
 #include <gtest/gtest.h>
 #include <httplib.h>
