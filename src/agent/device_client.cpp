@@ -326,6 +326,12 @@ const trust::SignedDocument* DeviceClient::ReleaseDocument(const std::string& re
 
 void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bool replay) {
   const TimePoint now = Now();
+  if (!replay && trusted_.directive_version != 0 &&
+      ClaimedVersion(message.directive) == trusted_.directive_version) {
+    // The retained copy of what was applied, read again after a reconnect: nothing to do, even
+    // once it has expired (expiry stops a directive from being applied, not from having been).
+    return;
+  }
   auto directive = trust::VerifyDirective(message.directive, *directive_key_,
                                           identity_.device_id, trusted_.directive_version, now);
   if (!directive) {
@@ -333,9 +339,6 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
       Refuse(ClaimedVersion(message.directive), directive.error());
     }
     return;
-  }
-  if (directive->version == trusted_.directive_version && !replay) {
-    return;  // the retained copy again, after a reconnect
   }
 
   // Every entry must check out before any is acted on.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "agent/agent_fixture.hpp"
 #include "agent/enrollment.hpp"
@@ -340,6 +341,19 @@ TEST_F(DeviceClientTest, BadDirectivesAreRefusedAndTheNextGoodOneApplies) {
   EXPECT_EQ(State()->directive_version, 10u);
   EXPECT_FALSE(State()->refused);
   EXPECT_EQ(Served(), "1.1.0");
+
+  // The applied directive read again once expired (a reconnect a month later) is no refusal:
+  // expiry stops a directive from being applied, not from having been.
+  auto old = Directive(10, v2, 2, channel2, {&v2});
+  body = trust::Directive::FromJson(old.directive.body()).value();
+  body.issued -= hours(48);
+  body.expires = body.issued + hours(1);
+  old.directive = trust::SignDirective(body, *gateway_key_).value();
+  Send(old);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // taken on its own, not coalesced
+  Send(Directive(11, v2, 2, channel2, {&v2}));  // a marker: handled after the one above
+  ASSERT_TRUE(WaitUntil([&] { return State()->directive_version == 11; })) << Dump();
+  EXPECT_FALSE(State()->refused) << Dump();
 }
 
 // A version whose samples do not reproduce fails validation and the device rolls back to what
