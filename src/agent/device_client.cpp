@@ -655,6 +655,19 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
   }
   net::PullOptions pull;
   pull.replace = true;
+  // Blobs an installed version shares (the weights of a release that changed only its pipeline,
+  // the samples) are copied from the store, checked, rather than fetched again.
+  const std::vector<InstalledModel> on_disk = Installed();
+  pull.local_blob = [&on_disk](const Digest& d) -> std::optional<fs::path> {
+    for (const InstalledModel& m : on_disk) {
+      fs::path blob = m.path / "blobs" / "sha256" / d.hex();
+      std::error_code ec;
+      if (fs::is_regular_file(blob, ec)) {
+        return blob;
+      }
+    }
+    return std::nullopt;
+  };
   std::uint64_t last_logged = 0;
   pull.progress = [&](const std::string& label, std::uint64_t done, std::uint64_t total) {
     if (done == total || done - last_logged >= (16u << 20)) {
@@ -667,8 +680,9 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
   if (!pulled) {
     return failed("download", pulled.error().ToString());
   }
-  spdlog::info("{} {}: downloaded {} bytes in {} blobs from {}", model, action.version,
-               pulled->bytes, pulled->blobs, url);
+  spdlog::info("{} {}: downloaded {} bytes in {} blobs from {}, {} bytes in {} blobs reused",
+               model, action.version, pulled->bytes, pulled->blobs, url, pulled->reused_bytes,
+               pulled->reused);
   return PhaseDone{Phase::kDownloading, action.release};
 }
 

@@ -313,6 +313,20 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
   }
   for (const auto& d : blobs) {
     std::string label = LabelOf(d);
+    if (options.local_blob) {
+      if (auto local = options.local_blob(d.digest)) {
+        fs::path to = blob_dir / d.digest.hex();
+        auto copied = HashCopy(*local, to);
+        if (copied && copied->digest == d.digest && copied->size == d.size) {
+          stored.insert(d.digest);
+          ++result.reused;
+          result.reused_bytes += d.size;
+          say("reused   " + Short(d.digest) + "  " + std::to_string(d.size) + " bytes  " + label);
+          continue;
+        }
+        fs::remove(to, ec);  // not the blob after all: fetch it
+      }
+    }
     TransferProgress progress;
     if (options.progress) {
       progress = [&](std::uint64_t n, std::uint64_t t) {
@@ -325,7 +339,7 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
     result.bytes += d.size;
     say("pulled   " + Short(d.digest) + "  " + std::to_string(d.size) + " bytes  " + label);
   }
-  result.blobs = blobs.size();
+  result.blobs = blobs.size() - result.reused;
 
   // index.json as `airlock pack` and `airlock sign` write it.
   pkg::Index layout_index;

@@ -65,14 +65,20 @@ struct PullOptions {
   bool replace = false;  // replace an existing package at the output
   SayFn say;
   LabelledProgress progress;
+  // Where a blob may already be on this machine (an installed package's copy), asked before each
+  // download: the file is copied in only when its size and SHA-256 are the blob's; otherwise, or
+  // when it names no file, the blob is fetched as usual.
+  std::function<std::optional<std::filesystem::path>(const Digest&)> local_blob;
 };
 
 struct PullResult {
   std::string name;
   std::string version;
   pkg::Descriptor index;
-  std::size_t blobs = 0;
-  std::uint64_t bytes = 0;
+  std::size_t blobs = 0;     // fetched from the registry
+  std::uint64_t bytes = 0;   // their bytes
+  std::size_t reused = 0;    // copied from local_blob instead
+  std::uint64_t reused_bytes = 0;
   std::optional<Digest> release_manifest;
   std::size_t releases_found = 0;  // release referrers the registry lists for the index
 };

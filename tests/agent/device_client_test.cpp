@@ -254,6 +254,18 @@ TEST_F(DeviceClientTest, DirectivesActivateUpgradeAndRollBackAndARestartKeepsThe
   EXPECT_EQ(State()->directive_version, 1u);
   EXPECT_EQ(State()->models[0].active_release, v1.id.ToString());
 
+  // 1.1.0 shares its model weights with 1.0.0: the device copies them from its store instead of
+  // fetching them again. (The registry's copy is damaged to prove it: fetched, they would fail.)
+  {
+    auto reader = pkg::LayoutReader::Open(tmp_ / "affine-1.1.0-2.tar").value();
+    auto package = pkg::LoadPackage(*reader, "1.1.0").value();
+    auto weights = package.variants[0].Layers(pkg::media::kModelWeight);
+    ASSERT_FALSE(weights.empty());
+    fs::path stored = registry_.BlobDataPath(weights[0]->digest.hex());
+    std::string bytes = ReadFile(stored).value();
+    bytes[bytes.size() / 2] ^= 0x5a;
+    ASSERT_TRUE(WriteFileAtomic(stored, bytes));
+  }
   auto channel2 = Channel(2, {&v2, &v1});
   Send(Directive(2, v2, 2, channel2, {&v2}));
   ASSERT_TRUE(WaitForModel("active", "1.1.0")) << Dump();
