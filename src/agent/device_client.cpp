@@ -610,6 +610,8 @@ void DeviceClient::StopShadow(const std::string& model) {
   shadows_.erase(it);
 }
 
+fs::path DeviceClient::FetchedDir() const { return state_dir_ / "downloads" / "fetched"; }
+
 fs::path DeviceClient::DownloadDir(const std::string& release) const {
   std::string hex = release.substr(release.find(':') + 1);
   return state_dir_ / "downloads" / hex;
@@ -656,17 +658,27 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
   net::PullOptions pull;
   pull.replace = true;
   // Blobs an installed version shares (the weights of a release that changed only its pipeline,
-  // the samples) are copied from the store, checked, rather than fetched again.
+  // the samples), and those a pull killed earlier had fetched (linked into fetched/ as they
+  // arrive), are copied in, checked, rather than fetched again.
   const std::vector<InstalledModel> on_disk = Installed();
-  pull.local_blob = [&on_disk](const Digest& d) -> std::optional<fs::path> {
+  const fs::path kept = FetchedDir();
+  pull.local_blob = [&on_disk, &kept](const Digest& d) -> std::optional<fs::path> {
+    std::vector<fs::path> places = {kept / d.hex()};
     for (const InstalledModel& m : on_disk) {
-      fs::path blob = m.path / "blobs" / "sha256" / d.hex();
+      places.push_back(m.path / "blobs" / "sha256" / d.hex());
+    }
+    for (const fs::path& blob : places) {
       std::error_code ec;
       if (fs::is_regular_file(blob, ec)) {
         return blob;
       }
     }
     return std::nullopt;
+  };
+  pull.fetched = [&kept](const Digest& d, const fs::path& blob) {
+    std::error_code ec;
+    fs::create_directories(kept, ec);
+    fs::create_hard_link(blob, kept / d.hex(), ec);  // best effort: a resume fetches it again
   };
   std::uint64_t last_logged = 0;
   pull.progress = [&](const std::string& label, std::uint64_t done, std::uint64_t total) {
@@ -737,6 +749,7 @@ Event DeviceClient::Stage(const std::string& model, const Action& action) {
   std::error_code ec;
   fs::remove_all(dir, ec);
   fs::remove(dir.string() + ".release.json", ec);
+  fs::remove_all(FetchedDir(), ec);  // installed: the store has every blob now
   return PhaseDone{Phase::kStaged, action.release};
 }
 

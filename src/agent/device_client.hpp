@@ -14,7 +14,8 @@
 //
 // The actions of the machine are performed here, in order, on one worker thread:
 //   download  the package from the gateway's registry (/v2/REPOSITORY by the release's index
-//             digest) into STORE/state/downloads/, after checking the free disk;
+//             digest) into STORE/state/downloads/, after checking the free disk; blobs an
+//             installed version has, or that a killed pull had fetched, are copied, not fetched;
 //   verify    the download against the directive's release document and the pinned root;
 //   stage     install it into the model store (no counter floor: the channel decides);
 //   load      ModelRepository::Preload: loaded, warmed up and the samples validated, not serving;
@@ -128,6 +129,8 @@ class DeviceClient {
   std::vector<InstalledModel> Installed() const;
   const trust::SignedDocument* ReleaseDocument(const std::string& release) const;
   std::filesystem::path DownloadDir(const std::string& release) const;
+  // Blobs fetched by pulls that did not finish (a killed agent), kept for the next attempt.
+  std::filesystem::path FetchedDir() const;
   Status SaveTrusted();
   void Report();
   delivery::Envelope NewEnvelope() const;

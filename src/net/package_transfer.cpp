@@ -335,6 +335,9 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
     }
     AIRLOCK_RETURN_IF_ERROR(
         client.DownloadBlob(repo, d.digest, d.size, blob_dir / d.digest.hex(), progress));
+    if (options.fetched) {
+      options.fetched(d.digest, blob_dir / d.digest.hex());
+    }
     stored.insert(d.digest);
     result.bytes += d.size;
     say("pulled   " + Short(d.digest) + "  " + std::to_string(d.size) + " bytes  " + label);

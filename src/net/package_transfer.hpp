@@ -69,6 +69,10 @@ struct PullOptions {
   // download: the file is copied in only when its size and SHA-256 are the blob's; otherwise, or
   // when it names no file, the blob is fetched as usual.
   std::function<std::optional<std::filesystem::path>(const Digest&)> local_blob;
+  // Called with each blob fetched and checked, at its place in the staging directory (which is
+  // removed when the pull ends): a caller that wants to keep what a killed pull had fetched links
+  // it elsewhere and offers it back through local_blob.
+  std::function<void(const Digest&, const std::filesystem::path&)> fetched;
 };
 
 struct PullResult {

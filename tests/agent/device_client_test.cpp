@@ -295,6 +295,28 @@ TEST_F(DeviceClientTest, DirectivesActivateUpgradeAndRollBackAndARestartKeepsThe
   EXPECT_EQ(Served(), "1.0.0");
 }
 
+// What a pull killed half-way had fetched (linked into state/downloads/fetched/) is used by the
+// next attempt: here the weights, which the registry can no longer serve intact.
+TEST_F(DeviceClientTest, ADownloadAfterAKillReusesTheBlobsItHadFetched) {
+  Published v1 = Push(affine_dir(), "1.0.0", 1);
+  auto reader = pkg::LayoutReader::Open(tmp_ / "affine-1.0.0-1.tar").value();
+  auto package = pkg::LoadPackage(*reader, "1.0.0").value();
+  const Digest weights = package.variants[0].Layers(pkg::media::kModelWeight)[0]->digest;
+  fs::path stored = registry_.BlobDataPath(weights.hex());
+  std::string bytes = ReadFile(stored).value();
+  fs::path fetched = store_dir() / "state/downloads/fetched";
+  ASSERT_TRUE(MakeDirectories(fetched));
+  ASSERT_TRUE(WriteFileAtomic(fetched / weights.hex(), bytes));  // as the killed pull left it
+  bytes[bytes.size() / 2] ^= 0x5a;
+  ASSERT_TRUE(WriteFileAtomic(stored, bytes));
+
+  StartDevice();
+  Send(Directive(1, v1, 1, Channel(1, {&v1}), {&v1}));
+  ASSERT_TRUE(WaitForModel("active", "1.0.0")) << Dump();
+  EXPECT_EQ(Served(), "1.0.0");
+  EXPECT_FALSE(fs::exists(fetched));  // installed: nothing kept any more
+}
+
 // Every bad directive is refused and reported, the trusted state is unchanged (the version the
 // device reports applied stays), and the next good one is applied.
 TEST_F(DeviceClientTest, BadDirectivesAreRefusedAndTheNextGoodOneApplies) {
