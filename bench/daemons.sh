@@ -31,3 +31,22 @@ serve() {
   cat "$name.out" >&2
   exit 1
 }
+
+# Mosquitto and `$1 serve` (an airlock-hub: data in ./hub, trusting ./root.json) on free loopback
+# ports. Sets mqtt_port, hub_url, hub_pid and the hub tokens admin, publisher and manager.
+start_hub() {
+  local hubctl=$1
+  mqtt_port=$(free_port)
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' \
+    "$mqtt_port" >mosquitto.conf
+  /usr/sbin/mosquitto -c mosquitto.conf >mosquitto.out 2>&1 &
+  pids+=($!)
+  token() { "$hubctl" token create --name "$1" --role "$1" --data hub 2>/dev/null | head -n 1; }
+  admin=$(token admin)
+  publisher=$(token publisher)
+  manager=$(token release-manager)
+  serve hub "$hubctl" serve --data hub --root root.json --port 0 --log-level warn \
+    --mqtt "tcp://127.0.0.1:$mqtt_port"
+  hub_url=$served
+  hub_pid=${pids[-1]}
+}

@@ -84,19 +84,8 @@ package_bytes=$(du -sb --apparent-size package/blobs/sha256 | cut -f1)
 echo "package: $(ls package/blobs/sha256 | wc -l) blobs, $package_bytes bytes"
 
 # Broker and hub.
-mqtt_port=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mqtt_port" >mosquitto.conf
-/usr/sbin/mosquitto -c mosquitto.conf >mosquitto.out 2>&1 &
-pids+=($!)
-token() { "$hubctl" token create --name "$1" --role "$1" --data hub 2>/dev/null | head -n 1; }
-admin=$(token admin)
-publisher=$(token publisher)
-manager=$(token release-manager)
-serve hub "$hubctl" serve --data hub --root root.json --port 0 --log-level warn \
-  --mqtt "tcp://127.0.0.1:$mqtt_port"
-hub_url=$served
+start_hub "$hubctl"
 hub=${hub_url#http://}
-hub_pid=${pids[-1]}
 AIRLOCK_REGISTRY_TOKEN=$publisher "$airlock" -q push package "$hub/models/big" >/dev/null
 AIRLOCK_REGISTRY_TOKEN=$manager AIRLOCK_HUB=$hub_url "$airlock" promote big 1 \
   --channel production -k keys/manager.key >/dev/null

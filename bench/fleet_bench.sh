@@ -63,18 +63,7 @@ for k in root publisher manager; do "$bin/airlock" -q keygen "keys/$k" >/dev/nul
 "$bin/airlock" -q sign vi.tar -k keys/publisher.key --counter 1 >/dev/null
 package_bytes=$(stat -c %s vi.tar)
 
-mqtt_port=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' \
-  "$mqtt_port" >mosquitto.conf
-/usr/sbin/mosquitto -c mosquitto.conf >mosquitto.out 2>&1 &
-pids+=($!)
-token() { "$bin/airlock-hub" token create --name "$1" --role "$1" --data hub 2>/dev/null | head -n 1; }
-admin=$(token admin)
-publisher=$(token publisher)
-manager=$(token release-manager)
-serve hub "$bin/airlock-hub" serve --data hub --root root.json --port 0 --log-level warn \
-  --mqtt "tcp://127.0.0.1:$mqtt_port"
-hub_url=$served
+start_hub "$bin/airlock-hub"
 AIRLOCK_REGISTRY_TOKEN=$publisher "$bin/airlock" -q push vi.tar "${hub_url#http://}/models/visual-inspection" >/dev/null
 AIRLOCK_REGISTRY_TOKEN=$manager AIRLOCK_HUB=$hub_url "$bin/airlock" promote visual-inspection 1.0.0 \
   --channel production -k keys/manager.key >/dev/null
