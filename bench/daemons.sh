@@ -36,6 +36,7 @@ serve() {
 # ports. Sets mqtt_port, hub_url, hub_pid and the hub tokens admin, publisher and manager.
 start_hub() {
   local hubctl=$1
+  bench_bin=$(dirname "$hubctl")
   mqtt_port=$(free_port)
   printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\n' \
     "$mqtt_port" >mosquitto.conf
@@ -49,4 +50,25 @@ start_hub() {
     --mqtt "tcp://127.0.0.1:$mqtt_port"
   hub_url=$served
   hub_pid=${pids[-1]}
+}
+
+# Writes NAME.yaml: a gateway that registers with the hub start_hub started (a fresh token),
+# reaches it at HUB-URL (a relay, say), uses its broker and caches into ./NAME; MORE-YAML, lines
+# of the `cache:` block first, is appended. $1 of start_hub gave the binaries' directory.
+gateway_config() {  # NAME HUB-URL [MORE-YAML]
+  cat >"$1.yaml" <<YAML
+name: $1
+hub:
+  url: $2
+  register_token: $(AIRLOCK_REGISTRY_TOKEN=$admin AIRLOCK_HUB=$hub_url "$bench_bin/airlock" gateways token --json | jq -r .token)
+root: $work/root.json
+data: $work/$1
+mqtt:
+  broker: tcp://127.0.0.1:$mqtt_port
+http:
+  port: 0
+cache:
+  reserve_bytes: 0
+${3:-}
+YAML
 }

@@ -92,23 +92,6 @@ AIRLOCK_REGISTRY_TOKEN=$manager AIRLOCK_HUB=$hub_url "$airlock" promote big 1 \
 # Everything of the package the hub serves: the blobs and (at their blob URLs) the manifests.
 mapfile -t digests < <(ls package/blobs/sha256)
 
-gateway_config() {  # NAME HUB-URL
-  cat >"$1.yaml" <<YAML
-name: $1
-hub:
-  url: $2
-  register_token: $(AIRLOCK_REGISTRY_TOKEN=$admin AIRLOCK_HUB=$hub_url "$airlock" gateways token --json | jq -r .token)
-root: $work/root.json
-data: $work/$1
-mqtt:
-  broker: tcp://127.0.0.1:$mqtt_port
-http:
-  port: 0
-cache:
-  reserve_bytes: 0
-  max_bytes: $((package_bytes * 2))
-YAML
-}
 deploy() {  # GATEWAY: the deployment's id
   AIRLOCK_REGISTRY_TOKEN=$manager AIRLOCK_HUB=$hub_url "$airlock" deploy big \
     --channel production --gateway "$1" --json | jq -r .id
@@ -155,7 +138,7 @@ delivery_round() {
   local name t0 t1 id
   round=$((round + 1))
   name=timed-$round
-  gateway_config "$name" "$hub_url"
+  gateway_config "$name" "$hub_url" "  max_bytes: $((package_bytes * 2))"
   serve "$name" "$gatewayctl" serve --config "$name.yaml"
   local hub_cpu0 gw_cpu0
   hub_cpu0=$(cpu_of "$hub_pid")
@@ -209,7 +192,7 @@ for ((i = 0; i < 100; i++)); do [[ -s $relay_port_file ]] && break; sleep 0.05; 
 [[ -s $relay_port_file ]] || { echo "delivery_bench: the relay did not start" >&2; cat relay.out >&2; exit 1; }
 relay_url=http://127.0.0.1:$(cat "$relay_port_file")
 counted() { cat relay.count 2>/dev/null || echo 0; }
-gateway_config resumed "$relay_url"
+gateway_config resumed "$relay_url" "  max_bytes: $((package_bytes * 2))"
 serve resumed "$gatewayctl" serve --config resumed.yaml
 before=$(counted)
 start_waiting

@@ -77,23 +77,10 @@ for n in $sizes; do
   python3 "$bench_dir/count_relay.py" "${hub_url##*:}" "$name.relay-port" "$name.count" >"$name.relay.out" 2>&1 &
   pids+=($!)
   for ((i = 0; i < 100; i++)); do [[ -s $name.relay-port ]] && break; sleep 0.05; done
-  cat >"$name.yaml" <<YAML
-name: $name
-hub:
-  url: http://127.0.0.1:$(cat "$name.relay-port")
-  register_token: $(AIRLOCK_REGISTRY_TOKEN=$admin AIRLOCK_HUB=$hub_url "$bin/airlock" gateways token --json | jq -r .token)
-root: $work/root.json
-data: $work/$name
-mqtt:
-  broker: tcp://127.0.0.1:$mqtt_port
-http:
-  port: 0
-cache:
-  reserve_bytes: 0
-policy:
+  gateway_config "$name" "http://127.0.0.1:$(cat "$name.relay-port")" \
+    "policy:
   offers: auto
-  rollout_approval: auto
-YAML
+  rollout_approval: auto"
   serve "$name" "$bin/airlock-gateway" serve --config "$name.yaml"
   gateway=$served
   operator=$("$bin/airlock-gateway" token create --name bench --config "$name.yaml" | head -n 1)

@@ -72,7 +72,6 @@ std::uint64_t FreeBytes(const fs::path& dir) {
 // What the served version had done when it was committed: the health window judges what it did
 // since.
 struct DeviceClient::HealthBaseline {
-  std::string version;
   std::shared_ptr<ServedVersion> served;
   std::uint64_t success = 0;
   std::uint64_t fail = 0;
@@ -80,7 +79,6 @@ struct DeviceClient::HealthBaseline {
 
   static std::unique_ptr<HealthBaseline> Of(std::shared_ptr<ServedVersion> s) {
     auto b = std::make_unique<HealthBaseline>();
-    b->version = s->version;
     b->success = s->stats.success.count.load();
     b->fail = s->stats.fail.count.load();
     for (std::size_t i = 0; i < b->buckets.size(); ++i) {
@@ -768,7 +766,7 @@ void DeviceClient::SampleHealth() {
       continue;
     }
     auto b = baselines_.find(model);
-    if (b != baselines_.end() && b->second->version == a.active_version) {
+    if (b != baselines_.end() && b->second->served->version == a.active_version) {
       Drive(model, b->second->Since());
     }
     if (now >= *a.health_until) {
