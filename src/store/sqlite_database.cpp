@@ -36,4 +36,26 @@ Status SqliteDatabase::Transact(const std::function<Status(SqlSession&)>& body) 
   });
 }
 
+Status SqliteDatabase::Checkpoint() {
+  std::lock_guard lock(mu_);
+  int log_frames = 0;
+  int copied_frames = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                     &copied_frames);
+  if (rc != SQLITE_OK) {
+    return Fail(sqlite::DbError(db_, "cannot checkpoint the write-ahead log"));
+  }
+  if (copied_frames < log_frames) {
+    return Fail(ErrorCode::kIo, "metadata database: the checkpoint copied " +
+                                    std::to_string(copied_frames) + " of the write-ahead log's " +
+                                    std::to_string(log_frames) + " frames");
+  }
+  return {};
+}
+
+bool IsDiskFull(const Error& error) {
+  return error.code() == ErrorCode::kIo &&
+         error.message().find(sqlite::kDiskFullMessage) != std::string::npos;
+}
+
 }  // namespace airlock::store

@@ -32,11 +32,22 @@ class SqliteDatabase final : public SqlDatabase {
   [[nodiscard]] Status Transact(const std::function<Status(SqlSession&)>& body) override;
   SqlDialect dialect() const override { return SqlDialect::kSqlite; }
 
+  // Copies what the write-ahead log holds into the database file (a passive checkpoint: it never
+  // waits for readers), so that the next transaction may start the log again from its beginning
+  // and reuse the log file's space. Useful after a full disk; kIo when it could not copy it all
+  // (that loses nothing: the log keeps what was not copied). Must not be called from a body.
+  [[nodiscard]] Status Checkpoint();
+
  private:
   explicit SqliteDatabase(sqlite3* db) : db_(db) {}
 
   std::mutex mu_;
   sqlite3* db_;
 };
+
+// The error is a SqliteDatabase's (or another SQLite store's) write that met a full disk:
+// SQLITE_FULL, or ENOSPC behind an I/O error. Such a transaction was rolled back; nothing the
+// database held before is lost.
+bool IsDiskFull(const Error& error);
 
 }  // namespace airlock::store

@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -18,9 +19,27 @@
 
 namespace airlock::store::sqlite {
 
+// What SQLite says for SQLITE_FULL; IsDiskFull (sqlite_database.hpp) looks for it.
+inline constexpr std::string_view kDiskFullMessage = "database or disk is full";
+
+// The last failure on db was a full disk: SQLITE_FULL, or an I/O error with ENOSPC behind it
+// (SQLite reports most ENOSPC writes as SQLITE_FULL, but not every path does).
+inline bool LastFailureWasDiskFull(sqlite3* db) {
+  int rc = sqlite3_extended_errcode(db) & 0xff;
+  return rc == SQLITE_FULL || (rc == SQLITE_IOERR && sqlite3_system_errno(db) == ENOSPC);
+}
+
+// sqlite3_errmsg, with kDiskFullMessage added where a full disk hides behind an I/O error.
+inline std::string ErrorText(sqlite3* db, std::string text) {
+  if (LastFailureWasDiskFull(db) && text.find(kDiskFullMessage) == std::string::npos) {
+    text += " (" + std::string(kDiskFullMessage) + ")";
+  }
+  return text;
+}
+
 inline Error DbError(sqlite3* db, std::string_view what) {
-  return Error(ErrorCode::kIo,
-               "metadata database: " + std::string(what) + ": " + sqlite3_errmsg(db));
+  return Error(ErrorCode::kIo, "metadata database: " + std::string(what) + ": " +
+                                   ErrorText(db, sqlite3_errmsg(db)));
 }
 
 // One prepared statement, finalised on destruction.
@@ -107,7 +126,7 @@ class Statement {
 inline Status Exec(sqlite3* db, const char* sql) {
   char* message = nullptr;
   if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
-    std::string text = message != nullptr ? message : sqlite3_errmsg(db);
+    std::string text = ErrorText(db, message != nullptr ? message : sqlite3_errmsg(db));
     sqlite3_free(message);
     return Fail(ErrorCode::kIo, "metadata database: " + text);
   }
