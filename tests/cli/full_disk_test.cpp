@@ -2,35 +2,17 @@
 // Uses a small tmpfs, which needs root (as in CI); skipped where it cannot be mounted.
 
 #include <gtest/gtest.h>
-#include <sys/mount.h>
-#include <unistd.h>
+
+#include <algorithm>
 
 #include "core/digest.hpp"
+#include "support/small_disk.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-class SmallDisk {
- public:
-  explicit SmallDisk(const fs::path& at, const char* size) : at_(at) {
-    fs::create_directories(at_);
-    std::string options = std::string("size=") + size;
-    mounted_ = ::geteuid() == 0 && ::mount("tmpfs", at_.c_str(), "tmpfs", 0, options.c_str()) == 0;
-  }
-  ~SmallDisk() {
-    if (mounted_) {
-      ::umount2(at_.c_str(), MNT_DETACH);
-    }
-  }
-  bool mounted() const { return mounted_; }
-
- private:
-  fs::path at_;
-  bool mounted_ = false;
-};
 
 std::vector<std::string> Names(const fs::path& dir) {
   std::vector<std::string> out;
