@@ -238,7 +238,8 @@ Result<AgentConfig> ParseAgentConfig(const json& doc, std::string_view origin) {
     Fields f(doc, "");
     AIRLOCK_RETURN_IF_ERROR(f.CheckObject());
     AIRLOCK_RETURN_IF_ERROR(f.CheckKnown(
-        {"store", "http", "runtime", "model_control", "load", "defaults", "models", "mqtt"}));
+        {"store", "http", "runtime", "model_control", "load", "defaults", "models", "mqtt",
+         "telemetry"}));
     AIRLOCK_RETURN_IF_ERROR(f.Path("store", c.store));
     if (const json* h = f.Get("http")) {
       Fields fh(*h, "http");
@@ -301,6 +302,23 @@ Result<AgentConfig> ParseAgentConfig(const json& doc, std::string_view origin) {
         ModelConfig mc;
         AIRLOCK_RETURN_IF_ERROR(ParseModel(merged, "models." + name, mc));
         c.models.emplace(name, std::move(mc));
+      }
+    }
+    if (const json* t = f.Get("telemetry")) {
+      Fields ft(*t, "telemetry");
+      AIRLOCK_RETURN_IF_ERROR(ft.CheckObject());
+      AIRLOCK_RETURN_IF_ERROR(
+          ft.CheckKnown({"enabled", "interval", "sample_per_request", "outbox_max"}));
+      AIRLOCK_RETURN_IF_ERROR(ft.Bool("enabled", c.telemetry.enabled));
+      AIRLOCK_RETURN_IF_ERROR(ft.Time("interval", c.telemetry.interval));
+      if (c.telemetry.interval < std::chrono::seconds(1)) {
+        return Fail(ErrorCode::kInvalidArgument, "telemetry.interval: must be at least 1s");
+      }
+      AIRLOCK_RETURN_IF_ERROR(
+          ft.Int("sample_per_request", c.telemetry.sample_per_request, 1, 1 << 20));
+      AIRLOCK_RETURN_IF_ERROR(ft.Size("outbox_max", c.telemetry.outbox_max));
+      if (c.telemetry.outbox_max < (1ULL << 20)) {
+        return Fail(ErrorCode::kInvalidArgument, "telemetry.outbox_max: must be at least 1MiB");
       }
     }
     if (const json* mq = f.Get("mqtt")) {

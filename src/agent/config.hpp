@@ -57,8 +57,18 @@ struct HttpConfig {
   std::filesystem::path tls_key;
 };
 
+// Monitoring (docs/monitoring.md): what the agent measures of each served version and how often
+// it reports it to its gateway.
+struct TelemetryConfig {
+  bool enabled = true;
+  std::chrono::milliseconds interval{60000};
+  std::size_t sample_per_request = 256;  // values of each feature read from one request
+  std::uint64_t outbox_max = 64ULL << 20;  // bytes of telemetry kept while the gateway is away
+};
+
 struct AgentConfig {
   std::filesystem::path store = "/var/lib/airlock-agent";
+  TelemetryConfig telemetry;
   HttpConfig http;
   runtime::RuntimeOptions runtime;
   // all: every installed model loads at start; explicit: only those in `load`, and what the

@@ -196,6 +196,35 @@ Result<std::unique_ptr<DeviceClient>> DeviceClient::Start(DeviceClientOptions op
   mqtt.will = net::MqttWill{online, std::string(delivery::kOfflinePayload), 1, true};
   AIRLOCK_ASSIGN_OR_RETURN(c->mqtt_, net::MqttClient::Create(mqtt));
   DeviceClient* self = c.get();
+  // Before the connection handler, which wakes it.
+  if (repo.config().telemetry.enabled) {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string telemetry_topic,
+                             c->topics_->Topic(delivery::DeviceTopicKind::kTelemetry,
+                                               c->identity_.device_id));
+    AIRLOCK_ASSIGN_OR_RETURN(std::string ack_topic,
+                             c->topics_->Topic(delivery::DeviceTopicKind::kTelemetryAck,
+                                               c->identity_.device_id));
+    const TelemetryConfig& tc = repo.config().telemetry;
+    AIRLOCK_ASSIGN_OR_RETURN(
+        c->telemetry_,
+        TelemetryReporter::Start(
+            TelemetryOptions{.outbox = c->state_dir_ / "telemetry.db",
+                             .device = c->identity_.device_id,
+                             .interval = tc.interval,
+                             .ack_timeout = c->options_.telemetry_ack_timeout,
+                             .outbox_max = tc.outbox_max,
+                             .batch_records = 100,
+                             .batch_bytes = 256ULL << 10},
+            repo, [self, telemetry_topic](const std::string& batch) {
+              return self->mqtt_->Publish(telemetry_topic, batch,
+                                          net::PublishOptions{.qos = 1,
+                                                              .retained = false,
+                                                              .content_type = "application/json"});
+            }));
+    AIRLOCK_RETURN_IF_ERROR(c->mqtt_->Subscribe(ack_topic, 1, [self](const net::MqttMessage& m) {
+      self->telemetry_->OnAck(m.payload);
+    }));
+  }
   c->mqtt_->SetConnectionHandler([self, online](bool connected) {
     if (!connected) {
       return;
@@ -203,6 +232,9 @@ Result<std::unique_ptr<DeviceClient>> DeviceClient::Start(DeviceClientOptions op
     auto said = self->mqtt_->Publish(online, delivery::kOnlinePayload, kRetained);
     if (!said) {
       spdlog::warn("cannot say this device is online: {}", said.error().ToString());
+    }
+    if (self->telemetry_) {
+      self->telemetry_->Wake();
     }
     std::lock_guard lock(self->mu_);
     self->report_due_ = true;
@@ -232,6 +264,7 @@ DeviceClient::~DeviceClient() {
   if (worker_.joinable()) {
     worker_.join();
   }
+  telemetry_.reset();  // its last intervals go to the outbox, not the broker
   if (mqtt_ && mqtt_->IsConnected()) {
     // A clean disconnect does not fire the last will: say it ourselves.
     if (auto topic = topics_->Topic(delivery::DeviceTopicKind::kOnline, identity_.device_id)) {

@@ -27,7 +27,11 @@
 // While a health window runs, the served version's requests, errors and p99 latency since the
 // commit are sampled every second and fed to the machine, which rolls back on its own.
 //
+// Monitoring: a TelemetryReporter (agent/telemetry.hpp) publishes on dev/{dev}/telemetry and
+// takes the gateway's acknowledgements from dev/{dev}/telemetry-ack.
+//
 // What the agent keeps, under STORE/state/ (each file written atomically):
+//   telemetry.db    the telemetry outbox (SQLite)
 //   device.json     the trusted directive version and channel versions, the last refusal
 //   directive.json  the last directive message applied (for the packages and documents after a
 //                   restart)
@@ -50,6 +54,7 @@
 #include "agent/activation.hpp"
 #include "agent/enrollment.hpp"
 #include "agent/model_repository.hpp"
+#include "agent/telemetry.hpp"
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "delivery/device_protocol.hpp"
@@ -67,6 +72,8 @@ struct DeviceClientOptions {
   std::chrono::milliseconds health_interval{1000};
   // At most how often a shadow's new comparisons are reported.
   std::chrono::milliseconds shadow_report_interval{5000};
+  // How long a telemetry batch waits for the gateway's acknowledgement before it is sent again.
+  std::chrono::milliseconds telemetry_ack_timeout{10000};
 };
 
 // What the agent trusts from its gateway, persisted in STORE/state/device.json.
@@ -100,6 +107,8 @@ class DeviceClient {
 
   const std::string& device_id() const { return identity_.device_id; }
   bool connected() const { return mqtt_ && mqtt_->IsConnected(); }
+  // The monitoring reports (agent/telemetry.hpp); null when the agent's telemetry is off.
+  TelemetryReporter* telemetry() const { return telemetry_.get(); }
 
  private:
   struct HealthBaseline;
@@ -166,6 +175,7 @@ class DeviceClient {
   std::optional<std::string> pending_;  // the newest directive payload not handled yet
 
   std::unique_ptr<net::MqttClient> mqtt_;
+  std::unique_ptr<TelemetryReporter> telemetry_;  // publishes with mqtt_: declared after it
   std::thread worker_;
 };
 

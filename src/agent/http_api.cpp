@@ -362,17 +362,9 @@ struct AgentServer::Impl {
                          "unknown output \"" + o.name + "\" requested from " + served->name);
       }
     }
-    std::shared_ptr<ShadowTap> shadow = served->shadow.load();
-    std::vector<runtime::Tensor> shadow_inputs;
-    if (shadow) {
-      shadow_inputs = request->inputs;
-    }
-    auto outputs = served->scheduler->Execute(std::move(request->inputs), arrival);
+    auto outputs = Execute(*served, std::move(request->inputs), arrival);
     if (!outputs) {
       return SendError(res, outputs.error());
-    }
-    if (shadow) {
-      shadow->Offer(std::move(shadow_inputs), *outputs);
     }
     if (!request->outputs.empty()) {
       std::vector<runtime::Tensor> wanted;

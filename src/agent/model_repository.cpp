@@ -33,6 +33,63 @@ Result<std::vector<InstalledModel>> InstalledVersions(const fs::path& store_dir,
   return mine;
 }
 
+// The monitor of a version being loaded: the package's baseline when it has one (a baseline that
+// does not parse is logged and left out: monitoring never stops a model from serving), else what
+// the pipeline says of the outputs (an argmax step's labels).
+std::shared_ptr<monitor::VersionMonitor> NewMonitor(const ServedVersion& served,
+                                                    pkg::LayoutReader& reader,
+                                                    const pkg::Variant& variant,
+                                                    const TelemetryConfig& config) {
+  monitor::MonitorOptions options;
+  options.sample_per_request = config.sample_per_request;
+  std::vector<monitor::BaselineFeature> features;
+  std::optional<monitor::PredictionSpec> predictions;
+  if (auto layers = variant.Layers(pkg::media::kBaseline); !layers.empty()) {
+    auto baseline = [&]() -> Result<monitor::Baseline> {
+      AIRLOCK_ASSIGN_OR_RETURN(std::string text, reader.ReadBlob(*layers.front()));
+      AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json doc,
+                               trust::ParseJson(text, pkg::kMaxJsonBlob, "baseline.json"));
+      return monitor::Baseline::FromJson(doc);
+    }();
+    if (baseline) {
+      features = std::move(baseline->features);
+      predictions = std::move(baseline->predictions);
+      options.thresholds = baseline->thresholds;
+    } else {
+      spdlog::warn("{} {}: no drift monitoring: {}", served.name, served.version,
+                   baseline.error().ToString());
+    }
+  }
+  if (!predictions && served.pipeline.is_object()) {
+    for (const auto& step : served.pipeline.value("postprocess", nlohmann::json::array())) {
+      if (step.is_object() && step.value("op", "") == "argmax" && step.contains("tensor") &&
+          step["tensor"].is_string()) {
+        std::vector<std::string> labels;
+        const nlohmann::json& l = step.contains("labels") ? step["labels"]
+                                                          : served.pipeline.value("labels", nlohmann::json());
+        if (l.is_array() && std::all_of(l.begin(), l.end(), [](const auto& x) { return x.is_string(); })) {
+          labels = l.get<std::vector<std::string>>();
+        }
+        if (!labels.empty()) {
+          predictions = monitor::PredictionSpec{
+              .tensor = step["tensor"].get<std::string>(),
+              .classes = true,
+              .labels = labels,
+              .histogram = monitor::Histogram{{}, std::vector<std::uint64_t>(labels.size(), 0)},
+              .has_baseline = false};
+        }
+        break;
+      }
+    }
+  }
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  return std::make_shared<monitor::VersionMonitor>(served.name, served.version,
+                                                   std::move(features), std::move(predictions),
+                                                   now_ms, options);
+}
+
 }  // namespace
 
 const char* ModelStateName(ModelState s) {
@@ -51,6 +108,30 @@ const char* ModelStateName(ModelState s) {
 
 void ReleaseFreeMemory() { malloc_trim(0); }
 
+Result<std::vector<runtime::Tensor>> Execute(ServedVersion& model,
+                                             std::vector<runtime::Tensor> inputs,
+                                             SteadyTime arrival) {
+  std::shared_ptr<ShadowTap> shadow = model.shadow.load();
+  std::vector<runtime::Tensor> shadow_inputs;
+  if (shadow) {
+    shadow_inputs = inputs;
+  }
+  if (model.monitor) {
+    model.monitor->ObserveInputs(inputs);
+  }
+  auto outputs = model.scheduler->Execute(std::move(inputs), arrival);
+  if (model.monitor) {
+    if (outputs) {
+      model.monitor->ObserveOutputs(*outputs);
+    }
+    model.monitor->Finish(outputs.has_value(), steady_clock::now() - arrival);
+  }
+  if (shadow && outputs) {
+    shadow->Offer(std::move(shadow_inputs), *outputs);
+  }
+  return outputs;
+}
+
 Result<nlohmann::json> Predict(ServedVersion& model, const pipeline::Input& in) {
   auto arrival = steady_clock::now();
   if (!model.steps) {
@@ -59,16 +140,12 @@ Result<nlohmann::json> Predict(ServedVersion& model, const pipeline::Input& in) 
                                              "/v2/models/" + model.name + "/infer instead");
   }
   auto result = [&]() -> Result<nlohmann::json> {
-    AIRLOCK_ASSIGN_OR_RETURN(auto inputs, model.steps->Preprocess(in));
-    std::shared_ptr<ShadowTap> shadow = model.shadow.load();
-    std::vector<runtime::Tensor> shadow_inputs;
-    if (shadow) {
-      shadow_inputs = inputs;
+    auto preprocessed = model.steps->Preprocess(in);
+    if (!preprocessed && model.monitor) {
+      model.monitor->Finish(false, steady_clock::now() - arrival);  // an input it cannot read
     }
-    AIRLOCK_ASSIGN_OR_RETURN(auto outputs, model.scheduler->Execute(inputs, arrival));
-    if (shadow) {
-      shadow->Offer(std::move(shadow_inputs), outputs);
-    }
+    AIRLOCK_ASSIGN_OR_RETURN(auto inputs, std::move(preprocessed));
+    AIRLOCK_ASSIGN_OR_RETURN(auto outputs, Execute(model, inputs, arrival));
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json out, model.steps->Postprocess(inputs, outputs));
     out["model"] = model.name;
     out["version"] = model.version;
@@ -183,6 +260,9 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::LoadVersion(const Instal
       return Fail(std::move(outcome.error()).WithContext("warm-up with the package's samples"));
     }
     served->warmup_samples = parsed.sets.size();
+  }
+  if (config_.telemetry.enabled) {
+    served->monitor = NewMonitor(*served, *reader, *variant, config_.telemetry);
   }
   served->scheduler = std::make_unique<Scheduler>(served->backend, config, served->stats);
   served->loaded_at = std::chrono::system_clock::now();

@@ -28,6 +28,7 @@
 #include "agent/model_store.hpp"
 #include "agent/scheduler.hpp"
 #include "agent/shadow.hpp"
+#include "monitor/version_monitor.hpp"
 #include "pipeline/pipeline.hpp"
 #include "core/result.hpp"
 #include "runtime/onnx_runtime.hpp"
@@ -61,8 +62,17 @@ struct ServedVersion {
   // A candidate in shadow mode beside this version (agent/shadow.hpp): every request's inputs and
   // outputs are offered to it. Set and cleared by the device client.
   std::atomic<std::shared_ptr<ShadowTap>> shadow;
+  // What this version sees and says, per interval (monitor/telemetry.hpp); null when the agent's
+  // telemetry is off. Shared with the telemetry reporter, which cuts its intervals.
+  std::shared_ptr<monitor::VersionMonitor> monitor;
   std::unique_ptr<Scheduler> scheduler;  // declared last: destroyed first
 };
+
+// Runs one request through the version's scheduler (Scheduler::Execute), offering its inputs
+// and outputs to the version's monitor and shadow on the way.
+[[nodiscard]] Result<std::vector<runtime::Tensor>> Execute(ServedVersion& model,
+                                                           std::vector<runtime::Tensor> inputs,
+                                                           SteadyTime arrival);
 
 struct VersionStatus {
   std::string name;

@@ -106,6 +106,7 @@ int Main(int argc, char** argv) {
   AddDeployments(app, ctx, action);
   AddStatus(app, ctx, action);
   AddGateways(app, ctx, action);
+  AddMonitor(app, ctx, action);
   AddBundle(app, ctx, action);
   try {
     app.parse(argc, argv);

@@ -567,3 +567,63 @@ void AddGateways(CLI::App& app, Context& /*ctx*/, Action& action) {
 }
 
 }  // namespace airlock::cli
+
+namespace airlock::cli {
+
+void AddMonitor(CLI::App& app, Context& /*ctx*/, Action& action) {
+  auto* cmd = app.add_subcommand(
+      "monitor",
+      "How a model does on the shop floor: throughput, errors, latency and drift per version");
+  struct Args {
+    std::string model;
+    std::string site;
+    std::string device;
+    std::string since = "1h";
+    bool watch = false;
+    double interval = 10;
+    HubFlags hub;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("model", a->model, "the model")->required();
+  cmd->add_option("--site", a->site, "only this site (a gateway's name)");
+  cmd->add_option("--device", a->device, "only this device");
+  cmd->add_option("--since", a->since,
+                  "how far back: a duration (30m, 6h, 7d) or an RFC 3339 time")
+      ->capture_default_str();
+  cmd->add_flag("-w,--watch", a->watch, "refresh until interrupted");
+  cmd->add_option("--interval", a->interval, "seconds between refreshes with --watch")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str();
+  AddHubFlags(cmd, a->hub);
+  cmd->callback([&action, a] {
+    action = [a]() -> int {
+      if (!ParseDuration(a->since) && !ParseRfc3339(a->since)) {
+        return UsageError(
+            Usage("--since: want a duration (30m, 6h, 7d) or an RFC 3339 time, not " + a->since));
+      }
+      auto fetch = [&](net::HubClient& hub) {
+        return hub.GetMonitor(a->model, a->since, a->site, a->device);
+      };
+      if (!a->watch) {
+        return ShowAnswer(a->hub, fetch,
+                          [](const json& answer, net::HubClient&) { return MonitorView(answer); });
+      }
+      return RunCommand([&]() -> Status {
+        AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
+        bool terminal = ::isatty(STDOUT_FILENO) != 0;
+        while (true) {
+          AIRLOCK_ASSIGN_OR_RETURN(json answer, fetch(*hub));
+          std::string view = a->hub.json ? answer.dump() + "\n" : MonitorView(answer);
+          std::fputs(terminal && !a->hub.json ? ("\033[H\033[2J" + view).c_str()
+                                              : (view + "\n").c_str(),
+                     stdout);
+          std::fflush(stdout);
+          std::this_thread::sleep_for(
+              std::chrono::milliseconds(static_cast<std::int64_t>(a->interval * 1000)));
+        }
+      });
+    };
+  });
+}
+
+}  // namespace airlock::cli

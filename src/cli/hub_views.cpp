@@ -1,6 +1,7 @@
 #include "cli/hub_views.hpp"
 
 #include <cstdio>
+#include <ctime>
 #include <iterator>
 #include <vector>
 
@@ -420,6 +421,133 @@ std::string GatewaysView(const json& answer, const std::string& hub) {
                     Field(g, "registered_at"), Field(g, "last_seen"), Field(g, "devices")});
   }
   return FormatTable({"NAME", "ID", "LABELS", "REGISTERED", "LAST SEEN", "DEVICES"}, rows);
+}
+
+namespace {
+
+std::string Number(const json& v, int decimals) {
+  if (!v.is_number()) {
+    return "-";
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v.get<double>());
+  return buf;
+}
+
+std::string UnixMsCell(const json& v) {
+  if (!v.is_number_integer()) {
+    return "-";
+  }
+  std::time_t t = static_cast<std::time_t>(v.get<std::int64_t>() / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string LevelCell(const json& level) {
+  std::string l = level.is_string() ? level.get<std::string>() : "-";
+  return l == "alert" ? "ALERT" : l;
+}
+
+}  // namespace
+
+std::string MonitorView(const json& answer) {
+  std::string model = Field(answer, "model");
+  std::string where;
+  for (const char* key : {"site", "device"}) {
+    if (std::string v = Field(answer, key); v != "-" && !v.empty()) {
+      where += std::string(", ") + key + " " + v;
+    }
+  }
+  std::string out = model + " since " + UnixMsCell(At(answer, "since_ms")) + where + "\n";
+  const json& versions = ArrayAt(answer, "versions");
+  if (versions.empty()) {
+    return out + "no telemetry yet: agents report each served version every telemetry.interval "
+                 "(60s by default) through their gateway\n";
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : versions) {
+    std::string worst = "ok";
+    for (const auto& f : ArrayAt(v, "drift")) {
+      std::string l = Field(f, "level");
+      if (l == "alert" || (l == "watch" && worst == "ok")) {
+        worst = l;
+      }
+    }
+    const json& latency = At(v, "latency_ms");
+    std::string errors = Field(v, "errors");
+    if (At(v, "requests").is_number() && At(v, "requests").get<double>() > 0) {
+      errors += " (" + Number(At(v, "error_rate").is_number()
+                                  ? json(At(v, "error_rate").get<double>() * 100)
+                                  : json(nullptr),
+                              1) +
+                "%)";
+    }
+    rows.push_back({Field(v, "version"), Field(v, "devices"), Field(v, "requests"), errors,
+                    Number(At(v, "throughput_rps"), 2), Number(At(latency, "p50"), 2),
+                    Number(At(latency, "p95"), 2), Number(At(latency, "p99"), 2),
+                    ArrayAt(v, "drift").empty() ? "-" : LevelCell(json(worst))});
+  }
+  out += FormatTable({"VERSION", "DEVICES", "REQUESTS", "ERRORS", "REQ/S", "P50 MS", "P95 MS",
+                      "P99 MS", "DRIFT"},
+                     rows);
+  for (const auto& v : versions) {
+    const json& drift = ArrayAt(v, "drift");
+    if (!drift.empty()) {
+      std::vector<std::vector<std::string>> frows;
+      for (const auto& f : drift) {
+        frows.push_back({Field(f, "feature"), Field(f, "devices"), Number(At(f, "psi_mean"), 3),
+                         Number(At(f, "psi_max"), 3), LevelCell(At(f, "level")),
+                         Field(f, "worst_level")});
+      }
+      out += "\ndrift of " + Field(v, "version") + " (each device's latest interval):\n" +
+             FormatTable({"FEATURE", "DEVICES", "PSI MEAN", "PSI MAX", "LEVEL", "WORST"}, frows);
+    }
+    const json& p = At(v, "predictions");
+    if (p.is_object() && Field(p, "kind") == "class") {
+      const json& labels = ArrayAt(p, "labels");
+      const json& counts = ArrayAt(p, "counts");
+      double total = 0;
+      for (const auto& c : counts) {
+        total += c.is_number() ? c.get<double>() : 0;
+      }
+      std::string line;
+      for (std::size_t i = 0; i < labels.size() && i < counts.size(); ++i) {
+        line += (line.empty() ? "" : ", ") + Cell(labels[i]) + " " + Cell(counts[i]);
+        if (total > 0) {
+          line += " (" + Number(json(counts[i].get<double>() * 100 / total), 1) + "%)";
+        }
+      }
+      out += "\npredictions of " + Field(v, "version") + ": " + line + "\n";
+    }
+  }
+  const json& alerts = ArrayAt(answer, "alerts");
+  if (!alerts.empty()) {
+    std::vector<std::vector<std::string>> arows;
+    for (const auto& a : alerts) {
+      arows.push_back({UnixMsCell(At(a, "at_ms")), Field(a, "site"), Field(a, "device"),
+                       Field(a, "version"), Field(a, "feature"), Number(At(a, "psi"), 3)});
+    }
+    out += "\ndrift alerts:\n" +
+           FormatTable({"TIME", "SITE", "DEVICE", "VERSION", "FEATURE", "PSI"}, arows);
+  }
+  const json& dropped = ArrayAt(answer, "dropped");
+  if (!dropped.empty()) {
+    std::vector<std::vector<std::string>> drows;
+    for (const auto& d : dropped) {
+      const json& by = At(d, "dropped");
+      drows.push_back({Field(d, "site"), Field(d, "source"), Field(by, "alert"),
+                       Field(by, "metrics"), Field(by, "capture"), Field(d, "disk_full"),
+                       Field(d, "updated")});
+    }
+    out += "\ntelemetry dropped on the way (outbox full or disk full):\n" +
+           FormatTable({"SITE", "SOURCE", "ALERTS", "METRICS", "CAPTURES", "DISK FULL",
+                        "REPORTED"},
+                       drows);
+  }
+  return out;
 }
 
 }  // namespace airlock::cli

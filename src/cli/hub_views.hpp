@@ -38,6 +38,11 @@ std::string DeploymentSummary(const nlohmann::json& deployment);
 // `airlock gateways ls`: NAME, ID, LABELS, REGISTERED, LAST SEEN, DEVICES.
 std::string GatewaysView(const nlohmann::json& answer, const std::string& hub);
 
+// `airlock monitor MODEL` (GET /api/v1/monitor/MODEL): VERSION, DEVICES, REQUESTS, ERRORS,
+// REQ/S, P50/P95/P99 MS, DRIFT; then per version its drift per feature and its predictions; the
+// drift alerts; what senders had to drop.
+std::string MonitorView(const nlohmann::json& answer);
+
 // "sha256:0123456789ab" for "sha256:0123456789abcdef…": 12 hex digits.
 std::string ShortDigest(const std::string& digest);
 // A JSON value as one cell: strings as they are, null as "-", the rest as compact JSON.

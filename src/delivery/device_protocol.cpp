@@ -18,6 +18,8 @@ constexpr std::pair<DeviceTopicKind, const char*> kDeviceTopicKinds[] = {
     {DeviceTopicKind::kDirective, "directive"},
     {DeviceTopicKind::kState, "state"},
     {DeviceTopicKind::kOnline, "online"},
+    {DeviceTopicKind::kTelemetry, "telemetry"},
+    {DeviceTopicKind::kTelemetryAck, "telemetry-ack"},
 };
 
 bool IsLowerHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
@@ -215,6 +217,8 @@ Result<DeviceTopicAddress> DeviceTopics::Parse(std::string_view topic) const {
 std::vector<std::string> DeviceTopics::GatewaySubscriptions() const {
   return {prefix_ + "/dev/+/state", prefix_ + "/dev/+/online"};
 }
+
+std::string DeviceTopics::TelemetrySubscription() const { return prefix_ + "/dev/+/telemetry"; }
 
 json DirectiveMessage::ToJson() const {
   json j = HeadOf(kDirectiveType, envelope);

@@ -39,8 +39,11 @@ enum class DeviceTopicKind {
   kDirective,  // dev/{dev}/directive
   kState,      // dev/{dev}/state
   kOnline,     // dev/{dev}/online
+  kTelemetry,     // dev/{dev}/telemetry: batches of monitoring records (monitor/batch.hpp)
+  kTelemetryAck,  // dev/{dev}/telemetry-ack: the ids the gateway stored
 };
-const char* DeviceTopicKindName(DeviceTopicKind kind);  // "directive", "state", "online"
+// "directive", "state", "online", "telemetry", "telemetry-ack"
+const char* DeviceTopicKindName(DeviceTopicKind kind);
 
 struct DeviceTopicAddress {
   DeviceTopicKind kind = DeviceTopicKind::kState;
@@ -59,6 +62,8 @@ class DeviceTopics {
   [[nodiscard]] Result<DeviceTopicAddress> Parse(std::string_view topic) const;
   // The gateway's: every device's state and online topics.
   std::vector<std::string> GatewaySubscriptions() const;
+  // The gateway's telemetry collector's: every device's telemetry topic.
+  std::string TelemetrySubscription() const;
 
  private:
   explicit DeviceTopics(std::string prefix) : prefix_(std::move(prefix)) {}

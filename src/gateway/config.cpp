@@ -101,6 +101,8 @@ http:
 cache:
   max_bytes: 10737418240      # 10 GiB of blobs at most
   reserve_bytes: 1073741824   # free disk the gateway always leaves (1 GiB)
+telemetry:
+  outbox_max_bytes: 268435456 # devices' telemetry held while the hub is away (256 MiB)
 policy:
   allowed_models: []          # empty: every model
   max_package_bytes: 0        # 0: no limit
@@ -126,7 +128,8 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     return Fail(Bad(key, what).WithContext(std::string(origin)));
   };
   AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
-      top, "", {"name", "hub", "root", "data", "mqtt", "devices", "http", "cache", "policy",
+      top, "", {"name", "hub", "root", "data", "mqtt", "devices", "http", "cache", "telemetry",
+                "policy",
                 "log_level"})));
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "name", c.name)));
   std::string root = c.root.string(), data = c.data.string();
@@ -180,6 +183,14 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     AIRLOCK_RETURN_IF_ERROR(in(UInt(*cache, "cache.", "reserve_bytes", c.reserve_bytes)));
   }
 
+  if (const json* telemetry = Section(top, "telemetry")) {
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*telemetry, "telemetry", {"outbox_max_bytes"})));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(UInt(*telemetry, "telemetry.", "outbox_max_bytes", c.telemetry_outbox_max)));
+    if (c.telemetry_outbox_max < (64ULL << 10)) {
+      return bad("telemetry.outbox_max_bytes", "must be at least 65536 (64 KiB)");
+    }
+  }
   if (const json* policy = Section(top, "policy")) {
     AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*policy, "policy",
                                          {"allowed_models", "max_package_bytes", "platforms",

@@ -49,6 +49,9 @@ struct GatewayConfig {
   int http_port = 7500;
   std::uint64_t cache_max_bytes = 10ULL << 30;
   std::uint64_t reserve_bytes = 1ULL << 30;
+  // Devices' telemetry kept while the hub is away (docs/monitoring.md); past it the outbox drops
+  // captures first, then metrics, then alerts, oldest first, and counts them.
+  std::uint64_t telemetry_outbox_max = 256ULL << 20;
   SitePolicy policy;
   // The factory broker the gateway and its devices share (DESIGN §5.1); "" means the same broker
   // as mqtt_broker (a small site with one broker). Enrolled devices are told this one.

@@ -16,6 +16,7 @@
 #include "gateway/fleet_service.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/rollouts_api.hpp"
+#include "gateway/telemetry.hpp"
 #include "gateway/state_store.hpp"
 #include "net/mqtt.hpp"
 
@@ -267,6 +268,42 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     }
   }
 
+  // Monitoring: the devices' telemetry, stored here and forwarded to the hub.
+  GatewayStateStore* state = store->get();
+  auto relay = TelemetryRelay::Start(
+      TelemetryRelayOptions{.outbox = config.data / "telemetry.db",
+                            .gateway = config.name,
+                            .outbox_max = config.telemetry_outbox_max,
+                            .batch_records = 500,
+                            .batch_bytes = 1ULL << 20,
+                            .forward_interval = std::chrono::seconds(2),
+                            .max_backoff = std::chrono::seconds(60),
+                            .max_queued = 1000},
+      *device_topics, hub,
+      [state](const std::string& device) {
+        auto d = state->Device(device);
+        return d && !d->revoked_at;
+      },
+      [fleet_client, device_topics = *device_topics](const std::string& device,
+                                                     const std::string& payload) -> Status {
+        AIRLOCK_ASSIGN_OR_RETURN(
+            std::string topic, device_topics.Topic(delivery::DeviceTopicKind::kTelemetryAck, device));
+        return fleet_client->Publish(topic, payload,
+                                     net::PublishOptions{.qos = 1,
+                                                         .retained = false,
+                                                         .content_type = "application/json"});
+      });
+  if (!relay) {
+    return Report(relay.error());
+  }
+  TelemetryRelay* relay_ptr = relay->get();
+  if (Status subscribed = fleet_client->Subscribe(
+          device_topics->TelemetrySubscription(), 1,
+          [relay_ptr](const net::MqttMessage& m) { relay_ptr->OnDeviceMessage(m.topic, m.payload); });
+      !subscribed) {
+    return Report(subscribed.error());
+  }
+
   RegistryOptions registry_options;
   registry_options.address = config.http_address;
   registry_options.port = config.http_port;
@@ -307,7 +344,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   signals.Wait();
   (*registry)->Stop();
   fleet_svc->Stop();  // before the clients it publishes with go
-  fleet_mqtt->reset();
+  fleet_mqtt->reset();  // no telemetry arrives after this
+  relay->reset();
   mqtt->reset();  // no handler runs after this
   svc->Stop();
   return kExitOk;

@@ -90,7 +90,8 @@ std::optional<Role> ParseStoredRole(std::string_view name) {
 
 bool RoleMay(Role role, Permission p) {
   if (role == Role::kGateway) {
-    return p == Permission::kPull || p == Permission::kReportInventory;
+    return p == Permission::kPull || p == Permission::kReportInventory ||
+           p == Permission::kReportTelemetry;
   }
   return role >= LeastRoleFor(p);
 }
@@ -121,6 +122,8 @@ const char* PermissionName(Permission p) {
       return "issue gateway registration tokens";
     case Permission::kReportInventory:
       return "report a gateway's inventory";
+    case Permission::kReportTelemetry:
+      return "forward a gateway's telemetry";
   }
   return "?";
 }
@@ -142,6 +145,7 @@ Role LeastRoleFor(Permission p) {
     case Permission::kReadAudit:
     case Permission::kManageGateways:
     case Permission::kReportInventory:
+    case Permission::kReportTelemetry:
       return Role::kAdmin;
   }
   return Role::kAdmin;

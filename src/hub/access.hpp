@@ -52,6 +52,7 @@ enum class Permission {
   kDeploy,          // POST /api/v1/deployments, …/cancel
   kManageGateways,  // POST /api/v1/gateways/tokens
   kReportInventory,  // PUT /api/v1/gateways/G/inventory (the gateway itself, or an admin)
+  kReportTelemetry,  // POST /api/v1/gateways/G/telemetry (the gateway itself, or an admin)
 };
 const char* PermissionName(Permission p);
 // The least role that has p (docs/hub.md has the table).
@@ -73,8 +74,8 @@ struct AccessDecision {
   bool allowed() const { return status == 0; }
 };
 
-// Whether a role may do p: LeastRoleFor for the ordered roles; pull and inventory reports for a
-// gateway.
+// Whether a role may do p: LeastRoleFor for the ordered roles; pull, inventory and telemetry
+// reports for a gateway.
 bool RoleMay(Role role, Permission p);
 
 // n random bytes from the system's generator, lowercase hex.

@@ -13,6 +13,7 @@
 #include "hub/api_support.hpp"
 #include "hub/oci_rules.hpp"
 #include "hub/registry_api.hpp"
+#include "hub/telemetry_api.hpp"
 #include "net/http_server.hpp"
 #include "store/postgres_metadata_store.hpp"
 #include "store/sql_auth_store.hpp"
@@ -119,6 +120,7 @@ struct HubServer::Impl final : ApiGate {
   store::MetadataStore& meta;
   AccessControl& access;
   RegistryApi registry;
+  std::unique_ptr<TelemetryApi> telemetry;  // when the hub keeps telemetry (SetTelemetry)
   std::unique_ptr<httplib::Server> server;
   net::ServeLoop loop;
   // Publishing a blob into a repository and removing it from the last one hold the digest's
@@ -1159,6 +1161,9 @@ struct HubServer::Impl final : ApiGate {
     s.Post("/api/v1/presign",
            [this](const httplib::Request& req, httplib::Response& res) { Presign(req, res); });
     registry.Routes(s);
+    if (telemetry) {
+      telemetry->Routes(s);
+    }
     s.Get(all, plain);
     s.Delete(all, plain);
     s.Post(all, streamed);
@@ -1174,6 +1179,10 @@ HubServer::HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataS
                                    std::move(root), deployments)) {}
 
 HubServer::~HubServer() = default;
+
+void HubServer::SetTelemetry(store::RegistryStore& registry, TelemetryStore& store) {
+  impl_->telemetry = std::make_unique<TelemetryApi>(*impl_, registry, store);
+}
 
 Status HubServer::Bind() {
   const HubConfig& config = impl_->config;
@@ -1305,6 +1314,7 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   AIRLOCK_ASSIGN_OR_RETURN(hub->access_, HubAccess::Open(config, time));
   std::int64_t now = hub->access().Now();
   AIRLOCK_ASSIGN_OR_RETURN(hub->registry_, store::RegistryStore::Open(hub->metadata().sql(), now));
+  AIRLOCK_ASSIGN_OR_RETURN(hub->telemetry_, TelemetryStore::Open(hub->metadata().sql(), now));
   std::optional<trust::Root> root;
   if (!config.root.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, time.Now()));
@@ -1337,6 +1347,7 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   hub->server_ = std::make_unique<HubServer>(std::move(config), *hub->blobs_, hub->metadata(),
                                              hub->access_->access(), *hub->registry_,
                                              std::move(root), hub->orchestrator_.get());
+  hub->server_->SetTelemetry(*hub->registry_, *hub->telemetry_);
   return hub;
 }
 

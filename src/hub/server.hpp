@@ -22,6 +22,7 @@
 #include "hub/access.hpp"
 #include "hub/config.hpp"
 #include "hub/orchestrator.hpp"
+#include "hub/telemetry_store.hpp"
 #include "net/mqtt.hpp"
 #include "store/auth_store.hpp"
 #include "store/blob_store.hpp"
@@ -50,6 +51,10 @@ class HubServer {
   ~HubServer();
   HubServer(const HubServer&) = delete;
   HubServer& operator=(const HubServer&) = delete;
+
+  // Serves the monitoring API (hub/telemetry_api.hpp) over store; call before Bind. Both must
+  // outlive the server.
+  void SetTelemetry(store::RegistryStore& registry, TelemetryStore& store);
 
   // Binds the configured address and port (port 0: a free one). kIo when that fails.
   [[nodiscard]] Status Bind();
@@ -105,6 +110,7 @@ class Hub {
   store::BlobStore& blobs() { return *blobs_; }
   store::MetadataStore& metadata() { return access_->metadata(); }
   store::RegistryStore& registry() { return *registry_; }
+  TelemetryStore& telemetry() { return *telemetry_; }
   AccessControl& access() { return access_->access(); }
   // Null when the hub has no broker configured.
   DeliveryOrchestrator* orchestrator() { return orchestrator_.get(); }
@@ -116,6 +122,7 @@ class Hub {
   std::unique_ptr<store::BlobStore> blobs_;
   std::unique_ptr<HubAccess> access_;
   std::unique_ptr<store::RegistryStore> registry_;
+  std::unique_ptr<TelemetryStore> telemetry_;
   // Destroyed in reverse: the server, then the orchestrator (which unsubscribes), then the
   // connection.
   std::unique_ptr<net::MqttClient> mqtt_;

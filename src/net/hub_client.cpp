@@ -311,6 +311,35 @@ Result<json> HubClient::GetDeployment(std::string_view id) {
               "reading deployment " + std::string(id) + " on " + base_url_, std::nullopt, {200});
 }
 
+namespace {
+
+// "?a=1&b=2" from the pairs whose value is not empty ("" when none is).
+std::string QueryString(std::initializer_list<std::pair<const char*, std::string_view>> params) {
+  std::string out;
+  for (const auto& [key, value] : params) {
+    if (!value.empty()) {
+      out += (out.empty() ? "?" : "&") + std::string(key) + "=" + UrlEncode(value);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<json> HubClient::GetMonitor(std::string_view model, std::string_view since,
+                                   std::string_view site, std::string_view device) {
+  return Call("GET",
+              "/api/v1/monitor/" + UrlEncode(model) +
+                  QueryString({{"since", since}, {"site", site}, {"device", device}}),
+              "reading the monitoring of " + std::string(model) + " on " + base_url_, std::nullopt,
+              {200});
+}
+
+Result<json> HubClient::ListEvents(std::string_view since, std::string_view model) {
+  return Call("GET", "/api/v1/events" + QueryString({{"since", since}, {"model", model}}),
+              "listing the events on " + base_url_, std::nullopt, {200});
+}
+
 Result<json> HubClient::CancelDeployment(std::string_view id, std::string_view reason) {
   json body = json::object();
   if (!reason.empty()) {

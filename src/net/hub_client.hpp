@@ -127,6 +127,13 @@ class HubClient {
   [[nodiscard]] Result<nlohmann::json> CancelDeployment(std::string_view id,
                                                         std::string_view reason);
 
+  // GET /api/v1/monitor/{model}?since=&site=&device= → the monitor view (docs/hub-api.md);
+  // empty filters are left out.
+  [[nodiscard]] Result<nlohmann::json> GetMonitor(std::string_view model, std::string_view since,
+                                                  std::string_view site, std::string_view device);
+  // GET /api/v1/events?since=&model= → {"events": […]} (drift alerts, newest first).
+  [[nodiscard]] Result<nlohmann::json> ListEvents(std::string_view since, std::string_view model);
+
   // GET /api/v1/gateways → {"gateways": […]}.
   [[nodiscard]] Result<nlohmann::json> ListGateways();
   // POST /api/v1/gateways/tokens → {"token", "expires_at"}.

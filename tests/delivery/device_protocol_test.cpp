@@ -60,11 +60,12 @@ DeviceState MakeState() {
   return s;
 }
 
-TEST(DeviceTopics, BuildsAndParsesTheThreeTopicsOfADevice) {
+TEST(DeviceTopics, BuildsAndParsesTheTopicsOfADevice) {
   auto topics = DeviceTopics::Create("site-a/airlock/v1").value();
   EXPECT_EQ(topics.Topic(DeviceTopicKind::kDirective, kDevice).value(),
             "site-a/airlock/v1/dev/" + kDevice + "/directive");
-  for (auto kind : {DeviceTopicKind::kDirective, DeviceTopicKind::kState, DeviceTopicKind::kOnline}) {
+  for (auto kind : {DeviceTopicKind::kDirective, DeviceTopicKind::kState, DeviceTopicKind::kOnline,
+                    DeviceTopicKind::kTelemetry, DeviceTopicKind::kTelemetryAck}) {
     auto parsed = topics.Parse(topics.Topic(kind, kDevice).value());
     ASSERT_TRUE(parsed) << parsed.error().message();
     EXPECT_EQ(*parsed, (DeviceTopicAddress{kind, kDevice}));
@@ -72,6 +73,9 @@ TEST(DeviceTopics, BuildsAndParsesTheThreeTopicsOfADevice) {
   EXPECT_EQ(topics.GatewaySubscriptions(),
             (std::vector<std::string>{"site-a/airlock/v1/dev/+/state",
                                       "site-a/airlock/v1/dev/+/online"}));
+  EXPECT_EQ(topics.TelemetrySubscription(), "site-a/airlock/v1/dev/+/telemetry");
+  EXPECT_EQ(topics.Topic(DeviceTopicKind::kTelemetryAck, kDevice).value(),
+            "site-a/airlock/v1/dev/" + kDevice + "/telemetry-ack");
 }
 
 TEST(DeviceTopics, RefusesWhatIsNotADeviceTopic) {
@@ -80,7 +84,7 @@ TEST(DeviceTopics, RefusesWhatIsNotADeviceTopic) {
   EXPECT_FALSE(topics.Topic(DeviceTopicKind::kState, "dev-5E0C2B7A9D1F4E36"));
   for (const std::string& t : std::vector<std::string>{"other/v1/dev/" + kDevice + "/state", "airlock/v1/dev/" + kDevice,
         "airlock/v1/dev/+/state", "airlock/v1/dev/" + kDevice + "/state/x",
-        "airlock/v1/dev/" + kDevice + "/telemetry", "airlock/v1/dev/dev-1234/state"}) {
+        "airlock/v1/dev/" + kDevice + "/logs", "airlock/v1/dev/dev-1234/state"}) {
     EXPECT_FALSE(topics.Parse(t)) << t;
   }
 }

@@ -11,27 +11,16 @@
 
 #include "core/keys.hpp"
 #include "delivery/device_protocol.hpp"
-#include "system/system_fixture.hpp"
+#include "system/camera_fixture.hpp"
 #include "trust/directive.hpp"
 
 namespace airlock::testing {
 namespace {
 
-const std::string kModel = "visual-inspection";
-
-class FleetSystem : public DeliverySystem {
+class FleetSystem : public CameraSystem {
  protected:
-  struct Camera {
-    std::string name;
-    std::string id;  // the device id it enrolled as
-    fs::path store;
-    pid_t pid = -1;
-    int port = 0;
-    int starts = 0;
-  };
-
   void SetUp() override {
-    DeliverySystem::SetUp();
+    CameraSystem::SetUp();
     // 1.0.0 and 1.1.0 of the example, and a 2.0.0 whose samples do not reproduce on the device
     // (sample 0 expects sample 1's output; packed without validation).
     fs::path project = SourceDir() / "examples" / kModel;
@@ -66,96 +55,15 @@ class FleetSystem : public DeliverySystem {
       }
     }));
     for (const char* cell : {"a", "b", "c"}) {
-      Camera c;
-      c.name = std::string("cam-") + cell;
-      c.store = dir_ / "devices" / c.name;
-      CommandResult token = Operator("plant-1", {"devices", "token", "--label", "line=3", "--label",
-                                                 std::string("cell=") + cell, "--json"});
-      ASSERT_EQ(token.exit_code, 0) << token.err;
-      CommandResult enrolled = RunCommand(
-          {AgentBinary().string(), "--store", c.store.string(), "enroll", "--gateway",
-           "http://127.0.0.1:" + std::to_string(gateway_ports_["plant-1"]), "--token",
-           json::parse(token.out)["token"].get<std::string>()});
-      ASSERT_EQ(enrolled.exit_code, 0) << enrolled.err;
-      c.id = json::parse(ReadAll(c.store / "identity/device.json"))["device_id"];
-      cameras_.push_back(std::move(c));
-      StartAgent(cameras_.back());
+      EnrollCamera(cell);
     }
   }
 
   void TearDown() override {
-    for (Camera& c : cameras_) {
-      StopDaemon(c.pid);
-    }
     observer_.reset();
-    DeliverySystem::TearDown();
+    CameraSystem::TearDown();
   }
 
-  void Pack(const fs::path& yaml, const std::string& version, int counter, bool validate = true) {
-    fs::path out = dir_ / (kModel + "-" + version + ".tar");
-    std::vector<std::string> args = {"-q", "pack", "-f", yaml.string(), "--version", version, "-o",
-                                     out.string()};
-    if (!validate) {
-      args.insert(args.begin() + 2, "--no-validate");
-    }
-    CommandResult packed = RunAirlock(args);
-    ASSERT_EQ(packed.exit_code, 0) << packed.err;
-    CommandResult signed_ = RunAirlock({"sign", "-k", g_world->key("publisher").string(),
-                                        "--counter", std::to_string(counter), out.string()});
-    ASSERT_EQ(signed_.exit_code, 0) << signed_.err;
-    CommandResult pushed = As("publisher", {"-q", "push", out.string(),
-                                            "127.0.0.1:" + std::to_string(hub_port_) +
-                                                "/models/" + kModel});
-    ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
-  }
-  void Promote(const std::string& version) {
-    CommandResult promoted = As("release-manager", {"promote", kModel, version, "--channel",
-                                                    "production", "-k",
-                                                    g_world->key("manager").string()});
-    ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
-  }
-  std::string DeployToLine3(const std::string& health_window = "2s",
-                            std::vector<std::string> more = {}) {
-    std::vector<std::string> args = {"deploy", kModel, "--channel", "production", "--gateway",
-                                     "plant-1", "--selector", "line=3", "--waves", "1,100%",
-                                     "--health-window", health_window, "--failure-threshold", "1",
-                                     "--json"};
-    args.insert(args.end(), more.begin(), more.end());
-    CommandResult deployed = As("release-manager", args);
-    EXPECT_EQ(deployed.exit_code, 0) << deployed.err;
-    return json::parse(deployed.out, nullptr, false).value("id", "");
-  }
-
-  void StartAgent(Camera& c) {
-    c.port = StartServing(c.pid,
-                          {AgentBinary().string(), "--store", c.store.string(), "serve", "--port",
-                           "0", "--log-level", "info"},
-                          dir_ / (c.name + "-" + std::to_string(++c.starts) + ".log"));
-    ASSERT_GT(c.port, 0);
-  }
-
-  // The version the camera's agent serves ("" for none), from its repository index.
-  std::string Serves(const Camera& c) {
-    httplib::Client client("127.0.0.1", c.port);
-    auto r = client.Post("/v2/repository/index", "", "application/json");
-    if (!r || r->status != 200) {
-      return "unreachable";
-    }
-    for (const json& e : json::parse(r->body)) {
-      if (e.value("name", "") == kModel && e.value("state", "") == "READY") {
-        return e.value("version", "");
-      }
-    }
-    return "";
-  }
-  // One picture through the camera's pipeline; true when it answered.
-  bool Predict(const Camera& c) {
-    httplib::Client client("127.0.0.1", c.port);
-    auto r = client.Post("/api/v1/models/" + kModel + "/predict",
-                         ReadAll(SourceDir() / "examples" / kModel / "samples/1/image.png"),
-                         "image/png");
-    return r && r->status == 200;
-  }
   // The phase the camera's activation journal records ("" before any).
   std::string JournalPhase(const Camera& c) {
     auto j = json::parse(ReadAll(c.store / "state/journal" / (kModel + ".json")), nullptr, false);
@@ -171,25 +79,11 @@ class FleetSystem : public DeliverySystem {
     auto it = states_.find(c.id);
     return it == states_.end() ? std::nullopt : std::optional(it->second);
   }
-  // The rollout of deployment as the hub shows it (null until the gateway reports it).
-  json Fleet(const std::string& deployment) {
-    json fleet = Status(deployment)["fleet"];
-    return fleet.is_array() && !fleet.empty() ? fleet[0] : json();
-  }
-  bool WaitForFleet(const std::string& deployment, const std::string& state, int done) {
-    return WaitUntil(
-        [&] {
-          json f = Fleet(deployment);
-          return f.is_object() && f["state"] == state && f["devices"]["done"] == done;
-        },
-        kLong, 300ms);
-  }
   std::string Logs() {
     std::string out = Status(last_deployment_).dump(2) + "\n" + GatewayLogs();
     return out;
   }
 
-  std::vector<Camera> cameras_;
   std::unique_ptr<net::MqttClient> observer_;
   std::mutex mu_;
   std::map<std::string, delivery::DeviceState> states_;

@@ -1,0 +1,159 @@
+#include "hub/telemetry_api.hpp"
+
+#include "core/time.hpp"
+#include "monitor/summary.hpp"
+
+namespace airlock::hub {
+namespace {
+
+using nlohmann::json;
+
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ?since= as Unix ms: a duration back from now ("1h", "30m") or an RFC 3339 time; 1h when
+// absent. nullopt after sending the 400.
+std::optional<std::int64_t> Since(const httplib::Request& req, httplib::Response& res) {
+  std::string since = req.has_param("since") ? req.get_param_value("since") : "1h";
+  if (auto d = ParseDuration(since)) {
+    return NowMs() - d->count();
+  }
+  if (auto t = ParseRfc3339(since)) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+  }
+  SendError(res, 400, "INVALID_REQUEST", "invalid request",
+            "since must be a duration back from now (30m, 6h, 7d) or an RFC 3339 time, not \"" +
+                since.substr(0, 64) + "\"");
+  return std::nullopt;
+}
+
+TelemetryQuery Query(const httplib::Request& req, std::string model, std::int64_t since) {
+  return TelemetryQuery{.model = std::move(model),
+                        .site = req.get_param_value("site"),
+                        .device = req.get_param_value("device"),
+                        .since_ms = since};
+}
+
+json AlertsJson(const std::vector<DriftAlert>& alerts) {
+  json out = json::array();
+  for (const auto& a : alerts) {
+    out.push_back(a.ToJson());
+  }
+  return out;
+}
+
+}  // namespace
+
+void TelemetryApi::Routes(httplib::Server& s) {
+  s.Post(R"(/api/v1/gateways/([^/]+)/telemetry)",
+         [this](const httplib::Request& req, httplib::Response& res) {
+           Ingest(req, res, req.matches[1]);
+         });
+  s.Get(R"(/api/v1/monitor/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    Monitor(req, res, req.matches[1]);
+  });
+  s.Get("/api/v1/events",
+        [this](const httplib::Request& req, httplib::Response& res) { Events(req, res); });
+}
+
+void TelemetryApi::Ingest(const httplib::Request& req, httplib::Response& res,
+                          const std::string& gateway) {
+  Principal who;
+  if (!gate_.ApiAllowed(req, res, Permission::kReportTelemetry, &who)) {
+    return;
+  }
+  auto g = registry_.GetGateway(gateway);
+  if (!g) {
+    if (g.error().code() == ErrorCode::kNotFound) {
+      return SendError(res, 404, "GATEWAY_UNKNOWN", "not found", g.error().message());
+    }
+    return SendInternal(res, g.error());
+  }
+  if (who.role == Role::kGateway && who.name != g->token_name) {
+    return SendError(res, 403, "DENIED", "requested access to the resource is denied",
+                     "the credential " + who.name + " belongs to another gateway than " + gateway);
+  }
+  auto batch = monitor::TelemetryBatch::Parse(req.body);
+  if (!batch) {
+    return SendError(res, 400, "INVALID_REQUEST", "invalid request", batch.error().ToString());
+  }
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto result = store_.Ingest(gateway, *batch, now);
+  if (!result) {
+    return SendInternal(res, result.error());
+  }
+  for (const auto& [id, why] : result->rejected) {
+    spdlog::warn("telemetry from {}: record {} rejected: {}", gateway, id, why);
+  }
+  for (const auto& a : result->alerts) {
+    spdlog::warn("drift alert: {} {} at {}/{} on {} (PSI {:.3f})", a.model, a.version, a.site,
+                 a.device, a.feature, a.psi.value_or(0.0));
+  }
+  SendJson(res, 200, result->ToJson());
+}
+
+void TelemetryApi::Monitor(const httplib::Request& req, httplib::Response& res,
+                           const std::string& model) {
+  Principal who;
+  if (!gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
+    return;
+  }
+  auto since = Since(req, res);
+  if (!since) {
+    return;
+  }
+  TelemetryQuery q = Query(req, model, *since);
+  auto reports = store_.Reports(q);
+  auto alerts = reports ? store_.Alerts(q) : Result<std::vector<DriftAlert>>(Fail(reports.error()));
+  auto sources = alerts ? store_.Sources(q.site)
+                        : Result<std::vector<SourceCounters>>(Fail(alerts.error()));
+  if (!sources) {
+    return SendInternal(res, sources.error());
+  }
+  json versions = json::array();
+  for (const auto& v : monitor::Summarize(model, *reports)) {
+    versions.push_back(v.ToJson());
+  }
+  json dropped = json::array();
+  for (const auto& s : *sources) {
+    const auto& d = s.counters.dropped;
+    if (d[0] + d[1] + d[2] > 0 || s.counters.disk_full > 0) {
+      json entry = s.counters.ToJson();
+      entry["site"] = s.site;
+      entry["source"] = s.source;
+      entry["updated"] = FormatRfc3339(TimePoint(std::chrono::seconds(s.updated)));
+      dropped.push_back(std::move(entry));
+    }
+  }
+  SendJson(res, 200,
+           {{"model", model},
+            {"site", q.site},
+            {"device", q.device},
+            {"since_ms", q.since_ms},
+            {"versions", std::move(versions)},
+            {"alerts", AlertsJson(*alerts)},
+            {"dropped", std::move(dropped)}});
+}
+
+void TelemetryApi::Events(const httplib::Request& req, httplib::Response& res) {
+  Principal who;
+  if (!gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
+    return;
+  }
+  auto since = Since(req, res);
+  if (!since) {
+    return;
+  }
+  auto alerts = store_.Alerts(Query(req, req.get_param_value("model"), *since), 500);
+  if (!alerts) {
+    return SendInternal(res, alerts.error());
+  }
+  SendJson(res, 200, {{"events", AlertsJson(*alerts)}});
+}
+
+}  // namespace airlock::hub

@@ -1,0 +1,130 @@
+#include "monitor/batch.hpp"
+
+#include "trust/canonical_json.hpp"
+
+namespace airlock::monitor {
+namespace {
+
+using nlohmann::json;
+
+constexpr Priority kAllPriorities[] = {Priority::kCapture, Priority::kMetrics, Priority::kAlert};
+
+tl::unexpected<Error> Bad(const std::string& what) {
+  return Fail(ErrorCode::kInvalidArgument, "telemetry batch: " + what);
+}
+
+}  // namespace
+
+OutboxCounters OutboxCounters::Of(const OutboxStats& s) {
+  return OutboxCounters{.records = s.records,
+                        .bytes = s.bytes,
+                        .dropped = s.dropped,
+                        .dropped_bytes = s.dropped_bytes,
+                        .disk_full = s.disk_full};
+}
+
+json OutboxCounters::ToJson() const {
+  json dropped_json = json::object();
+  for (Priority p : kAllPriorities) {
+    dropped_json[PriorityName(p)] = dropped[static_cast<std::size_t>(p)];
+  }
+  return {{"records", records},
+          {"bytes", bytes},
+          {"dropped", std::move(dropped_json)},
+          {"dropped_bytes", dropped_bytes},
+          {"disk_full", disk_full}};
+}
+
+Result<OutboxCounters> OutboxCounters::FromJson(const json& j) {
+  OutboxCounters c;
+  try {
+    c.records = j.value("records", std::uint64_t{0});
+    c.bytes = j.value("bytes", std::uint64_t{0});
+    c.dropped_bytes = j.value("dropped_bytes", std::uint64_t{0});
+    c.disk_full = j.value("disk_full", std::uint64_t{0});
+    if (j.contains("dropped")) {
+      const json& d = j.at("dropped");
+      for (Priority p : kAllPriorities) {
+        c.dropped[static_cast<std::size_t>(p)] = d.value(PriorityName(p), std::uint64_t{0});
+      }
+    }
+  } catch (const json::exception& e) {
+    return Bad(std::string("outbox: ") + e.what());
+  }
+  return c;
+}
+
+std::string TelemetryBatch::Serialize() const {
+  json records_json = json::array();
+  for (const auto& r : records) {
+    records_json.push_back({{"id", r.id},
+                            {"priority", PriorityName(r.priority)},
+                            {"kind", r.kind},
+                            {"created_ms", r.created_ms},
+                            {"payload", r.payload}});
+  }
+  json j = {{"schema", kBatchSchema},
+            {"source", source},
+            {"records", std::move(records_json)},
+            {"outbox", outbox.ToJson()}};
+  if (!site.empty()) {
+    j["site"] = site;
+  }
+  return j.dump();
+}
+
+Result<TelemetryBatch> TelemetryBatch::Parse(std::string_view text) {
+  AIRLOCK_ASSIGN_OR_RETURN(json j, trust::ParseJson(text, kMaxBatchBytes, "telemetry batch"));
+  if (!j.is_object() || j.value("schema", "") != kBatchSchema) {
+    return Bad("want \"schema\": \"" + std::string(kBatchSchema) + "\"");
+  }
+  TelemetryBatch b;
+  try {
+    b.source = j.at("source").get<std::string>();
+    b.site = j.value("site", "");
+    for (const auto& r : j.at("records")) {
+      OutboxRecord rec;
+      rec.id = r.at("id").get<std::string>();
+      std::string priority = r.at("priority").get<std::string>();
+      bool known = false;
+      for (Priority p : kAllPriorities) {
+        if (priority == PriorityName(p)) {
+          rec.priority = p;
+          known = true;
+        }
+      }
+      if (!known) {
+        return Bad("record " + rec.id + ": unknown priority \"" + priority + "\"");
+      }
+      rec.kind = r.at("kind").get<std::string>();
+      rec.created_ms = r.at("created_ms").get<std::int64_t>();
+      rec.payload = r.at("payload").get<std::string>();
+      if (rec.id.empty() || rec.id.size() > 256) {
+        return Bad("a record id must have 1 to 256 characters");
+      }
+      b.records.push_back(std::move(rec));
+    }
+    if (j.contains("outbox")) {
+      AIRLOCK_ASSIGN_OR_RETURN(b.outbox, OutboxCounters::FromJson(j["outbox"]));
+    }
+  } catch (const json::exception& e) {
+    return Bad(e.what());
+  }
+  if (b.source.empty()) {
+    return Bad("\"source\" is empty");
+  }
+  return b;
+}
+
+std::string SerializeAck(const std::vector<std::string>& ids) { return json{{"ids", ids}}.dump(); }
+
+Result<std::vector<std::string>> ParseAck(std::string_view text) {
+  AIRLOCK_ASSIGN_OR_RETURN(json j, trust::ParseJson(text, kMaxBatchBytes, "telemetry ack"));
+  try {
+    return j.at("ids").get<std::vector<std::string>>();
+  } catch (const json::exception& e) {
+    return Fail(ErrorCode::kInvalidArgument, std::string("telemetry ack: ") + e.what());
+  }
+}
+
+}  // namespace airlock::monitor

@@ -1,0 +1,163 @@
+#include "monitor/summary.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace airlock::monitor {
+namespace {
+
+using nlohmann::json;
+
+DriftLevel Worse(DriftLevel a, DriftLevel b) {
+  return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
+}
+
+void AddPredictions(std::optional<PredictionSpec>& sum, const PredictionSpec& p) {
+  if (!sum) {
+    sum = p;
+    return;
+  }
+  if (sum->classes != p.classes || sum->labels != p.labels ||
+      sum->histogram.counts.size() != p.histogram.counts.size()) {
+    return;  // another shape (should not happen within a version)
+  }
+  for (std::size_t i = 0; i < p.histogram.counts.size(); ++i) {
+    sum->histogram.counts[i] += p.histogram.counts[i];
+  }
+}
+
+std::optional<double> Optional(const std::optional<double>& us) {
+  return us ? std::optional<double>(*us / 1000.0) : std::nullopt;
+}
+
+}  // namespace
+
+double VersionSummary::Throughput() const {
+  double seconds = static_cast<double>(end_ms - start_ms) / 1000.0;
+  return seconds > 0 ? static_cast<double>(requests) / seconds : 0.0;
+}
+
+json VersionSummary::ToJson() const {
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  json drift_json = json::array();
+  for (const auto& f : drift) {
+    drift_json.push_back({{"feature", f.feature},
+                          {"devices", f.devices},
+                          {"psi_mean", f.psi_mean},
+                          {"psi_max", f.psi_max},
+                          {"level", DriftLevelName(f.level)},
+                          {"worst_level", DriftLevelName(f.worst_level)}});
+  }
+  json j = {{"version", version},
+            {"requests", requests},
+            {"errors", errors},
+            {"error_rate", requests ? static_cast<double>(errors) / static_cast<double>(requests)
+                                    : 0.0},
+            {"throughput_rps", Throughput()},
+            {"start_ms", start_ms},
+            {"end_ms", end_ms},
+            {"devices", devices},
+            {"intervals", intervals},
+            {"latency_ms", {{"p50", opt(p50_ms)}, {"p95", opt(p95_ms)}, {"p99", opt(p99_ms)}}},
+            {"drift", std::move(drift_json)}};
+  if (predictions) {
+    json p = {{"kind", predictions->classes ? "class" : "score"},
+              {"counts", predictions->histogram.counts}};
+    if (predictions->classes) {
+      p["labels"] = predictions->labels;
+    } else {
+      p["edges"] = predictions->histogram.edges;
+    }
+    j["predictions"] = std::move(p);
+  }
+  return j;
+}
+
+std::vector<VersionSummary> Summarize(const std::string& model,
+                                      const std::vector<IntervalReport>& reports) {
+  struct Acc {
+    VersionSummary s;
+    std::set<std::string> devices;
+    std::vector<std::uint64_t> bounds, latency;
+    std::map<std::string, const IntervalReport*> latest;  // per device
+    std::map<std::string, DriftLevel> worst;               // per feature
+  };
+  std::map<std::string, Acc> by_version;
+  for (const auto& r : reports) {
+    if (r.model != model) {
+      continue;
+    }
+    Acc& a = by_version[r.version];
+    VersionSummary& s = a.s;
+    if (s.intervals == 0) {
+      s.version = r.version;
+      s.start_ms = r.start_ms;
+      s.end_ms = r.end_ms;
+      a.bounds = r.counts.latency_bounds_us;
+      a.latency.assign(r.counts.latency_counts.size(), 0);
+    }
+    ++s.intervals;
+    s.requests += r.counts.requests;
+    s.errors += r.counts.errors;
+    s.start_ms = std::min(s.start_ms, r.start_ms);
+    s.end_ms = std::max(s.end_ms, r.end_ms);
+    a.devices.insert(r.device);
+    if (r.counts.latency_bounds_us == a.bounds && r.counts.latency_counts.size() == a.latency.size()) {
+      for (std::size_t i = 0; i < a.latency.size(); ++i) {
+        a.latency[i] += r.counts.latency_counts[i];
+      }
+    }
+    if (r.predictions) {
+      AddPredictions(s.predictions, *r.predictions);
+    }
+    for (const auto& d : r.drift) {
+      a.worst[d.feature] = Worse(a.worst[d.feature], d.level);
+    }
+    // The latest interval of each device that judged anything.
+    bool judged = std::any_of(r.drift.begin(), r.drift.end(), [](const auto& d) { return d.psi; });
+    const IntervalReport*& latest = a.latest[r.device];
+    if (judged && (latest == nullptr || r.end_ms > latest->end_ms)) {
+      latest = &r;
+    }
+  }
+  std::vector<VersionSummary> out;
+  for (auto& [version, a] : by_version) {
+    VersionSummary& s = a.s;
+    s.devices = a.devices.size();
+    s.p50_ms = Optional(LatencyPercentileUs(a.bounds, a.latency, 0.50));
+    s.p95_ms = Optional(LatencyPercentileUs(a.bounds, a.latency, 0.95));
+    s.p99_ms = Optional(LatencyPercentileUs(a.bounds, a.latency, 0.99));
+    std::map<std::string, FeatureSummary> features;
+    for (const auto& [device, latest] : a.latest) {
+      if (latest == nullptr) {
+        continue;
+      }
+      for (const auto& d : latest->drift) {
+        if (!d.psi) {
+          continue;
+        }
+        FeatureSummary& f = features[d.feature];
+        f.feature = d.feature;
+        f.psi_mean += *d.psi;
+        f.psi_max = std::max(f.psi_max, *d.psi);
+        f.level = Worse(f.level, d.level);
+        ++f.devices;
+      }
+    }
+    for (const auto& [name, worst] : a.worst) {
+      FeatureSummary& f = features[name];
+      f.feature = name;
+      f.worst_level = worst;
+      if (f.devices > 0) {
+        f.psi_mean /= static_cast<double>(f.devices);
+      }
+    }
+    for (auto& [name, f] : features) {
+      s.drift.push_back(std::move(f));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace airlock::monitor

@@ -1,0 +1,50 @@
+#pragma once
+// What `airlock monitor` shows (docs/monitoring.md): the interval reports of one model, from any
+// number of devices and sites, summed per version — throughput, errors, latency percentiles from
+// the merged latency buckets, the prediction distribution, and per feature the drift of the
+// latest interval of each device (mean and worst PSI) and the worst level seen in the window.
+// Plain functions over values; thread-compatible.
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "monitor/telemetry.hpp"
+
+namespace airlock::monitor {
+
+struct FeatureSummary {
+  std::string feature;
+  std::size_t devices = 0;    // devices whose latest interval judged it
+  double psi_mean = 0;        // over those latest intervals
+  double psi_max = 0;
+  DriftLevel level = DriftLevel::kOk;        // of the latest intervals, the worst
+  DriftLevel worst_level = DriftLevel::kOk;  // in the whole window
+};
+
+struct VersionSummary {
+  std::string version;
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;
+  std::int64_t start_ms = 0;  // first interval's start
+  std::int64_t end_ms = 0;    // last interval's end
+  std::size_t devices = 0;
+  std::size_t intervals = 0;
+  std::optional<double> p50_ms, p95_ms, p99_ms;
+  std::optional<PredictionSpec> predictions;  // summed counts
+  std::vector<FeatureSummary> drift;
+
+  // Requests per second over the time the intervals cover (0 when they cover none).
+  double Throughput() const;
+  nlohmann::json ToJson() const;
+};
+
+// One summary per version, in version order. Reports of other models are ignored; a report whose
+// latency buckets differ from the first one's is left out of the percentiles only.
+std::vector<VersionSummary> Summarize(const std::string& model,
+                                      const std::vector<IntervalReport>& reports);
+
+}  // namespace airlock::monitor

@@ -1,0 +1,236 @@
+#include "monitor/version_monitor.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace airlock::monitor {
+namespace {
+
+std::uint64_t Elements(const std::vector<std::int64_t>& shape, std::size_t from, std::size_t to) {
+  std::uint64_t n = 1;
+  for (std::size_t i = from; i < to && i < shape.size(); ++i) {
+    n *= static_cast<std::uint64_t>(std::max<std::int64_t>(shape[i], 0));
+  }
+  return n;
+}
+
+const runtime::Tensor* Named(const std::vector<runtime::Tensor>& ts, const std::string& name) {
+  for (const auto& t : ts) {
+    if (t.name == name) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+bool Readable(const runtime::Tensor& t) {
+  return t.dtype != runtime::DataType::kBytes && t.CheckConsistent().has_value();
+}
+
+// Keeps a uniform sample of at most cap values out of all offered (Algorithm R).
+void Offer(std::vector<double>& reservoir, std::uint64_t& seen, std::size_t cap, double v,
+           std::minstd_rand& rng) {
+  ++seen;
+  if (reservoir.size() < cap) {
+    reservoir.push_back(v);
+    return;
+  }
+  std::uint64_t j = std::uniform_int_distribution<std::uint64_t>(0, seen - 1)(rng);
+  if (j < cap) {
+    reservoir[j] = v;
+  }
+}
+
+DriftLevel Worse(DriftLevel a, DriftLevel b) {
+  return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
+}
+
+}  // namespace
+
+VersionMonitor::VersionMonitor(std::string model, std::string version,
+                               std::vector<BaselineFeature> features,
+                               std::optional<PredictionSpec> predictions, std::int64_t start_ms,
+                               MonitorOptions options)
+    : model_(std::move(model)),
+      version_(std::move(version)),
+      options_(options),
+      start_ms_(start_ms) {
+  counts_.latency_bounds_us = kLatencyBoundsUs;
+  counts_.latency_counts.assign(kLatencyBoundsUs.size() + 1, 0);
+  for (auto& f : features) {
+    FeatureState s;
+    s.current.edges = f.histogram.edges;
+    s.current.counts.assign(f.histogram.counts.size(), 0);
+    s.baseline = std::move(f);
+    features_.push_back(std::move(s));
+  }
+  if (predictions) {
+    baseline_predictions_ = predictions;
+    predictions->histogram.counts.assign(predictions->histogram.counts.size(), 0);
+    predictions_ = std::move(predictions);
+  }
+}
+
+void VersionMonitor::Sample(FeatureState& f, const runtime::Tensor& t) {
+  const auto& shape = t.shape;
+  std::uint64_t total = static_cast<std::uint64_t>(t.ElementCount());
+  std::uint64_t outer = 1;
+  std::uint64_t inner = 1;
+  std::uint64_t dim = 1;
+  std::uint64_t count = total;  // elements of this feature
+  if (f.baseline.axis) {
+    std::size_t axis = *f.baseline.axis;
+    if (axis >= shape.size() || f.baseline.index < 0 || f.baseline.index >= shape[axis]) {
+      return;  // the tensor does not have this feature's coordinate
+    }
+    outer = Elements(shape, 0, axis);
+    dim = static_cast<std::uint64_t>(shape[axis]);
+    inner = Elements(shape, axis + 1, shape.size());
+    count = outer * inner;
+  }
+  if (count == 0) {
+    return;
+  }
+  std::uint64_t k = std::min<std::uint64_t>(count, options_.sample_per_request);
+  std::uint64_t stride = count / k;
+  std::uint64_t offset = stride > 1 ? (observed_ * 7919) % stride : 0;
+  for (std::uint64_t s = 0; s < k; ++s) {
+    std::uint64_t e = offset + s * stride;  // the e-th element of the feature
+    std::uint64_t flat = f.baseline.axis
+                             ? (e / inner) * dim * inner +
+                                   static_cast<std::uint64_t>(f.baseline.index) * inner + e % inner
+                             : e;
+    double v = t.ValueAsDouble(static_cast<std::int64_t>(flat));
+    if (std::isnan(v)) {
+      continue;
+    }
+    f.current.Add(v);
+    Offer(f.reservoir, f.seen, options_.ks_points, v, rng_);
+  }
+}
+
+void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
+  std::lock_guard lock(mu_);
+  for (auto& f : features_) {
+    if (const runtime::Tensor* t = Named(inputs, f.baseline.tensor); t && Readable(*t)) {
+      Sample(f, *t);
+    }
+  }
+  ++observed_;
+}
+
+void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs) {
+  std::lock_guard lock(mu_);
+  if (!predictions_) {
+    return;
+  }
+  const runtime::Tensor* t = Named(outputs, predictions_->tensor);
+  if (t == nullptr || !Readable(*t)) {
+    return;
+  }
+  auto n = static_cast<std::uint64_t>(t->ElementCount());
+  if (predictions_->classes) {
+    std::uint64_t labels = predictions_->labels.size();
+    if (t->shape.empty() || t->shape.back() != static_cast<std::int64_t>(labels) || labels == 0) {
+      return;
+    }
+    for (std::uint64_t row = 0; row + labels <= n; row += labels) {
+      std::uint64_t best = 0;
+      double best_v = t->ValueAsDouble(static_cast<std::int64_t>(row));
+      for (std::uint64_t c = 1; c < labels; ++c) {
+        double v = t->ValueAsDouble(static_cast<std::int64_t>(row + c));
+        if (v > best_v) {
+          best_v = v;
+          best = c;
+        }
+      }
+      ++predictions_->histogram.counts[best];
+    }
+    return;
+  }
+  std::uint64_t k = std::min<std::uint64_t>(n, options_.sample_per_request);
+  for (std::uint64_t i = 0; i < k; ++i) {
+    double v = t->ValueAsDouble(static_cast<std::int64_t>(i * (n / k)));
+    if (!std::isnan(v)) {
+      predictions_->histogram.Add(v);
+      Offer(score_reservoir_, score_seen_, options_.ks_points, v, rng_);
+    }
+  }
+}
+
+void VersionMonitor::Finish(bool ok, std::chrono::nanoseconds latency) {
+  auto us = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(latency).count()));
+  std::lock_guard lock(mu_);
+  ++counts_.requests;
+  if (!ok) {
+    ++counts_.errors;
+  }
+  auto bucket = std::lower_bound(kLatencyBoundsUs.begin(), kLatencyBoundsUs.end(), us);
+  ++counts_.latency_counts[static_cast<std::size_t>(bucket - kLatencyBoundsUs.begin())];
+  counts_.latency_sum_us += us;
+}
+
+IntervalReport VersionMonitor::Cut(std::int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  IntervalReport r;
+  r.model = model_;
+  r.version = version_;
+  r.start_ms = start_ms_;
+  r.end_ms = now_ms;
+  r.counts = counts_;
+  counts_.requests = 0;
+  counts_.errors = 0;
+  counts_.latency_sum_us = 0;
+  std::fill(counts_.latency_counts.begin(), counts_.latency_counts.end(), 0);
+  r.observed = observed_;
+  bool enough = observed_ >= options_.min_requests;
+  auto judge = [&](const std::string& name, const Histogram& baseline, const Histogram& current,
+                   std::vector<double> reservoir, bool histogram_ks) {
+    FeatureDrift d;
+    d.feature = name;
+    d.values = current.Total();
+    if (enough && d.values > 0) {
+      auto psi = PopulationStabilityIndex(baseline.counts, current.counts);
+      if (psi) {
+        d.psi = *psi;
+        if (histogram_ks) {
+          if (auto ks = KolmogorovSmirnov(baseline, std::move(reservoir)); ks) {
+            d.ks = *ks;
+          }
+        }
+        d.level = Judge(*d.psi, d.ks, options_.thresholds);
+      }
+    }
+    DriftLevel& last = last_level_[name];
+    if (d.psi && d.level == DriftLevel::kAlert && last != DriftLevel::kAlert) {
+      r.new_alerts.push_back(name);
+    }
+    if (d.psi) {
+      last = d.level;
+    }
+    r.level = Worse(r.level, d.level);
+    r.drift.push_back(std::move(d));
+  };
+  for (auto& f : features_) {
+    judge(f.baseline.name, f.baseline.histogram, f.current, std::move(f.reservoir), true);
+    std::fill(f.current.counts.begin(), f.current.counts.end(), 0);
+    f.reservoir.clear();
+    f.seen = 0;
+  }
+  if (predictions_) {
+    r.predictions = predictions_;
+    if (baseline_predictions_ && baseline_predictions_->has_baseline) {
+      judge("predictions", baseline_predictions_->histogram, predictions_->histogram,
+            std::move(score_reservoir_), !predictions_->classes);
+    }
+    std::fill(predictions_->histogram.counts.begin(), predictions_->histogram.counts.end(), 0);
+    score_reservoir_.clear();
+    score_seen_ = 0;
+  }
+  observed_ = 0;
+  start_ms_ = now_ms;
+  return r;
+}
+
+}  // namespace airlock::monitor
