@@ -8,6 +8,12 @@ namespace airlock::agent {
 
 Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string platform) {
   std::unique_ptr<Agent> a(new Agent());
+  auto identity = LoadIdentity(config.store);
+  if (!identity && identity.error().code() != ErrorCode::kNotFound) {
+    return Fail(identity.error());
+  }
+  // Telemetry goes to the gateway: an agent that no gateway manages measures nothing.
+  config.telemetry.enabled = config.telemetry.enabled && identity.has_value();
   a->config_ = std::move(config);
   const AgentConfig& c = a->config_;
   AIRLOCK_ASSIGN_OR_RETURN(a->ort_, runtime::OnnxRuntime::Create(c.runtime));
@@ -50,10 +56,6 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
     a->routes_.push_back(std::move(*r));
   }
 
-  auto identity = LoadIdentity(c.store);
-  if (!identity && identity.error().code() != ErrorCode::kNotFound) {
-    return Fail(identity.error());
-  }
   if (identity) {
     AIRLOCK_RETURN_IF_ERROR(DeviceClient::PrepareRepository(c.store, *a->repository_));
   }
