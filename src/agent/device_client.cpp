@@ -264,6 +264,8 @@ DeviceClient::~DeviceClient() {
   if (worker_.joinable()) {
     worker_.join();
   }
+  repo_.SetCapture(nullptr);
+  capture_.reset();    // uploads what it had queued, into the outbox
   telemetry_.reset();  // its last intervals go to the outbox, not the broker
   if (mqtt_ && mqtt_->IsConnected()) {
     // A clean disconnect does not fire the last will: say it ourselves.
@@ -439,6 +441,7 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
                  directive->models.size());
   }
   directive_ = message;
+  ApplyCapture(directive->capture);
 
   const std::vector<InstalledModel> on_disk = Installed();
   for (const auto& [entry, release] : checked) {
@@ -639,6 +642,36 @@ void DeviceClient::StopShadow(const std::string& model) {
   spdlog::info("{}: shadow {} stopped ({} of {} agreed)", model, it->second.version,
                it->second.tap->agreed(), it->second.tap->compared());
   shadows_.erase(it);
+}
+
+void DeviceClient::ApplyCapture(const std::optional<trust::CapturePolicy>& policy) {
+  if ((capture_ ? std::optional(capture_->policy()) : std::nullopt) == policy) {
+    return;
+  }
+  repo_.SetCapture(nullptr);
+  capture_.reset();  // writes what it had queued
+  if (!policy || policy->rate <= 0) {
+    spdlog::info("capture: off");
+    return;
+  }
+  CaptureRing::Uploader upload;
+  if (telemetry_) {
+    TelemetryReporter* reporter = telemetry_.get();
+    upload = [reporter](const std::string& payload, std::int64_t at_ms) {
+      reporter->AppendCapture(payload, at_ms);
+    };
+  }
+  auto ring = CaptureRing::Open(options_.store / "captures", identity_.device_id, *policy,
+                                std::move(upload));
+  if (!ring) {
+    spdlog::error("capture: {}", ring.error().ToString());
+    return;
+  }
+  capture_ = std::move(*ring);
+  repo_.SetCapture(capture_);
+  spdlog::info("capture: {} of requests ({}{}), at most {} bytes on disk, {}", policy->rate,
+               policy->inputs ? "inputs" : "", policy->outputs ? (policy->inputs ? " and outputs" : "outputs") : "",
+               policy->max_bytes, policy->upload && telemetry_ ? "uploaded" : "kept on the device");
 }
 
 fs::path DeviceClient::FetchedDir() const { return state_dir_ / "downloads" / "fetched"; }

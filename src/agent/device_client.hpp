@@ -32,6 +32,7 @@
 //
 // What the agent keeps, under STORE/state/ (each file written atomically):
 //   telemetry.db    the telemetry outbox (SQLite)
+// and under STORE/captures/ the capture ring, when the directive's capture policy asks for one.
 //   device.json     the trusted directive version and channel versions, the last refusal
 //   directive.json  the last directive message applied (for the packages and documents after a
 //                   restart)
@@ -133,6 +134,8 @@ class DeviceClient {
   void StartShadow(const std::string& model, const std::string& version,
                    const std::string& release);
   void StopShadow(const std::string& model);
+  // Captures as the directive's policy says (none: stop capturing).
+  void ApplyCapture(const std::optional<trust::CapturePolicy>& policy);
   void SampleHealth();
 
   std::vector<InstalledModel> Installed() const;
@@ -165,6 +168,7 @@ class DeviceClient {
     std::uint64_t reported = 0;  // compared, as last reported
   };
   std::map<std::string, Shadow> shadows_;  // per model with a shadow entry
+  std::shared_ptr<CaptureRing> capture_;   // the site's capture policy in force, if any
   std::uint64_t seq_ = 0;
   std::chrono::steady_clock::time_point last_report_{};
 

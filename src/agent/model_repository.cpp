@@ -110,11 +110,15 @@ void ReleaseFreeMemory() { malloc_trim(0); }
 
 Result<std::vector<runtime::Tensor>> Execute(ServedVersion& model,
                                              std::vector<runtime::Tensor> inputs,
-                                             SteadyTime arrival) {
+                                             SteadyTime arrival, const pipeline::Input* raw) {
   std::shared_ptr<ShadowTap> shadow = model.shadow.load();
-  std::vector<runtime::Tensor> shadow_inputs;
-  if (shadow) {
-    shadow_inputs = inputs;
+  std::shared_ptr<CaptureRing> capture = model.capture ? model.capture->ring.load() : nullptr;
+  if (capture && !capture->Sample()) {
+    capture = nullptr;
+  }
+  std::vector<runtime::Tensor> kept_inputs;  // for the shadow and the capture
+  if (shadow || capture) {
+    kept_inputs = inputs;
   }
   if (model.monitor) {
     model.monitor->ObserveInputs(inputs);
@@ -126,8 +130,16 @@ Result<std::vector<runtime::Tensor>> Execute(ServedVersion& model,
     }
     model.monitor->Finish(outputs.has_value(), steady_clock::now() - arrival);
   }
+  if (capture && outputs) {
+    std::optional<RawInput> raw_input;
+    if (raw != nullptr) {
+      raw_input = RawInput{raw->bytes, raw->content_type};
+    }
+    capture->Offer(model.name, model.version, std::move(raw_input),
+                   shadow ? kept_inputs : std::move(kept_inputs), *outputs);
+  }
   if (shadow && outputs) {
-    shadow->Offer(std::move(shadow_inputs), *outputs);
+    shadow->Offer(std::move(kept_inputs), *outputs);
   }
   return outputs;
 }
@@ -145,7 +157,7 @@ Result<nlohmann::json> Predict(ServedVersion& model, const pipeline::Input& in) 
       model.monitor->Finish(false, steady_clock::now() - arrival);  // an input it cannot read
     }
     AIRLOCK_ASSIGN_OR_RETURN(auto inputs, std::move(preprocessed));
-    AIRLOCK_ASSIGN_OR_RETURN(auto outputs, Execute(model, inputs, arrival));
+    AIRLOCK_ASSIGN_OR_RETURN(auto outputs, Execute(model, inputs, arrival, &in));
     AIRLOCK_ASSIGN_OR_RETURN(nlohmann::json out, model.steps->Postprocess(inputs, outputs));
     out["model"] = model.name;
     out["version"] = model.version;
@@ -264,6 +276,7 @@ Result<std::shared_ptr<ServedVersion>> ModelRepository::LoadVersion(const Instal
   if (config_.telemetry.enabled) {
     served->monitor = NewMonitor(*served, *reader, *variant, config_.telemetry);
   }
+  served->capture = capture_;
   served->scheduler = std::make_unique<Scheduler>(served->backend, config, served->stats);
   served->loaded_at = std::chrono::system_clock::now();
   served->load_duration =

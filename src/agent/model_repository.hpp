@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/capture.hpp"
 #include "agent/config.hpp"
 #include "agent/model_store.hpp"
 #include "agent/scheduler.hpp"
@@ -43,6 +44,11 @@ enum class ModelState {
   kUnavailable,  // not serving: never loaded, unloaded, or failed (see the reason)
 };
 const char* ModelStateName(ModelState s);  // "LOADING", "READY", "UNLOADING", "UNAVAILABLE"
+
+// Where a repository's versions find the capture ring the site's policy asks for (null: none).
+struct CaptureSlot {
+  std::atomic<std::shared_ptr<CaptureRing>> ring;
+};
 
 // One loaded, ready version. Immutable once published except its statistics.
 struct ServedVersion {
@@ -65,14 +71,17 @@ struct ServedVersion {
   // What this version sees and says, per interval (monitor/telemetry.hpp); null when the agent's
   // telemetry is off. Shared with the telemetry reporter, which cuts its intervals.
   std::shared_ptr<monitor::VersionMonitor> monitor;
+  std::shared_ptr<CaptureSlot> capture;  // the repository's
   std::unique_ptr<Scheduler> scheduler;  // declared last: destroyed first
 };
 
 // Runs one request through the version's scheduler (Scheduler::Execute), offering its inputs
-// and outputs to the version's monitor and shadow on the way.
+// and outputs to the version's monitor, shadow and capture ring on the way. raw: the request as
+// it arrived, when it came through a pipeline (kept by a capture).
 [[nodiscard]] Result<std::vector<runtime::Tensor>> Execute(ServedVersion& model,
                                                            std::vector<runtime::Tensor> inputs,
-                                                           SteadyTime arrival);
+                                                           SteadyTime arrival,
+                                                           const pipeline::Input* raw = nullptr);
 
 struct VersionStatus {
   std::string name;
@@ -135,6 +144,9 @@ class ModelRepository {
   // The installed versions of one model (any state), for metadata.
   std::vector<VersionStatus> VersionsOf(const std::string& name) const;
 
+  // Captures of every version from now on go to ring (null: none).
+  void SetCapture(std::shared_ptr<CaptureRing> ring) { capture_->ring.store(std::move(ring)); }
+
   const AgentConfig& config() const { return config_; }
   std::uint64_t loads() const { return loads_.load(); }
   std::uint64_t load_failures() const { return load_failures_.load(); }
@@ -166,6 +178,7 @@ class ModelRepository {
   const AgentConfig config_;
   const std::string platform_;
   const BackendDecorator decorate_;
+  const std::shared_ptr<CaptureSlot> capture_ = std::make_shared<CaptureSlot>();
 
   mutable std::mutex mutex_;  // guards models_ and load_mutexes_
   std::map<std::string, Model> models_;

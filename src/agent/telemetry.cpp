@@ -87,6 +87,13 @@ void TelemetryReporter::Wake() {
   cv_.notify_all();
 }
 
+void TelemetryReporter::AppendCapture(const std::string& payload, std::int64_t at_ms) {
+  auto stored = outbox_->Append(monitor::Priority::kCapture, "capture", payload, at_ms);
+  if (!stored) {
+    spdlog::error("telemetry: {}", stored.error().ToString());
+  }
+}
+
 void TelemetryReporter::Loop() {
   std::unique_lock lock(mu_);
   while (true) {

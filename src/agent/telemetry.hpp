@@ -64,6 +64,9 @@ class TelemetryReporter {
   void CutNow();
   // Wakes the sender (after a reconnect).
   void Wake();
+  // Stores a capture to upload (agent/capture.hpp), as a record of kind "capture" at the lowest
+  // priority; the bounds of the outbox may drop it (counted).
+  void AppendCapture(const std::string& payload, std::int64_t at_ms);
 
   monitor::OutboxStats outbox_stats() const { return outbox_->Stats(); }
 

@@ -103,6 +103,12 @@ cache:
   reserve_bytes: 1073741824   # free disk the gateway always leaves (1 GiB)
 telemetry:
   outbox_max_bytes: 268435456 # devices' telemetry held while the hub is away (256 MiB)
+  # capture:                  # sampled capture on the devices; off unless set
+  #   rate: 0.01              #   share of requests kept (one in 100)
+  #   max_bytes: 268435456    #   each device's ring on its disk (256 MiB)
+  #   inputs: true            #   keep the inputs (the picture as sent, and the tensors)
+  #   outputs: true           #   keep the outputs
+  #   upload: false           #   true: copies go to the gateway and on to the hub
 policy:
   allowed_models: []          # empty: every model
   max_package_bytes: 0        # 0: no limit
@@ -184,7 +190,37 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   }
 
   if (const json* telemetry = Section(top, "telemetry")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*telemetry, "telemetry", {"outbox_max_bytes"})));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(CheckKeys(*telemetry, "telemetry", {"outbox_max_bytes", "capture"})));
+    if (const json* capture = Section(*telemetry, "capture")) {
+      AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*capture, "telemetry.capture",
+                                           {"rate", "max_bytes", "inputs", "outputs", "upload"})));
+      trust::CapturePolicy policy;
+      if (auto it = capture->find("rate"); it != capture->end() && !it->is_null()) {
+        if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 1) {
+          return bad("telemetry.capture.rate", "must be a number from 0 to 1 (0.01: one in 100)");
+        }
+        policy.rate = it->get<double>();
+      }
+      AIRLOCK_RETURN_IF_ERROR(
+          in(UInt(*capture, "telemetry.capture.", "max_bytes", policy.max_bytes)));
+      if (policy.max_bytes < (1ULL << 20) || policy.max_bytes > (1ULL << 40)) {
+        return bad("telemetry.capture.max_bytes", "must be from 1 MiB to 1 TiB");
+      }
+      for (auto [key, field] : {std::pair{"inputs", &trust::CapturePolicy::inputs},
+                                std::pair{"outputs", &trust::CapturePolicy::outputs},
+                                std::pair{"upload", &trust::CapturePolicy::upload}}) {
+        if (auto it = capture->find(key); it != capture->end() && !it->is_null()) {
+          if (!it->is_boolean()) {
+            return bad(std::string("telemetry.capture.") + key, "must be true or false");
+          }
+          policy.*field = it->get<bool>();
+        }
+      }
+      if (policy.rate > 0) {
+        c.capture = policy;
+      }
+    }
     AIRLOCK_RETURN_IF_ERROR(
         in(UInt(*telemetry, "telemetry.", "outbox_max_bytes", c.telemetry_outbox_max)));
     if (c.telemetry_outbox_max < (64ULL << 10)) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/result.hpp"
+#include "trust/directive.hpp"
 
 namespace airlock::gateway {
 
@@ -52,6 +53,9 @@ struct GatewayConfig {
   // Devices' telemetry kept while the hub is away (docs/monitoring.md); past it the outbox drops
   // captures first, then metrics, then alerts, oldest first, and counts them.
   std::uint64_t telemetry_outbox_max = 256ULL << 20;
+  // What the site lets its devices capture, and whether captures leave them (telemetry.capture;
+  // docs/monitoring.md "Captures"). None: devices capture nothing.
+  std::optional<trust::CapturePolicy> capture;
   SitePolicy policy;
   // The factory broker the gateway and its devices share (DESIGN §5.1); "" means the same broker
   // as mqtt_broker (a small site with one broker). Enrolled devices are told this one.

@@ -551,7 +551,8 @@ Result<delivery::DirectiveMessage> FleetService::BuildDirective(const std::strin
                              .version = version,
                              .issued = now,
                              .expires = now + options_.directive_life,
-                             .models = {}};
+                             .models = {},
+                             .capture = options_.capture};
   delivery::DirectiveMessage message{
       .envelope = {.message_id = NewMessageId(clock_), .sent_at = now},
       .directive = trust::SignedDocument::Wrap(json::object()),

@@ -61,6 +61,8 @@ struct FleetServiceOptions {
   std::string device_prefix = "airlock/v1";  // the factory broker's topics: PREFIX/dev/{dev}/…
   std::string hub_prefix = "airlock/v1";     // the cloud broker's: PREFIX/gw/{gw}/fleet
   std::chrono::seconds directive_life{30 * 24 * 3600};  // how long a signed directive is valid
+  // The site's capture policy, sent to every device in its directives (none: capture nothing).
+  std::optional<trust::CapturePolicy> capture;
 };
 
 // Publishes one message at QoS 1, retained or not; an error when the broker did not take it.

@@ -217,7 +217,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   FleetServiceOptions fleet_options{.gateway = config.name,
                                     .device_prefix = config.factory_prefix(),
                                     .hub_prefix = config.mqtt_prefix,
-                                    .directive_life = std::chrono::hours(24 * 30)};
+                                    .directive_life = std::chrono::hours(24 * 30),
+                                    .capture = config.capture};
   auto fleet = FleetService::Create(fleet_options, *root, **store, *directive_key,
                                     publisher(fleet_client), publisher(client), clock);
   if (!fleet) {

@@ -203,6 +203,40 @@ json ModelToJson(const DirectiveModel& m) {
   return j;
 }
 
+json CaptureToJson(const CapturePolicy& c) {
+  return {{"rate", FormatRate(c.rate)},
+          {"max_bytes", c.max_bytes},
+          {"inputs", c.inputs},
+          {"outputs", c.outputs},
+          {"upload", c.upload}};
+}
+
+Result<CapturePolicy> CaptureFromJson(const json& j) {
+  if (!j.is_object()) {
+    return Fail(Bad("capture", "must be an object"));
+  }
+  Fields f(j, "capture.");
+  CapturePolicy c;
+  AIRLOCK_ASSIGN_OR_RETURN(std::string rate_text, f.String("rate"));
+  auto micros = ParseRate(rate_text);
+  if (!micros) {
+    return Fail(Bad(f.Path("rate"), "must be a decimal string from \"0\" to \"1\" (\"0.01\"), not \"" +
+                                        rate_text.substr(0, 40) + "\""));
+  }
+  c.rate = static_cast<double>(*micros) / static_cast<double>(kRateScale);
+  AIRLOCK_ASSIGN_OR_RETURN(c.max_bytes, f.Unsigned("max_bytes", 1ULL << 20, 1ULL << 40));
+  for (auto [key, field] : {std::pair{"inputs", &CapturePolicy::inputs},
+                            std::pair{"outputs", &CapturePolicy::outputs},
+                            std::pair{"upload", &CapturePolicy::upload}}) {
+    const json* v = f.Find(key);
+    if (v == nullptr || !v->is_boolean()) {
+      return Fail(Bad(f.Path(key), "must be true or false"));
+    }
+    c.*field = v->get<bool>();
+  }
+  return c;
+}
+
 Result<DirectiveModel> ModelFromJson(const json& j, const std::string& prefix) {
   if (!j.is_object()) {
     return Fail(Bad(prefix.substr(0, prefix.size() - 1), "must be an object"));
@@ -285,13 +319,17 @@ json Directive::ToJson() const {
   for (const DirectiveModel& m : models) {
     entries.push_back(ModelToJson(m));
   }
-  return {{"_type", kDirectiveType},
+  json j = {{"_type", kDirectiveType},
           {"spec_version", kSpecVersion},
           {"device", device},
           {"version", version},
           {"issued", FormatRfc3339(issued)},
           {"expires", FormatRfc3339(expires)},
           {"models", std::move(entries)}};
+  if (capture) {
+    j["capture"] = CaptureToJson(*capture);
+  }
+  return j;
 }
 
 Result<Directive> Directive::FromJson(const json& body) {
@@ -347,6 +385,9 @@ Result<Directive> Directive::FromJson(const json& body) {
       return Fail(Bad("models", "has a shadow entry for " + model +
                                     " but no active one (a shadow runs beside an active release)"));
     }
+  }
+  if (const json* capture = f.Find("capture")) {
+    AIRLOCK_ASSIGN_OR_RETURN(d.capture, CaptureFromJson(*capture));
   }
   return d;
 }

@@ -15,7 +15,9 @@
 //    "issued": RFC 3339, "expires": RFC 3339,
 //    "models": [{"model": "...", "mode": "active" | "shadow", "release": "sha256:<64 hex>",
 //                "channel": {"name": "...", "version": N},
-//                "health": {"window": "5m", "max_error_rate": "0.05", "max_p99_ms": 250}}]}
+//                "health": {"window": "5m", "max_error_rate": "0.05", "max_p99_ms": 250}}],
+//    "capture": {"rate": "0.01", "max_bytes": N, "inputs": true, "outputs": true,
+//                "upload": false}}
 // "health" is optional and allowed on active entries only. Canonical JSON has no floating-point
 // numbers, so max_error_rate travels as a decimal string and max_p99_ms as whole milliseconds.
 //
@@ -72,6 +74,18 @@ struct DirectiveModel {
   bool operator==(const DirectiveModel&) const = default;
 };
 
+// The site's capture policy for the device (docs/monitoring.md, "Captures"): what share of
+// requests the agent keeps, in a ring of at most max_bytes on its disk, and whether copies leave
+// the device (to the gateway and on to the hub). Off when the directive has none.
+struct CapturePolicy {
+  double rate = 0;  // in [0, 1], to a millionth ("0.01" on the wire)
+  std::uint64_t max_bytes = 256ULL << 20;  // the ring, 1 MiB to 1 TiB
+  bool inputs = true;
+  bool outputs = true;
+  bool upload = false;
+  bool operator==(const CapturePolicy&) const = default;
+};
+
 struct Directive {
   std::string device;         // ValidDeviceId
   std::uint64_t version = 1;  // ≥ 1; grows with every directive the gateway signs for the device
@@ -79,6 +93,7 @@ struct Directive {
   TimePoint expires;  // after issued
   // At most kMaxDirectiveModels. Empty: the device should run no managed model.
   std::vector<DirectiveModel> models;
+  std::optional<CapturePolicy> capture;  // "capture" on the wire; none: capture nothing
   bool operator==(const Directive&) const = default;
 
   // The body, with "_type": "directive". Times are whole seconds, so FromJson(ToJson()) gives back

@@ -60,7 +60,8 @@ class FleetServiceTest : public ::testing::Test {
         FleetService::Create({.gateway = "gw1",
                               .device_prefix = "airlock/v1",
                               .hub_prefix = "airlock/v1",
-                              .directive_life = std::chrono::hours(24)},
+                              .directive_life = std::chrono::hours(24),
+                              .capture = std::nullopt},
                              *root, *store_, key_, publisher(devices_), publisher(hub_), clock_)
             .value();
     fleet_->Start();

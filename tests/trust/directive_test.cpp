@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -181,6 +183,37 @@ TEST_F(DirectiveTest, RoundTripsThroughJsonExactly) {
   ASSERT_TRUE(back->models[0].health);
   EXPECT_EQ(back->models[0].health->window, seconds(300));
   EXPECT_FALSE(back->models[1].health);
+}
+
+TEST_F(DirectiveTest, ACapturePolicyRoundTripsAndIsCheckedFieldByField) {
+  Directive d = MakeDirective();
+  EXPECT_FALSE(d.ToJson().contains("capture"));  // none: nothing is captured
+  d.capture = CapturePolicy{.rate = 0.015, .max_bytes = 64ULL << 20, .inputs = true,
+                            .outputs = false, .upload = true};
+  json body = d.ToJson();
+  EXPECT_EQ(body["capture"], json({{"rate", "0.015"},
+                                   {"max_bytes", 64ULL << 20},
+                                   {"inputs", true},
+                                   {"outputs", false},
+                                   {"upload", true}}));
+  auto back = Directive::FromJson(body);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, d);
+  for (auto [field, value, says] :
+       {std::tuple<const char*, json, const char*>{"rate", "1.5", "capture.rate"},
+        {"rate", 0.5, "capture.rate"},
+        {"max_bytes", 1024, "capture.max_bytes must be at least"},
+        {"upload", "yes", "capture.upload must be true or false"}}) {
+    json bad = body;
+    bad["capture"][field] = value;
+    auto refused = Directive::FromJson(bad);
+    ASSERT_FALSE(refused) << field;
+    EXPECT_NE(refused.error().message().find(says), std::string::npos)
+        << refused.error().message();
+  }
+  json not_object = body;
+  not_object["capture"] = json::array();
+  EXPECT_FALSE(Directive::FromJson(not_object));
 }
 
 TEST_F(DirectiveTest, HealthLimitsAtTheirBoundsRoundTrip) {
