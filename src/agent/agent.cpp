@@ -75,19 +75,18 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
                              DeviceClient::Start(options, std::move(*identity), *a->repository_));
   }
   Agent* self = a.get();
-  a->server_->SetMetricsAppender([self](std::string& out) {
+  a->server_->SetMetricsAppender([self](prometheus::MetricsText& out) {
+    using prometheus::MetricType;
     auto family = [&](const char* name, const char* help, auto field) {
-      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+      out.Family(name, MetricType::kCounter, help);
       for (const auto& r : self->routes_) {
-        out += std::string(name) + "{model=\"" + r->name() + "\"} " +
-               std::to_string(field(r->counters())) + "\n";
+        out.Sample({{"model", r->name()}}, field(r->counters()));
       }
     };
     if (self->mqtt_) {
-      out +=
-          "# HELP airlock_mqtt_connected Connected to the MQTT broker (1) or not (0)\n"
-          "# TYPE airlock_mqtt_connected gauge\nairlock_mqtt_connected " +
-          std::to_string(self->mqtt_->IsConnected() ? 1 : 0) + "\n";
+      out.Family("airlock_mqtt_connected", MetricType::kGauge,
+                 "Connected to the MQTT broker (1) or not (0)");
+      out.Sample(self->mqtt_->IsConnected() ? 1 : 0);
     }
     family("airlock_route_inputs_processed_total", "Source inputs turned into results",
            [](const RouteCounters& k) { return k.processed; });
