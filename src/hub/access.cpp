@@ -61,6 +61,8 @@ Result<std::string> RandomHex(std::size_t n) {
 
 const char* RoleName(Role role) {
   switch (role) {
+    case Role::kMetrics:
+      return "metrics";
     case Role::kGateway:
       return "gateway";
     case Role::kViewer:
@@ -76,7 +78,8 @@ const char* RoleName(Role role) {
 }
 
 std::optional<Role> ParseRole(std::string_view name) {
-  for (Role r : {Role::kViewer, Role::kPublisher, Role::kReleaseManager, Role::kAdmin}) {
+  for (Role r :
+       {Role::kMetrics, Role::kViewer, Role::kPublisher, Role::kReleaseManager, Role::kAdmin}) {
     if (name == RoleName(r)) {
       return r;
     }
@@ -91,6 +94,9 @@ std::optional<Role> ParseStoredRole(std::string_view name) {
 bool RoleMay(Role role, Permission p) {
   if (role == Role::kGateway) {
     return p == Permission::kPull || p == Permission::kReportInventory;
+  }
+  if (role == Role::kMetrics) {
+    return p == Permission::kReadMetrics;
   }
   return role >= LeastRoleFor(p);
 }
@@ -121,6 +127,8 @@ const char* PermissionName(Permission p) {
       return "issue gateway registration tokens";
     case Permission::kReportInventory:
       return "report a gateway's inventory";
+    case Permission::kReadMetrics:
+      return "read the metrics";
   }
   return "?";
 }
@@ -129,6 +137,7 @@ Role LeastRoleFor(Permission p) {
   switch (p) {
     case Permission::kPull:
     case Permission::kReadRegistry:
+    case Permission::kReadMetrics:
       return Role::kViewer;
     case Permission::kPush:
     case Permission::kPresign:
