@@ -11,9 +11,10 @@
 #include "delivery/protocol.hpp"
 #include "gateway/approvals_api.hpp"
 #include "gateway/cache.hpp"
-#include "gateway/devices_api.hpp"
 #include "gateway/delivery_service.hpp"
+#include "gateway/devices_api.hpp"
 #include "gateway/fleet_service.hpp"
+#include "gateway/metrics.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/rollouts_api.hpp"
 #include "gateway/state_store.hpp"
@@ -288,12 +289,21 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                            fleet_svc->OnDeviceChanged(device);
                          }};
   RolloutsContext rollouts{.store = store->get(), .fleet = fleet_svc};
-  auto registry = DeviceRegistry::Start(**cache, registry_options, {},
-                                        [&approvals, &devices, &rollouts](httplib::Server& s) {
-                                          InstallApprovalsApi(s, approvals);
-                                          InstallDevicesApi(s, devices);
-                                          InstallRolloutsApi(s, rollouts);
-                                        });
+  // Outlives the registry (declared before it): its handler and counters are the server's.
+  GatewayMetrics metrics({.store = store->get(),
+                          .cache = cache->get(),
+                          .deliveries = svc,
+                          .fleet = fleet_svc,
+                          .hub_mqtt = client,
+                          .devices_mqtt = fleet_client});
+  auto registry =
+      DeviceRegistry::Start(**cache, registry_options, {},
+                            [&approvals, &devices, &rollouts, &metrics](httplib::Server& s) {
+                              InstallApprovalsApi(s, approvals);
+                              InstallDevicesApi(s, devices);
+                              InstallRolloutsApi(s, rollouts);
+                              metrics.Install(s);
+                            });
   if (!registry) {
     return Report(registry.error());
   }
