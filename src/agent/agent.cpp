@@ -1,5 +1,7 @@
 #include "agent/agent.hpp"
 
+#include "monitor/batch.hpp"
+
 #include <unistd.h>
 
 #include "core/log.hpp"
@@ -77,19 +79,18 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
                              DeviceClient::Start(options, std::move(*identity), *a->repository_));
   }
   Agent* self = a.get();
-  a->server_->SetMetricsAppender([self](std::string& out) {
+  a->server_->SetMetricsAppender([self](prometheus::MetricsText& out) {
+    using prometheus::MetricType;
     auto family = [&](const char* name, const char* help, auto field) {
-      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+      out.Family(name, MetricType::kCounter, help);
       for (const auto& r : self->routes_) {
-        out += std::string(name) + "{model=\"" + r->name() + "\"} " +
-               std::to_string(field(r->counters())) + "\n";
+        out.Sample({{"model", r->name()}}, field(r->counters()));
       }
     };
     if (self->mqtt_) {
-      out +=
-          "# HELP airlock_mqtt_connected Connected to the MQTT broker (1) or not (0)\n"
-          "# TYPE airlock_mqtt_connected gauge\nairlock_mqtt_connected " +
-          std::to_string(self->mqtt_->IsConnected() ? 1 : 0) + "\n";
+      out.Family("airlock_mqtt_connected", MetricType::kGauge,
+                 "Connected to the MQTT broker (1) or not (0)");
+      out.Sample(self->mqtt_->IsConnected() ? 1 : 0);
     }
     family("airlock_route_inputs_processed_total", "Source inputs turned into results",
            [](const RouteCounters& k) { return k.processed; });
@@ -101,6 +102,20 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
            [](const RouteCounters& k) { return k.delivered; });
     family("airlock_route_delivery_failures_total", "Results a sink failed to take",
            [](const RouteCounters& k) { return k.delivery_failures; });
+    if (self->device_ && self->device_->telemetry()) {
+      monitor::AppendOutboxMetrics(out, self->device_->telemetry()->outbox_stats());
+    }
+    if (auto ring = self->repository_->capture()) {
+      out.Family("airlock_capture_captured_total", MetricType::kCounter,
+                 "Requests captured into the ring on disk")
+          .Sample(ring->captured());
+      out.Family("airlock_capture_dropped_total", MetricType::kCounter,
+                 "Captures dropped (queue full, or a write failed)")
+          .Sample(ring->dropped());
+      out.Family("airlock_capture_ring_bytes", MetricType::kGauge,
+                 "Bytes of captures held on disk")
+          .Sample(ring->held_bytes());
+    }
   });
   return a;
 }

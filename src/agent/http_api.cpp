@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <openssl/crypto.h>
 
+#include <array>
 #include <charconv>
 #include <chrono>
 
@@ -165,136 +166,98 @@ json StatsJson(const ServedVersion& v) {
           {"batch_stats", batches}};
 }
 
-std::string Label(const std::string& value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-void Metric(std::string& out, const char* name, const char* type, const char* help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
-}
-
-template <typename T>
-void Sample(std::string& out, const std::string& name, const std::string& labels, T value) {
-  out += name;
-  if (!labels.empty()) {
-    out += '{' + labels + '}';
-  }
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
-}
-
 }  // namespace
 
-std::string RenderMetrics(const ModelRepository& repository) {
+void RenderMetrics(const ModelRepository& repository, prometheus::MetricsText& out) {
+  using prometheus::MetricType;
   auto ready = repository.Ready();
-  std::string out;
-  auto per_version = [&](const char* name, const char* type, const char* help, auto value) {
-    Metric(out, name, type, help);
+  auto labels = [](const ServedVersion& v) -> prometheus::Labels {
+    return {{"model", v.name}, {"version", v.version}};
+  };
+  auto per_version = [&](const char* name, MetricType type, const char* help, auto value) {
+    out.Family(name, type, help);
     for (const auto& v : ready) {
-      Sample(out, name, "model=\"" + Label(v->name) + "\",version=\"" + Label(v->version) + "\"",
-             value(*v));
+      out.Sample(labels(*v), value(*v));
     }
   };
   auto us = [](const DurationStat& d) { return d.ns.load() / 1000; };
-  per_version("nv_inference_request_success", "counter",
+  per_version("nv_inference_request_success", MetricType::kCounter,
               "Number of successful inference requests, all batch sizes",
               [](const ServedVersion& v) { return v.stats.success.count.load(); });
-  per_version("nv_inference_request_failure", "counter",
+  per_version("nv_inference_request_failure", MetricType::kCounter,
               "Number of failed inference requests, all batch sizes",
               [](const ServedVersion& v) { return v.stats.fail.count.load(); });
-  per_version("nv_inference_count", "counter",
+  per_version("nv_inference_count", MetricType::kCounter,
               "Number of inferences performed (a batch of n counts n)",
               [](const ServedVersion& v) { return v.stats.inference_count.load(); });
-  per_version("nv_inference_exec_count", "counter",
+  per_version("nv_inference_exec_count", MetricType::kCounter,
               "Number of model executions performed (a batch counts once)",
               [](const ServedVersion& v) { return v.stats.execution_count.load(); });
-  per_version("nv_inference_request_duration_us", "counter",
+  per_version("nv_inference_request_duration_us", MetricType::kCounter,
               "Cumulative inference request duration in microseconds",
               [&](const ServedVersion& v) { return us(v.stats.success); });
-  per_version("nv_inference_queue_duration_us", "counter",
+  per_version("nv_inference_queue_duration_us", MetricType::kCounter,
               "Cumulative inference queuing duration in microseconds",
               [&](const ServedVersion& v) { return us(v.stats.queue); });
-  per_version("nv_inference_compute_input_duration_us", "counter",
+  per_version("nv_inference_compute_input_duration_us", MetricType::kCounter,
               "Cumulative compute input duration in microseconds",
               [&](const ServedVersion& v) { return us(v.stats.compute_input); });
-  per_version("nv_inference_compute_infer_duration_us", "counter",
+  per_version("nv_inference_compute_infer_duration_us", MetricType::kCounter,
               "Cumulative compute inference duration in microseconds",
               [&](const ServedVersion& v) { return us(v.stats.compute_infer); });
-  per_version("nv_inference_compute_output_duration_us", "counter",
+  per_version("nv_inference_compute_output_duration_us", MetricType::kCounter,
               "Cumulative inference compute output duration in microseconds",
               [&](const ServedVersion& v) { return us(v.stats.compute_output); });
-  per_version("nv_inference_pending_request_count", "gauge",
+  per_version("nv_inference_pending_request_count", MetricType::kGauge,
               "Instantaneous number of pending requests awaiting execution",
               [](const ServedVersion& v) { return v.scheduler->QueueDepth(); });
-  per_version("airlock_pipeline_requests_total", "counter",
+  per_version("airlock_pipeline_requests_total", MetricType::kCounter,
               "Raw inputs (images, signals) the model's pipeline turned into results",
               [](const ServedVersion& v) { return v.stats.pipeline_success.load(); });
-  per_version("airlock_pipeline_failures_total", "counter",
+  per_version("airlock_pipeline_failures_total", MetricType::kCounter,
               "Raw inputs the model's pipeline could not turn into results",
               [](const ServedVersion& v) { return v.stats.pipeline_failure.load(); });
-  per_version("airlock_inference_rejected_total", "counter",
+  per_version("airlock_inference_rejected_total", MetricType::kCounter,
               "Requests refused because the model's queue was full (HTTP 503)",
               [](const ServedVersion& v) { return v.stats.rejected.load(); });
-  per_version("airlock_inference_timeout_total", "counter",
+  per_version("airlock_inference_timeout_total", MetricType::kCounter,
               "Requests that timed out before their model ran them",
               [](const ServedVersion& v) { return v.stats.timed_out.load(); });
 
-  Metric(out, "airlock_inference_request_duration_seconds", "histogram",
-         "Successful inference request latency, arrival to response");
+  out.Family("airlock_inference_request_duration_seconds", MetricType::kHistogram,
+             "Successful inference request latency, arrival to response");
   for (const auto& v : ready) {
-    std::string labels = "model=\"" + Label(v->name) + "\",version=\"" + Label(v->version) + "\"";
-    std::uint64_t cumulative = 0;
     const auto& h = v->stats.latency;
-    for (std::size_t i = 0; i < h.kBoundsUs.size(); ++i) {
-      cumulative += h.buckets[i].load();
-      char le[32];
-      std::snprintf(le, sizeof le, "%g", static_cast<double>(h.kBoundsUs[i]) / 1e6);
-      Sample(out, "airlock_inference_request_duration_seconds_bucket",
-             labels + ",le=\"" + le + "\"", cumulative);
+    std::array<double, LatencyHistogram::kBoundsUs.size()> bounds{};
+    std::array<std::uint64_t, LatencyHistogram::kBoundsUs.size() + 1> counts{};
+    for (std::size_t i = 0; i < bounds.size(); ++i) {
+      bounds[i] = static_cast<double>(h.kBoundsUs[i]) / 1e6;
     }
-    cumulative += h.buckets.back().load();
-    Sample(out, "airlock_inference_request_duration_seconds_bucket", labels + ",le=\"+Inf\"",
-           cumulative);
-    out += "airlock_inference_request_duration_seconds_sum{" + labels + "} " +
-           std::to_string(static_cast<double>(h.sum_us.load()) / 1e6) + "\n";
-    Sample(out, "airlock_inference_request_duration_seconds_count", labels, cumulative);
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+      counts[i] = h.buckets[i].load();
+    }
+    out.Histogram(labels(*v), {.upper_bounds = bounds,
+                               .counts = counts,
+                               .sum = static_cast<double>(h.sum_us.load()) / 1e6});
   }
 
-  Metric(out, "airlock_model_state", "gauge",
-         "1 for the state each installed model version is in (LOADING, READY, UNLOADING, "
-         "UNAVAILABLE)");
+  out.Family("airlock_model_state", MetricType::kGauge,
+             "1 for the state each installed model version is in (LOADING, READY, UNLOADING, "
+             "UNAVAILABLE)");
   for (const auto& s : repository.Index()) {
-    Sample(out, "airlock_model_state",
-           "model=\"" + Label(s.name) + "\",version=\"" + Label(s.version) + "\",state=\"" +
-               ModelStateName(s.state) + "\"",
-           1);
+    out.Sample({{"model", s.name}, {"version", s.version}, {"state", ModelStateName(s.state)}}, 1);
   }
-  Metric(out, "airlock_model_loads_total", "counter", "Model version loads attempted");
-  Sample(out, "airlock_model_loads_total", "", repository.loads());
-  Metric(out, "airlock_model_load_failures_total", "counter",
-         "Model version loads that failed (verification, runtime or warm-up)");
-  Sample(out, "airlock_model_load_failures_total", "", repository.load_failures());
-  return out;
+  out.Family("airlock_model_loads_total", MetricType::kCounter, "Model version loads attempted");
+  out.Sample(repository.loads());
+  out.Family("airlock_model_load_failures_total", MetricType::kCounter,
+             "Model version loads that failed (verification, runtime or warm-up)");
+  out.Sample(repository.load_failures());
+}
+
+std::string RenderMetrics(const ModelRepository& repository) {
+  prometheus::MetricsText out;
+  RenderMetrics(repository, out);
+  return out.Text();
 }
 
 struct AgentServer::Impl {
@@ -627,15 +590,18 @@ struct AgentServer::Impl {
            res.status = 200;
          });
     get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      std::string text = RenderMetrics(repo);
-      Metric(text, "airlock_http_requests_total", "counter", "HTTP requests received");
-      Sample(text, "airlock_http_requests_total", "", http_requests.load());
-      Metric(text, "airlock_http_errors_total", "counter", "HTTP responses with status >= 400");
-      Sample(text, "airlock_http_errors_total", "", http_errors.load());
+      prometheus::MetricsText text;
+      RenderMetrics(repo, text);
+      text.Family("airlock_http_requests_total", prometheus::MetricType::kCounter,
+                  "HTTP requests received");
+      text.Sample(http_requests.load());
+      text.Family("airlock_http_errors_total", prometheus::MetricType::kCounter,
+                  "HTTP responses with status >= 400");
+      text.Sample(http_errors.load());
       if (metrics_appender) {
         metrics_appender(text);
       }
-      res.set_content(text, "text/plain; version=0.0.4");
+      res.set_content(text.Text(), prometheus::kMetricsContentType);
     });
     get("/api/v1/status",
         [this](const httplib::Request&, httplib::Response& res) { SendJson(res, Status()); });

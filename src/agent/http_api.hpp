@@ -16,12 +16,13 @@
 
 #include "agent/config.hpp"
 #include "agent/model_repository.hpp"
+#include "core/prometheus.hpp"
 #include "core/result.hpp"
 
 namespace airlock::agent {
 
-// Extra Prometheus text appended to /metrics (pipeline and I/O counters).
-using MetricsAppender = std::function<void(std::string& out)>;
+// Adds families to every /metrics answer (the pipelines' routes, the MQTT connection).
+using MetricsAppender = prometheus::MetricsAppender;
 
 class AgentServer {
  public:
@@ -30,6 +31,8 @@ class AgentServer {
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;
 
+  // appender is called on each GET /metrics, after the agent's own families, on the server's
+  // thread. Set before Serve.
   void SetMetricsAppender(MetricsAppender appender);
 
   // Binds the configured address and port (port 0: a free one). kIo when the port is taken,
@@ -46,8 +49,9 @@ class AgentServer {
   int port_ = 0;
 };
 
-// The Prometheus text exposition of the repository's statistics (Triton's metric names plus
-// Airlock's own).
+// The Prometheus families of the repository's statistics (Triton's metric names plus Airlock's
+// own), into out; the second form returns the exposition.
+void RenderMetrics(const ModelRepository& repository, prometheus::MetricsText& out);
 std::string RenderMetrics(const ModelRepository& repository);
 
 }  // namespace airlock::agent

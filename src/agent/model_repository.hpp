@@ -146,6 +146,7 @@ class ModelRepository {
 
   // Captures of every version from now on go to ring (null: none).
   void SetCapture(std::shared_ptr<CaptureRing> ring) { capture_->ring.store(std::move(ring)); }
+  std::shared_ptr<CaptureRing> capture() const { return capture_->ring.load(); }
 
   const AgentConfig& config() const { return config_; }
   std::uint64_t loads() const { return loads_.load(); }

@@ -21,6 +21,7 @@
 // Unknown extra fields are ignored (a newer peer may add some). ToJson of a value that FromJson
 // accepted gives it back unchanged (times are whole seconds). Plain values; thread-compatible.
 
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -309,6 +310,16 @@ struct FleetReport {
 
   nlohmann::json ToJson() const;
   [[nodiscard]] static Result<FleetReport> FromJson(const nlohmann::json& j);
+};
+
+// The values a summary's "state" and the device counts' keys take: what the hub counts by in its
+// /metrics. The gateway names them (RolloutStateName, DeviceStatusName in gateway/rollout.cpp,
+// which checks at compile time that its names are these).
+inline constexpr std::array<std::string_view, 5> kFleetRolloutStates = {
+    "running", "paused", "complete", "aborted", "cancelled"};
+inline constexpr std::array<std::string_view, 9> kFleetDeviceStatuses = {
+    "pending", "shadowing", "directed",     "activating",  "health-window",
+    "done",    "failed",    "rolling-back", "rolled-back",
 };
 
 // ---- the air-gapped bundle ----

@@ -151,8 +151,11 @@ json ApprovalView(const DeliveryRecord& r, const ApprovalsContext& context, bool
   return v;
 }
 
-std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const httplib::Request& req,
-                                             httplib::Response& res) {
+namespace {
+
+// The holder of the request's `Authorization: Bearer alkop_…`, or nullopt with a 401 in res.
+std::optional<TokenHolder> Authenticate(GatewayStateStore& store, const httplib::Request& req,
+                                        httplib::Response& res) {
   std::string header = req.get_header_value("Authorization");
   constexpr std::string_view kBearer = "Bearer ";
   if (!header.starts_with(kBearer)) {
@@ -162,13 +165,41 @@ std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const htt
                    "Authorization: Bearer alkop_…");
     return std::nullopt;
   }
-  auto name = store.CheckToken(header.substr(kBearer.size()));
-  if (!name) {
+  auto holder = store.CheckToken(header.substr(kBearer.size()));
+  if (!holder) {
+    if (holder.error().code() != ErrorCode::kVerification) {
+      spdlog::error("operator tokens: {}", holder.error().ToString());
+      net::SendError(res, 500, "UNKNOWN", "internal error", holder.error().message());
+      return std::nullopt;
+    }
     res.set_header("WWW-Authenticate", "Bearer realm=\"airlock-gateway\"");
-    net::SendError(res, 401, "UNAUTHORIZED", "authentication required", name.error().message());
+    net::SendError(res, 401, "UNAUTHORIZED", "authentication required", holder.error().message());
     return std::nullopt;
   }
-  return *name;
+  return *holder;
+}
+
+}  // namespace
+
+std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const httplib::Request& req,
+                                             httplib::Response& res) {
+  auto holder = Authenticate(store, req, res);
+  if (!holder) {
+    return std::nullopt;
+  }
+  if (holder->scope != TokenScope::kOperator) {
+    net::SendError(res, 403, "DENIED", "requested access to the resource is denied",
+                   "the token " + holder->name + " is a " + TokenScopeName(holder->scope) +
+                       " token: it may only read /metrics");
+    return std::nullopt;
+  }
+  return holder->name;
+}
+
+std::optional<std::string> AuthorizeMetrics(GatewayStateStore& store, const httplib::Request& req,
+                                            httplib::Response& res) {
+  auto holder = Authenticate(store, req, res);
+  return holder ? std::optional<std::string>(holder->name) : std::nullopt;
 }
 
 void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {

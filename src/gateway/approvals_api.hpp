@@ -14,7 +14,8 @@
 //
 // Every route needs `Authorization: Bearer alkop_…`, an operator token made by
 // `airlock-gateway token create` (stored hashed in gateway.db): 401 without or with an unknown
-// one. Errors have the OCI shape {"errors":[{"code","message","detail"}]}.
+// one, 403 with a metrics token (`token create --role metrics`), which may only read /metrics.
+// Errors have the OCI shape {"errors":[{"code","message","detail"}]}.
 //
 // Thread-safe (httplib's pool calls it); everything it is given must outlive the server.
 
@@ -56,8 +57,12 @@ std::string ApprovalState(const DeliveryRecord& r);
 void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context);
 
 // The name of the operator token the request carries as `Authorization: Bearer alkop_…`, or
-// nullopt with a 401 already in res.
+// nullopt with the answer already in res: 401 without a token or with an unknown one, 403 for a
+// metrics token (it may only read /metrics).
 std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const httplib::Request& req,
                                              httplib::Response& res);
+// The same for GET /metrics, which operator and metrics tokens may read.
+std::optional<std::string> AuthorizeMetrics(GatewayStateStore& store, const httplib::Request& req,
+                                            httplib::Response& res);
 
 }  // namespace airlock::gateway

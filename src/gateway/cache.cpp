@@ -746,8 +746,11 @@ Result<CacheUsage> GatewayCache::Usage() {
   u.max_bytes = options_.max_bytes;
   std::vector<std::string> uploads;
   Status done = db_->Transact([&](SqlSession& s) -> Status {
-    AIRLOCK_ASSIGN_OR_RETURN(auto total, s.Query("SELECT COALESCE(SUM(size), 0) FROM cache_blobs"));
+    uploads.clear();  // a retried transaction starts over
+    AIRLOCK_ASSIGN_OR_RETURN(auto total,
+                             s.Query("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM cache_blobs"));
     u.committed_bytes = U64(total.Int(0, 0));
+    u.blobs = U64(total.Int(0, 1));
     AIRLOCK_ASSIGN_OR_RETURN(
         auto held, s.Query(std::string("SELECT COALESCE(SUM(size), 0) FROM cache_blobs WHERE "
                                        "digest IN (") +
@@ -762,6 +765,7 @@ Result<CacheUsage> GatewayCache::Usage() {
   if (!done) {
     return Fail(std::move(done).error());
   }
+  u.downloads = uploads.size();
   for (const auto& id : uploads) {
     if (auto n = blobs_->UploadSize(id)) {
       u.download_bytes += *n;

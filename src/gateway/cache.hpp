@@ -110,6 +110,8 @@ struct CacheUsage {
   std::uint64_t committed_bytes = 0;
   std::uint64_t pinned_bytes = 0;    // committed blobs needed by a pinned package
   std::uint64_t download_bytes = 0;  // bytes of open downloads on disk
+  std::uint64_t blobs = 0;           // committed blobs
+  std::uint64_t downloads = 0;       // open downloads
 };
 
 class GatewayCache;

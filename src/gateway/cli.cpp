@@ -542,13 +542,17 @@ int Main(int argc, char** argv) {
   auto* config_default =
       config_cmd->add_subcommand("default", "Print the embedded default configuration");
 
-  auto* token_cmd = app.add_subcommand("token", "Operator tokens for the approvals API");
+  auto* token_cmd =
+      app.add_subcommand("token", "Tokens for the operator API (and for scraping /metrics)");
   token_cmd->require_subcommand(1);
-  auto* token_create = token_cmd->add_subcommand(
-      "create", "Make an operator token (printed once; only its hash is kept)");
-  std::string token_name, token_save;
+  auto* token_create =
+      token_cmd->add_subcommand("create", "Make a token (printed once; only its hash is kept)");
+  std::string token_name, token_save, token_role = "operator";
   token_create->add_option("--name", token_name, "who it is for (shown with decisions)")
       ->required();
+  token_create->add_option("--role", token_role,
+                           "operator (the whole API; the default) or metrics (GET /metrics only, "
+                           "for a Prometheus server)");
   token_create->add_option("--config", config_path, "the gateway's configuration (its data dir)")
       ->required();
   token_create->add_option("--save", token_save,
@@ -686,7 +690,13 @@ int Main(int argc, char** argv) {
     if (!store) {
       return Report(store.error());
     }
-    auto token = (*store)->CreateToken(token_name, clock.Now());
+    auto scope = ParseTokenScope(token_role);
+    if (!scope) {
+      std::fprintf(stderr, "airlock-gateway: error: --role must be operator or metrics, not %s\n",
+                   token_role.c_str());
+      return kExitUsage;
+    }
+    auto token = (*store)->CreateToken(token_name, clock.Now(), *scope);
     if (!token) {
       return Report(token.error());
     }

@@ -158,6 +158,11 @@ void DeliveryService::OnMessage(const std::string& topic, const std::string& pay
   queue_cv_.notify_one();
 }
 
+std::size_t DeliveryService::QueueDepth() const {
+  std::lock_guard lock(queue_mu_);
+  return queue_.size();
+}
+
 void DeliveryService::WorkerLoop() {
   for (;;) {
     std::pair<std::string, std::string> message;
@@ -824,6 +829,14 @@ void DeliveryService::Finish(const std::string& id, std::uint32_t attempt,
 
 void DeliveryService::RunDownload(std::string id, std::uint32_t attempt,
                                   std::shared_ptr<std::atomic<bool>> cancel) {
+  // Counted while this thread runs, whichever way it returns.
+  struct Running {
+    std::atomic<std::uint64_t>& n;
+    explicit Running(std::atomic<std::uint64_t>& count) : n(count) { n.fetch_add(1); }
+    ~Running() { n.fetch_sub(1); }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+  } running(downloads_running_);
   DeliveryRecord r;
   delivery::DeliveryGrant grant;
   trust::Release release;

@@ -106,6 +106,9 @@ class DeliveryService {
 
   // Messages handled so far (for tests and the status page).
   std::uint64_t handled() const { return handled_.load(); }
+  // For /metrics: messages from the hub waiting for the worker, and downloads running now.
+  std::size_t QueueDepth() const;
+  std::uint64_t DownloadsRunning() const { return downloads_running_.load(); }
 
  private:
   struct Job {
@@ -177,7 +180,7 @@ class DeliveryService {
 
   std::mutex mu_;  // serialises every read-modify-write of a record, and its publishing
 
-  std::mutex queue_mu_;
+  mutable std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<std::pair<std::string, std::string>> queue_;
   bool stopping_ = false;
@@ -185,6 +188,7 @@ class DeliveryService {
 
   std::map<std::string, Job> jobs_;  // touched only by the worker thread (and Stop after it)
   std::atomic<std::uint64_t> handled_{0};
+  std::atomic<std::uint64_t> downloads_running_{0};  // RunDownload threads not yet returned
 };
 
 }  // namespace airlock::gateway

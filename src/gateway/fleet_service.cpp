@@ -782,6 +782,28 @@ void FleetService::HandleDeviceChanged(const std::string& id) {
 
 // ---- the operator's ----
 
+FleetStats FleetService::Stats() {
+  FleetStats stats;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [deployment, rollout] : rollouts_) {
+      stats.rollouts[rollout.state] += 1;
+      if (IsFinal(rollout.state)) {
+        continue;
+      }
+      DeviceCounts counts = Summarize(rollout).devices;
+      stats.devices.total += counts.total;
+      stats.devices.offline += counts.offline;
+      for (std::size_t i = 0; i < counts.by_status.size(); ++i) {
+        stats.devices.by_status[i] += counts.by_status[i];
+      }
+    }
+  }
+  std::lock_guard lock(queue_mu_);
+  stats.queued = queue_.size();
+  return stats;
+}
+
 std::vector<Rollout> FleetService::Rollouts() {
   std::lock_guard lock(mu_);
   std::vector<Rollout> out;

@@ -69,6 +69,13 @@ struct FleetServiceOptions {
 using FleetPublisher =
     std::function<Status(const std::string& topic, const std::string& payload, bool retained)>;
 
+// What /metrics says of the fleet service.
+struct FleetStats {
+  std::map<RolloutState, std::size_t> rollouts;  // every rollout here, by state
+  DeviceCounts devices;    // the devices of the running and paused rollouts, added up
+  std::size_t queued = 0;  // work waiting for the worker (device messages, hooks, commands)
+};
+
 class FleetService {
  public:
   // to_devices publishes on the factory broker, to_hub on the cloud broker. kInvalidArgument for
@@ -114,6 +121,8 @@ class FleetService {
 
   // Work items done so far (for tests).
   std::uint64_t handled() const;
+  // For /metrics; blocking (it waits for the work in hand, as the operator's calls do).
+  [[nodiscard]] FleetStats Stats();
 
  private:
   FleetService(FleetServiceOptions options, trust::Root root, GatewayStateStore& store,
@@ -163,7 +172,7 @@ class FleetService {
   std::vector<std::string> started_;            // deployments, in the order they started
   std::map<std::string, std::string> current_;  // model → its current rollout's deployment
 
-  std::mutex queue_mu_;  // taken after mu_ when both are held
+  mutable std::mutex queue_mu_;  // taken after mu_ when both are held
   std::condition_variable queue_cv_;
   std::deque<std::function<void()>> queue_;
   std::map<std::string, TimePoint> timers_;  // deployment → when Tick is due

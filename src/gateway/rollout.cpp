@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <limits>
 #include <set>
+#include <string_view>
 #include <utility>
 
 #include "core/digest.hpp"
 #include "core/name_table.hpp"
 #include "core/record_json.hpp"
+#include "delivery/protocol.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -36,6 +38,22 @@ constexpr std::pair<DeviceStatus, const char*> kStatuses[] = {
     {DeviceStatus::kRolledBack, "rolled-back"},
 };
 static_assert(std::size(kStatuses) == kDeviceStatusCount);
+
+// The names a fleet summary carries are the protocol's, which the hub counts by in its /metrics.
+template <typename Names, typename Protocol>
+constexpr bool SameNames(const Names& names, const Protocol& protocol) {
+  if (std::size(names) != protocol.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < protocol.size(); ++i) {
+    if (std::string_view(names[i].second) != protocol[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(SameNames(kStates, delivery::kFleetRolloutStates));
+static_assert(SameNames(kStatuses, delivery::kFleetDeviceStatuses));
 
 // The agent's phases on the way to active (docs/rollout.md §4).
 constexpr std::string_view kActivationPhases[] = {"downloading", "verifying",  "staged",

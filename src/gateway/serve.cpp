@@ -11,12 +11,14 @@
 #include "delivery/protocol.hpp"
 #include "gateway/approvals_api.hpp"
 #include "gateway/cache.hpp"
-#include "gateway/devices_api.hpp"
 #include "gateway/delivery_service.hpp"
+#include "gateway/devices_api.hpp"
 #include "gateway/fleet_service.hpp"
+#include "gateway/metrics.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/rollouts_api.hpp"
 #include "gateway/telemetry.hpp"
+#include "monitor/batch.hpp"
 #include "gateway/state_store.hpp"
 #include "net/mqtt.hpp"
 
@@ -326,12 +328,38 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                            fleet_svc->OnDeviceChanged(device);
                          }};
   RolloutsContext rollouts{.store = store->get(), .fleet = fleet_svc};
-  auto registry = DeviceRegistry::Start(**cache, registry_options, {},
-                                        [&approvals, &devices, &rollouts](httplib::Server& s) {
-                                          InstallApprovalsApi(s, approvals);
-                                          InstallDevicesApi(s, devices);
-                                          InstallRolloutsApi(s, rollouts);
-                                        });
+  // Outlives the registry (declared before it): its handler and counters are the server's.
+  GatewayMetrics metrics({.store = store->get(),
+                          .cache = cache->get(),
+                          .deliveries = svc,
+                          .fleet = fleet_svc,
+                          .hub_mqtt = client,
+                          .devices_mqtt = fleet_client});
+  metrics.AddMetricsAppender([relay_ptr](prometheus::MetricsText& out) {
+    using prometheus::MetricType;
+    monitor::AppendOutboxMetrics(out, relay_ptr->outbox_stats());
+    out.Family("airlock_telemetry_forwarded_total", MetricType::kCounter,
+               "Telemetry records the hub stored")
+        .Sample(relay_ptr->forwarded());
+    out.Family("airlock_telemetry_refused_batches_total", MetricType::kCounter,
+               "Device telemetry batches refused (unknown device, foreign ids, malformed, queue "
+               "full)")
+        .Sample(relay_ptr->refused_batches());
+    out.Family("airlock_telemetry_intake_queue_depth", MetricType::kGauge,
+               "Device telemetry batches waiting to be stored")
+        .Sample(relay_ptr->queued());
+    out.Family("airlock_telemetry_hub_reachable", MetricType::kGauge,
+               "Whether the hub took the last telemetry batch (1) or not (0)")
+        .Sample(relay_ptr->hub_reachable() ? 1 : 0);
+  });
+  auto registry =
+      DeviceRegistry::Start(**cache, registry_options, {},
+                            [&approvals, &devices, &rollouts, &metrics](httplib::Server& s) {
+                              InstallApprovalsApi(s, approvals);
+                              InstallDevicesApi(s, devices);
+                              InstallRolloutsApi(s, rollouts);
+                              metrics.Install(s);
+                            });
   if (!registry) {
     return Report(registry.error());
   }

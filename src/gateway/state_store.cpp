@@ -1,8 +1,8 @@
 #include "gateway/state_store.hpp"
 
-
 #include <array>
 #include <limits>
+#include <utility>
 
 #include "core/digest.hpp"
 #include "core/encoding.hpp"
@@ -65,6 +65,8 @@ CREATE TABLE gw_rollouts (
   record      TEXT NOT NULL,
   updated_at  BIGINT NOT NULL
 ))sql"},
+    {4, "what each operator token may do", R"sql(
+ALTER TABLE gw_operator_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'operator')sql"},
 };
 
 constexpr std::array<std::pair<DeliveryPhase, const char*>, 7> kPhases = {{
@@ -245,12 +247,27 @@ Result<std::vector<DeliveryRecord>> GatewayStateStore::List() {
   return out;
 }
 
-Result<std::string> GatewayStateStore::CreateToken(std::string_view name, TimePoint now) {
+const char* TokenScopeName(TokenScope scope) {
+  return scope == TokenScope::kMetrics ? "metrics" : "operator";
+}
+
+std::optional<TokenScope> ParseTokenScope(std::string_view name) {
+  for (TokenScope scope : {TokenScope::kOperator, TokenScope::kMetrics}) {
+    if (name == TokenScopeName(scope)) {
+      return scope;
+    }
+  }
+  return std::nullopt;
+}
+
+Result<std::string> GatewayStateStore::CreateToken(std::string_view name, TimePoint now,
+                                                   TokenScope scope) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
   std::string token = "alkop_" + secret;
   Status stored = db_->Transact([&](SqlSession& s) -> Status {
-    return Ok(s.Query("INSERT INTO gw_operator_tokens (name, hash, created_at) VALUES (?, ?, ?)",
-                      {std::string(name), HashToken(token), Unix(now)}));
+    return Ok(s.Query(
+        "INSERT INTO gw_operator_tokens (name, hash, created_at, scope) VALUES (?, ?, ?, ?)",
+        {std::string(name), HashToken(token), Unix(now), std::string(TokenScopeName(scope))}));
   });
   if (!stored) {
     if (stored.error().code() == ErrorCode::kAlreadyExists) {
@@ -262,14 +279,62 @@ Result<std::string> GatewayStateStore::CreateToken(std::string_view name, TimePo
   return token;
 }
 
-Result<std::string> GatewayStateStore::CheckToken(std::string_view token) {
-  auto name = store::SqlQueryOne<std::string>(
-      *db_, "SELECT name FROM gw_operator_tokens WHERE hash = ?", {HashToken(token)},
-      [](const SqlRows& rows, std::size_t i) { return rows.Text(i, 0); }, "unknown token");
-  if (!name && name.error().code() == ErrorCode::kNotFound) {
-    return Fail(ErrorCode::kVerification, "unknown operator token");
+Result<TokenHolder> GatewayStateStore::CheckToken(std::string_view token) {
+  auto found = store::SqlQueryOne<std::pair<std::string, std::string>>(
+      *db_, "SELECT name, scope FROM gw_operator_tokens WHERE hash = ?", {HashToken(token)},
+      [](const SqlRows& rows, std::size_t i) {
+        return std::pair(rows.Text(i, 0), rows.Text(i, 1));
+      },
+      "unknown token");
+  if (!found) {
+    if (found.error().code() == ErrorCode::kNotFound) {
+      return Fail(ErrorCode::kVerification, "unknown operator token");
+    }
+    return Fail(std::move(found.error()));
   }
-  return name;
+  auto scope = ParseTokenScope(found->second);
+  if (!scope) {
+    return Fail(ErrorCode::kCorrupt,
+                "the token " + found->first + " has an unknown scope " + found->second);
+  }
+  return TokenHolder{.name = found->first, .scope = *scope};
+}
+
+Result<StateCounts> GatewayStateStore::Counts() {
+  StateCounts c;
+  Status read = db_->Transact([&](SqlSession& s) -> Status {
+    c = StateCounts{};
+    // The records are JSON (one document per delivery): SQLite reads the two fields in place.
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows deliveries,
+        s.Query("SELECT json_extract(record, '$.phase'), json_extract(record, '$.approval'), "
+                "COUNT(*) FROM gw_deliveries GROUP BY 1, 2"));
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+      std::int64_t n = deliveries.Int(i, 2);
+      c.deliveries[deliveries.Text(i, 0)] += n;
+      std::string approval = deliveries.Text(i, 1);
+      if (approval == ApprovalName(Approval::kOfferPending)) {
+        c.offers_pending += n;
+      } else if (approval == ApprovalName(Approval::kRolloutPending)) {
+        c.rollouts_pending += n;
+      }
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows devices, s.Query("SELECT revoked_at IS NULL, COUNT(*) FROM gw_devices GROUP BY 1"));
+    for (std::size_t i = 0; i < devices.size(); ++i) {
+      (devices.Int(i, 0) != 0 ? c.devices_enrolled : c.devices_revoked) += devices.Int(i, 1);
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows online,
+        s.Query("SELECT COUNT(*) FROM gw_devices d JOIN gw_device_states s ON s.device = d.id "
+                "WHERE d.revoked_at IS NULL AND s.online <> 0"));
+    c.devices_online = online.Int(0, 0);
+    return {};
+  });
+  if (!read) {
+    return Fail(std::move(read.error()));
+  }
+  return c;
 }
 
 // ---- devices ----

@@ -92,6 +92,30 @@ struct OperatorToken {
   TimePoint created_at{};
 };
 
+// What a token made by `airlock-gateway token create` may do.
+enum class TokenScope {
+  kOperator,  // "operator": every /api/v1/ route (approvals, devices, rollouts, imports), /metrics
+  kMetrics,   // "metrics": GET /metrics only, for a Prometheus server (docs/decisions.md)
+};
+const char* TokenScopeName(TokenScope scope);
+std::optional<TokenScope> ParseTokenScope(std::string_view name);
+
+// Who a token is.
+struct TokenHolder {
+  std::string name;
+  TokenScope scope = TokenScope::kOperator;
+};
+
+// How many of each thing the store holds, for /metrics.
+struct StateCounts {
+  std::map<std::string, std::int64_t> deliveries;  // by DeliveryPhaseName
+  std::int64_t offers_pending = 0;    // held offers waiting for an operator (offer-pending)
+  std::int64_t rollouts_pending = 0;  // delivered, waiting for an operator (rollout-pending)
+  std::int64_t devices_enrolled = 0;  // not revoked
+  std::int64_t devices_revoked = 0;
+  std::int64_t devices_online = 0;  // enrolled (not revoked), and the last online message said so
+};
+
 // Labels of a device: "line" → "3", … (docs/rollout.md, "Enrollment").
 using Labels = std::map<std::string, std::string>;
 inline constexpr std::size_t kMaxDeviceLabels = 32;
@@ -149,11 +173,16 @@ class GatewayStateStore {
   // Every record, newest first.
   [[nodiscard]] Result<std::vector<DeliveryRecord>> List();
 
-  // Makes a token "alkop_" + 64 hex for name (kAlreadyExists when the name is taken) and stores
-  // its hash; returns the token, which is not kept.
-  [[nodiscard]] Result<std::string> CreateToken(std::string_view name, TimePoint now);
-  // The name of the token, or kVerification when it is unknown.
-  [[nodiscard]] Result<std::string> CheckToken(std::string_view token);
+  // Makes a token "alkop_" + 64 hex for name with scope (kAlreadyExists when the name is taken)
+  // and stores its hash; returns the token, which is not kept.
+  [[nodiscard]] Result<std::string> CreateToken(std::string_view name, TimePoint now,
+                                                TokenScope scope = TokenScope::kOperator);
+  // Whose the token is and what it may do, or kVerification when it is unknown.
+  [[nodiscard]] Result<TokenHolder> CheckToken(std::string_view token);
+
+  // Deliveries by phase, the approvals waiting, devices by state: a few GROUP BY queries in one
+  // transaction, whatever the number of rows.
+  [[nodiscard]] Result<StateCounts> Counts();
 
   // ---- devices ----
   // Makes a one-time enrollment token "alken_" + 64 hex, valid until expires, whose device gets

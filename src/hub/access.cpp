@@ -61,6 +61,8 @@ Result<std::string> RandomHex(std::size_t n) {
 
 const char* RoleName(Role role) {
   switch (role) {
+    case Role::kMetrics:
+      return "metrics";
     case Role::kGateway:
       return "gateway";
     case Role::kViewer:
@@ -76,7 +78,8 @@ const char* RoleName(Role role) {
 }
 
 std::optional<Role> ParseRole(std::string_view name) {
-  for (Role r : {Role::kViewer, Role::kPublisher, Role::kReleaseManager, Role::kAdmin}) {
+  for (Role r :
+       {Role::kMetrics, Role::kViewer, Role::kPublisher, Role::kReleaseManager, Role::kAdmin}) {
     if (name == RoleName(r)) {
       return r;
     }
@@ -92,6 +95,9 @@ bool RoleMay(Role role, Permission p) {
   if (role == Role::kGateway) {
     return p == Permission::kPull || p == Permission::kReportInventory ||
            p == Permission::kReportTelemetry;
+  }
+  if (role == Role::kMetrics) {
+    return p == Permission::kReadMetrics;
   }
   return role >= LeastRoleFor(p);
 }
@@ -124,6 +130,8 @@ const char* PermissionName(Permission p) {
       return "report a gateway's inventory";
     case Permission::kReportTelemetry:
       return "forward a gateway's telemetry";
+    case Permission::kReadMetrics:
+      return "read the metrics";
   }
   return "?";
 }
@@ -132,6 +140,7 @@ Role LeastRoleFor(Permission p) {
   switch (p) {
     case Permission::kPull:
     case Permission::kReadRegistry:
+    case Permission::kReadMetrics:
       return Role::kViewer;
     case Permission::kPush:
     case Permission::kPresign:

@@ -29,30 +29,34 @@
 
 namespace airlock::hub {
 
-// From kViewer on ordered: each role may do everything the one before it may. kGateway is apart:
-// the credential a gateway receives when it registers, which may pull and report its own
-// inventory, nothing else; it sorts below kViewer so that no ordered check ever admits it.
-enum class Role { kGateway, kViewer, kPublisher, kReleaseManager, kAdmin };
+// From kViewer on ordered: each role may do everything the one before it may. kGateway and
+// kMetrics are apart, and sort below kViewer so that no ordered check ever admits them: kGateway
+// is the credential a gateway receives when it registers, which may pull and report its own
+// inventory, nothing else; kMetrics is for a monitoring system, which may read GET /metrics and
+// nothing else (no pull, no registry), so that the credential a Prometheus server keeps in its
+// configuration gives nobody the models.
+enum class Role { kMetrics, kGateway, kViewer, kPublisher, kReleaseManager, kAdmin };
 const char* RoleName(Role role);
-// The roles a person's token may have (viewer … admin); never "gateway".
+// The roles an admin may give a token: metrics, viewer … admin; never "gateway".
 std::optional<Role> ParseRole(std::string_view name);
 // Any role a stored token may have, "gateway" included.
 std::optional<Role> ParseStoredRole(std::string_view name);
 
 enum class Permission {
-  kPull,          // GET/HEAD manifests, blobs, tags, referrers
-  kPush,          // blob uploads and mounts, manifest PUTs (which may move a tag)
-  kDelete,        // DELETE manifests, tags, blobs
-  kPresign,       // POST /api/v1/presign
-  kManageTokens,  // /api/v1/tokens
-  kReadAudit,     // /api/v1/audit
-  kReadRegistry,    // GET /api/v1/models…, deployments, gateways
-  kPublishRelease,  // POST /api/v1/models/M/releases
-  kPromote,         // PUT /api/v1/models/M/channels/C
-  kDeploy,          // POST /api/v1/deployments, …/cancel
-  kManageGateways,  // POST /api/v1/gateways/tokens
+  kPull,             // GET/HEAD manifests, blobs, tags, referrers
+  kPush,             // blob uploads and mounts, manifest PUTs (which may move a tag)
+  kDelete,           // DELETE manifests, tags, blobs
+  kPresign,          // POST /api/v1/presign
+  kManageTokens,     // /api/v1/tokens
+  kReadAudit,        // /api/v1/audit
+  kReadRegistry,     // GET /api/v1/models…, deployments, gateways
+  kPublishRelease,   // POST /api/v1/models/M/releases
+  kPromote,          // PUT /api/v1/models/M/channels/C
+  kDeploy,           // POST /api/v1/deployments, …/cancel
+  kManageGateways,   // POST /api/v1/gateways/tokens
   kReportInventory,  // PUT /api/v1/gateways/G/inventory (the gateway itself, or an admin)
   kReportTelemetry,  // POST /api/v1/gateways/G/telemetry (the gateway itself, or an admin)
+  kReadMetrics,      // GET /metrics (viewer and up, and the metrics role)
 };
 const char* PermissionName(Permission p);
 // The least role that has p (docs/hub.md has the table).
@@ -75,7 +79,7 @@ struct AccessDecision {
 };
 
 // Whether a role may do p: LeastRoleFor for the ordered roles; pull, inventory and telemetry
-// reports for a gateway.
+// reports for a gateway; reading /metrics for the metrics role.
 bool RoleMay(Role role, Permission p);
 
 // n random bytes from the system's generator, lowercase hex.

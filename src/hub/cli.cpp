@@ -97,8 +97,8 @@ int Token(const HubConfig& config, const std::string& verb, const std::string& n
     auto role = ParseRole(role_name);
     if (!role) {
       std::fprintf(stderr,
-                   "airlock-hub: error: --role must be viewer, publisher, release-manager or "
-                   "admin\n");
+                   "airlock-hub: error: --role must be viewer, publisher, release-manager, "
+                   "admin, or metrics (GET /metrics only, for Prometheus)\n");
       return kExitUsage;
     }
     std::optional<std::chrono::seconds> ttl;
@@ -290,7 +290,9 @@ int Main(int argc, char** argv) {
   std::string token_name, token_role, token_expires;
   auto* create = token->add_subcommand("create", "Create a token; it is printed once");
   create->add_option("--name", token_name, "a unique name (letters, digits, . _ -)")->required();
-  create->add_option("--role", token_role, "viewer, publisher, release-manager or admin")
+  create
+      ->add_option("--role", token_role,
+                   "viewer, publisher, release-manager, admin, or metrics (GET /metrics only)")
       ->required();
   create->add_option("--expires", token_expires, "lifetime, e.g. 90d or 12h (default: never)");
   auto* revoke = token->add_subcommand("revoke", "Revoke a token by name");

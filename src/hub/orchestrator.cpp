@@ -170,6 +170,7 @@ void DeliveryOrchestrator::Inbox::Push(Work w) {
     }
     if (items.size() >= kMaxQueued) {
       spdlog::warn("delivery: {} events waiting; dropping one (timers will recover)", items.size());
+      ++dropped;
       return;
     }
     items.push_back(std::move(w));
@@ -530,6 +531,21 @@ json DeliveryOrchestrator::Fleet(std::string_view deployment) const {
     }
   }
   return out;
+}
+
+std::map<std::string, delivery::FleetReport> DeliveryOrchestrator::FleetReports() const {
+  std::lock_guard lock(fleet_mu_);
+  return {fleet_.begin(), fleet_.end()};
+}
+
+std::size_t DeliveryOrchestrator::QueueDepth() const {
+  std::lock_guard lock(inbox_->mu);
+  return inbox_->items.size();
+}
+
+std::uint64_t DeliveryOrchestrator::DroppedWork() const {
+  std::lock_guard lock(inbox_->mu);
+  return inbox_->dropped;
 }
 
 void DeliveryOrchestrator::OnMessage(const net::MqttMessage& m) {

@@ -134,6 +134,14 @@ class DeliveryOrchestrator final : public DeploymentObserver {
   // Checks the timers now (after a test moved its clock).
   void Wake();
 
+  // ---- for /metrics; any thread ----
+  // The latest fleet report of each gateway that sent one (gw/{gw}/fleet), by gateway.
+  std::map<std::string, delivery::FleetReport> FleetReports() const;
+  // Work waiting for the worker (gateways' messages, deployments created or cancelled).
+  std::size_t QueueDepth() const;
+  // Work dropped because the queue was full (the deliveries' timers recover from it).
+  std::uint64_t DroppedWork() const;
+
   const delivery::Policy& policy() const { return options_.policy; }
 
  private:
@@ -157,6 +165,7 @@ class DeliveryOrchestrator final : public DeploymentObserver {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<Work> items;
+    std::uint64_t dropped = 0;  // items refused because the queue was full
     bool closed = false;
     bool wake = false;
     void Push(Work w);

@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "core/daemon.hpp"
 #include "core/log.hpp"
 #include "hub/api_support.hpp"
+#include "hub/metrics.hpp"
 #include "hub/oci_rules.hpp"
 #include "hub/registry_api.hpp"
 #include "hub/telemetry_api.hpp"
@@ -113,16 +115,21 @@ struct HubServer::Impl final : ApiGate {
         blobs(b),
         meta(m),
         access(a),
+        registry_store(r),
         registry(*this, a, r, m, b, root, deployments) {}
 
   HubConfig config;
   store::BlobStore& blobs;
   store::MetadataStore& meta;
   AccessControl& access;
+  store::RegistryStore& registry_store;
   RegistryApi registry;
   std::unique_ptr<TelemetryApi> telemetry;  // when the hub keeps telemetry (SetTelemetry)
   std::unique_ptr<httplib::Server> server;
   net::ServeLoop loop;
+  net::HttpCounters http;
+  std::mutex appenders_mu;
+  std::vector<prometheus::MetricsAppender> appenders;
   // Publishing a blob into a repository and removing it from the last one hold the digest's
   // lock (BlobStore::LockDigest, which other hubs on the same data directory honour too), so a
   // delete never removes the bytes of a blob that a push, here or on another hub, is linking.
@@ -828,7 +835,7 @@ struct HubServer::Impl final : ApiGate {
     std::optional<std::chrono::seconds> ttl;
     std::string problem;
     if (!role) {
-      problem = "role must be viewer, publisher, release-manager or admin";
+      problem = "role must be viewer, publisher, release-manager, admin or metrics";
     } else if (body->contains("expires_in") && !(*body)["expires_in"].is_null()) {
       auto d = (*body)["expires_in"].is_string()
                    ? ParseDuration((*body)["expires_in"].get<std::string>())
@@ -1140,8 +1147,41 @@ struct HubServer::Impl final : ApiGate {
               m + " is not allowed on " + req.path.substr(0, 300));
   }
 
+  // GET /metrics (hub/metrics.hpp).
+  void Metrics(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!ApiAllowed(req, res, Permission::kReadMetrics, &who)) {
+      return;
+    }
+    using prometheus::MetricType;
+    prometheus::MetricsText out;
+    out.Family("airlock_http_requests_total", MetricType::kCounter,
+               "HTTP responses the hub sent (before this one)");
+    out.Sample(http.requests.load());
+    out.Family("airlock_http_errors_total", MetricType::kCounter,
+               "HTTP responses with status >= 400 (refusals included)");
+    out.Sample(http.errors.load());
+    // A database that cannot be read fails the scrape (Prometheus's `up` goes to 0) rather than
+    // leaving the deployment and delivery counts out of an answer that looks whole.
+    if (Status counted = AppendRegistryMetrics(out, registry_store); !counted) {
+      return SendInternal(res, counted.error());
+    }
+    std::vector<prometheus::MetricsAppender> hooks;
+    {
+      std::lock_guard lock(appenders_mu);
+      hooks = appenders;
+    }
+    for (const auto& hook : hooks) {
+      hook(out);
+    }
+    res.status = 200;
+    res.set_content(out.Text(), prometheus::kMetricsContentType);
+  }
+
   void Routes() {
     auto& s = *server;
+    s.Get("/metrics",
+          [this](const httplib::Request& req, httplib::Response& res) { Metrics(req, res); });
     const std::string all = R"(/v2(/.*)?)";
     auto plain = [this](const httplib::Request& req, httplib::Response& res) {
       Dispatch(req, res, nullptr);
@@ -1184,6 +1224,11 @@ void HubServer::SetTelemetry(store::RegistryStore& registry, TelemetryStore& sto
   impl_->telemetry = std::make_unique<TelemetryApi>(*impl_, registry, store);
 }
 
+void HubServer::AddMetricsAppender(prometheus::MetricsAppender appender) {
+  std::lock_guard lock(impl_->appenders_mu);
+  impl_->appenders.push_back(std::move(appender));
+}
+
 Status HubServer::Bind() {
   const HubConfig& config = impl_->config;
   impl_->server = std::make_unique<httplib::Server>();
@@ -1201,6 +1246,7 @@ Status HubServer::Bind() {
   s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
     spdlog::debug("{} {} -> {}", req.method, req.path, res.status);
   });
+  impl_->http.Count(s);
   std::uint64_t max_blob = config.oci.max_blob_size;
   s.set_error_handler(httplib::Server::HandlerWithResponse(
       [max_blob](const httplib::Request& req, httplib::Response& res) {
@@ -1348,6 +1394,22 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
                                              hub->access_->access(), *hub->registry_,
                                              std::move(root), hub->orchestrator_.get());
   hub->server_->SetTelemetry(*hub->registry_, *hub->telemetry_);
+  hub->server_->AddMetricsAppender([telemetry = hub->telemetry_.get()](prometheus::MetricsText& out) {
+    using prometheus::MetricType;
+    out.Family("airlock_hub_telemetry_records_total", MetricType::kCounter,
+               "Telemetry records the gateways forwarded, by outcome");
+    out.Sample({{"outcome", "stored"}}, telemetry->stored());
+    out.Sample({{"outcome", "duplicate"}}, telemetry->duplicates());
+    out.Sample({{"outcome", "rejected"}}, telemetry->rejected());
+  });
+  if (hub->orchestrator_) {
+    // The server goes before the orchestrator and the connection (members in reverse).
+    hub->server_->AddMetricsAppender([orchestrator = hub->orchestrator_.get(),
+                                      mqtt = hub->mqtt_.get(),
+                                      now = &time](prometheus::MetricsText& out) {
+      AppendOrchestratorMetrics(out, *orchestrator, *mqtt, now->Now());
+    });
+  }
   return hub;
 }
 

@@ -10,6 +10,10 @@
 // anything happens (401 with a Bearer challenge naming GET /v2/token, or 403); a blob GET may
 // instead carry a pre-signed expires/sig pair. /api/v1/tokens, /api/v1/audit and /api/v1/presign
 // are the administrative routes. Mutations and refusals go to the audit log.
+//
+// GET /metrics is Prometheus text (core/prometheus.hpp; hub/metrics.hpp says what is in it): the
+// HTTP responses the server sent, the registry's counts, and what the appenders add. It needs a
+// token with role metrics, or viewer and up (docs/decisions.md, "Metrics").
 // Bind, then Serve on one thread, Stop from any other. Thread-safe.
 
 #include <functional>
@@ -17,6 +21,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/prometheus.hpp"
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "hub/access.hpp"
@@ -55,6 +60,11 @@ class HubServer {
   // Serves the monitoring API (hub/telemetry_api.hpp) over store; call before Bind. Both must
   // outlive the server.
   void SetTelemetry(store::RegistryStore& registry, TelemetryStore& store);
+
+  // appender is called on every GET /metrics, after the hub's own families and the appenders
+  // added before it, on the server's thread (so it must be quick and thread-safe): the delivery
+  // orchestrator's families, the telemetry outbox's sizes and drops. Any thread, any time.
+  void AddMetricsAppender(prometheus::MetricsAppender appender);
 
   // Binds the configured address and port (port 0: a free one). kIo when that fails.
   [[nodiscard]] Status Bind();

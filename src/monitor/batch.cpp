@@ -127,4 +127,31 @@ Result<std::vector<std::string>> ParseAck(std::string_view text) {
   }
 }
 
+void AppendOutboxMetrics(prometheus::MetricsText& out, const OutboxStats& s) {
+  using prometheus::MetricType;
+  out.Family("airlock_telemetry_outbox_records", MetricType::kGauge,
+             "Telemetry records held until the next tier stores them")
+      .Sample(s.records);
+  out.Family("airlock_telemetry_outbox_bytes", MetricType::kGauge,
+             "Bytes of telemetry held (payloads and ids)")
+      .Sample(s.bytes);
+  out.Family("airlock_telemetry_outbox_accepted_total", MetricType::kCounter,
+             "Telemetry records stored in the outbox")
+      .Sample(s.accepted);
+  out.Family("airlock_telemetry_outbox_acked_total", MetricType::kCounter,
+             "Telemetry records the next tier stored and the outbox removed")
+      .Sample(s.acked);
+  out.Family("airlock_telemetry_outbox_duplicates_total", MetricType::kCounter,
+             "Telemetry records received again and not stored twice")
+      .Sample(s.duplicates);
+  out.Family("airlock_telemetry_outbox_dropped_total", MetricType::kCounter,
+             "Telemetry records dropped by the outbox's bounds or a full disk");
+  for (Priority p : kAllPriorities) {
+    out.Sample({{"priority", PriorityName(p)}}, s.dropped[static_cast<std::size_t>(p)]);
+  }
+  out.Family("airlock_telemetry_outbox_disk_full_total", MetricType::kCounter,
+             "Outbox writes that met a full disk")
+      .Sample(s.disk_full);
+}
+
 }  // namespace airlock::monitor

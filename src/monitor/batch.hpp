@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/result.hpp"
+#include "core/prometheus.hpp"
 #include "monitor/outbox.hpp"
 
 namespace airlock::monitor {
@@ -53,6 +54,11 @@ struct TelemetryBatch {
 };
 
 std::string SerializeAck(const std::vector<std::string>& ids);
+
+// An outbox's figures as Prometheus families: airlock_telemetry_outbox_records and _bytes
+// (gauges), _accepted_total, _acked_total, _duplicates_total, _dropped_total{priority} and
+// _disk_full_total (counters).
+void AppendOutboxMetrics(prometheus::MetricsText& out, const OutboxStats& s);
 [[nodiscard]] Result<std::vector<std::string>> ParseAck(std::string_view text);
 
 }  // namespace airlock::monitor

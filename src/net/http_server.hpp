@@ -64,6 +64,25 @@ class ServeLoop {
   std::atomic<bool> serving_{false};
 };
 
+// What a server answered, for its /metrics: every response, and those with a status of 400 or
+// more. Counted in the server's post-routing handler, which httplib runs for every response it
+// writes (routed or not: a 404, a refusal before routing, a parse error). Lock-free; it must
+// outlive the server.
+struct HttpCounters {
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> errors{0};
+
+  // Installs the counting as server's post-routing handler (replacing any).
+  void Count(httplib::Server& server) {
+    server.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+      requests.fetch_add(1, std::memory_order_relaxed);
+      if (res.status >= 400) {
+        errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+};
+
 // "internal error: WHAT" for the exception ep holds, for a 500 answer.
 inline std::string InternalErrorMessage(std::exception_ptr ep) {
   std::string what = "internal error";

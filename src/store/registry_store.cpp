@@ -668,6 +668,39 @@ Result<GatewayRecord> RegistryStore::GetGateway(std::string_view name) {
                                     {S(name)}, GatewayAt, "no gateway named " + std::string(name));
 }
 
+Result<RegistryCounts> RegistryStore::Counts() {
+  RegistryCounts c;
+  Status read = db_.Transact([&](SqlSession& s) -> Status {
+    c = RegistryCounts{};  // a retried transaction starts over
+    AIRLOCK_ASSIGN_OR_RETURN(SqlRows deployments,
+                             s.Query("SELECT state, COUNT(*) FROM deployments GROUP BY state"));
+    for (std::size_t i = 0; i < deployments.size(); ++i) {
+      c.deployments[deployments.Text(i, 0)] = deployments.Int(i, 1);
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows deliveries,
+        s.Query("SELECT gateway, state, final, COUNT(*) FROM deliveries GROUP BY gateway, state, "
+                "final"));
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+      std::string state = deliveries.Text(i, 1);
+      std::int64_t n = deliveries.Int(i, 3);
+      c.deliveries[state] += n;
+      if (deliveries.Int(i, 2) == 0) {
+        c.active_deliveries[{deliveries.Text(i, 0), state}] += n;
+      }
+    }
+    AIRLOCK_ASSIGN_OR_RETURN(SqlRows gateways, s.Query("SELECT name FROM gateways ORDER BY name"));
+    for (std::size_t i = 0; i < gateways.size(); ++i) {
+      c.gateways.push_back(gateways.Text(i, 0));
+    }
+    return {};
+  });
+  if (!read) {
+    return Fail(std::move(read.error()));
+  }
+  return c;
+}
+
 Status RegistryStore::PutInventory(std::string_view name, const json& devices, std::int64_t at) {
   return db_.Transact([&](SqlSession& s) -> Status {
     AIRLOCK_ASSIGN_OR_RETURN(SqlRows seen,

@@ -23,6 +23,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.hpp"
@@ -142,6 +143,15 @@ struct InventoryRecord {
   nlohmann::json devices = nlohmann::json::array();
 };
 
+// How many of each thing the registry holds, for the hub's /metrics.
+struct RegistryCounts {
+  std::map<std::string, std::int64_t> deployments;  // by state ("pending", "delivering", …)
+  std::map<std::string, std::int64_t> deliveries;   // by state ("offered", "available", …)
+  // The deliveries not yet final, by target gateway and state (what each gateway still owes).
+  std::map<std::pair<std::string, std::string>, std::int64_t> active_deliveries;
+  std::vector<std::string> gateways;  // the registered gateways' names, in order
+};
+
 class RegistryStore {
  public:
   // Applies the registry component's migrations. db must outlive the store.
@@ -228,6 +238,11 @@ class RegistryStore {
   [[nodiscard]] Status PutInventory(std::string_view name, const nlohmann::json& devices,
                                     std::int64_t at);
   [[nodiscard]] Result<InventoryRecord> GetInventory(std::string_view name);
+
+  // ---- counts ----
+  // Deployments and deliveries by state, and registered gateways, read in one transaction (a
+  // few GROUP BY queries, whatever the number of rows).
+  [[nodiscard]] Result<RegistryCounts> Counts();
 
  private:
   explicit RegistryStore(SqlDatabase& db) : db_(db) {}

@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "agent/http_api.hpp"
 #include "agent/model_repository.hpp"
@@ -17,6 +19,33 @@
 #include "pkg/release.hpp"
 
 namespace airlock::agent {
+
+// What `promtool check metrics` says of Triton's metric names, which the agent keeps so that
+// Triton's dashboards and clients work unchanged (DESIGN §5.2): counters without _total, units
+// abbreviated (_us), and _count on counters and a gauge. Tests of /metrics tolerate these lines
+// and no others.
+inline std::vector<std::string> TritonLintProblems() {
+  std::vector<std::string> out;
+  for (const char* counter :
+       {"nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+        "nv_inference_exec_count", "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us", "nv_inference_compute_input_duration_us",
+        "nv_inference_compute_infer_duration_us", "nv_inference_compute_output_duration_us"}) {
+    out.push_back(std::string(counter) + " counter metrics should have \"_total\" suffix");
+  }
+  for (const char* us :
+       {"nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+        "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
+        "nv_inference_compute_output_duration_us"}) {
+    out.push_back(std::string(us) + " metric names should not contain abbreviated units");
+  }
+  for (const char* count :
+       {"nv_inference_count", "nv_inference_exec_count", "nv_inference_pending_request_count"}) {
+    out.push_back(std::string(count) +
+                  " non-histogram and non-summary metrics should not have \"_count\" suffix");
+  }
+  return out;
+}
 
 inline const TimePoint kTestNow = ParseRfc3339("2026-06-01T00:00:00Z").value();
 

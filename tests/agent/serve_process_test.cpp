@@ -12,6 +12,7 @@
 
 #include "agent/agent_fixture.hpp"
 #include "support/mosquitto.hpp"
+#include "support/promtool.hpp"
 
 namespace airlock::agent {
 namespace {
@@ -160,6 +161,9 @@ models:
       std::string::npos);
   EXPECT_NE(metrics->body.find("airlock_route_inputs_failed_total{model=\"visual-inspection\"} 1"),
             std::string::npos);
+  // The whole scrape of the real process, its routes and MQTT families included, is valid
+  // Prometheus text with no lint problem beyond Triton's names.
+  EXPECT_TRUE(airlock::testing::PromtoolAccepts(metrics->body, TritonLintProblems()));
   EXPECT_EQ(c.Get("/v2/health/ready")->status, 200);
   EXPECT_EQ(agent.Stop(), 0);
 }

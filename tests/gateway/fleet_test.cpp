@@ -27,6 +27,7 @@
 #include "gateway/serve_fixture.hpp"
 #include "net/mqtt.hpp"
 #include "support/mosquitto.hpp"
+#include "support/promtool.hpp"
 #include "support/test_support.hpp"
 #include "trust/directive.hpp"
 
@@ -35,6 +36,7 @@ namespace {
 
 using airlock::testing::CommandResult;
 using airlock::testing::ReadAll;
+using airlock::testing::RunCommand;
 using airlock::testing::WaitUntil;
 using airlock::testing::WriteAll;
 constexpr auto kWait = std::chrono::seconds(30);
@@ -420,6 +422,80 @@ TEST_F(GatewayFleet, DirectsDevicesWaveByWaveAndReportsTheFleet) {
   EXPECT_EQ(
       json::parse(Api().Get("/api/v1/rollouts/" + kDep1, Auth())->body)["by_device"][0]["status"],
       "done");
+}
+
+// What Prometheus scrapes from `airlock-gateway serve` in the middle of a rollout, with the token
+// an operator makes for it: the delivery, the rollout and its devices, the enrolled devices, the
+// cache, both broker connections; and a text promtool accepts without a lint problem.
+TEST_F(GatewayFleet, TheMetricsShowTheDeliveryTheRolloutItsDevicesAndTheCache) {
+  auto d = Sorted({&Enroll({{"line", "3"}}), &Enroll({{"line", "3"}}), &Enroll({{"line", "3"}})});
+  Enroll({{"line", "4"}});
+  Connect();
+  Deliver(kDlv1, kDep1, v10_, trust_.Channel("vib", "production", 1, {v10_.release}),
+          {{"selector", {{"line", "3"}}}, {"strategy", Strategy()}});
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "running", "directed", 1); }, kWait))
+      << ReadAll(log_);
+
+  CommandResult made =
+      RunCommand({AIRLOCK_GATEWAY_BINARY, "token", "create", "--name", "prometheus", "--role",
+                  "metrics", "--config", (dir_ / "gateway.yaml").string()});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::string token = made.out.substr(0, made.out.find('\n'));
+  EXPECT_EQ(RunCommand({AIRLOCK_GATEWAY_BINARY, "token", "create", "--name", "x", "--role", "admin",
+                        "--config", (dir_ / "gateway.yaml").string()})
+                .exit_code,
+            2);
+  httplib::Headers prometheus = {{"Authorization", "Bearer " + token}};
+  auto api = Api();
+  EXPECT_EQ(api.Get("/metrics")->status, 401);
+  EXPECT_EQ(api.Get("/api/v1/rollouts", prometheus)->status, 403);
+  auto scraped = api.Get("/metrics", prometheus);
+  ASSERT_TRUE(scraped);
+  ASSERT_EQ(scraped->status, 200) << scraped->body;
+  const std::string& text = scraped->body;
+  std::uint64_t bytes = 0;
+  for (const std::string& b : v10_.package.blobs) {
+    bytes += b.size();
+  }
+  for (const std::string& line : {
+           std::string("airlock_gateway_deliveries{state=\"available\"} 1\n"),
+           std::string("airlock_gateway_deliveries{state=\"downloading\"} 0\n"),
+           std::string("airlock_gateway_approvals_pending{kind=\"rollout\"} 0\n"),
+           std::string("airlock_gateway_rollouts{state=\"running\"} 1\n"),
+           std::string("airlock_gateway_rollouts{state=\"complete\"} 0\n"),
+           // The canary is directed, the two others of line 3 wait for wave 2.
+           std::string("airlock_gateway_rollout_devices{status=\"directed\"} 1\n"),
+           std::string("airlock_gateway_rollout_devices{status=\"pending\"} 2\n"),
+           std::string("airlock_gateway_rollout_devices{status=\"done\"} 0\n"),
+           std::string("\nairlock_gateway_rollout_devices_offline 0\n"),
+           std::string("airlock_gateway_devices{state=\"enrolled\"} 4\n"),
+           std::string("\nairlock_gateway_devices_online 4\n"),
+           "\nairlock_gateway_cache_bytes " + std::to_string(bytes) + "\n",
+           "\nairlock_gateway_cache_blobs " + std::to_string(v10_.package.blobs.size()) + "\n",
+           std::string("\nairlock_gateway_downloads_running 0\n"),
+           std::string("airlock_mqtt_connected{connection=\"hub\"} 1\n"),
+           std::string("airlock_mqtt_connected{connection=\"devices\"} 1\n"),
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+  }
+  for (const char* family : {"airlock_gateway_delivery_queue_depth",
+                             "airlock_gateway_fleet_queue_depth", "airlock_http_requests_total"}) {
+    EXPECT_NE(text.find(std::string("\n") + family + " "), std::string::npos) << family;
+  }
+  EXPECT_TRUE(airlock::testing::PromtoolAccepts(text));
+
+  // The canary activates: done, and wave 2 directed.
+  d[0]->Report("active", "1.0.0", v10_.id);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::string now = api.Get("/metrics", prometheus)->body;
+        return now.find("airlock_gateway_rollout_devices{status=\"done\"} 1\n") !=
+                   std::string::npos &&
+               now.find("airlock_gateway_rollout_devices{status=\"directed\"} 2\n") !=
+                   std::string::npos;
+      },
+      kWait))
+      << api.Get("/metrics", prometheus)->body;
 }
 
 TEST_F(GatewayFleet, FailuresAtTheThresholdAbortAndDevicesGoBackToTheirPreviousRelease) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "core/encoding.hpp"
 #include "hub/hub_fixture.hpp"
 
 namespace airlock::hub {
@@ -110,6 +111,8 @@ TEST_P(AuthTest, EachRoleMayDoExactlyWhatTheTableSays) {
        [&](const httplib::Headers& h, int) { return c().Get("/api/v1/tokens", h); }},
       {"read audit", Role::kAdmin, 200,
        [&](const httplib::Headers& h, int) { return c().Get("/api/v1/audit", h); }},
+      {"read metrics", Role::kViewer, 200,
+       [&](const httplib::Headers& h, int) { return c().Get("/metrics", h); }},
   };
   int i = 0;
   for (const auto& k : cases) {
@@ -138,6 +141,53 @@ TEST_P(AuthTest, EachRoleMayDoExactlyWhatTheTableSays) {
   // 1.0.0, the t* of the three roles that may push, and the d* that viewer, publisher and
   // anonymous could not delete.
   EXPECT_EQ(json::parse(tags->body)["tags"].size(), 1 + 3 + 3);
+}
+
+// The metrics role is for a Prometheus server: it reads /metrics and nothing else, so the token
+// in Prometheus's configuration pulls no model and reads no registry.
+TEST_P(AuthTest, AMetricsTokenReadsTheMetricsAndNothingElse) {
+  Seed();
+  auto made = c().Post("/api/v1/tokens", Bearer(tokens_[Role::kAdmin]),
+                       R"({"name":"prometheus","role":"metrics"})", "application/json");
+  ASSERT_EQ(made->status, 201) << made->body;
+  EXPECT_EQ(json::parse(made->body)["role"], "metrics");
+  auto prometheus = Bearer(json::parse(made->body)["token"].get<std::string>());
+
+  auto scraped = c().Get("/metrics", prometheus);
+  ASSERT_EQ(scraped->status, 200) << scraped->body;
+  EXPECT_EQ(scraped->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(scraped->body.find("\nairlock_hub_gateways 0\n"), std::string::npos) << scraped->body;
+
+  for (const char* path : {"/v2/models/demo/manifests/1.0.0", "/v2/models/demo/tags/list",
+                           "/api/v1/models", "/api/v1/deployments", "/api/v1/gateways"}) {
+    auto r = c().Get(path, prometheus);
+    EXPECT_EQ(r->status, 403) << path << " " << r->body;
+    EXPECT_NE(ReasonOf(r).find("the token prometheus has role metrics"), std::string::npos)
+        << ReasonOf(r);
+  }
+  // Basic credentials work too (Prometheus's basic_auth), as on every route.
+  EXPECT_EQ(
+      c().Get("/metrics",
+              {{"Authorization",
+                "Basic " + Base64Encode("prometheus:" +
+                                        json::parse(made->body)["token"].get<std::string>())}})
+          ->status,
+      200);
+
+  // Without credentials, 401 with the challenge; a revoked token, 401 too.
+  auto anonymous = c().Get("/metrics");
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_NE(anonymous->get_header_value("WWW-Authenticate").find("Bearer realm="),
+            std::string::npos);
+  ASSERT_EQ(c().Delete("/api/v1/tokens/prometheus", Bearer(tokens_[Role::kAdmin]))->status, 204);
+  EXPECT_EQ(c().Get("/metrics", prometheus)->status, 401);
+
+  // The refusals with credentials are in the audit log, as every other refusal.
+  bool audited = false;
+  for (const auto& e : Audit()) {
+    audited = audited || (e["token"] == "prometheus" && e["result"] == "403");
+  }
+  EXPECT_TRUE(audited) << Audit().dump();
 }
 
 TEST_P(AuthTest, ChallengeNamesTheTokenRealmAndScope) {

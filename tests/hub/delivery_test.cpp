@@ -13,6 +13,7 @@
 #include "hub_fixture.hpp"
 #include "net/mqtt.hpp"
 #include "support/mosquitto.hpp"
+#include "support/promtool.hpp"
 #include "trust/documents.hpp"
 
 namespace airlock::hub {
@@ -412,6 +413,85 @@ TEST_P(DeliveryTest, OfferReadyGrantDownloadAvailableCompletesTheDeployment) {
   ASSERT_EQ(list["deliveries"].size(), 1u);
   EXPECT_EQ(list["deliveries"][0]["state"], "available");
   EXPECT_EQ(c().Get("/api/v1/deliveries?deployment=dep-00000000")->status, 404);
+}
+
+// GET /metrics after a delivery went to plant-a and another waits for plant-b, with a fleet
+// report from plant-a: each number where a dashboard would look, the hook's family, and a text
+// promtool accepts without a single lint problem.
+TEST_P(DeliveryTest, TheMetricsCountDeliveriesDeploymentsAndEachGatewaysFleet) {
+  Publish({"plant-a", "plant-b"});
+  FakeGateway a("plant-a", broker_.url());
+  std::string dep = Deploy({"plant-a", "plant-b"});
+  ASSERT_FALSE(dep.empty());
+  std::string id = a.WaitFor(TopicKind::kOffer).value("delivery_id", "");
+  a.Send(TopicKind::kReady, id, FakeGateway::Ready(id, {"linux/amd64"}));
+  std::uint64_t fetched = Download(a.WaitFor(TopicKind::kGrant));
+  a.Send(TopicKind::kStatus, id,
+         FakeGateway::Status(id, delivery::GatewayState::kAvailable, 1, fetched, fetched));
+  ASSERT_TRUE(WaitForDelivery(dep, "plant-a", "available"));
+  ASSERT_EQ(DeliveryOf(dep, "plant-b")["state"], "offered");
+
+  // plant-a's rollouts: the deployment's, running (two devices pending, one in its health
+  // window), and an older one complete, whose devices are not counted.
+  delivery::FleetReport report;
+  report.envelope = FakeGateway::Envelope();
+  report.envelope.sent_at = clock_.Now() - std::chrono::seconds(30);
+  report.gateway = "plant-a";
+  report.rollouts = {
+      {{"deployment", dep},
+       {"state", "running"},
+       {"devices", {{"total", 3}, {"offline", 0}, {"pending", 2}, {"health-window", 1}}}},
+      {{"deployment", "dep-0000000000000001"},
+       {"state", "complete"},
+       {"devices", {{"total", 5}, {"done", 5}}}}};
+  a.Send(TopicKind::kFleet, "", report.ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return !Deployment(dep)["fleet"].empty(); }, kLong));
+
+  // The hook other parts of the hub (the telemetry outbox) add their families with.
+  hub_->server().AddMetricsAppender([](prometheus::MetricsText& out) {
+    out.Family("airlock_test_outbox_dropped_total", prometheus::MetricType::kCounter,
+               "Records a test outbox dropped");
+    out.Sample({{"outbox", "telemetry"}}, 3);
+  });
+  ASSERT_EQ(c().Get("/no/such/route")->status, 404);
+  auto scraped = c().Get("/metrics");
+  ASSERT_TRUE(scraped);
+  ASSERT_EQ(scraped->status, 200) << scraped->body;
+  const std::string& text = scraped->body;
+  for (const char* line : {
+           "airlock_hub_deliveries{state=\"available\"} 1\n",
+           "airlock_hub_deliveries{state=\"offered\"} 1\n",
+           "airlock_hub_deliveries{state=\"failed\"} 0\n",
+           "airlock_hub_deployments{state=\"delivering\"} 1\n",
+           "airlock_hub_deployments{state=\"complete\"} 0\n",
+           "\nairlock_hub_gateways 2\n",
+           "airlock_hub_gateway_deliveries{gateway=\"plant-a\",state=\"offered\"} 0\n",
+           "airlock_hub_gateway_deliveries{gateway=\"plant-b\",state=\"offered\"} 1\n",
+           "airlock_hub_gateway_deliveries{gateway=\"plant-b\",state=\"downloading\"} 0\n",
+           "airlock_hub_fleet_rollouts{gateway=\"plant-a\",state=\"running\"} 1\n",
+           "airlock_hub_fleet_rollouts{gateway=\"plant-a\",state=\"complete\"} 1\n",
+           "airlock_hub_fleet_rollouts{gateway=\"plant-a\",state=\"aborted\"} 0\n",
+           "airlock_hub_fleet_devices{gateway=\"plant-a\",status=\"pending\"} 2\n",
+           "airlock_hub_fleet_devices{gateway=\"plant-a\",status=\"health-window\"} 1\n",
+           "airlock_hub_fleet_devices{gateway=\"plant-a\",status=\"done\"} 0\n",
+           "airlock_hub_fleet_report_age_seconds{gateway=\"plant-a\"} 30\n",
+           "\nairlock_mqtt_connected 1\n",
+           "\nairlock_hub_orchestrator_queue_depth 0\n",
+           "\nairlock_hub_orchestrator_dropped_total 0\n",
+           "airlock_test_outbox_dropped_total{outbox=\"telemetry\"} 3\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "in:\n" << text;
+  }
+  // plant-b sent no report: no fleet series of its own.
+  EXPECT_EQ(text.find("airlock_hub_fleet_rollouts{gateway=\"plant-b\""), std::string::npos);
+  // Every request so far was answered, the 404 among the errors.
+  auto counter = [&](const std::string& name) {
+    auto at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stoll(text.substr(at + name.size() + 2));
+  };
+  EXPECT_GT(counter("airlock_http_requests_total"), 10);
+  EXPECT_GE(counter("airlock_http_errors_total"), 1);
+  EXPECT_TRUE(airlock::testing::PromtoolAccepts(text));
 }
 
 TEST_P(DeliveryTest, ARejectFailsTheDeploymentWithItsReason) {

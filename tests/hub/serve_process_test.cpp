@@ -21,6 +21,7 @@
 
 #include "hub/hub_fixture.hpp"
 #include "support/mosquitto.hpp"
+#include "support/promtool.hpp"
 
 namespace airlock::hub {
 namespace {
@@ -178,6 +179,42 @@ TEST(HubProcess, ServesAndStopsCleanlyOnSigtermAndRefusesASecondHubOnItsData) {
   EXPECT_EQ(second.Wait(), 1);
   EXPECT_NE(second.Stderr().find("another process"), std::string::npos);
 
+  EXPECT_EQ(hub.Stop(SIGTERM), 0);
+}
+
+// What an operator does for Prometheus: a metrics token made offline, then a scrape of the
+// running hub with it (the scrape_config's `authorization: credentials_file:`).
+TEST(HubProcess, AMetricsTokenMadeOfflineScrapesTheRunningHub) {
+  TempDir dir;
+  auto made =
+      airlock::testing::RunCommand({HubBinary(), "token", "create", "--name", "prometheus",
+                                    "--role", "metrics", "--data", (dir / "data").string()});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::string token = made.out.substr(0, made.out.find('\n'));
+  ASSERT_TRUE(token.starts_with("alk_")) << made.out;
+  auto refused =
+      airlock::testing::RunCommand({HubBinary(), "token", "create", "--name", "x", "--role",
+                                    "metric", "--data", (dir / "data").string()});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("metrics (GET /metrics only"), std::string::npos) << refused.err;
+
+  HubProcess hub(
+      {"serve", "--data", (dir / "data").string(), "--port", "0", "--log-level", "warn"});
+  int port = hub.WaitForPort();
+  ASSERT_GT(port, 0);
+  httplib::Client c("127.0.0.1", port);
+  EXPECT_EQ(c.Get("/metrics")->status, 401);
+  EXPECT_EQ(c.Get("/v2/", {{"Authorization", "Bearer " + token}})->status, 403);
+  auto scraped = c.Get("/metrics", {{"Authorization", "Bearer " + token}});
+  ASSERT_TRUE(scraped);
+  ASSERT_EQ(scraped->status, 200) << scraped->body;
+  // The two refusals above, and no orchestrator (no --mqtt): no broker or fleet families.
+  EXPECT_NE(scraped->body.find("\nairlock_http_errors_total 2\n"), std::string::npos)
+      << scraped->body;
+  EXPECT_NE(scraped->body.find("airlock_hub_deployments{state=\"pending\"} 0\n"),
+            std::string::npos);
+  EXPECT_EQ(scraped->body.find("airlock_mqtt_connected"), std::string::npos);
+  EXPECT_TRUE(airlock::testing::PromtoolAccepts(scraped->body));
   EXPECT_EQ(hub.Stop(SIGTERM), 0);
 }
 

@@ -202,8 +202,8 @@ TEST_F(DirectiveTest, ACapturePolicyRoundTripsAndIsCheckedFieldByField) {
   for (auto [field, value, says] :
        {std::tuple<const char*, json, const char*>{"rate", "1.5", "capture.rate"},
         {"rate", 0.5, "capture.rate"},
-        {"max_bytes", 1024, "capture.max_bytes must be at least"},
-        {"upload", "yes", "capture.upload must be true or false"}}) {
+        {"max_bytes", 1024, "\"capture.max_bytes\" must be at least"},
+        {"upload", "yes", "\"capture.upload\" must be true or false"}}) {
     json bad = body;
     bad["capture"][field] = value;
     auto refused = Directive::FromJson(bad);
