@@ -130,6 +130,8 @@ const char* PermissionName(Permission p) {
       return "report a gateway's inventory";
     case Permission::kReportTelemetry:
       return "forward a gateway's telemetry";
+    case Permission::kReadCaptures:
+      return "read captured requests";
     case Permission::kReadMetrics:
       return "read the metrics";
   }
@@ -145,6 +147,7 @@ Role LeastRoleFor(Permission p) {
     case Permission::kPush:
     case Permission::kPresign:
     case Permission::kPublishRelease:
+    case Permission::kReadCaptures:
       return Role::kPublisher;
     case Permission::kDelete:
     case Permission::kPromote:

@@ -56,6 +56,7 @@ enum class Permission {
   kManageGateways,   // POST /api/v1/gateways/tokens
   kReportInventory,  // PUT /api/v1/gateways/G/inventory (the gateway itself, or an admin)
   kReportTelemetry,  // POST /api/v1/gateways/G/telemetry (the gateway itself, or an admin)
+  kReadCaptures,     // GET /api/v1/captures: data from the shop floor (publisher and up)
   kReadMetrics,      // GET /metrics (viewer and up, and the metrics role)
 };
 const char* PermissionName(Permission p);

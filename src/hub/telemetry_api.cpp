@@ -1,5 +1,7 @@
 #include "hub/telemetry_api.hpp"
 
+#include <algorithm>
+
 #include "core/time.hpp"
 #include "monitor/summary.hpp"
 
@@ -57,6 +59,8 @@ void TelemetryApi::Routes(httplib::Server& s) {
   });
   s.Get("/api/v1/events",
         [this](const httplib::Request& req, httplib::Response& res) { Events(req, res); });
+  s.Get("/api/v1/captures",
+        [this](const httplib::Request& req, httplib::Response& res) { Captures(req, res); });
 }
 
 void TelemetryApi::Ingest(const httplib::Request& req, httplib::Response& res,
@@ -154,6 +158,49 @@ void TelemetryApi::Events(const httplib::Request& req, httplib::Response& res) {
     return SendInternal(res, alerts.error());
   }
   SendJson(res, 200, {{"events", AlertsJson(*alerts)}});
+}
+
+void TelemetryApi::Captures(const httplib::Request& req, httplib::Response& res) {
+  Principal who;
+  if (!gate_.ApiAllowed(req, res, Permission::kReadCaptures, &who)) {
+    return;
+  }
+  std::string model = req.get_param_value("model");
+  if (model.empty()) {
+    return SendError(res, 400, "INVALID_REQUEST", "invalid request", "?model= is required");
+  }
+  auto since = Since(req, res);
+  if (!since) {
+    return;
+  }
+  std::int64_t after_ms = 0;
+  std::size_t limit = 100;
+  try {
+    if (req.has_param("after_ms")) {
+      after_ms = std::stoll(req.get_param_value("after_ms"));
+    }
+    if (req.has_param("limit")) {
+      limit = std::clamp<std::size_t>(std::stoul(req.get_param_value("limit")), 1, 1000);
+    }
+  } catch (const std::exception&) {
+    return SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                     "after_ms and limit must be whole numbers");
+  }
+  std::string after_id = req.get_param_value("after_id");
+  auto page = store_.Captures(Query(req, model, *since), after_ms, after_id, limit);
+  if (!page) {
+    return SendInternal(res, page.error());
+  }
+  json captures = json::array();
+  for (const auto& c : *page) {
+    json capture = json::parse(c.payload, nullptr, false);
+    captures.push_back({{"id", c.id}, {"site", c.site}, {"at_ms", c.at_ms}, {"capture", capture}});
+  }
+  json next = nullptr;
+  if (page->size() == limit) {
+    next = {{"after_ms", page->back().at_ms}, {"after_id", page->back().id}};
+  }
+  SendJson(res, 200, {{"captures", std::move(captures)}, {"next", std::move(next)}});
 }
 
 }  // namespace airlock::hub

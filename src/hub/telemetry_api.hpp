@@ -6,7 +6,9 @@
 //                                        prediction distribution, drift per feature, alerts, and
 //                                        what senders had to drop (?site= &device= &since=)
 //   GET  /api/v1/events                  drift alerts, newest first (?model= &site= &since=)
-// Reads need the viewer role. A drift alert is logged when it arrives.
+//   GET  /api/v1/captures?model=M        captured requests, oldest first, a page at a time
+//                                        (?since= &site= &device= &after_ms= &after_id= &limit=)
+// Reads need the viewer role; captures (data from the shop floor) the publisher role. A drift alert is logged when it arrives.
 //
 // Thread-safe; the store and the registry must outlive it.
 
@@ -28,6 +30,7 @@ class TelemetryApi {
   void Ingest(const httplib::Request& req, httplib::Response& res, const std::string& gateway);
   void Monitor(const httplib::Request& req, httplib::Response& res, const std::string& model);
   void Events(const httplib::Request& req, httplib::Response& res);
+  void Captures(const httplib::Request& req, httplib::Response& res);
 
   ApiGate& gate_;
   store::RegistryStore& registry_;

@@ -44,7 +44,7 @@ struct Columns {
 };
 
 Result<Columns> Read(const monitor::OutboxRecord& r) {
-  AIRLOCK_ASSIGN_OR_RETURN(json j, trust::ParseJson(r.payload, 1 << 20, "record " + r.id));
+  AIRLOCK_ASSIGN_OR_RETURN(json j, trust::ParseJson(r.payload, monitor::kMaxBatchBytes, "record " + r.id));
   Columns c;
   if (r.kind == "metrics") {
     AIRLOCK_ASSIGN_OR_RETURN(monitor::IntervalReport report, monitor::IntervalReport::FromJson(j));
@@ -234,6 +234,26 @@ Result<std::vector<DriftAlert>> TelemetryStore::Alerts(const TelemetryQuery& q,
     }
   }
   return out;
+}
+
+Result<std::vector<StoredCapture>> TelemetryStore::Captures(const TelemetryQuery& q,
+                                                            std::int64_t after_ms,
+                                                            const std::string& after_id,
+                                                            std::size_t limit) {
+  std::vector<SqlParam> params;
+  std::string sql = "SELECT id, site, end_ms, payload FROM telemetry_records" +
+                    Where(q, "capture", params);
+  if (!after_id.empty()) {
+    sql += " AND (end_ms > ? OR (end_ms = ? AND id > ?))";
+    params.insert(params.end(), {after_ms, after_ms, after_id});
+  }
+  sql += " ORDER BY end_ms, id LIMIT " + std::to_string(limit);
+  return store::SqlQueryAll<StoredCapture>(db_, sql, params, [](const SqlRows& r, std::size_t i) {
+    return StoredCapture{.id = r.Text(i, 0),
+                         .site = r.Text(i, 1),
+                         .at_ms = r.Int(i, 2),
+                         .payload = r.Text(i, 3)};
+  });
 }
 
 Result<std::vector<SourceCounters>> TelemetryStore::Sources(const std::string& site) {

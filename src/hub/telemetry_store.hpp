@@ -56,6 +56,14 @@ struct TelemetryQuery {
   std::int64_t since_ms = 0;
 };
 
+// One capture as stored: the record's id, the site it came from, and its JSON (agent/capture.hpp).
+struct StoredCapture {
+  std::string id;
+  std::string site;
+  std::int64_t at_ms = 0;
+  std::string payload;
+};
+
 // A sender's outbox counters as it last reported them.
 struct SourceCounters {
   std::string site;
@@ -80,6 +88,12 @@ class TelemetryStore {
   // Drift alerts matching q (model may be ""), newest first.
   [[nodiscard]] Result<std::vector<DriftAlert>> Alerts(const TelemetryQuery& q,
                                                        std::size_t limit = 100);
+  // Captures matching q (model required), oldest first, after (at_ms, id) when after_id is set;
+  // at most limit.
+  [[nodiscard]] Result<std::vector<StoredCapture>> Captures(const TelemetryQuery& q,
+                                                            std::int64_t after_ms,
+                                                            const std::string& after_id,
+                                                            std::size_t limit);
   // Every sender's latest counters (of q's site when set).
   [[nodiscard]] Result<std::vector<SourceCounters>> Sources(const std::string& site);
 
