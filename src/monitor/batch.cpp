@@ -75,7 +75,7 @@ std::string TelemetryBatch::Serialize() const {
 
 Result<TelemetryBatch> TelemetryBatch::Parse(std::string_view text) {
   AIRLOCK_ASSIGN_OR_RETURN(json j, trust::ParseJson(text, kMaxBatchBytes, "telemetry batch"));
-  if (!j.is_object() || j.value("schema", "") != kBatchSchema) {
+  if (trust::StringOr(j, "schema") != kBatchSchema) {
     return Bad("want \"schema\": \"" + std::string(kBatchSchema) + "\"");
   }
   TelemetryBatch b;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "trust/canonical_json.hpp"
+
 namespace airlock::monitor {
 namespace {
 
@@ -44,7 +46,7 @@ json HistogramJson(const PredictionSpec& p) {
 }  // namespace
 
 Result<Baseline> Baseline::FromJson(const json& doc) {
-  if (!doc.is_object() || doc.value("schema", "") != "airlock.baseline.v1") {
+  if (trust::StringOr(doc, "schema") != "airlock.baseline.v1") {
     return Bad("want a JSON object with \"schema\": \"airlock.baseline.v1\"");
   }
   Baseline b;
@@ -79,7 +81,7 @@ Result<Baseline> Baseline::FromJson(const json& doc) {
     PredictionSpec spec;
     spec.tensor = p["tensor"].get<std::string>();
     spec.has_baseline = true;
-    std::string kind = p.value("kind", "");
+    std::string kind = trust::StringOr(p, "kind");
     if (kind == "class") {
       try {
         spec.labels = p.at("labels").get<std::vector<std::string>>();
@@ -161,7 +163,7 @@ Result<IntervalReport> IntervalReport::FromJson(const json& j) {
   auto bad = [](const std::string& m) {
     return Fail(ErrorCode::kInvalidArgument, "telemetry record: " + m);
   };
-  if (!j.is_object() || j.value("schema", "") != kTelemetrySchema) {
+  if (trust::StringOr(j, "schema") != kTelemetrySchema) {
     return bad(std::string("want \"schema\": \"") + std::string(kTelemetrySchema) + "\"");
   }
   IntervalReport r;
