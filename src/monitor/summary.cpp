@@ -1,6 +1,7 @@
 #include "monitor/summary.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 namespace airlock::monitor {
@@ -25,6 +26,34 @@ void AddPredictions(std::optional<PredictionSpec>& sum, const PredictionSpec& p)
     sum->histogram.counts[i] += p.histogram.counts[i];
   }
 }
+
+// Natural order: runs of digits compare as numbers ("1.9.0" before "1.10.0").
+struct NaturalLess {
+  bool operator()(const std::string& a, const std::string& b) const {
+    std::size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+      if (std::isdigit(static_cast<unsigned char>(a[i])) &&
+          std::isdigit(static_cast<unsigned char>(b[j]))) {
+        std::size_t i2 = i, j2 = j;
+        while (i2 < a.size() && std::isdigit(static_cast<unsigned char>(a[i2]))) ++i2;
+        while (j2 < b.size() && std::isdigit(static_cast<unsigned char>(b[j2]))) ++j2;
+        std::string_view x = std::string_view(a).substr(i, i2 - i);
+        std::string_view y = std::string_view(b).substr(j, j2 - j);
+        while (x.size() > 1 && x.front() == '0') x.remove_prefix(1);
+        while (y.size() > 1 && y.front() == '0') y.remove_prefix(1);
+        if (x.size() != y.size()) return x.size() < y.size();
+        if (x != y) return x < y;
+        i = i2;
+        j = j2;
+      } else {
+        if (a[i] != b[j]) return a[i] < b[j];
+        ++i;
+        ++j;
+      }
+    }
+    return a.size() - i < b.size() - j;
+  }
+};
 
 std::optional<double> Optional(const std::optional<double>& us) {
   return us ? std::optional<double>(*us / 1000.0) : std::nullopt;
@@ -82,7 +111,7 @@ std::vector<VersionSummary> Summarize(const std::string& model,
     std::map<std::string, const IntervalReport*> latest;  // per device
     std::map<std::string, DriftLevel> worst;               // per feature
   };
-  std::map<std::string, Acc> by_version;
+  std::map<std::string, Acc, NaturalLess> by_version;
   for (const auto& r : reports) {
     if (r.model != model) {
       continue;

@@ -42,7 +42,7 @@ struct VersionSummary {
   nlohmann::json ToJson() const;
 };
 
-// One summary per version, in version order. Reports of other models are ignored; a report whose
+// One summary per version, in natural order ("1.9.0" before "1.10.0"). Reports of other models are ignored; a report whose
 // latency buckets differ from the first one's is left out of the percentiles only.
 std::vector<VersionSummary> Summarize(const std::string& model,
                                       const std::vector<IntervalReport>& reports);

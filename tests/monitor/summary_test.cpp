@@ -339,3 +339,26 @@ TEST(TelemetryAck, RoundTripsAndRefusesMalformedOnes) {
 
 }  // namespace
 }  // namespace airlock::monitor
+
+namespace airlock::monitor {
+namespace {
+
+TEST(Summarize, OrdersVersionsNaturally) {
+  std::vector<IntervalReport> reports;
+  for (const char* v : {"1.10.0", "1.9.0", "2.0.0-rc1", "1.9.1"}) {
+    IntervalReport r;
+    r.device = "dev-a";
+    r.model = "m";
+    r.version = v;
+    r.end_ms = 1000;
+    reports.push_back(r);
+  }
+  std::vector<std::string> order;
+  for (const auto& s : Summarize("m", reports)) {
+    order.push_back(s.version);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"1.9.0", "1.9.1", "1.10.0", "2.0.0-rc1"}));
+}
+
+}  // namespace
+}  // namespace airlock::monitor
