@@ -107,6 +107,7 @@ int Main(int argc, char** argv) {
   AddStatus(app, ctx, action);
   AddGateways(app, ctx, action);
   AddMonitor(app, ctx, action);
+  AddCaptures(app, ctx, action);
   AddBundle(app, ctx, action);
   try {
     app.parse(argc, argv);

@@ -68,6 +68,7 @@ void AddDeployments(CLI::App& app, Context& ctx, Action& action);
 void AddStatus(CLI::App& app, Context& ctx, Action& action);
 void AddGateways(CLI::App& app, Context& ctx, Action& action);
 void AddMonitor(CLI::App& app, Context& ctx, Action& action);
+void AddCaptures(CLI::App& app, Context& ctx, Action& action);
 // airlock bundle export (bundle_cmd.cpp).
 void AddBundle(CLI::App& app, Context& ctx, Action& action);
 

@@ -340,6 +340,24 @@ Result<json> HubClient::ListEvents(std::string_view since, std::string_view mode
               "listing the events on " + base_url_, std::nullopt, {200});
 }
 
+Result<json> HubClient::ListCaptures(std::string_view model, std::string_view since,
+                                     std::string_view site, std::string_view device,
+                                     std::int64_t after_ms, std::string_view after_id,
+                                     std::size_t limit) {
+  std::string after_ms_text = after_id.empty() ? "" : std::to_string(after_ms);
+  std::string limit_text = std::to_string(limit);
+  return Call("GET",
+              "/api/v1/captures" + QueryString({{"model", model},
+                                                {"since", since},
+                                                {"site", site},
+                                                {"device", device},
+                                                {"after_ms", after_ms_text},
+                                                {"after_id", after_id},
+                                                {"limit", limit_text}}),
+              "listing the captures of " + std::string(model) + " on " + base_url_, std::nullopt,
+              {200});
+}
+
 Result<json> HubClient::CancelDeployment(std::string_view id, std::string_view reason) {
   json body = json::object();
   if (!reason.empty()) {

@@ -134,6 +134,13 @@ class HubClient {
   // GET /api/v1/events?since=&model= → {"events": […]} (drift alerts, newest first).
   [[nodiscard]] Result<nlohmann::json> ListEvents(std::string_view since, std::string_view model);
 
+  // GET /api/v1/captures?model=&since=&site=&device=&after_ms=&after_id=&limit= → one page,
+  // {"captures": […], "next": {"after_ms", "after_id"} or null}.
+  [[nodiscard]] Result<nlohmann::json> ListCaptures(std::string_view model, std::string_view since,
+                                                    std::string_view site, std::string_view device,
+                                                    std::int64_t after_ms, std::string_view after_id,
+                                                    std::size_t limit);
+
   // GET /api/v1/gateways → {"gateways": […]}.
   [[nodiscard]] Result<nlohmann::json> ListGateways();
   // POST /api/v1/gateways/tokens → {"token", "expires_at"}.

@@ -76,9 +76,9 @@ class MonitoringSystem : public CameraSystem {
     return r && r->status == 200;
   }
 
-  json Hub(const std::string& path) {
+  json Hub(const std::string& path, const std::string& role = "viewer") {
     httplib::Client client("127.0.0.1", hub_port_);
-    auto r = client.Get(path, {{"Authorization", "Bearer " + tokens_["viewer"]}});
+    auto r = client.Get(path, {{"Authorization", "Bearer " + tokens_[role]}});
     return r && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
   }
   json Monitor() { return Hub("/api/v1/monitor/" + kModel + "?since=1h"); }
@@ -318,6 +318,70 @@ TEST_F(MonitoringSystem, AGatewayCutOffFromTheHubStaysInBoundsAndReportsItsDrops
   EXPECT_TRUE(WaitUntil([&] { return Held(outbox) == 0; }, kLong, 300ms));
   CommandResult shown = As("viewer", {"monitor", kModel});
   EXPECT_NE(shown.out.find("telemetry dropped"), std::string::npos) << shown.out;
+}
+
+// A site that allows capture, with upload: every request a camera serves is captured (rate 1),
+// kept in its ring and sent to the hub; `airlock captures export` writes them as the picture the
+// camera received, .npy tensors and a manifest.
+TEST_F(MonitoringSystem, CapturesTheSiteAllowsReachTheHubAndExportToFilesAUserCanOpen) {
+  StartPlant(
+      "telemetry:\n  capture:\n    rate: 1\n    max_bytes: 4194304\n    upload: true\n");
+  const Camera& a = cameras_[0];
+  std::string picture =
+      ReadAll(SourceDir() / "examples" / kModel / "samples/1/image.png");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Predict(a));
+    ASSERT_TRUE(Infer(a, 0));
+  }
+  auto captures = [&] {
+    json page = Hub("/api/v1/captures?model=" + kModel + "&limit=100", "publisher");
+    return page.is_object() ? page["captures"].size() : 0u;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return captures() >= 6; }, kLong, 300ms)) << GatewayLogs();
+  EXPECT_EQ(Hub("/api/v1/captures?model=" + kModel, "viewer"), json())
+      << "captures are data from the shop floor: publisher and up";
+  // The ring on the camera holds them too, within its bound.
+  std::uintmax_t ring = 0;
+  std::size_t files = 0;
+  for (const auto& e : fs::directory_iterator(a.store / "captures")) {
+    ring += fs::file_size(e.path());
+    ++files;
+  }
+  EXPECT_EQ(files, 6u);
+  EXPECT_LE(ring, 4194304u);
+
+  fs::path out = dir_ / "dataset";
+  CommandResult exported =
+      As("publisher", {"captures", "export", "--model", kModel, "--since", "1h", "-o", out.string()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  json manifest = json::parse(ReadAll(out / "manifest.json"));
+  EXPECT_EQ(manifest["count"], 6);
+  int pictures = 0;
+  for (const auto& c : manifest["captures"]) {
+    EXPECT_EQ(c["device"], a.id);
+    EXPECT_EQ(c["site"], "plant-1");
+    EXPECT_EQ(c["version"], "1.0.0");
+    if (c["files"].contains("raw")) {
+      ++pictures;
+      EXPECT_EQ(ReadAll(out / c["files"]["raw"].get<std::string>()), picture)
+          << "the picture exactly as the camera received it";
+      EXPECT_EQ(fs::path(c["files"]["raw"].get<std::string>()).extension(), ".png");
+    }
+    for (const char* side : {"inputs", "outputs"}) {
+      ASSERT_FALSE(c["files"][side].empty()) << c.dump();
+      for (const auto& [name, file] : c["files"][side].items()) {
+        std::string npy = ReadAll(out / file.get<std::string>());
+        EXPECT_EQ(npy.substr(0, 6), "\x93NUMPY") << file;
+        if (std::string(side) == "inputs") {
+          EXPECT_GE(npy.size(), 3u * 64 * 64 * 4) << "a [1, 3, 64, 64] float tensor";
+        }
+      }
+    }
+  }
+  EXPECT_EQ(pictures, 3);
+  CommandResult again =
+      As("publisher", {"captures", "export", "--model", kModel, "-o", out.string()});
+  EXPECT_NE(again.exit_code, 0) << "never into a directory that is not empty";
 }
 
 }  // namespace
