@@ -498,9 +498,12 @@ std::string MonitorView(const json& answer) {
     if (!drift.empty()) {
       std::vector<std::vector<std::string>> frows;
       for (const auto& f : drift) {
-        frows.push_back({Field(f, "feature"), Field(f, "devices"), Number(At(f, "psi_mean"), 3),
-                         Number(At(f, "psi_max"), 3), LevelCell(At(f, "level")),
-                         Field(f, "worst_level")});
+        // No device judged it lately (too few requests): no figure rather than a zero.
+        bool judged = At(f, "devices").is_number() && At(f, "devices").get<double>() > 0;
+        frows.push_back({Field(f, "feature"), Field(f, "devices"),
+                         judged ? Number(At(f, "psi_mean"), 3) : "-",
+                         judged ? Number(At(f, "psi_max"), 3) : "-",
+                         judged ? LevelCell(At(f, "level")) : "-", Field(f, "worst_level")});
       }
       out += "\ndrift of " + Field(v, "version") + " (each device's latest interval):\n" +
              FormatTable({"FEATURE", "DEVICES", "PSI MEAN", "PSI MAX", "LEVEL", "WORST"}, frows);
