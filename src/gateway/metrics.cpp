@@ -60,12 +60,7 @@ Status GatewayMetrics::Render(prometheus::MetricsText& out) {
   AIRLOCK_ASSIGN_OR_RETURN(StateCounts counts, sources_.store->Counts());
   AIRLOCK_ASSIGN_OR_RETURN(CacheUsage cache, sources_.cache->Usage());
 
-  out.Family("airlock_http_requests_total", MetricType::kCounter,
-             "HTTP responses the gateway sent (before this one)");
-  out.Sample(http_.requests.load());
-  out.Family("airlock_http_errors_total", MetricType::kCounter,
-             "HTTP responses with status >= 400 (refusals included)");
-  out.Sample(http_.errors.load());
+  http_.AppendMetrics(out, "gateway");
 
   out.Family("airlock_gateway_deliveries", MetricType::kGauge,
              "Deliveries the hub offered this gateway, by the state of each");

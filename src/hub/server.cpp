@@ -1155,12 +1155,7 @@ struct HubServer::Impl final : ApiGate {
     }
     using prometheus::MetricType;
     prometheus::MetricsText out;
-    out.Family("airlock_http_requests_total", MetricType::kCounter,
-               "HTTP responses the hub sent (before this one)");
-    out.Sample(http.requests.load());
-    out.Family("airlock_http_errors_total", MetricType::kCounter,
-               "HTTP responses with status >= 400 (refusals included)");
-    out.Sample(http.errors.load());
+    http.AppendMetrics(out, "hub");
     // A database that cannot be read fails the scrape (Prometheus's `up` goes to 0) rather than
     // leaving the deployment and delivery counts out of an answer that looks whole.
     if (Status counted = AppendRegistryMetrics(out, registry_store); !counted) {

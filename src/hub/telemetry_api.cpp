@@ -101,13 +101,18 @@ void TelemetryApi::Ingest(const httplib::Request& req, httplib::Response& res,
   SendJson(res, 200, result->ToJson());
 }
 
+std::optional<std::int64_t> TelemetryApi::Read(const httplib::Request& req, httplib::Response& res,
+                                               Permission p) {
+  Principal who;
+  if (!gate_.ApiAllowed(req, res, p, &who)) {
+    return std::nullopt;
+  }
+  return Since(req, res);
+}
+
 void TelemetryApi::Monitor(const httplib::Request& req, httplib::Response& res,
                            const std::string& model) {
-  Principal who;
-  if (!gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-    return;
-  }
-  auto since = Since(req, res);
+  auto since = Read(req, res, Permission::kReadRegistry);
   if (!since) {
     return;
   }
@@ -145,11 +150,7 @@ void TelemetryApi::Monitor(const httplib::Request& req, httplib::Response& res,
 }
 
 void TelemetryApi::Events(const httplib::Request& req, httplib::Response& res) {
-  Principal who;
-  if (!gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
-    return;
-  }
-  auto since = Since(req, res);
+  auto since = Read(req, res, Permission::kReadRegistry);
   if (!since) {
     return;
   }
@@ -161,17 +162,13 @@ void TelemetryApi::Events(const httplib::Request& req, httplib::Response& res) {
 }
 
 void TelemetryApi::Captures(const httplib::Request& req, httplib::Response& res) {
-  Principal who;
-  if (!gate_.ApiAllowed(req, res, Permission::kReadCaptures, &who)) {
+  auto since = Read(req, res, Permission::kReadCaptures);
+  if (!since) {
     return;
   }
   std::string model = req.get_param_value("model");
   if (model.empty()) {
     return SendError(res, 400, "INVALID_REQUEST", "invalid request", "?model= is required");
-  }
-  auto since = Since(req, res);
-  if (!since) {
-    return;
   }
   std::int64_t after_ms = 0;
   std::size_t limit = 100;

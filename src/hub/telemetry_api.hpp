@@ -31,6 +31,9 @@ class TelemetryApi {
   void Monitor(const httplib::Request& req, httplib::Response& res, const std::string& model);
   void Events(const httplib::Request& req, httplib::Response& res);
   void Captures(const httplib::Request& req, httplib::Response& res);
+  // The caller may do p and ?since= reads: its Unix ms; nullopt after sending the 401/403/400.
+  std::optional<std::int64_t> Read(const httplib::Request& req, httplib::Response& res,
+                                   Permission p);
 
   ApiGate& gate_;
   store::RegistryStore& registry_;

@@ -19,6 +19,7 @@
 
 #include "core/fs.hpp"
 #include "core/http_range.hpp"
+#include "core/prometheus.hpp"
 #include "core/result.hpp"
 
 namespace airlock::net {
@@ -80,6 +81,16 @@ struct HttpCounters {
         errors.fetch_add(1, std::memory_order_relaxed);
       }
     });
+  }
+
+  // airlock_http_requests_total and airlock_http_errors_total; daemon names who answered.
+  void AppendMetrics(prometheus::MetricsText& out, std::string_view daemon) const {
+    out.Family("airlock_http_requests_total", prometheus::MetricType::kCounter,
+               "HTTP responses the " + std::string(daemon) + " sent (before this one)");
+    out.Sample(requests.load());
+    out.Family("airlock_http_errors_total", prometheus::MetricType::kCounter,
+               "HTTP responses with status >= 400 (refusals included)");
+    out.Sample(errors.load());
   }
 };
 

@@ -103,18 +103,6 @@ std::vector<std::string> IdsOf(const TelemetryBatch& b) {
   return ids;
 }
 
-// Writes to path until the disk refuses another byte.
-void FillDisk(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  ASSERT_GE(fd, 0);
-  std::string chunk(64 * 1024, 'f');
-  for (std::size_t size : {std::size_t{64 * 1024}, std::size_t{4096}, std::size_t{1}}) {
-    while (::write(fd, chunk.data(), size) == static_cast<ssize_t>(size)) {
-    }
-  }
-  ::close(fd);
-}
-
 class TelemetryReporterTest : public AgentFixture {
  protected:
   void SetUp() override {
@@ -293,7 +281,7 @@ TEST_F(TelemetryReporterTest, AFullDiskDropsAndCountsRecordsWhileInferenceGoesOn
   reporter_->CutNow();
   ASSERT_TRUE(WaitUntil([&] { return reporter_->outbox_stats().accepted >= 1; }));
 
-  FillDisk(disk / "filler");
+  ASSERT_TRUE(testing::FillDisk(disk / "filler"));
   // Keep serving and cutting intervals until the outbox has had to drop (each cut waits until
   // the outbox counted what it did with the interval).
   auto handled = [&] {

@@ -27,6 +27,7 @@ namespace airlock::monitor {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FillDisk;
 using testing::SmallDisk;
 using testing::TempDir;
 
@@ -486,18 +487,6 @@ TEST(OutboxCrash, EveryAppendThatReturnedSurvivesSigkill) {
 
 // ---- A full disk ----
 
-// Writes to path until the disk refuses another byte.
-void FillDisk(const fs::path& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  ASSERT_GE(fd, 0);
-  std::string chunk(64 * 1024, 'f');
-  for (std::size_t size : {std::size_t{64 * 1024}, std::size_t{4096}, std::size_t{1}}) {
-    while (::write(fd, chunk.data(), size) == static_cast<ssize_t>(size)) {
-    }
-  }
-  ::close(fd);
-}
-
 TEST(OutboxFullDisk, DropsAndCountsNewRecordsAndKeepsWhatItHolds) {
   TempDir tmp;
   fs::path disk = tmp / "disk";
@@ -520,7 +509,7 @@ TEST(OutboxFullDisk, DropsAndCountsNewRecordsAndKeepsWhatItHolds) {
       expected[(*r)->id] = **r;
       stored_of[i % 3] += 1;
     }
-    FillDisk(disk / "filler");
+    ASSERT_TRUE(FillDisk(disk / "filler"));
 
     std::array<std::uint64_t, 3> refused{};
     for (int i = 0; i < 40; ++i) {
@@ -595,7 +584,7 @@ TEST(OutboxFullDisk, AnAlertEvictsCapturesWhenTheLogCanBeReused) {
   ASSERT_NE(outbox, nullptr);
   std::vector<std::string> acked(captures.begin(), captures.begin() + 30);
   ASSERT_TRUE(outbox->Ack(acked));
-  FillDisk(disk / "filler");
+  ASSERT_TRUE(FillDisk(disk / "filler"));
 
   OutboxStats before = outbox->Stats();
   auto alert = outbox->Append(Priority::kAlert, "alert", std::string(3000, 'a'), 100);

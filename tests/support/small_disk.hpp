@@ -3,6 +3,7 @@
 // CI); where it fails, mounted() is false and the test should skip. Unmounted (lazily) on
 // destruction.
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -32,5 +33,21 @@ class SmallDisk {
   std::filesystem::path at_;
   bool mounted_ = false;
 };
+
+// Writes to path until the disk refuses another byte (the file stays; remove it to free the
+// space). Returns false when path cannot be created.
+inline bool FillDisk(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return false;
+  }
+  std::string chunk(64 * 1024, 'f');
+  for (std::size_t size : {std::size_t{64 * 1024}, std::size_t{4096}, std::size_t{1}}) {
+    while (::write(fd, chunk.data(), size) == static_cast<ssize_t>(size)) {
+    }
+  }
+  ::close(fd);
+  return true;
+}
 
 }  // namespace airlock::testing

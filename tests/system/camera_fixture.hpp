@@ -34,11 +34,12 @@ class CameraSystem : public DeliverySystem {
   }
 
   // Enrolls camera cam-CELL with plant-1 and starts its agent (with agent_config as its
-  // configuration file when not empty).
-  void EnrollCamera(const std::string& cell, const std::string& agent_config = "") {
+  // configuration file when not empty, and its store in store when given).
+  void EnrollCamera(const std::string& cell, const std::string& agent_config = "",
+                    const fs::path& store = {}) {
     Camera c;
     c.name = "cam-" + cell;
-    c.store = dir_ / "devices" / c.name;
+    c.store = store.empty() ? dir_ / "devices" / c.name : store;
     CommandResult token = Operator("plant-1", {"devices", "token", "--label", "line=3", "--label",
                                                "cell=" + cell, "--json"});
     ASSERT_EQ(token.exit_code, 0) << token.err;

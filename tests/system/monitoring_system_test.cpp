@@ -14,6 +14,7 @@
 #include <random>
 #include <set>
 
+#include "support/small_disk.hpp"
 #include "system/camera_fixture.hpp"
 
 namespace airlock::testing {
@@ -382,6 +383,56 @@ TEST_F(MonitoringSystem, CapturesTheSiteAllowsReachTheHubAndExportToFilesAUserCa
   CommandResult again =
       As("publisher", {"captures", "export", "--model", kModel, "-o", out.string()});
   EXPECT_NE(again.exit_code, 0) << "never into a directory that is not empty";
+}
+
+// A camera whose disk fills up: it goes on answering, its telemetry degrades by the outbox's
+// policy and it says so; once there is room again its reports reach the hub again.
+TEST_F(MonitoringSystem, ADeviceWhoseDiskFillsUpServesOnAndSaysItsTelemetryIsDegraded) {
+  fs::path small = dir_ / "small";
+  SmallDisk disk(small, "80m");  // the agent keeps 64 MiB free for downloads
+  if (!disk.mounted()) {
+    GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+  }
+  StartGateway("plant-1", GatewayConfig("plant-1", "",
+                                        "policy:\n  offers: auto\n  rollout_approval: auto\n"));
+  EnrollCamera("a", "telemetry:\n  interval: 1s\n", small / "cam-a");
+  const Camera& a = cameras_[0];
+  ASSERT_TRUE(WaitForFleet(DeployToLine3("0s"), "complete", 1)) << GatewayLogs();
+  auto from_a = [&] {
+    std::size_t n = 0;
+    for (const auto& id : HubRecordIds()) {
+      n += id.rfind(a.id + "/", 0) == 0 ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return from_a() > 0; }, kLong, 300ms));
+
+  ASSERT_TRUE(FillDisk(small / "filler"));
+  fs::path log = dir_ / "cam-a-1.log";
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        EXPECT_TRUE(Infer(a, 0)) << "inference goes on on a full disk";
+        return ReadAll(log).find("telemetry degraded") != std::string::npos;
+      },
+      kLong, 200ms))
+      << ReadAll(log);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_TRUE(Infer(a, 0));
+  }
+  httplib::Client agent("127.0.0.1", a.port);
+  auto scraped = agent.Get("/metrics");
+  ASSERT_TRUE(scraped && scraped->status == 200);
+  EXPECT_NE(scraped->body.find("airlock_telemetry_outbox_disk_full_total"), std::string::npos);
+
+  fs::remove(small / "filler");
+  std::size_t before = from_a();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        Infer(a, 0);
+        return from_a() > before + 2;
+      },
+      kLong, 300ms))
+      << "reports reach the hub again once there is room";
 }
 
 }  // namespace
