@@ -117,7 +117,8 @@ void TelemetryApi::Monitor(const httplib::Request& req, httplib::Response& res,
     return;
   }
   TelemetryQuery q = Query(req, model, *since);
-  auto reports = store_.Reports(q);
+  constexpr std::size_t kMaxReports = 200000;
+  auto reports = store_.Reports(q, kMaxReports);
   auto alerts = reports ? store_.Alerts(q) : Result<std::vector<DriftAlert>>(Fail(reports.error()));
   auto sources = alerts ? store_.Sources(q.site)
                         : Result<std::vector<SourceCounters>>(Fail(alerts.error()));
@@ -144,6 +145,8 @@ void TelemetryApi::Monitor(const httplib::Request& req, httplib::Response& res,
             {"site", q.site},
             {"device", q.device},
             {"since_ms", q.since_ms},
+            // More reports than kMaxReports in the window: the summary holds the newest only.
+            {"truncated", reports->size() == kMaxReports},
             {"versions", std::move(versions)},
             {"alerts", AlertsJson(*alerts)},
             {"dropped", std::move(dropped)}});

@@ -189,14 +189,16 @@ Result<IngestResult> TelemetryStore::Ingest(const std::string& site,
 Result<std::vector<monitor::IntervalReport>> TelemetryStore::Reports(const TelemetryQuery& q,
                                                                      std::size_t limit) {
   std::vector<SqlParam> params;
+  // The newest, when there are more than limit: they matter most in a window.
   std::string sql = "SELECT payload FROM telemetry_records" + Where(q, "metrics", params) +
-                    " ORDER BY end_ms, id LIMIT " + std::to_string(limit);
+                    " ORDER BY end_ms DESC, id DESC LIMIT " + std::to_string(limit);
   AIRLOCK_ASSIGN_OR_RETURN(auto payloads,
                            store::SqlQueryAll<std::string>(
                                db_, sql, params,
                                [](const SqlRows& rows, std::size_t i) { return rows.Text(i, 0); }));
   std::vector<monitor::IntervalReport> out;
-  for (const auto& text : payloads) {
+  for (auto it = payloads.rbegin(); it != payloads.rend(); ++it) {
+    const std::string& text = *it;
     json j = json::parse(text, nullptr, false);
     if (auto report = monitor::IntervalReport::FromJson(j)) {
       out.push_back(std::move(*report));

@@ -82,7 +82,7 @@ class TelemetryStore {
   [[nodiscard]] Result<IngestResult> Ingest(const std::string& site,
                                             const monitor::TelemetryBatch& batch, std::int64_t now);
 
-  // The metrics reports matching q, oldest first (at most limit).
+  // The metrics reports matching q, oldest first: the newest limit of them when there are more.
   [[nodiscard]] Result<std::vector<monitor::IntervalReport>> Reports(const TelemetryQuery& q,
                                                                      std::size_t limit = 200000);
   // Drift alerts matching q (model may be ""), newest first.
