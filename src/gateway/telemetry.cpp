@@ -121,7 +121,9 @@ void TelemetryRelay::Intake(const std::string& topic, const std::string& payload
   if (auto sent = ack_(device, monitor::SerializeAck(ids)); !sent) {
     spdlog::debug("telemetry ack to {}: {}", device, sent.error().ToString());
   }
-  ForwardNow();
+  if (hub_reachable_) {
+    ForwardNow();  // while the hub is away, the forwarder keeps its backoff
+  }
 }
 
 void TelemetryRelay::ForwardLoop() {
