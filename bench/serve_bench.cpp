@@ -51,6 +51,7 @@
 #include "core/time.hpp"
 #include "pkg/pack.hpp"
 #include "pkg/release.hpp"
+#include "runtime/npy.hpp"
 #include "runtime/onnx_runtime.hpp"
 #include "trust/documents.hpp"
 
@@ -301,14 +302,13 @@ void InstallAll(const std::vector<BenchModel>& models, const fs::path& work,
   }
 }
 
-// Inputs of batch 1 with values in [0, 1), the same for a model every time.
-std::vector<Tensor> RandomInputs(const std::string& model, const runtime::ModelSignature& sig) {
+// Inputs of batch 1 with values in [0, 1), and both request bodies.
+void PrepareRequests(BenchModel& m, runtime::InferenceBackend& backend) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(0.0f, 1.0f);
-  std::vector<Tensor> inputs;
-  for (const auto& spec : sig.inputs) {
+  for (const auto& spec : backend.signature().inputs) {
     if (spec.dtype != runtime::DataType::kFp32) {
-      Die(model + ": input " + spec.name + " is not FP32; the benchmark only makes FP32 inputs");
+      Die(m.name + ": input " + spec.name + " is not FP32; the benchmark only makes FP32 inputs");
     }
     Tensor t;
     t.name = spec.name;
@@ -321,14 +321,8 @@ std::vector<Tensor> RandomInputs(const std::string& model, const runtime::ModelS
       v = dist(rng);
     }
     t.data.assign(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
-    inputs.push_back(std::move(t));
+    m.inputs.push_back(std::move(t));
   }
-  return inputs;
-}
-
-// Inputs of batch 1 with values in [0, 1), and both request bodies.
-void PrepareRequests(BenchModel& m, runtime::InferenceBackend& backend) {
-  m.inputs = RandomInputs(m.name, backend.signature());
   m.json_body = agent::EncodeInferRequest(m.inputs, {.binary_inputs = false}).body;
   auto binary =
       agent::EncodeInferRequest(m.inputs, {.binary_inputs = true, .binary_outputs = true});
@@ -752,6 +746,29 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+// The inputs of every sample set of an example (samples/N/INPUT.npy), in order: the values the
+// model was made for, so that the monitor's histograms see what they would see in service.
+std::vector<std::vector<Tensor>> SampleInputs(const fs::path& project,
+                                              const runtime::ModelSignature& sig) {
+  std::vector<std::vector<Tensor>> sets;
+  for (int i = 0;; ++i) {
+    fs::path dir = project / "samples" / std::to_string(i);
+    if (!fs::is_directory(dir)) {
+      break;
+    }
+    std::vector<Tensor> set;
+    for (const auto& spec : sig.inputs) {
+      set.push_back(Must(runtime::LoadNpy(dir / (spec.name + ".npy"), spec.name),
+                         "reading " + (dir / (spec.name + ".npy")).string()));
+    }
+    sets.push_back(std::move(set));
+  }
+  if (sets.empty()) {
+    Die("no samples in " + (project / "samples").string());
+  }
+  return sets;
+}
+
 // One way of running the agent's request path, measured in alternating rounds against the others.
 struct MonitorConfig {
   const char* name;
@@ -832,24 +849,29 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
     if (served_off->monitor || !served_on->monitor) {
       Die(name + ": telemetry.enabled did not decide whether the version has a monitor");
     }
-    const std::vector<Tensor> inputs = RandomInputs(name, served_on->signature);
+    const fs::path project = o.examples / name;
+    const std::vector<std::vector<Tensor>> sets = SampleInputs(project, served_on->signature);
+    std::vector<std::string> pictures;  // samples/N/image.png, for the pipeline
+    for (int i = 0; served_on->steps && fs::exists(project / "samples" / std::to_string(i) /
+                                                   "image.png");
+         ++i) {
+      fs::path png = project / "samples" / std::to_string(i) / "image.png";
+      pictures.push_back(Must(ReadFile(png), "reading " + png.string()));
+    }
     // Both answer, and alike: the monitor must not change what is computed.
-    auto out_off = Must(agent::Execute(*served_off, inputs, Clock::now()), name + ": off");
-    auto out_on = Must(agent::Execute(*served_on, inputs, Clock::now()), name + ": on");
-    for (std::size_t i = 0; i < out_off.size(); ++i) {
-      Must(runtime::CompareTensors(out_off[i], out_on[i], {0, 0}), name + ": on against off");
+    for (const auto& set : sets) {
+      auto out_off = Must(agent::Execute(*served_off, set, Clock::now()), name + ": off");
+      auto out_on = Must(agent::Execute(*served_on, set, Clock::now()), name + ": on");
+      for (std::size_t i = 0; i < out_off.size(); ++i) {
+        Must(runtime::CompareTensors(out_off[i], out_on[i], {0, 0}), name + ": on against off");
+      }
     }
     std::vector<MonitorConfig> configs = {
         {"off", served_off, nullptr}, {"on", served_on, nullptr}, {"capture", served_on, ring}};
 
     std::vector<std::string> paths;
-    std::string picture;
-    fs::path png = o.examples / name / "samples" / "0" / "image.png";
     for (const auto& path : o.monitor_paths) {
-      if (path == "execute") {
-        paths.push_back(path);
-      } else if (path == "predict" && served_on->steps && fs::exists(png)) {
-        picture = Must(ReadFile(png), "reading " + png.string());
+      if (path == "execute" || (path == "predict" && !pictures.empty())) {
         paths.push_back(path);
       }
     }
@@ -876,15 +898,18 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
             repo_on.SetCapture(c->capture);
             agent::ServedVersion& served = *c->served;
             std::function<Request(int)> make;
+            // Each thread goes through the sample sets (or pictures) in turn, from its own start.
             if (path == "execute") {
-              make = [&](int) -> Request {
-                return [&] {
-                  return agent::Execute(served, inputs, Clock::now()).has_value();
+              make = [&](int thread) -> Request {
+                return [&, i = static_cast<std::size_t>(thread)]() mutable {
+                  const std::vector<Tensor>& set = sets[i++ % sets.size()];
+                  return agent::Execute(served, set, Clock::now()).has_value();
                 };
               };
             } else {
-              make = [&](int) -> Request {
-                return [&] {
+              make = [&](int thread) -> Request {
+                return [&, i = static_cast<std::size_t>(thread)]() mutable {
+                  const std::string& picture = pictures[i++ % pictures.size()];
                   return agent::Predict(served, {.bytes = picture,
                                                  .content_type = "image/png",
                                                  .name = ""})
@@ -916,15 +941,21 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
     Parts part;
     part.model = name;
     const int calls = name == "vibration-anomaly" ? 20000 : 2000;
+    std::vector<std::vector<Tensor>> outputs;
+    for (const auto& set : sets) {
+      outputs.push_back(Must(agent::Execute(*served_off, set, Clock::now()), name));
+    }
+    std::size_t i = 0;
     part.execute_us = NsPerCall(calls, [&] {
-                        if (!agent::Execute(*served_off, inputs, Clock::now())) {
+                        if (!agent::Execute(*served_off, sets[i++ % sets.size()], Clock::now())) {
                           Die(name + ": Execute failed");
                         }
                       }) /
                       1e3;
     monitor::VersionMonitor& m = *served_on->monitor;
-    part.inputs_us = NsPerCall(calls, [&] { m.ObserveInputs(inputs); }) / 1e3;
-    part.outputs_us = NsPerCall(calls, [&] { m.ObserveOutputs(out_on); }) / 1e3;
+    part.inputs_us = NsPerCall(calls, [&] { m.ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
+    part.outputs_us =
+        NsPerCall(calls, [&] { m.ObserveOutputs(outputs[i++ % outputs.size()]); }) / 1e3;
     part.finish_us =
         NsPerCall(calls, [&] { m.Finish(true, std::chrono::microseconds(250)); }) / 1e3;
     part.sample_ns = NsPerCall(calls, [&] { (void)ring->Sample(); });
