@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace airlock::monitor {
 namespace {
@@ -41,6 +42,74 @@ void Offer(std::vector<double>& reservoir, std::uint64_t& seen, std::size_t cap,
   }
 }
 
+// Which elements of a tensor one request's sample of a feature reads: the e-th element of the
+// feature, for e = offset + s * stride (s < k), sits at flat index
+// (e / inner) * dim * inner + index * inner + e % inner (for a feature over the whole tensor:
+// inner = dim = 1, index = 0, so at e).
+struct SampleLayout {
+  std::uint64_t k = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t stride = 1;
+  std::uint64_t inner = 1;
+  std::uint64_t dim = 1;
+  std::uint64_t index = 0;
+};
+
+// Calls at(flat) for each sampled element in order. The row (e / inner) and column (e % inner)
+// are carried from one sample to the next, so that no value costs a division.
+template <typename At>
+void ForEachSampled(const SampleLayout& l, At&& at) {
+  const std::uint64_t step_rows = l.stride / l.inner;
+  const std::uint64_t step_cols = l.stride % l.inner;
+  std::uint64_t row = l.offset / l.inner;
+  std::uint64_t col = l.offset % l.inner;
+  for (std::uint64_t s = 0; s < l.k; ++s) {
+    at(row * l.dim * l.inner + l.index * l.inner + col);
+    row += step_rows;
+    col += step_cols;
+    if (col >= l.inner) {
+      col -= l.inner;
+      ++row;
+    }
+  }
+}
+
+template <typename T>
+void ReadSampledAs(const runtime::Tensor& t, const SampleLayout& l, std::vector<double>& out) {
+  const char* data = t.data.data();
+  ForEachSampled(l, [&](std::uint64_t flat) {
+    T x;
+    std::memcpy(&x, data + flat * sizeof(T), sizeof(T));
+    auto v = static_cast<double>(x);
+    if (!std::isnan(v)) {
+      out.push_back(v);
+    }
+  });
+}
+
+// Appends the sampled values that are numbers to out, read as Tensor::ValueAsDouble reads them;
+// the common types without a call and a switch per value.
+void ReadSampled(const runtime::Tensor& t, const SampleLayout& l, std::vector<double>& out) {
+  switch (t.dtype) {
+    case runtime::DataType::kFp32:
+      ReadSampledAs<float>(t, l, out);
+      return;
+    case runtime::DataType::kFp64:
+      ReadSampledAs<double>(t, l, out);
+      return;
+    case runtime::DataType::kUint8:
+      ReadSampledAs<std::uint8_t>(t, l, out);
+      return;
+    default:
+      ForEachSampled(l, [&](std::uint64_t flat) {
+        double v = t.ValueAsDouble(static_cast<std::int64_t>(flat));
+        if (!std::isnan(v)) {
+          out.push_back(v);
+        }
+      });
+  }
+}
+
 DriftLevel Worse(DriftLevel a, DriftLevel b) {
   return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
 }
@@ -71,52 +140,58 @@ VersionMonitor::VersionMonitor(std::string model, std::string version,
   }
 }
 
-void VersionMonitor::Sample(FeatureState& f, const runtime::Tensor& t) {
+void VersionMonitor::Sample(const FeatureState& f, const runtime::Tensor& t,
+                           std::uint64_t request, std::vector<double>& out) const {
   const auto& shape = t.shape;
-  std::uint64_t total = static_cast<std::uint64_t>(t.ElementCount());
-  std::uint64_t outer = 1;
-  std::uint64_t inner = 1;
-  std::uint64_t dim = 1;
-  std::uint64_t count = total;  // elements of this feature
+  SampleLayout l;
+  std::uint64_t count = static_cast<std::uint64_t>(t.ElementCount());  // elements of the feature
   if (f.baseline.axis) {
     std::size_t axis = *f.baseline.axis;
     if (axis >= shape.size() || f.baseline.index < 0 || f.baseline.index >= shape[axis]) {
       return;  // the tensor does not have this feature's coordinate
     }
-    outer = Elements(shape, 0, axis);
-    dim = static_cast<std::uint64_t>(shape[axis]);
-    inner = Elements(shape, axis + 1, shape.size());
-    count = outer * inner;
+    l.dim = static_cast<std::uint64_t>(shape[axis]);
+    l.inner = Elements(shape, axis + 1, shape.size());
+    l.index = static_cast<std::uint64_t>(f.baseline.index);
+    count = Elements(shape, 0, axis) * l.inner;
   }
   if (count == 0) {
     return;
   }
-  std::uint64_t k = std::min<std::uint64_t>(count, options_.sample_per_request);
-  std::uint64_t stride = count / k;
-  std::uint64_t offset = stride > 1 ? (observed_ * 7919) % stride : 0;
-  for (std::uint64_t s = 0; s < k; ++s) {
-    std::uint64_t e = offset + s * stride;  // the e-th element of the feature
-    std::uint64_t flat = f.baseline.axis
-                             ? (e / inner) * dim * inner +
-                                   static_cast<std::uint64_t>(f.baseline.index) * inner + e % inner
-                             : e;
-    double v = t.ValueAsDouble(static_cast<std::int64_t>(flat));
-    if (std::isnan(v)) {
-      continue;
-    }
-    f.current.Add(v);
-    Offer(f.reservoir, f.seen, options_.ks_points, v, rng_);
-  }
+  l.k = std::min<std::uint64_t>(count, options_.sample_per_request);
+  l.stride = count / l.k;
+  l.offset = l.stride > 1 ? (request * 7919) % l.stride : 0;
+  ReadSampled(t, l, out);
 }
 
 void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
-  std::lock_guard lock(mu_);
-  for (auto& f : features_) {
-    if (const runtime::Tensor* t = Named(inputs, f.baseline.tensor); t && Readable(*t)) {
-      Sample(f, *t);
-    }
+  std::uint64_t request = 0;  // moves the sample's offset from one request to the next
+  {
+    std::lock_guard lock(mu_);
+    request = observed_++;
   }
-  ++observed_;
+  // The values are read without the lock (the features' baselines do not change), so that
+  // concurrent requests wait for each other only while their values are counted.
+  std::vector<double> values;
+  std::vector<std::size_t> ends(features_.size(), 0);  // values of feature i end at ends[i]
+  values.reserve(features_.size() * std::min<std::size_t>(options_.sample_per_request, 4096));
+  for (std::size_t i = 0; i < features_.size(); ++i) {
+    const FeatureState& f = features_[i];
+    if (const runtime::Tensor* t = Named(inputs, f.baseline.tensor); t && Readable(*t)) {
+      Sample(f, *t, request, values);
+    }
+    ends[i] = values.size();
+  }
+  std::lock_guard lock(mu_);
+  std::size_t begin = 0;
+  for (std::size_t i = 0; i < features_.size(); ++i) {
+    FeatureState& f = features_[i];
+    for (std::size_t j = begin; j < ends[i]; ++j) {
+      f.current.Add(values[j]);
+      Offer(f.reservoir, f.seen, options_.ks_points, values[j], rng_);
+    }
+    begin = ends[i];
+  }
 }
 
 void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs) {

@@ -53,7 +53,9 @@ class VersionMonitor {
     std::vector<double> reservoir;
     std::uint64_t seen = 0;  // values offered to the reservoir
   };
-  void Sample(FeatureState& f, const runtime::Tensor& t);
+  // Appends the values of f that request number `request` of the interval reads from t.
+  void Sample(const FeatureState& f, const runtime::Tensor& t, std::uint64_t request,
+              std::vector<double>& out) const;
 
   const std::string model_;
   const std::string version_;
