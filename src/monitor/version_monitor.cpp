@@ -170,8 +170,8 @@ void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
     std::lock_guard lock(mu_);
     request = observed_++;
   }
-  // The values are read without the lock (the features' baselines do not change), so that
-  // concurrent requests wait for each other only while their values are counted.
+  // The values are read and binned without the lock (the features' baselines and bins do not
+  // change), so that concurrent requests wait for each other only while their values are counted.
   std::vector<double> values;
   std::vector<std::size_t> ends(features_.size(), 0);  // values of feature i end at ends[i]
   values.reserve(features_.size() * std::min<std::size_t>(options_.sample_per_request, 4096));
@@ -182,12 +182,24 @@ void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
     }
     ends[i] = values.size();
   }
-  std::lock_guard lock(mu_);
+  std::vector<std::size_t> bins(values.size());
   std::size_t begin = 0;
   for (std::size_t i = 0; i < features_.size(); ++i) {
+    const Histogram& h = features_[i].baseline.histogram;  // the current one's bins
+    for (std::size_t j = begin; j < ends[i] && !h.counts.empty(); ++j) {
+      bins[j] = h.Bin(values[j]);
+    }
+    begin = ends[i];
+  }
+  std::lock_guard lock(mu_);
+  begin = 0;
+  for (std::size_t i = 0; i < features_.size(); ++i) {
     FeatureState& f = features_[i];
+    const bool binned = !f.current.counts.empty();
     for (std::size_t j = begin; j < ends[i]; ++j) {
-      f.current.Add(values[j]);
+      if (binned) {
+        ++f.current.counts[bins[j]];
+      }
       Offer(f.reservoir, f.seen, options_.ks_points, values[j], rng_);
     }
     begin = ends[i];
