@@ -28,18 +28,10 @@ bool Readable(const runtime::Tensor& t) {
   return t.dtype != runtime::DataType::kBytes && t.CheckConsistent().has_value();
 }
 
-// Keeps a uniform sample of at most cap values out of all offered (Algorithm R).
-void Offer(std::vector<double>& reservoir, std::uint64_t& seen, std::size_t cap, double v,
-           std::minstd_rand& rng) {
-  ++seen;
-  if (reservoir.size() < cap) {
-    reservoir.push_back(v);
-    return;
-  }
-  std::uint64_t j = std::uniform_int_distribution<std::uint64_t>(0, seen - 1)(rng);
-  if (j < cap) {
-    reservoir[j] = v;
-  }
+// Uniform in (0, 1): neither end, as Algorithm L takes logarithms of it.
+double OpenUnit(std::minstd_rand& rng) {
+  constexpr double kRange = static_cast<double>(std::minstd_rand::max() - std::minstd_rand::min());
+  return (static_cast<double>(rng() - std::minstd_rand::min()) + 0.5) / (kRange + 1);
 }
 
 // Which elements of a tensor one request's sample of a feature reads: the e-th element of the
@@ -115,6 +107,42 @@ DriftLevel Worse(DriftLevel a, DriftLevel b) {
 }
 
 }  // namespace
+
+void VersionMonitor::Reservoir::Offer(double v, std::size_t cap, std::minstd_rand& rng) {
+  std::uint64_t i = seen_++;  // this value's number
+  if (cap == 0) {
+    return;
+  }
+  if (values_.size() < cap) {
+    values_.push_back(v);
+    if (values_.size() == cap) {
+      w_ = std::exp(std::log(OpenUnit(rng)) / static_cast<double>(cap));
+      DrawNext(i, rng);
+    }
+    return;
+  }
+  if (i == next_) {
+    values_[std::uniform_int_distribution<std::size_t>(0, cap - 1)(rng)] = v;
+    w_ *= std::exp(std::log(OpenUnit(rng)) / static_cast<double>(cap));
+    DrawNext(i, rng);
+  }
+}
+
+void VersionMonitor::Reservoir::DrawNext(std::uint64_t after, std::minstd_rand& rng) {
+  // The values skipped before the next one kept: geometric, with W the chance of keeping one.
+  double skip = std::floor(std::log(OpenUnit(rng)) / std::log1p(-w_));
+  constexpr double kNever = 1e18;  // W so small that nothing more is kept (or it rounded to 0)
+  next_ = after + 1 + static_cast<std::uint64_t>(skip < kNever ? skip : kNever);
+}
+
+std::vector<double> VersionMonitor::Reservoir::Take() {
+  std::vector<double> out = std::move(values_);
+  values_.clear();
+  seen_ = 0;
+  next_ = 0;
+  w_ = 0;
+  return out;
+}
 
 VersionMonitor::VersionMonitor(std::string model, std::string version,
                                std::vector<BaselineFeature> features,
@@ -200,7 +228,7 @@ void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
       if (binned) {
         ++f.current.counts[bins[j]];
       }
-      Offer(f.reservoir, f.seen, options_.ks_points, values[j], rng_);
+      f.reservoir.Offer(values[j], options_.ks_points, rng_);
     }
     begin = ends[i];
   }
@@ -240,7 +268,7 @@ void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs)
     double v = t->ValueAsDouble(static_cast<std::int64_t>(i * (n / k)));
     if (!std::isnan(v)) {
       predictions_->histogram.Add(v);
-      Offer(score_reservoir_, score_seen_, options_.ks_points, v, rng_);
+      score_reservoir_.Offer(v, options_.ks_points, rng_);
     }
   }
 }
@@ -300,20 +328,17 @@ IntervalReport VersionMonitor::Cut(std::int64_t now_ms) {
     r.drift.push_back(std::move(d));
   };
   for (auto& f : features_) {
-    judge(f.baseline.name, f.baseline.histogram, f.current, std::move(f.reservoir), true);
+    judge(f.baseline.name, f.baseline.histogram, f.current, f.reservoir.Take(), true);
     std::fill(f.current.counts.begin(), f.current.counts.end(), 0);
-    f.reservoir.clear();
-    f.seen = 0;
   }
   if (predictions_) {
     r.predictions = predictions_;
+    std::vector<double> scores = score_reservoir_.Take();
     if (baseline_predictions_ && baseline_predictions_->has_baseline) {
       judge("predictions", baseline_predictions_->histogram, predictions_->histogram,
-            std::move(score_reservoir_), !predictions_->classes);
+            std::move(scores), !predictions_->classes);
     }
     std::fill(predictions_->histogram.counts.begin(), predictions_->histogram.counts.end(), 0);
-    score_reservoir_.clear();
-    score_seen_ = 0;
   }
   observed_ = 0;
   start_ms_ = now_ms;
