@@ -108,23 +108,26 @@ DriftLevel Worse(DriftLevel a, DriftLevel b) {
 
 }  // namespace
 
-void VersionMonitor::Reservoir::Offer(double v, std::size_t cap, std::minstd_rand& rng) {
-  std::uint64_t i = seen_++;  // this value's number
-  if (cap == 0) {
-    return;
-  }
-  if (values_.size() < cap) {
-    values_.push_back(v);
+void VersionMonitor::Reservoir::Offer(const double* v, std::size_t n, std::size_t cap,
+                                      std::minstd_rand& rng) {
+  std::size_t j = 0;
+  for (; j < n && values_.size() < cap; ++j) {  // filling up
+    values_.push_back(v[j]);
     if (values_.size() == cap) {
       w_ = std::exp(std::log(OpenUnit(rng)) / static_cast<double>(cap));
-      DrawNext(i, rng);
+      DrawNext(seen_ + j, rng);
     }
-    return;
   }
-  if (i == next_) {
-    values_[std::uniform_int_distribution<std::size_t>(0, cap - 1)(rng)] = v;
+  const std::uint64_t first = seen_ + j;  // the number of v[j]
+  seen_ += n;
+  if (cap == 0 || values_.size() < cap) {
+    return;  // nothing to keep, or every value was kept
+  }
+  // Full: of v[j..n), only the value numbered next_ (and the next ones drawn) is kept.
+  while (next_ < seen_) {
+    values_[std::uniform_int_distribution<std::size_t>(0, cap - 1)(rng)] = v[j + (next_ - first)];
     w_ *= std::exp(std::log(OpenUnit(rng)) / static_cast<double>(cap));
-    DrawNext(i, rng);
+    DrawNext(next_, rng);
   }
 }
 
@@ -198,38 +201,38 @@ void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
     std::lock_guard lock(mu_);
     request = observed_++;
   }
-  // The values are read and binned without the lock (the features' baselines and bins do not
-  // change), so that concurrent requests wait for each other only while their values are counted.
-  std::vector<double> values;
+  // The values are read and counted into bins without the lock (the features' baselines do not
+  // change); under it, the request's counts are added and the values offered to the reservoirs,
+  // which draw only for the values they keep. So concurrent requests wait for each other for a
+  // few additions, not for every value.
+  std::vector<double> values;                          // the features' values, one after another
   std::vector<std::size_t> ends(features_.size(), 0);  // values of feature i end at ends[i]
+  std::vector<std::uint64_t> counts;                   // the features' bins, one after another
   values.reserve(features_.size() * std::min<std::size_t>(options_.sample_per_request, 4096));
   for (std::size_t i = 0; i < features_.size(); ++i) {
     const FeatureState& f = features_[i];
+    std::size_t begin = values.size();
     if (const runtime::Tensor* t = Named(inputs, f.baseline.tensor); t && Readable(*t)) {
       Sample(f, *t, request, values);
     }
     ends[i] = values.size();
-  }
-  std::vector<std::size_t> bins(values.size());
-  std::size_t begin = 0;
-  for (std::size_t i = 0; i < features_.size(); ++i) {
-    const Histogram& h = features_[i].baseline.histogram;  // the current one's bins
+    const Histogram& h = f.baseline.histogram;  // the current one's bins
+    std::size_t first = counts.size();
+    counts.resize(first + h.counts.size(), 0);
     for (std::size_t j = begin; j < ends[i] && !h.counts.empty(); ++j) {
-      bins[j] = h.Bin(values[j]);
+      ++counts[first + h.Bin(values[j])];
     }
-    begin = ends[i];
   }
   std::lock_guard lock(mu_);
-  begin = 0;
+  std::size_t begin = 0;
+  std::size_t first = 0;
   for (std::size_t i = 0; i < features_.size(); ++i) {
     FeatureState& f = features_[i];
-    const bool binned = !f.current.counts.empty();
-    for (std::size_t j = begin; j < ends[i]; ++j) {
-      if (binned) {
-        ++f.current.counts[bins[j]];
-      }
-      f.reservoir.Offer(values[j], options_.ks_points, rng_);
+    for (std::size_t b = 0; b < f.current.counts.size(); ++b) {
+      f.current.counts[b] += counts[first + b];
     }
+    first += f.current.counts.size();
+    f.reservoir.Offer(values.data() + begin, ends[i] - begin, options_.ks_points, rng_);
     begin = ends[i];
   }
 }
@@ -268,7 +271,7 @@ void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs)
     double v = t->ValueAsDouble(static_cast<std::int64_t>(i * (n / k)));
     if (!std::isnan(v)) {
       predictions_->histogram.Add(v);
-      score_reservoir_.Offer(v, options_.ks_points, rng_);
+      score_reservoir_.Offer(&v, 1, options_.ks_points, rng_);
     }
   }
 }

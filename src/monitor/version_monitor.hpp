@@ -53,7 +53,8 @@ class VersionMonitor {
   // sample has the same distribution.
   class Reservoir {
    public:
-    void Offer(double v, std::size_t cap, std::minstd_rand& rng);
+    // Offers the n values at v, in order.
+    void Offer(const double* v, std::size_t n, std::size_t cap, std::minstd_rand& rng);
     std::vector<double> Take();  // the sample; the reservoir starts again empty
 
    private:
