@@ -88,6 +88,7 @@ struct Options {
   double monitor_seconds = 1;
   double monitor_warmup = 0.25;
   std::vector<std::string> monitor_paths = {"execute", "predict"};
+  bool monitor_control = false;  // "on" with telemetry off too: an A/A run
 };
 
 bool Has(const std::vector<std::string>& list, const std::string& s) {
@@ -806,7 +807,7 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
   agent::AgentConfig off = base;
   off.telemetry.enabled = false;
   agent::AgentConfig on = base;
-  on.telemetry.enabled = true;
+  on.telemetry.enabled = !o.monitor_control;
   agent::ModelRepository repo_off(store, ort, off, agent::HostPlatform());
   agent::ModelRepository repo_on(store, ort, on, agent::HostPlatform());
   spdlog::set_level(spdlog::level::warn);  // not a line per load
@@ -823,6 +824,11 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
       "capture at rate %.2f on %s\n",
       o.monitor_rounds, o.monitor_seconds, o.monitor_warmup, kCaptureRate,
       (work / "captures").c_str());
+  if (o.monitor_control) {
+    std::printf(
+        "A/A control: \"on\" and \"capture\" run with telemetry OFF too; their difference from "
+        "\"off\" is that of two loaded copies of the model and of the machine's noise\n");
+  }
   std::fflush(stdout);
 
   struct Row {
@@ -846,7 +852,7 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
     Must(repo_on.Load(name), name + ": loading with telemetry on");
     auto served_off = Must(repo_off.Find(name), name);
     auto served_on = Must(repo_on.Find(name), name);
-    if (served_off->monitor || !served_on->monitor) {
+    if (served_off->monitor || !served_on->monitor != o.monitor_control) {
       Die(name + ": telemetry.enabled did not decide whether the version has a monitor");
     }
     const fs::path project = o.examples / name;
@@ -952,12 +958,14 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
                         }
                       }) /
                       1e3;
-    monitor::VersionMonitor& m = *served_on->monitor;
-    part.inputs_us = NsPerCall(calls, [&] { m.ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
-    part.outputs_us =
-        NsPerCall(calls, [&] { m.ObserveOutputs(outputs[i++ % outputs.size()]); }) / 1e3;
-    part.finish_us =
-        NsPerCall(calls, [&] { m.Finish(true, std::chrono::microseconds(250)); }) / 1e3;
+    if (monitor::VersionMonitor* m = served_on->monitor.get(); m != nullptr) {
+      part.inputs_us =
+          NsPerCall(calls, [&] { m->ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
+      part.outputs_us =
+          NsPerCall(calls, [&] { m->ObserveOutputs(outputs[i++ % outputs.size()]); }) / 1e3;
+      part.finish_us =
+          NsPerCall(calls, [&] { m->Finish(true, std::chrono::microseconds(250)); }) / 1e3;
+    }
     part.sample_ns = NsPerCall(calls, [&] { (void)ring->Sample(); });
     parts.push_back(part);
 
@@ -1063,6 +1071,8 @@ int Main(int argc, char** argv) {
   app.add_option("--monitor-warmup", o.monitor_warmup,
                  "monitoring: warm-up seconds before each of those")
       ->capture_default_str();
+  app.add_flag("--monitor-control", o.monitor_control,
+               "monitoring: an A/A run, \"on\" with telemetry off too (the noise floor)");
   app.add_option("--monitor-paths", monitor_paths,
                  "monitoring: execute (tensors), predict (a PNG through the pipeline); default both");
   std::string write_cnn;
