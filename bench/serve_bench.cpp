@@ -858,8 +858,8 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
     const fs::path project = o.examples / name;
     const std::vector<std::vector<Tensor>> sets = SampleInputs(project, served_on->signature);
     std::vector<std::string> pictures;  // samples/N/image.png, for the pipeline
-    for (int i = 0; served_on->steps && fs::exists(project / "samples" / std::to_string(i) /
-                                                   "image.png");
+    for (int i = 0;
+         served_on->steps && fs::exists(project / "samples" / std::to_string(i) / "image.png");
          ++i) {
       fs::path png = project / "samples" / std::to_string(i) / "image.png";
       pictures.push_back(Must(ReadFile(png), "reading " + png.string()));
@@ -916,9 +916,8 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
               make = [&](int thread) -> Request {
                 return [&, i = static_cast<std::size_t>(thread)]() mutable {
                   const std::string& picture = pictures[i++ % pictures.size()];
-                  return agent::Predict(served, {.bytes = picture,
-                                                 .content_type = "image/png",
-                                                 .name = ""})
+                  return agent::Predict(served,
+                                        {.bytes = picture, .content_type = "image/png", .name = ""})
                       .has_value();
                 };
               };
@@ -952,15 +951,16 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
       outputs.push_back(Must(agent::Execute(*served_off, set, Clock::now()), name));
     }
     std::size_t i = 0;
-    part.execute_us = NsPerCall(calls, [&] {
-                        if (!agent::Execute(*served_off, sets[i++ % sets.size()], Clock::now())) {
-                          Die(name + ": Execute failed");
-                        }
-                      }) /
-                      1e3;
+    part.execute_us =
+        NsPerCall(calls,
+                  [&] {
+                    if (!agent::Execute(*served_off, sets[i++ % sets.size()], Clock::now())) {
+                      Die(name + ": Execute failed");
+                    }
+                  }) /
+        1e3;
     if (monitor::VersionMonitor* m = served_on->monitor.get(); m != nullptr) {
-      part.inputs_us =
-          NsPerCall(calls, [&] { m->ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
+      part.inputs_us = NsPerCall(calls, [&] { m->ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
       part.outputs_us =
           NsPerCall(calls, [&] { m->ObserveOutputs(outputs[i++ % outputs.size()]); }) / 1e3;
       part.finish_us =
@@ -1073,8 +1073,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--monitor-control", o.monitor_control,
                "monitoring: an A/A run, \"on\" with telemetry off too (the noise floor)");
-  app.add_option("--monitor-paths", monitor_paths,
-                 "monitoring: execute (tensors), predict (a PNG through the pipeline); default both");
+  app.add_option(
+      "--monitor-paths", monitor_paths,
+      "monitoring: execute (tensors), predict (a PNG through the pipeline); default both");
   std::string write_cnn;
   app.add_option("--write-cnn", write_cnn, "only write the generated CNN to this file and exit");
   CLI11_PARSE(app, argc, argv);

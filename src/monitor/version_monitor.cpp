@@ -171,8 +171,8 @@ VersionMonitor::VersionMonitor(std::string model, std::string version,
   }
 }
 
-void VersionMonitor::Sample(const FeatureState& f, const runtime::Tensor& t,
-                           std::uint64_t request, std::vector<double>& out) const {
+void VersionMonitor::Sample(const FeatureState& f, const runtime::Tensor& t, std::uint64_t request,
+                            std::vector<double>& out) const {
   const auto& shape = t.shape;
   SampleLayout l;
   std::uint64_t count = static_cast<std::uint64_t>(t.ElementCount());  // elements of the feature
