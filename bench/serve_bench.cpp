@@ -1,9 +1,11 @@
 // The agent's serving, measured (issue 3): latency and throughput of ONNX Runtime called in
 // process against the same model behind `airlock-agent serve` (HTTP with JSON tensors, and with
 // Triton's binary tensor extension), the agent's memory and CPU when idle, and its memory over
-// repeated load/unload cycles. A benchmark, not a test: it prints figures and whether the issue's
-// targets are met, and exits 1 only when something did not work (a failed request, a wrong
-// answer, an agent that would not start). bench/README.md explains every figure.
+// repeated load/unload cycles; and, when asked (--sections monitoring, issue 7), what the agent's
+// monitoring adds to agent::Execute and agent::Predict in process. A benchmark, not a test: it
+// prints figures and whether the issues' targets are met, and exits 1 only when something did not
+// work (a failed request, a wrong answer, an agent that would not start). bench/README.md explains
+// every figure.
 //
 // The packages are made here: a throwaway publisher key and root, the two examples and a
 // generated ResNet-like CNN packed, signed and installed into a scratch store. The HTTP figures
@@ -38,14 +40,18 @@
 #include <thread>
 #include <vector>
 
+#include "agent/capture.hpp"
+#include "agent/model_repository.hpp"
 #include "agent/model_store.hpp"
 #include "agent/oip_codec.hpp"
 #include "cnn_model.hpp"
 #include "core/fs.hpp"
 #include "core/keys.hpp"
+#include "core/log.hpp"
 #include "core/time.hpp"
 #include "pkg/pack.hpp"
 #include "pkg/release.hpp"
+#include "runtime/npy.hpp"
 #include "runtime/onnx_runtime.hpp"
 #include "trust/documents.hpp"
 
@@ -76,6 +82,13 @@ struct Options {
   double idle_seconds = 10;
   int cycles = 100;
   std::vector<std::string> cycle_models = {"visual-inspection", "resnet-like"};
+  // The monitoring section (not run unless --sections names it).
+  std::vector<int> monitor_concurrency = {1, 2};
+  int monitor_rounds = 5;
+  double monitor_seconds = 1;
+  double monitor_warmup = 0.25;
+  std::vector<std::string> monitor_paths = {"execute", "predict"};
+  bool monitor_control = false;  // "on" with telemetry off too: an A/A run
 };
 
 bool Has(const std::vector<std::string>& list, const std::string& s) {
@@ -718,6 +731,300 @@ bool RunCycles(const Options& o, const fs::path& work, const fs::path& store) {
   return ok;
 }
 
+// ---- monitoring on and off (issue 7) ----
+
+// What issue 7 allows monitoring to cost in throughput.
+constexpr double kMaxMonitoringCost = 0.02;
+// The capture configuration: the share of requests kept, as a site's policy would set it.
+constexpr double kCaptureRate = 0.01;
+
+double Median(std::vector<double> v) {
+  if (v.empty()) {
+    return 0;
+  }
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// The inputs of every sample set of an example (samples/N/INPUT.npy), in order: the values the
+// model was made for, so that the monitor's histograms see what they would see in service.
+std::vector<std::vector<Tensor>> SampleInputs(const fs::path& project,
+                                              const runtime::ModelSignature& sig) {
+  std::vector<std::vector<Tensor>> sets;
+  for (int i = 0;; ++i) {
+    fs::path dir = project / "samples" / std::to_string(i);
+    if (!fs::is_directory(dir)) {
+      break;
+    }
+    std::vector<Tensor> set;
+    for (const auto& spec : sig.inputs) {
+      set.push_back(Must(runtime::LoadNpy(dir / (spec.name + ".npy"), spec.name),
+                         "reading " + (dir / (spec.name + ".npy")).string()));
+    }
+    sets.push_back(std::move(set));
+  }
+  if (sets.empty()) {
+    Die("no samples in " + (project / "samples").string());
+  }
+  return sets;
+}
+
+// One way of running the agent's request path, measured in alternating rounds against the others.
+struct MonitorConfig {
+  const char* name;
+  std::shared_ptr<agent::ServedVersion> served;
+  std::shared_ptr<agent::CaptureRing> capture;  // set on the repository during its rounds
+};
+
+// Nanoseconds per call of f, called `calls` times back to back (after a tenth as many untimed).
+double NsPerCall(int calls, const std::function<void()>& f) {
+  for (int i = 0; i < calls / 10; ++i) {
+    f();
+  }
+  auto t0 = Clock::now();
+  for (int i = 0; i < calls; ++i) {
+    f();
+  }
+  return static_cast<double>(
+             std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()) /
+         calls;
+}
+
+// The request path the agent monitors, in process: agent::Execute (and agent::Predict with a
+// picture) on a ModelRepository with telemetry off, the same with telemetry on, and on with a
+// capture ring at kCaptureRate. Closed loop from each number of threads; the configurations take
+// turns within each round, in reverse order every other round, so that a change in the machine's
+// load falls on all of them alike. Returns false when a request failed.
+bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& work,
+                   const fs::path& store) {
+  int max_c = *std::max_element(o.monitor_concurrency.begin(), o.monitor_concurrency.end());
+  agent::AgentConfig base;
+  base.store = store;
+  base.model_control = agent::AgentConfig::ModelControl::kExplicit;
+  base.defaults.instances = max_c;  // every thread executes at once: nothing queues
+  base.defaults.max_queue = 1024;
+  agent::AgentConfig off = base;
+  off.telemetry.enabled = false;
+  agent::AgentConfig on = base;
+  on.telemetry.enabled = !o.monitor_control;
+  agent::ModelRepository repo_off(store, ort, off, agent::HostPlatform());
+  agent::ModelRepository repo_on(store, ort, on, agent::HostPlatform());
+  spdlog::set_level(spdlog::level::warn);  // not a line per load
+  trust::CapturePolicy policy;
+  policy.rate = kCaptureRate;
+  policy.max_bytes = 64ULL << 20;
+  policy.upload = false;
+  std::shared_ptr<agent::CaptureRing> ring =
+      Must(agent::CaptureRing::Open(work / "captures", "bench-device", policy, {}), "capture ring");
+
+  std::printf(
+      "\n== monitoring on and off: agent::Execute / agent::Predict in process, %d round(s) of "
+      "%.1f s per configuration after %.2f s of warm-up, configurations alternating; "
+      "capture at rate %.2f on %s\n",
+      o.monitor_rounds, o.monitor_seconds, o.monitor_warmup, kCaptureRate,
+      (work / "captures").c_str());
+  if (o.monitor_control) {
+    std::printf(
+        "A/A control: \"on\" and \"capture\" run with telemetry OFF too; their difference from "
+        "\"off\" is that of two loaded copies of the model and of the machine's noise\n");
+  }
+  std::fflush(stdout);
+
+  struct Row {
+    std::string model, path;
+    int threads = 0;
+    std::map<std::string, std::vector<double>> throughput, p50_us, cpu_us;
+    std::vector<double> on_cost, capture_cost;  // per round: 1 - config / off
+  };
+  std::vector<Row> rows;
+  struct Parts {
+    std::string model;
+    double execute_us = 0, inputs_us = 0, outputs_us = 0, finish_us = 0, sample_ns = 0;
+  };
+  std::vector<Parts> parts;
+  bool ok = true;
+  for (const auto& name : o.models) {
+    if (name != "visual-inspection" && name != "vibration-anomaly") {
+      continue;  // only the examples have a baseline
+    }
+    Must(repo_off.Load(name), name + ": loading with telemetry off");
+    Must(repo_on.Load(name), name + ": loading with telemetry on");
+    auto served_off = Must(repo_off.Find(name), name);
+    auto served_on = Must(repo_on.Find(name), name);
+    if (served_off->monitor || !served_on->monitor != o.monitor_control) {
+      Die(name + ": telemetry.enabled did not decide whether the version has a monitor");
+    }
+    const fs::path project = o.examples / name;
+    const std::vector<std::vector<Tensor>> sets = SampleInputs(project, served_on->signature);
+    std::vector<std::string> pictures;  // samples/N/image.png, for the pipeline
+    for (int i = 0;
+         served_on->steps && fs::exists(project / "samples" / std::to_string(i) / "image.png");
+         ++i) {
+      fs::path png = project / "samples" / std::to_string(i) / "image.png";
+      pictures.push_back(Must(ReadFile(png), "reading " + png.string()));
+    }
+    // Both answer, and alike: the monitor must not change what is computed.
+    for (const auto& set : sets) {
+      auto out_off = Must(agent::Execute(*served_off, set, Clock::now()), name + ": off");
+      auto out_on = Must(agent::Execute(*served_on, set, Clock::now()), name + ": on");
+      for (std::size_t i = 0; i < out_off.size(); ++i) {
+        Must(runtime::CompareTensors(out_off[i], out_on[i], {0, 0}), name + ": on against off");
+      }
+    }
+    std::vector<MonitorConfig> configs = {
+        {"off", served_off, nullptr}, {"on", served_on, nullptr}, {"capture", served_on, ring}};
+
+    std::vector<std::string> paths;
+    for (const auto& path : o.monitor_paths) {
+      if (path == "execute" || (path == "predict" && !pictures.empty())) {
+        paths.push_back(path);
+      }
+    }
+    for (const auto& path : paths) {
+      for (int n : o.monitor_concurrency) {
+        Row row;
+        row.model = name;
+        row.path = path;
+        row.threads = n;
+        std::printf("\n%s, %s, %d thread(s):\n", name.c_str(),
+                    path == "execute" ? "Execute (tensors)" : "Predict (PNG through the pipeline)",
+                    n);
+        for (int round = 1; round <= o.monitor_rounds; ++round) {
+          std::vector<const MonitorConfig*> order;
+          for (const auto& c : configs) {
+            order.push_back(&c);
+          }
+          if (round % 2 == 0) {
+            std::reverse(order.begin(), order.end());
+          }
+          std::map<std::string, double> got;
+          std::printf("  round %d:", round);
+          for (const MonitorConfig* c : order) {
+            repo_on.SetCapture(c->capture);
+            agent::ServedVersion& served = *c->served;
+            std::function<Request(int)> make;
+            // Each thread goes through the sample sets (or pictures) in turn, from its own start.
+            if (path == "execute") {
+              make = [&](int thread) -> Request {
+                return [&, i = static_cast<std::size_t>(thread)]() mutable {
+                  const std::vector<Tensor>& set = sets[i++ % sets.size()];
+                  return agent::Execute(served, set, Clock::now()).has_value();
+                };
+              };
+            } else {
+              make = [&](int thread) -> Request {
+                return [&, i = static_cast<std::size_t>(thread)]() mutable {
+                  const std::string& picture = pictures[i++ % pictures.size()];
+                  return agent::Predict(served,
+                                        {.bytes = picture, .content_type = "image/png", .name = ""})
+                      .has_value();
+                };
+              };
+            }
+            Point p = RunClosedLoop(n, o.monitor_warmup, o.monitor_seconds, make, getpid());
+            repo_on.SetCapture(nullptr);
+            ok = ok && p.errors == 0 && !p.latency_ns.empty();
+            row.throughput[c->name].push_back(p.Throughput());
+            row.p50_us[c->name].push_back(p.Percentile(0.5));
+            row.cpu_us[c->name].push_back(p.self_cpu_us);
+            got[c->name] = p.Throughput();
+            std::printf(" %s %.0f/s,", c->name, p.Throughput());
+            std::fflush(stdout);
+          }
+          row.on_cost.push_back(1 - got["on"] / got["off"]);
+          row.capture_cost.push_back(1 - got["capture"] / got["off"]);
+          std::printf(" on costs %+.1f%%, capture %+.1f%%\n", row.on_cost.back() * 100,
+                      row.capture_cost.back() * 100);
+        }
+        rows.push_back(std::move(row));
+      }
+    }
+
+    // The monitor's own work, each part called alone from one thread on the served version's
+    // monitor (its counts are the benchmark's from here on).
+    Parts part;
+    part.model = name;
+    const int calls = name == "vibration-anomaly" ? 20000 : 2000;
+    std::vector<std::vector<Tensor>> outputs;
+    for (const auto& set : sets) {
+      outputs.push_back(Must(agent::Execute(*served_off, set, Clock::now()), name));
+    }
+    std::size_t i = 0;
+    part.execute_us =
+        NsPerCall(calls,
+                  [&] {
+                    if (!agent::Execute(*served_off, sets[i++ % sets.size()], Clock::now())) {
+                      Die(name + ": Execute failed");
+                    }
+                  }) /
+        1e3;
+    if (monitor::VersionMonitor* m = served_on->monitor.get(); m != nullptr) {
+      part.inputs_us = NsPerCall(calls, [&] { m->ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
+      part.outputs_us =
+          NsPerCall(calls, [&] { m->ObserveOutputs(outputs[i++ % outputs.size()]); }) / 1e3;
+      part.finish_us =
+          NsPerCall(calls, [&] { m->Finish(true, std::chrono::microseconds(250)); }) / 1e3;
+    }
+    part.sample_ns = NsPerCall(calls, [&] { (void)ring->Sample(); });
+    parts.push_back(part);
+
+    Must(repo_off.Unload(name), name + ": unloading");
+    Must(repo_on.Unload(name), name + ": unloading");
+  }
+  ring->Drain();
+
+  std::printf(
+      "\n== monitoring on and off: median throughput of %d round(s); cost = 1 - config/off per "
+      "round, median [min, max]\n\n",
+      o.monitor_rounds);
+  std::printf(
+      "| model             | path    | thr | off req/s | on req/s | capture req/s | on costs "
+      "              | capture costs          | p50 us off / on / capture | cpu us/req off / on "
+      "/ capture |\n");
+  std::printf(
+      "|-------------------|---------|----:|----------:|---------:|--------------:|--------------"
+      "----------|------------------------|---------------------------|-----------------------"
+      "------|\n");
+  bool met = true;
+  for (const auto& r : rows) {
+    auto cost = [](const std::vector<double>& v) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%+5.1f%% [%+5.1f, %+5.1f]", Median(v) * 100,
+                    *std::min_element(v.begin(), v.end()) * 100,
+                    *std::max_element(v.begin(), v.end()) * 100);
+      return std::string(buf);
+    };
+    auto& t = r.throughput;
+    std::printf(
+        "| %-17s | %-7s | %3d | %9.0f | %8.0f | %13.0f | %-22s | %-22s | %7.1f / %7.1f / %7.1f | "
+        "%7.1f / %7.1f / %7.1f |\n",
+        r.model.c_str(), r.path.c_str(), r.threads, Median(t.at("off")), Median(t.at("on")),
+        Median(t.at("capture")), cost(r.on_cost).c_str(), cost(r.capture_cost).c_str(),
+        Median(r.p50_us.at("off")), Median(r.p50_us.at("on")), Median(r.p50_us.at("capture")),
+        Median(r.cpu_us.at("off")), Median(r.cpu_us.at("on")), Median(r.cpu_us.at("capture")));
+    met = met && Median(r.on_cost) <= kMaxMonitoringCost;
+  }
+  std::printf(
+      "\n== the monitor's own work per request, each part alone from one thread (us per call)\n\n"
+      "| model             | Execute, off | ObserveInputs | ObserveOutputs | Finish | "
+      "CaptureRing::Sample |\n"
+      "|-------------------|-------------:|--------------:|---------------:|-------:|"
+      "--------------------:|\n");
+  for (const auto& p : parts) {
+    std::printf("| %-17s | %12.2f | %13.2f | %14.2f | %6.3f | %19.3f |\n", p.model.c_str(),
+                p.execute_us, p.inputs_us, p.outputs_us, p.finish_us, p.sample_ns / 1e3);
+  }
+  std::printf("\ncaptures written %llu, dropped %llu (queue full)\n",
+              static_cast<unsigned long long>(ring->captured()),
+              static_cast<unsigned long long>(ring->dropped()));
+  if (!rows.empty()) {
+    std::printf("monitoring (on against off, median per row) costs at most %.0f%%: %s\n",
+                kMaxMonitoringCost * 100, met ? "met" : "NOT met");
+  }
+  return ok;
+}
+
 std::vector<std::string> SplitList(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream in(s);
@@ -745,12 +1052,30 @@ int Main(int argc, char** argv) {
                  "visual-inspection,vibration-anomaly,resnet-like (default: all)");
   app.add_option("--modes", modes,
                  "ort,json,binary (default), and live: GET /v2/health/live, the HTTP floor");
-  app.add_option("--sections", sections, "latency,idle,cycles (default: all)");
+  app.add_option("--sections", sections,
+                 "latency,idle,cycles (the default), and monitoring: agent::Execute with the "
+                 "agent's monitoring off, on, and on with capture");
   app.add_option("--idle-seconds", o.idle_seconds, "how long to watch the idle agent's CPU")
       ->capture_default_str();
   app.add_option("--cycles", o.cycles, "load/unload cycles per model")->capture_default_str();
   app.add_option("--cycle-models", cycle_models,
                  "models to cycle (default: visual-inspection,resnet-like)");
+  std::string monitor_concurrency = "1,2", monitor_paths;
+  app.add_option("--monitor-concurrency", monitor_concurrency, "monitoring: threads, a list")
+      ->capture_default_str();
+  app.add_option("--monitor-rounds", o.monitor_rounds, "monitoring: rounds of each configuration")
+      ->capture_default_str();
+  app.add_option("--monitor-seconds", o.monitor_seconds,
+                 "monitoring: measured seconds per configuration and round")
+      ->capture_default_str();
+  app.add_option("--monitor-warmup", o.monitor_warmup,
+                 "monitoring: warm-up seconds before each of those")
+      ->capture_default_str();
+  app.add_flag("--monitor-control", o.monitor_control,
+               "monitoring: an A/A run, \"on\" with telemetry off too (the noise floor)");
+  app.add_option(
+      "--monitor-paths", monitor_paths,
+      "monitoring: execute (tensors), predict (a PNG through the pipeline); default both");
   std::string write_cnn;
   app.add_option("--write-cnn", write_cnn, "only write the generated CNN to this file and exit");
   CLI11_PARSE(app, argc, argv);
@@ -767,6 +1092,19 @@ int Main(int argc, char** argv) {
   }
   if (o.concurrency.empty()) {
     Die("--concurrency: give at least one");
+  }
+  o.monitor_concurrency.clear();
+  for (const auto& c : SplitList(monitor_concurrency)) {
+    o.monitor_concurrency.push_back(std::stoi(c));
+    if (o.monitor_concurrency.back() < 1) {
+      Die("--monitor-concurrency: each must be at least 1");
+    }
+  }
+  if (o.monitor_concurrency.empty() || o.monitor_rounds < 1) {
+    Die("--monitor-concurrency and --monitor-rounds: give at least one");
+  }
+  if (!monitor_paths.empty()) {
+    o.monitor_paths = SplitList(monitor_paths);
   }
   if (!models.empty()) {
     o.models = SplitList(models);
@@ -824,6 +1162,9 @@ platforms: [linux/amd64, linux/arm64]
   }
   if (Has(o.sections, "cycles")) {
     ok = RunCycles(o, work, store) && ok;
+  }
+  if (Has(o.sections, "monitoring")) {
+    ok = RunMonitoring(o, *ort, work, store) && ok;
   }
   if (!ok) {
     std::printf("\nbench_serve: some requests failed; the figures above are not trustworthy\n");

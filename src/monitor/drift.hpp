@@ -40,6 +40,8 @@ struct Histogram {
   // the last in the last (drift compares populations over the baseline's bins, and a value out of
   // the training range is the strongest sign of drift, not something to drop). NaN is not counted.
   void Add(double value);
+  // The bin Add counts value in. Preconditions: value is not NaN, and there is a bin.
+  std::size_t Bin(double value) const;
   std::uint64_t Total() const;
 };
 

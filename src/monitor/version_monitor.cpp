@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace airlock::monitor {
 namespace {
@@ -27,17 +28,77 @@ bool Readable(const runtime::Tensor& t) {
   return t.dtype != runtime::DataType::kBytes && t.CheckConsistent().has_value();
 }
 
-// Keeps a uniform sample of at most cap values out of all offered (Algorithm R).
-void Offer(std::vector<double>& reservoir, std::uint64_t& seen, std::size_t cap, double v,
-           std::minstd_rand& rng) {
-  ++seen;
-  if (reservoir.size() < cap) {
-    reservoir.push_back(v);
-    return;
+// Uniform in (0, 1): neither end, as Algorithm L takes logarithms of it.
+double OpenUnit(std::minstd_rand& rng) {
+  constexpr double kRange = static_cast<double>(std::minstd_rand::max() - std::minstd_rand::min());
+  return (static_cast<double>(rng() - std::minstd_rand::min()) + 0.5) / (kRange + 1);
+}
+
+// Which elements of a tensor one request's sample of a feature reads: the e-th element of the
+// feature, for e = offset + s * stride (s < k), sits at flat index
+// (e / inner) * dim * inner + index * inner + e % inner (for a feature over the whole tensor:
+// inner = dim = 1, index = 0, so at e).
+struct SampleLayout {
+  std::uint64_t k = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t stride = 1;
+  std::uint64_t inner = 1;
+  std::uint64_t dim = 1;
+  std::uint64_t index = 0;
+};
+
+// Calls at(flat) for each sampled element in order. The row (e / inner) and column (e % inner)
+// are carried from one sample to the next, so that no value costs a division.
+template <typename At>
+void ForEachSampled(const SampleLayout& l, At&& at) {
+  const std::uint64_t step_rows = l.stride / l.inner;
+  const std::uint64_t step_cols = l.stride % l.inner;
+  std::uint64_t row = l.offset / l.inner;
+  std::uint64_t col = l.offset % l.inner;
+  for (std::uint64_t s = 0; s < l.k; ++s) {
+    at(row * l.dim * l.inner + l.index * l.inner + col);
+    row += step_rows;
+    col += step_cols;
+    if (col >= l.inner) {
+      col -= l.inner;
+      ++row;
+    }
   }
-  std::uint64_t j = std::uniform_int_distribution<std::uint64_t>(0, seen - 1)(rng);
-  if (j < cap) {
-    reservoir[j] = v;
+}
+
+template <typename T>
+void ReadSampledAs(const runtime::Tensor& t, const SampleLayout& l, std::vector<double>& out) {
+  const char* data = t.data.data();
+  ForEachSampled(l, [&](std::uint64_t flat) {
+    T x;
+    std::memcpy(&x, data + flat * sizeof(T), sizeof(T));
+    auto v = static_cast<double>(x);
+    if (!std::isnan(v)) {
+      out.push_back(v);
+    }
+  });
+}
+
+// Appends the sampled values that are numbers to out, read as Tensor::ValueAsDouble reads them;
+// the common types without a call and a switch per value.
+void ReadSampled(const runtime::Tensor& t, const SampleLayout& l, std::vector<double>& out) {
+  switch (t.dtype) {
+    case runtime::DataType::kFp32:
+      ReadSampledAs<float>(t, l, out);
+      return;
+    case runtime::DataType::kFp64:
+      ReadSampledAs<double>(t, l, out);
+      return;
+    case runtime::DataType::kUint8:
+      ReadSampledAs<std::uint8_t>(t, l, out);
+      return;
+    default:
+      ForEachSampled(l, [&](std::uint64_t flat) {
+        double v = t.ValueAsDouble(static_cast<std::int64_t>(flat));
+        if (!std::isnan(v)) {
+          out.push_back(v);
+        }
+      });
   }
 }
 
@@ -46,6 +107,45 @@ DriftLevel Worse(DriftLevel a, DriftLevel b) {
 }
 
 }  // namespace
+
+void VersionMonitor::Reservoir::Offer(const double* v, std::size_t n, std::size_t cap,
+                                      std::minstd_rand& rng) {
+  std::size_t j = 0;
+  for (; j < n && values_.size() < cap; ++j) {  // filling up
+    values_.push_back(v[j]);
+    if (values_.size() == cap) {
+      w_ = std::exp(std::log(OpenUnit(rng)) / static_cast<double>(cap));
+      DrawNext(seen_ + j, rng);
+    }
+  }
+  const std::uint64_t first = seen_ + j;  // the number of v[j]
+  seen_ += n;
+  if (cap == 0 || values_.size() < cap) {
+    return;  // nothing to keep, or every value was kept
+  }
+  // Full: of v[j..n), only the value numbered next_ (and the next ones drawn) is kept.
+  while (next_ < seen_) {
+    values_[std::uniform_int_distribution<std::size_t>(0, cap - 1)(rng)] = v[j + (next_ - first)];
+    w_ *= std::exp(std::log(OpenUnit(rng)) / static_cast<double>(cap));
+    DrawNext(next_, rng);
+  }
+}
+
+void VersionMonitor::Reservoir::DrawNext(std::uint64_t after, std::minstd_rand& rng) {
+  // The values skipped before the next one kept: geometric, with W the chance of keeping one.
+  double skip = std::floor(std::log(OpenUnit(rng)) / std::log1p(-w_));
+  constexpr double kNever = 1e18;  // W so small that nothing more is kept (or it rounded to 0)
+  next_ = after + 1 + static_cast<std::uint64_t>(skip < kNever ? skip : kNever);
+}
+
+std::vector<double> VersionMonitor::Reservoir::Take() {
+  std::vector<double> out = std::move(values_);
+  values_.clear();
+  seen_ = 0;
+  next_ = 0;
+  w_ = 0;
+  return out;
+}
 
 VersionMonitor::VersionMonitor(std::string model, std::string version,
                                std::vector<BaselineFeature> features,
@@ -71,52 +171,70 @@ VersionMonitor::VersionMonitor(std::string model, std::string version,
   }
 }
 
-void VersionMonitor::Sample(FeatureState& f, const runtime::Tensor& t) {
+void VersionMonitor::Sample(const FeatureState& f, const runtime::Tensor& t, std::uint64_t request,
+                            std::vector<double>& out) const {
   const auto& shape = t.shape;
-  std::uint64_t total = static_cast<std::uint64_t>(t.ElementCount());
-  std::uint64_t outer = 1;
-  std::uint64_t inner = 1;
-  std::uint64_t dim = 1;
-  std::uint64_t count = total;  // elements of this feature
+  SampleLayout l;
+  std::uint64_t count = static_cast<std::uint64_t>(t.ElementCount());  // elements of the feature
   if (f.baseline.axis) {
     std::size_t axis = *f.baseline.axis;
     if (axis >= shape.size() || f.baseline.index < 0 || f.baseline.index >= shape[axis]) {
       return;  // the tensor does not have this feature's coordinate
     }
-    outer = Elements(shape, 0, axis);
-    dim = static_cast<std::uint64_t>(shape[axis]);
-    inner = Elements(shape, axis + 1, shape.size());
-    count = outer * inner;
+    l.dim = static_cast<std::uint64_t>(shape[axis]);
+    l.inner = Elements(shape, axis + 1, shape.size());
+    l.index = static_cast<std::uint64_t>(f.baseline.index);
+    count = Elements(shape, 0, axis) * l.inner;
   }
   if (count == 0) {
     return;
   }
-  std::uint64_t k = std::min<std::uint64_t>(count, options_.sample_per_request);
-  std::uint64_t stride = count / k;
-  std::uint64_t offset = stride > 1 ? (observed_ * 7919) % stride : 0;
-  for (std::uint64_t s = 0; s < k; ++s) {
-    std::uint64_t e = offset + s * stride;  // the e-th element of the feature
-    std::uint64_t flat = f.baseline.axis
-                             ? (e / inner) * dim * inner +
-                                   static_cast<std::uint64_t>(f.baseline.index) * inner + e % inner
-                             : e;
-    double v = t.ValueAsDouble(static_cast<std::int64_t>(flat));
-    if (std::isnan(v)) {
-      continue;
-    }
-    f.current.Add(v);
-    Offer(f.reservoir, f.seen, options_.ks_points, v, rng_);
-  }
+  l.k = std::min<std::uint64_t>(count, options_.sample_per_request);
+  l.stride = count / l.k;
+  l.offset = l.stride > 1 ? (request * 7919) % l.stride : 0;
+  ReadSampled(t, l, out);
 }
 
 void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
-  std::lock_guard lock(mu_);
-  for (auto& f : features_) {
+  std::uint64_t request = 0;  // moves the sample's offset from one request to the next
+  {
+    std::lock_guard lock(mu_);
+    request = observed_++;
+  }
+  // The values are read and counted into bins without the lock (the features' baselines do not
+  // change); under it, the request's counts are added and the values offered to the reservoirs,
+  // which draw only for the values they keep. So concurrent requests wait for each other for a
+  // few additions, not for every value.
+  std::vector<double> values;                          // the features' values, one after another
+  std::vector<std::size_t> ends(features_.size(), 0);  // values of feature i end at ends[i]
+  std::vector<std::uint64_t> counts;                   // the features' bins, one after another
+  values.reserve(features_.size() * std::min<std::size_t>(options_.sample_per_request, 4096));
+  for (std::size_t i = 0; i < features_.size(); ++i) {
+    const FeatureState& f = features_[i];
+    std::size_t begin = values.size();
     if (const runtime::Tensor* t = Named(inputs, f.baseline.tensor); t && Readable(*t)) {
-      Sample(f, *t);
+      Sample(f, *t, request, values);
+    }
+    ends[i] = values.size();
+    const Histogram& h = f.baseline.histogram;  // the current one's bins
+    std::size_t first = counts.size();
+    counts.resize(first + h.counts.size(), 0);
+    for (std::size_t j = begin; j < ends[i] && !h.counts.empty(); ++j) {
+      ++counts[first + h.Bin(values[j])];
     }
   }
-  ++observed_;
+  std::lock_guard lock(mu_);
+  std::size_t begin = 0;
+  std::size_t first = 0;
+  for (std::size_t i = 0; i < features_.size(); ++i) {
+    FeatureState& f = features_[i];
+    for (std::size_t b = 0; b < f.current.counts.size(); ++b) {
+      f.current.counts[b] += counts[first + b];
+    }
+    first += f.current.counts.size();
+    f.reservoir.Offer(values.data() + begin, ends[i] - begin, options_.ks_points, rng_);
+    begin = ends[i];
+  }
 }
 
 void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs) {
@@ -153,7 +271,7 @@ void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs)
     double v = t->ValueAsDouble(static_cast<std::int64_t>(i * (n / k)));
     if (!std::isnan(v)) {
       predictions_->histogram.Add(v);
-      Offer(score_reservoir_, score_seen_, options_.ks_points, v, rng_);
+      score_reservoir_.Offer(&v, 1, options_.ks_points, rng_);
     }
   }
 }
@@ -213,20 +331,17 @@ IntervalReport VersionMonitor::Cut(std::int64_t now_ms) {
     r.drift.push_back(std::move(d));
   };
   for (auto& f : features_) {
-    judge(f.baseline.name, f.baseline.histogram, f.current, std::move(f.reservoir), true);
+    judge(f.baseline.name, f.baseline.histogram, f.current, f.reservoir.Take(), true);
     std::fill(f.current.counts.begin(), f.current.counts.end(), 0);
-    f.reservoir.clear();
-    f.seen = 0;
   }
   if (predictions_) {
     r.predictions = predictions_;
+    std::vector<double> scores = score_reservoir_.Take();
     if (baseline_predictions_ && baseline_predictions_->has_baseline) {
       judge("predictions", baseline_predictions_->histogram, predictions_->histogram,
-            std::move(score_reservoir_), !predictions_->classes);
+            std::move(scores), !predictions_->classes);
     }
     std::fill(predictions_->histogram.counts.begin(), predictions_->histogram.counts.end(), 0);
-    score_reservoir_.clear();
-    score_seen_ = 0;
   }
   observed_ = 0;
   start_ms_ = now_ms;

@@ -47,13 +47,31 @@ class VersionMonitor {
   const std::string& version() const { return version_; }
 
  private:
+  // A uniform sample of at most cap of the values offered since it was last taken. Li's
+  // Algorithm L: once full, it draws random numbers only for the values it keeps (about
+  // cap * ln(offered / cap) of them) instead of one for every value as Algorithm R does; the
+  // sample has the same distribution.
+  class Reservoir {
+   public:
+    // Offers the n values at v, in order.
+    void Offer(const double* v, std::size_t n, std::size_t cap, std::minstd_rand& rng);
+    std::vector<double> Take();  // the sample; the reservoir starts again empty
+
+   private:
+    void DrawNext(std::uint64_t after, std::minstd_rand& rng);
+    std::vector<double> values_;
+    std::uint64_t seen_ = 0;  // values offered
+    std::uint64_t next_ = 0;  // when full: the number (from 0) of the next value it keeps
+    double w_ = 0;            // when full: Algorithm L's W
+  };
   struct FeatureState {
     BaselineFeature baseline;
     Histogram current;
-    std::vector<double> reservoir;
-    std::uint64_t seen = 0;  // values offered to the reservoir
+    Reservoir reservoir;
   };
-  void Sample(FeatureState& f, const runtime::Tensor& t);
+  // Appends the values of f that request number `request` of the interval reads from t.
+  void Sample(const FeatureState& f, const runtime::Tensor& t, std::uint64_t request,
+              std::vector<double>& out) const;
 
   const std::string model_;
   const std::string version_;
@@ -62,8 +80,7 @@ class VersionMonitor {
   std::vector<FeatureState> features_;
   std::optional<PredictionSpec> baseline_predictions_;
   std::optional<PredictionSpec> predictions_;  // this interval's
-  std::vector<double> score_reservoir_;
-  std::uint64_t score_seen_ = 0;
+  Reservoir score_reservoir_;
   std::uint64_t observed_ = 0;
   RequestCounts counts_;
   std::int64_t start_ms_;
