@@ -61,6 +61,10 @@ struct KsResult {
 
 enum class DriftLevel { kOk, kWatch, kAlert };
 const char* DriftLevelName(DriftLevel level);  // "ok", "watch", "alert"
+// The more severe of two levels.
+inline DriftLevel Worse(DriftLevel a, DriftLevel b) {
+  return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
+}
 
 struct DriftThresholds {
   double psi_watch = 0.1;

@@ -9,10 +9,6 @@ namespace {
 
 using nlohmann::json;
 
-DriftLevel Worse(DriftLevel a, DriftLevel b) {
-  return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
-}
-
 void AddPredictions(std::optional<PredictionSpec>& sum, const PredictionSpec& p) {
   if (!sum) {
     sum = p;

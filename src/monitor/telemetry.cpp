@@ -28,10 +28,6 @@ Result<Histogram> ReadHistogram(const json& j, const std::string& where) {
   return h;
 }
 
-DriftLevel Worse(DriftLevel a, DriftLevel b) {
-  return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
-}
-
 json HistogramJson(const PredictionSpec& p) {
   json j = {{"tensor", p.tensor}, {"kind", p.classes ? "class" : "score"},
             {"counts", p.histogram.counts}};

@@ -102,10 +102,6 @@ void ReadSampled(const runtime::Tensor& t, const SampleLayout& l, std::vector<do
   }
 }
 
-DriftLevel Worse(DriftLevel a, DriftLevel b) {
-  return static_cast<int>(a) >= static_cast<int>(b) ? a : b;
-}
-
 }  // namespace
 
 void VersionMonitor::Reservoir::Offer(const double* v, std::size_t n, std::size_t cap,
