@@ -5,6 +5,7 @@
 #include "core/encoding.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
 
 namespace airlock::agent {
 namespace {
@@ -24,12 +25,6 @@ json TensorsJson(const std::vector<runtime::Tensor>& tensors) {
                    {"data_b64", Base64Encode(t.data)}});
   }
   return out;
-}
-
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -120,7 +115,7 @@ void CaptureRing::Offer(const std::string& model, const std::string& version,
          .raw = policy_.inputs ? std::move(raw) : std::nullopt,
          .inputs = policy_.inputs ? std::move(inputs) : std::vector<runtime::Tensor>{},
          .outputs = policy_.outputs ? std::move(outputs) : std::vector<runtime::Tensor>{},
-         .at_ms = NowMs()};
+         .at_ms = UnixMillis(std::chrono::system_clock::now())};
   queue_.push_back(std::move(w));
   cv_.notify_all();
 }

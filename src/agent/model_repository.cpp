@@ -6,6 +6,7 @@
 
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "core/time.hpp"
 #include "pkg/package.hpp"
 #include "pkg/samples.hpp"
 #include "trust/canonical_json.hpp"
@@ -82,12 +83,9 @@ std::shared_ptr<monitor::VersionMonitor> NewMonitor(const ServedVersion& served,
       }
     }
   }
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-  return std::make_shared<monitor::VersionMonitor>(served.name, served.version,
-                                                   std::move(features), std::move(predictions),
-                                                   now_ms, options);
+  return std::make_shared<monitor::VersionMonitor>(
+      served.name, served.version, std::move(features), std::move(predictions),
+      UnixMillis(std::chrono::system_clock::now()), options);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "agent/telemetry.hpp"
 
 #include "core/log.hpp"
+#include "core/time.hpp"
 #include "monitor/batch.hpp"
 
 namespace airlock::agent {
@@ -8,12 +9,6 @@ namespace {
 
 using nlohmann::json;
 using std::chrono::steady_clock;
-
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::uint64_t TotalDropped(const monitor::OutboxStats& s) {
   return s.dropped[0] + s.dropped[1] + s.dropped[2];
@@ -123,7 +118,7 @@ void TelemetryReporter::Loop() {
 }
 
 void TelemetryReporter::Cut() {
-  std::int64_t now = NowMs();
+  std::int64_t now = UnixMillis(std::chrono::system_clock::now());
   std::map<std::string, std::shared_ptr<monitor::VersionMonitor>> serving;
   for (const auto& v : repo_.Ready()) {
     if (v->monitor) {

@@ -195,10 +195,8 @@ void AddCaptures(CLI::App& app, Context& ctx, Action& action) {
   exp->callback([&action, &ctx, a] {
     action = [a, &ctx]() -> int {
       return RunCommand([&]() -> Status {
-        if (!ParseDuration(a->since) && !ParseRfc3339(a->since)) {
-          return Fail(ErrorCode::kInvalidArgument,
-                      "--since: want a duration (30m, 6h, 7d) or an RFC 3339 time, not " +
-                          a->since);
+        if (auto since = ParseSince(a->since, std::chrono::system_clock::now()); !since) {
+          return Fail(std::move(since.error()).WithContext("--since"));
         }
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
         return Export(*hub, a->model, a->since, a->site, a->device, a->out, ctx.quiet);

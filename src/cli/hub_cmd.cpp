@@ -597,9 +597,8 @@ void AddMonitor(CLI::App& app, Context& /*ctx*/, Action& action) {
   AddHubFlags(cmd, a->hub);
   cmd->callback([&action, a] {
     action = [a]() -> int {
-      if (!ParseDuration(a->since) && !ParseRfc3339(a->since)) {
-        return UsageError(
-            Usage("--since: want a duration (30m, 6h, 7d) or an RFC 3339 time, not " + a->since));
+      if (auto since = ParseSince(a->since, std::chrono::system_clock::now()); !since) {
+        return UsageError(Usage("--since: " + since.error().message()));
       }
       auto fetch = [&](net::HubClient& hub) {
         return hub.GetMonitor(a->model, a->since, a->site, a->device);

@@ -161,4 +161,16 @@ std::string FormatDuration(std::chrono::milliseconds d) {
   return out;
 }
 
+Result<TimePoint> ParseSince(std::string_view text, TimePoint now) {
+  if (auto d = ParseDuration(text)) {
+    return now - *d;
+  }
+  if (auto t = ParseRfc3339(text)) {
+    return *t;
+  }
+  return Fail(ErrorCode::kInvalidArgument,
+              "want a duration back from now (30m, 6h, 7d) or an RFC 3339 time, not \"" +
+                  std::string(text.substr(0, 64)) + "\"");
+}
+
 }  // namespace airlock

@@ -41,6 +41,13 @@ std::string FormatRfc3339(TimePoint t);
 // "90d", "12h", "30m", "45s", or combinations like "1d12h".
 // At most 10^9 days in all; longer is refused.
 [[nodiscard]] Result<std::chrono::milliseconds> ParseDuration(std::string_view text);
+// A lower bound in time as users give one: a duration back from now ("30m", "7d") or an RFC 3339
+// time. kInvalidArgument when it is neither.
+[[nodiscard]] Result<TimePoint> ParseSince(std::string_view text, TimePoint now);
+// t as Unix milliseconds.
+inline std::int64_t UnixMillis(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
 // The shortest form ParseDuration reads back to d: "5m", "1h30m", "1d", "1s500ms", "0s".
 // d must not be negative.
 std::string FormatDuration(std::chrono::milliseconds d);

@@ -287,14 +287,11 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
         auto d = state->Device(device);
         return d && !d->revoked_at;
       },
-      [fleet_client, device_topics = *device_topics](const std::string& device,
-                                                     const std::string& payload) -> Status {
+      [publish = publisher(fleet_client), device_topics = *device_topics](
+          const std::string& device, const std::string& payload) -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(
             std::string topic, device_topics.Topic(delivery::DeviceTopicKind::kTelemetryAck, device));
-        return fleet_client->Publish(topic, payload,
-                                     net::PublishOptions{.qos = 1,
-                                                         .retained = false,
-                                                         .content_type = "application/json"});
+        return publish(topic, payload, /*retained=*/false);
       });
   if (!relay) {
     return Report(relay.error());

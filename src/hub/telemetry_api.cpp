@@ -10,26 +10,16 @@ namespace {
 
 using nlohmann::json;
 
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // ?since= as Unix ms: a duration back from now ("1h", "30m") or an RFC 3339 time; 1h when
 // absent. nullopt after sending the 400.
 std::optional<std::int64_t> Since(const httplib::Request& req, httplib::Response& res) {
   std::string since = req.has_param("since") ? req.get_param_value("since") : "1h";
-  if (auto d = ParseDuration(since)) {
-    return NowMs() - d->count();
+  auto t = ParseSince(since, std::chrono::system_clock::now());
+  if (!t) {
+    SendError(res, 400, "INVALID_REQUEST", "invalid request", "since: " + t.error().message());
+    return std::nullopt;
   }
-  if (auto t = ParseRfc3339(since)) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
-  }
-  SendError(res, 400, "INVALID_REQUEST", "invalid request",
-            "since must be a duration back from now (30m, 6h, 7d) or an RFC 3339 time, not \"" +
-                since.substr(0, 64) + "\"");
-  return std::nullopt;
+  return UnixMillis(*t);
 }
 
 TelemetryQuery Query(const httplib::Request& req, std::string model, std::int64_t since) {
@@ -84,10 +74,7 @@ void TelemetryApi::Ingest(const httplib::Request& req, httplib::Response& res,
   if (!batch) {
     return SendError(res, 400, "INVALID_REQUEST", "invalid request", batch.error().ToString());
   }
-  auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
-                 .count();
-  auto result = store_.Ingest(gateway, *batch, now);
+  auto result = store_.Ingest(gateway, *batch, UnixMillis(std::chrono::system_clock::now()) / 1000);
   if (!result) {
     return SendInternal(res, result.error());
   }
