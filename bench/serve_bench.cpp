@@ -841,6 +841,8 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
   struct Parts {
     std::string model;
     double execute_us = 0, inputs_us = 0, outputs_us = 0, finish_us = 0, sample_ns = 0;
+    double should_ns = 0;
+    std::uint64_t stride = 0;  // the monitor's after the measured runs: observes every stride-th
   };
   std::vector<Parts> parts;
   bool ok = true;
@@ -960,6 +962,8 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
                   }) /
         1e3;
     if (monitor::VersionMonitor* m = served_on->monitor.get(); m != nullptr) {
+      part.stride = m->stride();
+      part.should_ns = NsPerCall(calls, [&] { (void)m->ShouldObserve(); });
       part.inputs_us = NsPerCall(calls, [&] { m->ObserveInputs(sets[i++ % sets.size()]); }) / 1e3;
       part.outputs_us =
           NsPerCall(calls, [&] { m->ObserveOutputs(outputs[i++ % outputs.size()]); }) / 1e3;
@@ -1007,17 +1011,19 @@ bool RunMonitoring(const Options& o, runtime::OnnxRuntime& ort, const fs::path& 
   }
   std::printf(
       "\n== the monitor's own work per request, each part alone from one thread (us per call)\n\n"
-      "| model             | Execute, off | ObserveInputs | ObserveOutputs | Finish | "
-      "CaptureRing::Sample |\n"
-      "|-------------------|-------------:|--------------:|---------------:|-------:|"
-      "--------------------:|\n");
+      "| model             | Execute, off | observes 1 in | ShouldObserve | ObserveInputs | "
+      "ObserveOutputs | Finish | CaptureRing::Sample |\n"
+      "|-------------------|-------------:|--------------:|--------------:|--------------:|"
+      "---------------:|-------:|--------------------:|\n");
   for (const auto& p : parts) {
-    std::printf("| %-17s | %12.2f | %13.2f | %14.2f | %6.3f | %19.3f |\n", p.model.c_str(),
-                p.execute_us, p.inputs_us, p.outputs_us, p.finish_us, p.sample_ns / 1e3);
+    std::printf("| %-17s | %12.2f | %13llu | %13.3f | %13.2f | %14.2f | %6.3f | %19.3f |\n",
+                p.model.c_str(), p.execute_us, static_cast<unsigned long long>(p.stride),
+                p.should_ns / 1e3, p.inputs_us, p.outputs_us, p.finish_us, p.sample_ns / 1e3);
   }
-  std::printf("\ncaptures written %llu, dropped %llu (queue full)\n",
+  std::printf("\ncaptures written %llu, dropped %llu (queue full), limited %llu (over %g/s)\n",
               static_cast<unsigned long long>(ring->captured()),
-              static_cast<unsigned long long>(ring->dropped()));
+              static_cast<unsigned long long>(ring->dropped()),
+              static_cast<unsigned long long>(ring->limited()), ring->max_per_second());
   if (!rows.empty()) {
     std::printf("monitoring (on against off, median per row) costs at most %.0f%%: %s\n",
                 kMaxMonitoringCost * 100, met ? "met" : "NOT met");

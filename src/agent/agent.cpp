@@ -112,6 +112,9 @@ Result<std::unique_ptr<Agent>> Agent::Create(AgentConfig config, std::string pla
       out.Family("airlock_capture_dropped_total", MetricType::kCounter,
                  "Captures dropped (queue full, or a write failed)")
           .Sample(ring->dropped());
+      out.Family("airlock_capture_limited_total", MetricType::kCounter,
+                 "Captures skipped over telemetry.capture_max_per_second")
+          .Sample(ring->limited());
       out.Family("airlock_capture_ring_bytes", MetricType::kGauge,
                  "Bytes of captures held on disk")
           .Sample(ring->held_bytes());

@@ -1,5 +1,6 @@
 #include "agent/capture.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "core/encoding.hpp"
@@ -43,17 +44,23 @@ json CaptureJson(const std::string& device, const std::string& model, const std:
 }
 
 CaptureRing::CaptureRing(fs::path dir, std::string device, trust::CapturePolicy policy,
-                         Uploader upload)
+                         Uploader upload, double max_per_second)
     : dir_(std::move(dir)),
       device_(std::move(device)),
       policy_(policy),
-      upload_(std::move(upload)) {}
+      upload_(std::move(upload)),
+      max_per_second_(max_per_second),
+      tokens_(std::max(1.0, max_per_second)),
+      refilled_(std::chrono::steady_clock::now()) {}
 
 Result<std::unique_ptr<CaptureRing>> CaptureRing::Open(fs::path dir, std::string device,
                                                        trust::CapturePolicy policy,
-                                                       Uploader upload) {
-  std::unique_ptr<CaptureRing> r(
-      new CaptureRing(std::move(dir), std::move(device), policy, std::move(upload)));
+                                                       Uploader upload, double max_per_second) {
+  if (!(max_per_second > 0)) {
+    return Fail(ErrorCode::kInvalidArgument, "captures per second must be above 0");
+  }
+  std::unique_ptr<CaptureRing> r(new CaptureRing(std::move(dir), std::move(device), policy,
+                                                 std::move(upload), max_per_second));
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(r->dir_));
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(r->dir_, ec)) {
@@ -99,7 +106,26 @@ bool CaptureRing::Sample() {
   std::uint64_t n = offered_.fetch_add(1, std::memory_order_relaxed);
   auto before = static_cast<std::uint64_t>(static_cast<double>(n) * policy_.rate);
   auto after = static_cast<std::uint64_t>(static_cast<double>(n + 1) * policy_.rate);
-  return after != before;
+  if (after == before) {
+    return false;
+  }
+  // Chosen; refused here rather than in Offer, before the request's tensors are copied for it.
+  std::lock_guard lock(mu_);
+  if (queue_.size() >= kMaxQueued || stopping_) {
+    ++dropped_;
+    return false;
+  }
+  auto now = std::chrono::steady_clock::now();
+  tokens_ = std::min(std::max(1.0, max_per_second_),
+                     tokens_ + std::chrono::duration<double>(now - refilled_).count() *
+                                   max_per_second_);
+  refilled_ = now;
+  if (tokens_ < 1) {
+    ++limited_;
+    return false;
+  }
+  tokens_ -= 1;
+  return true;
 }
 
 void CaptureRing::Offer(const std::string& model, const std::string& version,

@@ -1,5 +1,6 @@
 #include "agent/config.hpp"
 
+#include <cstdio>
 #include <set>
 
 #include "core/fs.hpp"
@@ -76,6 +77,18 @@ class Fields {
                                                      std::to_string(max));
       }
       out = static_cast<T>(v->get<std::int64_t>());
+    }
+    return {};
+  }
+
+  Status Number(const char* key, double& out, double min, double max) const {
+    if (const json* v = Get(key)) {
+      if (!v->is_number() || !(v->get<double>() >= min && v->get<double>() <= max)) {
+        char range[64];
+        std::snprintf(range, sizeof range, "must be a number from %g to %g", min, max);
+        return Fail(ErrorCode::kInvalidArgument, Where(key) + range);
+      }
+      out = v->get<double>();
     }
     return {};
   }
@@ -308,7 +321,8 @@ Result<AgentConfig> ParseAgentConfig(const json& doc, std::string_view origin) {
       Fields ft(*t, "telemetry");
       AIRLOCK_RETURN_IF_ERROR(ft.CheckObject());
       AIRLOCK_RETURN_IF_ERROR(
-          ft.CheckKnown({"enabled", "interval", "sample_per_request", "outbox_max"}));
+          ft.CheckKnown({"enabled", "interval", "sample_per_request", "monitor_budget",
+                                     "outbox_max", "capture_max_per_second"}));
       AIRLOCK_RETURN_IF_ERROR(ft.Bool("enabled", c.telemetry.enabled));
       AIRLOCK_RETURN_IF_ERROR(ft.Time("interval", c.telemetry.interval));
       if (c.telemetry.interval < std::chrono::seconds(1)) {
@@ -316,6 +330,9 @@ Result<AgentConfig> ParseAgentConfig(const json& doc, std::string_view origin) {
       }
       AIRLOCK_RETURN_IF_ERROR(
           ft.Int("sample_per_request", c.telemetry.sample_per_request, 1, 1 << 20));
+      AIRLOCK_RETURN_IF_ERROR(ft.Number("monitor_budget", c.telemetry.monitor_budget, 0.0001, 1));
+      AIRLOCK_RETURN_IF_ERROR(ft.Number("capture_max_per_second",
+                                        c.telemetry.capture_max_per_second, 0.001, 100000));
       AIRLOCK_RETURN_IF_ERROR(ft.Size("outbox_max", c.telemetry.outbox_max));
       if (c.telemetry.outbox_max < (1ULL << 20)) {
         return Fail(ErrorCode::kInvalidArgument, "telemetry.outbox_max: must be at least 1MiB");

@@ -63,7 +63,9 @@ struct TelemetryConfig {
   bool enabled = true;
   std::chrono::milliseconds interval{60000};
   std::size_t sample_per_request = 256;  // values of each feature read from one request
+  double monitor_budget = 0.005;  // share of serving time spent observing requests (see monitor)
   std::uint64_t outbox_max = 64ULL << 20;  // bytes of telemetry kept while the gateway is away
+  double capture_max_per_second = 20;      // captures kept at most, whatever the site's rate
 };
 
 struct AgentConfig {

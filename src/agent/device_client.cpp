@@ -662,14 +662,15 @@ void DeviceClient::ApplyCapture(const std::optional<trust::CapturePolicy>& polic
     };
   }
   auto ring = CaptureRing::Open(options_.store / "captures", identity_.device_id, *policy,
-                                std::move(upload));
+                                std::move(upload), repo_.config().telemetry.capture_max_per_second);
   if (!ring) {
     spdlog::error("capture: {}", ring.error().ToString());
     return;
   }
   capture_ = std::move(*ring);
   repo_.SetCapture(capture_);
-  spdlog::info("capture: {} of requests ({}{}), at most {} bytes on disk, {}", policy->rate,
+  spdlog::info("capture: {} of requests, at most {}/s ({}{}), at most {} bytes on disk, {}",
+               policy->rate, capture_->max_per_second(),
                policy->inputs ? "inputs" : "", policy->outputs ? (policy->inputs ? " and outputs" : "outputs") : "",
                policy->max_bytes, policy->upload && telemetry_ ? "uploaded" : "kept on the device");
 }

@@ -43,6 +43,7 @@ std::shared_ptr<monitor::VersionMonitor> NewMonitor(const ServedVersion& served,
                                                     const TelemetryConfig& config) {
   monitor::MonitorOptions options;
   options.sample_per_request = config.sample_per_request;
+  options.budget = config.monitor_budget;
   std::vector<monitor::BaselineFeature> features;
   std::optional<monitor::PredictionSpec> predictions;
   if (auto layers = variant.Layers(pkg::media::kBaseline); !layers.empty()) {
@@ -118,12 +119,13 @@ Result<std::vector<runtime::Tensor>> Execute(ServedVersion& model,
   if (shadow || capture) {
     kept_inputs = inputs;
   }
-  if (model.monitor) {
+  const bool observe = model.monitor && model.monitor->ShouldObserve();
+  if (observe) {
     model.monitor->ObserveInputs(inputs);
   }
   auto outputs = model.scheduler->Execute(std::move(inputs), arrival);
   if (model.monitor) {
-    if (outputs) {
+    if (observe && outputs) {
       model.monitor->ObserveOutputs(*outputs);
     }
     model.monitor->Finish(outputs.has_value(), steady_clock::now() - arrival);

@@ -523,7 +523,8 @@ std::string MonitorView(const json& answer) {
           line += " (" + Number(json(counts[i].get<double>() * 100 / total), 1) + "%)";
         }
       }
-      out += "\npredictions of " + Field(v, "version") + ": " + line + "\n";
+      out += "\npredictions of " + Field(v, "version") + " (of " + Field(v, "observed") +
+             " observed requests): " + line + "\n";
     }
   }
   const json& alerts = ArrayAt(answer, "alerts");

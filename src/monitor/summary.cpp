@@ -76,6 +76,7 @@ json VersionSummary::ToJson() const {
   json j = {{"version", version},
             {"requests", requests},
             {"errors", errors},
+            {"observed", observed},
             {"error_rate", requests ? static_cast<double>(errors) / static_cast<double>(requests)
                                     : 0.0},
             {"throughput_rps", Throughput()},
@@ -124,6 +125,7 @@ std::vector<VersionSummary> Summarize(const std::string& model,
     ++s.intervals;
     s.requests += r.counts.requests;
     s.errors += r.counts.errors;
+    s.observed += r.observed;
     s.start_ms = std::min(s.start_ms, r.start_ms);
     s.end_ms = std::max(s.end_ms, r.end_ms);
     a.devices.insert(r.device);

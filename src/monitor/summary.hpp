@@ -29,6 +29,7 @@ struct VersionSummary {
   std::string version;
   std::uint64_t requests = 0;
   std::uint64_t errors = 0;
+  std::uint64_t observed = 0;  // requests whose values drift and predictions are counted from
   std::int64_t start_ms = 0;  // first interval's start
   std::int64_t end_ms = 0;    // last interval's end
   std::size_t devices = 0;

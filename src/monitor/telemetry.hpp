@@ -59,6 +59,9 @@ struct MonitorOptions {
   std::size_t ks_points = 200;
   std::uint64_t min_requests = 10;
   DriftThresholds thresholds;
+  // The share of the serving time the monitor may spend reading requests' values: when reading
+  // every request would cost more, it reads every k-th (VersionMonitor::ShouldObserve).
+  double budget = 0.005;
 };
 
 // Requests over one interval.

@@ -2,9 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 
 namespace airlock::monitor {
+
+using std::chrono::steady_clock;
+
 namespace {
 
 std::uint64_t Elements(const std::vector<std::int64_t>& shape, std::size_t from, std::size_t to) {
@@ -151,8 +156,11 @@ VersionMonitor::VersionMonitor(std::string model, std::string version,
       version_(std::move(version)),
       options_(options),
       start_ms_(start_ms) {
-  counts_.latency_bounds_us = kLatencyBoundsUs;
-  counts_.latency_counts.assign(kLatencyBoundsUs.size() + 1, 0);
+  static_assert(sizeof(Shard) % 128 == 0);
+  if (kLatencyBoundsUs.size() + 1 > kMaxBuckets) {
+    std::abort();  // a programming error: the buckets need more room
+  }
+  chosen_at_ = steady_clock::now();
   for (auto& f : features) {
     FeatureState s;
     s.current.edges = f.histogram.edges;
@@ -192,10 +200,12 @@ void VersionMonitor::Sample(const FeatureState& f, const runtime::Tensor& t, std
 }
 
 void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
+  const auto start = steady_clock::now();
   std::uint64_t request = 0;  // moves the sample's offset from one request to the next
   {
     std::lock_guard lock(mu_);
     request = observed_++;
+    ++observed_since_choice_;
   }
   // The values are read and counted into bins without the lock (the features' baselines do not
   // change); under it, the request's counts are added and the values offered to the reservoirs,
@@ -231,10 +241,17 @@ void VersionMonitor::ObserveInputs(const std::vector<runtime::Tensor>& inputs) {
     f.reservoir.Offer(values.data() + begin, ends[i] - begin, options_.ks_points, rng_);
     begin = ends[i];
   }
+  observing_ += steady_clock::now() - start;
 }
 
 void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs) {
+  const auto start = steady_clock::now();
   std::lock_guard lock(mu_);
+  CountPredictions(outputs);
+  observing_ += steady_clock::now() - start;
+}
+
+void VersionMonitor::CountPredictions(const std::vector<runtime::Tensor>& outputs) {
   if (!predictions_) {
     return;
   }
@@ -272,17 +289,70 @@ void VersionMonitor::ObserveOutputs(const std::vector<runtime::Tensor>& outputs)
   }
 }
 
+VersionMonitor::Shard& VersionMonitor::Mine(std::array<Shard, kShards>& shards) {
+  static std::atomic<std::size_t> next{0};
+  thread_local const std::size_t index = next.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return shards[index];
+}
+
+bool VersionMonitor::ShouldObserve() {
+  std::uint64_t ticket = Mine(shards_).tickets.fetch_add(1, std::memory_order_relaxed);
+  return ticket % stride_.load(std::memory_order_relaxed) == 0;
+}
+
 void VersionMonitor::Finish(bool ok, std::chrono::nanoseconds latency) {
-  auto us = static_cast<std::uint64_t>(
-      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(latency).count()));
-  std::lock_guard lock(mu_);
-  ++counts_.requests;
+  auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, latency.count()));
+  auto bucket = std::lower_bound(kLatencyBoundsUs.begin(), kLatencyBoundsUs.end(), ns / 1000);
+  Shard& s = Mine(shards_);
+  s.latency[static_cast<std::size_t>(bucket - kLatencyBoundsUs.begin())].fetch_add(
+      1, std::memory_order_relaxed);
+  s.latency_ns.fetch_add(ns, std::memory_order_relaxed);
   if (!ok) {
-    ++counts_.errors;
+    s.errors.fetch_add(1, std::memory_order_relaxed);
   }
-  auto bucket = std::lower_bound(kLatencyBoundsUs.begin(), kLatencyBoundsUs.end(), us);
-  ++counts_.latency_counts[static_cast<std::size_t>(bucket - kLatencyBoundsUs.begin())];
-  counts_.latency_sum_us += us;
+  if (s.requests.fetch_add(1, std::memory_order_relaxed) % kWindow == kWindow - 1) {
+    std::lock_guard lock(mu_);
+    ChooseStride(steady_clock::now());
+  }
+}
+
+VersionMonitor::Totals VersionMonitor::Sum() const {
+  Totals t;
+  for (const Shard& s : shards_) {
+    t.requests += s.requests.load(std::memory_order_relaxed);
+    t.errors += s.errors.load(std::memory_order_relaxed);
+    t.latency_ns += s.latency_ns.load(std::memory_order_relaxed);
+    for (std::size_t b = 0; b < kMaxBuckets; ++b) {
+      t.latency[b] += s.latency[b].load(std::memory_order_relaxed);
+    }
+  }
+  return t;
+}
+
+void VersionMonitor::ChooseStride(steady_clock::time_point now) {
+  const Totals totals = Sum();
+  const auto requests = static_cast<double>(totals.requests - at_choice_.requests);
+  const auto latency = static_cast<double>(totals.latency_ns - at_choice_.latency_ns);
+  std::uint64_t stride = stride_.load(std::memory_order_relaxed);
+  if (observed_since_choice_ > 0 && requests > 0) {
+    static const double kThreads = std::max(1u, std::thread::hardware_concurrency());
+    double per_observed = static_cast<double>(observing_.count()) /
+                          static_cast<double>(observed_since_choice_);
+    double serving =
+        std::min(latency, static_cast<double>((now - chosen_at_).count()) * kThreads);
+    double affordable = options_.budget * serving / std::max(per_observed, 1.0);  // observations
+    stride = affordable >= requests
+                 ? 1
+                 : static_cast<std::uint64_t>(std::ceil(requests / std::max(affordable, 1.0)));
+  }
+  stride = std::clamp<std::uint64_t>(stride, 1, stride_cap_);
+  if (stride != stride_.load(std::memory_order_relaxed)) {
+    stride_.store(stride, std::memory_order_relaxed);
+  }
+  at_choice_ = totals;
+  chosen_at_ = now;
+  observed_since_choice_ = 0;
+  observing_ = {};
 }
 
 IntervalReport VersionMonitor::Cut(std::int64_t now_ms) {
@@ -292,11 +362,15 @@ IntervalReport VersionMonitor::Cut(std::int64_t now_ms) {
   r.version = version_;
   r.start_ms = start_ms_;
   r.end_ms = now_ms;
-  r.counts = counts_;
-  counts_.requests = 0;
-  counts_.errors = 0;
-  counts_.latency_sum_us = 0;
-  std::fill(counts_.latency_counts.begin(), counts_.latency_counts.end(), 0);
+  const Totals totals = Sum();
+  r.counts.requests = totals.requests - at_cut_.requests;
+  r.counts.errors = totals.errors - at_cut_.errors;
+  r.counts.latency_sum_us = (totals.latency_ns - at_cut_.latency_ns) / 1000;
+  r.counts.latency_bounds_us = kLatencyBoundsUs;
+  for (std::size_t b = 0; b <= kLatencyBoundsUs.size(); ++b) {
+    r.counts.latency_counts.push_back(totals.latency[b] - at_cut_.latency[b]);
+  }
+  at_cut_ = totals;
   r.observed = observed_;
   bool enough = observed_ >= options_.min_requests;
   auto judge = [&](const std::string& name, const Histogram& baseline, const Histogram& current,
@@ -339,6 +413,11 @@ IntervalReport VersionMonitor::Cut(std::int64_t now_ms) {
     }
     std::fill(predictions_->histogram.counts.begin(), predictions_->histogram.counts.end(), 0);
   }
+  // At the rate of this interval, the next must observe enough requests to judge drift.
+  stride_cap_ = std::clamp<std::uint64_t>(r.counts.requests / (4 * std::max<std::uint64_t>(
+                                                                   options_.min_requests, 1)),
+                                          1, kMaxStride);
+  ChooseStride(steady_clock::now());
   observed_ = 0;
   start_ms_ = now_ms;
   return r;

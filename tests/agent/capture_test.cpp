@@ -42,6 +42,40 @@ TEST(CaptureRing, SamplesExactlyTheRateEvenlySpread) {
   EXPECT_FALSE(none->Sample());
 }
 
+TEST(CaptureRing, KeepsAtMostMaxPerSecondAndCountsWhatItSkips) {
+  testing::TempDir dir;
+  // Every request chosen, at most 5 a second: a burst of 1000 requests gets 5.
+  auto ring = CaptureRing::Open(dir / "c", "dev-1", Policy(1, 1 << 20), {}, 5).value();
+  int taken = 0;
+  for (int i = 0; i < 1000; ++i) {
+    taken += ring->Sample() ? 1 : 0;
+  }
+  // 5, and one more if the loop took over 200 ms.
+  EXPECT_GE(taken, 5);
+  EXPECT_LE(taken, 6);
+  EXPECT_EQ(ring->limited(), 1000u - static_cast<std::uint64_t>(taken));
+  EXPECT_EQ(ring->dropped(), 0u);
+  EXPECT_FALSE(CaptureRing::Open(dir / "d", "dev-1", Policy(1, 1 << 20), {}, 0));
+}
+
+TEST(CaptureRing, RefusesBeforeTheCopyWhenItsQueueIsFull) {
+  testing::TempDir dir;
+  auto ring = CaptureRing::Open(dir / "c", "dev-1", Policy(1, 1 << 20), {}, 1e6).value();
+  // The worker writes slower than this loop offers: once the queue is full, Sample says no and
+  // counts a drop, so the request copies nothing for a capture that would not be kept.
+  std::uint64_t offered = 0;
+  for (int i = 0; i < 2000 && ring->dropped() == 0; ++i) {
+    if (ring->Sample()) {
+      ++offered;
+      ring->Offer("m", "1", std::nullopt, {Floats("x", 20000)}, {});
+    }
+  }
+  EXPECT_GT(ring->dropped(), 0u);
+  ring->Drain();
+  EXPECT_EQ(ring->captured(), offered);  // every capture Sample let through was kept
+  EXPECT_EQ(ring->limited(), 0u);
+}
+
 TEST(CaptureRing, KeepsTheNewestWithinItsBoundAndUploadsWhatThePolicySays) {
   testing::TempDir dir;
   std::mutex mu;

@@ -23,6 +23,12 @@ TEST(AgentConfig, EmptyMeansDefaults) {
   EXPECT_EQ(c->defaults.versions.kind, VersionPolicy::Kind::kLatest);
   EXPECT_EQ(c->defaults.versions.latest, 1u);
   EXPECT_FALSE(c->defaults.batching);
+  EXPECT_EQ(c->telemetry.monitor_budget, 0.005);
+  EXPECT_EQ(c->telemetry.capture_max_per_second, 20);
+  auto t = FromYaml("telemetry: {monitor_budget: 0.02, capture_max_per_second: 2.5}");
+  ASSERT_TRUE(t) << t.error().ToString();
+  EXPECT_EQ(t->telemetry.monitor_budget, 0.02);
+  EXPECT_EQ(t->telemetry.capture_max_per_second, 2.5);
 }
 
 TEST(AgentConfig, ModelsOverrideDefaultsKeyByKey) {
@@ -69,6 +75,10 @@ TEST(AgentConfig, MistakesNameTheKey) {
            {"models: {m: {instances: 0}}", "models.m.instances"},
            {"model_control: sometimes", "want all or explicit"},
            {"[1, 2]", "must be a mapping"},
+           {"telemetry: {monitor_budget: 0}", "telemetry.monitor_budget: must be a number from 0.0001 to 1"},
+           {"telemetry: {monitor_budget: 5%}", "telemetry.monitor_budget: must be a number"},
+           {"telemetry: {capture_max_per_second: -1}", "telemetry.capture_max_per_second: must be"},
+           {"telemetry: {interval: 500ms}", "telemetry.interval: must be at least 1s"},
        }) {
     SCOPED_TRACE(k.yaml);
     auto c = FromYaml(k.yaml);

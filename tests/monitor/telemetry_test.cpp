@@ -163,6 +163,58 @@ TEST(VersionMonitor, UnshiftedInputsStayOkAndShiftedOnesAlertOnce) {
   }
 }
 
+// Serves n requests through m as the agent does: observed when ShouldObserve says so, each taking
+// `latency`. Returns how many were observed.
+int Serve(VersionMonitor& m, std::mt19937& rng, int n, std::chrono::nanoseconds latency,
+          double shift = 0) {
+  int observed = 0;
+  for (int i = 0; i < n; ++i) {
+    if (m.ShouldObserve()) {
+      m.ObserveInputs({Image(rng, shift, shift)});
+      ++observed;
+    }
+    m.Finish(true, latency);
+  }
+  return observed;
+}
+
+TEST(VersionMonitor, ObservesEveryRequestWhileThatIsWithinItsBudget) {
+  // Requests that take a second each, but no more of the wall time (times the hardware threads)
+  // than this loop takes, of which observing is a part: within a budget of 100 %.
+  VersionMonitor m("m", "1", {NormalFeature("c0", "image", 1, 0)}, std::nullopt, 0,
+                   MonitorOptions{.sample_per_request = 256, .ks_points = 200, .min_requests = 10,
+                                  .thresholds = {}, .budget = 1.0});
+  std::mt19937 rng(5);
+  constexpr int kRequests = 3 * static_cast<int>(VersionMonitor::kWindow);
+  EXPECT_EQ(Serve(m, rng, kRequests, std::chrono::seconds(1)), kRequests);
+  EXPECT_EQ(m.stride(), 1u);
+  IntervalReport r = m.Cut(60000);
+  EXPECT_EQ(r.observed, r.counts.requests);
+  EXPECT_EQ(m.stride(), 1u);
+}
+
+TEST(VersionMonitor, ObservesEveryKthRequestWhenObservingAllWouldCostMoreThanItsBudget) {
+  VersionMonitor m("m", "1", {NormalFeature("c0", "image", 1, 0)}, std::nullopt, 0);
+  std::mt19937 rng(5);
+  // Requests that take a nanosecond: observing even one of a window is over 1 % of that.
+  constexpr auto kWindow = static_cast<int>(VersionMonitor::kWindow);
+  EXPECT_EQ(Serve(m, rng, kWindow, std::chrono::nanoseconds(1)), kWindow);  // the first window
+  EXPECT_EQ(m.stride(), VersionMonitor::kWindow);  // as few as it can: one a window
+  EXPECT_EQ(Serve(m, rng, 3 * kWindow, std::chrono::nanoseconds(1)), 3);
+  // The interval must still observe enough to judge drift: at this rate, the next one observes
+  // at least 4 * min_requests (10) of its 4096 requests.
+  IntervalReport r = m.Cut(60000);
+  EXPECT_EQ(r.counts.requests, 4u * VersionMonitor::kWindow);
+  EXPECT_EQ(r.observed, VersionMonitor::kWindow + 3);
+  EXPECT_EQ(m.stride(), 4u * VersionMonitor::kWindow / 40);
+  int observed = Serve(m, rng, 4 * kWindow, std::chrono::nanoseconds(1), 3);
+  EXPECT_GE(observed, 40);
+  IntervalReport shifted = m.Cut(120000);
+  EXPECT_EQ(shifted.observed, static_cast<std::uint64_t>(observed));
+  EXPECT_EQ(shifted.counts.requests, 4u * VersionMonitor::kWindow);
+  EXPECT_EQ(shifted.level, DriftLevel::kAlert);  // a sample of the requests still shows drift
+}
+
 TEST(VersionMonitor, JudgesNothingWithTooFewRequests) {
   VersionMonitor m("m", "1", {NormalFeature("c0", "image", 1, 0)}, std::nullopt, 0);
   std::mt19937 rng(3);
