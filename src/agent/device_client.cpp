@@ -190,6 +190,15 @@ Result<std::unique_ptr<DeviceClient>> DeviceClient::Start(DeviceClientOptions op
   mqtt.client_id = c->identity_.device_id;
   mqtt.username = c->identity_.mqtt_username;
   mqtt.password = c->identity_.mqtt_password;
+  if (mqtt.broker_url.starts_with("mqtts://") || mqtt.broker_url.starts_with("ssl://")) {
+    // The factory broker's certificate is from the gateway's device CA, as is the device's own,
+    // which names it to the broker (docs/security.md, "The brokers").
+    const fs::path id = IdentityDir(c->options_.store);
+    mqtt.tls = net::MqttTls{.ca_file = (id / "ca.pem").string(),
+                            .cert_file = (id / "cert.pem").string(),
+                            .key_file = (id / "key.pem").string(),
+                            .verify_hostname = true};
+  }
   AIRLOCK_ASSIGN_OR_RETURN(std::string online,
                            c->topics_->Topic(delivery::DeviceTopicKind::kOnline,
                                              c->identity_.device_id));

@@ -94,9 +94,23 @@ Status AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
 
 // A certificate for key, named common_name, issued by issuer (itself when null) and signed with
 // issuer_key; serial_hex receives its serial.
+enum class CertKind { kCa, kClient, kServer };
+
+// "DNS:name" or "IP:address" for each name, comma-separated (a subjectAltName's value).
+std::string AltNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    bool ip = !n.empty() && (n.find(':') != std::string::npos ||
+                             n.find_first_not_of("0123456789.") == std::string::npos);
+    out += (out.empty() ? "" : ",") + std::string(ip ? "IP:" : "DNS:") + n;
+  }
+  return out;
+}
+
 Result<Cert> MakeCertificate(EVP_PKEY* key, std::string_view common_name, X509* issuer,
                              EVP_PKEY* issuer_key, TimePoint not_before, TimePoint not_after,
-                             bool ca, std::string& serial_hex) {
+                             CertKind kind, const std::vector<std::string>& names,
+                             std::string& serial_hex) {
   Cert cert(X509_new());
   if (!cert || X509_set_version(cert.get(), 2) != 1) {
     return Fail(SslFailure("cannot make a certificate"));
@@ -124,7 +138,7 @@ Result<Cert> MakeCertificate(EVP_PKEY* key, std::string_view common_name, X509* 
       X509_set_pubkey(cert.get(), key) != 1) {
     return Fail(SslFailure("cannot set the issuer or the key"));
   }
-  if (ca) {
+  if (kind == CertKind::kCa) {
     AIRLOCK_RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_basic_constraints,
                                          "critical,CA:TRUE,pathlen:0"));
     AIRLOCK_RETURN_IF_ERROR(
@@ -134,7 +148,12 @@ Result<Cert> MakeCertificate(EVP_PKEY* key, std::string_view common_name, X509* 
         AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:FALSE"));
     AIRLOCK_RETURN_IF_ERROR(
         AddExtension(cert.get(), signer, NID_key_usage, "critical,digitalSignature"));
-    AIRLOCK_RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_ext_key_usage, "clientAuth"));
+    AIRLOCK_RETURN_IF_ERROR(AddExtension(cert.get(), signer, NID_ext_key_usage,
+                                         kind == CertKind::kServer ? "serverAuth" : "clientAuth"));
+  }
+  if (!names.empty()) {
+    AIRLOCK_RETURN_IF_ERROR(
+        AddExtension(cert.get(), signer, NID_subject_alt_name, AltNames(names).c_str()));
   }
   AIRLOCK_RETURN_IF_ERROR(
       AddExtension(cert.get(), signer, NID_subject_key_identifier, "hash"));
@@ -202,8 +221,8 @@ Result<CertificateAuthority> CertificateAuthority::Open(const fs::path& dir,
     AIRLOCK_ASSIGN_OR_RETURN(Pkey key, ReadKey(key_pem));
     std::string serial;
     AIRLOCK_ASSIGN_OR_RETURN(Cert cert, MakeCertificate(key.get(), common_name, nullptr, key.get(),
-                                                        now - kClockSkew, now + kCaValidity, true,
-                                                        serial));
+                                                        now - kClockSkew, now + kCaValidity,
+                                                        CertKind::kCa, {}, serial));
     AIRLOCK_ASSIGN_OR_RETURN(std::string cert_pem, CertPem(cert.get()));
     AIRLOCK_RETURN_IF_ERROR(MakeDirectories(dir));
     // The key first: a crash between the two leaves a key without a certificate, refused below
@@ -238,6 +257,27 @@ Result<CertificateAuthority> CertificateAuthority::Open(const fs::path& dir,
 Result<IssuedCertificate> CertificateAuthority::Issue(std::string_view csr_pem,
                                                       std::string_view common_name, TimePoint now,
                                                       std::chrono::seconds validity) const {
+  return IssueLeaf(csr_pem, common_name, {}, now, validity, false);
+}
+
+Result<IssuedCertificate> CertificateAuthority::IssueServer(std::string_view csr_pem,
+                                                            std::string_view common_name,
+                                                            const std::vector<std::string>& names,
+                                                            TimePoint now,
+                                                            std::chrono::seconds validity) const {
+  if (names.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "a server certificate needs the host names or addresses clients connect to");
+  }
+  return IssueLeaf(csr_pem, common_name, names, now, validity, true);
+}
+
+Result<IssuedCertificate> CertificateAuthority::IssueLeaf(std::string_view csr_pem,
+                                                          std::string_view common_name,
+                                                          const std::vector<std::string>& names,
+                                                          TimePoint now,
+                                                          std::chrono::seconds validity,
+                                                          bool server) const {
   Bio bio = ossl::ReadBio(csr_pem);
   Csr csr(PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
   if (!csr) {
@@ -260,7 +300,9 @@ Result<IssuedCertificate> CertificateAuthority::Issue(std::string_view csr_pem,
   out.not_after = now + validity;
   AIRLOCK_ASSIGN_OR_RETURN(Cert cert,
                            MakeCertificate(requested, common_name, ca_cert.get(), ca_key.get(),
-                                           out.not_before, out.not_after, false, out.serial));
+                                           out.not_before, out.not_after,
+                                           server ? CertKind::kServer : CertKind::kClient, names,
+                                           out.serial));
   AIRLOCK_ASSIGN_OR_RETURN(out.pem, CertPem(cert.get()));
   return out;
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.hpp"
 #include "core/time.hpp"
@@ -50,7 +51,20 @@ class CertificateAuthority {
                                                 std::string_view common_name, TimePoint now,
                                                 std::chrono::seconds validity) const;
 
+  // The same for a server (a broker, an HTTPS listener): serverAuth instead of clientAuth, and
+  // the names clients connect to as subjectAltNames (host names, IPv4 or IPv6 addresses).
+  [[nodiscard]] Result<IssuedCertificate> IssueServer(std::string_view csr_pem,
+                                                      std::string_view common_name,
+                                                      const std::vector<std::string>& names,
+                                                      TimePoint now,
+                                                      std::chrono::seconds validity) const;
+
  private:
+  [[nodiscard]] Result<IssuedCertificate> IssueLeaf(std::string_view csr_pem,
+                                                    std::string_view common_name,
+                                                    const std::vector<std::string>& names,
+                                                    TimePoint now, std::chrono::seconds validity,
+                                                    bool server) const;
   CertificateAuthority(std::string key_pem, std::string cert_pem)
       : key_pem_(std::move(key_pem)), cert_pem_(std::move(cert_pem)) {}
   std::string key_pem_;

@@ -1,5 +1,7 @@
 #include "gateway/cli.hpp"
 
+#include "gateway/broker_config.hpp"
+
 #include <unistd.h>
 #include <algorithm>
 #include <cctype>
@@ -559,6 +561,24 @@ int Main(int argc, char** argv) {
                            "also write the token to this file (0600), e.g. "
                            "/var/lib/airlock-gateway/operator-token");
 
+  auto* broker_cmd = app.add_subcommand(
+      "broker-config",
+      "Write the factory broker's TLS certificates, ACL and mosquitto.conf (devices confined to "
+      "their own topics)");
+  std::string broker_out;
+  std::vector<std::string> broker_names;
+  int broker_port = 8883;
+  std::string broker_address;
+  broker_cmd->add_option("--config", config_path, "the gateway's configuration")->required();
+  broker_cmd->add_option("--out", broker_out, "the directory to write into, e.g. /etc/mosquitto/airlock")
+      ->required();
+  broker_cmd->add_option("--name", broker_names,
+                         "a host name or address devices reach the broker at (repeat for more)")
+      ->required();
+  broker_cmd->add_option("--port", broker_port, "the broker's TLS port")->capture_default_str();
+  broker_cmd->add_option("--address", broker_address,
+                         "the address the broker listens on (default: every interface)");
+
   auto* approvals = app.add_subcommand(
       "approvals", "The operator's approvals, from the running gateway's API");
   approvals->require_subcommand(1);
@@ -675,6 +695,34 @@ int Main(int argc, char** argv) {
   if (import_cmd->parsed()) {
     SetupLogging("warn");
     return Import(gateway_url, token_file, bundle, as_json);
+  }
+  if (broker_cmd->parsed()) {
+    SetupLogging("warn");
+    auto config = ConfigFrom(config_path);
+    if (!config) {
+      return Report(config.error());
+    }
+    SystemClock clock;
+    auto ca = OpenDeviceCa(*config, clock.Now());
+    if (!ca) {
+      return Report(ca.error());
+    }
+    FactoryBrokerOptions o{.gateway_name = config->name,
+                           .prefix = config->factory_prefix(),
+                           .names = broker_names,
+                           .port = broker_port,
+                           .address = broker_address,
+                           .dir = broker_out};
+    if (Status written = WriteFactoryBrokerFiles(*ca, o, clock.Now()); !written) {
+      return Report(written.error());
+    }
+    std::printf(
+        "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"
+        "start the broker:   mosquitto -c %s/mosquitto.conf\n"
+        "then set devices.mqtt_broker: mqtts://%s:%d in the gateway's configuration; devices\n"
+        "enrolled from then on connect with TLS and their certificates (docs/security.md)\n",
+        broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port);
+    return kExitOk;
   }
   if (token_create->parsed()) {
     SetupLogging("warn");

@@ -95,6 +95,7 @@ mqtt:
 devices:
   mqtt_broker: ""             # the factory broker of this site's devices; "" = mqtt.broker
   mqtt_prefix: ""             # their topics' prefix; "" = mqtt.prefix
+  mqtt_tls_dir: ""            # with an mqtts:// broker: what `broker-config --out` wrote
 http:
   address: 127.0.0.1          # the device registry (/v2/) and the operator API (/api/v1/)
   port: 7500
@@ -167,11 +168,15 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "client_id", c.mqtt_client_id, true)));
   }
   if (const json* devices = Section(top, "devices")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*devices, "devices", {"mqtt_broker", "mqtt_prefix"})));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(CheckKeys(*devices, "devices", {"mqtt_broker", "mqtt_prefix", "mqtt_tls_dir"})));
     AIRLOCK_RETURN_IF_ERROR(
         in(Str(*devices, "devices.", "mqtt_broker", c.devices_mqtt_broker, true)));
     AIRLOCK_RETURN_IF_ERROR(
         in(Str(*devices, "devices.", "mqtt_prefix", c.devices_mqtt_prefix, true)));
+    std::string tls_dir;
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*devices, "devices.", "mqtt_tls_dir", tls_dir, true)));
+    c.devices_mqtt_tls_dir = tls_dir;
   }
   if (const json* http = Section(top, "http")) {
     AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*http, "http", {"address", "port"})));
@@ -261,6 +266,11 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   }
   if (!c.devices_mqtt_prefix.empty() && !delivery::Topics::Create(c.devices_mqtt_prefix)) {
     return bad("devices.mqtt_prefix", "must be 1-8 levels of A-Za-z0-9._-");
+  }
+  if (c.factory_broker().starts_with("mqtts://") && c.devices_mqtt_tls_dir.empty()) {
+    return bad("devices.mqtt_tls_dir",
+               "is needed with an mqtts:// factory broker: the directory airlock-gateway "
+               "broker-config wrote (its gateway.pem, gateway.key and ca.pem)");
   }
   if (!c.hub_url.starts_with("http://") && !c.hub_url.starts_with("https://")) {
     return bad("hub.url", "must start with http:// or https://");

@@ -61,6 +61,9 @@ struct GatewayConfig {
   // as mqtt_broker (a small site with one broker). Enrolled devices are told this one.
   std::string devices_mqtt_broker;
   std::string devices_mqtt_prefix;  // "" → mqtt_prefix
+  // With an mqtts:// factory broker: the files of airlock-gateway broker-config (the gateway's
+  // client certificate and key, and the CA the broker's certificate chains to).
+  std::filesystem::path devices_mqtt_tls_dir;
   std::string log_level = "info";
 
   std::filesystem::path cache_dir() const { return data / "cache"; }

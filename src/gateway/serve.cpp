@@ -10,6 +10,7 @@
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
 #include "gateway/approvals_api.hpp"
+#include "gateway/broker_config.hpp"
 #include "gateway/cache.hpp"
 #include "gateway/delivery_service.hpp"
 #include "gateway/devices_api.hpp"
@@ -148,8 +149,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   }
   // What devices are enrolled with: the CA that certifies them, the key their directives are
   // signed with, and the root they pin (docs/rollout.md, "Enrollment").
-  auto device_ca = pki::CertificateAuthority::Open(
-      config.data / "devices", "airlock-gateway " + config.name + " devices", clock.Now());
+  auto device_ca = OpenDeviceCa(config, clock.Now());
   if (!device_ca) {
     return Report(device_ca.error());
   }
@@ -202,6 +202,13 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   // persistent session would get retained messages only for new subscriptions, and its queued
   // messages before the handlers are registered).
   fleet_mqtt_options.persistent_session = false;
+  if (!config.devices_mqtt_tls_dir.empty() && config.factory_broker().starts_with("mqtts://")) {
+    const auto& dir = config.devices_mqtt_tls_dir;
+    fleet_mqtt_options.tls = net::MqttTls{.ca_file = (dir / "ca.pem").string(),
+                                          .cert_file = (dir / "gateway.pem").string(),
+                                          .key_file = (dir / "gateway.key").string(),
+                                          .verify_hostname = true};
+  }
   auto fleet_mqtt = net::MqttClient::Create(fleet_mqtt_options);
   if (!fleet_mqtt) {
     return Report(fleet_mqtt.error());

@@ -55,25 +55,26 @@ const char* VersionName(MqttVersion v) {
 }
 
 // "tcp://host:port" for Paho from "tcp://" or "mqtt://" URLs; the port is optional.
-Result<std::string> ServerUri(const std::string& url) {
+// "tcp://host:port" or "ssl://host:port" (Paho's names) for a broker URL; tls says which.
+Result<std::string> ServerUri(const std::string& url, bool* tls) {
   std::string_view rest;
-  for (std::string_view scheme : {"tcp://", "mqtt://"}) {
+  *tls = false;
+  for (std::string_view scheme : {"tcp://", "mqtt://", "ssl://", "mqtts://"}) {
     if (url.starts_with(scheme)) {
       rest = std::string_view(url).substr(scheme.size());
+      *tls = scheme == "ssl://" || scheme == "mqtts://";
     }
   }
   if (rest.empty()) {
-    if (url.starts_with("ssl://") || url.starts_with("mqtts://")) {
-      return Fail(ErrorCode::kUnsupported, "MQTT over TLS is not supported yet: " + url);
-    }
     return Fail(ErrorCode::kInvalidArgument,
-                "broker URL must look like tcp://host:port or mqtt://host:port: '" + url + "'");
+                "broker URL must look like mqtts://host:port (TLS) or mqtt://host:port: '" + url +
+                    "'");
   }
   if (!rest.empty() && rest.back() == '/') {
     rest.remove_suffix(1);
   }
   std::string_view host = rest;
-  int port = 1883;
+  int port = *tls ? 8883 : 1883;
   auto colon = rest.rfind(':');
   if (colon != std::string_view::npos && rest.find(']') == std::string_view::npos) {
     host = rest.substr(0, colon);
@@ -86,7 +87,7 @@ Result<std::string> ServerUri(const std::string& url) {
   if (host.empty() || host.find('/') != std::string_view::npos) {
     return Fail(ErrorCode::kInvalidArgument, "bad host in broker URL '" + url + "'");
   }
-  return "tcp://" + std::string(host) + ":" + std::to_string(port);
+  return (*tls ? "ssl://" : "tcp://") + std::string(host) + ":" + std::to_string(port);
 }
 
 // Turns off Nagle's algorithm on this process's TCP connections to the broker of server_uri
@@ -171,10 +172,29 @@ struct MqttClient::Gate {
 };
 
 Result<std::unique_ptr<MqttClient>> MqttClient::Create(MqttOptions options) {
-  if (options.tls) {
-    return Fail(ErrorCode::kUnsupported, "MQTT over TLS is not supported yet");
+  bool tls = false;
+  AIRLOCK_ASSIGN_OR_RETURN(std::string uri, ServerUri(options.broker_url, &tls));
+  if (options.tls && !tls) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "TLS settings are given but the broker URL " + options.broker_url +
+                    " is plain MQTT: use mqtts://");
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string uri, ServerUri(options.broker_url));
+  if (tls && !options.tls) {
+    options.tls = MqttTls{};  // the system's trusted certificates, no client certificate
+  }
+  if (options.tls) {
+    const MqttTls& t = *options.tls;
+    if (t.cert_file.empty() != t.key_file.empty()) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "an MQTT client certificate needs both its certificate and its key file");
+    }
+    for (const std::string* f : {&t.ca_file, &t.cert_file, &t.key_file}) {
+      std::error_code ec;
+      if (!f->empty() && !std::filesystem::is_regular_file(*f, ec)) {
+        return Fail(ErrorCode::kNotFound, "MQTT TLS file " + *f + " does not exist");
+      }
+    }
+  }
   if (options.client_id.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "MQTT client id must not be empty");
   }
@@ -315,6 +335,20 @@ Status MqttClient::ConnectOnce(MqttVersion version, bool* protocol_refused) {
         opts.set_password(options_.password);
       }
     }
+    if (options_.tls) {
+      const MqttTls& t = *options_.tls;
+      mqtt::ssl_options ssl;
+      if (!t.ca_file.empty()) {
+        ssl.set_trust_store(t.ca_file);
+      }
+      if (!t.cert_file.empty()) {
+        ssl.set_key_store(t.cert_file);
+        ssl.set_private_key(t.key_file);
+      }
+      ssl.set_enable_server_cert_auth(true);
+      ssl.set_verify(t.verify_hostname);
+      opts.set_ssl(std::move(ssl));
+    }
     if (options_.will) {
       opts.set_will(mqtt::will_options(options_.will->topic, options_.will->payload,
                                        options_.will->qos, options_.will->retained));
@@ -341,8 +375,18 @@ Status MqttClient::ConnectOnce(MqttVersion version, bool* protocol_refused) {
       *protocol_refused = me->get_return_code() == 1 || me->get_reason_code() == 1 ||
                           me->get_reason_code() == 0x84;
     }
-    return Fail(PahoError("connecting to " + server_uri_ + " (MQTT " + VersionName(version) + ")",
-                          e));
+    // Paho does not say why a TLS handshake failed (its error callback is not safe to use: it
+    // keeps a pointer into options that do not outlive the connect), so say what to check.
+    std::string hint =
+        options_.tls ? "; over TLS, check that the broker's certificate chains to " +
+                           (options_.tls->ca_file.empty() ? std::string("the system's CAs")
+                                                          : options_.tls->ca_file) +
+                           " and names the URL's host, and that the broker accepts this client's "
+                           "certificate"
+                     : "";
+    Error error =
+        PahoError("connecting to " + server_uri_ + " (MQTT " + VersionName(version) + ")", e);
+    return Fail(Error(error.code(), error.message() + hint));
   }
   return {};
 }

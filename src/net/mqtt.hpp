@@ -52,8 +52,10 @@ struct MqttWill {
   bool retained = true;
 };
 
-// TLS is not implemented yet; setting `tls` makes Create fail with kUnsupported. The fields are
-// what the device-certificate enrollment (DESIGN §5.2) will fill in.
+// MQTT over TLS (a broker URL mqtts://host:port, port 8883 by default). The broker's certificate
+// must chain to ca_file (the system's trusted certificates when empty) and, with verify_hostname,
+// name the host of the URL. With cert_file and key_file the client presents its certificate: a
+// device's from its enrollment, a gateway's its own (docs/security.md).
 struct MqttTls {
   std::string ca_file;           // PEM bundle the broker's certificate must chain to
   std::string cert_file;         // the device's client certificate (PEM)
@@ -108,7 +110,8 @@ bool TopicMatches(std::string_view filter, std::string_view topic);
 class MqttClient {
  public:
   // Validates the options and starts the connection thread, which connects in the background.
-  // Fails with kInvalidArgument on a bad URL, client id or QoS, kUnsupported for TLS.
+  // Fails with kInvalidArgument on a bad URL, client id or QoS, or TLS settings for a plain URL,
+  // and kNotFound for a TLS file that does not exist.
   [[nodiscard]] static Result<std::unique_ptr<MqttClient>> Create(MqttOptions options);
   ~MqttClient();
   MqttClient(const MqttClient&) = delete;

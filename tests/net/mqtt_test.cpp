@@ -108,16 +108,24 @@ TEST(MqttClient, RefusesBadOptions) {
   o = Options("tcp://127.0.0.1:1883", "");
   EXPECT_FALSE(MqttClient::Create(o));
 
+  // TLS settings with a plain URL: a mistake, not a silent downgrade.
   o = Options("tcp://127.0.0.1:1883", "x");
   o.tls = MqttTls{};
   r = MqttClient::Create(o);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().ToString().find("use mqtts://"), std::string::npos);
 
   o = Options("mqtts://127.0.0.1:8883", "x");
+  o.tls = MqttTls{.ca_file = "/nonexistent/ca.pem", .cert_file = "", .key_file = "",
+                  .verify_hostname = true};
   r = MqttClient::Create(o);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
+
+  o.tls = MqttTls{.ca_file = "", .cert_file = "/etc/hostname", .key_file = "",
+                  .verify_hostname = true};
+  EXPECT_FALSE(MqttClient::Create(o));  // a certificate without its key
 }
 
 TEST(MqttClient, PublishSubscribeRoundTripAtQos0AndQos1) {
@@ -294,7 +302,8 @@ TEST(MqttClient, BrokerPublishesTheLastWillWhenTheConnectionBreaks) {
 }
 
 TEST(MqttClient, UsernameAndPassword) {
-  MosquittoBroker broker({.port = 0, .username = "agent", .password = "s3cret"});
+  MosquittoBroker broker({.port = 0, .username = "agent", .password = "s3cret",
+                          .listener_config = "", .acl_file = {}});
   auto options = Options(broker.url(), "good");
   options.username = "agent";
   options.password = "s3cret";

@@ -100,7 +100,10 @@ MosquittoBroker::MosquittoBroker(MosquittoOptions options) : options_(std::move(
 
 MosquittoBroker::~MosquittoBroker() { Stop(); }
 
-std::string MosquittoBroker::url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+std::string MosquittoBroker::url() const {
+  return (options_.listener_config.empty() ? "tcp://127.0.0.1:" : "mqtts://127.0.0.1:") +
+         std::to_string(port_);
+}
 
 std::string MosquittoBroker::Log() const { return ReadAll(dir_ / "mosquitto.log"); }
 
@@ -122,8 +125,14 @@ void MosquittoBroker::Start() {
 
 bool MosquittoBroker::TryStart() {
   std::string config = "listener " + std::to_string(port_) + " 127.0.0.1\n" +
-                       "persistence false\n" + "log_dest stderr\n" + "log_type all\n";
-  if (options_.username.empty()) {
+                       options_.listener_config + "persistence false\n" + "log_dest stderr\n" +
+                       "log_type all\n";
+  if (!options_.acl_file.empty()) {
+    config += "acl_file " + options_.acl_file.string() + "\n";
+  }
+  if (!options_.listener_config.empty()) {
+    config += "allow_anonymous false\n";  // the certificate names the client
+  } else if (options_.username.empty()) {
     config += "allow_anonymous true\n";
   } else {
     config += "allow_anonymous false\npassword_file " + (dir_ / "passwd").string() + "\n";

@@ -40,6 +40,10 @@ struct MosquittoOptions {
   // When set, anonymous clients are refused and this one user may connect.
   std::string username;
   std::string password;
+  // When set, lines that follow the listener line (a TLS listener, e.g. MosquittoTlsListener of
+  // gateway/broker_config.hpp; url() is then mqtts://), and an ACL file.
+  std::string listener_config;
+  std::filesystem::path acl_file;
 };
 
 class MosquittoBroker {
@@ -50,7 +54,7 @@ class MosquittoBroker {
   MosquittoBroker& operator=(const MosquittoBroker&) = delete;
 
   int port() const { return port_; }
-  // "tcp://127.0.0.1:PORT"
+  // "tcp://127.0.0.1:PORT", or mqtts:// for a TLS listener
   std::string url() const;
   bool running() const { return pid_ > 0; }
 
