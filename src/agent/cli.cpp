@@ -87,6 +87,9 @@ int Main(int argc, char** argv) {
   enroll->add_option("--root", expected_root_file,
                      "refuse unless the gateway pins this root document (default: trust the "
                      "root the token-authenticated answer carries)");
+  enroll->add_option("--ca", enroll_options.ca_file,
+                     "for an https:// gateway: the CA its certificate chains to (the gateway's "
+                     "DATA/devices/ca.pem; default: the system's CAs)");
   enroll->add_flag("--force", enroll_options.force, "replace an existing identity");
 
   auto* serve = app.add_subcommand(

@@ -725,6 +725,14 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
     registry.registry.pop_back();
   }
   registry.server_name = "gateway";
+  if (url.starts_with("https://")) {
+    // The gateway's certificate is from its device CA; ours names us to it (docs/security.md).
+    const fs::path id = IdentityDir(options_.store);
+    registry.https = true;
+    registry.ca_file = (id / "ca.pem").string();
+    registry.client_cert = (id / "cert.pem").string();
+    registry.client_key = (id / "key.pem").string();
+  }
   auto client = net::RegistryClient::Create(registry);
   if (!client) {
     return failed("download", client.error().ToString());

@@ -103,6 +103,12 @@ Result<DeviceIdentity> Enroll(const std::filesystem::path& state_dir, const Enro
   AIRLOCK_ASSIGN_OR_RETURN(std::string csr, pki::MakeCsr(key_pem, "airlock-device"));
   json request = {{"token", options.token}, {"csr", csr}, {"labels", options.labels}};
   httplib::Client client(gateway);
+  if (gateway.starts_with("https://")) {
+    client.enable_server_certificate_verification(true);
+    if (!options.ca_file.empty()) {
+      client.set_ca_cert_path(options.ca_file.c_str());
+    }
+  }
   client.set_connection_timeout(10);
   client.set_read_timeout(30);
   httplib::Result r = client.Post("/api/v1/devices/enroll", request.dump(), "application/json");

@@ -49,6 +49,9 @@ struct EnrollOptions {
   // root is trusted because the one-time token authenticated the answer.
   std::optional<trust::SignedDocument> expected_root;
   bool force = false;  // replace an existing identity
+  // For an https:// gateway: the CA its certificate chains to (the gateway's device CA, its
+  // DATA/devices/ca.pem); empty: the system's CAs.
+  std::string ca_file;
 };
 
 // STATE/identity.

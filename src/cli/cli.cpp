@@ -108,6 +108,7 @@ int Main(int argc, char** argv) {
   AddGateways(app, ctx, action);
   AddMonitor(app, ctx, action);
   AddCaptures(app, ctx, action);
+  AddCa(app, ctx, action);
   AddBundle(app, ctx, action);
   try {
     app.parse(argc, argv);

@@ -69,6 +69,7 @@ void AddStatus(CLI::App& app, Context& ctx, Action& action);
 void AddGateways(CLI::App& app, Context& ctx, Action& action);
 void AddMonitor(CLI::App& app, Context& ctx, Action& action);
 void AddCaptures(CLI::App& app, Context& ctx, Action& action);
+void AddCa(CLI::App& app, Context& ctx, Action& action);
 // airlock bundle export (bundle_cmd.cpp).
 void AddBundle(CLI::App& app, Context& ctx, Action& action);
 

@@ -10,7 +10,13 @@ namespace {
 
 constexpr std::chrono::hours kBrokerCertificateValidity{2 * 365 * 24};
 
-// Makes a key and has the CA certify it; writes NAME.key (0600) and NAME.pem into dir.
+}  // namespace
+
+Result<pki::CertificateAuthority> OpenDeviceCa(const GatewayConfig& config, TimePoint now) {
+  return pki::CertificateAuthority::Open(config.data / "devices",
+                                         "airlock-gateway " + config.name + " devices", now);
+}
+
 Status WriteKeyAndCertificate(const pki::CertificateAuthority& ca, const fs::path& dir,
                               const std::string& name, const std::string& common_name,
                               const std::vector<std::string>& server_names, TimePoint now) {
@@ -26,13 +32,6 @@ Status WriteKeyAndCertificate(const pki::CertificateAuthority& ca, const fs::pat
   // The key first: a certificate whose key is missing would be worse than neither.
   AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(dir / (name + ".key"), key, 0600));
   return WriteFileAtomic(dir / (name + ".pem"), issued->pem, 0644);
-}
-
-}  // namespace
-
-Result<pki::CertificateAuthority> OpenDeviceCa(const GatewayConfig& config, TimePoint now) {
-  return pki::CertificateAuthority::Open(config.data / "devices",
-                                         "airlock-gateway " + config.name + " devices", now);
 }
 
 std::string GatewayBrokerUser(std::string_view name) {

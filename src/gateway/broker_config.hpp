@@ -27,6 +27,15 @@ namespace airlock::gateway {
 [[nodiscard]] Result<pki::CertificateAuthority> OpenDeviceCa(const GatewayConfig& config,
                                                              TimePoint now);
 
+// Makes a key and has the CA certify it, for server_names (a server certificate) or, when empty,
+// as a client named common_name; writes dir/NAME.key (0600), then dir/NAME.pem.
+[[nodiscard]] Status WriteKeyAndCertificate(const pki::CertificateAuthority& ca,
+                                            const std::filesystem::path& dir,
+                                            const std::string& name,
+                                            const std::string& common_name,
+                                            const std::vector<std::string>& server_names,
+                                            TimePoint now);
+
 // The user name (certificate CN) of gateway `name` on its factory broker.
 std::string GatewayBrokerUser(std::string_view name);
 

@@ -160,6 +160,21 @@ std::optional<nlohmann::json> AnswerToShow(const std::string& body, bool as_json
   return j;
 }
 
+// The CA an https:// gateway's certificate must chain to (--ca); "" = the system's CAs.
+std::string g_gateway_ca;  // NOLINT: set once from the command line
+
+// A client of the running gateway's API; over https, its certificate is verified.
+std::unique_ptr<httplib::Client> GatewayClient(const std::string& gateway) {
+  auto client = std::make_unique<httplib::Client>(gateway);
+  if (gateway.starts_with("https://")) {
+    client->enable_server_certificate_verification(true);
+    if (!g_gateway_ca.empty()) {
+      client->set_ca_cert_path(g_gateway_ca.c_str());
+    }
+  }
+  return client;
+}
+
 // One call to the running gateway's operator API with the operator token: kExitOk with the
 // answer's body in body, or the exit code after the error was printed.
 int CallGateway(const std::string& gateway, const std::string& token_file,
@@ -169,7 +184,8 @@ int CallGateway(const std::string& gateway, const std::string& token_file,
   if (!token) {
     return Report(token.error());
   }
-  httplib::Client client(gateway);
+  auto gateway_client = GatewayClient(gateway);
+  httplib::Client& client = *gateway_client;
   client.set_connection_timeout(10);
   client.set_read_timeout(30);
   httplib::Headers headers = {{"Authorization", "Bearer " + *token}};
@@ -424,7 +440,8 @@ int Import(const std::string& gateway, const std::string& token_file, const std:
   if (ec) {
     return Report(Error(ErrorCode::kIo, "cannot read the size of " + bundle + ": " + ec.message()));
   }
-  httplib::Client client(gateway);
+  auto gateway_client = GatewayClient(gateway);
+  httplib::Client& client = *gateway_client;
   client.set_connection_timeout(10);
   client.set_write_timeout(300);
   client.set_read_timeout(3600);  // the gateway verifies every byte before it answers
@@ -579,6 +596,20 @@ int Main(int argc, char** argv) {
   broker_cmd->add_option("--address", broker_address,
                          "the address the broker listens on (default: every interface)");
 
+  auto* tls_cmd = app.add_subcommand(
+      "tls-cert",
+      "Write a certificate and key for the gateway's HTTPS, from its device CA (which devices "
+      "trust)");
+  std::string tls_out;
+  std::vector<std::string> tls_names;
+  tls_cmd->add_option("--config", config_path, "the gateway's configuration")->required();
+  tls_cmd->add_option("--out", tls_out, "the directory to write https.pem and https.key into")
+      ->required();
+  tls_cmd->add_option("--name", tls_names,
+                      "a host name or address devices and operators reach the gateway at "
+                      "(repeat for more)")
+      ->required();
+
   auto* approvals = app.add_subcommand(
       "approvals", "The operator's approvals, from the running gateway's API");
   approvals->require_subcommand(1);
@@ -592,6 +623,9 @@ int Main(int argc, char** argv) {
       "reject", "Reject a held offer (the hub hears reason operator) or a rollout");
   for (auto* cmd : {a_ls, a_show, a_approve, a_reject}) {
     cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+    cmd->add_option("--ca", g_gateway_ca,
+                    "for an https:// gateway: the CA its certificate chains to (its "
+                    "DATA/devices/ca.pem when made by tls-cert)");
     cmd->add_option("--token-file", token_file,
                     "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
         ->capture_default_str();
@@ -624,6 +658,9 @@ int Main(int argc, char** argv) {
   d_label->add_option("changes", device_labels, "KEY=VALUE or KEY- (one or more)")->required();
   for (auto* cmd : {d_token, d_ls, d_revoke, d_label}) {
     cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+    cmd->add_option("--ca", g_gateway_ca,
+                    "for an https:// gateway: the CA its certificate chains to (its "
+                    "DATA/devices/ca.pem when made by tls-cert)");
     cmd->add_option("--token-file", token_file,
                     "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
         ->capture_default_str();
@@ -643,6 +680,9 @@ int Main(int argc, char** argv) {
       "cancel", "End the rollout for good; devices stay as they are (nothing is rolled back)");
   for (auto* cmd : {r_ls, r_show, r_pause, r_resume, r_cancel}) {
     cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+    cmd->add_option("--ca", g_gateway_ca,
+                    "for an https:// gateway: the CA its certificate chains to (its "
+                    "DATA/devices/ca.pem when made by tls-cert)");
     cmd->add_option("--token-file", token_file,
                     "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
         ->capture_default_str();
@@ -659,6 +699,8 @@ int Main(int argc, char** argv) {
       "delivery, then waiting for the operator's approval");
   import_cmd->add_option("bundle", bundle, "the bundle (.tar)")->required();
   import_cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
+  import_cmd->add_option("--ca", g_gateway_ca,
+                         "for an https:// gateway: the CA its certificate chains to");
   import_cmd->add_option("--token-file", token_file,
                          "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
       ->capture_default_str();
@@ -695,6 +737,36 @@ int Main(int argc, char** argv) {
   if (import_cmd->parsed()) {
     SetupLogging("warn");
     return Import(gateway_url, token_file, bundle, as_json);
+  }
+  if (tls_cmd->parsed()) {
+    SetupLogging("warn");
+    auto config = ConfigFrom(config_path);
+    if (!config) {
+      return Report(config.error());
+    }
+    SystemClock clock;
+    auto ca = OpenDeviceCa(*config, clock.Now());
+    if (!ca) {
+      return Report(ca.error());
+    }
+    if (Status made = MakeDirectories(tls_out); !made) {
+      return Report(made.error());
+    }
+    if (Status written = WriteKeyAndCertificate(*ca, tls_out, "https",
+                                                "airlock-gateway " + config->name, tls_names,
+                                                clock.Now());
+        !written) {
+      return Report(written.error());
+    }
+    std::printf(
+        "wrote %s/https.pem and %s/https.key (valid two years)\n"
+        "in the gateway's configuration:\n"
+        "  http:\n    tls_cert: %s/https.pem\n    tls_key: %s/https.key\n"
+        "devices enroll with: airlock-agent enroll --gateway https://%s:%d --ca %s --token …\n",
+        tls_out.c_str(), tls_out.c_str(), tls_out.c_str(), tls_out.c_str(),
+        tls_names.front().c_str(), config->http_port,
+        (config->data / "devices" / "ca.pem").c_str());
+    return kExitOk;
   }
   if (broker_cmd->parsed()) {
     SetupLogging("warn");

@@ -85,6 +85,7 @@ const char kDefaultGatewayConfig[] = R"(# airlock-gateway serve: the embedded de
 hub:
   url: http://127.0.0.1:7400  # the hub's base URL (grant URLs are relative to it)
   register_token: ""          # one-time registration token; only needed on the first start
+  ca_file: ""                 # for an https:// hub: the CA of its certificate ("" = the system's)
   labels: {}                  # sent with the registration (site, line, ...)
 root: /etc/airlock/root.json  # the pinned root: releases must verify against it
 data: /var/lib/airlock-gateway  # state (gateway.db, credential) and the cache (data/cache)
@@ -99,6 +100,9 @@ devices:
 http:
   address: 127.0.0.1          # the device registry (/v2/) and the operator API (/api/v1/)
   port: 7500
+  tls_cert: ""                # with tls_key: HTTPS, and devices pull with their certificates
+  tls_key: ""                 #   (airlock-gateway tls-cert makes a pair from the device CA)
+  allow_plain: false          # true: plain HTTP on an address other than loopback
 cache:
   max_bytes: 10737418240      # 10 GiB of blobs at most
   reserve_bytes: 1073741824   # free disk the gateway always leaves (1 GiB)
@@ -146,7 +150,11 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   c.data = data;
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "log_level", c.log_level)));
   if (const json* hub = Section(top, "hub")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*hub, "hub", {"url", "register_token", "labels"})));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(CheckKeys(*hub, "hub", {"url", "register_token", "labels", "ca_file"})));
+    std::string hub_ca;
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "ca_file", hub_ca, true)));
+    c.hub_ca_file = hub_ca;
     AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "url", c.hub_url)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "register_token", c.register_token, true)));
     if (const json* labels = Section(*hub, "labels")) {
@@ -179,8 +187,23 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     c.devices_mqtt_tls_dir = tls_dir;
   }
   if (const json* http = Section(top, "http")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*http, "http", {"address", "port"})));
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
+        *http, "http", {"address", "port", "tls_cert", "tls_key", "allow_plain"})));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*http, "http.", "address", c.http_address)));
+    std::string cert, key;
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*http, "http.", "tls_cert", cert, true)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*http, "http.", "tls_key", key, true)));
+    if (cert.empty() != key.empty()) {
+      return bad("http.tls_cert", "and http.tls_key: give both (HTTPS) or neither");
+    }
+    c.http_tls_cert = cert;
+    c.http_tls_key = key;
+    if (auto it = http->find("allow_plain"); it != http->end() && !it->is_null()) {
+      if (!it->is_boolean()) {
+        return bad("http.allow_plain", "must be true or false");
+      }
+      c.http_allow_plain = it->get<bool>();
+    }
     if (auto it = http->find("port"); it != http->end() && !it->is_null()) {
       if (!it->is_number_integer() || it->get<int>() < 0 || it->get<int>() > 65535) {
         return bad("http.port", "must be an integer from 0 to 65535");

@@ -40,6 +40,7 @@ struct GatewayConfig {
   std::string name;  // as registered with the hub (delivery::ValidGatewayName)
   std::string hub_url = "http://127.0.0.1:7400";
   std::string register_token;  // one-time registration token (first start only)
+  std::filesystem::path hub_ca_file;  // for an https hub: its CA ("" = the system's CAs)
   std::map<std::string, std::string> labels;
   std::filesystem::path root = "/etc/airlock/root.json";
   std::filesystem::path data = "/var/lib/airlock-gateway";
@@ -48,6 +49,9 @@ struct GatewayConfig {
   std::string mqtt_client_id;  // "" → "airlock-gw-<name>"
   std::string http_address = "127.0.0.1";
   int http_port = 7500;
+  std::filesystem::path http_tls_cert;  // with http_tls_key: HTTPS (docs/security.md, "HTTPS")
+  std::filesystem::path http_tls_key;
+  bool http_allow_plain = false;  // plain HTTP on an address other than loopback
   std::uint64_t cache_max_bytes = 10ULL << 30;
   std::uint64_t reserve_bytes = 1ULL << 30;
   // Devices' telemetry kept while the hub is away (docs/monitoring.md); past it the outbox drops

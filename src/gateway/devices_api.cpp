@@ -309,4 +309,30 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
   });
 }
 
+Status AuthorizeDevicePull(GatewayStateStore& store, const ReadRequest& request) {
+  if (request.client.empty()) {
+    return Fail(ErrorCode::kVerification,
+                "present the device certificate from enrollment (STORE/identity/cert.pem)");
+  }
+  auto device = store.Device(request.client);
+  if (!device) {
+    return Fail(ErrorCode::kInvalidArgument,
+                std::string(request.client) + " is not a device enrolled here");
+  }
+  if (device->revoked_at) {
+    return Fail(ErrorCode::kInvalidArgument, device->id + " is revoked");
+  }
+  auto significant = [](std::string_view hex) {
+    std::string out(hex.substr(std::min(hex.find_first_not_of('0'), hex.size())));
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+  };
+  if (significant(request.client_serial) != significant(device->cert_serial)) {
+    return Fail(ErrorCode::kInvalidArgument,
+                device->id + " presented a certificate it was not last given; enroll it again");
+  }
+  return {};
+}
+
 }  // namespace airlock::gateway

@@ -19,6 +19,7 @@
 #include "core/keys.hpp"
 #include "core/pki.hpp"
 #include "core/time.hpp"
+#include "gateway/registry.hpp"
 #include "gateway/state_store.hpp"
 
 namespace httplib {
@@ -42,6 +43,12 @@ struct DevicesContext {
 };
 
 void InstallDevicesApi(httplib::Server& server, DevicesContext context);
+
+// Whether a pull from the device registry comes from an enrolled device: a client certificate
+// the gateway's device CA issued (checked by TLS), whose CN is a device that is not revoked and
+// whose serial is the one that device was last given. kVerification (401) without a
+// certificate, kInvalidArgument (403) for a revoked device or an outdated certificate.
+[[nodiscard]] Status AuthorizeDevicePull(GatewayStateStore& store, const ReadRequest& request);
 
 // Whether key=value is a label a device may carry: a key of 1-63 of [A-Za-z0-9._/-] starting
 // with a letter or digit, a value of 0-63 of [A-Za-z0-9._-].

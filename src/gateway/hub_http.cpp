@@ -90,7 +90,7 @@ struct Setup {
 };
 
 Result<Setup> Prepare(const std::string& url, const std::vector<std::string>& headers,
-                      std::chrono::seconds stall, Transfer& t) {
+                      std::chrono::seconds stall, const std::string& ca_file, Transfer& t) {
   Setup s;
   s.curl.reset(curl_easy_init());
   if (!s.curl) {
@@ -112,6 +112,9 @@ Result<Setup> Prepare(const std::string& url, const std::vector<std::string>& he
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(stall.count()));
   curl_easy_setopt(c, CURLOPT_USERAGENT, "airlock-gateway/0.1.0");
+  if (!ca_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca_file.c_str());
+  }
   // Larger reads than libcurl's 16 KiB: fewer system calls and callbacks for big blobs.
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnWrite);
@@ -143,7 +146,7 @@ Result<HttpReply> HubHttp::Request(std::string_view method, std::string_view pat
   Transfer t;
   t.body = &reply.body;
   t.max_body = max_body;
-  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, t));
+  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, ca_file_, t));
   CURL* c = s.curl.get();
   std::string m(method);
   if (m == "HEAD") {
@@ -179,7 +182,7 @@ Result<long> HubHttp::Fetch(std::string_view path, std::uint64_t offset, bool wi
   Transfer t;
   t.sink = &sink;
   t.cancel = cancel;
-  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, t));
+  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, ca_file_, t));
   CURLcode rc = curl_easy_perform(s.curl.get());
   long status = 0;
   curl_easy_getinfo(s.curl.get(), CURLINFO_RESPONSE_CODE, &status);

@@ -38,6 +38,8 @@ class HubHttp {
 
   const std::string& base_url() const { return base_url_; }
   void set_credential(std::string credential) { credential_ = std::move(credential); }
+  // For an https hub: the CA its certificate chains to ("" = the system's CAs).
+  void set_ca_file(std::string ca_file) { ca_file_ = std::move(ca_file); }
 
 
   // One request; every HTTP status is returned, only transport failures are errors
@@ -58,6 +60,7 @@ class HubHttp {
  private:
   std::string base_url_;
   std::string credential_;
+  std::string ca_file_;
   std::chrono::seconds stall_timeout_;
 };
 

@@ -79,8 +79,10 @@ struct DeviceRegistry::Impl {
     }
     if (authorize) {
       std::string authorization = req.get_header_value("Authorization");
+      const net::VerifiedClient client = net::VerifiedClientOf(req);
       Status allowed =
-          authorize(ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr});
+          authorize(ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr,
+                                client.name, client.serial});
       if (!allowed) {
         if (allowed.error().code() == ErrorCode::kVerification) {
           return SendError(res, 401, "UNAUTHORIZED", "authentication required",
@@ -192,8 +194,10 @@ struct DeviceRegistry::Impl {
     }
     if (authorize) {
       std::string authorization = req.get_header_value("Authorization");
+      const net::VerifiedClient client = net::VerifiedClientOf(req);
       if (!authorize(
-              ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr})) {
+              ReadRequest{req.method, req.path, route->name, authorization, req.remote_addr,
+                          client.name, client.serial})) {
         return;  // the size is not for those who may not read the blob
       }
     }
@@ -223,7 +227,10 @@ Result<std::unique_ptr<DeviceRegistry>> DeviceRegistry::Start(GatewayCache& cach
                                                                   install_api) {
   std::unique_ptr<DeviceRegistry> out(
       new DeviceRegistry(std::make_unique<Impl>(cache, std::move(authorize))));
-  out->server_ = std::make_unique<httplib::Server>();
+  AIRLOCK_ASSIGN_OR_RETURN(out->server_,
+                           net::MakeHttpServer({.cert = options.tls_cert,
+                                                .key = options.tls_key,
+                                                .client_ca = options.client_ca}));
   httplib::Server& s = *out->server_;
   int threads = std::max(1, options.threads);
   s.new_task_queue = [threads] {

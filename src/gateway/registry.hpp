@@ -21,6 +21,7 @@
 // Thread-safe: Start serves on a pool of threads of its own; Stop (or the destructor) waits for
 // them. The cache must outlive the registry.
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -37,9 +38,14 @@ class Server;
 namespace airlock::gateway {
 
 struct RegistryOptions {
-  std::string address = "127.0.0.1";  // loopback until device authentication exists
+  std::string address = "127.0.0.1";
   int port = 7500;                    // DESIGN §5.0; 0 picks a free port
   int threads = 8;
+  // HTTPS when set; with client_ca, devices present the certificate they enrolled with
+  // (ReadRequest::client).
+  std::filesystem::path tls_cert;
+  std::filesystem::path tls_key;
+  std::filesystem::path client_ca;
 };
 
 // What a ReadAuthorizer sees of a request.
@@ -49,6 +55,8 @@ struct ReadRequest {
   std::string_view repository;
   std::string_view authorization;  // the Authorization header, "" when absent
   std::string_view remote_address;
+  std::string_view client;         // the verified client certificate's CN; "" when none
+  std::string_view client_serial;  // its serial (hex)
 };
 // OK lets the request through. kVerification answers 401 UNAUTHORIZED (who are you?); any other
 // error 403 DENIED (you may not read this). The error's message is the answer's detail.

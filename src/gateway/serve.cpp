@@ -10,6 +10,7 @@
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
 #include "gateway/approvals_api.hpp"
+#include "net/http_server.hpp"
 #include "gateway/broker_config.hpp"
 #include "gateway/cache.hpp"
 #include "gateway/delivery_service.hpp"
@@ -122,6 +123,19 @@ Result<std::string> EnsureRegistered(const GatewayConfig& config, const std::str
 
 int Serve(const GatewayConfig& config, const std::string& register_token, StopSignals& signals) {
   SystemClock clock;
+  const net::HttpTls http_tls{.cert = config.http_tls_cert, .key = config.http_tls_key,
+                              .client_ca = {}};
+  if (Status checked = net::CheckPlainHttp("the gateway", config.http_address, http_tls,
+                                           config.http_allow_plain);
+      !checked) {
+    return Report(checked.error());
+  }
+  if (net::PlainOffLoopback(config.http_address, http_tls)) {
+    spdlog::warn("PLAIN HTTP on {}:{} (http.allow_plain): operator tokens and packages cross the "
+                 "network unencrypted, and any host can pull; give the gateway a certificate "
+                 "(docs/security.md)",
+                 config.http_address, config.http_port);
+  }
   if (Status made = MakeDirectories(config.data); !made) {
     return Report(made.error());
   }
@@ -131,6 +145,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     return Report(root.error());
   }
   HubHttp hub(config.hub_url, "");
+  hub.set_ca_file(config.hub_ca_file.string());
   auto credential = EnsureRegistered(config, register_token, hub);
   if (!credential) {
     return Report(credential.error());
@@ -314,6 +329,14 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   RegistryOptions registry_options;
   registry_options.address = config.http_address;
   registry_options.port = config.http_port;
+  registry_options.tls_cert = config.http_tls_cert;
+  registry_options.tls_key = config.http_tls_key;
+  ReadAuthorizer device_only;
+  if (!config.http_tls_cert.empty()) {
+    // Over HTTPS, /v2/ is for enrolled devices, known by the certificate they enrolled with.
+    registry_options.client_ca = config.data / "devices" / "ca.pem";
+    device_only = [state](const ReadRequest& r) { return AuthorizeDevicePull(*state, r); };
+  }
   ApprovalsContext approvals{.store = store->get(),
                              .service = svc,
                              .cache = cache->get(),
@@ -357,7 +380,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
         .Sample(relay_ptr->hub_reachable() ? 1 : 0);
   });
   auto registry =
-      DeviceRegistry::Start(**cache, registry_options, {},
+      DeviceRegistry::Start(**cache, registry_options, device_only,
                             [&approvals, &devices, &rollouts, &metrics](httplib::Server& s) {
                               InstallApprovalsApi(s, approvals);
                               InstallDevicesApi(s, devices);
@@ -368,9 +391,10 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     return Report(registry.error());
   }
   std::printf(
-      "airlock-gateway: %s serving on http://%s:%d (devices: /v2/, operators: /api/v1/); "
+      "airlock-gateway: %s serving on %s://%s:%d (devices: /v2/, operators: /api/v1/); "
       "MQTT %s as %s\n",
-      config.name.c_str(), config.http_address.c_str(), (*registry)->port(),
+      config.name.c_str(), config.http_tls_cert.empty() ? "http" : "https",
+      config.http_address.c_str(), (*registry)->port(),
       config.mqtt_broker.c_str(), config.client_id().c_str());
   std::fflush(stdout);
 

@@ -26,6 +26,7 @@ int Serve(HubConfig config) {
   StopSignals stop_signals;  // before any thread starts
 
   std::string address = config.http.address;
+  const char* scheme = config.http.tls_cert.empty() ? "http" : "https";
   bool auth_enabled = config.auth.enabled;
   std::filesystem::path data = config.data;
   std::string metadata =
@@ -54,7 +55,7 @@ int Serve(HubConfig config) {
   } else if (blobs.swept_at_open() > 0) {
     spdlog::info("removed {} upload session(s) left by a previous run", blobs.swept_at_open());
   }
-  std::printf("airlock-hub: serving on http://%s:%d\n", address.c_str(), server.port());
+  std::printf("airlock-hub: serving on %s://%s:%d\n", scheme, address.c_str(), server.port());
   std::fflush(stdout);
   if (!auth_enabled) {
     spdlog::warn(

@@ -50,6 +50,16 @@ Status ReadString(const json& obj, const std::string& path, const char* key, std
   return {};
 }
 
+Status ReadBool(const json& obj, const std::string& path, const char* key, bool& out) {
+  if (const json* v = Get(obj, key)) {
+    if (!v->is_boolean()) {
+      return Fail(ErrorCode::kInvalidArgument, path + key + ": must be true or false");
+    }
+    out = v->get<bool>();
+  }
+  return {};
+}
+
 Status ReadInteger(const json& obj, const std::string& path, const char* key, std::int64_t min,
                    std::int64_t max, std::int64_t& out) {
   if (const json* v = Get(obj, key)) {
@@ -123,8 +133,19 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     config.root = root;
   }
   if (const json* http = Get(doc, "http")) {
-    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(*http, "http", {"address", "port", "threads"})));
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
+        *http, "http", {"address", "port", "threads", "tls_cert", "tls_key", "allow_plain"})));
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "address", config.http.address)));
+    std::string cert, key;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "tls_cert", cert)));
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "tls_key", key)));
+    if (cert.empty() != key.empty()) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "http.tls_cert and http.tls_key: give both (HTTPS) or neither");
+    }
+    config.http.tls_cert = cert;
+    config.http.tls_key = key;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadBool(*http, "http.", "allow_plain", config.http.allow_plain)));
     std::int64_t port = config.http.port, threads = config.http.threads;
     AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*http, "http.", "port", 0, 65535, port)));
     AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*http, "http.", "threads", 1, 1024, threads)));
@@ -141,17 +162,9 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
         *auth, "auth",
         {"enabled", "anonymous_pull", "public_url", "session_ttl", "max_presign_ttl"})));
-    for (auto [key, out] : {std::pair{"enabled", &config.auth.enabled},
-                            std::pair{"anonymous_pull", &config.auth.anonymous_pull}}) {
-      if (const json* v = Get(*auth, key)) {
-        if (!v->is_boolean()) {
-          AIRLOCK_RETURN_IF_ERROR(
-              where(Fail(ErrorCode::kInvalidArgument,
-                         std::string("auth.") + key + ": must be true or false")));
-        }
-        *out = v->get<bool>();
-      }
-    }
+    AIRLOCK_RETURN_IF_ERROR(where(ReadBool(*auth, "auth.", "enabled", config.auth.enabled)));
+    AIRLOCK_RETURN_IF_ERROR(
+        where(ReadBool(*auth, "auth.", "anonymous_pull", config.auth.anonymous_pull)));
     AIRLOCK_RETURN_IF_ERROR(
         where(ReadString(*auth, "auth.", "public_url", config.auth.public_url)));
     std::string& url = config.auth.public_url;

@@ -27,6 +27,9 @@ struct HubConfig {
     std::string address = "127.0.0.1";
     int port = 7400;   // 0: a free port (printed at start)
     int threads = 32;  // connections served at once; a keep-alive connection holds one
+    std::filesystem::path tls_cert;  // with tls_key: HTTPS (docs/security.md, "HTTPS")
+    std::filesystem::path tls_key;
+    bool allow_plain = false;  // plain HTTP on an address other than loopback (not recommended)
   } http;
   struct Oci {
     std::uint64_t max_blob_size = 64ULL << 30;  // bytes; bigger uploads are refused (413)

@@ -136,7 +136,7 @@ struct HubServer::Impl final : ApiGate {
 
   // ---- common checks ----
 
-  // The hub's URL as clients see it: auth.public_url, else http://<Host>.
+  // The hub's URL as clients see it: auth.public_url, else http(s)://<Host>.
   std::string BaseUrl(const httplib::Request& req) const {
     if (!config.auth.public_url.empty()) {
       return config.auth.public_url;
@@ -145,7 +145,7 @@ struct HubServer::Impl final : ApiGate {
     if (host.empty() || host.find_first_of("\"\r\n /") != std::string::npos) {
       host = config.http.address + ":" + std::to_string(config.http.port);
     }
-    return "http://" + host;
+    return (config.http.tls_cert.empty() ? "http://" : "https://") + host;
   }
 
   // An audit entry for what who did to target.
@@ -1226,7 +1226,10 @@ void HubServer::AddMetricsAppender(prometheus::MetricsAppender appender) {
 
 Status HubServer::Bind() {
   const HubConfig& config = impl_->config;
-  impl_->server = std::make_unique<httplib::Server>();
+  AIRLOCK_ASSIGN_OR_RETURN(impl_->server,
+                           net::MakeHttpServer({.cert = config.http.tls_cert,
+                                                .key = config.http.tls_key,
+                                                .client_ca = {}}));
   auto& s = *impl_->server;
   int threads = config.http.threads;
   s.new_task_queue = [threads] {
@@ -1336,6 +1339,14 @@ Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, cons
 }
 
 Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
+  const net::HttpTls tls{.cert = config.http.tls_cert, .key = config.http.tls_key, .client_ca = {}};
+  AIRLOCK_RETURN_IF_ERROR(
+      net::CheckPlainHttp("the hub", config.http.address, tls, config.http.allow_plain));
+  if (net::PlainOffLoopback(config.http.address, tls)) {
+    spdlog::warn("PLAIN HTTP on {}:{} (http.allow_plain): tokens, credentials and packages cross "
+                 "the network unencrypted; give the hub a certificate (docs/security.md)",
+                 config.http.address, config.http.port);
+  }
   if (!config.auth.enabled && !IsLoopbackHost(config.http.address)) {
     return Fail(ErrorCode::kInvalidArgument,
                 "auth.enabled is false but the hub would listen on " + config.http.address +

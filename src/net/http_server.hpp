@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <string_view>
 #include <thread>
 
+#include "core/daemon.hpp"
 #include "core/fs.hpp"
 #include "core/http_range.hpp"
 #include "core/prometheus.hpp"
@@ -34,6 +36,110 @@ inline Result<int> BindHttpServer(httplib::Server& server, const std::string& ad
                                     " (in use, or not an address of this machine?)");
   }
   return bound;
+}
+
+// A daemon's TLS (docs/security.md, "HTTPS").
+struct HttpTls {
+  std::filesystem::path cert;       // PEM chain; with key: HTTPS
+  std::filesystem::path key;        // PEM private key
+  std::filesystem::path client_ca;  // set: clients may present a certificate from this CA
+  bool enabled() const { return !cert.empty(); }
+};
+
+// A server for tls: HTTPS (TLS 1.2 or later) when it has a certificate, else plain HTTP. With a
+// client_ca, a client may present a certificate; one that does not chain to the CA ends the
+// handshake, and VerifiedClientName tells a handler whose it was. kInvalidArgument, naming the
+// files, when they do not load or do not belong together.
+inline Result<std::unique_ptr<httplib::Server>> MakeHttpServer(const HttpTls& tls) {
+  if (!tls.enabled()) {
+    return std::make_unique<httplib::Server>();
+  }
+  if (tls.key.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "a TLS certificate needs its key (tls_key)");
+  }
+  bool loaded = false;
+  auto server = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
+    loaded = SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION) == 1 &&
+             SSL_CTX_use_certificate_chain_file(&ctx, tls.cert.c_str()) == 1 &&
+             SSL_CTX_use_PrivateKey_file(&ctx, tls.key.c_str(), SSL_FILETYPE_PEM) == 1 &&
+             SSL_CTX_check_private_key(&ctx) == 1;
+    if (loaded && !tls.client_ca.empty()) {
+      STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca.c_str());
+      loaded = names != nullptr &&
+               SSL_CTX_load_verify_locations(&ctx, tls.client_ca.c_str(), nullptr) == 1;
+      if (names != nullptr) {
+        SSL_CTX_set_client_CA_list(&ctx, names);  // takes ownership
+      }
+      // Asked for, not required: the operator API on the same port takes tokens instead.
+      SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER, nullptr);
+      // A client resuming its session (curl does, from one request to the next) is refused
+      // with an internal error unless sessions belong to a context when peers are verified.
+      static constexpr unsigned char kContext[] = "airlock";
+      loaded = loaded && SSL_CTX_set_session_id_context(&ctx, kContext, sizeof kContext - 1) == 1;
+    }
+    ERR_clear_error();
+    return loaded;
+  });
+  if (!loaded || !server->is_valid()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "cannot use the TLS certificate " + tls.cert.string() + " and key " +
+                    tls.key.string() +
+                    (tls.client_ca.empty() ? "" : " with client CA " + tls.client_ca.string()) +
+                    " (unreadable, not PEM, or the key is not the certificate's)");
+  }
+  return std::unique_ptr<httplib::Server>(std::move(server));
+}
+
+// Who the client is by the certificate it presented and the server verified: its CN and serial
+// (lowercase hex). Empty over plain HTTP or without a client certificate.
+struct VerifiedClient {
+  std::string name;
+  std::string serial;
+};
+inline VerifiedClient VerifiedClientOf(const httplib::Request& req) {
+  if (req.ssl == nullptr || SSL_get_verify_result(req.ssl) != X509_V_OK) {
+    return {};
+  }
+  X509* cert = SSL_get0_peer_certificate(req.ssl);
+  if (cert == nullptr) {
+    return {};
+  }
+  char cn[256] = {};
+  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+  VerifiedClient out;
+  if (n > 0) {
+    out.name.assign(cn, static_cast<std::size_t>(n));
+  }
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
+  if (bn != nullptr) {
+    if (char* hex = BN_bn2hex(bn); hex != nullptr) {
+      out.serial = hex;
+      OPENSSL_free(hex);
+    }
+    BN_free(bn);
+  }
+  for (char& c : out.serial) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+// Plain HTTP is for loopback: elsewhere tokens and packages would cross the network in the clear.
+// kInvalidArgument, saying what to do, for a plain server on another address unless allow_plain.
+inline Status CheckPlainHttp(std::string_view daemon, const std::string& address,
+                             const HttpTls& tls, bool allow_plain) {
+  if (tls.enabled() || allow_plain || IsLoopbackHost(address)) {
+    return {};
+  }
+  return Fail(ErrorCode::kInvalidArgument,
+              std::string(daemon) + " would serve plain HTTP on " + address +
+                  ": give it a certificate (http.tls_cert and http.tls_key; `airlock ca` makes "
+                  "them), or set http.allow_plain: true to accept an unencrypted network");
+}
+
+// Whether a server on address with tls is plain HTTP off loopback (allowed, and to be warned of).
+inline bool PlainOffLoopback(const std::string& address, const HttpTls& tls) {
+  return !tls.enabled() && !IsLoopbackHost(address);
 }
 
 // Runs a bound server's accept loop and stops it, from any thread, at any moment. httplib 0.11's

@@ -582,7 +582,7 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::Create(RegistryOptions o
   if (options.max_attempts < 1 || options.chunk_size == 0) {
     return Fail(ErrorCode::kInvalidArgument, "max_attempts and chunk_size must be positive");
   }
-  bool http = options.plain_http || IsLoopbackRegistry(options.registry);
+  bool http = !options.https && (options.plain_http || IsLoopbackRegistry(options.registry));
   std::string base = (http ? "http://" : "https://") + options.registry;
   EnsureCurlInitialised();
   auto client =
@@ -639,6 +639,10 @@ Result<registry_detail::HttpResponse> RegistryClient::Perform(Call& call) {
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, http_allowed ? "http,https" : "https");
   if (!options_.ca_file.empty()) {
     curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+  }
+  if (!options_.client_cert.empty()) {
+    curl_easy_setopt(c, CURLOPT_SSLCERT, options_.client_cert.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLKEY, options_.client_key.c_str());
   }
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, AirlockOnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &st);

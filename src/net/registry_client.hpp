@@ -16,7 +16,8 @@
 // realm=…,service=…,scope=…` → GET realm with Basic credentials → token), tokens cached per
 // scope; or a fixed bearer token. Credentials are never logged nor put in error messages.
 // Transport: https with the system's CA store (or ca_file) and full verification; plain http
-// only for a loopback registry (localhost, 127.0.0.0/8, [::1]) or with plain_http set.
+// only for a loopback registry (localhost, 127.0.0.0/8, [::1]) unless https is set, or with
+// plain_http set.
 //
 // A client holds one libcurl handle (connections are reused) and is not thread-safe; use one per
 // thread. Every call blocks until the registry answers or the transfer fails.
@@ -74,8 +75,11 @@ struct RegistryCredentials {
 struct RegistryOptions {
   std::string registry;     // host[:port]
   bool plain_http = false;  // http:// for a registry that is not on loopback
+  bool https = false;       // https:// even for a registry on loopback
   RegistryCredentials credentials;
   std::string ca_file;  // PEM bundle to verify the registry with instead of the system's
+  std::string client_cert;  // with client_key: the client's certificate for TLS (PEM)
+  std::string client_key;
   std::chrono::seconds connect_timeout{30};
   // A transfer that moves no byte for this long is abandoned (and a download resumed).
   std::chrono::seconds stall_timeout{60};

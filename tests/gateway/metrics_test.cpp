@@ -38,7 +38,7 @@ class GatewayMetricsTest : public CacheFixture {
 
   void Serve() {
     auto registry = DeviceRegistry::Start(
-        *cache_, {.address = "127.0.0.1", .port = 0, .threads = 2}, {}, [this](httplib::Server& s) {
+        *cache_, {.address = "127.0.0.1", .port = 0, .threads = 2, .tls_cert = {}, .tls_key = {}, .client_ca = {}}, {}, [this](httplib::Server& s) {
           InstallApprovalsApi(s, {.store = store_.get(),
                                   .service = nullptr,
                                   .cache = cache_.get(),

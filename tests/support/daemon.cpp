@@ -93,7 +93,7 @@ void StopDaemon(pid_t& pid, int sig, std::chrono::milliseconds grace) {
 
 int WaitForServingPort(pid_t& pid, const std::filesystem::path& log,
                        std::chrono::milliseconds timeout) {
-  std::regex serving("serving on http://127\\.0\\.0\\.1:([0-9]+)");
+  std::regex serving("serving on https?://127\\.0\\.0\\.1:([0-9]+)");
   int port = 0;
   bool up = WaitUntilServing(
       pid,

@@ -43,10 +43,13 @@ class CameraSystem : public DeliverySystem {
     CommandResult token = Operator("plant-1", {"devices", "token", "--label", "line=3", "--label",
                                                "cell=" + cell, "--json"});
     ASSERT_EQ(token.exit_code, 0) << token.err;
-    CommandResult enrolled = RunCommand(
-        {AgentBinary().string(), "--store", c.store.string(), "enroll", "--gateway",
-         "http://127.0.0.1:" + std::to_string(gateway_ports_["plant-1"]), "--token",
-         json::parse(token.out)["token"].get<std::string>()});
+    std::vector<std::string> enroll = {AgentBinary().string(), "--store", c.store.string(),
+                                       "enroll", "--gateway", GatewayUrl("plant-1"), "--token",
+                                       json::parse(token.out)["token"].get<std::string>()};
+    if (!gateway_ca_.empty()) {
+      enroll.insert(enroll.end(), {"--ca", gateway_ca_.string()});
+    }
+    CommandResult enrolled = RunCommand(enroll);
     ASSERT_EQ(enrolled.exit_code, 0) << enrolled.err;
     c.id = json::parse(ReadAll(c.store / "identity/device.json"))["device_id"];
     if (!agent_config.empty()) {

@@ -4,6 +4,7 @@
 // reports and serves.
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include "system/camera_fixture.hpp"
 
@@ -22,6 +23,17 @@ TEST_F(SecureSystem, ADeviceIsDeliveredToAndReportsThroughATlsFactoryBrokerWithA
       RunCommand({Bin("airlock-gateway").string(), "broker-config", "--config", config.string(),
                   "--out", files.string(), "--name", "127.0.0.1"});
   ASSERT_EQ(written.exit_code, 0) << written.err;
+  // HTTPS for the gateway too, from the same device CA.
+  CommandResult tls = RunCommand({Bin("airlock-gateway").string(), "tls-cert", "--config",
+                                  config.string(), "--out", files.string(), "--name",
+                                  "127.0.0.1"});
+  ASSERT_EQ(tls.exit_code, 0) << tls.err;
+  std::string text = ReadAll(config);
+  text.replace(text.find("http:\n  port: 0\n"), std::string("http:\n  port: 0\n").size(),
+               "http:\n  port: 0\n  tls_cert: " + (files / "https.pem").string() +
+                   "\n  tls_key: " + (files / "https.key").string() + "\n");
+  WriteAll(config, text);
+  gateway_ca_ = dir_ / "plant-1" / "devices" / "ca.pem";
   // The broker runs the generated listener settings and ACL (on a port of the test's).
   std::string conf = ReadAll(files / "mosquitto.conf");
   std::string listener = conf.substr(conf.find('\n', conf.find("\nlistener ") + 1) + 1);
@@ -45,6 +57,31 @@ TEST_F(SecureSystem, ADeviceIsDeliveredToAndReportsThroughATlsFactoryBrokerWithA
   std::string log = factory.Log();
   EXPECT_NE(log.find(" u'" + a.id + "'"), std::string::npos) << log;
   EXPECT_NE(log.find(" u'airlock-gateway-plant-1'"), std::string::npos) << log;
+
+  // The registry serves devices only, known by their certificates.
+  std::string manifest = "/v2/models/" + kModel + "/manifests/1.0.0";
+  httplib::SSLClient anonymous("127.0.0.1", gateway_ports_["plant-1"]);
+  anonymous.set_ca_cert_path(gateway_ca_.c_str());
+  anonymous.enable_server_certificate_verification(true);
+  auto refused = anonymous.Get(manifest);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401) << refused->body;
+  fs::path id = a.store / "identity";
+  httplib::SSLClient device("127.0.0.1", gateway_ports_["plant-1"],
+                            (id / "cert.pem").string(), (id / "key.pem").string());
+  device.set_ca_cert_path(gateway_ca_.c_str());
+  device.enable_server_certificate_verification(true);
+  auto pulled = device.Get(manifest, {{"Accept", "application/vnd.oci.image.index.v1+json"}});
+  ASSERT_TRUE(pulled);
+  EXPECT_NE(pulled->status, 401);
+  EXPECT_NE(pulled->status, 403) << pulled->body;
+  // Revoked, the same certificate is refused.
+  CommandResult revoked = Operator("plant-1", {"devices", "revoke", a.id});
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.err;
+  auto after = device.Get(manifest);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 403) << after->body;
+  EXPECT_NE(after->body.find("revoked"), std::string::npos) << after->body;
 }
 
 }  // namespace

@@ -203,8 +203,16 @@ class DeliverySystem : public ::testing::Test {
                                      Bin("airlock-gateway").string()};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back("--gateway");
-    argv.push_back("http://127.0.0.1:" + std::to_string(gateway_ports_[name]));
+    argv.push_back(GatewayUrl(name));
+    if (!gateway_ca_.empty()) {
+      argv.insert(argv.end(), {"--ca", gateway_ca_.string()});
+    }
     return RunCommand(argv, dir_.path(), 120);
+  }
+  // Gateway name's API and registry as its devices and operators reach it.
+  std::string GatewayUrl(const std::string& name) {
+    return (gateway_ca_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") +
+           std::to_string(gateway_ports_[name]);
   }
 
   std::string Deploy(const std::string& gateway, const std::string& model = "vibration-anomaly") {
@@ -271,6 +279,8 @@ class DeliverySystem : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<MosquittoBroker> broker_;
+  // Set: the gateways serve HTTPS with certificates from this CA (tests of issue 8).
+  fs::path gateway_ca_;
   pid_t hub_ = -1;
   int hub_port_ = 0;
   int hub_starts_ = 0, gateway_starts_ = 0;

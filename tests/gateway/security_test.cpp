@@ -1,6 +1,7 @@
-// The factory broker as airlock-gateway broker-config sets it up, against a real Mosquitto: TLS
-// with certificates from the gateway's device CA, and an ACL that keeps each device to its own
-// topics (issue 8; docs/security.md, "The brokers").
+// The gateway's side of issue 8 (docs/security.md): the factory broker as airlock-gateway
+// broker-config sets it up, against a real Mosquitto (TLS with certificates from the gateway's
+// device CA, and an ACL that keeps each device to its own topics), and plain HTTP refused off
+// loopback. HTTPS with device certificates end to end: tests/system/secure_system_test.cpp.
 #include "gateway/broker_config.hpp"
 
 #include <gtest/gtest.h>
@@ -228,6 +229,43 @@ TEST(GatewayConfig, AnMqttsFactoryBrokerNeedsTheBrokerConfigFiles) {
       "gateway.yaml");
   ASSERT_TRUE(with) << with.error().ToString();
   EXPECT_EQ(with->devices_mqtt_tls_dir, std::filesystem::path("/etc/b"));
+}
+
+TEST(GatewayCli, ServeRefusesPlainHttpOffLoopbackUnlessAllowedAndTakesOnlyWholeTlsPairs) {
+  airlock::testing::TempDir dir;
+  airlock::testing::WriteAll(dir / "open.yaml", "name: plant-1\ndata: " + (dir / "data").string() +
+                                                    "\nhttp: {address: 0.0.0.0, port: 0}\n");
+  auto r = airlock::testing::RunCommand(
+      {AIRLOCK_GATEWAY_BINARY, "serve", "--config", (dir / "open.yaml").string()}, {}, 60);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("plain HTTP on 0.0.0.0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("http.allow_plain"), std::string::npos) << r.err;
+  auto half = ParseGatewayConfig("name: g\nhttp: {tls_cert: /etc/g.pem}\n", "gateway.yaml");
+  ASSERT_FALSE(half);
+  EXPECT_NE(half.error().ToString().find("http.tls_key"), std::string::npos);
+  auto allowed = ParseGatewayConfig("name: g\nhttp: {address: 0.0.0.0, allow_plain: true}\n",
+                                    "gateway.yaml");
+  ASSERT_TRUE(allowed) << allowed.error().ToString();
+  EXPECT_TRUE(allowed->http_allow_plain);
+}
+
+TEST(GatewayCli, TlsCertWritesTheGatewaysHttpsPairFromItsDeviceCa) {
+  airlock::testing::TempDir dir;
+  airlock::testing::WriteAll(dir / "gateway.yaml",
+                             "name: plant-1\ndata: " + (dir / "data").string() + "\n");
+  auto r = airlock::testing::RunCommand(
+      {AIRLOCK_GATEWAY_BINARY, "tls-cert", "--config", (dir / "gateway.yaml").string(), "--out",
+       (dir / "tls").string(), "--name", "gw.example", "--name", "10.0.0.7"},
+      {}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tls_cert: " + (dir / "tls" / "https.pem").string()), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("--ca " + (dir / "data" / "devices" / "ca.pem").string()),
+            std::string::npos)
+      << r.out;
+  auto perms = std::filesystem::status(dir / "tls" / "https.key").permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
 TEST(GatewayCli, BrokerConfigWritesTheBrokersFilesWithPrivateKeys) {
