@@ -42,7 +42,11 @@ void AddHubFlags(CLI::App* cmd, HubFlags& f) {
         auto parsed = net::ParseHubUrl(url);
         return parsed ? std::string() : parsed.error().message();
       });
-  cmd->add_option("--ca-file", f.ca_file, "PEM file of the CA that signed the hub's certificate");
+  const char* ca = std::getenv("AIRLOCK_CA_FILE");
+  f.ca_file = ca != nullptr ? ca : "";
+  cmd->add_option("--ca-file", f.ca_file,
+                  "PEM file of the CA that signed the hub's certificate (default: "
+                  "$AIRLOCK_CA_FILE)");
   cmd->add_flag("--json", f.json, "print the hub's JSON answer");
 }
 

@@ -23,6 +23,11 @@ struct RegistryFlags {
   bool json = false;
 };
 
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::string(v) : std::string();
+}
+
 void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
   cmd->add_option("-u,--username", f.username,
                   "registry user (default: $AIRLOCK_REGISTRY_USER); the password comes from "
@@ -32,13 +37,11 @@ void AddRegistryFlags(CLI::App* cmd, RegistryFlags& f) {
   cmd->add_flag("--plain-http", f.plain_http,
                 "talk http:// to a registry that is not on this machine (loopback registries "
                 "always use http://)");
-  cmd->add_option("--ca-file", f.ca_file, "PEM file of the CA that signed the registry's cert");
+  f.ca_file = Env("AIRLOCK_CA_FILE");
+  cmd->add_option("--ca-file", f.ca_file,
+                  "PEM file of the CA that signed the registry's cert (default: $AIRLOCK_CA_FILE); "
+                  "given, the registry is spoken to over https even on loopback");
   cmd->add_flag("--json", f.json, "print the result as JSON");
-}
-
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::string(v) : std::string();
 }
 
 // Tokens saved by `airlock login`, by registry (host[:port]): $AIRLOCK_CONFIG_DIR, else
@@ -97,6 +100,7 @@ Result<std::unique_ptr<net::RegistryClient>> Connect(const RegistryFlags& f,
   options.registry = registry;
   options.plain_http = f.plain_http;
   options.ca_file = f.ca_file;
+  options.https = !f.ca_file.empty();  // a CA means TLS, even for a registry on loopback
   options.credentials.username = f.username.empty() ? Env("AIRLOCK_REGISTRY_USER") : f.username;
   options.credentials.token = Env("AIRLOCK_REGISTRY_TOKEN");
   if (f.password_stdin) {
@@ -329,6 +333,7 @@ void AddLogin(CLI::App& app, Context& ctx, Action& action) {
       options.registry = a->registry;
       options.plain_http = a->plain_http;
       options.ca_file = a->ca_file;
+      options.https = !a->ca_file.empty();
       options.credentials.token = token;
       auto client = net::RegistryClient::Create(std::move(options));
       if (!client) {

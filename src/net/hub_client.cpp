@@ -160,9 +160,6 @@ Result<HubAddress> ParseHubUrl(std::string_view url) {
   if (scheme.empty()) {
     scheme = loopback ? "http" : "https";
   }
-  if (scheme == "https" && loopback) {
-    return bad("a hub on this machine is spoken to over http://");
-  }
   address.base_url = scheme + "://" + address.registry;
   return address;
 }
@@ -172,6 +169,7 @@ Result<std::unique_ptr<HubClient>> HubClient::Create(const HubOptions& options) 
   RegistryOptions ro;
   ro.registry = address.registry;
   ro.plain_http = address.base_url.starts_with("http://");
+  ro.https = address.base_url.starts_with("https://");
   ro.ca_file = options.ca_file;
   ro.credentials.token = options.token;
   ro.server_name = "hub";

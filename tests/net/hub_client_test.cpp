@@ -78,8 +78,10 @@ TEST(ParseHubUrl, TakesSchemeHostAndPort) {
   EXPECT_EQ(ParseHubUrl("localhost:7400")->base_url, "http://localhost:7400");
   EXPECT_EQ(ParseHubUrl("hub.example.com")->base_url, "https://hub.example.com");
   EXPECT_EQ(ParseHubUrl("http://hub.example.com:7400")->base_url, "http://hub.example.com:7400");
+  // A hub on this machine with a certificate (airlock ca): https when the URL says so.
+  EXPECT_EQ(ParseHubUrl("https://127.0.0.1:7400")->base_url, "https://127.0.0.1:7400");
   for (const char* bad :
-       {"", "ftp://h", "http://h/api", "http://user@h", "https://127.0.0.1:7400"}) {
+       {"", "ftp://h", "http://h/api", "http://user@h"}) {
     auto r = ParseHubUrl(bad);
     EXPECT_FALSE(r) << bad;
     if (!r) {
