@@ -30,13 +30,8 @@ Status Issue(const fs::path& ca_dir, const std::string& name, const std::vector<
   }
   auto now = std::chrono::system_clock::now();
   AIRLOCK_ASSIGN_OR_RETURN(auto ca, pki::CertificateAuthority::Open(ca_dir, "", now));
-  AIRLOCK_ASSIGN_OR_RETURN(std::string key, pki::MakeKey());
-  AIRLOCK_ASSIGN_OR_RETURN(std::string csr, pki::MakeCsr(key, name));
   std::chrono::seconds validity =
       days > 0 ? std::chrono::seconds(std::chrono::hours(24) * days) : kDefaultValidity;
-  AIRLOCK_ASSIGN_OR_RETURN(auto issued, hosts.empty() ? ca.Issue(csr, name, now, validity)
-                                                      : ca.IssueServer(csr, name, hosts, now,
-                                                                       validity));
   fs::path key_path = out.string() + ".key";
   fs::path cert_path = out.string() + ".pem";
   if (fs::exists(key_path) || fs::exists(cert_path)) {
@@ -44,11 +39,12 @@ Status Issue(const fs::path& ca_dir, const std::string& name, const std::vector<
                 key_path.string() + " or " + cert_path.string() +
                     " exists: remove them first, or choose another --out");
   }
+  AIRLOCK_ASSIGN_OR_RETURN(auto leaf, ca.MakeLeaf(name, hosts, now, validity));
   if (out.has_parent_path()) {
     AIRLOCK_RETURN_IF_ERROR(MakeDirectories(out.parent_path()));
   }
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(key_path, key, 0600));
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(cert_path, issued.pem, 0644));
+  AIRLOCK_RETURN_IF_ERROR(pki::WriteKeyAndCertificate(leaf, out));
+  const pki::IssuedCertificate& issued = leaf.certificate;
   if (!quiet) {
     std::printf("%s certificate for %s, serial %s, valid until %s\n  %s\n  %s (0600)\n",
                 hosts.empty() ? "client" : "server", name.c_str(), issued.serial.c_str(),

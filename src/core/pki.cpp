@@ -307,4 +307,22 @@ Result<IssuedCertificate> CertificateAuthority::IssueLeaf(std::string_view csr_p
   return out;
 }
 
+Result<KeyAndCertificate> CertificateAuthority::MakeLeaf(
+    std::string_view common_name, const std::vector<std::string>& server_names, TimePoint now,
+    std::chrono::seconds validity) const {
+  KeyAndCertificate out;
+  AIRLOCK_ASSIGN_OR_RETURN(out.key_pem, MakeKey());
+  AIRLOCK_ASSIGN_OR_RETURN(std::string csr, MakeCsr(out.key_pem, common_name));
+  AIRLOCK_ASSIGN_OR_RETURN(out.certificate,
+                           server_names.empty()
+                               ? Issue(csr, common_name, now, validity)
+                               : IssueServer(csr, common_name, server_names, now, validity));
+  return out;
+}
+
+Status WriteKeyAndCertificate(const KeyAndCertificate& leaf, const std::filesystem::path& stem) {
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(stem.string() + ".key", leaf.key_pem, 0600));
+  return WriteFileAtomic(stem.string() + ".pem", leaf.certificate.pem, 0644);
+}
+
 }  // namespace airlock::pki

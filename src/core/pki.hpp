@@ -31,6 +31,17 @@ struct IssuedCertificate {
   TimePoint not_after;
 };
 
+// A new key and the certificate a CA issued for it (CertificateAuthority::MakeLeaf).
+struct KeyAndCertificate {
+  std::string key_pem;
+  IssuedCertificate certificate;
+};
+
+// Writes STEM.key (0600) first, then STEM.pem: a certificate without its key would be worse than
+// neither.
+[[nodiscard]] Status WriteKeyAndCertificate(const KeyAndCertificate& leaf,
+                                            const std::filesystem::path& stem);
+
 // A certificate authority: a P-256 key and its self-signed certificate (10 years, CA:TRUE,
 // keyCertSign), kept in DIR/ca.key (0600) and DIR/ca.pem, made at the first Open.
 class CertificateAuthority {
@@ -50,6 +61,14 @@ class CertificateAuthority {
   [[nodiscard]] Result<IssuedCertificate> Issue(std::string_view csr_pem,
                                                 std::string_view common_name, TimePoint now,
                                                 std::chrono::seconds validity) const;
+
+  // A new P-256 key and its certificate, in one step (the key never leaves this process): a
+  // server's for server_names when they are given (IssueServer), else a client's named
+  // common_name (Issue).
+  [[nodiscard]] Result<KeyAndCertificate> MakeLeaf(std::string_view common_name,
+                                                   const std::vector<std::string>& server_names,
+                                                   TimePoint now,
+                                                   std::chrono::seconds validity) const;
 
   // The same for a server (a broker, an HTTPS listener): serverAuth instead of clientAuth, and
   // the names clients connect to as subjectAltNames (host names, IPv4 or IPv6 addresses).

@@ -96,6 +96,25 @@ Result<GatewayConfig> ConfigFrom(const std::string& path) {
   return LoadGatewayConfig(path);
 }
 
+// The certificate commands (tls-cert, broker-config): body with the gateway's configuration and
+// its device CA; the exit code.
+int WithDeviceCa(const std::string& config_path,
+                 const std::function<Status(const GatewayConfig&, const pki::CertificateAuthority&,
+                                            TimePoint)>& body) {
+  SetupLogging("warn");
+  auto config = ConfigFrom(config_path);
+  if (!config) {
+    return Report(config.error());
+  }
+  SystemClock clock;
+  auto ca = OpenDeviceCa(*config, clock.Now());
+  if (!ca) {
+    return Report(ca.error());
+  }
+  Status done = body(*config, *ca, clock.Now());
+  return done ? kExitOk : Report(done.error());
+}
+
 // The operator token for the approvals commands: $AIRLOCK_GATEWAY_TOKEN, else the token file.
 Result<std::string> OperatorToken(const std::string& token_file) {
   if (const char* env = std::getenv("AIRLOCK_GATEWAY_TOKEN"); env != nullptr && *env != '\0') {
@@ -739,62 +758,39 @@ int Main(int argc, char** argv) {
     return Import(gateway_url, token_file, bundle, as_json);
   }
   if (tls_cmd->parsed()) {
-    SetupLogging("warn");
-    auto config = ConfigFrom(config_path);
-    if (!config) {
-      return Report(config.error());
-    }
-    SystemClock clock;
-    auto ca = OpenDeviceCa(*config, clock.Now());
-    if (!ca) {
-      return Report(ca.error());
-    }
-    if (Status made = MakeDirectories(tls_out); !made) {
-      return Report(made.error());
-    }
-    if (Status written = WriteKeyAndCertificate(*ca, tls_out, "https",
-                                                "airlock-gateway " + config->name, tls_names,
-                                                clock.Now());
-        !written) {
-      return Report(written.error());
-    }
-    std::printf(
-        "wrote %s/https.pem and %s/https.key (valid two years)\n"
-        "in the gateway's configuration:\n"
-        "  http:\n    tls_cert: %s/https.pem\n    tls_key: %s/https.key\n"
-        "devices enroll with: airlock-agent enroll --gateway https://%s:%d --ca %s --token …\n",
-        tls_out.c_str(), tls_out.c_str(), tls_out.c_str(), tls_out.c_str(),
-        tls_names.front().c_str(), config->http_port,
-        (config->data / "devices" / "ca.pem").c_str());
-    return kExitOk;
+    return WithDeviceCa(config_path, [&](const GatewayConfig& config,
+                                         const pki::CertificateAuthority& ca, TimePoint now) -> Status {
+      AIRLOCK_RETURN_IF_ERROR(WriteHttpsCertificate(ca, config.name, tls_names, tls_out, now));
+      std::printf(
+          "wrote %s/https.pem and %s/https.key (valid two years)\n"
+          "in the gateway's configuration:\n"
+          "  http:\n    tls_cert: %s/https.pem\n    tls_key: %s/https.key\n"
+          "devices enroll with: airlock-agent enroll --gateway https://%s:%d --ca %s --token …\n",
+          tls_out.c_str(), tls_out.c_str(), tls_out.c_str(), tls_out.c_str(),
+          tls_names.front().c_str(), config.http_port,
+          (config.data / "devices" / "ca.pem").c_str());
+      return Status{};
+    });
   }
   if (broker_cmd->parsed()) {
-    SetupLogging("warn");
-    auto config = ConfigFrom(config_path);
-    if (!config) {
-      return Report(config.error());
-    }
-    SystemClock clock;
-    auto ca = OpenDeviceCa(*config, clock.Now());
-    if (!ca) {
-      return Report(ca.error());
-    }
-    FactoryBrokerOptions o{.gateway_name = config->name,
-                           .prefix = config->factory_prefix(),
-                           .names = broker_names,
-                           .port = broker_port,
-                           .address = broker_address,
-                           .dir = broker_out};
-    if (Status written = WriteFactoryBrokerFiles(*ca, o, clock.Now()); !written) {
-      return Report(written.error());
-    }
-    std::printf(
-        "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"
-        "start the broker:   mosquitto -c %s/mosquitto.conf\n"
-        "then set devices.mqtt_broker: mqtts://%s:%d in the gateway's configuration; devices\n"
-        "enrolled from then on connect with TLS and their certificates (docs/security.md)\n",
-        broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port);
-    return kExitOk;
+    return WithDeviceCa(config_path, [&](const GatewayConfig& config,
+                                         const pki::CertificateAuthority& ca, TimePoint now) -> Status {
+      AIRLOCK_RETURN_IF_ERROR(WriteFactoryBrokerFiles(ca,
+                                                      {.gateway_name = config.name,
+                                                       .prefix = config.factory_prefix(),
+                                                       .names = broker_names,
+                                                       .port = broker_port,
+                                                       .address = broker_address,
+                                                       .dir = broker_out},
+                                                      now));
+      std::printf(
+          "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"
+          "start the broker:   mosquitto -c %s/mosquitto.conf\n"
+          "then set devices.mqtt_broker: mqtts://%s:%d in the gateway's configuration; devices\n"
+          "enrolled from then on connect with TLS and their certificates (docs/security.md)\n",
+          broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port);
+      return Status{};
+    });
   }
   if (token_create->parsed()) {
     SetupLogging("warn");

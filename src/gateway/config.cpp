@@ -93,6 +93,10 @@ mqtt:
   broker: tcp://127.0.0.1:1883  # the broker the hub and its gateways share
   prefix: airlock/v1          # the topics' prefix, as on the hub
   client_id: ""               # default airlock-gw-<name>; persistent session, QoS 1
+  ca_file: ""                 # with mqtts://: the CA of the broker ("" = the system's CAs)
+  cert_file: ""               # with key_file: the gateway's client certificate (CN = its name)
+  key_file: ""
+  allow_plain: false          # true: plain MQTT to brokers on other hosts (not recommended)
 devices:
   mqtt_broker: ""             # the factory broker of this site's devices; "" = mqtt.broker
   mqtt_prefix: ""             # their topics' prefix; "" = mqtt.prefix
@@ -170,7 +174,25 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     }
   }
   if (const json* mqtt = Section(top, "mqtt")) {
-    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(*mqtt, "mqtt", {"broker", "prefix", "client_id"})));
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
+        *mqtt, "mqtt",
+        {"broker", "prefix", "client_id", "ca_file", "cert_file", "key_file", "allow_plain"})));
+    if (auto it = mqtt->find("allow_plain"); it != mqtt->end() && !it->is_null()) {
+      if (!it->is_boolean()) {
+        return bad("mqtt.allow_plain", "must be true or false");
+      }
+      c.mqtt_allow_plain = it->get<bool>();
+    }
+    std::string ca, cert, key;
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "ca_file", ca, true)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "cert_file", cert, true)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "key_file", key, true)));
+    if (cert.empty() != key.empty()) {
+      return bad("mqtt.cert_file", "and mqtt.key_file: give both or neither");
+    }
+    c.mqtt_ca_file = ca;
+    c.mqtt_cert_file = cert;
+    c.mqtt_key_file = key;
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "broker", c.mqtt_broker)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "prefix", c.mqtt_prefix)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "client_id", c.mqtt_client_id, true)));
@@ -290,7 +312,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   if (!c.devices_mqtt_prefix.empty() && !delivery::Topics::Create(c.devices_mqtt_prefix)) {
     return bad("devices.mqtt_prefix", "must be 1-8 levels of A-Za-z0-9._-");
   }
-  if (c.factory_broker().starts_with("mqtts://") && c.devices_mqtt_tls_dir.empty()) {
+  if (c.devices_mqtt_broker.starts_with("mqtts://") && c.devices_mqtt_tls_dir.empty()) {
     return bad("devices.mqtt_tls_dir",
                "is needed with an mqtts:// factory broker: the directory airlock-gateway "
                "broker-config wrote (its gateway.pem, gateway.key and ca.pem)");

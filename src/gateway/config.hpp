@@ -47,6 +47,12 @@ struct GatewayConfig {
   std::string mqtt_broker = "tcp://127.0.0.1:1883";
   std::string mqtt_prefix = "airlock/v1";
   std::string mqtt_client_id;  // "" → "airlock-gw-<name>"
+  // With an mqtts:// broker: its CA, and the gateway's client certificate (CN = its name) for
+  // the cloud broker's ACL (airlock-hub broker-config, airlock ca issue).
+  std::filesystem::path mqtt_ca_file;
+  std::filesystem::path mqtt_cert_file;
+  std::filesystem::path mqtt_key_file;
+  bool mqtt_allow_plain = false;  // plain MQTT to brokers on other hosts (not recommended)
   std::string http_address = "127.0.0.1";
   int http_port = 7500;
   std::filesystem::path http_tls_cert;  // with http_tls_key: HTTPS (docs/security.md, "HTTPS")

@@ -130,6 +130,12 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
       !checked) {
     return Report(checked.error());
   }
+  for (auto [url, setting] : {std::pair{&config.mqtt_broker, "mqtt.broker"},
+                              std::pair{&config.devices_mqtt_broker, "devices.mqtt_broker"}}) {
+    if (Status checked = net::CheckPlainMqtt(*url, config.mqtt_allow_plain, setting); !checked) {
+      return Report(checked.error());
+    }
+  }
   if (net::PlainOffLoopback(config.http_address, http_tls)) {
     spdlog::warn("PLAIN HTTP on {}:{} (http.allow_plain): operator tokens and packages cross the "
                  "network unencrypted, and any host can pull; give the gateway a certificate "
@@ -182,6 +188,12 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   mqtt_options.client_id = config.client_id();
   mqtt_options.version = net::MqttVersion::kV5;
   mqtt_options.persistent_session = true;
+  if (config.mqtt_broker.starts_with("mqtts://")) {
+    mqtt_options.tls = net::MqttTls{.ca_file = config.mqtt_ca_file.string(),
+                                    .cert_file = config.mqtt_cert_file.string(),
+                                    .key_file = config.mqtt_key_file.string(),
+                                    .verify_hostname = true};
+  }
   auto mqtt = net::MqttClient::Create(mqtt_options);
   if (!mqtt) {
     return Report(mqtt.error());
@@ -217,12 +229,14 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   // persistent session would get retained messages only for new subscriptions, and its queued
   // messages before the handlers are registered).
   fleet_mqtt_options.persistent_session = false;
-  if (!config.devices_mqtt_tls_dir.empty() && config.factory_broker().starts_with("mqtts://")) {
+  if (config.devices_mqtt_broker.starts_with("mqtts://")) {
     const auto& dir = config.devices_mqtt_tls_dir;
     fleet_mqtt_options.tls = net::MqttTls{.ca_file = (dir / "ca.pem").string(),
                                           .cert_file = (dir / "gateway.pem").string(),
                                           .key_file = (dir / "gateway.key").string(),
                                           .verify_hostname = true};
+  } else if (config.devices_mqtt_broker.empty()) {
+    fleet_mqtt_options.tls = mqtt_options.tls;  // one broker for the hub's side and the devices'
   }
   auto fleet_mqtt = net::MqttClient::Create(fleet_mqtt_options);
   if (!fleet_mqtt) {

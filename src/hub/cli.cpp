@@ -8,6 +8,8 @@
 #include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
 #include "core/log.hpp"
+#include "core/pki.hpp"
+#include "delivery/mosquitto.hpp"
 #include "hub/gc.hpp"
 #include "hub/server.hpp"
 #include "store/postgres_metadata_store.hpp"
@@ -250,6 +252,50 @@ int Gc(const HubConfig& config, const std::string& grace_text, const std::string
   return kExitOk;
 }
 
+// The hub's user name (certificate CN) on the cloud broker.
+constexpr char kHubBrokerUser[] = "airlock-hub";
+
+// airlock-hub broker-config: the cloud broker's files (delivery/mosquitto.hpp).
+int BrokerConfig(const HubConfig& config, const std::string& ca_dir, const std::string& out,
+                 const std::vector<std::string>& names, int port, const std::string& address) {
+  auto now = std::chrono::system_clock::now();
+  if (!std::filesystem::exists(std::filesystem::path(ca_dir) / "ca.key")) {
+    return Report(Error(ErrorCode::kNotFound,
+                        "no CA in " + ca_dir + ": make one with airlock ca init " + ca_dir));
+  }
+  auto ca = pki::CertificateAuthority::Open(ca_dir, "", now);
+  if (!ca) {
+    return Report(ca.error());
+  }
+  auto acl = delivery::MosquittoGatewayAcl(config.mqtt.prefix, kHubBrokerUser);
+  if (!acl) {
+    return Report(acl.error());
+  }
+  Status written = delivery::WriteBrokerFiles(*ca,
+                                              {.dir = out,
+                                               .names = names,
+                                               .port = port,
+                                               .address = address,
+                                               .acl = std::move(*acl),
+                                               .title = "Airlock cloud broker",
+                                               .client_stem = "hub",
+                                               .client_name = kHubBrokerUser},
+                                              now);
+  if (!written) {
+    return Report(written.error());
+  }
+  std::printf(
+      "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,hub.pem,hub.key}\n"
+      "start the broker:   mosquitto -c %s/mosquitto.conf\n"
+      "the hub:            mqtt: {broker: mqtts://%s:%d, tls_dir: %s}\n"
+      "each gateway:       airlock ca issue --ca %s --name GATEWAY -o GATEWAY-mqtt, then\n"
+      "                    mqtt: {broker: mqtts://%s:%d, ca_file: %s/ca.pem,\n"
+      "                           cert_file: GATEWAY-mqtt.pem, key_file: GATEWAY-mqtt.key}\n",
+      out.c_str(), out.c_str(), names.front().c_str(), port, out.c_str(), ca_dir.c_str(),
+      names.front().c_str(), port, ca_dir.c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -280,7 +326,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   std::string mqtt;
   serve->add_option("--mqtt", mqtt,
-                    "MQTT broker the gateways use, tcp://host:port (mqtt.broker): runs the "
+                    "MQTT broker the gateways use, mqtts://host:port (mqtt.broker): runs the "
                     "delivery orchestrator");
   bool no_auth = false;
   serve->add_flag("--no-auth", no_auth,
@@ -327,6 +373,23 @@ int Main(int argc, char** argv) {
     cmd->add_option("--db", db, "the hub's PostgreSQL database, when it uses one (as for serve)");
   }
 
+  auto* broker = app.add_subcommand(
+      "broker-config",
+      "Write the cloud broker's TLS certificates, ACL and mosquitto.conf (each gateway confined "
+      "to its own topics), from a CA made with airlock ca init");
+  std::string broker_ca, broker_out, broker_address;
+  std::vector<std::string> broker_names;
+  int broker_port = 8883;
+  broker->add_option("--ca", broker_ca, "the CA's directory (airlock ca init)")->required();
+  broker->add_option("--out", broker_out, "the directory to write into")->required();
+  broker->add_option("--name", broker_names,
+                     "a host name or address the hub and gateways reach the broker at (repeat)")
+      ->required();
+  broker->add_option("--port", broker_port, "the broker's TLS port")->capture_default_str();
+  broker->add_option("--address", broker_address,
+                     "the address the broker listens on (default: every interface)");
+  broker->add_option("-c,--config", config_file, "the hub's configuration (its mqtt.prefix)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -362,6 +425,9 @@ int Main(int argc, char** argv) {
   }
   if (!mqtt.empty()) {
     config.mqtt.broker = mqtt;
+  }
+  if (*broker) {
+    return BrokerConfig(config, broker_ca, broker_out, broker_names, broker_port, broker_address);
   }
   if (*token) {
     std::error_code ec;

@@ -184,7 +184,13 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
   }
   if (const json* mqtt = Get(doc, "mqtt")) {
     AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
-        *mqtt, "mqtt", {"broker", "prefix", "client_id", "username", "password"})));
+        *mqtt, "mqtt", {"broker", "prefix", "client_id", "username", "password", "tls_dir",
+                          "allow_plain"})));
+    AIRLOCK_RETURN_IF_ERROR(
+        where(ReadBool(*mqtt, "mqtt.", "allow_plain", config.mqtt.allow_plain)));
+    std::string tls_dir;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "tls_dir", tls_dir)));
+    config.mqtt.tls_dir = tls_dir;
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "broker", config.mqtt.broker)));
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "prefix", config.mqtt.prefix)));
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*mqtt, "mqtt.", "client_id", config.mqtt.client_id)));

@@ -48,11 +48,15 @@ struct HubConfig {
   // The broker the hub and its gateways share (DESIGN §5.1). Without a broker the hub runs no
   // delivery orchestrator: deployments stay pending until a hub with one starts.
   struct Mqtt {
-    std::string broker;                  // "tcp://host:port"; "" = no orchestrator
+    std::string broker;                  // "mqtts://host:port"; "" = no orchestrator
     std::string prefix = "airlock/v1";   // the topics' prefix (delivery::Topics)
     std::string client_id;               // "" = airlock-hub-<hostname>
     std::string username;                // "" = none
     std::string password;                // only sent with a username
+    // With an mqtts:// broker: what airlock-hub broker-config wrote (ca.pem, hub.pem, hub.key);
+    // "" = the system's CAs and no client certificate.
+    std::filesystem::path tls_dir;
+    bool allow_plain = false;  // plain MQTT to a broker on another host (not recommended)
   } mqtt;
   // Timeouts, retries and URL lifetimes of deliveries (docs/delivery.md, "Timeouts, retries and
   // backoff"); checked with Policy::Check, and url_ttl against auth.max_presign_ttl.

@@ -1372,6 +1372,8 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
     AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, time.Now()));
   }
   if (!config.mqtt.broker.empty()) {
+    AIRLOCK_RETURN_IF_ERROR(
+        net::CheckPlainMqtt(config.mqtt.broker, config.mqtt.allow_plain, "mqtt.broker"));
     net::MqttOptions mqtt;
     mqtt.broker_url = config.mqtt.broker;
     mqtt.client_id =
@@ -1379,6 +1381,13 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
     mqtt.version = net::MqttVersion::kV5;
     mqtt.username = config.mqtt.username;
     mqtt.password = config.mqtt.password;
+    if (!config.mqtt.tls_dir.empty()) {
+      const auto& dir = config.mqtt.tls_dir;
+      mqtt.tls = net::MqttTls{.ca_file = (dir / "ca.pem").string(),
+                              .cert_file = (dir / "hub.pem").string(),
+                              .key_file = (dir / "hub.key").string(),
+                              .verify_hostname = true};
+    }
     // The broker keeps the hub's subscriptions and the gateways' QoS 1 messages while the hub
     // is away (a restart, an upgrade).
     mqtt.persistent_session = true;

@@ -14,6 +14,8 @@
 #include <memory>
 #include <mqtt/async_client.h>
 
+#include "core/daemon.hpp"
+
 namespace airlock::net {
 namespace {
 
@@ -54,7 +56,6 @@ const char* VersionName(MqttVersion v) {
   return "auto";
 }
 
-// "tcp://host:port" for Paho from "tcp://" or "mqtt://" URLs; the port is optional.
 // "tcp://host:port" or "ssl://host:port" (Paho's names) for a broker URL; tls says which.
 Result<std::string> ServerUri(const std::string& url, bool* tls) {
   std::string_view rest;
@@ -163,6 +164,29 @@ bool TopicMatches(std::string_view filter, std::string_view topic) {
     filter.remove_prefix(fslash + 1);
     topic.remove_prefix(tslash + 1);
   }
+}
+
+Status CheckPlainMqtt(const std::string& broker_url, bool allow_plain, std::string_view setting) {
+  bool tls = false;
+  auto uri = ServerUri(broker_url, &tls);
+  if (!uri || tls) {
+    return {};  // a bad URL is MqttClient::Create's to report
+  }
+  std::string_view rest = std::string_view(*uri).substr(std::string_view("tcp://").size());
+  std::string host(rest.substr(0, rest.rfind(':')));
+  if (IsLoopbackHost(host)) {
+    return {};
+  }
+  if (!allow_plain) {
+    return Fail(ErrorCode::kInvalidArgument,
+                std::string(setting) + ": " + broker_url +
+                    " is plain MQTT to another host: use mqtts:// (docs/security.md, \"The "
+                    "brokers\"), or set mqtt.allow_plain: true to accept an unencrypted network");
+  }
+  spdlog::warn("PLAIN MQTT to {} ({}, mqtt.allow_plain): deliveries and credentials cross the "
+               "network unencrypted",
+               broker_url, setting);
+  return {};
 }
 
 // Lets Paho's callbacks outlive the client safely: they hold the gate and check it is open.

@@ -103,6 +103,11 @@ struct PublishOptions {
 // Called for each message whose topic matches the filter it was registered with.
 using MqttHandler = std::function<void(const MqttMessage&)>;
 
+// Plain MQTT is for loopback, as plain HTTP is: kInvalidArgument, naming setting and what to do,
+// for a tcp:// or mqtt:// broker on another host unless allow_plain. Warns (loudly) when allowed.
+[[nodiscard]] Status CheckPlainMqtt(const std::string& broker_url, bool allow_plain,
+                                    std::string_view setting);
+
 // Whether `topic` matches the subscription `filter` (MQTT wildcards `+` and `#`; topics starting
 // with `$` are not matched by a leading wildcard).
 bool TopicMatches(std::string_view filter, std::string_view topic);

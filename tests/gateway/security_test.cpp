@@ -10,8 +10,10 @@
 
 #include "core/fs.hpp"
 #include "core/pki.hpp"
+#include "delivery/mosquitto.hpp"
 #include "net/mqtt.hpp"
 #include "support/mosquitto.hpp"
+#include "support/received_messages.hpp"
 #include "support/test_support.hpp"
 
 namespace airlock::gateway {
@@ -20,30 +22,12 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using airlock::testing::MosquittoBroker;
+using airlock::testing::ReceivedMessages;
 using airlock::testing::WaitUntil;
 
 constexpr char kDeviceA[] = "dev-aaaaaaaaaaaaaaaa";
 constexpr char kDeviceB[] = "dev-bbbbbbbbbbbbbbbb";
 constexpr char kDev[] = "airlock/v1/dev/";
-
-// Messages a client received, by topic.
-class Inbox {
- public:
-  net::MqttHandler Handler() {
-    return [this](const net::MqttMessage& m) {
-      std::lock_guard lk(mu_);
-      payloads_.push_back(m.topic + " " + m.payload);
-    };
-  }
-  bool Has(const std::string& topic, const std::string& payload) {
-    std::lock_guard lk(mu_);
-    return std::find(payloads_.begin(), payloads_.end(), topic + " " + payload) != payloads_.end();
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> payloads_;
-};
 
 class FactoryBrokerTest : public ::testing::Test {
  protected:
@@ -58,7 +42,7 @@ class FactoryBrokerTest : public ::testing::Test {
         .port = 0,
         .username = "",
         .password = "",
-        .listener_config = MosquittoTlsListener(o.dir),
+        .listener_config = delivery::MosquittoTlsListener(o.dir),
         .acl_file = o.dir / "acl"});
   }
 
@@ -109,11 +93,11 @@ class FactoryBrokerTest : public ::testing::Test {
 
 TEST_F(FactoryBrokerTest, EachDeviceReachesOnlyItsOwnTopicsAndTheGatewayReachesAll) {
   auto gateway = Connected("airlock-gw-plant-1", Gateway());
-  Inbox at_gateway;
+  ReceivedMessages at_gateway;
   ASSERT_TRUE(gateway->Subscribe(std::string(kDev) + "+/state", 1, at_gateway.Handler()));
   auto a = Connected(kDeviceA, Device(kDeviceA, *ca_));
   auto b = Connected(kDeviceB, Device(kDeviceB, *ca_));
-  Inbox at_b;
+  ReceivedMessages at_b;
   ASSERT_TRUE(b->Subscribe(std::string(kDev) + kDeviceB + "/directive", 1, at_b.Handler()));
 
   // Its own state reaches the gateway.
@@ -124,13 +108,13 @@ TEST_F(FactoryBrokerTest, EachDeviceReachesOnlyItsOwnTopicsAndTheGatewayReachesA
   (void)a->Publish(std::string(kDev) + kDeviceB + "/state", "a-as-b");
   (void)a->Publish(std::string(kDev) + kDeviceB + "/directive", "a-directs-b");
   // Nor may a device direct itself: directives are the gateway's.
-  Inbox at_a;
+  ReceivedMessages at_a;
   ASSERT_TRUE(a->Subscribe(std::string(kDev) + kDeviceA + "/directive", 1, at_a.Handler()));
   (void)a->Publish(std::string(kDev) + kDeviceA + "/directive", "a-directs-a");
 
   // A may not read B's topics, nor everyone's: Mosquitto 2.0 grants the subscription and then
   // delivers nothing the ACL does not let A read.
-  Inbox spy;
+  ReceivedMessages spy;
   (void)a->Subscribe(std::string(kDev) + kDeviceB + "/directive", 1, spy.Handler());
   (void)a->Subscribe(std::string(kDev) + "+/state", 1, spy.Handler());
 
@@ -204,12 +188,12 @@ TEST_F(FactoryBrokerTest, TheBrokersCertificateMustNameTheHostConnectedTo) {
 }
 
 TEST(MosquittoDeviceAcl, GivesEachDeviceItsOwnTopicsInOneDirection) {
-  auto acl = MosquittoDeviceAcl("site/v1", "airlock-gateway-g").value();
+  auto acl = delivery::MosquittoDeviceAcl("site/v1", "airlock-gateway-g").value();
   EXPECT_NE(acl.find("user airlock-gateway-g\ntopic readwrite site/v1/dev/#\n"), std::string::npos);
   EXPECT_NE(acl.find("pattern read site/v1/dev/%u/directive\n"), std::string::npos);
   EXPECT_NE(acl.find("pattern write site/v1/dev/%u/state\n"), std::string::npos);
   EXPECT_EQ(acl.find("pattern readwrite"), std::string::npos);
-  EXPECT_FALSE(MosquittoDeviceAcl("bad/#", "g"));
+  EXPECT_FALSE(delivery::MosquittoDeviceAcl("bad/#", "g"));
 }
 
 }  // namespace

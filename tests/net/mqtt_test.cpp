@@ -480,3 +480,24 @@ TEST(MqttClient, InteroperatesWithMosquittoCommandLineClients) {
 
 }  // namespace
 }  // namespace airlock::net
+
+namespace airlock::net {
+namespace {
+
+TEST(CheckPlainMqtt, RefusesPlainMqttToAnotherHostUnlessAllowed) {
+  auto refused = CheckPlainMqtt("tcp://10.1.2.3:1883", false, "mqtt.broker");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().ToString().find("mqtt.broker: tcp://10.1.2.3:1883"), std::string::npos)
+      << refused.error().ToString();
+  EXPECT_NE(refused.error().ToString().find("mqtt.allow_plain"), std::string::npos);
+  EXPECT_FALSE(CheckPlainMqtt("mqtt://broker.example", false, "devices.mqtt_broker"));
+  EXPECT_TRUE(CheckPlainMqtt("tcp://10.1.2.3:1883", true, "mqtt.broker"));
+  EXPECT_TRUE(CheckPlainMqtt("tcp://127.0.0.1:1883", false, "mqtt.broker"));
+  EXPECT_TRUE(CheckPlainMqtt("tcp://localhost", false, "mqtt.broker"));
+  EXPECT_TRUE(CheckPlainMqtt("mqtts://broker.example:8883", false, "mqtt.broker"));
+  EXPECT_TRUE(CheckPlainMqtt("", false, "devices.mqtt_broker"));  // not set: nothing to check
+}
+
+}  // namespace
+}  // namespace airlock::net

@@ -8,6 +8,8 @@
 #include "core/fs.hpp"
 #include "core/pki.hpp"
 
+#include <gtest/gtest.h>
+
 namespace airlock::testing {
 
 struct TestCertificate {
@@ -22,13 +24,9 @@ inline TestCertificate MakeTestCertificate(const std::filesystem::path& dir, con
                                            const std::vector<std::string>& names = {}) {
   auto now = std::chrono::system_clock::now();
   auto ca = pki::CertificateAuthority::Open(dir / "ca", "test CA", now).value();
-  std::string key = pki::MakeKey().value();
-  std::string csr = pki::MakeCsr(key, name).value();
-  auto issued = names.empty() ? ca.Issue(csr, name, now, std::chrono::hours(24))
-                              : ca.IssueServer(csr, name, names, now, std::chrono::hours(24));
   TestCertificate out{dir / "ca" / "ca.pem", dir / (name + ".pem"), dir / (name + ".key")};
-  (void)WriteFileAtomic(out.key, key, 0600);
-  (void)WriteFileAtomic(out.cert, issued.value().pem, 0644);
+  auto leaf = ca.MakeLeaf(name, names, now, std::chrono::hours(24)).value();
+  EXPECT_TRUE(pki::WriteKeyAndCertificate(leaf, dir / name));
   return out;
 }
 
