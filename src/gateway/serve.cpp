@@ -10,7 +10,6 @@
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
 #include "gateway/approvals_api.hpp"
-#include "net/http_server.hpp"
 #include "gateway/broker_config.hpp"
 #include "gateway/cache.hpp"
 #include "gateway/delivery_service.hpp"
@@ -19,9 +18,10 @@
 #include "gateway/metrics.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/rollouts_api.hpp"
+#include "gateway/state_store.hpp"
 #include "gateway/telemetry.hpp"
 #include "monitor/batch.hpp"
-#include "gateway/state_store.hpp"
+#include "net/http_server.hpp"
 #include "net/mqtt.hpp"
 
 namespace airlock::gateway {

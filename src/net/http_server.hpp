@@ -48,7 +48,7 @@ struct HttpTls {
 
 // A server for tls: HTTPS (TLS 1.2 or later) when it has a certificate, else plain HTTP. With a
 // client_ca, a client may present a certificate; one that does not chain to the CA ends the
-// handshake, and VerifiedClientName tells a handler whose it was. kInvalidArgument, naming the
+// handshake, and VerifiedClientOf tells a handler whose it was. kInvalidArgument, naming the
 // files, when they do not load or do not belong together.
 inline Result<std::unique_ptr<httplib::Server>> MakeHttpServer(const HttpTls& tls) {
   if (!tls.enabled()) {
