@@ -258,7 +258,9 @@ Result<AgentConfig> ParseAgentConfig(const json& doc, std::string_view origin) {
       Fields fh(*h, "http");
       AIRLOCK_RETURN_IF_ERROR(fh.CheckObject());
       AIRLOCK_RETURN_IF_ERROR(fh.CheckKnown(
-          {"address", "port", "threads", "max_request_size", "api_key_file", "tls"}));
+          {"address", "port", "threads", "max_request_size", "api_key_file", "tls",
+           "allow_plain"}));
+      AIRLOCK_RETURN_IF_ERROR(fh.Bool("allow_plain", c.http.allow_plain));
       AIRLOCK_RETURN_IF_ERROR(fh.String("address", c.http.address));
       AIRLOCK_RETURN_IF_ERROR(fh.Int("port", c.http.port, 0, 65535));
       AIRLOCK_RETURN_IF_ERROR(fh.Int("threads", c.http.threads, 1, 1024));

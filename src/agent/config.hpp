@@ -55,6 +55,7 @@ struct HttpConfig {
   std::filesystem::path api_key_file;  // set: every request but /v2/health/* needs the key
   std::filesystem::path tls_cert;      // both set: HTTPS
   std::filesystem::path tls_key;
+  bool allow_plain = false;  // plain HTTP on an address other than loopback (not recommended)
 };
 
 // Monitoring (docs/monitoring.md): what the agent measures of each served version and how often

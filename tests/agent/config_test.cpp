@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/yaml.hpp"
+#include "support/test_support.hpp"
 
 namespace airlock::agent {
 namespace {
@@ -87,6 +88,27 @@ TEST(AgentConfig, MistakesNameTheKey) {
     EXPECT_NE(c.error().ToString().find(k.message), std::string::npos) << c.error().ToString();
     EXPECT_EQ(c.error().ToString().rfind("agent.yaml: ", 0), 0u);
   }
+}
+
+}  // namespace
+}  // namespace airlock::agent
+
+namespace airlock::agent {
+namespace {
+
+TEST(AgentServe, RefusesPlainHttpOffLoopbackUnlessAllowed) {
+  airlock::testing::TempDir dir;
+  airlock::testing::WriteAll(dir / "agent.yaml", "http: {address: 0.0.0.0, port: 0}\n");
+  auto r = airlock::testing::RunCommand(
+      {airlock::testing::AgentBinary().string(), "--store", (dir / "store").string(), "serve",
+       "--config", (dir / "agent.yaml").string()},
+      {}, 60);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("plain HTTP on 0.0.0.0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("http.allow_plain"), std::string::npos) << r.err;
+  auto allowed = FromYaml("http: {address: 0.0.0.0, allow_plain: true}");
+  ASSERT_TRUE(allowed) << allowed.error().ToString();
+  EXPECT_TRUE(allowed->http.allow_plain);
 }
 
 }  // namespace
