@@ -11,6 +11,7 @@
 #include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
+#include "net/http_server.hpp"
 #include "trust/documents.hpp"
 
 namespace airlock::agent {
@@ -31,17 +32,12 @@ struct ServeArgs {
 // Loads what the configuration says, serves until SIGINT or SIGTERM.
 int Serve(AgentConfig config, const std::string& platform) {
   StopSignals stop_signals;  // before any thread starts
-  if (!IsLoopbackHost(config.http.address) && config.http.tls_cert.empty()) {
-    if (!config.http.allow_plain) {
-      return Report(Error(ErrorCode::kInvalidArgument,
-                          "the agent would serve plain HTTP on " + config.http.address +
-                              ": give it a certificate (http.tls: {cert, key}; `airlock ca issue` "
-                              "makes one), or set http.allow_plain: true for clients that only "
-                              "speak plain HTTP"));
-    }
-    spdlog::warn("PLAIN HTTP on {} (http.allow_plain): requests, answers and the API key cross "
-                 "the network unencrypted",
-                 config.http.address);
+  if (Status checked = net::CheckPlainHttp(
+          "the agent", config.http.address,
+          {.cert = config.http.tls_cert, .key = config.http.tls_key, .client_ca = {}},
+          config.http.allow_plain, "http.tls: {cert, key}");
+      !checked) {
+    return Report(checked.error());
   }
 
   auto agent = Agent::Create(config, platform);

@@ -193,11 +193,9 @@ Result<std::unique_ptr<DeviceClient>> DeviceClient::Start(DeviceClientOptions op
   if (mqtt.broker_url.starts_with("mqtts://") || mqtt.broker_url.starts_with("ssl://")) {
     // The factory broker's certificate is from the gateway's device CA, as is the device's own,
     // which names it to the broker (docs/security.md, "The brokers").
-    const fs::path id = IdentityDir(c->options_.store);
-    mqtt.tls = net::MqttTls{.ca_file = (id / "ca.pem").string(),
-                            .cert_file = (id / "cert.pem").string(),
-                            .key_file = (id / "key.pem").string(),
-                            .verify_hostname = true};
+    IdentityTls id = IdentityTlsFiles(c->options_.store);
+    mqtt.tls = net::MqttTls{
+        .ca_file = id.ca, .cert_file = id.cert, .key_file = id.key, .verify_hostname = true};
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::string online,
                            c->topics_->Topic(delivery::DeviceTopicKind::kOnline,
@@ -727,11 +725,11 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
   registry.server_name = "gateway";
   if (url.starts_with("https://")) {
     // The gateway's certificate is from its device CA; ours names us to it (docs/security.md).
-    const fs::path id = IdentityDir(options_.store);
+    IdentityTls id = IdentityTlsFiles(options_.store);
     registry.https = true;
-    registry.ca_file = (id / "ca.pem").string();
-    registry.client_cert = (id / "cert.pem").string();
-    registry.client_key = (id / "key.pem").string();
+    registry.ca_file = id.ca;
+    registry.client_cert = id.cert;
+    registry.client_key = id.key;
   }
   auto client = net::RegistryClient::Create(registry);
   if (!client) {

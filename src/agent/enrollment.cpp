@@ -11,6 +11,10 @@
 namespace airlock::agent {
 namespace {
 
+constexpr char kKeyFile[] = "key.pem";
+constexpr char kCertFile[] = "cert.pem";
+constexpr char kCaFile[] = "ca.pem";
+
 using nlohmann::json;
 constexpr std::size_t kMaxAnswer = 4 << 20;
 
@@ -75,6 +79,13 @@ Result<DeviceIdentity> DeviceIdentity::FromJson(const json& j) {
 
 std::filesystem::path IdentityDir(const std::filesystem::path& state_dir) {
   return state_dir / "identity";
+}
+
+IdentityTls IdentityTlsFiles(const std::filesystem::path& state_dir) {
+  const std::filesystem::path dir = IdentityDir(state_dir);
+  return {.key = (dir / kKeyFile).string(),
+          .cert = (dir / kCertFile).string(),
+          .ca = (dir / kCaFile).string()};
 }
 
 Result<DeviceIdentity> Enroll(const std::filesystem::path& state_dir, const EnrollOptions& options,
@@ -173,9 +184,9 @@ Result<DeviceIdentity> Enroll(const std::filesystem::path& state_dir, const Enro
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(fresh));
   std::filesystem::permissions(fresh, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace, ec);
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / "key.pem", key_pem, 0600));
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / "cert.pem", certificate, 0644));
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / "ca.pem", ca, 0644));
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / kKeyFile, key_pem, 0600));
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / kCertFile, certificate, 0644));
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / kCaFile, ca, 0644));
   AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / "root.json", root_text, 0644));
   AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(fresh / "device.json", id.ToJson().dump(2) + "\n", 0600));
   if (std::filesystem::exists(dir, ec)) {

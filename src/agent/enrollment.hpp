@@ -57,6 +57,13 @@ struct EnrollOptions {
 // STATE/identity.
 std::filesystem::path IdentityDir(const std::filesystem::path& state_dir);
 
+// The identity's TLS files, for an https:// gateway and an mqtts:// broker: the device's key and
+// certificate, and the gateway's device CA (which certifies the gateway and its broker too).
+struct IdentityTls {
+  std::string key, cert, ca;
+};
+IdentityTls IdentityTlsFiles(const std::filesystem::path& state_dir);
+
 // Enrolls with the gateway and stores the identity under state_dir. kAlreadyExists when an
 // identity exists and !force; kVerification when the gateway refuses
 // the token (its reason) or its root does not verify at now or differs from expected_root;

@@ -5,8 +5,10 @@
 
 namespace airlock::gateway {
 
+std::filesystem::path DeviceCaDir(const GatewayConfig& config) { return config.data / "devices"; }
+
 Result<pki::CertificateAuthority> OpenDeviceCa(const GatewayConfig& config, TimePoint now) {
-  return pki::CertificateAuthority::Open(config.data / "devices",
+  return pki::CertificateAuthority::Open(DeviceCaDir(config),
                                          "airlock-gateway " + config.name + " devices", now);
 }
 

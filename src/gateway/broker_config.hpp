@@ -13,7 +13,10 @@
 
 namespace airlock::gateway {
 
-// The CA that certifies the gateway's devices: DATA/devices, made at the first use.
+// Where the gateway's device CA lives: DATA/devices (ca.key, ca.pem).
+std::filesystem::path DeviceCaDir(const GatewayConfig& config);
+
+// The CA that certifies the gateway's devices, made at the first use.
 [[nodiscard]] Result<pki::CertificateAuthority> OpenDeviceCa(const GatewayConfig& config,
                                                              TimePoint now);
 

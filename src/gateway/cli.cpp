@@ -768,7 +768,7 @@ int Main(int argc, char** argv) {
           "devices enroll with: airlock-agent enroll --gateway https://%s:%d --ca %s --token …\n",
           tls_out.c_str(), tls_out.c_str(), tls_out.c_str(), tls_out.c_str(),
           tls_names.front().c_str(), config.http_port,
-          (config.data / "devices" / "ca.pem").c_str());
+          (DeviceCaDir(config) / "ca.pem").c_str());
       return Status{};
     });
   }

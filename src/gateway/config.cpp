@@ -42,6 +42,18 @@ Status Str(const json& obj, const std::string& path, const char* key, std::strin
   return {};
 }
 
+Status Bool(const json& obj, const std::string& path, const char* key, bool& out) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) {
+    return {};
+  }
+  if (!it->is_boolean()) {
+    return Fail(Bad(path + key, "must be true or false"));
+  }
+  out = it->get<bool>();
+  return {};
+}
+
 Status UInt(const json& obj, const std::string& path, const char* key, std::uint64_t& out) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) {
@@ -177,12 +189,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
         *mqtt, "mqtt",
         {"broker", "prefix", "client_id", "ca_file", "cert_file", "key_file", "allow_plain"})));
-    if (auto it = mqtt->find("allow_plain"); it != mqtt->end() && !it->is_null()) {
-      if (!it->is_boolean()) {
-        return bad("mqtt.allow_plain", "must be true or false");
-      }
-      c.mqtt_allow_plain = it->get<bool>();
-    }
+    AIRLOCK_RETURN_IF_ERROR(in(Bool(*mqtt, "mqtt.", "allow_plain", c.mqtt_allow_plain)));
     std::string ca, cert, key;
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "ca_file", ca, true)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*mqtt, "mqtt.", "cert_file", cert, true)));
@@ -220,12 +227,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     }
     c.http_tls_cert = cert;
     c.http_tls_key = key;
-    if (auto it = http->find("allow_plain"); it != http->end() && !it->is_null()) {
-      if (!it->is_boolean()) {
-        return bad("http.allow_plain", "must be true or false");
-      }
-      c.http_allow_plain = it->get<bool>();
-    }
+    AIRLOCK_RETURN_IF_ERROR(in(Bool(*http, "http.", "allow_plain", c.http_allow_plain)));
     if (auto it = http->find("port"); it != http->end() && !it->is_null()) {
       if (!it->is_number_integer() || it->get<int>() < 0 || it->get<int>() > 65535) {
         return bad("http.port", "must be an integer from 0 to 65535");
@@ -260,12 +262,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
       for (auto [key, field] : {std::pair{"inputs", &trust::CapturePolicy::inputs},
                                 std::pair{"outputs", &trust::CapturePolicy::outputs},
                                 std::pair{"upload", &trust::CapturePolicy::upload}}) {
-        if (auto it = capture->find(key); it != capture->end() && !it->is_null()) {
-          if (!it->is_boolean()) {
-            return bad(std::string("telemetry.capture.") + key, "must be true or false");
-          }
-          policy.*field = it->get<bool>();
-        }
+        AIRLOCK_RETURN_IF_ERROR(in(Bool(*capture, "telemetry.capture.", key, policy.*field)));
       }
       if (policy.rate > 0) {
         c.capture = policy;

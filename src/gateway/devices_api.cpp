@@ -322,11 +322,9 @@ Status AuthorizeDevicePull(GatewayStateStore& store, const ReadRequest& request)
   if (device->revoked_at) {
     return Fail(ErrorCode::kInvalidArgument, device->id + " is revoked");
   }
+  // Both lowercase hex; the certificate's without the leading zeros a serial may have.
   auto significant = [](std::string_view hex) {
-    std::string out(hex.substr(std::min(hex.find_first_not_of('0'), hex.size())));
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
+    return hex.substr(std::min(hex.find_first_not_of('0'), hex.size()));
   };
   if (significant(request.client_serial) != significant(device->cert_serial)) {
     return Fail(ErrorCode::kInvalidArgument,

@@ -126,7 +126,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   const net::HttpTls http_tls{.cert = config.http_tls_cert, .key = config.http_tls_key,
                               .client_ca = {}};
   if (Status checked = net::CheckPlainHttp("the gateway", config.http_address, http_tls,
-                                           config.http_allow_plain);
+                                           config.http_allow_plain,
+                                           "http.tls_cert and http.tls_key");
       !checked) {
     return Report(checked.error());
   }
@@ -135,12 +136,6 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     if (Status checked = net::CheckPlainMqtt(*url, config.mqtt_allow_plain, setting); !checked) {
       return Report(checked.error());
     }
-  }
-  if (net::PlainOffLoopback(config.http_address, http_tls)) {
-    spdlog::warn("PLAIN HTTP on {}:{} (http.allow_plain): operator tokens and packages cross the "
-                 "network unencrypted, and any host can pull; give the gateway a certificate "
-                 "(docs/security.md)",
-                 config.http_address, config.http_port);
   }
   if (Status made = MakeDirectories(config.data); !made) {
     return Report(made.error());
@@ -348,7 +343,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   ReadAuthorizer device_only;
   if (!config.http_tls_cert.empty()) {
     // Over HTTPS, /v2/ is for enrolled devices, known by the certificate they enrolled with.
-    registry_options.client_ca = config.data / "devices" / "ca.pem";
+    registry_options.client_ca = DeviceCaDir(config) / "ca.pem";
     device_only = [state](const ReadRequest& r) { return AuthorizeDevicePull(*state, r); };
   }
   ApprovalsContext approvals{.store = store->get(),

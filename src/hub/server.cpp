@@ -1340,13 +1340,9 @@ Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, cons
 
 Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   const net::HttpTls tls{.cert = config.http.tls_cert, .key = config.http.tls_key, .client_ca = {}};
-  AIRLOCK_RETURN_IF_ERROR(
-      net::CheckPlainHttp("the hub", config.http.address, tls, config.http.allow_plain));
-  if (net::PlainOffLoopback(config.http.address, tls)) {
-    spdlog::warn("PLAIN HTTP on {}:{} (http.allow_plain): tokens, credentials and packages cross "
-                 "the network unencrypted; give the hub a certificate (docs/security.md)",
-                 config.http.address, config.http.port);
-  }
+  AIRLOCK_RETURN_IF_ERROR(net::CheckPlainHttp("the hub", config.http.address, tls,
+                                              config.http.allow_plain,
+                                              "http.tls_cert and http.tls_key"));
   if (!config.auth.enabled && !IsLoopbackHost(config.http.address)) {
     return Fail(ErrorCode::kInvalidArgument,
                 "auth.enabled is false but the hub would listen on " + config.http.address +

@@ -14,6 +14,7 @@
 #include <exception>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -124,22 +125,26 @@ inline VerifiedClient VerifiedClientOf(const httplib::Request& req) {
   return out;
 }
 
-// Plain HTTP is for loopback: elsewhere tokens and packages would cross the network in the clear.
-// kInvalidArgument, saying what to do, for a plain server on another address unless allow_plain.
+// Plain HTTP is for loopback: elsewhere requests, tokens and packages would cross the network in
+// the clear. kInvalidArgument, saying what to do, for a plain server on another address unless
+// allow_plain; allowed, it warns (loudly). tls_keys: the daemon's certificate settings, for the
+// message.
 inline Status CheckPlainHttp(std::string_view daemon, const std::string& address,
-                             const HttpTls& tls, bool allow_plain) {
-  if (tls.enabled() || allow_plain || IsLoopbackHost(address)) {
+                             const HttpTls& tls, bool allow_plain, std::string_view tls_keys) {
+  if (tls.enabled() || IsLoopbackHost(address)) {
     return {};
   }
-  return Fail(ErrorCode::kInvalidArgument,
-              std::string(daemon) + " would serve plain HTTP on " + address +
-                  ": give it a certificate (http.tls_cert and http.tls_key; `airlock ca` makes "
-                  "them), or set http.allow_plain: true to accept an unencrypted network");
-}
-
-// Whether a server on address with tls is plain HTTP off loopback (allowed, and to be warned of).
-inline bool PlainOffLoopback(const std::string& address, const HttpTls& tls) {
-  return !tls.enabled() && !IsLoopbackHost(address);
+  if (!allow_plain) {
+    return Fail(ErrorCode::kInvalidArgument,
+                std::string(daemon) + " would serve plain HTTP on " + address +
+                    ": give it a certificate (" + std::string(tls_keys) +
+                    "; `airlock ca` makes them), or set http.allow_plain: true to accept an "
+                    "unencrypted network");
+  }
+  spdlog::warn("PLAIN HTTP on {} (http.allow_plain): {}'s requests and credentials cross the "
+               "network unencrypted; give it a certificate (docs/security.md)",
+               address, daemon);
+  return {};
 }
 
 // Runs a bound server's accept loop and stops it, from any thread, at any moment. httplib 0.11's
