@@ -11,7 +11,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::uint32_t kMaxCount = 9'999'999;
+// A count is at most 9 999 999: seven digits.
+constexpr std::size_t kMaxCountDigits = 7;
 
 tl::unexpected<Error> Bad(std::string why) {
   return Fail(ErrorCode::kInvalidArgument, std::move(why));
@@ -71,7 +72,7 @@ std::string DeviceShare::ToString() const { return std::to_string(value) + (perc
 Result<DeviceShare> ParseDeviceShare(std::string_view text) {
   bool percent = text.ends_with('%');
   std::string_view digits = percent ? text.substr(0, text.size() - 1) : text;
-  if (digits.empty() || digits.size() > 7 || digits[0] == '0' ||
+  if (digits.empty() || digits.size() > kMaxCountDigits || digits[0] == '0' ||
       !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return Bad("\"" + std::string(text.substr(0, 32)) +
                "\" is not a device count or a percentage such as \"10%\"");

@@ -264,6 +264,84 @@ Result<Root> VerifyRoot(const SignedDocument& doc, TimePoint now) {
   return root;
 }
 
+namespace {
+
+// The roles of before that lost a key in after (or that after no longer has).
+std::set<std::string, std::less<>> RolesThatLostAKey(const Root& before, const Root& after) {
+  std::set<std::string, std::less<>> lost;
+  for (const auto& [name, spec] : before.roles) {
+    auto it = after.roles.find(name);
+    if (it == after.roles.end()) {
+      lost.insert(name);
+      continue;
+    }
+    for (const auto& id : spec.keyids) {
+      if (std::find(it->second.keyids.begin(), it->second.keyids.end(), id) ==
+          it->second.keyids.end()) {
+        lost.insert(name);
+        break;
+      }
+    }
+  }
+  return lost;
+}
+
+}  // namespace
+
+Result<RootUpdate> UpdateRoot(const Root& trusted, const std::vector<SignedDocument>& chain,
+                              TimePoint now) {
+  if (chain.size() > kMaxRootChain) {
+    return Fail(ErrorCode::kInvalidArgument,
+                std::to_string(chain.size()) + " roots at once; at most " +
+                    std::to_string(kMaxRootChain) + " are walked in one update");
+  }
+  // Parse once, order by version, skip what is already trusted.
+  std::vector<std::pair<Root, const SignedDocument*>> newer;
+  for (const SignedDocument& doc : chain) {
+    AIRLOCK_ASSIGN_OR_RETURN(Root r, Root::FromJson(doc.body()));
+    if (r.version > trusted.version) {
+      newer.emplace_back(std::move(r), &doc);
+    }
+  }
+  std::sort(newer.begin(), newer.end(),
+            [](const auto& a, const auto& b) { return a.first.version < b.first.version; });
+
+  RootUpdate update{.root = trusted, .accepted = {}, .rotated_roles = {},
+                    .channel_keys_rotated = false};
+  for (auto& [next, doc] : newer) {
+    const std::string name = "root version " + std::to_string(next.version);
+    if (next.version != update.root.version + 1) {
+      return Fail(ErrorCode::kVerification,
+                  name + " does not follow the trusted version " +
+                      std::to_string(update.root.version) + ": version " +
+                      std::to_string(update.root.version + 1) +
+                      " is missing (roots are applied one version at a time)");
+    }
+    AIRLOCK_RETURN_IF_ERROR(WithContext(CheckThreshold(*doc, update.root, kRoleRoot),
+                                        name + ", by the keys of the root it replaces"));
+    AIRLOCK_RETURN_IF_ERROR(
+        WithContext(CheckThreshold(*doc, next, kRoleRoot), name + ", by its own keys"));
+    for (auto& role : RolesThatLostAKey(update.root, next)) {
+      update.rotated_roles.insert(std::move(role));
+    }
+    if (ChannelSigningRole(update.root) != ChannelSigningRole(next)) {
+      update.channel_keys_rotated = true;
+    }
+    update.root = std::move(next);
+    update.accepted.push_back(*doc);
+  }
+  if (update.root.expires <= now) {
+    return Fail(ErrorCode::kVerification,
+                "root version " + std::to_string(update.root.version) + " expired at " +
+                    FormatRfc3339(update.root.expires) +
+                    ": sign a new root with a later --expires and distribute it");
+  }
+  if (update.rotated_roles.contains(ChannelSigningRole(update.root))) {
+    update.channel_keys_rotated = true;
+  }
+  return update;
+}
+
 json Release::ToJson() const {
   return {{"_type", "release"},
           {"spec_version", kSpecVersion},

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -94,8 +95,39 @@ struct SignatureTally {
                                     std::string_view role);
 
 // Parses a root document and checks it is signed by its own root-role threshold and not expired
-// at now. (Rotation from an older root is a later issue: DESIGN §4.)
+// at now. For a root that replaces a trusted one, UpdateRoot below.
 [[nodiscard]] Result<Root> VerifyRoot(const SignedDocument& doc, TimePoint now);
+
+// A verified root rotation (UpdateRoot).
+struct RootUpdate {
+  Root root;                           // the newest root: trusted from now on
+  std::vector<SignedDocument> accepted;  // the documents that took it there, oldest first
+  // Roles that lost a key on the way (a key the owners no longer trust, maybe a stolen one).
+  // Version floors of documents such a role signs are forgotten (TUF's fast-forward recovery):
+  // a stolen key may have signed a document with a huge version, which must not block the
+  // owners' next one forever. Adding a key or changing a threshold forgets nothing.
+  std::set<std::string, std::less<>> rotated_roles;
+
+  // Whether the role that signs channel documents (ChannelSigningRole) lost a key, or changed:
+  // the devices then forget the channel versions they trust.
+  bool channel_keys_rotated = false;
+};
+
+// The most roots UpdateRoot walks in one call.
+inline constexpr std::size_t kMaxRootChain = 64;
+
+// Moves trust from trusted to the newest of chain (DESIGN §4, as TUF's root rotation): each
+// document's version is exactly one above the root before it, and it is signed by a threshold
+// of the previous root's root keys and by a threshold of its own. Only the newest must be
+// unexpired at now: a device that was off for a year walks through roots that expired meanwhile.
+// Documents at or below trusted.version are skipped (already applied); chain is in any order.
+// kVerification, naming the version and why, when a document is not a valid next root (a gap, a
+// missing signature, a body changed after signing); kInvalidArgument for more than
+// kMaxRootChain documents. Nothing newer than trusted: a RootUpdate with trusted and no
+// documents.
+[[nodiscard]] Result<RootUpdate> UpdateRoot(const Root& trusted,
+                                            const std::vector<SignedDocument>& chain,
+                                            TimePoint now);
 
 // One model version, immutable: what a publisher vouches for.
 struct Release {

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -237,6 +238,185 @@ TEST_F(RootTest, VerifyRootRefusesADifferentDocumentType) {
   auto r = VerifyRoot(doc, TestNow());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kVerification);
+}
+
+// ---- rotation (UpdateRoot) ----
+
+class RootRotationTest : public RootTest {
+ protected:
+  // The trusted root: version 3, root keys 0-2 (threshold 2), publisher keys 0-2 (threshold 2).
+  Root trusted = MakeRoot();
+  std::vector<PrivateKey> new_root_keys = GenerateKeys(2);
+
+  // The next root: version trusted + 1, root keys replaced by new_root_keys (threshold 2).
+  Root Next(const Root& before) const {
+    Root next = before;
+    next.version = before.version + 1;
+    for (const auto& k : root_keys) {
+      next.keys.erase(k.id());
+    }
+    RoleSpec role{{}, 2};
+    for (const auto& k : new_root_keys) {
+      next.keys.emplace(k.id(), k.public_key());
+      role.keyids.push_back(k.id());
+    }
+    next.roles[std::string(kRoleRoot)] = role;
+    return next;
+  }
+  // Signed by old root keys 0 and 1 and both new ones: what a rotation needs.
+  SignedDocument SignedByOldAndNew(const Root& r) const {
+    return Reparse(SignedBy(r.ToJson(), {&root_keys[0], &root_keys[1], &new_root_keys[0],
+                                         &new_root_keys[1]}));
+  }
+};
+
+TEST_F(RootRotationTest, ANewRootSignedByOldAndNewKeysIsTrusted) {
+  Root next = Next(trusted);
+  auto update = UpdateRoot(trusted, {SignedByOldAndNew(next)}, TestNow());
+  ASSERT_TRUE(update) << update.error().ToString();
+  EXPECT_EQ(update->root.version, 4);
+  EXPECT_EQ(update->root.roles.at("root").keyids, next.roles.at("root").keyids);
+  ASSERT_EQ(update->accepted.size(), 1u);
+  EXPECT_EQ(update->accepted[0].body(), next.ToJson());
+  // The root keys changed, the publishers did not: channel versions stay trusted.
+  EXPECT_EQ(update->rotated_roles, (std::set<std::string, std::less<>>{"root"}));
+  EXPECT_FALSE(update->channel_keys_rotated);
+}
+
+TEST_F(RootRotationTest, OnlyTheNewKeysAreNotEnough) {
+  Root next = Next(trusted);
+  auto doc = Reparse(SignedBy(next.ToJson(), {&new_root_keys[0], &new_root_keys[1]}));
+  auto update = UpdateRoot(trusted, {doc}, TestNow());
+  ASSERT_FALSE(update);
+  EXPECT_EQ(update.error().code(), ErrorCode::kVerification);
+  EXPECT_NE(update.error().ToString().find("by the keys of the root it replaces"),
+            std::string::npos)
+      << update.error().ToString();
+}
+
+TEST_F(RootRotationTest, OneOldKeyIsUnderTheOldThreshold) {
+  Root next = Next(trusted);
+  auto doc = Reparse(
+      SignedBy(next.ToJson(), {&root_keys[0], &new_root_keys[0], &new_root_keys[1]}));
+  auto update = UpdateRoot(trusted, {doc}, TestNow());
+  ASSERT_FALSE(update);
+  EXPECT_NE(update.error().ToString().find("by the keys of the root it replaces"),
+            std::string::npos);
+}
+
+TEST_F(RootRotationTest, OnlyTheOldKeysAreNotEnough) {
+  // Whoever holds the old keys alone cannot hand the root to keys nobody vouched for.
+  Root next = Next(trusted);
+  auto doc = Reparse(SignedBy(next.ToJson(), {&root_keys[0], &root_keys[1], &new_root_keys[0]}));
+  auto update = UpdateRoot(trusted, {doc}, TestNow());
+  ASSERT_FALSE(update);
+  EXPECT_NE(update.error().ToString().find("by its own keys"), std::string::npos)
+      << update.error().ToString();
+}
+
+TEST_F(RootRotationTest, ABodyChangedAfterSigningIsRefused) {
+  Root next = Next(trusted);
+  SignedDocument doc = SignedByOldAndNew(next);
+  json body = doc.body();
+  body["expires"] = FormatRfc3339(TestNow() + std::chrono::hours(24 * 3650));
+  auto text = doc.Serialize();
+  ASSERT_TRUE(text);
+  json whole = json::parse(*text);
+  whole["signed"] = body;
+  auto tampered = SignedDocument::Parse(whole.dump());
+  ASSERT_TRUE(tampered);
+  EXPECT_FALSE(UpdateRoot(trusted, {*tampered}, TestNow()));
+}
+
+TEST_F(RootRotationTest, AVersionCannotBeSkipped) {
+  Root next = Next(trusted);
+  next.version = trusted.version + 2;
+  auto update = UpdateRoot(trusted, {SignedByOldAndNew(next)}, TestNow());
+  ASSERT_FALSE(update);
+  EXPECT_NE(update.error().message().find("version 4 is missing"), std::string::npos)
+      << update.error().ToString();
+}
+
+TEST_F(RootRotationTest, AChainIsWalkedInVersionOrderAndMayPassExpiredRoots) {
+  // Version 4 expired meanwhile (a device that was off); version 5 is current.
+  Root v4 = Next(trusted);
+  v4.expires = TestNow() - std::chrono::hours(1);
+  SignedDocument doc4 = SignedByOldAndNew(v4);
+  Root v5 = v4;
+  v5.version = 5;
+  v5.expires = TestNow() + std::chrono::hours(24);
+  SignedDocument doc5 = Reparse(SignedBy(v5.ToJson(), {&new_root_keys[0], &new_root_keys[1]}));
+  auto update = UpdateRoot(trusted, {doc5, doc4}, TestNow());
+  ASSERT_TRUE(update) << update.error().ToString();
+  EXPECT_EQ(update->root.version, 5);
+  ASSERT_EQ(update->accepted.size(), 2u);
+  EXPECT_EQ(update->accepted[0].body()["version"], 4);
+  EXPECT_EQ(update->accepted[1].body()["version"], 5);
+}
+
+TEST_F(RootRotationTest, TheNewestRootMustNotHaveExpired) {
+  Root next = Next(trusted);
+  next.expires = TestNow();
+  auto update = UpdateRoot(trusted, {SignedByOldAndNew(next)}, TestNow());
+  ASSERT_FALSE(update);
+  EXPECT_NE(update.error().message().find("expired"), std::string::npos);
+}
+
+TEST_F(RootRotationTest, RootsAlreadyTrustedAreSkipped) {
+  SignedDocument same = Reparse(SignedBy(trusted.ToJson(), {&root_keys[0], &root_keys[1]}));
+  Root older = trusted;
+  older.version = 2;
+  SignedDocument old_doc = Reparse(SignedBy(older.ToJson(), {&root_keys[0], &root_keys[1]}));
+  auto update = UpdateRoot(trusted, {same, old_doc}, TestNow());
+  ASSERT_TRUE(update) << update.error().ToString();
+  EXPECT_EQ(update->root.version, trusted.version);
+  EXPECT_TRUE(update->accepted.empty());
+  EXPECT_TRUE(update->rotated_roles.empty());
+}
+
+TEST_F(RootRotationTest, APublisherKeyRemovedForgetsTheChannelVersions) {
+  // Publisher key 2 was stolen: the next root drops it. The publishers sign channels here (no
+  // release-manager role), so the devices forget the channel versions they trust (fast-forward
+  // recovery: the thief may have signed a channel with a huge version).
+  Root next = trusted;
+  next.version = 4;
+  auto& publishers = next.roles.at(std::string(kRolePublisher));
+  publishers.keyids.pop_back();
+  next.keys.erase(publisher_keys[2].id());
+  auto doc = Reparse(SignedBy(next.ToJson(), {&root_keys[0], &root_keys[1]}));
+  auto update = UpdateRoot(trusted, {doc}, TestNow());
+  ASSERT_TRUE(update) << update.error().ToString();
+  EXPECT_EQ(update->rotated_roles, (std::set<std::string, std::less<>>{"publisher"}));
+  EXPECT_TRUE(update->channel_keys_rotated);
+}
+
+TEST_F(RootRotationTest, AKeyAddedOrAThresholdRaisedForgetsNothing) {
+  Root next = trusted;
+  next.version = 4;
+  auto extra = PrivateKey::Generate();
+  ASSERT_TRUE(extra);
+  next.keys.emplace(extra->id(), extra->public_key());
+  auto& publishers = next.roles.at(std::string(kRolePublisher));
+  publishers.keyids.push_back(extra->id());
+  publishers.threshold = 3;
+  auto doc = Reparse(SignedBy(next.ToJson(), {&root_keys[0], &root_keys[1]}));
+  auto update = UpdateRoot(trusted, {doc}, TestNow());
+  ASSERT_TRUE(update) << update.error().ToString();
+  EXPECT_TRUE(update->rotated_roles.empty());
+  EXPECT_FALSE(update->channel_keys_rotated);
+}
+
+TEST_F(RootRotationTest, AReleaseManagerRoleTakingOverChannelsForgetsTheirVersions) {
+  Root next = trusted;
+  next.version = 4;
+  auto manager = PrivateKey::Generate();
+  ASSERT_TRUE(manager);
+  next.keys.emplace(manager->id(), manager->public_key());
+  next.roles.emplace(std::string(kRoleReleaseManager), RoleSpec{{manager->id()}, 1});
+  auto doc = Reparse(SignedBy(next.ToJson(), {&root_keys[0], &root_keys[1]}));
+  auto update = UpdateRoot(trusted, {doc}, TestNow());
+  ASSERT_TRUE(update) << update.error().ToString();
+  EXPECT_TRUE(update->channel_keys_rotated);
 }
 
 }  // namespace
