@@ -162,15 +162,7 @@ Result<std::unique_ptr<DeviceClient>> DeviceClient::Start(DeviceClientOptions op
                                                           ModelRepository& repo) {
   std::unique_ptr<DeviceClient> c(new DeviceClient(std::move(options), std::move(identity), repo));
   AIRLOCK_ASSIGN_OR_RETURN(c->topics_, delivery::DeviceTopics::Create(c->identity_.mqtt_prefix));
-  AIRLOCK_ASSIGN_OR_RETURN(c->root_doc_, LoadPinnedRoot(c->options_.store));
-  auto root = trust::VerifyRoot(c->root_doc_, Now());
-  if (!root) {
-    return Fail(std::move(root.error())
-                    .WithContext("the root pinned at enrollment (" +
-                                 (IdentityDir(c->options_.store) / "root.json").string() +
-                                 "); enroll again with --force to take the gateway's current one"));
-  }
-  c->root_ = std::move(*root);
+  AIRLOCK_ASSIGN_OR_RETURN(c->root_, LoadDeviceRoot(c->options_.store, Now()));
   AIRLOCK_ASSIGN_OR_RETURN(c->directive_key_, PublicKey::FromPem(c->identity_.directive_key_pem));
   AIRLOCK_RETURN_IF_ERROR(MakeDirectories(c->state_dir_));
 
@@ -364,6 +356,33 @@ const trust::SignedDocument* DeviceClient::ReleaseDocument(const std::string& re
   return nullptr;
 }
 
+bool DeviceClient::ApplyRootRotations(const std::vector<trust::SignedDocument>& roots,
+                                      TimePoint now) {
+  const std::int64_t before = root_.root.version;
+  auto update =
+      trust::AcceptRootRotations(root_, RootRotationsDir(options_.store), roots, now);
+  if (!update) {
+    last_root_error_ = std::move(update.error()).WithContext("the directive's root rotation");
+    return false;
+  }
+  if (update->accepted.empty()) {
+    return true;
+  }
+  spdlog::info("trusting root version {} (was {})", root_.root.version, before);
+  if (update->channel_keys_rotated && !trusted_.channels.empty()) {
+    // Fast-forward recovery (trust/documents.hpp, RootUpdate): a removed channel key may have
+    // signed versions far ahead; the floors it set are forgotten, and the next channel
+    // documents, signed by the keys trusted now, set them again.
+    spdlog::warn("the root removed a key that signs channels: forgetting {} channel version(s)",
+                 trusted_.channels.size());
+    trusted_.channels.clear();
+    if (Status saved = SaveTrusted(); !saved) {
+      spdlog::error("{}", saved.error().ToString());
+    }
+  }
+  return true;
+}
+
 void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bool replay) {
   const TimePoint now = Now();
   if (!replay && trusted_.directive_version != 0 &&
@@ -377,6 +396,14 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
   if (!directive) {
     if (!replay) {
       Refuse(ClaimedVersion(message.directive), directive.error());
+    }
+    return;
+  }
+  // Root rotations first: the entries are checked against the newest root. A rotation stands on
+  // the root keys' signatures alone, so it is kept even if an entry below is then refused.
+  if (!message.roots.empty() && !ApplyRootRotations(message.roots, now)) {
+    if (!replay) {
+      Refuse(directive->version, last_root_error_);
     }
     return;
   }
@@ -409,7 +436,7 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
       return;
     }
     const std::string key = ChannelKey(entry.model, entry.channel);
-    auto ok = trust::CheckDirectiveModel(entry, *channel_doc, *release_doc, root_, now,
+    auto ok = trust::CheckDirectiveModel(entry, *channel_doc, *release_doc, root_.root, now,
                                          channels.count(key) ? channels[key] : 0,
                                          options_.platform);
     if (!ok) {
@@ -451,7 +478,11 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
   ApplyCapture(directive->capture);
 
   const std::vector<InstalledModel> on_disk = Installed();
-  for (const auto& [entry, release] : checked) {
+  // Named pieces, not structured bindings, where a lambda captures them: clang 14 (the fuzz
+  // preset's compiler) cannot capture a structured binding.
+  for (const auto& item : checked) {
+    const trust::DirectiveModel* entry = item.first;
+    const trust::CheckedRelease& release = item.second;
     if (entry->mode == trust::DirectiveMode::kShadow) {
       continue;
     }
@@ -471,7 +502,8 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
       StartShadow(entry->model, release.release.version, entry->release.ToString());
     }
   }
-  for (const auto& [model, shadow] : std::map(shadows_)) {
+  for (const auto& item : std::map(shadows_)) {
+    const std::string& model = item.first;
     bool named = std::any_of(directive->models.begin(), directive->models.end(), [&](const auto& e) {
       return e.model == model && e.mode == trust::DirectiveMode::kShadow;
     });
@@ -480,7 +512,9 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
     }
   }
   // A model the directive no longer names stops serving (it stays installed).
-  for (auto& [model, a] : activations_) {
+  for (auto& item : activations_) {
+    const std::string& model = item.first;
+    Activation& a = item.second;
     bool named = std::any_of(directive->models.begin(), directive->models.end(),
                              [&](const auto& e) { return e.model == model; });
     if (named || (a.active_version.empty() && a.phase == Phase::kIdle) ||
@@ -796,7 +830,7 @@ Event DeviceClient::Verify(const std::string& model, const Action& action) {
   options.now = Now();
   options.platform = options_.platform;
   options.release_file = release_file;
-  auto verified = pkg::VerifyPackage(dir, root_doc_, options);
+  auto verified = pkg::VerifyPackage(dir, root_.document, options);
   if (!verified) {
     std::error_code ec;
     fs::remove_all(dir, ec);  // bytes that do not verify are fetched again, not trusted again
@@ -820,7 +854,7 @@ Event DeviceClient::Stage(const std::string& model, const Action& action) {
   }
   InstallOptions install;
   install.approved_release = *doc;
-  auto installed = store->Install(dir, root_doc_, Now(), options_.platform, install);
+  auto installed = store->Install(dir, root_.document, Now(), options_.platform, install);
   if (!installed) {
     return PhaseFailed{Phase::kStaged, action.release,
                        installed.error().code() == ErrorCode::kIo ? "no-space" : "install",

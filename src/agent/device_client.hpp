@@ -7,10 +7,12 @@
 //
 // A directive is acted on only when all of it checks out (trust/directive.hpp): the signature
 // by the directive key pinned at enrollment, the device, the version (never lower), the expiry,
-// and per entry the channel (signed under the pinned root, never older than trusted, listing the
+// and per entry the channel (signed under the trusted root, never older than trusted, listing the
 // release), the release (signed, of the model, for this platform). Any refusal refuses the whole
 // directive: it is reported (refused_version, refused) and the trusted state stays as it was. (A
 // message too malformed to name a version is only logged: there is no version to report.)
+// The trusted root is the one pinned at enrollment walked through the rotations accepted since;
+// a directive message's root rotations are walked first (ApplyRootRotations).
 //
 // The actions of the machine are performed here, in order, on one worker thread:
 //   download  the package from the gateway's registry (/v2/REPOSITORY by the release's index
@@ -32,11 +34,12 @@
 //
 // What the agent keeps, under STORE/state/ (each file written atomically):
 //   telemetry.db    the telemetry outbox (SQLite)
-// and under STORE/captures/ the capture ring, when the directive's capture policy asks for one.
 //   device.json     the trusted directive version and channel versions, the last refusal
 //   directive.json  the last directive message applied (for the packages and documents after a
 //                   restart)
 //   journal/M.json  the activation record of model M
+// under STORE/captures/ the capture ring, when the directive's capture policy asks for one, and
+// under STORE/identity/roots/ the root rotations accepted after enrolling.
 //
 // Thread-safe: Start and the destructor from one thread; the worker owns everything else.
 
@@ -121,6 +124,10 @@ class DeviceClient {
   // again at start, whose version the trusted state may already hold.
   void HandleDirective(const delivery::DirectiveMessage& message, bool replay);
   void Refuse(std::uint64_t version, const Error& error);
+  // Walks the roots a directive message carries (trust::AcceptRootRotations, kept under the
+  // identity) and forgets the channel versions when the channel keys were rotated. false, with
+  // last_root_error_ set and nothing changed, when they do not verify.
+  bool ApplyRootRotations(const std::vector<trust::SignedDocument>& roots, TimePoint now);
 
   // Applies event to model's machine, persists each step and performs its actions, feeding the
   // events they produce back in, until none is left.
@@ -152,8 +159,8 @@ class DeviceClient {
   ModelRepository& repo_;
   const std::filesystem::path state_dir_;
   std::optional<delivery::DeviceTopics> topics_;
-  trust::SignedDocument root_doc_;
-  trust::Root root_;
+  trust::TrustedRoot root_;  // pinned at enrollment, and the rotations accepted since
+  Error last_root_error_{ErrorCode::kVerification, ""};
   std::optional<PublicKey> directive_key_;
 
   // Touched only by the worker (and by Start before it runs).

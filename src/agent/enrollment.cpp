@@ -225,14 +225,19 @@ Result<DeviceIdentity> LoadIdentity(const std::filesystem::path& state_dir) {
   return id;
 }
 
-Result<trust::SignedDocument> LoadPinnedRoot(const std::filesystem::path& state_dir) {
-  std::filesystem::path path = IdentityDir(state_dir) / "root.json";
-  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, trust::kMaxDocumentSize));
-  auto doc = trust::SignedDocument::Parse(text);
-  if (!doc) {
-    return Fail(std::move(doc.error()).WithContext(path.string()));
+std::filesystem::path RootRotationsDir(const std::filesystem::path& state_dir) {
+  return IdentityDir(state_dir) / "roots";
+}
+
+Result<trust::TrustedRoot> LoadDeviceRoot(const std::filesystem::path& state_dir, TimePoint now) {
+  auto root = trust::LoadTrustedRoot(IdentityDir(state_dir) / "root.json",
+                                     RootRotationsDir(state_dir), now);
+  if (!root) {
+    return Fail(std::move(root.error())
+                    .WithContext("the root this device trusts; enroll again with --force to take "
+                                 "the gateway's current one"));
   }
-  return doc;
+  return root;
 }
 
 }  // namespace airlock::agent

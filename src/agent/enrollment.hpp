@@ -23,6 +23,7 @@
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "trust/documents.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::agent {
 
@@ -74,7 +75,13 @@ IdentityTls IdentityTlsFiles(const std::filesystem::path& state_dir);
 // The stored identity; kNotFound when the device has not enrolled.
 [[nodiscard]] Result<DeviceIdentity> LoadIdentity(const std::filesystem::path& state_dir);
 
-// The pinned root document (STATE/identity/root.json), parsed (not verified).
-[[nodiscard]] Result<trust::SignedDocument> LoadPinnedRoot(const std::filesystem::path& state_dir);
+// Where the root rotations the device accepted after enrolling are kept: STATE/identity/roots/.
+// A new enrollment starts without them (the whole identity directory is replaced).
+std::filesystem::path RootRotationsDir(const std::filesystem::path& state_dir);
+
+// The root the device trusts: the one pinned at enrollment (STATE/identity/root.json) and the
+// rotations accepted since, verified (trust/root_store.hpp).
+[[nodiscard]] Result<trust::TrustedRoot> LoadDeviceRoot(const std::filesystem::path& state_dir,
+                                                        TimePoint now);
 
 }  // namespace airlock::agent

@@ -40,7 +40,8 @@ Error ConfigError(const std::string& where, const std::string& what) {
 
 Status CheckKeys(const json& config, const std::string& where,
                  std::initializer_list<const char*> allowed) {
-  for (const auto& [key, value] : config.items()) {
+  for (const auto& item : config.items()) {
+    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture one
     if (std::find_if(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }) ==
         allowed.end()) {
       return Fail(ConfigError(where, "unknown field '" + key + "'"));

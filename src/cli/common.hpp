@@ -13,6 +13,7 @@
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "runtime/onnx_runtime.hpp"
+#include "trust/documents.hpp"
 
 namespace airlock::cli {
 
@@ -49,6 +50,12 @@ std::string HumanBytes(std::uint64_t n);
 
 void AddKeygen(CLI::App& app, Context& ctx, Action& action);
 void AddRoot(CLI::App& app, Context& ctx, Action& action);
+// `root rotate` and `root sign`, under the `root` command.
+void AddRootRotation(CLI::App& root_cmd, Context& ctx, Action& action);
+// Makes role of root the keys at paths (.pub or .key) with threshold; kInvalidArgument for a key
+// given twice or a threshold outside 1..keys.
+[[nodiscard]] Status SetRole(trust::Root& root, const std::string& role,
+                             const std::vector<std::string>& paths, int threshold);
 void AddInit(CLI::App& app, Context& ctx, Action& action);
 void AddPack(CLI::App& app, Context& ctx, Action& action);
 void AddInspect(CLI::App& app, Context& ctx, Action& action);

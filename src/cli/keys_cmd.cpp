@@ -1,4 +1,4 @@
-// airlock keygen, airlock root init.
+// airlock keygen, airlock root init (rotate and sign: root_cmd.cpp).
 
 #include <cstdio>
 #include <filesystem>
@@ -89,26 +89,7 @@ void AddRoot(CLI::App& app, Context& ctx, Action& action) {
         root.version = 1;
         root.expires = now + validity;
         auto add_role = [&](const std::string& role, const std::vector<std::string>& paths,
-                            int threshold) -> Status {
-          trust::RoleSpec spec;
-          spec.threshold = threshold;
-          for (const auto& p : paths) {
-            AIRLOCK_ASSIGN_OR_RETURN(PublicKey k, PublicKey::Load(p));
-            if (std::find(spec.keyids.begin(), spec.keyids.end(), k.id()) != spec.keyids.end()) {
-              return Fail(ErrorCode::kInvalidArgument,
-                          p + " is the same key as another " + role + " key");
-            }
-            spec.keyids.push_back(k.id());
-            root.keys.emplace(k.id(), k);
-          }
-          if (threshold < 1 || static_cast<std::size_t>(threshold) > spec.keyids.size()) {
-            return Fail(ErrorCode::kInvalidArgument,
-                        "the " + role + " threshold must be between 1 and " +
-                            std::to_string(spec.keyids.size()) + " (the number of its keys)");
-          }
-          root.roles[role] = spec;
-          return {};
-        };
+                            int threshold) { return SetRole(root, role, paths, threshold); };
         AIRLOCK_RETURN_IF_ERROR(
             add_role(std::string(trust::kRoleRoot), a->root_keys, a->root_threshold));
         AIRLOCK_RETURN_IF_ERROR(
@@ -134,6 +115,7 @@ void AddRoot(CLI::App& app, Context& ctx, Action& action) {
       return s ? kExitOk : ReportError(s.error());
     };
   });
+  AddRootRotation(*root_cmd, ctx, action);
 }
 
 }  // namespace airlock::cli

@@ -225,6 +225,9 @@ json DirectiveMessage::ToJson() const {
   j["directive"] = wire::DocumentJson(directive);
   j["channels"] = Documents(channels);
   j["releases"] = Documents(releases);
+  if (!roots.empty()) {
+    j["roots"] = Documents(roots);
+  }
   json list = json::array();
   for (const auto& p : packages) {
     list.push_back({{"release", p.release}, {"repository", p.repository}, {"size", p.size}});
@@ -261,6 +264,9 @@ Result<DirectiveMessage> DirectiveMessage::FromJson(const json& j) {
   m.directive = std::move(*doc);
   AIRLOCK_ASSIGN_OR_RETURN(m.channels, Documents(f, "channels", "channel"));
   AIRLOCK_ASSIGN_OR_RETURN(m.releases, Documents(f, "releases", "release"));
+  if (f.Find("roots") != nullptr) {  // optional: only after a root rotation
+    AIRLOCK_ASSIGN_OR_RETURN(m.roots, Documents(f, "roots", "root"));
+  }
   AIRLOCK_ASSIGN_OR_RETURN(const json* packages, f.Array("packages", 0, kMaxDirectiveDocuments));
   for (const json& p : *packages) {
     Fields pf(p, "device directive package");

@@ -88,6 +88,10 @@ struct DirectiveMessage {
   std::vector<trust::SignedDocument> channels;  // ≤ kMaxDirectiveDocuments, each a channel
   std::vector<trust::SignedDocument> releases;  // ≤ kMaxDirectiveDocuments, each a release
   std::vector<DirectivePackage> packages;       // ≤ kMaxDirectiveDocuments, a release at most once
+  // The root rotations the gateway accepted after the root it was installed with, oldest first
+  // (trust/root_store.hpp); the agent walks those above its own root before anything else.
+  // ≤ kMaxDirectiveDocuments; "roots" on the wire, left out when empty.
+  std::vector<trust::SignedDocument> roots;
 
   nlohmann::json ToJson() const;
   [[nodiscard]] static Result<DirectiveMessage> FromJson(const nlohmann::json& j);

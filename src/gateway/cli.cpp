@@ -21,6 +21,7 @@
 #include "gateway/cache.hpp"
 #include "gateway/config.hpp"
 #include "gateway/layout_import.hpp"
+#include "trust/root_store.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/serve.hpp"
 #include "gateway/state_store.hpp"
@@ -443,6 +444,66 @@ int Rollouts(const std::string& gateway, const std::string& token_file, const st
   return kExitOk;
 }
 
+// airlock-gateway root update/show: the root the gateway trusts (trust/root_store.hpp); with
+// files, verifies them as its next versions and keeps those in DATA/roots/ first.
+int RootCommand(const std::string& config_path, const std::vector<std::string>& files) {
+  auto config = ConfigFrom(config_path);
+  if (!config) {
+    return Report(config.error());
+  }
+  SystemClock clock;
+  auto run = [&]() -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(trust::TrustedRoot trusted,
+                             trust::LoadTrustedRoot(config->root, config->roots_dir(),
+                                                    clock.Now()));
+    const std::int64_t before = trusted.root.version;
+    if (!files.empty()) {
+      std::vector<trust::SignedDocument> docs;
+      for (const std::string& file : files) {
+        AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(file, trust::kMaxDocumentSize));
+        AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument doc,
+                                 WithContext(trust::SignedDocument::Parse(text), file));
+        docs.push_back(std::move(doc));
+      }
+      AIRLOCK_ASSIGN_OR_RETURN(
+          trust::RootUpdate update,
+          trust::AcceptRootRotations(trusted, config->roots_dir(), docs, clock.Now()));
+      if (update.accepted.empty()) {
+        std::printf("root version %lld is already trusted: nothing to do\n",
+                    static_cast<long long>(before));
+        return {};
+      }
+      std::printf("trusted root version %lld (was %lld), kept in %s\n",
+                  static_cast<long long>(trusted.root.version), static_cast<long long>(before),
+                  config->roots_dir().c_str());
+      if (!update.rotated_roles.empty()) {
+        std::string roles;
+        for (const auto& r : update.rotated_roles) {
+          roles += (roles.empty() ? "" : ", ") + r;
+        }
+        std::printf("keys removed from: %s%s\n", roles.c_str(),
+                    update.channel_keys_rotated
+                        ? " (the devices will forget the channel versions they trust)"
+                        : "");
+      }
+      std::printf("restart the gateway (systemctl restart airlock-gateway) to use it and send "
+                  "it to the devices\n");
+      return {};
+    }
+    std::printf("root version %lld, expires %s, %zu rotation(s) since %s\n",
+                static_cast<long long>(trusted.root.version),
+                FormatRfc3339(trusted.root.expires).c_str(), trusted.rotations.size(),
+                config->root.c_str());
+    for (const auto& [role, spec] : trusted.root.roles) {
+      std::printf("  %-16s %d of %zu key(s)\n", role.c_str(), spec.threshold,
+                  spec.keyids.size());
+    }
+    return {};
+  };
+  Status s = run();
+  return s ? 0 : Report(s.error());
+}
+
 // airlock-gateway import: streams a bundle to the running gateway, which verifies and loads it.
 int Import(const std::string& gateway, const std::string& token_file, const std::string& bundle,
            bool as_json) {
@@ -596,6 +657,20 @@ int Main(int argc, char** argv) {
   token_create->add_option("--save", token_save,
                            "also write the token to this file (0600), e.g. "
                            "/var/lib/airlock-gateway/operator-token");
+
+  auto* root_cmd = app.add_subcommand("root", "The site's root of trust and its rotations");
+  root_cmd->require_subcommand(1);
+  auto* root_update = root_cmd->add_subcommand(
+      "update",
+      "Trust a rotated root: each FILE must be the next version, signed by a threshold of the "
+      "keys of the root before it and of its own (docs/trust.md). Kept in DATA/roots/; the "
+      "gateway takes it at its next start and sends it to its devices");
+  std::vector<std::string> root_files;
+  root_update->add_option("files", root_files, "the new root document(s), any order")
+      ->required();
+  root_update->add_option("--config", config_path, "the gateway's configuration")->required();
+  auto* root_show = root_cmd->add_subcommand("show", "The root the gateway trusts");
+  root_show->add_option("--config", config_path, "the gateway's configuration")->required();
 
   auto* broker_cmd = app.add_subcommand(
       "broker-config",
@@ -791,6 +866,11 @@ int Main(int argc, char** argv) {
           broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port);
       return Status{};
     });
+  }
+  if (root_update->parsed() || root_show->parsed()) {
+    SetupLogging("warn");
+    return RootCommand(config_path, root_update->parsed() ? root_files
+                                                          : std::vector<std::string>{});
   }
   if (token_create->parsed()) {
     SetupLogging("warn");

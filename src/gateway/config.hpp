@@ -77,6 +77,8 @@ struct GatewayConfig {
   std::string log_level = "info";
 
   std::filesystem::path cache_dir() const { return data / "cache"; }
+  // The root rotations accepted after `root` (trust/root_store.hpp).
+  std::filesystem::path roots_dir() const { return data / "roots"; }
   const std::string& factory_broker() const {
     return devices_mqtt_broker.empty() ? mqtt_broker : devices_mqtt_broker;
   }

@@ -114,6 +114,8 @@ void FleetService::Start() {
       Load();
       Resume();
       PublishFleet();
+      // A root rotated while the gateway was down: every directed device hears of it now.
+      AnnounceRootRotations();
       // Revoked while the gateway was down: their retained directives go now.
       if (auto devices = store_.Devices()) {
         for (const DeviceRecord& d : *devices) {
@@ -457,34 +459,69 @@ std::optional<std::uint64_t> FleetService::Direct(const Rollout& rollout, const 
     }
     record->desired[rollout.model] = std::move(entry);
   }
-  std::uint64_t version = record->version + 1;
-  auto message = BuildDirective(a.device, version, record->desired);
+  auto version = SignAndPublish(*record, "rollout " + rollout.deployment);
+  if (version) {
+    spdlog::info("rollout {}: directive {} to {}: {} {}{}", rollout.deployment, *version,
+                 a.device, rollout.model, a.active ? a.active->version : std::string("(none)"),
+                 a.shadow ? ", shadow " + a.shadow->version : std::string());
+  }
+  return version;
+}
+
+std::optional<std::uint64_t> FleetService::SignAndPublish(DeviceDirectiveRecord& record,
+                                                          const std::string& why) {
+  std::uint64_t version = record.version + 1;
+  auto message = BuildDirective(record.device, version, record.desired);
   if (!message) {
-    spdlog::error("rollout {}: no directive for {}: {}", rollout.deployment, a.device,
-                  message.error().ToString());
+    spdlog::error("{}: no directive for {}: {}", why, record.device, message.error().ToString());
     return std::nullopt;
   }
-  record->version = version;
-  record->message = message->ToJson().dump();
+  record.version = version;
+  record.message = message->ToJson().dump();
   // Stored before it is published: a version is never signed twice.
-  if (Status put = store_.PutDeviceDirective(*record); !put) {
-    spdlog::error("rollout {}: directive {} for {} not stored, so not sent: {}", rollout.deployment,
-                  version, a.device, put.error().ToString());
+  if (Status put = store_.PutDeviceDirective(record); !put) {
+    spdlog::error("{}: directive {} for {} not stored, so not sent: {}", why, version,
+                  record.device, put.error().ToString());
     return std::nullopt;
   }
-  auto topic = device_topics_.Topic(delivery::DeviceTopicKind::kDirective, a.device);
-  Status sent = topic ? to_devices_(*topic, record->message, true) : Status(Fail(topic.error()));
+  auto topic = device_topics_.Topic(delivery::DeviceTopicKind::kDirective, record.device);
+  Status sent = topic ? to_devices_(*topic, record.message, true) : Status(Fail(topic.error()));
   if (!sent) {
     spdlog::warn(
-        "rollout {}: directive {} for {} not published (sent again once the factory "
-        "broker is back): {}",
-        rollout.deployment, version, a.device, sent.error().ToString());
+        "{}: directive {} for {} not published (sent again once the factory broker is back): {}",
+        why, version, record.device, sent.error().ToString());
     return std::nullopt;
   }
-  spdlog::info("rollout {}: directive {} to {}: {} {}{}", rollout.deployment, version, a.device,
-               rollout.model, a.active ? a.active->version : std::string("(none)"),
-               a.shadow ? ", shadow " + a.shadow->version : std::string());
   return version;
+}
+
+void FleetService::AnnounceRootRotations() {
+  const std::size_t rotations = options_.root_rotations.size();
+  if (rotations == 0) {
+    return;
+  }
+  auto devices = store_.Devices();
+  if (!devices) {
+    spdlog::error("fleet: {}", devices.error().ToString());
+    return;
+  }
+  for (const DeviceRecord& d : *devices) {
+    auto record = store_.DeviceDirective(d.id);
+    if (d.revoked_at || !record || record->message.empty()) {
+      continue;  // a device with no directive gets the roots with its first one
+    }
+    json sent = json::parse(record->message, nullptr, false);
+    std::size_t carried = sent.is_object() && sent.contains("roots") && sent["roots"].is_array()
+                              ? sent["roots"].size()
+                              : 0;
+    if (carried >= rotations) {
+      continue;
+    }
+    if (auto version = SignAndPublish(*record, "root rotation")) {
+      spdlog::info("fleet: directive {} to {} carries root version {}", *version, d.id,
+                   options_.root_rotations.back().body().value("version", 0));
+    }
+  }
 }
 
 Result<delivery::DirectiveMessage> FleetService::BuildDirective(const std::string& device,
@@ -558,7 +595,8 @@ Result<delivery::DirectiveMessage> FleetService::BuildDirective(const std::strin
       .directive = trust::SignedDocument::Wrap(json::object()),
       .channels = {},
       .releases = {},
-      .packages = {}};
+      .packages = {},
+      .roots = options_.root_rotations};
   std::set<std::pair<std::string, std::uint64_t>> channels;  // (name, version) of those added
   std::set<std::string> releases;
   auto add = [&](const std::string& model, const ReleaseRef& ref, trust::DirectiveMode mode,

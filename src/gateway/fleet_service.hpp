@@ -63,6 +63,10 @@ struct FleetServiceOptions {
   std::chrono::seconds directive_life{30 * 24 * 3600};  // how long a signed directive is valid
   // The site's capture policy, sent to every device in its directives (none: capture nothing).
   std::optional<trust::CapturePolicy> capture;
+  // The rotations of the gateway's root since the root it was installed with (trust/root_store),
+  // sent to the devices in every directive. At start, a device whose last directive carried
+  // fewer gets a new directive with them.
+  std::vector<trust::SignedDocument> root_rotations;
 };
 
 // Publishes one message at QoS 1, retained or not; an error when the broker did not take it.
@@ -145,6 +149,12 @@ class FleetService {
   // Signs and publishes the device's directive for the Direct action; its version, or nullopt
   // when nothing was published.
   std::optional<std::uint64_t> Direct(const Rollout& rollout, const Action& action);
+  // Signs record's desired state as its next directive, stores it, then publishes it (retained).
+  // The version, or nothing (logged, with why: what asked for it) when any step failed.
+  std::optional<std::uint64_t> SignAndPublish(DeviceDirectiveRecord& record,
+                                              const std::string& why);
+  // A new directive, with the root rotations, to every directed device whose last one lacked some.
+  void AnnounceRootRotations();
   void PublishFleet();
   void HandleDeviceMessage(const std::string& topic, const std::string& payload);
   void HandleDeviceChanged(const std::string& device);

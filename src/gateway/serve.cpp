@@ -23,6 +23,7 @@
 #include "monitor/batch.hpp"
 #include "net/http_server.hpp"
 #include "net/mqtt.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -43,12 +44,6 @@ std::string HubReason(const std::string& body) {
     return detail.empty() ? e.value("message", "") : detail;
   }
   return body.substr(0, 200);
-}
-
-Result<trust::Root> LoadRoot(const std::filesystem::path& path, TimePoint now) {
-  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, 1 << 20));
-  AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument doc, trust::SignedDocument::Parse(text));
-  return WithContext(trust::VerifyRoot(doc, now), "the pinned root " + path.string());
 }
 
 // The Ed25519 key at BASE.key (BASE.pub beside it), made on first use.
@@ -141,10 +136,13 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     return Report(made.error());
   }
   ::chmod(config.data.c_str(), 0700);
-  auto root = LoadRoot(config.root, clock.Now());
-  if (!root) {
-    return Report(root.error());
+  // The root the site was installed with, and the rotations accepted since
+  // (`airlock-gateway root update`).
+  auto trusted_root = trust::LoadTrustedRoot(config.root, config.roots_dir(), clock.Now());
+  if (!trusted_root) {
+    return Report(trusted_root.error());
   }
+  const trust::Root* root = &trusted_root->root;
   HubHttp hub(config.hub_url, "");
   hub.set_ca_file(config.hub_ca_file.string());
   auto credential = EnsureRegistered(config, register_token, hub);
@@ -173,7 +171,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   if (!directive_key) {
     return Report(directive_key.error());
   }
-  auto root_document = ReadFile(config.root, 1 << 20);
+  // Devices enroll with the newest root; the rotations reach the others in their directives.
+  auto root_document = trusted_root->document.Serialize();
   if (!root_document) {
     return Report(root_document.error());
   }
@@ -251,7 +250,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                                     .device_prefix = config.factory_prefix(),
                                     .hub_prefix = config.mqtt_prefix,
                                     .directive_life = std::chrono::hours(24 * 30),
-                                    .capture = config.capture};
+                                    .capture = config.capture,
+                                    .root_rotations = trusted_root->rotations};
   auto fleet = FleetService::Create(fleet_options, *root, **store, *directive_key,
                                     publisher(fleet_client), publisher(client), clock);
   if (!fleet) {
@@ -349,7 +349,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   ApprovalsContext approvals{.store = store->get(),
                              .service = svc,
                              .cache = cache->get(),
-                             .root = &*root,
+                             .root = root,
                              .hub_url = config.hub_url,
                              .imports_dir = config.data / "imports"};
   DevicesContext devices{.store = store->get(),

@@ -389,6 +389,77 @@ TEST_F(DeviceClientTest, BadDirectivesAreRefusedAndTheNextGoodOneApplies) {
   EXPECT_EQ(State()->directive_version, 10u);
 }
 
+// A root rotation reaches the device in a directive (trust/root_store.hpp): one that does not
+// verify refuses the directive and changes nothing; a good one is kept under the identity, judges
+// the directive's channel, survives a restart, and — because it hands channel signing to a new
+// release-manager key — makes the device forget its channel versions (fast-forward recovery), so
+// the new key's channel at version 1 is taken although version 5 was trusted.
+TEST_F(DeviceClientTest, ARootRotationInADirectiveIsWalkedKeptAndResetsTheChannelVersions) {
+  Published v1 = Push(affine_dir(), "1.0.0", 1);
+  Published v2 = Push(affine_dir(), "1.1.0", 2);
+  StartDevice();
+  auto channel5 = Channel(5, {&v1});
+  Send(Directive(5, v1, 5, channel5, {&v1}));
+  ASSERT_TRUE(WaitForModel("active", "1.0.0")) << Dump();
+
+  // Root version 2: a release-manager key now signs the channels.
+  PrivateKey manager = PrivateKey::Generate().value();
+  trust::Root next = trust::Root::FromJson(root_.body()).value();
+  next.version = 2;
+  next.keys.emplace(manager.id(), manager.public_key());
+  next.roles["release-manager"] = {{manager.id()}, 1};
+  trust::Channel by_manager = trust::Channel::FromJson(Channel(1, {&v2, &v1}).body()).value();
+  auto manager_channel = trust::SignedDocument::Wrap(by_manager.ToJson());
+  ASSERT_TRUE(manager_channel.Sign(manager));
+  const fs::path kept = RootRotationsDir(store_dir()) / "2.root.json";
+
+  // Signed by a stranger, not by the trusted root key: refused, and nothing changes.
+  auto forged = trust::SignedDocument::Wrap(next.ToJson());
+  ASSERT_TRUE(forged.Sign(PrivateKey::Generate().value()));
+  auto message = Directive(6, v2, 1, manager_channel, {&v2});
+  message.roots = {forged};
+  Send(message);
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = State();
+    return s && s->refused_version == 6 && s->refused &&
+           s->refused->message.find("root") != std::string::npos;
+  })) << Dump();
+  EXPECT_EQ(State()->directive_version, 5u);
+  EXPECT_EQ(Served(), "1.0.0");
+  EXPECT_FALSE(fs::exists(kept));
+
+  // Without the rotation, the manager's channel is not one the device trusts.
+  Send(Directive(7, v2, 1, manager_channel, {&v2}));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = State();
+    return s && s->refused_version == 7;
+  })) << Dump();
+  EXPECT_EQ(Served(), "1.0.0");
+
+  // Signed by the trusted root key: walked, kept, and the channel at version 1 is taken.
+  auto rotation = trust::SignedDocument::Wrap(next.ToJson());
+  ASSERT_TRUE(rotation.Sign(*publisher_));
+  message = Directive(8, v2, 1, manager_channel, {&v2});
+  message.roots = {rotation};
+  Send(message);
+  ASSERT_TRUE(WaitForModel("active", "1.1.0")) << Dump();
+  EXPECT_EQ(State()->directive_version, 8u);
+  EXPECT_FALSE(State()->refused);
+  EXPECT_TRUE(fs::exists(kept));
+
+  // After a restart the device still trusts version 2: the old key's channels are refused now.
+  StopDevice();
+  StartDevice();
+  ASSERT_TRUE(WaitForModel("active", "1.1.0")) << Dump();
+  Send(Directive(9, v1, 6, Channel(6, {&v1}), {&v1}));
+  ASSERT_TRUE(WaitUntil([&] {
+    auto s = State();
+    return s && s->refused_version == 9 && s->refused &&
+           s->refused->message.find("release-manager") != std::string::npos;
+  })) << Dump();
+  EXPECT_EQ(Served(), "1.1.0");
+}
+
 // A version whose samples do not reproduce fails validation and the device rolls back to what
 // served; a package too big for the disk fails before any byte is fetched.
 TEST_F(DeviceClientTest, AFailedValidationRollsBackAndNoRoomFailsTheDownload) {

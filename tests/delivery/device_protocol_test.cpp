@@ -101,6 +101,25 @@ TEST(DirectiveMessage, RoundTripsWithItsDocuments) {
   EXPECT_EQ(back->PackageOf("sha256:" + std::string(64, 'f')), nullptr);
 }
 
+TEST(DirectiveMessage, CarriesRootRotationsOnlyWhenThereAreSome) {
+  DirectiveMessage m = MakeDirective();
+  EXPECT_FALSE(m.ToJson().contains("roots"));  // the wire form of gateways before rotations
+  m.roots = {SignedOf({{"_type", "root"}, {"version", 2}}),
+             SignedOf({{"_type", "root"}, {"version", 3}})};
+  auto back = DirectiveMessage::FromJson(ParsePayload(m.ToJson().dump()).value());
+  ASSERT_TRUE(back) << back.error().message();
+  ASSERT_EQ(back->roots.size(), 2u);
+  EXPECT_EQ(back->roots[1].body()["version"], 3);
+  EXPECT_EQ(back->ToJson(), m.ToJson());
+  json bad = m.ToJson();
+  bad["roots"] = bad["channels"];
+  auto r = DirectiveMessage::FromJson(bad);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("\"roots\" holds a \"channel\" document"),
+            std::string::npos)
+      << r.error().message();
+}
+
 TEST(DirectiveMessage, RefusesDocumentsOfTheWrongKindOrShape) {
   json j = MakeDirective().ToJson();
   auto refused = [](json bad, const std::string& text) {

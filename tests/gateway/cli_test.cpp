@@ -57,5 +57,55 @@ TEST(GatewayCli, BadInputIsAClearErrorWithTheUsageExitCode) {
   EXPECT_NE(missing.err.find("not in the cache"), std::string::npos) << missing.err;
 }
 
+// docs/trust.md, "Rotating the root": the gateway takes a rotated root only when it verifies
+// against the one it trusts, keeps it in DATA/roots/, and shows it.
+TEST(GatewayCli, RootUpdateTakesOnlyAValidRotationAndKeepsIt) {
+  airlock::testing::TempDir dir;
+  auto airlock = [&](std::vector<std::string> args) { return RunAirlock(args, dir.path()); };
+  for (const char* k : {"root", "alice", "carol", "stranger"}) {
+    ASSERT_EQ(airlock({"keygen", k}).exit_code, 0);
+  }
+  ASSERT_EQ(airlock({"root", "init", "--root-key", "root.key", "--publisher", "alice.pub", "-o",
+                     "root.json"})
+                .exit_code,
+            0);
+  ASSERT_EQ(airlock({"root", "rotate", "--from", "root.json", "--publisher", "carol.pub", "-k",
+                     "root.key", "-o", "root.2.json"})
+                .exit_code,
+            0);
+  ASSERT_EQ(airlock({"root", "rotate", "--from", "root.json", "--publisher", "carol.pub", "-k",
+                     "stranger.key", "-o", "forged.json"})
+                .exit_code,
+            0);
+  std::string config = (dir.path() / "gateway.yaml").string();
+  airlock::testing::WriteAll(dir.path() / "gateway.yaml",
+                             "name: plant-1\ndata: " + (dir.path() / "data").string() +
+                                 "\nroot: " + (dir.path() / "root.json").string() + "\n");
+
+  CommandResult forged =
+      Gateway({"root", "update", (dir.path() / "forged.json").string(), "--config", config});
+  EXPECT_NE(forged.exit_code, 0);
+  EXPECT_NE(forged.err.find("by the keys of the root it replaces"), std::string::npos)
+      << forged.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "data" / "roots" / "2.root.json"));
+
+  CommandResult updated =
+      Gateway({"root", "update", (dir.path() / "root.2.json").string(), "--config", config});
+  ASSERT_EQ(updated.exit_code, 0) << updated.err;
+  EXPECT_NE(updated.out.find("trusted root version 2 (was 1)"), std::string::npos) << updated.out;
+  EXPECT_NE(updated.out.find("keys removed from: publisher"), std::string::npos) << updated.out;
+  EXPECT_TRUE(fs::exists(dir.path() / "data" / "roots" / "2.root.json"));
+
+  CommandResult again =
+      Gateway({"root", "update", (dir.path() / "root.2.json").string(), "--config", config});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("already trusted"), std::string::npos) << again.out;
+
+  CommandResult shown = Gateway({"root", "show", "--config", config});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("root version 2"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("1 rotation(s)"), std::string::npos) << shown.out;
+}
+
 }  // namespace
 }  // namespace airlock::gateway

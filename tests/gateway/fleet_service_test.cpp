@@ -47,6 +47,12 @@ class FleetServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = GatewayStateStore::Open(dir_.path(), clock_.Now()).value();
+    StartFleet();
+  }
+
+  // (Re)starts the service, as a gateway restart does, with the root rotations it accepted.
+  void StartFleet(std::vector<trust::SignedDocument> root_rotations = {}) {
+    fleet_.reset();
     auto root = trust::VerifyRoot(trust::SignedDocument::Parse(trust_.root_text).value(), Now());
     ASSERT_TRUE(root);
     auto publisher = [this](std::map<std::string, std::string>& to) {
@@ -61,7 +67,8 @@ class FleetServiceTest : public ::testing::Test {
                               .device_prefix = "airlock/v1",
                               .hub_prefix = "airlock/v1",
                               .directive_life = std::chrono::hours(24),
-                              .capture = std::nullopt},
+                              .capture = std::nullopt,
+                              .root_rotations = std::move(root_rotations)},
                              *root, *store_, key_, publisher(devices_), publisher(hub_), clock_)
             .value();
     fleet_->Start();
@@ -235,6 +242,39 @@ TEST_F(FleetServiceTest, AHealthWindowEndsOnTheClockAndADirectiveKeepsEveryModel
   EXPECT_EQ(both.models[1].release.ToString(), vib);
   EXPECT_EQ(store_->DeviceDirective(d)->version, 2u);
   EXPECT_EQ(Fleet(kDep2)["waves"], 2);  // the default waves: a canary, then the rest
+}
+
+// A gateway restarted with a root rotation sends every directed device a new directive that
+// carries it; restarted again, it sends nothing more (the devices have it).
+TEST_F(FleetServiceTest, ARootRotationReachesEveryDirectedDeviceOnce) {
+  std::string d = Enroll({{"line", "1"}});
+  std::string idle = Enroll({{"line", "2"}});  // no directive: gets the roots with its first
+  ASSERT_TRUE(WaitUntil([&] { return store_->DeviceState(d)->online; }));
+  nlohmann::json plan = {{"selector", {{"line", "1"}}},
+                         {"strategy", {{"waves", nlohmann::json::array({"100%"})}}}};
+  Deliver(kDep1, "vib", "1.0.0", plan);
+  ASSERT_TRUE(WaitUntil([&] { return VersionOf(d) == 1; }));
+
+  auto rotation = trust::SignedDocument::Parse(trust_.root_text).value();
+  StartFleet({rotation});
+  ASSERT_TRUE(WaitUntil([&] { return VersionOf(d) == 2; }));
+  std::string payload;
+  {
+    std::lock_guard lock(mu_);
+    payload = devices_["airlock/v1/dev/" + d + "/directive"];
+  }
+  auto message = delivery::DirectiveMessage::FromJson(nlohmann::json::parse(payload)).value();
+  ASSERT_EQ(message.roots.size(), 1u);
+  EXPECT_EQ(message.roots[0].body(), rotation.body());
+  // The desired state is what it was.
+  ASSERT_EQ(DirectiveOf(d)->models.size(), 1u);
+  EXPECT_EQ(DirectiveOf(d)->models[0].model, "vib");
+  EXPECT_EQ(VersionOf(idle), 0u);
+
+  StartFleet({rotation});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // nothing is expected to happen
+  EXPECT_EQ(VersionOf(d), 2u);
+  EXPECT_EQ(store_->DeviceDirective(d)->version, 2u);
 }
 
 TEST_F(FleetServiceTest, ANewDeploymentOfTheModelSupersedesTheRunningRollout) {
