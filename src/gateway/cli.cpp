@@ -444,64 +444,21 @@ int Rollouts(const std::string& gateway, const std::string& token_file, const st
   return kExitOk;
 }
 
-// airlock-gateway root update/show: the root the gateway trusts (trust/root_store.hpp); with
-// files, verifies them as its next versions and keeps those in DATA/roots/ first.
+// airlock-gateway root update/show (trust::RootCommand).
 int RootCommand(const std::string& config_path, const std::vector<std::string>& files) {
   auto config = ConfigFrom(config_path);
   if (!config) {
     return Report(config.error());
   }
   SystemClock clock;
-  auto run = [&]() -> Status {
-    AIRLOCK_ASSIGN_OR_RETURN(trust::TrustedRoot trusted,
-                             trust::LoadTrustedRoot(config->root, config->roots_dir(),
-                                                    clock.Now()));
-    const std::int64_t before = trusted.root.version;
-    if (!files.empty()) {
-      std::vector<trust::SignedDocument> docs;
-      for (const std::string& file : files) {
-        AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(file, trust::kMaxDocumentSize));
-        AIRLOCK_ASSIGN_OR_RETURN(trust::SignedDocument doc,
-                                 WithContext(trust::SignedDocument::Parse(text), file));
-        docs.push_back(std::move(doc));
-      }
-      AIRLOCK_ASSIGN_OR_RETURN(
-          trust::RootUpdate update,
-          trust::AcceptRootRotations(trusted, config->roots_dir(), docs, clock.Now()));
-      if (update.accepted.empty()) {
-        std::printf("root version %lld is already trusted: nothing to do\n",
-                    static_cast<long long>(before));
-        return {};
-      }
-      std::printf("trusted root version %lld (was %lld), kept in %s\n",
-                  static_cast<long long>(trusted.root.version), static_cast<long long>(before),
-                  config->roots_dir().c_str());
-      if (!update.rotated_roles.empty()) {
-        std::string roles;
-        for (const auto& r : update.rotated_roles) {
-          roles += (roles.empty() ? "" : ", ") + r;
-        }
-        std::printf("keys removed from: %s%s\n", roles.c_str(),
-                    update.channel_keys_rotated
-                        ? " (the devices will forget the channel versions they trust)"
-                        : "");
-      }
-      std::printf("restart the gateway (systemctl restart airlock-gateway) to use it and send "
-                  "it to the devices\n");
-      return {};
-    }
-    std::printf("root version %lld, expires %s, %zu rotation(s) since %s\n",
-                static_cast<long long>(trusted.root.version),
-                FormatRfc3339(trusted.root.expires).c_str(), trusted.rotations.size(),
-                config->root.c_str());
-    for (const auto& [role, spec] : trusted.root.roles) {
-      std::printf("  %-16s %d of %zu key(s)\n", role.c_str(), spec.threshold,
-                  spec.keyids.size());
-    }
-    return {};
-  };
-  Status s = run();
-  return s ? 0 : Report(s.error());
+  auto text = trust::RootCommand(config->root, config->roots_dir(), files, clock.Now(),
+                                 "restart the gateway (systemctl restart airlock-gateway) to use "
+                                 "it and send it to the devices");
+  if (!text) {
+    return Report(text.error());
+  }
+  std::fputs(text->c_str(), stdout);
+  return 0;
 }
 
 // airlock-gateway import: streams a bundle to the running gateway, which verifies and loads it.

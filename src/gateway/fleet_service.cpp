@@ -459,7 +459,10 @@ std::optional<std::uint64_t> FleetService::Direct(const Rollout& rollout, const 
     }
     record->desired[rollout.model] = std::move(entry);
   }
-  auto version = SignAndPublish(*record, "rollout " + rollout.deployment);
+  auto version = SignAndPublish(*record, "rollout " + rollout.deployment,
+                                [&](std::uint64_t v) {
+                                  return BuildDirective(record->device, v, record->desired);
+                                });
   if (version) {
     spdlog::info("rollout {}: directive {} to {}: {} {}{}", rollout.deployment, *version,
                  a.device, rollout.model, a.active ? a.active->version : std::string("(none)"),
@@ -469,9 +472,10 @@ std::optional<std::uint64_t> FleetService::Direct(const Rollout& rollout, const 
 }
 
 std::optional<std::uint64_t> FleetService::SignAndPublish(DeviceDirectiveRecord& record,
-                                                          const std::string& why) {
+                                                          const std::string& why,
+                                                          const MessageBuilder& build) {
   std::uint64_t version = record.version + 1;
-  auto message = BuildDirective(record.device, version, record.desired);
+  auto message = build(version);
   if (!message) {
     spdlog::error("{}: no directive for {}: {}", why, record.device, message.error().ToString());
     return std::nullopt;
@@ -517,7 +521,27 @@ void FleetService::AnnounceRootRotations() {
     if (carried >= rotations) {
       continue;
     }
-    if (auto version = SignAndPublish(*record, "root rotation")) {
+    // The directive it has, renewed with the roots: nothing else changes. (Built afresh, an
+    // entry whose channel document was signed by a key the rotation removed would be left out,
+    // and the device would stop serving that model. Renewed, the device takes the roots, then
+    // refuses the entry and keeps serving until the channel is signed again with a key the new
+    // root trusts; the refusal says so.)
+    auto renew = [&](std::uint64_t version) -> Result<delivery::DirectiveMessage> {
+      AIRLOCK_ASSIGN_OR_RETURN(json j, delivery::ParsePayload(record->message));
+      AIRLOCK_ASSIGN_OR_RETURN(delivery::DirectiveMessage message,
+                               delivery::DirectiveMessage::FromJson(j));
+      AIRLOCK_ASSIGN_OR_RETURN(trust::Directive directive,
+                               trust::Directive::FromJson(message.directive.body()));
+      TimePoint now = std::chrono::floor<seconds>(clock_.Now());
+      directive.version = version;
+      directive.issued = now;
+      directive.expires = now + options_.directive_life;
+      AIRLOCK_ASSIGN_OR_RETURN(message.directive, trust::SignDirective(directive, directive_key_));
+      message.envelope = {.message_id = NewMessageId(clock_), .sent_at = now};
+      message.roots = options_.root_rotations;
+      return message;
+    };
+    if (auto version = SignAndPublish(*record, "root rotation", renew)) {
       spdlog::info("fleet: directive {} to {} carries root version {}", *version, d.id,
                    options_.root_rotations.back().body().value("version", 0));
     }

@@ -65,7 +65,7 @@ struct FleetServiceOptions {
   std::optional<trust::CapturePolicy> capture;
   // The rotations of the gateway's root since the root it was installed with (trust/root_store),
   // sent to the devices in every directive. At start, a device whose last directive carried
-  // fewer gets a new directive with them.
+  // fewer gets its directive renewed with them (the same entries, a new version).
   std::vector<trust::SignedDocument> root_rotations;
 };
 
@@ -149,10 +149,13 @@ class FleetService {
   // Signs and publishes the device's directive for the Direct action; its version, or nullopt
   // when nothing was published.
   std::optional<std::uint64_t> Direct(const Rollout& rollout, const Action& action);
-  // Signs record's desired state as its next directive, stores it, then publishes it (retained).
-  // The version, or nothing (logged, with why: what asked for it) when any step failed.
+  // Builds record's next directive (build gets its version), stores it, then publishes it
+  // (retained). The version, or nothing (logged, with why: what asked for it) when any step failed.
+  using MessageBuilder =
+      std::function<Result<delivery::DirectiveMessage>(std::uint64_t version)>;
   std::optional<std::uint64_t> SignAndPublish(DeviceDirectiveRecord& record,
-                                              const std::string& why);
+                                              const std::string& why,
+                                              const MessageBuilder& build);
   // A new directive, with the root rotations, to every directed device whose last one lacked some.
   void AnnounceRootRotations();
   void PublishFleet();

@@ -46,6 +46,43 @@ std::string HubReason(const std::string& body) {
   return body.substr(0, 200);
 }
 
+// The root rotations the hub accepted and this gateway has not (GET /api/v1/roots), walked and
+// kept like `airlock-gateway root update` does. Best effort: a hub that cannot be reached, or
+// whose roots do not verify, leaves the gateway with the root it trusts (and says so).
+void TakeHubRoots(HubHttp& hub, trust::TrustedRoot& trusted, const std::filesystem::path& dir,
+                  TimePoint now) {
+  auto reply = hub.Request("GET", "/api/v1/roots", "", "", /*with_credential=*/true);
+  if (!reply) {
+    spdlog::warn("could not ask the hub for root rotations ({}); trusting root version {}",
+                 reply.error().ToString(), trusted.root.version);
+    return;
+  }
+  if (reply->status != 200) {
+    spdlog::info("the hub serves no root rotations (HTTP {}); trusting root version {}",
+                 reply->status, trusted.root.version);
+    return;
+  }
+  json body = json::parse(reply->body, nullptr, false);
+  std::vector<trust::SignedDocument> docs;
+  if (body.is_object() && body.contains("roots") && body["roots"].is_array()) {
+    for (const json& doc : body["roots"]) {
+      auto parsed = trust::SignedDocument::Parse(doc.dump());
+      if (parsed) {
+        docs.push_back(std::move(*parsed));
+      }
+    }
+  }
+  const std::int64_t before = trusted.root.version;
+  auto update = trust::AcceptRootRotations(trusted, dir, docs, now);
+  if (!update) {
+    spdlog::error("the hub's root rotations do not verify against root version {}: {}; still "
+                  "trusting it",
+                  before, update.error().ToString());
+  } else if (!update->accepted.empty()) {
+    spdlog::info("took root version {} from the hub (was {})", trusted.root.version, before);
+  }
+}
+
 // The Ed25519 key at BASE.key (BASE.pub beside it), made on first use.
 Result<PrivateKey> LoadOrMakeKey(const std::filesystem::path& base) {
   std::filesystem::path private_path = base;
@@ -150,6 +187,7 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     return Report(credential.error());
   }
   hub.set_credential(*credential);
+  TakeHubRoots(hub, *trusted_root, config.roots_dir(), clock.Now());
 
   CacheOptions cache_options;
   cache_options.max_bytes = config.cache_max_bytes;

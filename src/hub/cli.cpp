@@ -11,9 +11,11 @@
 #include "core/pki.hpp"
 #include "delivery/mosquitto.hpp"
 #include "hub/gc.hpp"
+#include "hub/registry_api.hpp"
 #include "hub/server.hpp"
 #include "store/postgres_metadata_store.hpp"
 #include "store/sqlite_metadata_store.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::hub {
 namespace {
@@ -152,6 +154,24 @@ int Token(const HubConfig& config, const std::string& verb, const std::string& n
 }
 
 // airlock-hub audit: the newest entries of the audit log.
+// airlock-hub root update/show (trust::RootCommand).
+int RootCommand(const HubConfig& config, const std::vector<std::string>& files) {
+  if (config.root.empty()) {
+    std::fprintf(stderr, "airlock-hub: error: the hub has no root: give --root or `root:` in "
+                         "its configuration\n");
+    return kExitUsage;
+  }
+  SystemClock clock;
+  auto text = trust::RootCommand(config.root, HubRootsDir(config.data), files, clock.Now(),
+                                 "restart the hub (systemctl restart airlock-hub) to use it; "
+                                 "gateways fetch it at their next start");
+  if (!text) {
+    return Report(text.error());
+  }
+  std::fputs(text->c_str(), stdout);
+  return kExitOk;
+}
+
 int Audit(const HubConfig& config, int limit, bool as_json) {
   SystemClock clock;
   auto opened = HubAccess::Open(config, clock);
@@ -373,6 +393,23 @@ int Main(int argc, char** argv) {
     cmd->add_option("--db", db, "the hub's PostgreSQL database, when it uses one (as for serve)");
   }
 
+  auto* root_cmd = app.add_subcommand("root", "The root of trust the hub verifies against (offline)");
+  root_cmd->require_subcommand(1);
+  std::vector<std::string> root_files;
+  auto* root_update = root_cmd->add_subcommand(
+      "update",
+      "Trust a rotated root: each FILE must be the next version, signed by a threshold of the "
+      "keys of the root before it and of its own (docs/trust.md). Kept in DATA/roots/; the hub "
+      "takes it at its next start and serves it to the gateways (GET /api/v1/roots)");
+  root_update->add_option("files", root_files, "the new root document(s), any order")
+      ->required();
+  auto* root_show = root_cmd->add_subcommand("show", "The root the hub trusts");
+  for (auto* cmd : {root_update, root_show}) {
+    cmd->add_option("-c,--config", config_file, "YAML configuration (its root and data)");
+    cmd->add_option("--data", data, "data directory (default as for serve)");
+    cmd->add_option("--root", root, "the root document the hub is started with");
+  }
+
   auto* broker = app.add_subcommand(
       "broker-config",
       "Write the cloud broker's TLS certificates, ACL and mosquitto.conf (each gateway confined "
@@ -437,6 +474,9 @@ int Main(int argc, char** argv) {
   }
   if (*audit) {
     return Audit(config, audit_limit, audit_json);
+  }
+  if (*root_cmd) {
+    return RootCommand(config, root_update->parsed() ? root_files : std::vector<std::string>{});
   }
   if (*gc) {
     return Gc(config, gc_grace, gc_upload_idle, gc_dry_run);

@@ -117,17 +117,19 @@ void SendStoreError(httplib::Response& res, const Error& e, std::string_view unk
 
 }  // namespace
 
-Result<trust::Root> LoadHubRoot(const std::filesystem::path& path, TimePoint now) {
-  AIRLOCK_ASSIGN_OR_RETURN(std::string text, ReadFile(path, trust::kMaxDocumentSize));
-  auto doc = trust::SignedDocument::Parse(text);
-  if (!doc) {
-    return Fail(std::move(doc.error()).WithContext("root " + path.string()));
-  }
-  auto root = trust::VerifyRoot(*doc, now);
+// The documents a verifier walks to reach root: the pinned one (the first rotation's
+// predecessor is not kept, so the newest when there are none), then the rotations.
+std::vector<trust::SignedDocument> ChainOf(const std::optional<trust::TrustedRoot>& root) {
   if (!root) {
-    return Fail(std::move(root.error()).WithContext("root " + path.string()));
+    return {};
   }
-  return root;
+  return root->rotations.empty() ? std::vector<trust::SignedDocument>{root->document}
+                                 : root->rotations;
+}
+
+Result<trust::TrustedRoot> LoadHubRoot(const std::filesystem::path& path,
+                                       const std::filesystem::path& rotations, TimePoint now) {
+  return WithContext(trust::LoadTrustedRoot(path, rotations, now), "the hub's root");
 }
 
 // The route handlers; a view of the API's members.
@@ -175,6 +177,27 @@ struct RegistryApi::Handlers {
       return false;
     }
     return true;
+  }
+
+  // ---- the root ----
+
+  // GET /api/v1/roots: the root the hub trusts, as the chain a verifier walks: the pinned
+  // document, then every rotation accepted since (trust/root_store.hpp). Whoever may pull a
+  // package may fetch the roots that verify it: gateways fetch them at start.
+  void ListRoots(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!api.gate_.ApiAllowed(req, res, Permission::kPull, &who) || !HasRoot(res)) {
+      return;
+    }
+    json roots = json::array();
+    for (const trust::SignedDocument& doc : api.root_chain_) {
+      auto text = doc.Serialize();
+      if (!text) {
+        return SendInternal(res, text.error());
+      }
+      roots.push_back(json::parse(*text));
+    }
+    SendJson(res, 200, {{"version", api.root_->root.version}, {"roots", roots}});
   }
 
   // ---- models and versions ----
@@ -358,10 +381,10 @@ struct RegistryApi::Handlers {
     json out = {{"model", model}, {"channel", channel}, {"current", nullptr},
                 {"pending", nullptr}, {"history", json::array()}};
     if (api.root_) {
-      std::string_view role = trust::ChannelSigningRole(*api.root_);
+      std::string_view role = trust::ChannelSigningRole(api.root_->root);
       out["signing_role"] = role;
-      auto spec = api.root_->roles.find(role);
-      out["threshold"] = spec == api.root_->roles.end() ? 0 : spec->second.threshold;
+      auto spec = api.root_->root.roles.find(role);
+      out["threshold"] = spec == api.root_->root.roles.end() ? 0 : spec->second.threshold;
     }
     if (state->current) {
       const auto& c = *state->current;
@@ -396,7 +419,7 @@ struct RegistryApi::Handlers {
   Result<std::pair<trust::SignedDocument, trust::Channel>> CheckChannel(
       trust::SignedDocument doc, const std::string& model, const std::string& channel,
       const store::ChannelState& state, trust::SignatureTally* tally) {
-    const trust::Root& root = *api.root_;
+    const trust::Root& root = api.root_->root;
     AIRLOCK_ASSIGN_OR_RETURN(trust::Channel c, trust::Channel::FromJson(doc.body()));
     if (c.model != model || c.name != channel) {
       return Fail(ErrorCode::kVerification,
@@ -872,13 +895,14 @@ struct RegistryApi::Handlers {
 
 RegistryApi::RegistryApi(ApiGate& gate, AccessControl& access, store::RegistryStore& registry,
                          store::MetadataStore& meta, store::BlobStore& blobs,
-                         std::optional<trust::Root> root, DeploymentObserver* deployments)
+                         std::optional<trust::TrustedRoot> root, DeploymentObserver* deployments)
     : gate_(gate),
       access_(access),
       registry_(registry),
       meta_(meta),
       blobs_(blobs),
       root_(std::move(root)),
+      root_chain_(ChainOf(root_)),
       deployments_(deployments) {}
 
 Result<store::ReleaseRecord> RegistryApi::CheckRelease(const Principal& who,
@@ -888,13 +912,13 @@ Result<store::ReleaseRecord> RegistryApi::CheckRelease(const Principal& who,
     return Fail(ErrorCode::kUnsupported, "the hub has no root to verify releases against");
   }
   TimePoint now(std::chrono::seconds(access_.Now()));
-  AIRLOCK_ASSIGN_OR_RETURN(trust::Release release, trust::VerifyRelease(doc, *root_, now, 0));
+  AIRLOCK_ASSIGN_OR_RETURN(trust::Release release, trust::VerifyRelease(doc, root_->root, now, 0));
   if (release.model != model) {
     return Fail(ErrorCode::kVerification,
                 "the release is for model " + release.model + ", not " + std::string(model));
   }
   AIRLOCK_ASSIGN_OR_RETURN(trust::SignatureTally tally,
-                           trust::TallySignatures(doc, *root_, trust::kRolePublisher));
+                           trust::TallySignatures(doc, root_->root, trust::kRolePublisher));
   AIRLOCK_ASSIGN_OR_RETURN(Digest id, trust::ReleaseId(doc));
   AIRLOCK_ASSIGN_OR_RETURN(std::string text, doc.Serialize());
   return store::ReleaseRecord{release.model,
@@ -1031,6 +1055,7 @@ void RegistryApi::Routes(httplib::Server& s) {
   using Res = httplib::Response&;
   const std::string seg = "([^/]+)";
   const std::string models = "/api/v1/models/" + seg;
+  s.Get("/api/v1/roots", [h](Req q, Res r) { h->ListRoots(q, r); });
   s.Get("/api/v1/models", [h](Req q, Res r) { h->ListModels(q, r); });
   s.Get(models, [h](Req q, Res r) { h->GetModel(q, r, q.matches[1]); });
   s.Get(models + "/versions", [h](Req q, Res r) { h->ListVersions(q, r, q.matches[1]); });

@@ -28,6 +28,7 @@
 #include "store/metadata_store.hpp"
 #include "store/registry_store.hpp"
 #include "trust/documents.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::hub {
 
@@ -38,7 +39,7 @@ class RegistryApi {
   // deployments: told of created and cancelled deployments (the delivery orchestrator); null
   // when the hub runs none.
   RegistryApi(ApiGate& gate, AccessControl& access, store::RegistryStore& registry,
-              store::MetadataStore& meta, store::BlobStore& blobs, std::optional<trust::Root> root,
+              store::MetadataStore& meta, store::BlobStore& blobs, std::optional<trust::TrustedRoot> root,
               DeploymentObserver* deployments = nullptr);
 
   void Routes(httplib::Server& server);
@@ -71,11 +72,19 @@ class RegistryApi {
   store::RegistryStore& registry_;
   store::MetadataStore& meta_;
   store::BlobStore& blobs_;
-  std::optional<trust::Root> root_;
+  std::optional<trust::TrustedRoot> root_;
+  std::vector<trust::SignedDocument> root_chain_;  // what GET /api/v1/roots serves
   DeploymentObserver* deployments_;
 };
 
-// Reads the root document at path and verifies it (its own threshold, unexpired at now).
-[[nodiscard]] Result<trust::Root> LoadHubRoot(const std::filesystem::path& path, TimePoint now);
+// The root the hub trusts: the document at path (its own threshold) walked through the rotations
+// in the directory rotations (`airlock-hub root update`), the newest unexpired at now.
+[[nodiscard]] Result<trust::TrustedRoot> LoadHubRoot(const std::filesystem::path& path,
+                                                     const std::filesystem::path& rotations,
+                                                     TimePoint now);
+// The rotations directory of a hub whose data directory is data.
+inline std::filesystem::path HubRootsDir(const std::filesystem::path& data) {
+  return data / "roots";
+}
 
 }  // namespace airlock::hub

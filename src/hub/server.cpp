@@ -110,7 +110,7 @@ Permission PermissionFor(Action action) {
 
 struct HubServer::Impl final : ApiGate {
   Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, AccessControl& a,
-       store::RegistryStore& r, std::optional<trust::Root> root, DeploymentObserver* deployments)
+       store::RegistryStore& r, std::optional<trust::TrustedRoot> root, DeploymentObserver* deployments)
       : config(std::move(c)),
         blobs(b),
         meta(m),
@@ -1209,7 +1209,7 @@ struct HubServer::Impl final : ApiGate {
 
 HubServer::HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
                      AccessControl& access, store::RegistryStore& registry,
-                     std::optional<trust::Root> root, DeploymentObserver* deployments)
+                     std::optional<trust::TrustedRoot> root, DeploymentObserver* deployments)
     : impl_(std::make_unique<Impl>(std::move(config), blobs, metadata, access, registry,
                                    std::move(root), deployments)) {}
 
@@ -1363,9 +1363,10 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   std::int64_t now = hub->access().Now();
   AIRLOCK_ASSIGN_OR_RETURN(hub->registry_, store::RegistryStore::Open(hub->metadata().sql(), now));
   AIRLOCK_ASSIGN_OR_RETURN(hub->telemetry_, TelemetryStore::Open(hub->metadata().sql(), now));
-  std::optional<trust::Root> root;
+  std::optional<trust::TrustedRoot> root;
   if (!config.root.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, time.Now()));
+    AIRLOCK_ASSIGN_OR_RETURN(root,
+                             LoadHubRoot(config.root, HubRootsDir(config.data), time.Now()));
   }
   if (!config.mqtt.broker.empty()) {
     AIRLOCK_RETURN_IF_ERROR(

@@ -34,6 +34,7 @@
 #include "store/metadata_store.hpp"
 #include "store/registry_store.hpp"
 #include "trust/documents.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::hub {
 
@@ -52,7 +53,7 @@ class HubServer {
   // the hub runs none.
   HubServer(HubConfig config, store::BlobStore& blobs, store::MetadataStore& metadata,
             AccessControl& access, store::RegistryStore& registry,
-            std::optional<trust::Root> root, DeploymentObserver* deployments = nullptr);
+            std::optional<trust::TrustedRoot> root, DeploymentObserver* deployments = nullptr);
   ~HubServer();
   HubServer(const HubServer&) = delete;
   HubServer& operator=(const HubServer&) = delete;

@@ -1,5 +1,6 @@
 #include "monitor/batch.hpp"
 
+#include "monitor/json_numbers.hpp"
 #include "trust/canonical_json.hpp"
 
 namespace airlock::monitor {
@@ -38,14 +39,15 @@ json OutboxCounters::ToJson() const {
 Result<OutboxCounters> OutboxCounters::FromJson(const json& j) {
   OutboxCounters c;
   try {
-    c.records = j.value("records", std::uint64_t{0});
-    c.bytes = j.value("bytes", std::uint64_t{0});
-    c.dropped_bytes = j.value("dropped_bytes", std::uint64_t{0});
-    c.disk_full = j.value("disk_full", std::uint64_t{0});
+    c.records = json_numbers::UnsignedOr(j, "records", 0);
+    c.bytes = json_numbers::UnsignedOr(j, "bytes", 0);
+    c.dropped_bytes = json_numbers::UnsignedOr(j, "dropped_bytes", 0);
+    c.disk_full = json_numbers::UnsignedOr(j, "disk_full", 0);
     if (j.contains("dropped")) {
       const json& d = j.at("dropped");
       for (Priority p : kAllPriorities) {
-        c.dropped[static_cast<std::size_t>(p)] = d.value(PriorityName(p), std::uint64_t{0});
+        c.dropped[static_cast<std::size_t>(p)] =
+            json_numbers::UnsignedOr(d, PriorityName(p), 0);
       }
     }
   } catch (const json::exception& e) {
@@ -97,7 +99,7 @@ Result<TelemetryBatch> TelemetryBatch::Parse(std::string_view text) {
         return Bad("record " + rec.id + ": unknown priority \"" + priority + "\"");
       }
       rec.kind = r.at("kind").get<std::string>();
-      rec.created_ms = r.at("created_ms").get<std::int64_t>();
+      rec.created_ms = json_numbers::Integer(r.at("created_ms"));
       rec.payload = r.at("payload").get<std::string>();
       if (rec.id.empty() || rec.id.size() > 256) {
         return Bad("a record id must have 1 to 256 characters");

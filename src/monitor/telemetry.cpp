@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "monitor/json_numbers.hpp"
 #include "trust/canonical_json.hpp"
 
 namespace airlock::monitor {
@@ -18,7 +19,7 @@ Result<Histogram> ReadHistogram(const json& j, const std::string& where) {
   Histogram h;
   try {
     h.edges = j.at("edges").get<std::vector<double>>();
-    h.counts = j.at("counts").get<std::vector<std::uint64_t>>();
+    h.counts = json_numbers::Unsigneds(j.at("counts"));
   } catch (const json::exception&) {
     return Bad(where + " needs numeric \"edges\" and non-negative integer \"counts\"");
   }
@@ -64,7 +65,7 @@ Result<Baseline> Baseline::FromJson(const json& doc) {
         return Bad("feature " + bf.name + ": \"axis\" and \"index\" must be non-negative integers");
       }
       bf.axis = f["axis"].get<std::size_t>();
-      bf.index = f["index"].get<std::int64_t>();
+      bf.index = json_numbers::Integer(f["index"]);
     }
     AIRLOCK_ASSIGN_OR_RETURN(bf.histogram, ReadHistogram(f, "feature " + bf.name));
     b.features.push_back(std::move(bf));
@@ -81,7 +82,7 @@ Result<Baseline> Baseline::FromJson(const json& doc) {
     if (kind == "class") {
       try {
         spec.labels = p.at("labels").get<std::vector<std::string>>();
-        spec.histogram.counts = p.at("counts").get<std::vector<std::uint64_t>>();
+        spec.histogram.counts = json_numbers::Unsigneds(p.at("counts"));
       } catch (const json::exception&) {
         return Bad("class predictions need \"labels\" (strings) and \"counts\" (integers)");
       }
@@ -167,19 +168,19 @@ Result<IntervalReport> IntervalReport::FromJson(const json& j) {
     r.device = j.at("device").get<std::string>();
     r.model = j.at("model").get<std::string>();
     r.version = j.at("version").get<std::string>();
-    r.start_ms = j.at("start_ms").get<std::int64_t>();
-    r.end_ms = j.at("end_ms").get<std::int64_t>();
-    r.counts.requests = j.at("requests").get<std::uint64_t>();
-    r.counts.errors = j.at("errors").get<std::uint64_t>();
+    r.start_ms = json_numbers::Integer(j.at("start_ms"));
+    r.end_ms = json_numbers::Integer(j.at("end_ms"));
+    r.counts.requests = json_numbers::Unsigned(j.at("requests"));
+    r.counts.errors = json_numbers::Unsigned(j.at("errors"));
     const json& lat = j.at("latency");
-    r.counts.latency_bounds_us = lat.at("bounds_us").get<std::vector<std::uint64_t>>();
-    r.counts.latency_counts = lat.at("counts").get<std::vector<std::uint64_t>>();
-    r.counts.latency_sum_us = lat.at("sum_us").get<std::uint64_t>();
-    r.observed = j.value("observed", std::uint64_t{0});
+    r.counts.latency_bounds_us = json_numbers::Unsigneds(lat.at("bounds_us"));
+    r.counts.latency_counts = json_numbers::Unsigneds(lat.at("counts"));
+    r.counts.latency_sum_us = json_numbers::Unsigned(lat.at("sum_us"));
+    r.observed = json_numbers::UnsignedOr(j, "observed", 0);
     for (const auto& d : j.at("drift")) {
       FeatureDrift f;
       f.feature = d.at("feature").get<std::string>();
-      f.values = d.value("values", std::uint64_t{0});
+      f.values = json_numbers::UnsignedOr(d, "values", 0);
       if (d.contains("psi")) {
         f.psi = d["psi"].get<double>();
       }
@@ -198,7 +199,7 @@ Result<IntervalReport> IntervalReport::FromJson(const json& j) {
       PredictionSpec s;
       s.tensor = p.at("tensor").get<std::string>();
       s.classes = p.at("kind").get<std::string>() == "class";
-      s.histogram.counts = p.at("counts").get<std::vector<std::uint64_t>>();
+      s.histogram.counts = json_numbers::Unsigneds(p.at("counts"));
       if (s.classes) {
         s.labels = p.at("labels").get<std::vector<std::string>>();
       } else {

@@ -77,4 +77,45 @@ Result<RootUpdate> AcceptRootRotations(TrustedRoot& current, const fs::path& dir
   return update;
 }
 
+Result<std::string> RootCommand(const fs::path& pinned, const fs::path& dir,
+                                const std::vector<std::string>& files, TimePoint now,
+                                std::string_view restart) {
+  AIRLOCK_ASSIGN_OR_RETURN(TrustedRoot trusted, LoadTrustedRoot(pinned, dir, now));
+  const std::string before = std::to_string(trusted.root.version);
+  if (files.empty()) {
+    std::string out = "root version " + before + ", expires " +
+                      FormatRfc3339(trusted.root.expires) + ", " +
+                      std::to_string(trusted.rotations.size()) + " rotation(s) since " +
+                      pinned.string() + "\n";
+    for (const auto& [role, spec] : trusted.root.roles) {
+      out += "  " + role + ": " + std::to_string(spec.threshold) + " of " +
+             std::to_string(spec.keyids.size()) + " key(s)\n";
+    }
+    return out;
+  }
+  std::vector<SignedDocument> docs;
+  for (const std::string& file : files) {
+    AIRLOCK_ASSIGN_OR_RETURN(SignedDocument doc, ReadRoot(file));
+    docs.push_back(std::move(doc));
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(RootUpdate update, AcceptRootRotations(trusted, dir, docs, now));
+  if (update.accepted.empty()) {
+    return "root version " + before + " is already trusted: nothing to do\n";
+  }
+  std::string out = "trusted root version " + std::to_string(trusted.root.version) + " (was " +
+                    before + "), kept in " + dir.string() + "\n";
+  if (!update.rotated_roles.empty()) {
+    std::string roles;
+    for (const auto& r : update.rotated_roles) {
+      roles += (roles.empty() ? "" : ", ") + r;
+    }
+    out += "keys removed from: " + roles +
+           (update.channel_keys_rotated
+                ? " (the devices will forget the channel versions they trust)"
+                : "") +
+           "\n";
+  }
+  return out + std::string(restart) + "\n";
+}
+
 }  // namespace airlock::trust

@@ -11,6 +11,8 @@
 // Plain functions over the file system; a TrustedRoot is a value. Callers serialize updates.
 
 #include <filesystem>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.hpp"
@@ -41,5 +43,14 @@ struct TrustedRoot {
                                                      const std::filesystem::path& dir,
                                                      const std::vector<SignedDocument>& docs,
                                                      TimePoint now);
+
+// What `airlock-hub root update|show` and `airlock-gateway root update|show` do, as text for a
+// person: with files, reads them and accepts them as rotations (AcceptRootRotations), saying what
+// changed and then restart (how to make the daemon use it); without, describes the trusted root.
+// The errors of reading and verifying pass through.
+[[nodiscard]] Result<std::string> RootCommand(const std::filesystem::path& pinned,
+                                              const std::filesystem::path& dir,
+                                              const std::vector<std::string>& files, TimePoint now,
+                                              std::string_view restart);
 
 }  // namespace airlock::trust

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include "core/fs.hpp"
+#include "hub/registry_api.hpp"
 #include "hub_fixture.hpp"
 #include "trust/documents.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::hub {
 namespace {
@@ -232,6 +234,46 @@ TEST_P(RegistryApiTest, ReleasesMustVerifyAndMatchThePushedIndex) {
   auto v = json::parse(c().Get("/api/v1/models/demo/versions/1.0.0")->body);
   EXPECT_EQ(v["release"]["release_counter"], 5);
   EXPECT_EQ(v["index_digest"], a.first.ToString());
+}
+
+// docs/trust.md, "Rotating the root": the hub serves the chain gateways walk, and a rotation
+// accepted with `airlock-hub root update` (trust::RootCommand) is what it verifies by after a
+// restart: the replaced publisher's releases are refused, the new one's taken.
+TEST_P(RegistryApiTest, TheRootChainIsServedAndARotationCountsAfterARestart) {
+  auto roots = c().Get("/api/v1/roots");
+  ASSERT_EQ(roots->status, 200) << roots->body;
+  json body = json::parse(roots->body);
+  EXPECT_EQ(body["version"], 1);
+  ASSERT_EQ(body["roots"].size(), 1u);
+  EXPECT_EQ(body["roots"][0]["signed"]["version"], 1);
+
+  std::vector<PrivateKey> next_publishers = Keys(1);
+  trust::Root next = trust::Root::FromJson(body["roots"][0]["signed"]).value();
+  next.version = 2;
+  next.keys.erase(publishers_[0].id());
+  next.keys.emplace(next_publishers[0].id(), next_publishers[0].public_key());
+  next.roles[std::string(trust::kRolePublisher)] = {{next_publishers[0].id()}, 1};
+  auto doc = trust::SignedDocument::Wrap(next.ToJson());
+  ASSERT_TRUE(doc.Sign(root_keys_[0]));
+  ASSERT_TRUE(WriteFileAtomic(dir_ / "root.2.json", doc.Serialize().value()));
+  auto said = trust::RootCommand(root_path_, HubRootsDir(config_.data),
+                                 {(dir_ / "root.2.json").string()}, Now(), "restart");
+  ASSERT_TRUE(said) << said.error().ToString();
+  EXPECT_NE(said->find("trusted root version 2 (was 1)"), std::string::npos) << *said;
+
+  StopHub();
+  StartHub();
+  body = json::parse(c().Get("/api/v1/roots")->body);
+  EXPECT_EQ(body["version"], 2);
+  ASSERT_EQ(body["roots"].size(), 1u);
+  EXPECT_EQ(body["roots"][0]["signed"]["version"], 2);
+
+  auto a = PushPackage("1.0.0");
+  auto r = PostRelease(Release("1.0.0", 1, a));  // signed by the replaced publisher
+  EXPECT_EQ(r->status, 422) << r->body;
+  auto release = trust::SignedDocument::Wrap(Release("1.0.0", 1, a).body());
+  ASSERT_TRUE(release.Sign(next_publishers[0]));
+  EXPECT_EQ(PostRelease(release)->status, 201);
 }
 
 TEST_P(RegistryApiTest, AReleaseReferrerPushedOverOciIsRecordedOnlyIfItVerifies) {

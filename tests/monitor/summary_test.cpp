@@ -179,6 +179,21 @@ TEST(IntervalReportFromJson, RefusesASchemaOfTheWrongType) {
   EXPECT_FALSE(IntervalReport::FromJson(j));
 }
 
+TEST(IntervalReportFromJson, RefusesNumbersThatDoNotFitTheirField) {
+  json good = Report("dev-a", "1.0.0", 0, 60000, 1, 0, {1, 0, 0, 0}).ToJson();
+  ASSERT_TRUE(IntervalReport::FromJson(good));
+  for (const char* field : {"requests", "errors", "observed", "start_ms"}) {
+    for (json bad_value : {json(1e127), json(-1.5), json(1e19)}) {
+      json bad = good;
+      bad[field] = bad_value;
+      EXPECT_FALSE(IntervalReport::FromJson(bad)) << field << " = " << bad_value;
+    }
+  }
+  json bad = good;
+  bad["latency"]["counts"][0] = -1;
+  EXPECT_FALSE(IntervalReport::FromJson(bad));
+}
+
 // Nor does a baseline (from a package) throw for a field of the wrong type: a baseline that does
 // not parse only turns drift monitoring off (agent/model_repository.cpp).
 TEST(BaselineFromJson, RefusesFieldsOfTheWrongType) {
@@ -358,6 +373,27 @@ TEST(Summarize, OrdersVersionsNaturally) {
     order.push_back(s.version);
   }
   EXPECT_EQ(order, (std::vector<std::string>{"1.9.0", "1.9.1", "1.10.0", "2.0.0-rc1"}));
+}
+
+// Numbers that do not fit are refused, not converted: nlohmann's get<std::uint64_t>() turns
+// 1e127 into undefined behaviour and -1 into 2^64 - 1 (fuzz_telemetry found the first, in an
+// outbox count; fuzz/corpus/fuzz_telemetry/regression-outbox-float-count).
+TEST(TelemetryBatch, RefusesNumbersThatDoNotFitTheirField) {
+  json good = json::parse(SampleBatch().Serialize());
+  for (json bad_value : {json(1e127), json(-1), json(0.5), json("7")}) {
+    json bad = good;
+    bad["outbox"]["records"] = bad_value;
+    EXPECT_FALSE(TelemetryBatch::Parse(bad.dump())) << bad_value;
+    bad = good;
+    bad["outbox"]["dropped"]["alert"] = bad_value;
+    EXPECT_FALSE(TelemetryBatch::Parse(bad.dump())) << bad_value;
+  }
+  json bad = good;
+  bad["records"][0]["created_ms"] = 1e30;
+  EXPECT_FALSE(TelemetryBatch::Parse(bad.dump()));
+  bad = good;
+  bad["outbox"]["dropped"] = 3;
+  EXPECT_FALSE(TelemetryBatch::Parse(bad.dump()));
 }
 
 }  // namespace

@@ -260,5 +260,64 @@ TEST_F(FleetSystem, AFailedValidationAbortsAForgedDirectiveIsRefusedARevokedDevi
   EXPECT_FALSE(fs::exists(c.store / "models" / kModel / "2.0.0"));
 }
 
+// docs/trust.md, "Rotating the root": the release manager's key is replaced at the hub
+// (`airlock root rotate`, `airlock-hub root update`); after restarts the gateway takes the new
+// root from the hub, its devices get it in their next directive, and the next version promoted
+// with the new key rolls out.
+TEST_F(FleetSystem, ARootRotationAtTheHubReachesTheGatewayAndItsDevices) {
+  std::string first = last_deployment_ = DeployToLine3("0s");
+  ASSERT_TRUE(WaitForFleet(first, "complete", 3)) << Logs();
+
+  ASSERT_EQ(RunAirlock({"keygen", (dir_ / "manager2").string()}).exit_code, 0);
+  CommandResult rotated = RunAirlock(
+      {"root", "rotate", "--from", g_world->root().string(), "--release-manager",
+       (dir_ / "manager2.pub").string(), "-k", g_world->key("root").string(), "-o",
+       (dir_ / "root.2.json").string()});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  CommandResult taken = RunCommand({Bin("airlock-hub").string(), "root", "update",
+                                    (dir_ / "root.2.json").string(), "--data",
+                                    (dir_ / "hub").string(), "--root", g_world->root().string()});
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  EXPECT_NE(taken.out.find("trusted root version 2 (was 1)"), std::string::npos) << taken.out;
+  StopDaemon(hub_);
+  StartHub();
+  // The gateway comes back on its port: the devices know it by its URL.
+  fs::path config = dir_ / "plant-1.yaml";
+  std::string text = ReadAll(config);
+  text.replace(text.find("  port: 0\n"), 10,
+               "  port: " + std::to_string(gateway_ports_["plant-1"]) + "\n");
+  WriteAll(config, text);
+  StopGateway("plant-1");
+  StartGateway("plant-1", config);
+
+  ASSERT_TRUE(WaitUntil([&] { return fs::exists(dir_ / "plant-1" / "roots" / "2.root.json"); }))
+      << Logs();
+  // Each device takes the root, then refuses the renewed directive: its channel was signed by
+  // the removed key. It keeps serving 1.0.0 until a channel signed by the new key arrives.
+  for (const Camera& c : cameras_) {
+    EXPECT_TRUE(WaitUntil([&] {
+      auto st = StateOf(c);
+      return st && st->refused && st->refused->message.find("release-manager") != std::string::npos;
+    })) << c.name << "\n" << Logs();
+    EXPECT_TRUE(fs::exists(c.store / "identity/roots/2.root.json")) << c.name;
+    EXPECT_EQ(Serves(c), "1.0.0");
+  }
+
+  // The old release manager's key no longer promotes; the new one does, and it rolls out.
+  CommandResult old_key = As("release-manager", {"promote", kModel, "1.1.0", "--channel",
+                                                 "production", "-k",
+                                                 g_world->key("manager").string()});
+  EXPECT_NE(old_key.exit_code, 0);
+  CommandResult promoted = As("release-manager", {"promote", kModel, "1.1.0", "--channel",
+                                                  "production", "-k",
+                                                  (dir_ / "manager2.key").string()});
+  ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
+  std::string second = last_deployment_ = DeployToLine3("0s");
+  ASSERT_TRUE(WaitForFleet(second, "complete", 3)) << Logs();
+  for (const Camera& c : cameras_) {
+    EXPECT_EQ(Serves(c), "1.1.0") << c.name;
+  }
+}
+
 }  // namespace
 }  // namespace airlock::testing
