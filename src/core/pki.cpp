@@ -307,6 +307,54 @@ Result<IssuedCertificate> CertificateAuthority::IssueLeaf(std::string_view csr_p
   return out;
 }
 
+Result<std::string> CertificateAuthority::RevocationList(
+    const std::vector<std::string>& revoked_serials, TimePoint now,
+    std::chrono::seconds validity) const {
+  AIRLOCK_ASSIGN_OR_RETURN(Pkey ca_key, ReadKey(key_pem_));
+  AIRLOCK_ASSIGN_OR_RETURN(Cert ca_cert, ReadCert(cert_pem_));
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> crl(X509_CRL_new(), &X509_CRL_free);
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> last(ASN1_TIME_new(), &ASN1_TIME_free);
+  std::unique_ptr<ASN1_TIME, decltype(&ASN1_TIME_free)> next(ASN1_TIME_new(), &ASN1_TIME_free);
+  if (!crl || !last || !next || X509_CRL_set_version(crl.get(), 1) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca_cert.get())) != 1 ||
+      ASN1_TIME_set(last.get(), Unix(now - kClockSkew)) == nullptr ||
+      ASN1_TIME_set(next.get(), Unix(now + validity)) == nullptr ||
+      X509_CRL_set1_lastUpdate(crl.get(), last.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1) {
+    return Fail(SslFailure("cannot make a revocation list"));
+  }
+  for (const std::string& hex : revoked_serials) {
+    auto bytes = HexDecode(hex);
+    if (!bytes || bytes->empty()) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "certificate serial \"" + hex.substr(0, 80) + "\" is not hex");
+    }
+    std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(
+        BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes->data()),
+                  static_cast<int>(bytes->size()), nullptr),
+        &BN_free);
+    std::unique_ptr<X509_REVOKED, decltype(&X509_REVOKED_free)> entry(X509_REVOKED_new(),
+                                                                      &X509_REVOKED_free);
+    ASN1_INTEGER* serial = bn ? BN_to_ASN1_INTEGER(bn.get(), nullptr) : nullptr;
+    bool ok = entry && serial != nullptr &&
+              X509_REVOKED_set_serialNumber(entry.get(), serial) == 1 &&
+              X509_REVOKED_set_revocationDate(entry.get(), last.get()) == 1;
+    ASN1_INTEGER_free(serial);
+    if (!ok || X509_CRL_add0_revoked(crl.get(), entry.get()) != 1) {
+      return Fail(SslFailure("cannot add a revoked certificate"));
+    }
+    entry.release();  // the list owns it now
+  }
+  if (X509_CRL_sort(crl.get()) != 1 || X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256()) <= 0) {
+    return Fail(SslFailure("cannot sign the revocation list"));
+  }
+  Bio out(BIO_new(BIO_s_mem()));
+  if (!out || PEM_write_bio_X509_CRL(out.get(), crl.get()) != 1) {
+    return Fail(SslFailure("cannot write the revocation list"));
+  }
+  return ossl::BioText(out.get());
+}
+
 Result<KeyAndCertificate> CertificateAuthority::MakeLeaf(
     std::string_view common_name, const std::vector<std::string>& server_names, TimePoint now,
     std::chrono::seconds validity) const {

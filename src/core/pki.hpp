@@ -78,6 +78,14 @@ class CertificateAuthority {
                                                       TimePoint now,
                                                       std::chrono::seconds validity) const;
 
+  // A certificate revocation list (PEM) signed by this CA, naming the certificates of
+  // revoked_serials (hex, as IssuedCertificate::serial), issued at now and valid
+  // for validity: what a TLS server (the factory broker's crlfile) refuses clients by.
+  // kInvalidArgument for a serial that is not hex.
+  [[nodiscard]] Result<std::string> RevocationList(const std::vector<std::string>& revoked_serials,
+                                                   TimePoint now,
+                                                   std::chrono::seconds validity) const;
+
  private:
   [[nodiscard]] Result<IssuedCertificate> IssueLeaf(std::string_view csr_pem,
                                                     std::string_view common_name,

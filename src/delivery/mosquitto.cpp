@@ -48,10 +48,11 @@ Result<std::string> MosquittoDeviceAcl(std::string_view prefix, std::string_view
          "pattern write " + dev + "%u/results/#\n";
 }
 
-std::string MosquittoTlsListener(const fs::path& dir) {
+std::string MosquittoTlsListener(const fs::path& dir, const fs::path& crl_file) {
   return "cafile " + (dir / "ca.pem").string() + "\n" +
          "certfile " + (dir / "server.pem").string() + "\n" +
          "keyfile " + (dir / "server.key").string() + "\n" +
+         (crl_file.empty() ? std::string() : "crlfile " + crl_file.string() + "\n") +
          "tls_version tlsv1.2\n"
          "require_certificate true\n"
          "use_identity_as_username true\n";
@@ -84,7 +85,8 @@ Status WriteBrokerFiles(const pki::CertificateAuthority& ca, const BrokerFiles& 
       "allow_anonymous false\n"
       "acl_file " + (dir / "acl").string() + "\n" +
       "listener " + std::to_string(files.port) +
-      (files.address.empty() ? "" : " " + files.address) + "\n" + MosquittoTlsListener(dir);
+      (files.address.empty() ? "" : " " + files.address) + "\n" +
+      MosquittoTlsListener(dir, files.crl_file);
   return WriteFileAtomic(dir / "mosquitto.conf", conf, 0644);
 }
 

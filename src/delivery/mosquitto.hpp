@@ -28,8 +28,10 @@ namespace airlock::delivery {
                                                      std::string_view gateway_user);
 
 // The lines that follow a `listener` line to make it TLS 1.2+ with client certificates from
-// dir/ca.pem, the server's dir/server.pem and dir/server.key, and the CN as the user name.
-std::string MosquittoTlsListener(const std::filesystem::path& dir);
+// dir/ca.pem, the server's dir/server.pem and dir/server.key, and the CN as the user name; with
+// crl_file, client certificates that list revokes are refused (Mosquitto reloads it on SIGHUP).
+std::string MosquittoTlsListener(const std::filesystem::path& dir,
+                                 const std::filesystem::path& crl_file = {});
 
 struct BrokerFiles {
   std::filesystem::path dir;       // where the files go
@@ -40,6 +42,7 @@ struct BrokerFiles {
   std::string title;               // for the configuration's first comment line
   std::string client_stem;         // the owner's client certificate: dir/STEM.pem and .key
   std::string client_name;         // its CN (the ACL's user)
+  std::filesystem::path crl_file;  // a revocation list for the listener (crlfile); "" = none
 };
 
 // Writes, each file whole: ca.pem (the CA's certificate), server.pem/.key for names,

@@ -1,5 +1,11 @@
 #include "gateway/broker_config.hpp"
 
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "core/fs.hpp"
 #include "delivery/mosquitto.hpp"
 
@@ -29,8 +35,43 @@ Status WriteFactoryBrokerFiles(const pki::CertificateAuthority& ca,
        .acl = std::move(acl),
        .title = "Airlock factory broker for gateway " + options.gateway_name,
        .client_stem = "gateway",
-       .client_name = user},
+       .client_name = user,
+       .crl_file = options.crl_file},
       now);
+}
+
+std::filesystem::path DeviceCrlFile(const GatewayConfig& config) {
+  return config.devices_mqtt_crl_file.empty() ? DeviceCaDir(config) / "crl.pem"
+                                              : config.devices_mqtt_crl_file;
+}
+
+Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& store,
+                        const GatewayConfig& config, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::vector<DeviceRecord> devices, store.Devices());
+  std::vector<std::string> revoked;
+  for (const DeviceRecord& d : devices) {
+    if (d.revoked_at && !d.cert_serial.empty()) {
+      revoked.push_back(d.cert_serial);
+    }
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::string crl,
+                           ca.RevocationList(revoked, now, std::chrono::hours(24 * 3650)));
+  const std::filesystem::path path = DeviceCrlFile(config);
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(path.parent_path()));
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(path, crl, 0644));
+  if (config.devices_mqtt_broker_pid_file.empty()) {
+    return {};
+  }
+  auto text = ReadFile(config.devices_mqtt_broker_pid_file, 64);
+  long pid = text ? std::strtol(text->c_str(), nullptr, 10) : 0;
+  if (pid <= 1 || ::kill(static_cast<pid_t>(pid), SIGHUP) != 0) {
+    spdlog::warn("the factory broker was not told to reload {} (pid file {}: {}); a revoked "
+                 "device is refused once the broker reloads it",
+                 path.string(), config.devices_mqtt_broker_pid_file.string(),
+                 !text ? text.error().ToString()
+                       : pid <= 1 ? std::string("no pid in it") : std::strerror(errno));
+  }
+  return {};
 }
 
 Status WriteHttpsCertificate(const pki::CertificateAuthority& ca, const std::string& gateway_name,

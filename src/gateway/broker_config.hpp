@@ -10,6 +10,7 @@
 #include "core/pki.hpp"
 #include "core/result.hpp"
 #include "gateway/config.hpp"
+#include "gateway/state_store.hpp"
 
 namespace airlock::gateway {
 
@@ -30,12 +31,26 @@ struct FactoryBrokerOptions {
   int port = 8883;
   std::string address;             // the listener's address; "" = every interface
   std::filesystem::path dir;       // where the files go
+  std::filesystem::path crl_file;  // the broker's crlfile (DeviceCrlFile); "" = none
 };
 
 // delivery::WriteBrokerFiles for the factory broker: the device ACL, and gateway.pem/.key as the
 // gateway's client certificate (CN GatewayBrokerUser).
 [[nodiscard]] Status WriteFactoryBrokerFiles(const pki::CertificateAuthority& ca,
                                              const FactoryBrokerOptions& options, TimePoint now);
+
+// Where the revocation list of the device CA is kept: devices.mqtt_crl_file, or
+// DATA/devices/crl.pem.
+std::filesystem::path DeviceCrlFile(const GatewayConfig& config);
+
+// Writes the device CA's revocation list (the current certificates of the revoked devices) to
+// DeviceCrlFile, atomically, then sends SIGHUP to the broker named by
+// devices.mqtt_broker_pid_file, if any, so that it reloads the list: a revoked device is refused
+// at its next connection. The list is valid for ten years (it is rewritten whenever it changes,
+// and at every start). Errors: the store, the CA, the file; a broker that cannot be signalled is
+// logged, not an error.
+[[nodiscard]] Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& store,
+                                      const GatewayConfig& config, TimePoint now);
 
 // The gateway's HTTPS certificate for names, from ca: dir/https.pem and dir/https.key.
 [[nodiscard]] Status WriteHttpsCertificate(const pki::CertificateAuthority& ca,

@@ -813,14 +813,25 @@ int Main(int argc, char** argv) {
                                                        .names = broker_names,
                                                        .port = broker_port,
                                                        .address = broker_address,
-                                                       .dir = broker_out},
+                                                       .dir = broker_out,
+                                                       .crl_file = DeviceCrlFile(config)},
                                                       now));
+      // The broker needs the list to exist; the gateway rewrites it at start and on revoke.
+      if (!std::filesystem::exists(DeviceCrlFile(config))) {
+        AIRLOCK_ASSIGN_OR_RETURN(std::string crl,
+                                 ca.RevocationList({}, now, std::chrono::hours(24 * 3650)));
+        AIRLOCK_RETURN_IF_ERROR(MakeDirectories(DeviceCrlFile(config).parent_path()));
+        AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(DeviceCrlFile(config), crl, 0644));
+      }
       std::printf(
           "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"
           "start the broker:   mosquitto -c %s/mosquitto.conf\n"
           "then set devices.mqtt_broker: mqtts://%s:%d in the gateway's configuration; devices\n"
-          "enrolled from then on connect with TLS and their certificates (docs/security.md)\n",
-          broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port);
+          "enrolled from then on connect with TLS and their certificates (docs/security.md).\n"
+          "The broker refuses revoked devices by %s, which the gateway rewrites; set\n"
+          "devices.mqtt_broker_pid_file so that it makes the broker reload it\n",
+          broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port,
+          DeviceCrlFile(config).c_str());
       return Status{};
     });
   }

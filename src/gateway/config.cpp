@@ -113,6 +113,10 @@ devices:
   mqtt_broker: ""             # the factory broker of this site's devices; "" = mqtt.broker
   mqtt_prefix: ""             # their topics' prefix; "" = mqtt.prefix
   mqtt_tls_dir: ""            # with an mqtts:// broker: what `broker-config --out` wrote
+  mqtt_crl_file: ""           # the revoked devices' certificates, for the broker's crlfile;
+                              #   "" = DATA/devices/crl.pem (rewritten at start and on revoke)
+  mqtt_broker_pid_file: ""    # the broker's pid file: sent SIGHUP after the list changes, so
+                              #   the broker reloads it ("" = reload the broker yourself)
 http:
   address: 127.0.0.1          # the device registry (/v2/) and the operator API (/api/v1/)
   port: 7500
@@ -206,7 +210,8 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   }
   if (const json* devices = Section(top, "devices")) {
     AIRLOCK_RETURN_IF_ERROR(
-        in(CheckKeys(*devices, "devices", {"mqtt_broker", "mqtt_prefix", "mqtt_tls_dir"})));
+        in(CheckKeys(*devices, "devices", {"mqtt_broker", "mqtt_prefix", "mqtt_tls_dir",
+                                           "mqtt_crl_file", "mqtt_broker_pid_file"})));
     AIRLOCK_RETURN_IF_ERROR(
         in(Str(*devices, "devices.", "mqtt_broker", c.devices_mqtt_broker, true)));
     AIRLOCK_RETURN_IF_ERROR(
@@ -214,6 +219,12 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
     std::string tls_dir;
     AIRLOCK_RETURN_IF_ERROR(in(Str(*devices, "devices.", "mqtt_tls_dir", tls_dir, true)));
     c.devices_mqtt_tls_dir = tls_dir;
+    std::string crl, pid_file;
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*devices, "devices.", "mqtt_crl_file", crl, true)));
+    AIRLOCK_RETURN_IF_ERROR(
+        in(Str(*devices, "devices.", "mqtt_broker_pid_file", pid_file, true)));
+    c.devices_mqtt_crl_file = crl;
+    c.devices_mqtt_broker_pid_file = pid_file;
   }
   if (const json* http = Section(top, "http")) {
     AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(

@@ -74,6 +74,10 @@ struct GatewayConfig {
   // With an mqtts:// factory broker: the files of airlock-gateway broker-config (the gateway's
   // client certificate and key, and the CA the broker's certificate chains to).
   std::filesystem::path devices_mqtt_tls_dir;
+  // Where the revocation list of the device CA goes (the factory broker's crlfile); "" =
+  // DATA/devices/crl.pem. And the broker's pid file, to send it SIGHUP when the list changed.
+  std::filesystem::path devices_mqtt_crl_file;
+  std::filesystem::path devices_mqtt_broker_pid_file;
   std::string log_level = "info";
 
   std::filesystem::path cache_dir() const { return data / "cache"; }

@@ -205,6 +205,10 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   if (!device_ca) {
     return Report(device_ca.error());
   }
+  // The revoked devices' certificates, for the factory broker (rewritten on every revoke).
+  if (Status crl = PublishDeviceCrl(*device_ca, **store, config, clock.Now()); !crl) {
+    return Report(crl.error());
+  }
   auto directive_key = LoadOrMakeKey(config.data / "devices" / "directive");
   if (!directive_key) {
     return Report(directive_key.error());
@@ -398,8 +402,18 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                          .mqtt_prefix = config.factory_prefix(),
                          .certificate_validity = std::chrono::hours(24 * 365),
                          .clock = &clock,
-                         .on_change = [fleet_svc](const std::string& device) {
+                         .on_change = [fleet_svc, &device_ca, &store, &config,
+                                       &clock](const std::string& device) {
                            fleet_svc->OnDeviceChanged(device);
+                           auto record = (*store)->Device(device);
+                           if (record && record->revoked_at) {
+                             Status crl = PublishDeviceCrl(*device_ca, **store, config,
+                                                           clock.Now());
+                             if (!crl) {
+                               spdlog::error("the revocation list was not rewritten: {}",
+                                             crl.error().ToString());
+                             }
+                           }
                          }};
   RolloutsContext rollouts{.store = store->get(), .fleet = fleet_svc};
   // Outlives the registry (declared before it): its handler and counters are the server's.

@@ -299,7 +299,8 @@ int BrokerConfig(const HubConfig& config, const std::string& ca_dir, const std::
                                                .acl = std::move(*acl),
                                                .title = "Airlock cloud broker",
                                                .client_stem = "hub",
-                                               .client_name = kHubBrokerUser},
+                                               .client_name = kHubBrokerUser,
+                                               .crl_file = {}},
                                               now);
   if (!written) {
     return Report(written.error());

@@ -64,6 +64,42 @@ TEST(Pki, TheCaCertifiesADevicesKeyAndOpensslAgrees) {
   EXPECT_EQ(again->certificate_pem(), ca->certificate_pem());
 }
 
+// The revocation list the factory broker refuses revoked devices by (docs/security.md): openssl
+// finds the revoked certificate revoked and the other one good.
+TEST(Pki, ARevocationListNamesTheRevokedCertificatesAndOpensslAgrees) {
+  TempDir dir;
+  auto now = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  auto ca = CertificateAuthority::Open(dir / "ca", "airlock-gateway plant-1 devices", now);
+  ASSERT_TRUE(ca) << ca.error().ToString();
+  auto kept = ca->MakeLeaf("dev-0000000000000001", {}, now, std::chrono::hours(24));
+  auto revoked = ca->MakeLeaf("dev-0000000000000002", {}, now, std::chrono::hours(24));
+  ASSERT_TRUE(kept && revoked);
+  ASSERT_TRUE(WriteFileAtomic(dir / "kept.pem", kept->certificate.pem));
+  ASSERT_TRUE(WriteFileAtomic(dir / "revoked.pem", revoked->certificate.pem));
+
+  auto crl = ca->RevocationList({revoked->certificate.serial}, now, std::chrono::hours(24 * 30));
+  ASSERT_TRUE(crl) << crl.error().ToString();
+  ASSERT_TRUE(WriteFileAtomic(dir / "crl.pem", *crl));
+  auto verify = [&](const char* cert) {
+    return RunCommand({"openssl", "verify", "-crl_check", "-CAfile",
+                       (dir / "ca" / "ca.pem").string(), "-CRLfile", (dir / "crl.pem").string(),
+                       (dir / cert).string()});
+  };
+  CommandResult good = verify("kept.pem");
+  EXPECT_EQ(good.exit_code, 0) << good.out << good.err;
+  CommandResult bad = verify("revoked.pem");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE((bad.out + bad.err).find("certificate revoked"), std::string::npos)
+      << bad.out << bad.err;
+
+  // An empty list is a valid list; a serial that is not hex is refused.
+  auto empty = ca->RevocationList({}, now, std::chrono::hours(24));
+  ASSERT_TRUE(empty) << empty.error().ToString();
+  ASSERT_TRUE(WriteFileAtomic(dir / "crl.pem", *empty));
+  EXPECT_EQ(verify("revoked.pem").exit_code, 0);
+  EXPECT_FALSE(ca->RevocationList({"not hex"}, now, std::chrono::hours(24)));
+}
+
 TEST(Pki, BadRequestsAreRefusedSayingWhy) {
   TempDir dir;
   auto ca = CertificateAuthority::Open(dir.path(), "ca", Now());

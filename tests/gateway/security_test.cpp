@@ -6,11 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <mutex>
 
 #include "core/fs.hpp"
 #include "core/pki.hpp"
 #include "delivery/mosquitto.hpp"
+#include "gateway/state_store.hpp"
 #include "net/mqtt.hpp"
 #include "support/mosquitto.hpp"
 #include "support/received_messages.hpp"
@@ -49,8 +51,10 @@ class FactoryBrokerTest : public ::testing::Test {
   // A device's key and certificate, as enrollment makes them.
   net::MqttTls Device(const std::string& id, const pki::CertificateAuthority& ca) {
     std::string key = pki::MakeKey().value();
-    std::string cert = ca.Issue(pki::MakeCsr(key, id).value(), id, Now(), 24h).value().pem;
+    auto issued = ca.Issue(pki::MakeCsr(key, id).value(), id, Now(), 24h).value();
+    const std::string& cert = issued.pem;
     fs::path d = dir_ / ("device-" + id + "-" + std::to_string(++made_));
+    serials_[(d / "cert.pem").string()] = issued.serial;
     EXPECT_TRUE(MakeDirectories(d));
     EXPECT_TRUE(WriteFileAtomic(d / "key.pem", key, 0600));
     EXPECT_TRUE(WriteFileAtomic(d / "cert.pem", cert, 0644));
@@ -89,6 +93,7 @@ class FactoryBrokerTest : public ::testing::Test {
   std::optional<pki::CertificateAuthority> ca_;
   std::optional<MosquittoBroker> broker_;
   int made_ = 0;
+  std::map<std::string, std::string> serials_;  // by certificate file
 };
 
 TEST_F(FactoryBrokerTest, EachDeviceReachesOnlyItsOwnTopicsAndTheGatewayReachesAll) {
@@ -166,6 +171,68 @@ TEST_F(FactoryBrokerTest, RefusesClientsWithoutACertificateOfTheDeviceCa) {
   EXPECT_FALSE(cleartext->IsConnected());
   EXPECT_FALSE(misled->IsConnected());
   EXPECT_TRUE(good->IsConnected());
+}
+
+// A revoked device's certificate is refused by the factory broker at its next connection: the
+// gateway writes the device CA's revocation list and makes the broker reload it (SIGHUP through
+// devices.mqtt_broker_pid_file). The other devices go on connecting.
+TEST_F(FactoryBrokerTest, ARevokedDeviceIsRefusedAtItsNextConnection) {
+  GatewayConfig config;
+  config.name = "plant-1";
+  config.data = dir_ / "data";
+  ASSERT_TRUE(MakeDirectories(config.data));
+  auto opened = GatewayStateStore::Open(config.data, Now());
+  ASSERT_TRUE(opened) << opened.error().ToString();
+  auto& store = *opened;
+  std::map<std::string, net::MqttTls> tls;
+  for (const char* id : {kDeviceA, kDeviceB}) {
+    tls[id] = Device(id, *ca_);
+    const std::string serial = serials_.at(tls[id].cert_file);
+    auto token = store->CreateEnrollmentToken({}, Now() + 1h, Now());
+    ASSERT_TRUE(token);
+    ASSERT_TRUE(store->Enroll(
+        *token,
+        [&](const Labels& labels) -> Result<DeviceRecord> {
+          return DeviceRecord{.id = id,
+                              .labels = labels,
+                              .cert_serial = serial,
+                              .cert_not_after = Now() + 24h,
+                              .mqtt_password_hash = "",
+                              .revoked_at = std::nullopt,
+                              .enrolled_at = Now()};
+        },
+        Now()));
+  }
+  ASSERT_TRUE(PublishDeviceCrl(*ca_, *store, config, Now()));
+  MosquittoBroker broker(airlock::testing::MosquittoOptions{
+      .port = 0,
+      .username = "",
+      .password = "",
+      .listener_config = delivery::MosquittoTlsListener(dir_ / "broker", DeviceCrlFile(config)),
+      .acl_file = dir_ / "broker" / "acl"});
+  auto connect = [&](const std::string& id) {
+    net::MqttOptions o;
+    o.broker_url = broker.url();
+    o.client_id = id + "-" + std::to_string(++made_);
+    o.tls = tls[id];
+    o.connect_timeout = 3s;
+    return net::MqttClient::Create(o).value();
+  };
+  auto b_before = connect(kDeviceB);
+  ASSERT_TRUE(b_before->WaitConnected(10s)) << broker.Log();
+
+  ASSERT_TRUE(store->RevokeDevice(kDeviceB, Now()));
+  ASSERT_TRUE(WriteFileAtomic(dir_ / "mosquitto.pid", std::to_string(broker.pid()) + "\n"));
+  config.devices_mqtt_broker_pid_file = dir_ / "mosquitto.pid";
+  ASSERT_TRUE(PublishDeviceCrl(*ca_, *store, config, Now()));
+  std::this_thread::sleep_for(500ms);  // the broker reloads on SIGHUP, in its own time
+
+  auto b_after = connect(kDeviceB);
+  auto a = connect(kDeviceA);
+  ASSERT_TRUE(a->WaitConnected(10s)) << broker.Log();
+  std::this_thread::sleep_for(1s);
+  EXPECT_FALSE(b_after->IsConnected()) << broker.Log();
+  EXPECT_NE(broker.Log().find("certificate verify failed"), std::string::npos) << broker.Log();
 }
 
 TEST_F(FactoryBrokerTest, TheBrokersCertificateMustNameTheHostConnectedTo) {

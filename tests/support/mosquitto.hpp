@@ -57,6 +57,7 @@ class MosquittoBroker {
   // "tcp://127.0.0.1:PORT", or mqtts:// for a TLS listener
   std::string url() const;
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }  // for signals (SIGHUP: reload the CRL)
 
   // Kills the broker (SIGTERM, then SIGKILL after a deadline) and waits until the port is closed.
   void Stop();
