@@ -8,6 +8,7 @@
 
 #include "core/fs.hpp"
 #include "delivery/mosquitto.hpp"
+#include "net/mqtt.hpp"
 
 namespace airlock::gateway {
 
@@ -72,6 +73,38 @@ Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& 
                        : pid <= 1 ? std::string("no pid in it") : std::strerror(errno));
   }
   return {};
+}
+
+Status DisconnectDevice(const pki::CertificateAuthority& ca, const GatewayConfig& config,
+                        const std::string& device, TimePoint now) {
+  const std::string broker = config.factory_broker();
+  if (!broker.starts_with("mqtts://") || config.devices_mqtt_tls_dir.empty()) {
+    return {};
+  }
+  const std::filesystem::path dir = DeviceCaDir(config) / "disconnect";
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(dir));
+  AIRLOCK_ASSIGN_OR_RETURN(auto leaf, ca.MakeLeaf(device, {}, now, std::chrono::minutes(1)));
+  AIRLOCK_RETURN_IF_ERROR(pki::WriteKeyAndCertificate(leaf, dir / device));
+  net::MqttOptions o;
+  o.broker_url = broker;
+  o.client_id = device;
+  o.tls = net::MqttTls{.ca_file = (config.devices_mqtt_tls_dir / "ca.pem").string(),
+                       .cert_file = (dir / (device + ".pem")).string(),
+                       .key_file = (dir / (device + ".key")).string(),
+                       .verify_hostname = true};
+  o.connect_timeout = std::chrono::seconds(5);
+  Status done = [&]() -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(auto client, net::MqttClient::Create(std::move(o)));
+    if (!client->WaitConnected(std::chrono::seconds(5))) {
+      return Fail(ErrorCode::kUnavailable,
+                  "could not reach the factory broker " + broker + " as " + device);
+    }
+    return {};
+  }();
+  std::error_code ec;
+  std::filesystem::remove(dir / (device + ".key"), ec);
+  std::filesystem::remove(dir / (device + ".pem"), ec);
+  return done;
 }
 
 Status WriteHttpsCertificate(const pki::CertificateAuthority& ca, const std::string& gateway_name,

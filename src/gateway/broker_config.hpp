@@ -52,6 +52,15 @@ std::filesystem::path DeviceCrlFile(const GatewayConfig& config);
 [[nodiscard]] Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& store,
                                       const GatewayConfig& config, TimePoint now);
 
+// Ends device's connection to the factory broker at once, rather than at its next connection:
+// connects under its client id (a session takeover, which Mosquitto answers by closing the
+// device's connection) with a certificate for its name the device CA makes for this one minute,
+// then leaves. The device's reconnection is then refused by the revocation list. Only for an
+// mqtts:// factory broker (devices.mqtt_tls_dir); a no-op otherwise.
+[[nodiscard]] Status DisconnectDevice(const pki::CertificateAuthority& ca,
+                                      const GatewayConfig& config, const std::string& device,
+                                      TimePoint now);
+
 // The gateway's HTTPS certificate for names, from ca: dir/https.pem and dir/https.key.
 [[nodiscard]] Status WriteHttpsCertificate(const pki::CertificateAuthority& ca,
                                            const std::string& gateway_name,

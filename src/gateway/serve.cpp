@@ -413,6 +413,13 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                                spdlog::error("the revocation list was not rewritten: {}",
                                              crl.error().ToString());
                              }
+                             Status cut = DisconnectDevice(*device_ca, config, device,
+                                                           clock.Now());
+                             if (!cut) {
+                               spdlog::warn("revoked {} stays connected to the factory broker "
+                                            "until its next connection: {}",
+                                            device, cut.error().ToString());
+                             }
                            }
                          }};
   RolloutsContext rollouts{.store = store->get(), .fleet = fleet_svc};

@@ -213,7 +213,7 @@ TEST_F(FactoryBrokerTest, ARevokedDeviceIsRefusedAtItsNextConnection) {
   auto connect = [&](const std::string& id) {
     net::MqttOptions o;
     o.broker_url = broker.url();
-    o.client_id = id + "-" + std::to_string(++made_);
+    o.client_id = id;  // as the agent does
     o.tls = tls[id];
     o.connect_timeout = 3s;
     return net::MqttClient::Create(o).value();
@@ -226,6 +226,12 @@ TEST_F(FactoryBrokerTest, ARevokedDeviceIsRefusedAtItsNextConnection) {
   config.devices_mqtt_broker_pid_file = dir_ / "mosquitto.pid";
   ASSERT_TRUE(PublishDeviceCrl(*ca_, *store, config, Now()));
   std::this_thread::sleep_for(500ms);  // the broker reloads on SIGHUP, in its own time
+  // Its open connection is ended at once (a session takeover under its client id); its
+  // reconnection is refused.
+  config.devices_mqtt_broker = broker.url();
+  config.devices_mqtt_tls_dir = dir_ / "broker";
+  ASSERT_TRUE(DisconnectDevice(*ca_, config, kDeviceB, Now()));
+  EXPECT_TRUE(WaitUntil([&] { return !b_before->IsConnected(); })) << broker.Log();
 
   auto b_after = connect(kDeviceB);
   auto a = connect(kDeviceA);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "net/mqtt.hpp"
 #include "system/camera_fixture.hpp"
 
 namespace airlock::testing {
@@ -43,8 +44,10 @@ TEST_F(SecureSystem, ADeviceIsDeliveredToAndReportsThroughATlsFactoryBrokerWithA
                                            .listener_config = listener,
                                            .acl_file = files / "acl"});
   ASSERT_EQ(factory.url().rfind("mqtts://", 0), 0u);
+  WriteAll(dir_ / "factory.pid", std::to_string(factory.pid()) + "\n");
   WriteAll(config, ReadAll(config) + "devices:\n  mqtt_broker: " + factory.url() +
-                       "\n  mqtt_tls_dir: " + files.string() + "\n");
+                       "\n  mqtt_tls_dir: " + files.string() +
+                       "\n  mqtt_broker_pid_file: " + (dir_ / "factory.pid").string() + "\n");
   StartGateway("plant-1", config);
 
   EnrollCamera("a");
@@ -82,6 +85,24 @@ TEST_F(SecureSystem, ADeviceIsDeliveredToAndReportsThroughATlsFactoryBrokerWithA
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 403) << after->body;
   EXPECT_NE(after->body.find("revoked"), std::string::npos) << after->body;
+  // And the factory broker: the gateway ended the device's connection (a session takeover under
+  // its id), rewrote the revocation list and made the broker reload it, so the agent's
+  // reconnections and any other connection with its certificate are refused.
+  EXPECT_TRUE(WaitUntil([&] {
+    return factory.Log().find("already connected, closing old connection") != std::string::npos;
+  })) << factory.Log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  net::MqttOptions o;
+  o.broker_url = factory.url();
+  o.client_id = a.id + "-again";
+  o.tls = net::MqttTls{.ca_file = (id / "ca.pem").string(),
+                       .cert_file = (id / "cert.pem").string(),
+                       .key_file = (id / "key.pem").string(),
+                       .verify_hostname = true};
+  o.connect_timeout = std::chrono::seconds(3);
+  auto again = net::MqttClient::Create(o).value();
+  EXPECT_FALSE(again->WaitConnected(std::chrono::seconds(3))) << factory.Log();
+  EXPECT_NE(factory.Log().find("certificate verify failed"), std::string::npos) << factory.Log();
 }
 
 }  // namespace
