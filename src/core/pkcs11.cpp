@@ -221,8 +221,8 @@ class ModuleTable {
                         "softhsm2, then /usr/lib/softhsm/libsofthsm2.so) or correct module-path "
                         "or AIRLOCK_PKCS11_MODULE");
       }
-      return Fail(ErrorCode::kNotFound, "cannot load PKCS#11 module " + path + ": " +
-                                            (why != nullptr ? why : "dlopen failed"));
+      return Fail(ErrorCode::kInvalidArgument, "cannot load PKCS#11 module " + path + ": " +
+                                                   (why != nullptr ? why : "dlopen failed"));
     }
     if (auto it = entries_.find(handle); it != entries_.end()) {
       ::dlclose(handle);  // the entry holds the library open already
@@ -240,7 +240,7 @@ class ModuleTable {
       ::dlclose(handle);
       return Fail(RvError("C_GetFunctionList of " + path, rv));
     }
-    // The module may use its own threads' locks: keys are shared between threads.
+    // Keys are shared between threads: the module is to lock with the operating system's mutexes.
     CK_C_INITIALIZE_ARGS args{.CreateMutex = nullptr,
                               .DestroyMutex = nullptr,
                               .LockMutex = nullptr,
@@ -447,10 +447,10 @@ Result<std::optional<std::string>> ResolvePin(const KeyUri& uri, const Environme
 Status Login(const Session& session, const Token& token, const std::optional<std::string>& pin) {
   CK_RV rv;
   if (pin) {
-    Pin copy(*pin);
+    // C_Login does not write through the pointer; PKCS#11 declares it non-const.
     rv = session.fn()->C_Login(session.handle(), CKU_USER,
-                               reinterpret_cast<CK_UTF8CHAR_PTR>(copy.value.data()),
-                               copy.value.size());
+                               reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin->data())),
+                               pin->size());
   } else if ((token.flags & CKF_PROTECTED_AUTHENTICATION_PATH) != 0) {
     rv = session.fn()->C_Login(session.handle(), CKU_USER, nullptr, 0);  // a PIN pad
   } else if ((token.flags & CKF_LOGIN_REQUIRED) != 0) {
@@ -781,6 +781,31 @@ Result<Opened> OpenToken(KeyUri uri, const Environment& env) {
   return Opened{.uri = std::move(uri), .module = std::move(module), .token = std::move(token)};
 }
 
+// Resolves the PIN (the URI's, else the environment's), logs in with it, and wipes every copy of
+// it, the URI's included. Without a PIN, pin_optional skips the login; otherwise Login decides (a
+// PIN pad, a token that needs no login, or an error asking for the PIN). True when a PIN was used.
+Result<bool> LogIn(const Session& session, Opened& t, const Environment& env, bool pin_optional) {
+  auto resolved = ResolvePin(t.uri, env);
+  if (t.uri.pin_value) {
+    OPENSSL_cleanse(t.uri.pin_value->data(), t.uri.pin_value->size());
+    t.uri.pin_value.reset();
+  }
+  AIRLOCK_ASSIGN_OR_RETURN(std::optional<std::string> pin, std::move(resolved));
+  struct Wipe {
+    std::optional<std::string>& pin;
+    ~Wipe() {
+      if (pin) {
+        OPENSSL_cleanse(pin->data(), pin->size());
+      }
+    }
+  } wipe{pin};
+  if (!pin && pin_optional) {
+    return false;
+  }
+  AIRLOCK_RETURN_IF_ERROR(Login(session, t.token, pin));
+  return pin.has_value();
+}
+
 }  // namespace
 
 bool IsUri(std::string_view spec) {
@@ -938,11 +963,7 @@ Result<PrivateKey> OpenKey(std::string_view text, const Environment& env) {
     AIRLOCK_RETURN_IF_ERROR(
         CheckMechanism(*t.module, t.token, CKM_EDDSA, CKF_SIGN, "CKM_EDDSA", "Ed25519 signing"));
     AIRLOCK_ASSIGN_OR_RETURN(auto session, OpenSession(t.module, t.token, false));
-    AIRLOCK_ASSIGN_OR_RETURN(auto pin, ResolvePin(t.uri, env));
-    AIRLOCK_RETURN_IF_ERROR(Login(*session, t.token, pin));
-    if (pin) {
-      OPENSSL_cleanse(pin->data(), pin->size());
-    }
+    AIRLOCK_RETURN_IF_ERROR(LogIn(*session, t, env, false));
     AIRLOCK_ASSIGN_OR_RETURN(auto priv, FindKey(*session, t.token, t.uri, CKO_PRIVATE_KEY, true));
     AIRLOCK_RETURN_IF_ERROR(CheckEd25519(*session, priv, "the private key"));
     AIRLOCK_ASSIGN_OR_RETURN(auto pub_object, FindPublicHalf(*session, priv));
@@ -958,13 +979,9 @@ Result<PublicKey> OpenPublicKey(std::string_view text, const Environment& env) {
   auto open = [&]() -> Result<PublicKey> {
     AIRLOCK_ASSIGN_OR_RETURN(Opened t, OpenToken(std::move(uri), env));
     AIRLOCK_ASSIGN_OR_RETURN(auto session, OpenSession(t.module, t.token, false));
-    AIRLOCK_ASSIGN_OR_RETURN(auto pin, ResolvePin(t.uri, env));
-    if (pin) {
-      AIRLOCK_RETURN_IF_ERROR(Login(*session, t.token, pin));
-      OPENSSL_cleanse(pin->data(), pin->size());
-    }
+    AIRLOCK_ASSIGN_OR_RETURN(bool logged_in, LogIn(*session, t, env, true));
     AIRLOCK_ASSIGN_OR_RETURN(auto pub,
-                             FindKey(*session, t.token, t.uri, CKO_PUBLIC_KEY, pin.has_value()));
+                             FindKey(*session, t.token, t.uri, CKO_PUBLIC_KEY, logged_in));
     AIRLOCK_RETURN_IF_ERROR(CheckEd25519(*session, pub, "the public key"));
     return ReadPublicKey(*session, pub);
   };
@@ -987,11 +1004,7 @@ Result<PrivateKey> GenerateKey(std::string_view text, const Environment& env,
     AIRLOCK_RETURN_IF_ERROR(
         CheckMechanism(*t.module, t.token, CKM_EDDSA, CKF_SIGN, "CKM_EDDSA", "Ed25519 signing"));
     AIRLOCK_ASSIGN_OR_RETURN(auto session, OpenSession(t.module, t.token, true));
-    AIRLOCK_ASSIGN_OR_RETURN(auto pin, ResolvePin(t.uri, env));
-    AIRLOCK_RETURN_IF_ERROR(Login(*session, t.token, pin));
-    if (pin) {
-      OPENSSL_cleanse(pin->data(), pin->size());
-    }
+    AIRLOCK_RETURN_IF_ERROR(LogIn(*session, t, env, false));
     // Never two keys under one name: a URI must keep naming the key it named.
     for (CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
       Search by_label{.object_class = cls, .label = t.uri.object, .id = std::nullopt};

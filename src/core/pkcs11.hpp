@@ -60,7 +60,7 @@ struct KeyUri {
 
 // Parses text as a key URI. Refuses (kInvalidArgument) another scheme, an unknown or repeated
 // attribute, bad percent-encoding, an unknown type, pin-value together with pin-source, and a URI
-// that names no key (neither object nor id). Error messages never quote attribute values.
+// that names no key (neither object nor id). Error messages never quote pin-value.
 [[nodiscard]] Result<KeyUri> ParseUri(std::string_view text);
 
 // What the environment adds to a URI. FromProcess reads AIRLOCK_PKCS11_MODULE and
@@ -77,8 +77,9 @@ struct Environment {
 // CKO_PUBLIC_KEY with the same CKA_ID, or with the same label when the key has no CKA_ID), checks
 // that the token signs with CKM_EDDSA, and makes one signature to check that the two halves
 // belong together. Blocks on the token. Errors say what to do: kNotFound for a missing module,
-// token or key; kInvalidArgument for a bad URI, a missing or wrong PIN; kUnsupported for a key
-// that is not Ed25519 or a token without CKM_EDDSA; kIo for other token failures.
+// token or key; kInvalidArgument for a bad URI, a module that does not load, a missing or wrong
+// PIN; kUnsupported for a key that is not Ed25519 or a token without CKM_EDDSA; kIo for other
+// token failures.
 [[nodiscard]] Result<PrivateKey> OpenKey(std::string_view uri, const Environment& env);
 
 // The public key of the key pair uri names. Logs in only when a PIN is available (public objects
