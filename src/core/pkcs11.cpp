@@ -7,6 +7,9 @@
 // (CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA). Only the types and constants are
 // used; every function is reached through the module's function list.
 #include <p11-kit/pkcs11.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include <cstdio>
 #include <cstdlib>
@@ -705,7 +708,17 @@ class TokenSigner final : public ExternalSigner {
     // A PKCS#11 session runs one operation at a time.
     std::lock_guard<std::mutex> lock(mu_);
     CK_MECHANISM mechanism{.mechanism = CKM_EDDSA, .pParameter = nullptr, .ulParameterLen = 0};
-    CK_RV rv = session_->fn()->C_SignInit(session_->handle(), &mechanism, key_);
+    CK_RV rv;
+    {
+#if defined(__SANITIZE_ADDRESS__)
+      // SoftHSM 2.6.1 (the tests' token) leaks a small ASN.1 string in every EdDSA C_SignInit.
+      // What a module allocates inside its own call is not Airlock's to free, and LeakSanitizer
+      // cannot tell it apart by a suppression: its stacks stop in libcrypto, which has no frame
+      // pointers. Only this call is exempt.
+      __lsan::ScopedDisabler module_allocations_are_the_modules;
+#endif
+      rv = session_->fn()->C_SignInit(session_->handle(), &mechanism, key_);
+    }
     if (rv == CKR_MECHANISM_INVALID) {
       return Fail(Unsupported(token_label_, "CKM_EDDSA", "Ed25519 signing"));
     }
