@@ -41,3 +41,6 @@ find_package(CURL 7.85 REQUIRED)
 pkg_check_modules(SQLITE3 REQUIRED IMPORTED_TARGET sqlite3)
 # The hub's shared metadata database (issue 4): libpq, PostgreSQL's C client (libpq-dev).
 pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+# Signing keys in PKCS#11 tokens: only pkcs11.h from libp11-kit-dev. Modules are loaded with
+# dlopen, so nothing is linked (core/pkcs11.hpp).
+pkg_check_modules(P11KIT REQUIRED p11-kit-1)

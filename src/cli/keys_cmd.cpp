@@ -5,6 +5,7 @@
 
 #include "cli/common.hpp"
 #include "core/fs.hpp"
+#include "core/pkcs11.hpp"
 #include "core/time.hpp"
 #include "trust/documents.hpp"
 
@@ -13,18 +14,52 @@ namespace fs = std::filesystem;
 
 void AddKeygen(CLI::App& app, Context& ctx, Action& action) {
   auto* cmd = app.add_subcommand(
-      "keygen", "Make an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub");
+      "keygen",
+      "Make an Ed25519 key pair: NAME.key (private, mode 0600) and NAME.pub; with --pkcs11, the "
+      "private key is made in a PKCS#11 token and only NAME.pub is written");
   auto name = std::make_shared<std::string>();
+  auto token_uri = std::make_shared<std::string>();
   cmd->add_option("name", *name, "path and base name of the key files, e.g. keys/alice")
       ->required();
-  cmd->callback([&ctx, &action, name] {
-    action = [&ctx, name] {
+  cmd->add_option("--pkcs11", *token_uri,
+                  "make the key in this PKCS#11 token, e.g. "
+                  "'pkcs11:token=airlock;object=alice?module-path=/usr/lib/softhsm/libsofthsm2.so' "
+                  "(the PIN from pin-source=file:PATH in the URI or AIRLOCK_PKCS11_PIN); prints "
+                  "the key id and the URI to sign with (-k)");
+  cmd->callback([&ctx, &action, name, token_uri] {
+    action = [&ctx, name, token_uri] {
+      fs::path priv = *name + ".key";
+      fs::path pub = *name + ".pub";
+      if (!token_uri->empty()) {
+        auto run = [&]() -> Status {
+          // Checked first: a key made in the token and then not written down would be lost.
+          if (fs::exists(pub)) {
+            return Fail(ErrorCode::kAlreadyExists,
+                        pub.string() + " already exists; choose another name or remove it first");
+          }
+          if (!pub.parent_path().empty()) {
+            AIRLOCK_RETURN_IF_ERROR(MakeDirectories(pub.parent_path()));
+          }
+          std::string uri;
+          AIRLOCK_ASSIGN_OR_RETURN(
+              PrivateKey key,
+              pkcs11::GenerateKey(*token_uri, pkcs11::Environment::FromProcess(), &uri));
+          AIRLOCK_RETURN_IF_ERROR(WithContext(WriteFileAtomic(pub, key.public_key().ToPem(), 0644),
+                                              "made the key " + uri +
+                                                  " in the token, but could not write its "
+                                                  "public key"));
+          ctx.Say("made the key in the token and wrote " + pub.string() + "; sign with -k '" + uri +
+                  "'");
+          std::printf("%s\n%s\n", key.id().c_str(), uri.c_str());
+          return {};
+        };
+        auto s = run();
+        return s ? kExitOk : ReportError(s.error());
+      }
       auto key = PrivateKey::Generate();
       if (!key) {
         return ReportError(key.error());
       }
-      fs::path priv = *name + ".key";
-      fs::path pub = *name + ".pub";
       if (!priv.parent_path().empty()) {
         if (auto s = MakeDirectories(priv.parent_path()); !s) {
           return ReportError(s.error());

@@ -9,6 +9,7 @@
 #include "core/encoding.hpp"
 #include "core/fs.hpp"
 #include "core/openssl_util.hpp"
+#include "core/pkcs11.hpp"
 
 namespace airlock {
 namespace {
@@ -58,6 +59,9 @@ Result<PublicKey> PublicKey::FromPem(std::string_view pem) {
 }
 
 Result<PublicKey> PublicKey::Load(const std::filesystem::path& path) {
+  if (pkcs11::IsUri(path.native())) {
+    return pkcs11::OpenPublicKey(path.native(), pkcs11::Environment::FromProcess());
+  }
   AIRLOCK_ASSIGN_OR_RETURN(std::string pem, ReadFile(path, 64 * 1024));
   return WithContext(FromPem(pem), "key file " + path.string());
 }
@@ -97,7 +101,7 @@ Result<PrivateKey> PrivateKey::Generate() {
   std::size_t len = 32;
   EVP_PKEY_get_raw_private_key(key.get(), reinterpret_cast<unsigned char*>(seed.data()), &len);
   AIRLOCK_ASSIGN_OR_RETURN(std::string raw, RawPublic(key.get()));
-  return PrivateKey(std::move(seed), PublicKey::FromRaw(raw).value());
+  return PrivateKey(std::move(seed), nullptr, PublicKey::FromRaw(raw).value());
 }
 
 Result<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
@@ -118,15 +122,25 @@ Result<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
     return Fail(ErrorCode::kInvalidArgument, "cannot read private key: " + ossl::LastError());
   }
   AIRLOCK_ASSIGN_OR_RETURN(std::string raw, RawPublic(key.get()));
-  return PrivateKey(std::move(seed), PublicKey::FromRaw(raw).value());
+  return PrivateKey(std::move(seed), nullptr, PublicKey::FromRaw(raw).value());
 }
 
 Result<PrivateKey> PrivateKey::Load(const std::filesystem::path& path) {
+  if (pkcs11::IsUri(path.native())) {
+    return pkcs11::OpenKey(path.native(), pkcs11::Environment::FromProcess());
+  }
   AIRLOCK_ASSIGN_OR_RETURN(std::string pem, ReadFile(path, 64 * 1024));
   return WithContext(FromPem(pem), "key file " + path.string());
 }
 
-std::string PrivateKey::Sign(std::string_view message) const {
+PrivateKey PrivateKey::FromSigner(std::shared_ptr<const ExternalSigner> signer, PublicKey pub) {
+  return PrivateKey("", std::move(signer), std::move(pub));
+}
+
+Result<std::string> PrivateKey::Sign(std::string_view message) const {
+  if (signer_) {
+    return signer_->Sign(message);
+  }
   Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
                                         reinterpret_cast<const unsigned char*>(seed_.data()), 32));
   MdCtx ctx(EVP_MD_CTX_new());
@@ -140,7 +154,11 @@ std::string PrivateKey::Sign(std::string_view message) const {
   return sig;
 }
 
-std::string PrivateKey::ToPem() const {
+Result<std::string> PrivateKey::ToPem() const {
+  if (signer_) {
+    return Fail(ErrorCode::kUnsupported, "the private key " + signer_->Where() +
+                                             " lives in its token and cannot be exported");
+  }
   Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
                                         reinterpret_cast<const unsigned char*>(seed_.data()), 32));
   Bio bio(BIO_new(BIO_s_mem()));
@@ -150,13 +168,14 @@ std::string PrivateKey::ToPem() const {
 
 Status PrivateKey::Save(const std::filesystem::path& private_path,
                         const std::filesystem::path& public_path) const {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string pem, ToPem());  // refuses a key held in a token
   for (const auto& p : {private_path, public_path}) {
     if (std::filesystem::exists(p)) {
       return Fail(ErrorCode::kAlreadyExists,
                   p.string() + " already exists; choose another name or remove it first");
     }
   }
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(private_path, ToPem(), 0600));
+  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(private_path, pem, 0600));
   return WriteFileAtomic(public_path, public_.ToPem(), 0644);
 }
 

@@ -97,8 +97,9 @@ Result<std::string> SignedDocument::SignedBytes() const { return Canonicalize(bo
 
 Status SignedDocument::Sign(const PrivateKey& key) {
   AIRLOCK_ASSIGN_OR_RETURN(std::string bytes, SignedBytes());
+  AIRLOCK_ASSIGN_OR_RETURN(std::string signature, key.Sign(bytes));  // a token may fail
   std::erase_if(signatures_, [&](const Signature& s) { return s.keyid == key.id(); });
-  signatures_.push_back({key.id(), key.Sign(bytes)});
+  signatures_.push_back({key.id(), std::move(signature)});
   return {};
 }
 

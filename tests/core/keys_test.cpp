@@ -72,14 +72,14 @@ std::string Ed25519PemFromSeed(const std::string& seed) {
 TEST(Ed25519Test, GenerateSignVerify) {
   auto key = PrivateKey::Generate();
   ASSERT_TRUE(key) << key.error().ToString();
-  std::string sig = key->Sign("release body");
+  std::string sig = key->Sign("release body").value();
   EXPECT_EQ(sig.size(), 64u);
   EXPECT_TRUE(key->public_key().Verify("release body", sig));
 }
 
 TEST(Ed25519Test, TamperedMessageOrSignatureFails) {
   auto key = PrivateKey::Generate().value();
-  std::string sig = key.Sign("version 7");
+  std::string sig = key.Sign("version 7").value();
   EXPECT_FALSE(key.public_key().Verify("version 8", sig));
   EXPECT_FALSE(key.public_key().Verify("version 7 ", sig));
   EXPECT_FALSE(key.public_key().Verify("", sig));
@@ -100,7 +100,7 @@ TEST(Ed25519Test, AnotherKeysSignatureFails) {
   auto a = PrivateKey::Generate().value();
   auto b = PrivateKey::Generate().value();
   EXPECT_NE(a.id(), b.id());
-  EXPECT_FALSE(b.public_key().Verify("msg", a.Sign("msg")));
+  EXPECT_FALSE(b.public_key().Verify("msg", a.Sign("msg").value()));
 }
 
 TEST(Ed25519Test, KeyIdIsSha256HexOfRawPublicKey) {
@@ -122,7 +122,7 @@ TEST(Ed25519Test, Rfc8032TestVector1) {
   auto key = PrivateKey::FromPem(Ed25519PemFromSeed(seed));
   ASSERT_TRUE(key) << key.error().ToString();
   EXPECT_EQ(key->public_key().raw(), pub);
-  EXPECT_EQ(key->Sign(""), sig);  // Ed25519 is deterministic
+  EXPECT_EQ(key->Sign("").value(), sig);  // Ed25519 is deterministic
 
   auto pk = PublicKey::FromRaw(pub);
   ASSERT_TRUE(pk);
@@ -140,7 +140,7 @@ TEST(Ed25519Test, PublicKeyFromRawRefusesWrongLength) {
 
 TEST(Ed25519Test, PemRoundTrips) {
   auto key = PrivateKey::Generate().value();
-  std::string priv_pem = key.ToPem();
+  std::string priv_pem = key.ToPem().value();
   std::string pub_pem = key.public_key().ToPem();
   EXPECT_NE(priv_pem.find("-----BEGIN PRIVATE KEY-----"), std::string::npos);
   EXPECT_NE(pub_pem.find("-----BEGIN PUBLIC KEY-----"), std::string::npos);
@@ -148,7 +148,7 @@ TEST(Ed25519Test, PemRoundTrips) {
   auto priv = PrivateKey::FromPem(priv_pem);
   ASSERT_TRUE(priv);
   EXPECT_EQ(priv->id(), key.id());
-  EXPECT_EQ(priv->Sign("m"), key.Sign("m"));
+  EXPECT_EQ(priv->Sign("m").value(), key.Sign("m").value());
 
   auto pub = PublicKey::FromPem(pub_pem);
   ASSERT_TRUE(pub);
@@ -167,7 +167,7 @@ TEST(Ed25519Test, SaveWritesPrivate0600AndPublic0644) {
   ASSERT_TRUE(st) << st.error().ToString();
   EXPECT_EQ(ModeOf(dir / "signer.key"), 0600u);
   EXPECT_EQ(ModeOf(dir / "signer.pub"), 0644u);
-  EXPECT_EQ(ReadAll(dir / "signer.key"), key.ToPem());
+  EXPECT_EQ(ReadAll(dir / "signer.key"), key.ToPem().value());
   EXPECT_EQ(ReadAll(dir / "signer.pub"), key.public_key().ToPem());
 }
 
@@ -207,12 +207,12 @@ TEST(Ed25519Test, LoadRoundTrip) {
   ASSERT_TRUE(priv) << priv.error().ToString();
   EXPECT_EQ(priv->id(), key.id());
   // A signature by the loaded key verifies with the original public key and vice versa.
-  EXPECT_TRUE(key.public_key().Verify("payload", priv->Sign("payload")));
+  EXPECT_TRUE(key.public_key().Verify("payload", priv->Sign("payload").value()));
 
   auto pub = PublicKey::Load(dir / "k.pub");
   ASSERT_TRUE(pub) << pub.error().ToString();
   EXPECT_EQ(pub->id(), key.id());
-  EXPECT_TRUE(pub->Verify("payload", key.Sign("payload")));
+  EXPECT_TRUE(pub->Verify("payload", key.Sign("payload").value()));
 }
 
 TEST(Ed25519Test, LoadingAPublicKeyAsPrivateFailsClearly) {
