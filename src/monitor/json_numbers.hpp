@@ -12,10 +12,14 @@
 namespace airlock::monitor::json_numbers {
 
 inline std::uint64_t Unsigned(const nlohmann::json& v) {
-  if (!v.is_number_unsigned()) {
-    throw nlohmann::json::type_error::create(302, "want a whole number of 0 or more", &v);
+  // A parsed 7 is number_unsigned; a 7 put into a json by code is number_integer.
+  if (v.is_number_unsigned()) {
+    return v.get<std::uint64_t>();
   }
-  return v.get<std::uint64_t>();
+  if (v.is_number_integer() && v.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(v.get<std::int64_t>());
+  }
+  throw nlohmann::json::type_error::create(302, "want a whole number of 0 or more", &v);
 }
 
 inline std::int64_t Integer(const nlohmann::json& v) {

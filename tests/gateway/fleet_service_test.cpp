@@ -241,7 +241,10 @@ TEST_F(FleetServiceTest, AHealthWindowEndsOnTheClockAndADirectiveKeepsEveryModel
   EXPECT_EQ(both.models[1].model, "vib");
   EXPECT_EQ(both.models[1].release.ToString(), vib);
   EXPECT_EQ(store_->DeviceDirective(d)->version, 2u);
-  EXPECT_EQ(Fleet(kDep2)["waves"], 2);  // the default waves: a canary, then the rest
+  // The default waves, a canary then the rest. (The fleet summary is published after the
+  // directive: waited for, not read at once.)
+  EXPECT_TRUE(WaitUntil([&] { return Fleet(kDep2).is_object() && Fleet(kDep2)["waves"] == 2; }))
+      << Fleet(kDep2).dump();
 }
 
 // A gateway restarted with a root rotation sends every directed device a new directive that
