@@ -257,6 +257,10 @@ Result<SplitBody> SplitAndParse(std::string_view body, std::optional<std::uint64
   } catch (const json::parse_error& e) {
     // e.byte says where; the rest of nlohmann's message names the token it did not expect.
     return Fail(Bad("malformed JSON in the " + what + " at byte " + std::to_string(e.byte)));
+  } catch (const json::out_of_range&) {
+    // A number no double holds ("1e999"; fuzz_infer_request found it: it escaped as an
+    // exception, which the HTTP server answered with a 500).
+    return Fail(Bad("a number in the " + what + " JSON is out of range"));
   }
   if (out.doc.is_discarded() || !out.doc.is_object()) {
     return Fail(Bad("the " + what + " body is not a JSON object"));

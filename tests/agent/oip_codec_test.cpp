@@ -214,6 +214,10 @@ INSTANTIATE_TEST_SUITE_P(
     Requests, OipCodecRefuses,
     ::testing::Values(
         BadRequest{"NotJson", "{inputs", std::nullopt, "malformed JSON in the request at byte 2"},
+        // nlohmann throws out_of_range, not parse_error, for it (found by fuzz_infer_request).
+        BadRequest{"NumberOutOfRange",
+                   Input(R"("name": "x", "datatype": "FP32", "shape": [1], "data": [1e999])"),
+                   std::nullopt, "a number in the request JSON is out of range"},
         BadRequest{"NoInputs", "{}", std::nullopt, "non-empty \"inputs\""},
         BadRequest{"NoShape", Input(R"("name": "x", "datatype": "FP32")"), std::nullopt,
                    "\"name\", \"datatype\" and \"shape\""},
