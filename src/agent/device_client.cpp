@@ -723,6 +723,8 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
     registry.registry.pop_back();
   }
   registry.server_name = "gateway";
+  registry.min_download_rate = options_.download_min_rate;
+  registry.download_grace = options_.download_grace;
   if (url.starts_with("https://")) {
     // The gateway's certificate is from its device CA; ours names us to it (docs/security.md).
     IdentityTls id = IdentityTlsFiles(options_.store);
@@ -737,6 +739,7 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
   }
   net::PullOptions pull;
   pull.replace = true;
+  pull.index_size = release->index_size;  // never more than the release signs
   // Blobs an installed version shares (the weights of a release that changed only its pipeline,
   // the samples), and those a pull killed earlier had fetched (linked into fetched/ as they
   // arrive), are copied in, checked, rather than fetched again.

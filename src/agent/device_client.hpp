@@ -75,6 +75,12 @@ struct DeviceClientOptions {
   std::chrono::milliseconds shadow_report_interval{5000};
   // How long a telemetry batch waits for the gateway's acknowledgement before it is sent again.
   std::chrono::milliseconds telemetry_ack_timeout{10000};
+  // Every download from the gateway must end within download_grace plus its size at
+  // download_min_rate bytes a second (net::RegistryOptions::min_download_rate): a registry, or
+  // someone between, that trickles bytes cannot hold the agent, and the directives behind the
+  // download, for longer.
+  std::uint64_t download_min_rate = 16u << 10;
+  std::chrono::milliseconds download_grace{std::chrono::minutes(2)};
 };
 
 // What the agent trusts from its gateway, persisted in STORE/state/device.json.
