@@ -168,8 +168,8 @@ class DeviceFixture : public AgentFixture {
     trust::Directive d;
     d.device = kDevice;
     d.version = version;
-    d.issued = std::chrono::time_point_cast<std::chrono::seconds>(WallNow()) -
-               std::chrono::seconds(60);
+    d.issued =
+        std::chrono::time_point_cast<std::chrono::seconds>(WallNow()) - std::chrono::seconds(60);
     d.expires = d.issued + std::chrono::hours(24);
     trust::DirectiveModel m;
     m.model = "affine";
