@@ -376,7 +376,12 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
                                           identity_.device_id, trusted_.directive_version, now);
   if (!directive) {
     if (!replay) {
-      Refuse(ClaimedVersion(message.directive), directive.error());
+      // Reported under its version only when the gateway signed it for this device: a version
+      // nobody authenticated is anyone's to choose, and a refusal of one far ahead would stand
+      // over every genuine directive below it (the gateway would read each as refused).
+      auto signed_for_us = trust::VerifyDirective(message.directive, *directive_key_,
+                                                  identity_.device_id, 0, TimePoint::min());
+      Refuse(signed_for_us ? signed_for_us->version : 0, directive.error());
     }
     return;
   }

@@ -10,7 +10,8 @@
 // and per entry the channel (signed under the pinned root, never older than trusted, listing the
 // release), the release (signed, of the model, for this platform). Any refusal refuses the whole
 // directive: it is reported (refused_version, refused) and the trusted state stays as it was. (A
-// message too malformed to name a version is only logged: there is no version to report.)
+// message too malformed to name a version, or not signed by the gateway for this device, is only
+// logged: it names no version the device can trust.)
 //
 // The actions of the machine are performed here, in order, on one worker thread:
 //   download  the package from the gateway's registry (/v2/REPOSITORY by the release's index

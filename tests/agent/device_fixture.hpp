@@ -5,6 +5,8 @@
 // Used by the device client's tests and by the attack suite (tests/attack/).
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <functional>
 #include <mutex>
@@ -30,6 +32,46 @@ inline const std::string kRepository = "models/affine";
 
 inline TimePoint WallNow() { return std::chrono::system_clock::now(); }
 
+// Every line the process logs at info or above, from the first test on, for refusals that are
+// only logged (a message that names no version the device can trust). Thread-safe (base_sink's
+// mutex).
+class CapturedLog final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // The one instance, added to the default logger the first time (and never removed: loggers
+  // are not safe to change while other threads log).
+  static CapturedLog& Get() {
+    static std::shared_ptr<CapturedLog> log = [] {
+      auto l = std::make_shared<CapturedLog>();
+      spdlog::default_logger()->sinks().push_back(l);
+      return l;
+    }();
+    return *log;
+  }
+  void Clear() {
+    std::lock_guard lock(mutex_);
+    lines_.clear();
+  }
+  // Whether a line holds both texts.
+  bool Contains(const std::string& text, const std::string& also = "") {
+    std::lock_guard lock(mutex_);
+    for (const std::string& line : lines_) {
+      if (line.find(text) != std::string::npos && line.find(also) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    lines_.emplace_back(msg.payload.data(), msg.payload.size());
+  }
+  void flush_() override {}
+
+ private:
+  std::vector<std::string> lines_;
+};
+
 // A release pushed to the registry.
 struct Published {
   std::string version;
@@ -43,6 +85,7 @@ struct Published {
 class DeviceFixture : public AgentFixture {
  protected:
   void SetUp() override {
+    CapturedLog::Get().Clear();
     AgentFixture::SetUp();
     gateway_key_ = std::make_unique<PrivateKey>(PrivateKey::Generate().value());
     topics_ = delivery::DeviceTopics::Create().value();
@@ -201,6 +244,21 @@ class DeviceFixture : public AgentFixture {
   void Send(const std::string& payload) {
     ASSERT_TRUE(observer_->Publish(Topic(delivery::DeviceTopicKind::kDirective), payload,
                                    {.qos = 1, .retained = true, .content_type = ""}));
+  }
+
+  // A message the device must refuse without reporting it, because it names no version the
+  // device can trust (unreadable, or not signed by its gateway for it: a version read from it
+  // would be anyone's to choose): waits until the device logs the refusal with why, and checks
+  // that state/device.json (what it trusts, the refusal it reports) is unchanged.
+  void ExpectRefusedUnreported(const std::string& payload, const std::string& why) {
+    const std::string before = ReadFile(store_dir() / "state/device.json").value_or("");
+    Send(payload);
+    ASSERT_TRUE(airlock::testing::WaitUntil(
+        [&] { return CapturedLog::Get().Contains("refused directive 0: ", why); },
+        std::chrono::seconds(30)))
+        << "expected the device to log the refusal for \"" << why << "\"";
+    CapturedLog::Get().Clear();
+    EXPECT_EQ(ReadFile(store_dir() / "state/device.json").value_or(""), before);
   }
 
   // Starts the repository (loading the versions the journals pin) and the device client, with
