@@ -7,7 +7,7 @@
 // Each test brings the device to a first good state (1.0.0 serving), attacks it once or several
 // times, and checks three things every time:
 //   (a) the attack is refused, for the reason the test names (what the device reports on
-//       dev/{dev}/state, or logs when a message is too broken to name a version);
+//       dev/{dev}/state, or logs when a message names no version it can trust);
 //   (b) what the device trusts is unchanged: the pinned root, the directive version and the
 //       channel versions it trusts (state/device.json), and its models: what is installed, the
 //       release counters of its store, the version that serves. A refusal of a package from a
