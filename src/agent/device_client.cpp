@@ -395,7 +395,12 @@ void DeviceClient::HandleDirective(const delivery::DirectiveMessage& message, bo
                                           identity_.device_id, trusted_.directive_version, now);
   if (!directive) {
     if (!replay) {
-      Refuse(ClaimedVersion(message.directive), directive.error());
+      // Reported under its version only when the gateway signed it for this device: a version
+      // nobody authenticated is anyone's to choose, and a refusal of one far ahead would stand
+      // over every genuine directive below it (the gateway would read each as refused).
+      auto signed_for_us = trust::VerifyDirective(message.directive, *directive_key_,
+                                                  identity_.device_id, 0, TimePoint::min());
+      Refuse(signed_for_us ? signed_for_us->version : 0, directive.error());
     }
     return;
   }
@@ -757,6 +762,8 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
     registry.registry.pop_back();
   }
   registry.server_name = "gateway";
+  registry.min_download_rate = options_.download_min_rate;
+  registry.download_grace = options_.download_grace;
   if (url.starts_with("https://")) {
     // The gateway's certificate is from its device CA; ours names us to it (docs/security.md).
     IdentityTls id = IdentityTlsFiles(options_.store);
@@ -771,6 +778,7 @@ Event DeviceClient::Download(const std::string& model, const Action& action) {
   }
   net::PullOptions pull;
   pull.replace = true;
+  pull.index_size = release->index_size;  // never more than the release signs
   // Blobs an installed version shares (the weights of a release that changed only its pipeline,
   // the samples), and those a pull killed earlier had fetched (linked into fetched/ as they
   // arrive), are copied in, checked, rather than fetched again.

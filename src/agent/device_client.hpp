@@ -10,7 +10,8 @@
 // and per entry the channel (signed under the trusted root, never older than trusted, listing the
 // release), the release (signed, of the model, for this platform). Any refusal refuses the whole
 // directive: it is reported (refused_version, refused) and the trusted state stays as it was. (A
-// message too malformed to name a version is only logged: there is no version to report.)
+// message too malformed to name a version, or not signed by the gateway for this device, is only
+// logged: it names no version the device can trust.)
 // The trusted root is the one pinned at enrollment walked through the rotations accepted since;
 // a directive message's root rotations are walked first (ApplyRootRotations).
 //
@@ -78,6 +79,12 @@ struct DeviceClientOptions {
   std::chrono::milliseconds shadow_report_interval{5000};
   // How long a telemetry batch waits for the gateway's acknowledgement before it is sent again.
   std::chrono::milliseconds telemetry_ack_timeout{10000};
+  // Every download from the gateway must end within download_grace plus its size at
+  // download_min_rate bytes a second (net::RegistryOptions::min_download_rate): a registry, or
+  // someone between, that trickles bytes cannot hold the agent, and the directives behind the
+  // download, for longer.
+  std::uint64_t download_min_rate = 16u << 10;
+  std::chrono::milliseconds download_grace{std::chrono::minutes(2)};
 };
 
 // What the agent trusts from its gateway, persisted in STORE/state/device.json.

@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -187,8 +188,11 @@ Result<PullResult> PullPackage(RegistryClient& client, const std::string& repo,
   bool tar = output.extension() == ".tar";
   std::string where = repo + (reference.starts_with("sha256:") ? "@" : ":") + reference;
   AIRLOCK_RETURN_IF_ERROR(client.Ping());
-  AIRLOCK_ASSIGN_OR_RETURN(FetchedManifest top,
-                           client.FetchManifest(repo, reference, pkg::kMaxJsonBlob));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      FetchedManifest top,
+      client.FetchManifest(
+          repo, reference,
+          std::min(options.index_size.value_or(pkg::kMaxJsonBlob), pkg::kMaxJsonBlob)));
   if (top.media_type != pkg::media::kImageIndex) {
     return Fail(ErrorCode::kUnsupported,
                 where + " is a " + (top.media_type.empty() ? "document" : top.media_type) +

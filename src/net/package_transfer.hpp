@@ -63,6 +63,9 @@ struct PushResult {
 
 struct PullOptions {
   bool replace = false;  // replace an existing package at the output
+  // The index's size, when the caller knows it (a signed release gives it): no more of the
+  // index is read. Else up to pkg::kMaxJsonBlob.
+  std::optional<std::uint64_t> index_size;
   SayFn say;
   LabelledProgress progress;
   // Where a blob may already be on this machine (an installed package's copy), asked before each

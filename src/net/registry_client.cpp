@@ -380,6 +380,9 @@ struct registry_detail::HttpCall {
   std::function<Status(const HttpResponse&, std::string_view)> sink;
   std::uint64_t max_body = kMaxDocument;
   bool follow_redirects = false;
+  // When the transfer must be over (kTimeout after it). Unset: a download's own, from max_body
+  // (RegistryOptions::min_download_rate); DownloadBlob sets one for all attempts of a blob.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 namespace {
@@ -617,6 +620,18 @@ void RegistryClient::Backoff(int attempt) const {
   std::this_thread::sleep_for(options_.retry_delay * attempt);
 }
 
+std::optional<std::chrono::steady_clock::time_point> RegistryClient::DownloadDeadline(
+    std::uint64_t size) const {
+  const std::uint64_t rate = options_.min_download_rate;
+  if (rate == 0) {
+    return std::nullopt;
+  }
+  // size / rate seconds, in milliseconds, without overflowing for any size.
+  std::uint64_t ms = size / rate * 1000 + size % rate * 1000 / rate;
+  ms = std::min<std::uint64_t>(ms, std::uint64_t{1} << 40);  // some 35 years: no deadline at all
+  return std::chrono::steady_clock::now() + options_.download_grace + std::chrono::milliseconds(ms);
+}
+
 Result<registry_detail::HttpResponse> RegistryClient::Perform(Call& call) {
   CURL* c = http_->curl;
   curl_easy_reset(c);
@@ -634,6 +649,19 @@ Result<registry_detail::HttpResponse> RegistryClient::Perform(Call& call) {
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options_.connect_timeout.count()));
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options_.stall_timeout.count()));
+  std::optional<std::chrono::steady_clock::time_point> deadline = call.deadline;
+  if (!deadline && (call.method == "GET" || call.method == "HEAD")) {
+    deadline = DownloadDeadline(call.max_body);
+  }
+  std::string where = call.method + " " + WithoutQuery(call.url);
+  if (deadline) {
+    auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return Fail(ErrorCode::kTimeout, where + ": its deadline has passed");
+    }
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(left.count()));
+  }
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   // Redirects (blob storage elsewhere) may not downgrade to http unless http is allowed.
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, http_allowed ? "http,https" : "https");
@@ -685,7 +713,6 @@ Result<registry_detail::HttpResponse> RegistryClient::Perform(Call& call) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
 
-  std::string where = call.method + " " + WithoutQuery(call.url);
   if (st.failure) {
     return Fail(std::move(*st.failure));
   }
@@ -702,6 +729,13 @@ Result<registry_detail::HttpResponse> RegistryClient::Perform(Call& call) {
                     "cannot reach the " + options_.server_name + " at " + base_url_ + " (" + why +
                         "): is it running, and are the address and port right?");
       case CURLE_OPERATION_TIMEDOUT:
+        // Ours, not the stall's: curl's clock for it, started a moment later, may end first.
+        if (deadline &&
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(50) >= *deadline) {
+          return Fail(ErrorCode::kTimeout,
+                      where + ": not done by its deadline (" + why +
+                          "): the server sends too slowly, or trickles on purpose");
+        }
         return Fail(ErrorCode::kTimeout, where + ": timed out (" + why + ")");
       case CURLE_PEER_FAILED_VERIFICATION:
       case CURLE_SSL_CONNECT_ERROR:
@@ -959,13 +993,19 @@ Status RegistryClient::DownloadBlob(std::string_view repo, const Digest& digest,
     return {};
   };
   std::optional<Error> last;
+  // One deadline for the blob: resuming does not give a trickling server more time.
+  const auto deadline = DownloadDeadline(size);
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (attempt > 1) {
       Backoff(attempt - 1);
+      if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+        break;
+      }
     }
     Call call;
     call.url = BlobUrl(repo, digest);
     call.follow_redirects = true;
+    call.deadline = deadline;
     if (have > 0) {
       call.headers.push_back("Range: bytes=" + std::to_string(have) + "-");
     }
@@ -1052,6 +1092,13 @@ Status RegistryClient::DownloadBlob(std::string_view repo, const Digest& digest,
     return {};
   }
   Error e = std::move(*last);
+  if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+    return Fail(Error(ErrorCode::kTimeout, e.message())
+                    .WithContext("gave up when its deadline passed (" + std::to_string(size) +
+                                 " bytes at " + std::to_string(options_.min_download_rate) +
+                                 " bytes a second, and " +
+                                 std::to_string(options_.download_grace.count()) + " ms more)"));
+  }
   return Fail(std::move(e).WithContext("gave up after " + std::to_string(options_.max_attempts) +
                                        " attempts"));
 }

@@ -10,7 +10,8 @@
 //
 // Downloads stream to a file, resume with Range after a broken connection, never accept more
 // bytes than the caller's expected size, restart from zero on 200 or 416, and check size and
-// digest at the end. Everything read is verified against the digest it was asked for.
+// digest at the end; with RegistryOptions::min_download_rate each has a deadline too.
+// Everything read is verified against the digest it was asked for.
 //
 // Authentication: anonymous; HTTP Basic; the bearer-token flow (`WWW-Authenticate: Bearer
 // realm=…,service=…,scope=…` → GET realm with Basic credentials → token), tokens cached per
@@ -83,6 +84,13 @@ struct RegistryOptions {
   std::chrono::seconds connect_timeout{30};
   // A transfer that moves no byte for this long is abandoned (and a download resumed).
   std::chrono::seconds stall_timeout{60};
+  // With min_download_rate set, every download (each GET and HEAD, a blob's resumed attempts
+  // together) must end within download_grace plus its size (a blob's, else the most the answer
+  // may hold) at min_download_rate bytes a second, or it fails with kTimeout and is not tried
+  // again. stall_timeout alone does not stop a server that trickles a byte now and then: this
+  // does. 0: no deadline.
+  std::uint64_t min_download_rate = 0;
+  std::chrono::milliseconds download_grace{std::chrono::seconds(60)};
   // Attempts per blob transfer, the first included (a resumed download is a new attempt).
   int max_attempts = 5;
   // Pause before a retry, multiplied by the attempt number.
@@ -149,7 +157,8 @@ class RegistryClient {
   // GETs a blob into file (created or truncated), resuming with Range after a broken connection,
   // and checks size and digest. On failure the file is removed. kCorrupt when the registry sends
   // other bytes than the digest names or more than size; kNotFound; kUnavailable / kTimeout when
-  // the network fails more than max_attempts times.
+  // the network fails more than max_attempts times; kTimeout when the blob's deadline passes
+  // (RegistryOptions::min_download_rate).
   [[nodiscard]] Status DownloadBlob(std::string_view repo, const Digest& digest, std::uint64_t size,
                                     const std::filesystem::path& file,
                                     const TransferProgress& progress = {});
@@ -217,6 +226,8 @@ class RegistryClient {
   // scope: "repository:NAME:pull" or "…:pull,push".
   Result<Response> Send(Call& call, const std::string& scope);
   Result<Response> Perform(Call& call);
+  // When a download of size bytes begun now must end (min_download_rate); none without a rate.
+  std::optional<std::chrono::steady_clock::time_point> DownloadDeadline(std::uint64_t size) const;
   Status AuthorizeFor(const Response& challenge, const std::string& scope);
   std::string AuthorizationFor(const std::string& scope) const;
   std::string BlobUrl(std::string_view repo, const Digest& digest) const;

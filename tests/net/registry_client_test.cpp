@@ -255,6 +255,35 @@ TEST_F(RegistryClientTest, GivesUpAfterMaxAttempts) {
   EXPECT_FALSE(fs::exists(file()));
 }
 
+// With a minimum rate, a download has a deadline (the grace, and its size at that rate) for all
+// its attempts together: a server too slow for it is given up on, not tried again, and whatever
+// it would send later is not waited for. Here the server answers only after the deadline.
+TEST_F(RegistryClientTest, AServerTooSlowForTheDeadlineIsGivenUpOnWithoutMoreAttempts) {
+  ScriptedServer server([&](int, const std::string&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    return Answer(200, "OK", blob_);
+  });
+  RegistryOptions options = Options(server.address());
+  options.min_download_rate = 1 << 20;
+  options.download_grace = std::chrono::milliseconds(300);
+  auto client = RegistryClient::Create(options).value();
+  auto s = client->DownloadBlob("m", digest_, blob_.size(), file());
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code(), ErrorCode::kTimeout) << s.error().ToString();
+  EXPECT_NE(s.error().ToString().find("not done by its deadline"), std::string::npos)
+      << s.error().ToString();
+  EXPECT_NE(s.error().ToString().find("gave up when its deadline passed"), std::string::npos)
+      << s.error().ToString();
+  EXPECT_FALSE(fs::exists(file()));
+  EXPECT_EQ(server.requests().size(), 1u) << "a download past its deadline is not tried again";
+
+  auto m = client->FetchManifest("m", digest_.ToString(), 1024);
+  ASSERT_FALSE(m.has_value());
+  EXPECT_EQ(m.error().code(), ErrorCode::kTimeout) << m.error().ToString();
+  EXPECT_NE(m.error().ToString().find("not done by its deadline"), std::string::npos)
+      << m.error().ToString();
+}
+
 TEST_F(RegistryClientTest, FetchBlobRefusesAnAnswerLongerThanTheSize) {
   ScriptedServer server([&](int, const std::string&) { return Answer(200, "OK", blob_ + "x"); });
   auto client = Client(server.address());

@@ -4,37 +4,15 @@
 
 #include <cstring>
 
+#include "support/hostile_tar.hpp"
+
 namespace airlock::pkg {
 namespace {
 
-// A raw ustar header for hand-made hostile archives.
-std::string Header(const std::string& name, std::uint64_t size, char type,
-                   const std::string& link = "") {
-  char h[512] = {};
-  std::memcpy(h, name.data(), std::min<std::size_t>(name.size(), 100));
-  std::snprintf(h + 100, 8, "%07o", 0644);
-  std::snprintf(h + 108, 8, "%07o", 0);
-  std::snprintf(h + 116, 8, "%07o", 0);
-  std::snprintf(h + 124, 12, "%011llo", static_cast<unsigned long long>(size));
-  std::snprintf(h + 136, 12, "%011o", 0);
-  h[156] = type;
-  std::memcpy(h + 157, link.data(), std::min<std::size_t>(link.size(), 100));
-  std::memcpy(h + 257, "ustar", 6);
-  std::memcpy(h + 263, "00", 2);
-  std::memset(h + 148, ' ', 8);
-  unsigned sum = 0;
-  for (char c : h) sum += static_cast<unsigned char>(c);
-  std::snprintf(h + 148, 8, "%06o", sum);
-  return std::string(h, 512);
-}
-
-std::string Entry(const std::string& name, const std::string& data, char type = '0') {
-  std::string out = Header(name, data.size(), type) + data;
-  out.append((512 - data.size() % 512) % 512, '\0');
-  return out;
-}
-
-std::string End() { return std::string(1024, '\0'); }
+// Hand-made hostile archives.
+using airlock::testing::TarEnd;
+using airlock::testing::TarEntry;
+using airlock::testing::TarHeader;
 
 TEST(Tar, WriterOutputReadsBack) {
   TarWriter w(nullptr);
@@ -66,11 +44,11 @@ TEST(Tar, WriterIsDeterministic) {
 
 TEST(Tar, ReadsGnuLongNamesAndPaxPaths) {
   std::string long_name = std::string(150, 'n');
-  std::string tar = Entry("././@LongLink", long_name + '\0', 'L') + Entry("short", "A");
+  std::string tar = TarEntry("././@LongLink", long_name + '\0', 'L') + TarEntry("short", "A");
   std::string pax_record = "path=" + std::string(130, 'p');
   std::string rec = std::to_string(pax_record.size() + 5) + " " + pax_record + "\n";
   ASSERT_EQ(rec.size(), pax_record.size() + 5);
-  tar += Entry("PaxHeader", rec, 'x') + Entry("short2", "B") + End();
+  tar += TarEntry("PaxHeader", rec, 'x') + TarEntry("short2", "B") + TarEnd();
   auto entries = IndexTar(tar);
   ASSERT_TRUE(entries) << entries.error().ToString();
   EXPECT_TRUE(entries->contains(long_name));
@@ -79,14 +57,14 @@ TEST(Tar, ReadsGnuLongNamesAndPaxPaths) {
 
 TEST(Tar, TheTopDirectoryEntryOfTarDotIsSkipped) {
   // `tar -C DIR -cf OUT .` starts with "./" and prefixes every name with "./".
-  std::string tar = Entry("./", "", '5') + Entry("./blobs/", "", '5') +
-                    Entry("./blobs/a", "hello") + End();
+  std::string tar = TarEntry("./", "", '5') + TarEntry("./blobs/", "", '5') +
+                    TarEntry("./blobs/a", "hello") + TarEnd();
   auto entries = IndexTar(tar);
   ASSERT_TRUE(entries) << entries.error().ToString();
   ASSERT_EQ(entries->size(), 1u);
   EXPECT_TRUE(entries->contains("blobs/a"));
   // A regular file named "." is still refused.
-  EXPECT_FALSE(IndexTar(Entry(".", "x") + End()));
+  EXPECT_FALSE(IndexTar(TarEntry(".", "x") + TarEnd()));
 }
 
 struct Hostile {
@@ -105,26 +83,28 @@ TEST_P(TarRefuses, WithAClearMessage) {
 }
 
 std::string Truncated() {
-  std::string t = Entry("file", std::string(2000, 'x')) + End();
+  std::string t = TarEntry("file", std::string(2000, 'x')) + TarEnd();
   return t.substr(0, 512 + 1000);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Archives, TarRefuses,
     ::testing::Values(
-        Hostile{"dotdot", Entry("blobs/../../etc/passwd", "x") + End(), "\"..\""},
-        Hostile{"absolute", Entry("/etc/passwd", "x") + End(), "absolute"},
-        Hostile{"symlink", Header("blobs/sha256/x", 0, '2', "/etc/shadow") + End(),
+        Hostile{"dotdot", TarEntry("blobs/../../etc/passwd", "x") + TarEnd(), "\"..\""},
+        Hostile{"absolute", TarEntry("/etc/passwd", "x") + TarEnd(), "absolute"},
+        Hostile{"symlink", TarHeader("blobs/sha256/x", 0, '2', "/etc/shadow") + TarEnd(),
                 "symbolic link"},
-        Hostile{"hardlink", Header("blobs/sha256/x", 0, '1', "index.json") + End(), "hard link"},
-        Hostile{"device", Header("dev", 0, '3') + End(), "type '3'"},
-        Hostile{"fifo", Header("fifo", 0, '6') + End(), "type '6'"},
+        Hostile{"hardlink", TarHeader("blobs/sha256/x", 0, '1', "index.json") + TarEnd(),
+                "hard link"},
+        Hostile{"device", TarHeader("dev", 0, '3') + TarEnd(), "type '3'"},
+        Hostile{"fifo", TarHeader("fifo", 0, '6') + TarEnd(), "type '6'"},
         Hostile{"truncated data", Truncated(), "truncated inside entry \"file\""},
-        Hostile{"no end marker", Entry("file", "abc"), "truncated"},
-        Hostile{"half header", Entry("file", "abc").substr(0, 300), "truncated"},
-        Hostile{"duplicate", Entry("a", "1") + Entry("a", "2") + End(), "twice"},
+        Hostile{"no end marker", TarEntry("file", "abc"), "truncated"},
+        Hostile{"half header", TarEntry("file", "abc").substr(0, 300), "truncated"},
+        Hostile{"duplicate", TarEntry("a", "1") + TarEntry("a", "2") + TarEnd(), "twice"},
         Hostile{"pax link",
-                Entry("PaxHeader", "19 linkpath=/etc/x\n", 'x') + Entry("a", "1") + End(), "link"}),
+                TarEntry("PaxHeader", "19 linkpath=/etc/x\n", 'x') + TarEntry("a", "1") + TarEnd(),
+                "link"}),
     [](const ::testing::TestParamInfo<Hostile>& p) {
       std::string n = p.param.what;
       for (auto& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -134,7 +114,7 @@ INSTANTIATE_TEST_SUITE_P(
 // A header whose size field is GNU base-256.
 std::string Base256Header(const std::string& name, char type, unsigned char first,
                           std::uint64_t value) {
-  std::string h = Header(name, 0, type);
+  std::string h = TarHeader(name, 0, type);
   h[124] = static_cast<char>(first);
   for (int i = 11; i >= 1; --i) {
     h[124 + i] = static_cast<char>(value & 0xff);
@@ -150,23 +130,23 @@ std::string Base256Header(const std::string& name, char type, unsigned char firs
 TEST(Tar, HostileSizesAreRefusedWithoutLoopingOrWrapping) {
   // A size that would wrap the offset arithmetic back to this very header.
   for (char type : {'5', 'g', '0'}) {
-    auto r = IndexTar(Base256Header("d", type, 0x80, UINT64_MAX - 511) + End());
+    auto r = IndexTar(Base256Header("d", type, 0x80, UINT64_MAX - 511) + TarEnd());
     ASSERT_FALSE(r) << type;
     EXPECT_NE(r.error().message().find("too large"), std::string::npos) << r.error().message();
   }
-  auto big = IndexTar(Base256Header("f", '0', 0x80, 1ULL << 40) + End());
+  auto big = IndexTar(Base256Header("f", '0', 0x80, 1ULL << 40) + TarEnd());
   ASSERT_FALSE(big);
   EXPECT_NE(big.error().message().find("truncated"), std::string::npos);
-  auto negative = IndexTar(Base256Header("f", '0', 0xff, 5) + End());
+  auto negative = IndexTar(Base256Header("f", '0', 0xff, 5) + TarEnd());
   ASSERT_FALSE(negative);
   EXPECT_NE(negative.error().message().find("negative"), std::string::npos);
-  auto pax = IndexTar(Entry("PaxHeader", "13 size=1024\n", 'x') + Entry("a", "1") + End());
+  auto pax = IndexTar(TarEntry("PaxHeader", "13 size=1024\n", 'x') + TarEntry("a", "1") + TarEnd());
   ASSERT_FALSE(pax);
   EXPECT_NE(pax.error().message().find("sets a size"), std::string::npos);
 }
 
 TEST(Tar, BadChecksumIsRefused) {
-  std::string t = Entry("a", "1") + End();
+  std::string t = TarEntry("a", "1") + TarEnd();
   t[0] = 'b';  // the name changes, the checksum does not
   auto r = IndexTar(t);
   ASSERT_FALSE(r);
