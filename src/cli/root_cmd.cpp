@@ -54,9 +54,9 @@ void SayWhetherComplete(const Context& ctx, const std::string& from_path,
   }
   auto update = trust::UpdateRoot(*from_root, {doc}, now);
   if (update && !update->accepted.empty()) {
-    ctx.Say("the rotation is complete: gateways and devices that trust version " +
-            std::to_string(from_root->version) + " accept it (airlock-gateway root update " +
-            out + ")");
+    ctx.Say("the rotation is complete: what trusts version " +
+            std::to_string(from_root->version) + " accepts it; give it to the hub with " +
+            "`airlock-hub root update " + out + "`");
   } else {
     ctx.Say("not yet a valid rotation of " + from_path + ": " +
             (update ? std::string("it is not the next version") : update.error().ToString()) +
