@@ -46,6 +46,15 @@ std::filesystem::path DeviceCrlFile(const GatewayConfig& config) {
                                               : config.devices_mqtt_crl_file;
 }
 
+Status WriteDeviceCrl(const pki::CertificateAuthority& ca, const GatewayConfig& config,
+                      const std::vector<std::string>& revoked_serials, TimePoint now) {
+  AIRLOCK_ASSIGN_OR_RETURN(std::string crl, ca.RevocationList(revoked_serials, now,
+                                                              std::chrono::hours(24 * 3650)));
+  const std::filesystem::path path = DeviceCrlFile(config);
+  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(path.parent_path()));
+  return WriteFileAtomic(path, crl, 0644);
+}
+
 Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& store,
                         const GatewayConfig& config, TimePoint now) {
   AIRLOCK_ASSIGN_OR_RETURN(std::vector<DeviceRecord> devices, store.Devices());
@@ -55,11 +64,8 @@ Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& 
       revoked.push_back(d.cert_serial);
     }
   }
-  AIRLOCK_ASSIGN_OR_RETURN(std::string crl,
-                           ca.RevocationList(revoked, now, std::chrono::hours(24 * 3650)));
+  AIRLOCK_RETURN_IF_ERROR(WriteDeviceCrl(ca, config, revoked, now));
   const std::filesystem::path path = DeviceCrlFile(config);
-  AIRLOCK_RETURN_IF_ERROR(MakeDirectories(path.parent_path()));
-  AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(path, crl, 0644));
   if (config.devices_mqtt_broker_pid_file.empty()) {
     return {};
   }

@@ -43,12 +43,16 @@ struct FactoryBrokerOptions {
 // DATA/devices/crl.pem.
 std::filesystem::path DeviceCrlFile(const GatewayConfig& config);
 
-// Writes the device CA's revocation list (the current certificates of the revoked devices) to
-// DeviceCrlFile, atomically, then sends SIGHUP to the broker named by
-// devices.mqtt_broker_pid_file, if any, so that it reloads the list: a revoked device is refused
-// at its next connection. The list is valid for ten years (it is rewritten whenever it changes,
-// and at every start). Errors: the store, the CA, the file; a broker that cannot be signalled is
-// logged, not an error.
+// Writes the device CA's revocation list of revoked_serials to DeviceCrlFile, atomically, valid
+// for ten years (it is rewritten whenever it changes, and at every start).
+[[nodiscard]] Status WriteDeviceCrl(const pki::CertificateAuthority& ca,
+                                    const GatewayConfig& config,
+                                    const std::vector<std::string>& revoked_serials, TimePoint now);
+
+// WriteDeviceCrl of the current certificates of the revoked devices, then SIGHUP to the broker
+// named by devices.mqtt_broker_pid_file, if any, so that it reloads the list: a revoked device is
+// refused at its next connection. Errors: the store, the CA, the file; a broker that cannot be
+// signalled is logged, not an error.
 [[nodiscard]] Status PublishDeviceCrl(const pki::CertificateAuthority& ca, GatewayStateStore& store,
                                       const GatewayConfig& config, TimePoint now);
 

@@ -818,10 +818,7 @@ int Main(int argc, char** argv) {
                                                       now));
       // The broker needs the list to exist; the gateway rewrites it at start and on revoke.
       if (!std::filesystem::exists(DeviceCrlFile(config))) {
-        AIRLOCK_ASSIGN_OR_RETURN(std::string crl,
-                                 ca.RevocationList({}, now, std::chrono::hours(24 * 3650)));
-        AIRLOCK_RETURN_IF_ERROR(MakeDirectories(DeviceCrlFile(config).parent_path()));
-        AIRLOCK_RETURN_IF_ERROR(WriteFileAtomic(DeviceCrlFile(config), crl, 0644));
+        AIRLOCK_RETURN_IF_ERROR(WriteDeviceCrl(ca, config, {}, now));
       }
       std::printf(
           "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"

@@ -514,11 +514,15 @@ void FleetService::AnnounceRootRotations() {
     if (d.revoked_at || !record || record->message.empty()) {
       continue;  // a device with no directive gets the roots with its first one
     }
-    json sent = json::parse(record->message, nullptr, false);
-    std::size_t carried = sent.is_object() && sent.contains("roots") && sent["roots"].is_array()
-                              ? sent["roots"].size()
-                              : 0;
-    if (carried >= rotations) {
+    auto parsed = delivery::ParsePayload(record->message);
+    auto sent = parsed ? delivery::DirectiveMessage::FromJson(*parsed)
+                       : Result<delivery::DirectiveMessage>(Fail(parsed.error()));
+    if (!sent) {
+      spdlog::error("fleet: the stored directive of {} does not read back: {}", d.id,
+                    sent.error().ToString());
+      continue;
+    }
+    if (sent->roots.size() >= rotations) {
       continue;
     }
     // The directive it has, renewed with the roots: nothing else changes. (Built afresh, an
@@ -527,9 +531,7 @@ void FleetService::AnnounceRootRotations() {
     // refuses the entry and keeps serving until the channel is signed again with a key the new
     // root trusts; the refusal says so.)
     auto renew = [&](std::uint64_t version) -> Result<delivery::DirectiveMessage> {
-      AIRLOCK_ASSIGN_OR_RETURN(json j, delivery::ParsePayload(record->message));
-      AIRLOCK_ASSIGN_OR_RETURN(delivery::DirectiveMessage message,
-                               delivery::DirectiveMessage::FromJson(j));
+      delivery::DirectiveMessage message = *sent;
       AIRLOCK_ASSIGN_OR_RETURN(trust::Directive directive,
                                trust::Directive::FromJson(message.directive.body()));
       TimePoint now = std::chrono::floor<seconds>(clock_.Now());
