@@ -713,5 +713,55 @@ TEST_P(TelemetryTest, EventsListDriftAlertsAndABadSinceIs400) {
   EXPECT_EQ(anonymous->status, 401);
 }
 
+TEST_P(TelemetryTest, AStepCutsTheWindowIntoASeriesPerVersion) {
+  std::string plant1 = RegisterGateway("plant-1");
+  std::string a = std::string(kDevA) + "/";
+  std::int64_t now = NowMs();
+  auto r = Post(
+      "plant-1", plant1,
+      Batch("plant-1",
+            {MetricsRecord(a + "1",
+                           Metrics().Device(kDevA).End(now - 45 * 60000).Requests(60).Psi(0.05)),
+             MetricsRecord(
+                 a + "2",
+                 Metrics().Device(kDevA).End(now - 44 * 60000).Requests(30).Errors(3).Psi(0.9)),
+             MetricsRecord(
+                 a + "3",
+                 Metrics().Device(kDevA).Version("1.1.0").End(now - 5 * 60000).Requests(12))})
+          .Serialize());
+  ASSERT_EQ(r->status, 200) << r->body;
+
+  // 10-minute steps over the last hour: the first two reports share a bucket, the third has its
+  // own; buckets without reports have no points.
+  json m = Get(std::string("/api/v1/monitor/") + kModel + "?since=1h&step=10m", viewer_);
+  ASSERT_TRUE(m.contains("series")) << m.dump();
+  EXPECT_EQ(m["series"]["step_ms"], 600000);
+  json points = m["series"]["points"];
+  ASSERT_EQ(points.size(), 2u) << points.dump(2);
+  EXPECT_EQ(points[0]["version"], "1.0.0");
+  EXPECT_EQ(points[0]["requests"], 90);
+  EXPECT_EQ(points[0]["errors"], 3);
+  EXPECT_NEAR(points[0]["throughput_rps"].get<double>(), 90.0 / 600.0, 1e-9);
+  EXPECT_NEAR(points[0]["psi_max"].get<double>(), 0.9, 1e-9);
+  EXPECT_EQ(points[0]["drift_level"], "alert");
+  EXPECT_TRUE(points[0]["latency_ms"]["p95"].is_number());
+  EXPECT_EQ(points[1]["version"], "1.1.0");
+  EXPECT_EQ(points[1]["requests"], 12);
+  EXPECT_TRUE(points[1]["psi_max"].is_null());
+  std::int64_t since = m["since_ms"];
+  EXPECT_EQ(points[0]["t_ms"], since + 600000);  // 45 and 44 minutes ago: the second ten
+  EXPECT_EQ(points[1]["t_ms"], since + 5 * 600000);
+  // Without a step, no series (the summary alone, as before).
+  EXPECT_FALSE(Get(std::string("/api/v1/monitor/") + kModel, viewer_).contains("series"));
+
+  // A step that is not a duration, or one that cuts the window into more than 1000 steps: 400.
+  for (const char* query : {"?step=often", "?step=0s", "?since=7d&step=1s"}) {
+    auto bad = c().Get(std::string("/api/v1/monitor/") + kModel + query, Bearer(viewer_));
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 400) << query << ": " << bad->body;
+    EXPECT_NE(bad->body.find("step"), std::string::npos) << bad->body;
+  }
+}
+
 }  // namespace
 }  // namespace airlock::hub
