@@ -1,9 +1,9 @@
 #include "gateway/approvals_api.hpp"
 
-#include <cctype>
-
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+
+#include <cctype>
 
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
@@ -38,8 +38,8 @@ json TestResults(const DeliveryRecord& r, GatewayCache& cache) {
   if (ij.is_object() && ij.contains("annotations") && ij["annotations"].is_object()) {
     const json& a = ij["annotations"];
     if (a.contains("ai.airlock.lineage.metrics") && a["ai.airlock.lineage.metrics"].is_string()) {
-      json metrics = json::parse(a["ai.airlock.lineage.metrics"].get<std::string>(), nullptr,
-                                 false);
+      json metrics =
+          json::parse(a["ai.airlock.lineage.metrics"].get<std::string>(), nullptr, false);
       if (!metrics.is_discarded()) {
         out["metrics"] = metrics;
       }
@@ -187,13 +187,26 @@ std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const htt
   if (!holder) {
     return std::nullopt;
   }
-  if (holder->scope != TokenScope::kOperator) {
-    net::SendError(res, 403, "DENIED", "requested access to the resource is denied",
-                   "the token " + holder->name + " is a " + TokenScopeName(holder->scope) +
-                       " token: it may only read /metrics");
-    return std::nullopt;
+  const bool reads = req.method == "GET" || req.method == "HEAD";
+  if (holder->scope == TokenScope::kOperator || (reads && holder->scope == TokenScope::kViewer)) {
+    return holder->name;
   }
-  return holder->name;
+  net::SendError(
+      res, 403, "DENIED", "requested access to the resource is denied",
+      "the token " + holder->name + " is a " + TokenScopeName(holder->scope) + " token: " +
+          (holder->scope == TokenScope::kViewer ? "it may look, not act (an operator token may)"
+                                                : "it may only read /metrics"));
+  return std::nullopt;
+}
+
+void InstallWhoAmI(httplib::Server& server, GatewayStateStore* store) {
+  server.Get("/api/v1/whoami", [store](const httplib::Request& req, httplib::Response& res) {
+    auto holder = Authenticate(*store, req, res);
+    if (holder) {
+      res.set_content(json{{"name", holder->name}, {"role", TokenScopeName(holder->scope)}}.dump(),
+                      kJson);
+    }
+  });
 }
 
 std::optional<std::string> AuthorizeMetrics(GatewayStateStore& store, const httplib::Request& req,
@@ -208,23 +221,23 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
     return AuthorizeOperator(*ctx->store, req, res);
   };
 
-  server.Get("/api/v1/approvals", [ctx, authorize](const httplib::Request& req,
-                                                   httplib::Response& res) {
-    if (!authorize(req, res)) {
-      return;
-    }
-    auto records = ctx->store->List();
-    if (!records) {
-      return net::SendError(res, 500, "UNKNOWN", "internal error", records.error().message());
-    }
-    json list = json::array();
-    for (const DeliveryRecord& r : *records) {
-      if (r.approval != Approval::kNone) {
-        list.push_back(ApprovalView(r, *ctx, false));
-      }
-    }
-    res.set_content(json{{"approvals", list}}.dump(), kJson);
-  });
+  server.Get(
+      "/api/v1/approvals", [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
+        if (!authorize(req, res)) {
+          return;
+        }
+        auto records = ctx->store->List();
+        if (!records) {
+          return net::SendError(res, 500, "UNKNOWN", "internal error", records.error().message());
+        }
+        json list = json::array();
+        for (const DeliveryRecord& r : *records) {
+          if (r.approval != Approval::kNone) {
+            list.push_back(ApprovalView(r, *ctx, false));
+          }
+        }
+        res.set_content(json{{"approvals", list}}.dump(), kJson);
+      });
   server.Get(R"(/api/v1/approvals/([A-Za-z0-9._-]{1,80}))",
              [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
                if (!authorize(req, res)) {
@@ -253,8 +266,8 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
     std::string name = req.has_param("name") ? req.get_param_value("name") : "bundle.tar";
     bool plain = !name.empty() && name.size() <= 128 && name != "." && name != "..";
     for (char c : name) {
-      plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-                        c == '-');
+      plain = plain &&
+              (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
     }
     if (!plain) {
       return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
@@ -292,7 +305,7 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
     auto r = ctx->service->ImportBundle(file, *who);
     if (!r) {
       ErrorCode code = r.error().code();
-      int status = code == ErrorCode::kUnavailable ? 507
+      int status = code == ErrorCode::kUnavailable                          ? 507
                    : code == ErrorCode::kIo || code == ErrorCode::kInternal ? 500
                                                                             : 422;
       return net::SendError(res, status, status == 422 ? "DENIED" : "UNKNOWN",
@@ -300,36 +313,35 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context) {
     }
     res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
   });
-  server.Post(R"(/api/v1/approvals/([A-Za-z0-9._-]{1,80})/(approve|reject))",
-              [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
-                auto who = authorize(req, res);
-                if (!who) {
-                  return;
-                }
-                std::string comment;
-                if (!req.body.empty()) {
-                  json body = json::parse(req.body, nullptr, false);
-                  if (!body.is_object() ||
-                      (body.contains("comment") && !body["comment"].is_string())) {
-                    return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
-                                          "the body must be {\"comment\": \"…\"}");
-                  }
-                  comment = body.value("comment", "");
-                }
-                bool approve = req.matches[2].str() == "approve";
-                auto r = ctx->service->Decide(req.matches[1].str(), approve, *who, comment);
-                if (!r) {
-                  ErrorCode code = r.error().code();
-                  int status = code == ErrorCode::kNotFound          ? 404
-                               : code == ErrorCode::kInvalidArgument ? 409
-                                                                     : 500;
-                  return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "CONFLICT",
-                                        status == 404 ? "no such delivery"
-                                                      : "nothing to decide",
-                                        r.error().message());
-                }
-                res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
-              });
+  server.Post(
+      R"(/api/v1/approvals/([A-Za-z0-9._-]{1,80})/(approve|reject))",
+      [ctx, authorize](const httplib::Request& req, httplib::Response& res) {
+        auto who = authorize(req, res);
+        if (!who) {
+          return;
+        }
+        std::string comment;
+        if (!req.body.empty()) {
+          json body = json::parse(req.body, nullptr, false);
+          if (!body.is_object() || (body.contains("comment") && !body["comment"].is_string())) {
+            return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                                  "the body must be {\"comment\": \"…\"}");
+          }
+          comment = body.value("comment", "");
+        }
+        bool approve = req.matches[2].str() == "approve";
+        auto r = ctx->service->Decide(req.matches[1].str(), approve, *who, comment);
+        if (!r) {
+          ErrorCode code = r.error().code();
+          int status = code == ErrorCode::kNotFound          ? 404
+                       : code == ErrorCode::kInvalidArgument ? 409
+                                                             : 500;
+          return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "CONFLICT",
+                                status == 404 ? "no such delivery" : "nothing to decide",
+                                r.error().message());
+        }
+        res.set_content(ApprovalView(*r, *ctx, true).dump(), kJson);
+      });
 }
 
 }  // namespace airlock::gateway

@@ -58,9 +58,11 @@ void InstallApprovalsApi(httplib::Server& server, ApprovalsContext context);
 
 // The name of the operator token the request carries as `Authorization: Bearer alkop_…`, or
 // nullopt with the answer already in res: 401 without a token or with an unknown one, 403 for a
-// metrics token (it may only read /metrics).
+// metrics token (it may only read /metrics) and for a viewer token on anything but GET and HEAD.
 std::optional<std::string> AuthorizeOperator(GatewayStateStore& store, const httplib::Request& req,
                                              httplib::Response& res);
+// GET /api/v1/whoami: the token's name and role (any role), for the console.
+void InstallWhoAmI(httplib::Server& server, GatewayStateStore* store);
 // The same for GET /metrics, which operator and metrics tokens may read.
 std::optional<std::string> AuthorizeMetrics(GatewayStateStore& store, const httplib::Request& req,
                                             httplib::Response& res);

@@ -1,31 +1,31 @@
 #include "gateway/cli.hpp"
 
-#include "gateway/broker_config.hpp"
-
+#include <httplib.h>
 #include <unistd.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
-#include <CLI/CLI.hpp>
 #include <cstdio>
-#include <optional>
 #include <cstdlib>
-#include <httplib.h>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/daemon.hpp"
 #include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "core/log.hpp"
 #include "gateway/approvals_api.hpp"
+#include "gateway/broker_config.hpp"
 #include "gateway/cache.hpp"
 #include "gateway/config.hpp"
 #include "gateway/layout_import.hpp"
-#include "trust/root_store.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/serve.hpp"
 #include "gateway/state_store.hpp"
 #include "net/http_server.hpp"
+#include "trust/root_store.hpp"
 
 namespace airlock::gateway {
 namespace {
@@ -88,7 +88,6 @@ int ServeRegistry(GatewayCache& cache, const RegistryOptions& options, StopSigna
   return kExitOk;
 }
 
-
 Result<GatewayConfig> ConfigFrom(const std::string& path) {
   if (path.empty()) {
     return Fail(ErrorCode::kInvalidArgument,
@@ -135,7 +134,9 @@ Result<std::string> OperatorToken(const std::string& token_file) {
 }
 
 void PrintApproval(const nlohmann::json& a) {
-  auto s = [&](const char* k) { return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : std::string("-"); };
+  auto s = [&](const char* k) {
+    return a.contains(k) && a[k].is_string() ? a[k].get<std::string>() : std::string("-");
+  };
   std::printf("id:          %s\n", s("id").c_str());
   std::printf("state:       %s (delivery %s)\n", s("state").c_str(), s("delivery").c_str());
   std::printf("model:       %s %s\n", s("model").c_str(), s("version").c_str());
@@ -209,11 +210,12 @@ int CallGateway(const std::string& gateway, const std::string& token_file,
   client.set_connection_timeout(10);
   client.set_read_timeout(30);
   httplib::Headers headers = {{"Authorization", "Bearer " + *token}};
-  httplib::Result r = method == "GET" ? client.Get(path, headers)
-                                      : client.Post(path, headers, request.dump(), "application/json");
+  httplib::Result r = method == "GET"
+                          ? client.Get(path, headers)
+                          : client.Post(path, headers, request.dump(), "application/json");
   if (!r) {
-    return Report(Error(ErrorCode::kUnavailable,
-                        "cannot reach the gateway at " + gateway + ": " + httplib::to_string(r.error())));
+    return Report(Error(ErrorCode::kUnavailable, "cannot reach the gateway at " + gateway + ": " +
+                                                     httplib::to_string(r.error())));
   }
   if (r->status != 200 && r->status != 201) {
     std::fprintf(stderr, "airlock-gateway: error: the gateway answered %d: %s\n", r->status,
@@ -227,11 +229,12 @@ int CallGateway(const std::string& gateway, const std::string& token_file,
 int Approvals(const std::string& gateway, const std::string& token_file, const std::string& verb,
               const std::string& id, const std::string& comment, bool as_json) {
   std::string body;
-  int called = verb == "ls"     ? CallGateway(gateway, token_file, "GET", "/api/v1/approvals", {}, body)
-               : verb == "show" ? CallGateway(gateway, token_file, "GET", "/api/v1/approvals/" + id, {}, body)
-                                : CallGateway(gateway, token_file, "POST",
-                                              "/api/v1/approvals/" + id + "/" + verb,
-                                              nlohmann::json{{"comment", comment}}, body);
+  int called =
+      verb == "ls" ? CallGateway(gateway, token_file, "GET", "/api/v1/approvals", {}, body)
+      : verb == "show"
+          ? CallGateway(gateway, token_file, "GET", "/api/v1/approvals/" + id, {}, body)
+          : CallGateway(gateway, token_file, "POST", "/api/v1/approvals/" + id + "/" + verb,
+                        nlohmann::json{{"comment", comment}}, body);
   if (called != kExitOk) {
     return called;
   }
@@ -266,8 +269,8 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
     for (const std::string& label : labels) {
       auto eq = label.find('=');
       if (eq == std::string::npos) {
-        return Report(Error(ErrorCode::kInvalidArgument,
-                            "--label wants KEY=VALUE, not '" + label + "'"));
+        return Report(
+            Error(ErrorCode::kInvalidArgument, "--label wants KEY=VALUE, not '" + label + "'"));
       }
       request["labels"][label.substr(0, eq)] = label.substr(eq + 1);
     }
@@ -288,10 +291,11 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
                             "a label change is KEY=VALUE or KEY-, not '" + change + "'"));
       }
     }
-    called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/labels",
-                         request, body);
+    called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/labels", request,
+                         body);
   } else {
-    called = CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/revoke", {}, body);
+    called =
+        CallGateway(gateway, token_file, "POST", "/api/v1/devices/" + id + "/revoke", {}, body);
   }
   if (called != kExitOk) {
     return called;
@@ -359,9 +363,9 @@ int Devices(const std::string& gateway, const std::string& token_file, const std
 
 // "done 2, health-window 1 of 3 (1 offline)": the non-zero statuses of a DeviceCounts' JSON.
 std::string CountsText(const nlohmann::json& counts) {
-  static constexpr const char* kOrder[] = {"pending",     "shadowing", "directed",
-                                           "activating",  "health-window", "done",
-                                           "failed",      "rolling-back",  "rolled-back"};
+  static constexpr const char* kOrder[] = {"pending",    "shadowing",     "directed",
+                                           "activating", "health-window", "done",
+                                           "failed",     "rolling-back",  "rolled-back"};
   std::string out;
   for (const char* status : kOrder) {
     std::uint64_t n = counts.value(status, std::uint64_t{0});
@@ -381,13 +385,12 @@ std::string CountsText(const nlohmann::json& counts) {
 int Rollouts(const std::string& gateway, const std::string& token_file, const std::string& verb,
              const std::string& deployment, bool as_json) {
   std::string body;
-  int called = verb == "ls" ? CallGateway(gateway, token_file, "GET", "/api/v1/rollouts", {}, body)
-               : verb == "show"
-                   ? CallGateway(gateway, token_file, "GET", "/api/v1/rollouts/" + deployment, {},
-                                 body)
-                   : CallGateway(gateway, token_file, "POST",
-                                 "/api/v1/rollouts/" + deployment + "/" + verb,
-                                 nlohmann::json::object(), body);
+  int called =
+      verb == "ls" ? CallGateway(gateway, token_file, "GET", "/api/v1/rollouts", {}, body)
+      : verb == "show"
+          ? CallGateway(gateway, token_file, "GET", "/api/v1/rollouts/" + deployment, {}, body)
+          : CallGateway(gateway, token_file, "POST", "/api/v1/rollouts/" + deployment + "/" + verb,
+                        nlohmann::json::object(), body);
   if (called != kExitOk) {
     return called;
   }
@@ -487,7 +490,8 @@ int Import(const std::string& gateway, const std::string& token_file, const std:
   // The gateway records the name as the import's source: at most 128 of [A-Za-z0-9._-].
   std::string query;
   for (char c : name.substr(0, 128)) {
-    query += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
+    query +=
+        std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
   }
   if (query == "." || query == "..") {
     query = "bundle.tar";
@@ -607,8 +611,8 @@ int Main(int argc, char** argv) {
   token_create->add_option("--name", token_name, "who it is for (shown with decisions)")
       ->required();
   token_create->add_option("--role", token_role,
-                           "operator (the whole API; the default) or metrics (GET /metrics only, "
-                           "for a Prometheus server)");
+                           "operator (the whole API; the default), viewer (every GET: look, not "
+                           "act) or metrics (GET /metrics only, for a Prometheus server)");
   token_create->add_option("--config", config_path, "the gateway's configuration (its data dir)")
       ->required();
   token_create->add_option("--save", token_save,
@@ -623,8 +627,7 @@ int Main(int argc, char** argv) {
       "keys of the root before it and of its own (docs/trust.md). Kept in DATA/roots/; the "
       "gateway takes it at its next start and sends it to its devices");
   std::vector<std::string> root_files;
-  root_update->add_option("files", root_files, "the new root document(s), any order")
-      ->required();
+  root_update->add_option("files", root_files, "the new root document(s), any order")->required();
   root_update->add_option("--config", config_path, "the gateway's configuration")->required();
   auto* root_show = root_cmd->add_subcommand("show", "The root the gateway trusts");
   root_show->add_option("--config", config_path, "the gateway's configuration")->required();
@@ -638,10 +641,12 @@ int Main(int argc, char** argv) {
   int broker_port = 8883;
   std::string broker_address;
   broker_cmd->add_option("--config", config_path, "the gateway's configuration")->required();
-  broker_cmd->add_option("--out", broker_out, "the directory to write into, e.g. /etc/mosquitto/airlock")
+  broker_cmd
+      ->add_option("--out", broker_out, "the directory to write into, e.g. /etc/mosquitto/airlock")
       ->required();
-  broker_cmd->add_option("--name", broker_names,
-                         "a host name or address devices reach the broker at (repeat for more)")
+  broker_cmd
+      ->add_option("--name", broker_names,
+                   "a host name or address devices reach the broker at (repeat for more)")
       ->required();
   broker_cmd->add_option("--port", broker_port, "the broker's TLS port")->capture_default_str();
   broker_cmd->add_option("--address", broker_address,
@@ -656,19 +661,21 @@ int Main(int argc, char** argv) {
   tls_cmd->add_option("--config", config_path, "the gateway's configuration")->required();
   tls_cmd->add_option("--out", tls_out, "the directory to write https.pem and https.key into")
       ->required();
-  tls_cmd->add_option("--name", tls_names,
-                      "a host name or address devices and operators reach the gateway at "
-                      "(repeat for more)")
+  tls_cmd
+      ->add_option("--name", tls_names,
+                   "a host name or address devices and operators reach the gateway at "
+                   "(repeat for more)")
       ->required();
 
-  auto* approvals = app.add_subcommand(
-      "approvals", "The operator's approvals, from the running gateway's API");
+  auto* approvals =
+      app.add_subcommand("approvals", "The operator's approvals, from the running gateway's API");
   approvals->require_subcommand(1);
   std::string gateway_url = "http://127.0.0.1:7500",
               token_file = "/var/lib/airlock-gateway/operator-token", approval_id, comment;
   bool as_json = false;
   auto* a_ls = approvals->add_subcommand("ls", "Deliveries that wait for (or had) a decision");
-  auto* a_show = approvals->add_subcommand("show", "One delivery: what, from where, signed by, tests");
+  auto* a_show =
+      approvals->add_subcommand("show", "One delivery: what, from where, signed by, tests");
   auto* a_approve = approvals->add_subcommand("approve", "Approve a held offer or a rollout");
   auto* a_reject = approvals->add_subcommand(
       "reject", "Reject a held offer (the hub hears reason operator) or a rollout");
@@ -752,8 +759,9 @@ int Main(int argc, char** argv) {
   import_cmd->add_option("--gateway", gateway_url, "the gateway's API")->capture_default_str();
   import_cmd->add_option("--ca", g_gateway_ca,
                          "for an https:// gateway: the CA its certificate chains to");
-  import_cmd->add_option("--token-file", token_file,
-                         "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
+  import_cmd
+      ->add_option("--token-file", token_file,
+                   "the operator token's file when AIRLOCK_GATEWAY_TOKEN is not set")
       ->capture_default_str();
   import_cmd->add_flag("--json", as_json, "print the API's JSON");
 
@@ -769,8 +777,8 @@ int Main(int argc, char** argv) {
   for (auto* cmd : {d_token, d_ls, d_revoke, d_label}) {
     if (cmd->parsed()) {
       SetupLogging("warn");
-      return Devices(gateway_url, token_file, cmd->get_name(), device_id, device_labels,
-                     expires_in, as_json);
+      return Devices(gateway_url, token_file, cmd->get_name(), device_id, device_labels, expires_in,
+                     as_json);
     }
   }
   for (auto* cmd : {r_ls, r_show, r_pause, r_resume, r_cancel}) {
@@ -790,52 +798,58 @@ int Main(int argc, char** argv) {
     return Import(gateway_url, token_file, bundle, as_json);
   }
   if (tls_cmd->parsed()) {
-    return WithDeviceCa(config_path, [&](const GatewayConfig& config,
-                                         const pki::CertificateAuthority& ca, TimePoint now) -> Status {
-      AIRLOCK_RETURN_IF_ERROR(WriteHttpsCertificate(ca, config.name, tls_names, tls_out, now));
-      std::printf(
-          "wrote %s/https.pem and %s/https.key (valid two years)\n"
-          "in the gateway's configuration:\n"
-          "  http:\n    tls_cert: %s/https.pem\n    tls_key: %s/https.key\n"
-          "devices enroll with: airlock-agent enroll --gateway https://%s:%d --ca %s --token …\n",
-          tls_out.c_str(), tls_out.c_str(), tls_out.c_str(), tls_out.c_str(),
-          tls_names.front().c_str(), config.http_port,
-          (DeviceCaDir(config) / "ca.pem").c_str());
-      return Status{};
-    });
+    return WithDeviceCa(
+        config_path,
+        [&](const GatewayConfig& config, const pki::CertificateAuthority& ca,
+            TimePoint now) -> Status {
+          AIRLOCK_RETURN_IF_ERROR(WriteHttpsCertificate(ca, config.name, tls_names, tls_out, now));
+          std::printf(
+              "wrote %s/https.pem and %s/https.key (valid two years)\n"
+              "in the gateway's configuration:\n"
+              "  http:\n    tls_cert: %s/https.pem\n    tls_key: %s/https.key\n"
+              "devices enroll with: airlock-agent enroll --gateway https://%s:%d --ca %s --token "
+              "…\n",
+              tls_out.c_str(), tls_out.c_str(), tls_out.c_str(), tls_out.c_str(),
+              tls_names.front().c_str(), config.http_port,
+              (DeviceCaDir(config) / "ca.pem").c_str());
+          return Status{};
+        });
   }
   if (broker_cmd->parsed()) {
-    return WithDeviceCa(config_path, [&](const GatewayConfig& config,
-                                         const pki::CertificateAuthority& ca, TimePoint now) -> Status {
-      AIRLOCK_RETURN_IF_ERROR(WriteFactoryBrokerFiles(ca,
-                                                      {.gateway_name = config.name,
-                                                       .prefix = config.factory_prefix(),
-                                                       .names = broker_names,
-                                                       .port = broker_port,
-                                                       .address = broker_address,
-                                                       .dir = broker_out,
-                                                       .crl_file = DeviceCrlFile(config)},
-                                                      now));
-      // The broker needs the list to exist; the gateway rewrites it at start and on revoke.
-      if (!std::filesystem::exists(DeviceCrlFile(config))) {
-        AIRLOCK_RETURN_IF_ERROR(WriteDeviceCrl(ca, config, {}, now));
-      }
-      std::printf(
-          "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"
-          "start the broker:   mosquitto -c %s/mosquitto.conf\n"
-          "then set devices.mqtt_broker: mqtts://%s:%d in the gateway's configuration; devices\n"
-          "enrolled from then on connect with TLS and their certificates (docs/security.md).\n"
-          "The broker refuses revoked devices by %s, which the gateway rewrites; set\n"
-          "devices.mqtt_broker_pid_file so that it makes the broker reload it\n",
-          broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port,
-          DeviceCrlFile(config).c_str());
-      return Status{};
-    });
+    return WithDeviceCa(
+        config_path,
+        [&](const GatewayConfig& config, const pki::CertificateAuthority& ca,
+            TimePoint now) -> Status {
+          AIRLOCK_RETURN_IF_ERROR(WriteFactoryBrokerFiles(ca,
+                                                          {.gateway_name = config.name,
+                                                           .prefix = config.factory_prefix(),
+                                                           .names = broker_names,
+                                                           .port = broker_port,
+                                                           .address = broker_address,
+                                                           .dir = broker_out,
+                                                           .crl_file = DeviceCrlFile(config)},
+                                                          now));
+          // The broker needs the list to exist; the gateway rewrites it at start and on revoke.
+          if (!std::filesystem::exists(DeviceCrlFile(config))) {
+            AIRLOCK_RETURN_IF_ERROR(WriteDeviceCrl(ca, config, {}, now));
+          }
+          std::printf(
+              "wrote %s/{mosquitto.conf,acl,ca.pem,server.pem,server.key,gateway.pem,gateway.key}\n"
+              "start the broker:   mosquitto -c %s/mosquitto.conf\n"
+              "then set devices.mqtt_broker: mqtts://%s:%d in the gateway's configuration; "
+              "devices\n"
+              "enrolled from then on connect with TLS and their certificates (docs/security.md).\n"
+              "The broker refuses revoked devices by %s, which the gateway rewrites; set\n"
+              "devices.mqtt_broker_pid_file so that it makes the broker reload it\n",
+              broker_out.c_str(), broker_out.c_str(), broker_names.front().c_str(), broker_port,
+              DeviceCrlFile(config).c_str());
+          return Status{};
+        });
   }
   if (root_update->parsed() || root_show->parsed()) {
     SetupLogging("warn");
-    return RootCommand(config_path, root_update->parsed() ? root_files
-                                                          : std::vector<std::string>{});
+    return RootCommand(config_path,
+                       root_update->parsed() ? root_files : std::vector<std::string>{});
   }
   if (token_create->parsed()) {
     SetupLogging("warn");
@@ -853,7 +867,8 @@ int Main(int argc, char** argv) {
     }
     auto scope = ParseTokenScope(token_role);
     if (!scope) {
-      std::fprintf(stderr, "airlock-gateway: error: --role must be operator or metrics, not %s\n",
+      std::fprintf(stderr,
+                   "airlock-gateway: error: --role must be operator, viewer or metrics, not %s\n",
                    token_role.c_str());
       return kExitUsage;
     }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "console/console.hpp"
 #include "core/exit_codes.hpp"
 #include "core/fs.hpp"
 #include "delivery/protocol.hpp"
@@ -75,9 +76,10 @@ void TakeHubRoots(HubHttp& hub, trust::TrustedRoot& trusted, const std::filesyst
   const std::int64_t before = trusted.root.version;
   auto update = trust::AcceptRootRotations(trusted, dir, docs, now);
   if (!update) {
-    spdlog::error("the hub's root rotations do not verify against root version {}: {}; still "
-                  "trusting it",
-                  before, update.error().ToString());
+    spdlog::error(
+        "the hub's root rotations do not verify against root version {}: {}; still "
+        "trusting it",
+        before, update.error().ToString());
   } else if (!update->accepted.empty()) {
     spdlog::info("took root version {} from the hub (was {})", trusted.root.version, before);
   }
@@ -142,8 +144,7 @@ Result<std::string> EnsureRegistered(const GatewayConfig& config, const std::str
                                              " to the registration: " + HubReason(reply.body));
   }
   json answer = json::parse(reply.body, nullptr, false);
-  if (!answer.is_object() || !answer.contains("credential") ||
-      !answer["credential"].is_string()) {
+  if (!answer.is_object() || !answer.contains("credential") || !answer["credential"].is_string()) {
     return Fail(ErrorCode::kCorrupt, "the hub's answer to the registration has no credential");
   }
   std::string credential = answer["credential"].get<std::string>();
@@ -155,11 +156,11 @@ Result<std::string> EnsureRegistered(const GatewayConfig& config, const std::str
 
 int Serve(const GatewayConfig& config, const std::string& register_token, StopSignals& signals) {
   SystemClock clock;
-  const net::HttpTls http_tls{.cert = config.http_tls_cert, .key = config.http_tls_key,
-                              .client_ca = {}};
-  if (Status checked = net::CheckPlainHttp("the gateway", config.http_address, http_tls,
-                                           config.http_allow_plain,
-                                           "http.tls_cert and http.tls_key");
+  const net::HttpTls http_tls{
+      .cert = config.http_tls_cert, .key = config.http_tls_key, .client_ca = {}};
+  if (Status checked =
+          net::CheckPlainHttp("the gateway", config.http_address, http_tls, config.http_allow_plain,
+                              "http.tls_cert and http.tls_key");
       !checked) {
     return Report(checked.error());
   }
@@ -245,9 +246,9 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   auto service = DeliveryService::Create(
       options, *root, **cache, **store, hub,
       [client](const std::string& topic, const std::string& payload) {
-        return client->Publish(topic, payload, net::PublishOptions{.qos = 1, .retained = false,
-                                                                   .content_type =
-                                                                       "application/json"});
+        return client->Publish(
+            topic, payload,
+            net::PublishOptions{.qos = 1, .retained = false, .content_type = "application/json"});
       },
       clock);
   if (!service) {
@@ -363,16 +364,18 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
       [publish = publisher(fleet_client), device_topics = *device_topics](
           const std::string& device, const std::string& payload) -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(
-            std::string topic, device_topics.Topic(delivery::DeviceTopicKind::kTelemetryAck, device));
+            std::string topic,
+            device_topics.Topic(delivery::DeviceTopicKind::kTelemetryAck, device));
         return publish(topic, payload, /*retained=*/false);
       });
   if (!relay) {
     return Report(relay.error());
   }
   TelemetryRelay* relay_ptr = relay->get();
-  if (Status subscribed = fleet_client->Subscribe(
-          device_topics->TelemetrySubscription(), 1,
-          [relay_ptr](const net::MqttMessage& m) { relay_ptr->OnDeviceMessage(m.topic, m.payload); });
+  if (Status subscribed = fleet_client->Subscribe(device_topics->TelemetrySubscription(), 1,
+                                                  [relay_ptr](const net::MqttMessage& m) {
+                                                    relay_ptr->OnDeviceMessage(m.topic, m.payload);
+                                                  });
       !subscribed) {
     return Report(subscribed.error());
   }
@@ -394,34 +397,32 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                              .root = root,
                              .hub_url = config.hub_url,
                              .imports_dir = config.data / "imports"};
-  DevicesContext devices{.store = store->get(),
-                         .ca = &*device_ca,
-                         .directive_key = &*directive_key,
-                         .root_document = *root_document,
-                         .mqtt_broker = config.factory_broker(),
-                         .mqtt_prefix = config.factory_prefix(),
-                         .certificate_validity = std::chrono::hours(24 * 365),
-                         .clock = &clock,
-                         .on_change = [fleet_svc, &device_ca, &store, &config,
-                                       &clock](const std::string& device) {
-                           fleet_svc->OnDeviceChanged(device);
-                           auto record = (*store)->Device(device);
-                           if (record && record->revoked_at) {
-                             Status crl = PublishDeviceCrl(*device_ca, **store, config,
-                                                           clock.Now());
-                             if (!crl) {
-                               spdlog::error("the revocation list was not rewritten: {}",
-                                             crl.error().ToString());
-                             }
-                             Status cut = DisconnectDevice(*device_ca, config, device,
-                                                           clock.Now());
-                             if (!cut) {
-                               spdlog::warn("revoked {} stays connected to the factory broker "
-                                            "until its next connection: {}",
-                                            device, cut.error().ToString());
-                             }
-                           }
-                         }};
+  DevicesContext devices{
+      .store = store->get(),
+      .ca = &*device_ca,
+      .directive_key = &*directive_key,
+      .root_document = *root_document,
+      .mqtt_broker = config.factory_broker(),
+      .mqtt_prefix = config.factory_prefix(),
+      .certificate_validity = std::chrono::hours(24 * 365),
+      .clock = &clock,
+      .on_change = [fleet_svc, &device_ca, &store, &config, &clock](const std::string& device) {
+        fleet_svc->OnDeviceChanged(device);
+        auto record = (*store)->Device(device);
+        if (record && record->revoked_at) {
+          Status crl = PublishDeviceCrl(*device_ca, **store, config, clock.Now());
+          if (!crl) {
+            spdlog::error("the revocation list was not rewritten: {}", crl.error().ToString());
+          }
+          Status cut = DisconnectDevice(*device_ca, config, device, clock.Now());
+          if (!cut) {
+            spdlog::warn(
+                "revoked {} stays connected to the factory broker "
+                "until its next connection: {}",
+                device, cut.error().ToString());
+          }
+        }
+      }};
   RolloutsContext rollouts{.store = store->get(), .fleet = fleet_svc};
   // Outlives the registry (declared before it): its handler and counters are the server's.
   GatewayMetrics metrics({.store = store->get(),
@@ -450,10 +451,12 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   auto registry =
       DeviceRegistry::Start(**cache, registry_options, device_only,
                             [&approvals, &devices, &rollouts, &metrics](httplib::Server& s) {
+                              InstallWhoAmI(s, approvals.store);
                               InstallApprovalsApi(s, approvals);
                               InstallDevicesApi(s, devices);
                               InstallRolloutsApi(s, rollouts);
                               metrics.Install(s);
+                              console::Mount(s, console::App::kGateway);
                             });
   if (!registry) {
     return Report(registry.error());
@@ -462,13 +465,13 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
       "airlock-gateway: %s serving on %s://%s:%d (devices: /v2/, operators: /api/v1/); "
       "MQTT %s as %s\n",
       config.name.c_str(), config.http_tls_cert.empty() ? "http" : "https",
-      config.http_address.c_str(), (*registry)->port(),
-      config.mqtt_broker.c_str(), config.client_id().c_str());
+      config.http_address.c_str(), (*registry)->port(), config.mqtt_broker.c_str(),
+      config.client_id().c_str());
   std::fflush(stdout);
 
   signals.Wait();
   (*registry)->Stop();
-  fleet_svc->Stop();  // before the clients it publishes with go
+  fleet_svc->Stop();    // before the clients it publishes with go
   fleet_mqtt->reset();  // no telemetry arrives after this
   relay->reset();
   mqtt->reset();  // no handler runs after this

@@ -198,8 +198,8 @@ Result<DeliveryRecord> DeliveryRecord::FromJson(const json& j) {
   }
 }
 
-Result<std::unique_ptr<GatewayStateStore>> GatewayStateStore::Open(
-    const std::filesystem::path& dir, TimePoint now) {
+Result<std::unique_ptr<GatewayStateStore>> GatewayStateStore::Open(const std::filesystem::path& dir,
+                                                                   TimePoint now) {
   AIRLOCK_ASSIGN_OR_RETURN(auto db, store::SqliteDatabase::Open(dir / "gateway.db"));
   AIRLOCK_RETURN_IF_ERROR(store::MigrateComponent(*db, "gateway_state", kMigrations, Unix(now)));
   return std::unique_ptr<GatewayStateStore>(new GatewayStateStore(std::move(db)));
@@ -248,11 +248,19 @@ Result<std::vector<DeliveryRecord>> GatewayStateStore::List() {
 }
 
 const char* TokenScopeName(TokenScope scope) {
-  return scope == TokenScope::kMetrics ? "metrics" : "operator";
+  switch (scope) {
+    case TokenScope::kMetrics:
+      return "metrics";
+    case TokenScope::kViewer:
+      return "viewer";
+    case TokenScope::kOperator:
+      break;
+  }
+  return "operator";
 }
 
 std::optional<TokenScope> ParseTokenScope(std::string_view name) {
-  for (TokenScope scope : {TokenScope::kOperator, TokenScope::kMetrics}) {
+  for (TokenScope scope : {TokenScope::kOperator, TokenScope::kViewer, TokenScope::kMetrics}) {
     if (name == TokenScopeName(scope)) {
       return scope;
     }
@@ -380,9 +388,10 @@ Result<std::string> GatewayStateStore::CreateEnrollmentToken(const Labels& label
   AIRLOCK_ASSIGN_OR_RETURN(std::string secret, RandomHex(32));
   std::string token = "alken_" + secret;
   AIRLOCK_RETURN_IF_ERROR(db_->Transact([&](SqlSession& s) -> Status {
-    return Ok(s.Query("INSERT INTO gw_enrollment_tokens (hash, labels, created_at, expires_at) "
-                      "VALUES (?, ?, ?, ?)",
-                      {HashToken(token), LabelsText(labels), Unix(now), Unix(expires)}));
+    return Ok(
+        s.Query("INSERT INTO gw_enrollment_tokens (hash, labels, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                {HashToken(token), LabelsText(labels), Unix(now), Unix(expires)}));
   }));
   return token;
 }
@@ -392,26 +401,26 @@ Result<DeviceRecord> GatewayStateStore::Enroll(
     TimePoint now) {
   std::optional<DeviceRecord> made;
   Status done = db_->Transact([&](SqlSession& s) -> Status {
-    AIRLOCK_ASSIGN_OR_RETURN(
-        SqlRows found, s.Query("SELECT labels, expires_at, used_by FROM gw_enrollment_tokens "
-                               "WHERE hash = ?",
-                               {HashToken(token)}));
+    AIRLOCK_ASSIGN_OR_RETURN(SqlRows found,
+                             s.Query("SELECT labels, expires_at, used_by FROM gw_enrollment_tokens "
+                                     "WHERE hash = ?",
+                                     {HashToken(token)}));
     if (found.empty()) {
       return Fail(ErrorCode::kVerification, "unknown enrollment token");
     }
     if (!found.IsNull(0, 2)) {
-      return Fail(ErrorCode::kVerification,
-                  "this enrollment token was used already (by " + found.Text(0, 2) +
-                      "); ask the gateway's operator for a new one");
+      return Fail(ErrorCode::kVerification, "this enrollment token was used already (by " +
+                                                found.Text(0, 2) +
+                                                "); ask the gateway's operator for a new one");
     }
     if (Unix(now) >= found.Int(0, 1)) {
-      return Fail(ErrorCode::kVerification,
-                  "this enrollment token expired at " + FormatRfc3339(FromUnix(found.Int(0, 1))) +
-                      "; ask the gateway's operator for a new one");
+      return Fail(ErrorCode::kVerification, "this enrollment token expired at " +
+                                                FormatRfc3339(FromUnix(found.Int(0, 1))) +
+                                                "; ask the gateway's operator for a new one");
     }
     AIRLOCK_ASSIGN_OR_RETURN(DeviceRecord d, make(LabelsFrom(found.Text(0, 0))));
-    AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
-        "UPDATE gw_enrollment_tokens SET used_by = ? WHERE hash = ?", {d.id, HashToken(token)})));
+    AIRLOCK_RETURN_IF_ERROR(Ok(s.Query("UPDATE gw_enrollment_tokens SET used_by = ? WHERE hash = ?",
+                                       {d.id, HashToken(token)})));
     AIRLOCK_RETURN_IF_ERROR(Ok(s.Query(
         std::string("INSERT INTO gw_devices (") + kDeviceColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?)",
         {d.id, LabelsText(d.labels), d.cert_serial, Unix(d.cert_not_after), d.mqtt_password_hash,
@@ -454,8 +463,8 @@ Result<Labels> GatewayStateStore::UpdateDeviceLabels(std::string_view id, const 
                                                      const std::vector<std::string>& remove) {
   Labels labels;
   AIRLOCK_RETURN_IF_ERROR(db_->Transact([&](SqlSession& s) -> Status {
-    AIRLOCK_ASSIGN_OR_RETURN(SqlRows rows, s.Query("SELECT labels FROM gw_devices WHERE id = ?",
-                                                   {std::string(id)}));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows rows, s.Query("SELECT labels FROM gw_devices WHERE id = ?", {std::string(id)}));
     if (rows.size() == 0) {
       return Fail(ErrorCode::kNotFound, "no device " + std::string(id));
     }
@@ -597,8 +606,9 @@ Status GatewayStateStore::PutRollout(std::string_view deployment, std::string_vi
 Result<std::vector<StoredRollout>> GatewayStateStore::Rollouts() {
   AIRLOCK_ASSIGN_OR_RETURN(
       auto rows, store::SqlQueryAll<StoredRollout>(
-                     *db_, "SELECT deployment, model, started, record FROM gw_rollouts ORDER BY "
-                           "started",
+                     *db_,
+                     "SELECT deployment, model, started, record FROM gw_rollouts ORDER BY "
+                     "started",
                      {}, [](const SqlRows& r, std::size_t i) {
                        return StoredRollout{.deployment = r.Text(i, 0),
                                             .model = r.Text(i, 1),

@@ -96,6 +96,7 @@ struct OperatorToken {
 enum class TokenScope {
   kOperator,  // "operator": every /api/v1/ route (approvals, devices, rollouts, imports), /metrics
   kMetrics,   // "metrics": GET /metrics only, for a Prometheus server (docs/decisions.md)
+  kViewer,    // "viewer": every GET of /api/v1/ and /metrics; no action (the console's watchers)
 };
 const char* TokenScopeName(TokenScope scope);
 std::optional<TokenScope> ParseTokenScope(std::string_view name);

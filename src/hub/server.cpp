@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "console/console.hpp"
 #include "core/daemon.hpp"
 #include "core/log.hpp"
 #include "hub/api_support.hpp"
@@ -110,7 +111,8 @@ Permission PermissionFor(Action action) {
 
 struct HubServer::Impl final : ApiGate {
   Impl(HubConfig c, store::BlobStore& b, store::MetadataStore& m, AccessControl& a,
-       store::RegistryStore& r, std::optional<trust::TrustedRoot> root, DeploymentObserver* deployments)
+       store::RegistryStore& r, std::optional<trust::TrustedRoot> root,
+       DeploymentObserver* deployments)
       : config(std::move(c)),
         blobs(b),
         meta(m),
@@ -867,6 +869,20 @@ struct HubServer::Impl final : ApiGate {
     Audit(req, res, who, "token.create", name.substr(0, 64) + " (" + role_name.substr(0, 20) + ")");
   }
 
+  // GET /api/v1/whoami (any token): the token's name and role, for the console to offer only
+  // what the role may do. Anonymous access (when the hub allows it) is answered as such.
+  void WhoAmI(const httplib::Request& req, httplib::Response& res) {
+    AccessDecision d = access.Authenticate(req.get_header_value("Authorization"));
+    if (!d.allowed()) {
+      return Refuse(req, res, d, "whoami", req.path, "");
+    }
+    res.status = 200;
+    res.set_content(
+        json{{"name", d.who.name}, {"role", RoleName(d.who.role)}, {"anonymous", d.who.anonymous}}
+            .dump(),
+        kJson);
+  }
+
   // GET /api/v1/tokens (admin)
   void ListTokens(const httplib::Request& req, httplib::Response& res) {
     Principal who;
@@ -1191,11 +1207,14 @@ struct HubServer::Impl final : ApiGate {
              [this](const httplib::Request& req, httplib::Response& res) {
                RevokeToken(req, res, req.matches[1]);
              });
+    s.Get("/api/v1/whoami",
+          [this](const httplib::Request& req, httplib::Response& res) { WhoAmI(req, res); });
     s.Get("/api/v1/audit",
           [this](const httplib::Request& req, httplib::Response& res) { ListAudit(req, res); });
     s.Post("/api/v1/presign",
            [this](const httplib::Request& req, httplib::Response& res) { Presign(req, res); });
     registry.Routes(s);
+    console::Mount(s, console::App::kHub);
     if (telemetry) {
       telemetry->Routes(s);
     }
@@ -1226,10 +1245,9 @@ void HubServer::AddMetricsAppender(prometheus::MetricsAppender appender) {
 
 Status HubServer::Bind() {
   const HubConfig& config = impl_->config;
-  AIRLOCK_ASSIGN_OR_RETURN(impl_->server,
-                           net::MakeHttpServer({.cert = config.http.tls_cert,
-                                                .key = config.http.tls_key,
-                                                .client_ca = {}}));
+  AIRLOCK_ASSIGN_OR_RETURN(impl_->server, net::MakeHttpServer({.cert = config.http.tls_cert,
+                                                               .key = config.http.tls_key,
+                                                               .client_ca = {}}));
   auto& s = *impl_->server;
   int threads = config.http.threads;
   s.new_task_queue = [threads] {
@@ -1287,8 +1305,7 @@ Status HubServer::Bind() {
     if (req.get_header_value<std::uint64_t>("Content-Length") > kMaxApiBody) {
       res.set_header("Connection", "close");
       SendError(res, 413, "INVALID_REQUEST", "request too large",
-                "/api/v1/ request bodies are limited to " + std::to_string(kMaxApiBody) +
-                    " bytes");
+                "/api/v1/ request bodies are limited to " + std::to_string(kMaxApiBody) + " bytes");
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;
@@ -1365,16 +1382,14 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   AIRLOCK_ASSIGN_OR_RETURN(hub->telemetry_, TelemetryStore::Open(hub->metadata().sql(), now));
   std::optional<trust::TrustedRoot> root;
   if (!config.root.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(root,
-                             LoadHubRoot(config.root, HubRootsDir(config.data), time.Now()));
+    AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, HubRootsDir(config.data), time.Now()));
   }
   if (!config.mqtt.broker.empty()) {
     AIRLOCK_RETURN_IF_ERROR(
         net::CheckPlainMqtt(config.mqtt.broker, config.mqtt.allow_plain, "mqtt.broker"));
     net::MqttOptions mqtt;
     mqtt.broker_url = config.mqtt.broker;
-    mqtt.client_id =
-        config.mqtt.client_id.empty() ? DefaultMqttClientId() : config.mqtt.client_id;
+    mqtt.client_id = config.mqtt.client_id.empty() ? DefaultMqttClientId() : config.mqtt.client_id;
     mqtt.version = net::MqttVersion::kV5;
     mqtt.username = config.mqtt.username;
     mqtt.password = config.mqtt.password;
@@ -1406,14 +1421,15 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
                                              hub->access_->access(), *hub->registry_,
                                              std::move(root), hub->orchestrator_.get());
   hub->server_->SetTelemetry(*hub->registry_, *hub->telemetry_);
-  hub->server_->AddMetricsAppender([telemetry = hub->telemetry_.get()](prometheus::MetricsText& out) {
-    using prometheus::MetricType;
-    out.Family("airlock_hub_telemetry_records_total", MetricType::kCounter,
-               "Telemetry records the gateways forwarded, by outcome");
-    out.Sample({{"outcome", "stored"}}, telemetry->stored());
-    out.Sample({{"outcome", "duplicate"}}, telemetry->duplicates());
-    out.Sample({{"outcome", "rejected"}}, telemetry->rejected());
-  });
+  hub->server_->AddMetricsAppender(
+      [telemetry = hub->telemetry_.get()](prometheus::MetricsText& out) {
+        using prometheus::MetricType;
+        out.Family("airlock_hub_telemetry_records_total", MetricType::kCounter,
+                   "Telemetry records the gateways forwarded, by outcome");
+        out.Sample({{"outcome", "stored"}}, telemetry->stored());
+        out.Sample({{"outcome", "duplicate"}}, telemetry->duplicates());
+        out.Sample({{"outcome", "rejected"}}, telemetry->rejected());
+      });
   if (hub->orchestrator_) {
     // The server goes before the orchestrator and the connection (members in reverse).
     hub->server_->AddMetricsAppender([orchestrator = hub->orchestrator_.get(),

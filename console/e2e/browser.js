@@ -1,0 +1,57 @@
+// What the console tests share: the running stack's addresses and tokens (stack.json, written by
+// scripts/demo), Debian's Chromium driven by playwright-core, and a page that records every
+// console error and failed request so that a test can assert there were none.
+import { readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+export const stack = JSON.parse(readFileSync(process.env.AIRLOCK_STACK ?? '', 'utf8'));
+export const shots = process.env.AIRLOCK_SCREENSHOTS ?? '';
+
+export const viewports = {
+  desktop: { width: 1280, height: 800 },
+  // A 10-inch tablet held upright, as an operator carries it on the shop floor.
+  tablet: { width: 800, height: 1280 },
+};
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-dev-shm-usage'],
+  });
+}
+
+// A new page at the viewport; page.problems collects console errors, uncaught exceptions and
+// failed requests (a 4xx/5xx the test did not expect shows up here too).
+export async function open(browser, viewport = viewports.desktop) {
+  // The demo's CAs are not the system's: the hub and the gateway are on loopback, made by the
+  // test's own scripts/demo, so their certificates are not what is under test here.
+  const context = await browser.newContext({ viewport, ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') {
+      page.problems.push(`console: ${m.text()}`);
+    }
+  });
+  page.on('pageerror', (e) => page.problems.push(`exception: ${e.message}`));
+  page.on('requestfailed', (r) => page.problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  return page;
+}
+
+export async function signIn(page, url, token) {
+  await page.goto(`${url}/console/`);
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+export async function screenshot(page, name) {
+  if (!shots) {
+    return;
+  }
+  mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}

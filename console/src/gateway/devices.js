@@ -1,0 +1,100 @@
+// The site's devices: labels, state, the versions they serve, whether they are online, when they
+// were last heard of; and enrollment tokens for new devices (operators).
+import { useState } from 'preact/hooks';
+
+import { api } from '../common/api.js';
+import { Action, Badge, Labels, Loaded, Problem, Table, Time, html, useLoad } from '../common/ui.js';
+
+function Models({ models }) {
+  if (!models?.length) {
+    return html`<span class="muted">none</span>`;
+  }
+  return models.map((x) => html`<div>${x.model} ${x.active_version || html`<span class="muted">(none active)</span>`} <${Badge} state=${x.phase} /></div>`);
+}
+
+// "line=3, cell=a" → {line: "3", cell: "a"}.
+function parseLabels(text) {
+  const out = {};
+  for (const part of text.split(',')) {
+    const item = part.trim();
+    if (!item) {
+      continue;
+    }
+    const eq = item.indexOf('=');
+    if (eq <= 0) {
+      throw new Error(`"${item}" is not label=value`);
+    }
+    out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+function EnrollmentToken() {
+  const [labels, setLabels] = useState('');
+  const [ttl, setTtl] = useState('24h');
+  const [made, setMade] = useState(null);
+  const [error, setError] = useState(null);
+  const make = async () => {
+    setError(null);
+    try {
+      setMade(await api('/api/v1/devices/tokens', { method: 'POST', body: { labels: parseLabels(labels), expires_in: ttl } }));
+    } catch (e) {
+      setError(e);
+    }
+  };
+  return html`<section class="panel" aria-label="Enroll a device">
+    <h2>Enroll a device</h2>
+    <p class="hint">A one-time token: the device sends it with its certificate request (airlock-agent enroll --token …). Only its hash is kept here.</p>
+    <div class="grid">
+      <div>
+        <label for="enroll-labels">Labels the device gets</label>
+        <input id="enroll-labels" value=${labels} onInput=${(e) => setLabels(e.currentTarget.value)} placeholder="line=3, cell=d" />
+      </div>
+      <div>
+        <label for="enroll-ttl">Valid for</label>
+        <input id="enroll-ttl" value=${ttl} onInput=${(e) => setTtl(e.currentTarget.value)} />
+      </div>
+    </div>
+    <div class="row" style="margin-top:0.5rem"><button type="button" class="primary" onClick=${make}>Make a token</button></div>
+    <${Problem} error=${error} />
+    ${made && html`<p role="status">Token (shown once), valid until <${Time} at=${made.expires_at} />: <code class="secret">${made.token}</code></p>`}
+  </section>`;
+}
+
+export function DevicesPage({ who }) {
+  const state = useLoad(() => api('/api/v1/devices'), [], 3000);
+  const operator = who.role === 'operator';
+  const revoke = (id) => async () => {
+    await api(`/api/v1/devices/${id}/revoke`, { method: 'POST', body: {} });
+    await state.reload();
+  };
+  return html`<h1>Devices</h1>
+    <${Loaded} state=${state}>
+      ${({ devices }) => {
+        const online = devices.filter((d) => d.online && d.state !== 'revoked').length;
+        return html`<div class="cards">
+            <div class="card"><div class="n">${devices.filter((d) => d.state !== 'revoked').length}</div><div class="t">enrolled</div></div>
+            <div class="card"><div class="n">${online}</div><div class="t">online</div></div>
+            <div class="card"><div class="n">${devices.filter((d) => d.state === 'revoked').length}</div><div class="t">revoked</div></div>
+          </div>
+          <${Table}
+            label="Devices"
+            rows=${devices}
+            rowKey=${(d) => d.id}
+            empty="No device has enrolled yet."
+            columns=${[
+              ['Device', (d) => html`<code>${d.id}</code>`],
+              ['Labels', (d) => html`<${Labels} labels=${d.labels} />`],
+              ['State', (d) => html`<${Badge} state=${d.state} /> <${Badge} state=${d.state === 'revoked' ? 'revoked' : d.online ? 'online' : 'offline'} />`],
+              ['Models', (d) => html`<${Models} models=${d.models} />`],
+              ['Last contact', (d) => html`<${Time} at=${d.last_seen} />`],
+              ['Certificate expires', (d) => html`<${Time} at=${d.certificate_expires} />`],
+              ...(operator
+                ? [['', (d) => d.state !== 'revoked' && html`<${Action} kind="danger" confirm=${`Revoke ${d.id}? It loses its certificate and its directive at once.`} run=${revoke(d.id)}>Revoke</${Action}>`]]
+                : []),
+            ]}
+          />`;
+      }}
+    <//>
+    ${operator && html`<${EnrollmentToken} />`}`;
+}
