@@ -123,6 +123,11 @@ describe('a deployment made in the hub console, approved in the gateway console'
 
     const operator = await open(browser, viewports.tablet);
     await signIn(operator, gateway, stack.gateway.token);
+    // Before: no camera has the model.
+    await operator.getByRole('link', { name: 'Devices' }).click();
+    await operator.getByRole('region', { name: 'Devices' }).getByText('visual-inspection').first().waitFor();
+    assert.equal(await operator.getByRole('region', { name: 'Devices' }).getByText(/vibration-anomaly/).count(), 0);
+    await operator.getByRole('link', { name: 'Approvals' }).click();
     await operator.getByRole('row').filter({ hasText: id }).getByRole('link', { name: /vibration-anomaly 1\.0\.0/ }).click();
     await operator.getByRole('region', { name: 'Signed by' }).getByText('publisher').first().waitFor();
     await screenshot(operator, 'gateway-approval');
@@ -152,6 +157,42 @@ describe('a deployment made in the hub console, approved in the gateway console'
     await screenshot(page, 'hub-deployment');
     noProblems(page);
     noProblems(operator);
+  });
+});
+
+describe('gateway console', () => {
+  test('an operator makes an enrollment token, sees it listed, and withdraws it', async () => {
+    const page = await open(browser);
+    await signIn(page, gateway, stack.gateway.token);
+    await page.getByRole('link', { name: 'Devices' }).click();
+    await page.getByLabel('Labels the device gets').fill('line=4, cell=z');
+    await page.getByRole('button', { name: 'Make a token' }).click();
+    const shown = page.getByRole('status').filter({ hasText: 'shown once' });
+    await shown.waitFor();
+    assert.match(await shown.innerText(), /alken_[0-9a-f]{64}/);
+    const row = page.getByRole('region', { name: 'Enrollment tokens' }).getByRole('row').filter({ hasText: 'cell=z' });
+    await row.getByText('open').waitFor();
+    await screenshot(page, 'gateway-enrollment');
+    page.once('dialog', (d) => d.accept());
+    await row.getByRole('button', { name: 'Withdraw' }).click();
+    await row.waitFor({ state: 'detached' });
+    noProblems(page);
+  });
+
+  test('a viewer sees the queue and the devices but is offered no action', async () => {
+    const token = execFileSync(stack.gateway.binary, ['token', 'create', '--name', 'vera', '--role', 'viewer', '--config', stack.gateway.config], { encoding: 'utf8' }).trim();
+    const page = await open(browser);
+    await signIn(page, gateway, token);
+    assert.match(await page.locator('.who').innerText(), /vera · viewer/);
+    await page.getByRole('region', { name: 'Approvals' }).first().waitFor();
+    await page.getByRole('region', { name: 'Approvals' }).first().getByRole('link').first().click();
+    await page.getByRole('region', { name: 'Signed by' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Approve' }).count(), 0);
+    await page.getByRole('link', { name: 'Devices' }).click();
+    await page.getByRole('region', { name: 'Devices' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Revoke' }).count(), 0);
+    assert.equal(await page.getByRole('button', { name: 'Make a token' }).count(), 0);
+    noProblems(page);
   });
 });
 

@@ -78,7 +78,8 @@ std::optional<std::string> ReadLabels(const json& body, Labels& out) {
 json ParseBody(const httplib::Request& req, httplib::Response& res) {
   json body = json::parse(req.body, nullptr, false);
   if (!body.is_object()) {
-    net::SendError(res, 400, "INVALID_REQUEST", "invalid request", "the body must be a JSON object");
+    net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                   "the body must be a JSON object");
   }
   return body;
 }
@@ -109,8 +110,7 @@ bool ValidLabel(std::string_view key, std::string_view value) {
 void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
   auto ctx = std::make_shared<DevicesContext>(std::move(context));
 
-  server.Post("/api/v1/devices/tokens", [ctx](const httplib::Request& req,
-                                              httplib::Response& res) {
+  server.Post("/api/v1/devices/tokens", [ctx](const httplib::Request& req, httplib::Response& res) {
     if (!AuthorizeOperator(*ctx->store, req, res)) {
       return;
     }
@@ -138,14 +138,52 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
     TimePoint expires = std::chrono::time_point_cast<std::chrono::seconds>(now + life);
     auto token = ctx->store->CreateEnrollmentToken(labels, expires, now);
     if (!token) {
-      return net::SendError(res, 500, "UNKNOWN", "internal error",
-                            token.error().message());
+      return net::SendError(res, 500, "UNKNOWN", "internal error", token.error().message());
     }
     res.status = 201;
-    res.set_content(
-        json{{"token", *token}, {"expires_at", FormatRfc3339(expires)}, {"labels", labels}}.dump(),
-        kJson);
+    res.set_content(json{{"token", *token},
+                         {"id", EnrollmentTokenId(*token)},
+                         {"expires_at", FormatRfc3339(expires)},
+                         {"labels", labels}}
+                        .dump(),
+                    kJson);
   });
+
+  server.Get("/api/v1/devices/tokens", [ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!AuthorizeOperator(*ctx->store, req, res)) {
+      return;
+    }
+    auto tokens = ctx->store->EnrollmentTokens();
+    if (!tokens) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", tokens.error().message());
+    }
+    const TimePoint now = ctx->clock->Now();
+    json list = json::array();
+    for (const EnrollmentTokenRecord& t : *tokens) {
+      list.push_back({{"id", t.id},
+                      {"labels", t.labels},
+                      {"state", !t.used_by.empty()    ? "used"
+                                : t.expires_at <= now ? "expired"
+                                                      : "open"},
+                      {"used_by", t.used_by.empty() ? json(nullptr) : json(t.used_by)},
+                      {"created_at", FormatRfc3339(t.created_at)},
+                      {"expires_at", FormatRfc3339(t.expires_at)}});
+    }
+    res.set_content(json{{"tokens", list}}.dump(), kJson);
+  });
+  server.Delete(R"(/api/v1/devices/tokens/([0-9a-f]{12}))",
+                [ctx](const httplib::Request& req, httplib::Response& res) {
+                  if (!AuthorizeOperator(*ctx->store, req, res)) {
+                    return;
+                  }
+                  Status withdrawn = ctx->store->WithdrawEnrollmentToken(req.matches[1].str());
+                  if (!withdrawn) {
+                    int status = withdrawn.error().code() == ErrorCode::kNotFound ? 404 : 500;
+                    return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "UNKNOWN",
+                                          "no such enrollment token", withdrawn.error().message());
+                  }
+                  res.status = 204;
+                });
 
   server.Get("/api/v1/devices", [ctx](const httplib::Request& req, httplib::Response& res) {
     if (!AuthorizeOperator(*ctx->store, req, res)) {
@@ -153,8 +191,7 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
     }
     auto devices = ctx->store->Devices();
     if (!devices) {
-      return net::SendError(res, 500, "UNKNOWN", "internal error",
-                            devices.error().message());
+      return net::SendError(res, 500, "UNKNOWN", "internal error", devices.error().message());
     }
     auto states = ctx->store->DeviceStates();
     if (!states) {
@@ -174,76 +211,70 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
     res.set_content(json{{"devices", list}}.dump(), kJson);
   });
 
-  server.Post(R"(/api/v1/devices/(dev-[0-9a-f]{16})/revoke)",
-              [ctx](const httplib::Request& req, httplib::Response& res) {
-                if (!AuthorizeOperator(*ctx->store, req, res)) {
-                  return;
-                }
-                std::string id = req.matches[1].str();
-                Status revoked = ctx->store->RevokeDevice(id, ctx->clock->Now());
-                if (!revoked) {
-                  int status = revoked.error().code() == ErrorCode::kNotFound ? 404 : 500;
-                  return net::SendError(res, status, "NOT_FOUND", "no such device",
-                                        revoked.error().message());
-                }
-                Changed(*ctx, id);
-                auto device = ctx->store->Device(id);
-                if (!device) {
-                  return net::SendError(res, 500, "UNKNOWN", "internal error",
-                                        device.error().message());
-                }
-                res.set_content(DeviceView(*device).dump(), kJson);
-              });
+  server.Post(R"(/api/v1/devices/(dev-[0-9a-f]{16})/revoke)", [ctx](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+    if (!AuthorizeOperator(*ctx->store, req, res)) {
+      return;
+    }
+    std::string id = req.matches[1].str();
+    Status revoked = ctx->store->RevokeDevice(id, ctx->clock->Now());
+    if (!revoked) {
+      int status = revoked.error().code() == ErrorCode::kNotFound ? 404 : 500;
+      return net::SendError(res, status, "NOT_FOUND", "no such device", revoked.error().message());
+    }
+    Changed(*ctx, id);
+    auto device = ctx->store->Device(id);
+    if (!device) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", device.error().message());
+    }
+    res.set_content(DeviceView(*device).dump(), kJson);
+  });
 
   // {"set": {k: v}, "remove": [k]} → the device with its new labels.
-  server.Post(R"(/api/v1/devices/(dev-[0-9a-f]{16})/labels)",
-              [ctx](const httplib::Request& req, httplib::Response& res) {
-                if (!AuthorizeOperator(*ctx->store, req, res)) {
-                  return;
-                }
-                json body = ParseBody(req, res);
-                if (!body.is_object()) {
-                  return;
-                }
-                Labels set;
-                json wrapped = {{"labels", body.value("set", json::object())}};
-                if (auto bad = ReadLabels(wrapped, set)) {
-                  return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
-                                        "set: " + *bad);
-                }
-                std::vector<std::string> remove;
-                json keys = body.value("remove", json::array());
-                if (!keys.is_array() || keys.size() > kMaxDeviceLabels ||
-                    !std::all_of(keys.begin(), keys.end(),
-                                 [](const json& k) { return k.is_string(); })) {
-                  return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
-                                        "remove must be a list of label keys");
-                }
-                for (const json& k : keys) {
-                  remove.push_back(k.get<std::string>());
-                }
-                std::string id = req.matches[1].str();
-                auto labels = ctx->store->UpdateDeviceLabels(id, set, remove);
-                if (!labels) {
-                  ErrorCode code = labels.error().code();
-                  int status = code == ErrorCode::kNotFound          ? 404
-                               : code == ErrorCode::kInvalidArgument ? 400
-                                                                     : 500;
-                  return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "INVALID_REQUEST",
-                                        status == 404 ? "no such device" : "invalid request",
-                                        labels.error().message());
-                }
-                Changed(*ctx, id);
-                auto device = ctx->store->Device(id);
-                if (!device) {
-                  return net::SendError(res, 500, "UNKNOWN", "internal error",
-                                        device.error().message());
-                }
-                res.set_content(DeviceView(*device).dump(), kJson);
-              });
+  server.Post(R"(/api/v1/devices/(dev-[0-9a-f]{16})/labels)", [ctx](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+    if (!AuthorizeOperator(*ctx->store, req, res)) {
+      return;
+    }
+    json body = ParseBody(req, res);
+    if (!body.is_object()) {
+      return;
+    }
+    Labels set;
+    json wrapped = {{"labels", body.value("set", json::object())}};
+    if (auto bad = ReadLabels(wrapped, set)) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request", "set: " + *bad);
+    }
+    std::vector<std::string> remove;
+    json keys = body.value("remove", json::array());
+    if (!keys.is_array() || keys.size() > kMaxDeviceLabels ||
+        !std::all_of(keys.begin(), keys.end(), [](const json& k) { return k.is_string(); })) {
+      return net::SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                            "remove must be a list of label keys");
+    }
+    for (const json& k : keys) {
+      remove.push_back(k.get<std::string>());
+    }
+    std::string id = req.matches[1].str();
+    auto labels = ctx->store->UpdateDeviceLabels(id, set, remove);
+    if (!labels) {
+      ErrorCode code = labels.error().code();
+      int status = code == ErrorCode::kNotFound          ? 404
+                   : code == ErrorCode::kInvalidArgument ? 400
+                                                         : 500;
+      return net::SendError(res, status, status == 404 ? "NOT_FOUND" : "INVALID_REQUEST",
+                            status == 404 ? "no such device" : "invalid request",
+                            labels.error().message());
+    }
+    Changed(*ctx, id);
+    auto device = ctx->store->Device(id);
+    if (!device) {
+      return net::SendError(res, 500, "UNKNOWN", "internal error", device.error().message());
+    }
+    res.set_content(DeviceView(*device).dump(), kJson);
+  });
 
-  server.Post("/api/v1/devices/enroll", [ctx](const httplib::Request& req,
-                                              httplib::Response& res) {
+  server.Post("/api/v1/devices/enroll", [ctx](const httplib::Request& req, httplib::Response& res) {
     json body = ParseBody(req, res);
     if (!body.is_object()) {
       return;
@@ -270,9 +301,9 @@ void InstallDevicesApi(httplib::Server& server, DevicesContext context) {
           for (const auto& [k, v] : given) {
             d.labels[k] = v;
           }
-          AIRLOCK_ASSIGN_OR_RETURN(pki::IssuedCertificate issued,
-                                   ctx->ca->Issue(body["csr"].get<std::string>(), d.id, now,
-                                                  ctx->certificate_validity));
+          AIRLOCK_ASSIGN_OR_RETURN(
+              pki::IssuedCertificate issued,
+              ctx->ca->Issue(body["csr"].get<std::string>(), d.id, now, ctx->certificate_validity));
           AIRLOCK_ASSIGN_OR_RETURN(password, RandomHex(16));
           certificate = issued.pem;
           d.cert_serial = issued.serial;

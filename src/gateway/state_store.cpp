@@ -396,6 +396,44 @@ Result<std::string> GatewayStateStore::CreateEnrollmentToken(const Labels& label
   return token;
 }
 
+// How many hex digits of a token's hash name it.
+constexpr std::size_t kTokenIdLength = 12;
+
+std::string EnrollmentTokenId(std::string_view token) {
+  return HashToken(token).substr(0, kTokenIdLength);
+}
+
+Result<std::vector<EnrollmentTokenRecord>> GatewayStateStore::EnrollmentTokens() {
+  return store::SqlQueryAll<EnrollmentTokenRecord>(
+      *db_,
+      "SELECT hash, labels, created_at, expires_at, used_by FROM gw_enrollment_tokens "
+      "ORDER BY created_at DESC, hash",
+      {}, [](const SqlRows& rows, std::size_t i) {
+        return EnrollmentTokenRecord{.id = rows.Text(i, 0).substr(0, kTokenIdLength),
+                                     .labels = LabelsFrom(rows.Text(i, 1)),
+                                     .created_at = FromUnix(rows.Int(i, 2)),
+                                     .expires_at = FromUnix(rows.Int(i, 3)),
+                                     .used_by = rows.IsNull(i, 4) ? "" : rows.Text(i, 4)};
+      });
+}
+
+Status GatewayStateStore::WithdrawEnrollmentToken(std::string_view id) {
+  if (id.size() != kTokenIdLength ||
+      id.find_first_not_of("0123456789abcdef") != std::string_view::npos) {
+    return Fail(ErrorCode::kNotFound, "no enrollment token " + std::string(id.substr(0, 64)));
+  }
+  return db_->Transact([&](SqlSession& s) -> Status {
+    AIRLOCK_ASSIGN_OR_RETURN(
+        SqlRows found, s.Query("SELECT hash FROM gw_enrollment_tokens WHERE used_by IS NULL AND "
+                               "substr(hash, 1, 12) = ?",
+                               {std::string(id)}));
+    if (found.empty()) {
+      return Fail(ErrorCode::kNotFound, "no unused enrollment token " + std::string(id));
+    }
+    return Ok(s.Query("DELETE FROM gw_enrollment_tokens WHERE hash = ?", {found.Text(0, 0)}));
+  });
+}
+
 Result<DeviceRecord> GatewayStateStore::Enroll(
     std::string_view token, const std::function<Result<DeviceRecord>(const Labels&)>& make,
     TimePoint now) {

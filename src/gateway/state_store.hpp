@@ -45,12 +45,12 @@ std::optional<DeliveryPhase> ParseDeliveryPhase(std::string_view name);
 
 // The operator's say over one delivery (docs/gateway.md, "Approvals").
 enum class Approval {
-  kNone,              // "none": nothing to decide (auto policies, or not yet at that point)
-  kOfferPending,      // "offer-pending": a held offer waits for a decision
-  kOfferApproved,     // "offer-approved": the download may go ahead
-  kRolloutPending,    // "rollout-pending": delivered; waits before any device rollout
-  kRolloutApproved,   // "rollout-approved": devices may get it (by an operator or policy)
-  kRejected,          // "rejected": an operator said no (to the offer or to the rollout)
+  kNone,             // "none": nothing to decide (auto policies, or not yet at that point)
+  kOfferPending,     // "offer-pending": a held offer waits for a decision
+  kOfferApproved,    // "offer-approved": the download may go ahead
+  kRolloutPending,   // "rollout-pending": delivered; waits before any device rollout
+  kRolloutApproved,  // "rollout-approved": devices may get it (by an operator or policy)
+  kRejected,         // "rejected": an operator said no (to the offer or to the rollout)
 };
 const char* ApprovalName(Approval approval);
 std::optional<Approval> ParseApproval(std::string_view name);
@@ -121,6 +121,18 @@ struct StateCounts {
 using Labels = std::map<std::string, std::string>;
 inline constexpr std::size_t kMaxDeviceLabels = 32;
 
+// An enrollment token as the gateway keeps it: never the token, only its hash, whose first 12 hex
+// digits name it (in the console, and to withdraw it).
+struct EnrollmentTokenRecord {
+  std::string id;
+  Labels labels;
+  TimePoint created_at{};
+  TimePoint expires_at{};
+  std::string used_by;  // the device it enrolled; "" while unused
+};
+// The id of an enrollment token.
+std::string EnrollmentTokenId(std::string_view token);
+
 // An enrolled device as the gateway keeps it (docs/rollout.md, "Enrollment").
 struct DeviceRecord {
   std::string id;  // "dev-" + 16 hex, made by the gateway
@@ -136,8 +148,8 @@ struct DeviceRecord {
 // to devices"). A device that never spoke has the defaults.
 struct DeviceStateRecord {
   std::string device;
-  nlohmann::json state;    // the last delivery::DeviceState taken (its ToJson); null before one
-  std::uint64_t seq = 0;   // its seq: a report must be above it to be taken
+  nlohmann::json state;   // the last delivery::DeviceState taken (its ToJson); null before one
+  std::uint64_t seq = 0;  // its seq: a report must be above it to be taken
   bool online = false;
   std::optional<TimePoint> last_seen;  // the last state or online message taken
 };
@@ -190,6 +202,11 @@ class GatewayStateStore {
   // labels; stores its hash and returns the token, which is not kept.
   [[nodiscard]] Result<std::string> CreateEnrollmentToken(const Labels& labels, TimePoint expires,
                                                           TimePoint now);
+  // Every enrollment token, newest first.
+  [[nodiscard]] Result<std::vector<EnrollmentTokenRecord>> EnrollmentTokens();
+  // Deletes the unused token named id, so that no device can enroll with it. kNotFound when no
+  // unused token has that id (unknown, or used already: a used token is kept as a record).
+  [[nodiscard]] Status WithdrawEnrollmentToken(std::string_view id);
   // Consumes token and records the device that make returns (given the token's labels), in one
   // transaction: two enrollments racing with one token get one device. kVerification saying
   // whether the token is unknown, used or expired; make's own error as it is.
@@ -233,6 +250,5 @@ class GatewayStateStore {
   explicit GatewayStateStore(std::unique_ptr<store::SqliteDatabase> db) : db_(std::move(db)) {}
   std::unique_ptr<store::SqliteDatabase> db_;
 };
-
 
 }  // namespace airlock::gateway

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/digest.hpp"
 #include "gateway/state_store.hpp"
 #include "support/test_support.hpp"
 
@@ -69,6 +70,37 @@ TEST_F(DevicesTest, ATokenEnrollsOneDeviceWithItsLabels) {
   EXPECT_EQ(store_->Devices()->size(), 1u);
 }
 
+TEST_F(DevicesTest, TokensAreListedByIdNewestFirstAndAnUnusedOneCanBeWithdrawn) {
+  auto used = store_->CreateEnrollmentToken({{"cell", "a"}}, T0() + hours(24), T0());
+  auto open = store_->CreateEnrollmentToken({{"cell", "b"}}, T0() + hours(24), T0() + seconds(1));
+  ASSERT_TRUE(used && open);
+  ASSERT_TRUE(store_->Enroll(*used, Maker("dev-0000000000000001"), T0() + seconds(2)));
+
+  auto tokens = store_->EnrollmentTokens();
+  ASSERT_TRUE(tokens) << tokens.error().ToString();
+  ASSERT_EQ(tokens->size(), 2u);
+  const EnrollmentTokenRecord& newest = (*tokens)[0];
+  EXPECT_EQ(newest.id, EnrollmentTokenId(*open));
+  EXPECT_EQ(newest.id.size(), 12u);
+  EXPECT_EQ(newest.id, Sha256Of(*open).hex().substr(0, 12));  // of the hash, not the token
+  EXPECT_EQ(newest.labels, (Labels{{"cell", "b"}}));
+  EXPECT_EQ(newest.expires_at, T0() + hours(24));
+  EXPECT_EQ(newest.used_by, "");
+  EXPECT_EQ((*tokens)[1].used_by, "dev-0000000000000001");
+
+  // A used token stays on record; an unused one goes, and can no longer enroll.
+  EXPECT_EQ(store_->WithdrawEnrollmentToken(EnrollmentTokenId(*used)).error().code(),
+            ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->WithdrawEnrollmentToken(newest.id));
+  EXPECT_EQ(store_->EnrollmentTokens()->size(), 1u);
+  auto refused = store_->Enroll(*open, Maker("dev-0000000000000002"), T0() + seconds(3));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("unknown enrollment token"), std::string::npos);
+  for (std::string_view bad : {"", "zzzzzzzzzzzz", "0123", "' OR 1=1 --"}) {
+    EXPECT_EQ(store_->WithdrawEnrollmentToken(bad).error().code(), ErrorCode::kNotFound) << bad;
+  }
+}
+
 TEST_F(DevicesTest, UnknownAndExpiredTokensAreRefusedAndAFailedEnrollmentKeepsTheToken) {
   auto unknown = store_->Enroll("alken_nope", Maker("dev-0000000000000001"), T0());
   ASSERT_FALSE(unknown);
@@ -125,7 +157,8 @@ TEST_F(DevicesTest, ARevokeSticks) {
   ASSERT_TRUE(d);
   ASSERT_TRUE(d->revoked_at);
   EXPECT_EQ(*d->revoked_at, T0() + hours(1));  // the first revoke's time
-  EXPECT_EQ(store_->RevokeDevice("dev-ffffffffffffffff", T0()).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(store_->RevokeDevice("dev-ffffffffffffffff", T0()).error().code(),
+            ErrorCode::kNotFound);
   EXPECT_EQ(store_->Device("dev-ffffffffffffffff").error().code(), ErrorCode::kNotFound);
 }
 

@@ -58,8 +58,8 @@ export function Problem({ error }) {
 
 // A state as a coloured badge: green for what is done and well, amber for waiting, red for failed.
 const tones = {
-  good: /^(complete|done|available|approved|offer-approved|enrolled|online|ok|running|active|serving|healthy)$/,
-  bad: /^(failed|rejected|cancelled|aborted|revoked|rolled-back|rolling-back|error|critical|offline|unhealthy|alert)$/,
+  good: /^(complete|done|available|approved|offer-approved|enrolled|online|ok|running|active|serving|healthy|open)$/,
+  bad: /^(failed|rejected|cancelled|aborted|revoked|rolled-back|rolling-back|error|critical|offline|unhealthy|alert|expired)$/,
   wait: /^(pending|delivering|offered|ready|granted|downloading|awaiting-approval|held-offer|paused|shadowing|directed|activating|health-window|warning|watch)$/,
 };
 

@@ -29,7 +29,35 @@ function parseLabels(text) {
   return out;
 }
 
-function EnrollmentToken() {
+function EnrollmentTokens({ operator }) {
+  const state = useLoad(() => api('/api/v1/devices/tokens'), [], 5000);
+  const withdraw = (id) => async () => {
+    await api(`/api/v1/devices/tokens/${id}`, { method: 'DELETE' });
+    await state.reload();
+  };
+  return html`<h2>Enrollment tokens</h2>
+    ${operator && html`<${EnrollmentToken} made=${state.reload} />`}
+    <${Loaded} state=${state}>
+      ${({ tokens }) => html`<${Table}
+        label="Enrollment tokens"
+        rows=${tokens}
+        rowKey=${(t) => t.id}
+        empty="No enrollment tokens have been made."
+        columns=${[
+          ['Token', (t) => html`<code>${t.id}…</code>`],
+          ['Labels', (t) => html`<${Labels} labels=${t.labels} />`],
+          ['State', (t) => html`<${Badge} state=${t.state} />${t.used_by ? html` by <code>${t.used_by}</code>` : ''}`],
+          ['Made', (t) => html`<${Time} at=${t.created_at} />`],
+          ['Expires', (t) => html`<${Time} at=${t.expires_at} />`],
+          ...(operator
+            ? [['', (t) => t.state === 'open' && html`<${Action} confirm="Withdraw this token? No device can enroll with it afterwards." run=${withdraw(t.id)}>Withdraw</${Action}>`]]
+            : []),
+        ]}
+      />`}
+    <//>`;
+}
+
+function EnrollmentToken({ made: onMade }) {
   const [labels, setLabels] = useState('');
   const [ttl, setTtl] = useState('24h');
   const [made, setMade] = useState(null);
@@ -38,12 +66,13 @@ function EnrollmentToken() {
     setError(null);
     try {
       setMade(await api('/api/v1/devices/tokens', { method: 'POST', body: { labels: parseLabels(labels), expires_in: ttl } }));
+      onMade();
     } catch (e) {
       setError(e);
     }
   };
   return html`<section class="panel" aria-label="Enroll a device">
-    <h2>Enroll a device</h2>
+    <h3>Enroll a device</h3>
     <p class="hint">A one-time token: the device sends it with its certificate request (airlock-agent enroll --token …). Only its hash is kept here.</p>
     <div class="grid">
       <div>
@@ -96,5 +125,5 @@ export function DevicesPage({ who }) {
           />`;
       }}
     <//>
-    ${operator && html`<${EnrollmentToken} />`}`;
+    <${EnrollmentTokens} operator=${operator} />`;
 }
