@@ -225,6 +225,18 @@ describe('monitoring', () => {
     noProblems(page);
   });
 
+  test('the gateway shows its own site's telemetry and drift alerts', async () => {
+    const page = await open(browser, viewports.tablet);
+    await signIn(page, gateway, stack.gateway.token);
+    await page.getByRole('link', { name: 'Telemetry' }).click();
+    await page.getByRole('region', { name: 'Summary per version' }).getByText('1.1.0').waitFor();
+    await page.getByRole('region', { name: 'Drift alerts' }).getByText('image/channel0').first().waitFor();
+    await page.getByRole('status').filter({ hasText: 'drift alert' }).waitFor();
+    await fitsWidth(page);
+    await screenshot(page, 'gateway-telemetry');
+    noProblems(page);
+  });
+
   test('the consoles fit a 10-inch tablet and 1280×800', async () => {
     for (const [name, viewport] of Object.entries(viewports)) {
       const page = await open(browser, viewport);

@@ -17,6 +17,7 @@
 #include "gateway/devices_api.hpp"
 #include "gateway/fleet_service.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/monitor_api.hpp"
 #include "gateway/registry.hpp"
 #include "gateway/rollouts_api.hpp"
 #include "gateway/state_store.hpp"
@@ -345,7 +346,11 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     }
   }
 
-  // Monitoring: the devices' telemetry, stored here and forwarded to the hub.
+  // Monitoring: the devices' telemetry, stored here and forwarded to the hub; the last day of it
+  // (at most kRecentReports reports) also kept in memory for the site's own view.
+  constexpr std::chrono::hours kRecentAge{24};
+  constexpr std::size_t kRecentReports = 20000;
+  monitor::RecentTelemetry recent(kRecentAge, kRecentReports);
   GatewayStateStore* state = store->get();
   auto relay = TelemetryRelay::Start(
       TelemetryRelayOptions{.outbox = config.data / "telemetry.db",
@@ -355,7 +360,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                             .batch_bytes = 1ULL << 20,
                             .forward_interval = std::chrono::seconds(2),
                             .max_backoff = std::chrono::seconds(60),
-                            .max_queued = 1000},
+                            .max_queued = 1000,
+                            .recent = &recent},
       *device_topics, hub,
       [state](const std::string& device) {
         auto d = state->Device(device);
@@ -448,16 +454,17 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                "Whether the hub took the last telemetry batch (1) or not (0)")
         .Sample(relay_ptr->hub_reachable() ? 1 : 0);
   });
-  auto registry =
-      DeviceRegistry::Start(**cache, registry_options, device_only,
-                            [&approvals, &devices, &rollouts, &metrics](httplib::Server& s) {
-                              InstallWhoAmI(s, approvals.store);
-                              InstallApprovalsApi(s, approvals);
-                              InstallDevicesApi(s, devices);
-                              InstallRolloutsApi(s, rollouts);
-                              metrics.Install(s);
-                              console::Mount(s, console::App::kGateway);
-                            });
+  auto registry = DeviceRegistry::Start(
+      **cache, registry_options, device_only,
+      [&approvals, &devices, &rollouts, &metrics, &recent](httplib::Server& s) {
+        InstallWhoAmI(s, approvals.store);
+        InstallApprovalsApi(s, approvals);
+        InstallDevicesApi(s, devices);
+        InstallRolloutsApi(s, rollouts);
+        InstallMonitorApi(s, {.store = approvals.store, .recent = &recent, .kept = kRecentAge});
+        metrics.Install(s);
+        console::Mount(s, console::App::kGateway);
+      });
   if (!registry) {
     return Report(registry.error());
   }

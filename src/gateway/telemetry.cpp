@@ -1,6 +1,7 @@
 #include "gateway/telemetry.hpp"
 
 #include "core/log.hpp"
+#include "core/time.hpp"
 #include "monitor/batch.hpp"
 
 namespace airlock::gateway {
@@ -118,6 +119,9 @@ void TelemetryRelay::Intake(const std::string& topic, const std::string& payload
     spdlog::error("telemetry from {}: {}", device, stored.error().ToString());
     return;
   }
+  if (options_.recent != nullptr) {
+    options_.recent->Add(batch->records, UnixMillis(std::chrono::system_clock::now()));
+  }
   if (auto sent = ack_(device, monitor::SerializeAck(ids)); !sent) {
     spdlog::debug("telemetry ack to {}: {}", device, sent.error().ToString());
   }
@@ -180,8 +184,8 @@ bool TelemetryRelay::Forward() {
                             batch.Serialize(), "application/json", true, 1 << 20);
   auto fail = [&](const std::string& why) {
     if (hub_reachable_.exchange(false)) {
-      spdlog::warn("telemetry: the hub did not take a batch ({}); {} record(s) held, retrying",
-                   why, outbox_->Stats().records);
+      spdlog::warn("telemetry: the hub did not take a batch ({}); {} record(s) held, retrying", why,
+                   outbox_->Stats().records);
     }
     return false;
   };

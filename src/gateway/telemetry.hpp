@@ -26,6 +26,7 @@
 #include "delivery/device_protocol.hpp"
 #include "gateway/hub_http.hpp"
 #include "monitor/outbox.hpp"
+#include "monitor/recent.hpp"
 
 namespace airlock::gateway {
 
@@ -38,6 +39,8 @@ struct TelemetryRelayOptions {
   std::chrono::milliseconds forward_interval{2000};  // at most this long between batches
   std::chrono::milliseconds max_backoff{60000};      // while the hub does not answer
   std::size_t max_queued = 1000;  // device batches waiting for intake; more are dropped unacked
+  // When set, what each stored batch holds is kept here too, for the site's own monitor view.
+  monitor::RecentTelemetry* recent = nullptr;
 };
 
 class TelemetryRelay {
@@ -48,9 +51,11 @@ class TelemetryRelay {
   using AckSender = std::function<Status(const std::string& device, const std::string& payload)>;
 
   // hub must outlive the relay. kIo when the outbox cannot be opened.
-  [[nodiscard]] static Result<std::unique_ptr<TelemetryRelay>> Start(
-      TelemetryRelayOptions options, delivery::DeviceTopics topics, HubHttp& hub,
-      DeviceCheck may_send, AckSender ack);
+  [[nodiscard]] static Result<std::unique_ptr<TelemetryRelay>> Start(TelemetryRelayOptions options,
+                                                                     delivery::DeviceTopics topics,
+                                                                     HubHttp& hub,
+                                                                     DeviceCheck may_send,
+                                                                     AckSender ack);
   ~TelemetryRelay();  // stops both workers; what is stored stays for the next start
   TelemetryRelay(const TelemetryRelay&) = delete;
   TelemetryRelay& operator=(const TelemetryRelay&) = delete;
@@ -62,8 +67,8 @@ class TelemetryRelay {
   void ForwardNow();
 
   monitor::OutboxStats outbox_stats() const { return outbox_->Stats(); }
-  std::uint64_t forwarded() const { return forwarded_.load(); }        // records the hub took
-  std::uint64_t refused_batches() const { return refused_.load(); }    // device batches refused
+  std::uint64_t forwarded() const { return forwarded_.load(); }      // records the hub took
+  std::uint64_t refused_batches() const { return refused_.load(); }  // device batches refused
   bool hub_reachable() const { return hub_reachable_.load(); }
   std::size_t queued() const;
 

@@ -1,7 +1,6 @@
 #include "hub/telemetry_api.hpp"
 
 #include <algorithm>
-#include <map>
 
 #include "core/time.hpp"
 #include "monitor/summary.hpp"
@@ -38,61 +37,18 @@ json AlertsJson(const std::vector<DriftAlert>& alerts) {
   return out;
 }
 
-// ?step= as ms: the width of the series' buckets ("1m"); 0 when absent (no series). nullopt
-// after sending the 400, for a step that is not a duration or that would make more than
-// kMaxBuckets buckets of the window.
-constexpr std::int64_t kMaxBuckets = 1000;
+// ?step= as ms; 0 when absent (no series). nullopt after sending the 400.
 std::optional<std::int64_t> Step(const httplib::Request& req, httplib::Response& res,
                                  std::int64_t since_ms, std::int64_t now_ms) {
   if (!req.has_param("step")) {
     return 0;
   }
-  auto step = ParseDuration(req.get_param_value("step"));
-  if (!step || step->count() <= 0) {
-    SendError(res, 400, "INVALID_REQUEST", "invalid request",
-              "step: a duration such as 30s, 1m or 1h is needed");
+  auto step = monitor::ParseStep(req.get_param_value("step"), now_ms - since_ms);
+  if (!step) {
+    SendError(res, 400, "INVALID_REQUEST", "invalid request", step.error().message());
     return std::nullopt;
   }
-  if ((now_ms - since_ms) / step->count() >= kMaxBuckets) {
-    SendError(res, 400, "INVALID_REQUEST", "invalid request",
-              "step: the window holds at most " + std::to_string(kMaxBuckets) +
-                  " steps; take a longer step or a shorter since");
-    return std::nullopt;
-  }
-  return step->count();
-}
-
-// The reports in buckets of step_ms from since_ms (by the end of each interval), each bucket
-// summed per version: one point per bucket and version, oldest first.
-json Series(const std::string& model, const std::vector<monitor::IntervalReport>& reports,
-            std::int64_t since_ms, std::int64_t step_ms) {
-  std::map<std::int64_t, std::vector<monitor::IntervalReport>> buckets;
-  for (const auto& r : reports) {
-    buckets[std::max<std::int64_t>(0, r.end_ms - since_ms) / step_ms].push_back(r);
-  }
-  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
-  json points = json::array();
-  for (const auto& [bucket, in] : buckets) {
-    for (const auto& v : monitor::Summarize(model, in)) {
-      double psi_max = 0;
-      monitor::DriftLevel level = monitor::DriftLevel::kOk;
-      for (const auto& f : v.drift) {
-        psi_max = std::max(psi_max, f.psi_max);
-        level = monitor::Worse(level, f.worst_level);
-      }
-      points.push_back(
-          {{"t_ms", since_ms + bucket * step_ms},
-           {"version", v.version},
-           {"requests", v.requests},
-           {"errors", v.errors},
-           {"throughput_rps",
-            static_cast<double>(v.requests) * 1000.0 / static_cast<double>(step_ms)},
-           {"latency_ms", {{"p50", opt(v.p50_ms)}, {"p95", opt(v.p95_ms)}, {"p99", opt(v.p99_ms)}}},
-           {"psi_max", v.drift.empty() ? json(nullptr) : json(psi_max)},
-           {"drift_level", monitor::DriftLevelName(level)}});
-    }
-  }
-  return {{"step_ms", step_ms}, {"points", std::move(points)}};
+  return *step;
 }
 
 }  // namespace
@@ -199,7 +155,7 @@ void TelemetryApi::Monitor(const httplib::Request& req, httplib::Response& res,
               {"alerts", AlertsJson(*alerts)},
               {"dropped", std::move(dropped)}};
   if (*step > 0) {
-    out["series"] = Series(model, *reports, q.since_ms, *step);
+    out["series"] = monitor::Series(model, *reports, q.since_ms, *step);
   }
   SendJson(res, 200, out);
 }

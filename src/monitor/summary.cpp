@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
+
+#include "core/time.hpp"
 
 namespace airlock::monitor {
 namespace {
@@ -73,19 +76,19 @@ json VersionSummary::ToJson() const {
                           {"level", DriftLevelName(f.level)},
                           {"worst_level", DriftLevelName(f.worst_level)}});
   }
-  json j = {{"version", version},
-            {"requests", requests},
-            {"errors", errors},
-            {"observed", observed},
-            {"error_rate", requests ? static_cast<double>(errors) / static_cast<double>(requests)
-                                    : 0.0},
-            {"throughput_rps", Throughput()},
-            {"start_ms", start_ms},
-            {"end_ms", end_ms},
-            {"devices", devices},
-            {"intervals", intervals},
-            {"latency_ms", {{"p50", opt(p50_ms)}, {"p95", opt(p95_ms)}, {"p99", opt(p99_ms)}}},
-            {"drift", std::move(drift_json)}};
+  json j = {
+      {"version", version},
+      {"requests", requests},
+      {"errors", errors},
+      {"observed", observed},
+      {"error_rate", requests ? static_cast<double>(errors) / static_cast<double>(requests) : 0.0},
+      {"throughput_rps", Throughput()},
+      {"start_ms", start_ms},
+      {"end_ms", end_ms},
+      {"devices", devices},
+      {"intervals", intervals},
+      {"latency_ms", {{"p50", opt(p50_ms)}, {"p95", opt(p95_ms)}, {"p99", opt(p99_ms)}}},
+      {"drift", std::move(drift_json)}};
   if (predictions) {
     json p = {{"kind", predictions->classes ? "class" : "score"},
               {"counts", predictions->histogram.counts}};
@@ -106,7 +109,7 @@ std::vector<VersionSummary> Summarize(const std::string& model,
     std::set<std::string> devices;
     std::vector<std::uint64_t> bounds, latency;
     std::map<std::string, const IntervalReport*> latest;  // per device
-    std::map<std::string, DriftLevel> worst;               // per feature
+    std::map<std::string, DriftLevel> worst;              // per feature
   };
   std::map<std::string, Acc, NaturalLess> by_version;
   for (const auto& r : reports) {
@@ -129,7 +132,8 @@ std::vector<VersionSummary> Summarize(const std::string& model,
     s.start_ms = std::min(s.start_ms, r.start_ms);
     s.end_ms = std::max(s.end_ms, r.end_ms);
     a.devices.insert(r.device);
-    if (r.counts.latency_bounds_us == a.bounds && r.counts.latency_counts.size() == a.latency.size()) {
+    if (r.counts.latency_bounds_us == a.bounds &&
+        r.counts.latency_counts.size() == a.latency.size()) {
       for (std::size_t i = 0; i < a.latency.size(); ++i) {
         a.latency[i] += r.counts.latency_counts[i];
       }
@@ -185,6 +189,50 @@ std::vector<VersionSummary> Summarize(const std::string& model,
     out.push_back(std::move(s));
   }
   return out;
+}
+
+json Series(const std::string& model, const std::vector<IntervalReport>& reports,
+            std::int64_t since_ms, std::int64_t step_ms) {
+  std::map<std::int64_t, std::vector<IntervalReport>> steps;
+  for (const auto& r : reports) {
+    steps[std::max<std::int64_t>(0, r.end_ms - since_ms) / step_ms].push_back(r);
+  }
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  json points = json::array();
+  for (const auto& [step, in] : steps) {
+    for (const auto& v : Summarize(model, in)) {
+      double psi_max = 0;
+      DriftLevel level = DriftLevel::kOk;
+      for (const auto& f : v.drift) {
+        psi_max = std::max(psi_max, f.psi_max);
+        level = Worse(level, f.worst_level);
+      }
+      points.push_back(
+          {{"t_ms", since_ms + step * step_ms},
+           {"version", v.version},
+           {"requests", v.requests},
+           {"errors", v.errors},
+           {"throughput_rps",
+            static_cast<double>(v.requests) * 1000.0 / static_cast<double>(step_ms)},
+           {"latency_ms", {{"p50", opt(v.p50_ms)}, {"p95", opt(v.p95_ms)}, {"p99", opt(v.p99_ms)}}},
+           {"psi_max", v.drift.empty() ? json(nullptr) : json(psi_max)},
+           {"drift_level", DriftLevelName(level)}});
+    }
+  }
+  return {{"step_ms", step_ms}, {"points", std::move(points)}};
+}
+
+Result<std::int64_t> ParseStep(std::string_view text, std::int64_t window_ms) {
+  auto step = ParseDuration(text);
+  if (!step || step->count() <= 0) {
+    return Fail(ErrorCode::kInvalidArgument, "step: a duration such as 30s, 1m or 1h is needed");
+  }
+  if (window_ms / step->count() >= kMaxSeriesSteps) {
+    return Fail(ErrorCode::kInvalidArgument, "step: the window holds at most " +
+                                                 std::to_string(kMaxSeriesSteps) +
+                                                 " steps; take a longer step or a shorter since");
+  }
+  return step->count();
 }
 
 }  // namespace airlock::monitor

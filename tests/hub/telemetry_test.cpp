@@ -13,6 +13,7 @@
 #include "core/time.hpp"
 #include "hub/hub_fixture.hpp"
 #include "monitor/batch.hpp"
+#include "support/telemetry_records.hpp"
 
 namespace airlock::hub {
 namespace {
@@ -35,85 +36,9 @@ std::int64_t NowMs() {
       .count();
 }
 
-struct Metrics {
-  std::string device = kDevA;
-  std::string model = kModel;
-  std::string version = "1.0.0";
-  std::int64_t end_ms = 0;
-  std::uint64_t requests = 10;
-  std::uint64_t errors = 0;
-  std::optional<double> psi;             // of image/channel0, when judged
-  std::optional<OutboxCounters> outbox;  // the device's, as its reporter adds them
-
-  Metrics& Device(std::string v) { return device = std::move(v), *this; }
-  Metrics& Model(std::string v) { return model = std::move(v), *this; }
-  Metrics& Version(std::string v) { return version = std::move(v), *this; }
-  Metrics& End(std::int64_t v) { return end_ms = v, *this; }
-  Metrics& Requests(std::uint64_t v) { return requests = v, *this; }
-  Metrics& Errors(std::uint64_t v) { return errors = v, *this; }
-  Metrics& Psi(double v) { return psi = v, *this; }
-  Metrics& Outbox(OutboxCounters v) { return outbox = v, *this; }
-};
-
-// A metrics record as an agent stores it (agent/telemetry.cpp): an interval report with the
-// device's outbox counters. Its latency: every request in (1, 2.5] ms.
-OutboxRecord MetricsRecord(const std::string& id, const Metrics& m) {
-  monitor::IntervalReport r;
-  r.device = m.device;
-  r.model = m.model;
-  r.version = m.version;
-  r.start_ms = m.end_ms - 60000;
-  r.end_ms = m.end_ms;
-  r.counts.requests = m.requests;
-  r.counts.errors = m.errors;
-  r.counts.latency_bounds_us = monitor::kLatencyBoundsUs;
-  r.counts.latency_counts.assign(monitor::kLatencyBoundsUs.size() + 1, 0);
-  r.counts.latency_counts[4] = m.requests;
-  r.counts.latency_sum_us = m.requests * 2000;
-  r.observed = m.requests;
-  if (m.psi) {
-    DriftLevel level = *m.psi > 0.25  ? DriftLevel::kAlert
-                       : *m.psi > 0.1 ? DriftLevel::kWatch
-                                      : DriftLevel::kOk;
-    r.drift.push_back(monitor::FeatureDrift{.feature = "image/channel0",
-                                            .values = 100,
-                                            .psi = m.psi,
-                                            .ks = std::nullopt,
-                                            .level = level});
-    r.level = level;
-  }
-  json body = r.ToJson();
-  if (m.outbox) {
-    body["outbox"] = m.outbox->ToJson();
-  }
-  return OutboxRecord{.id = id,
-                      .priority = Priority::kMetrics,
-                      .kind = "metrics",
-                      .created_ms = m.end_ms,
-                      .payload = body.dump()};
-}
-
-// An alert record as an agent stores it.
-OutboxRecord AlertRecord(const std::string& id, const std::string& device,
-                         const std::string& version, const std::string& feature,
-                         std::optional<double> psi, std::int64_t end_ms,
-                         const std::string& model = kModel) {
-  json alert = {{"schema", monitor::kTelemetrySchema},
-                {"device", device},
-                {"model", model},
-                {"version", version},
-                {"feature", feature},
-                {"start_ms", end_ms - 60000},
-                {"end_ms", end_ms}};
-  if (psi) {
-    alert["psi"] = *psi;
-  }
-  return OutboxRecord{.id = id,
-                      .priority = Priority::kAlert,
-                      .kind = "alert",
-                      .created_ms = end_ms,
-                      .payload = alert.dump()};
-}
+using airlock::testing::AlertRecord;
+using airlock::testing::Metrics;
+using airlock::testing::MetricsRecord;
 
 TelemetryBatch Batch(const std::string& gateway, std::vector<OutboxRecord> records,
                      OutboxCounters counters = {}) {
