@@ -182,6 +182,19 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   const trust::Root* root = &trusted_root->root;
   HubHttp hub(config.hub_url, "");
   hub.set_ca_file(config.hub_ca_file.string());
+  // The gateway's certificate for the hub (hub.cert_file, else its cloud broker's): read once
+  // here, so that a file it cannot read stops it with the key named, not every request later.
+  if (auto [cert, key] = config.hub_client_cert(); !cert.empty()) {
+    const bool own = !config.hub_cert_file.empty();
+    for (const auto& [file, setting] :
+         {std::pair{cert, own ? "hub.cert_file" : "mqtt.cert_file (for the hub too)"},
+          std::pair{key, own ? "hub.key_file" : "mqtt.key_file (for the hub too)"}}) {
+      if (auto read = ReadFile(file, 1 << 20); !read) {
+        return Report(read.error().WithContext(setting));
+      }
+    }
+    hub.set_client_certificate(cert.string(), key.string());
+  }
   auto credential = EnsureRegistered(config, register_token, hub);
   if (!credential) {
     return Report(credential.error());
