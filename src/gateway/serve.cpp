@@ -131,7 +131,7 @@ Result<std::string> EnsureRegistered(const GatewayConfig& config, const std::str
                                        "application/json", false, 1 << 16));
   if (reply.status == 401 || reply.status == 403) {
     return Fail(ErrorCode::kVerification,
-                "the hub refused the registration token: " + HubReason(reply.body));
+                "the hub refused the registration: " + HubReason(reply.body));
   }
   if (reply.status == 409) {
     return Fail(ErrorCode::kAlreadyExists,
