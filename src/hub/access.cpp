@@ -350,11 +350,12 @@ AccessDecision AccessControl::FromCertificate(std::string_view client_name) {
     if (credential.error().code() != ErrorCode::kNotFound) {
       spdlog::error("{}", credential.error().ToString());
     }
+    // Not audited, like any request without credentials (a client's first probe is one).
     return Unauthorized(
         "no credentials: send Authorization: Bearer <token> (the client "
         "certificate names " +
             std::string(client_name) + ", which is not a registered gateway)",
-        true);
+        false);
   }
   auto found = store_.TokenByName(*credential);
   if (!found) {
