@@ -98,6 +98,8 @@ hub:
   url: http://127.0.0.1:7400  # the hub's base URL (grant URLs are relative to it)
   register_token: ""          # one-time registration token; only needed on the first start
   ca_file: ""                 # for an https:// hub: the CA of its certificate ("" = the system's)
+  cert_file: ""               # with key_file: the gateway's client certificate for an https://
+  key_file: ""                #   hub (CN = its name); "" = mqtt.cert_file and mqtt.key_file
   labels: {}                  # sent with the registration (site, line, ...)
 root: /etc/airlock/root.json  # the pinned root: releases must verify against it
 data: /var/lib/airlock-gateway  # state (gateway.db, credential) and the cache (data/cache)
@@ -170,11 +172,18 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   c.data = data;
   AIRLOCK_RETURN_IF_ERROR(in(Str(top, "", "log_level", c.log_level)));
   if (const json* hub = Section(top, "hub")) {
-    AIRLOCK_RETURN_IF_ERROR(
-        in(CheckKeys(*hub, "hub", {"url", "register_token", "labels", "ca_file"})));
-    std::string hub_ca;
+    AIRLOCK_RETURN_IF_ERROR(in(CheckKeys(
+        *hub, "hub", {"url", "register_token", "labels", "ca_file", "cert_file", "key_file"})));
+    std::string hub_ca, hub_cert, hub_key;
     AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "ca_file", hub_ca, true)));
     c.hub_ca_file = hub_ca;
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "cert_file", hub_cert, true)));
+    AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "key_file", hub_key, true)));
+    if (hub_cert.empty() != hub_key.empty()) {
+      return bad("hub.cert_file", "and hub.key_file: give both or neither");
+    }
+    c.hub_cert_file = hub_cert;
+    c.hub_key_file = hub_key;
     AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "url", c.hub_url)));
     AIRLOCK_RETURN_IF_ERROR(in(Str(*hub, "hub.", "register_token", c.register_token, true)));
     if (const json* labels = Section(*hub, "labels")) {
@@ -330,6 +339,11 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view yaml, std::string_view
   }
   while (c.hub_url.ends_with("/")) {
     c.hub_url.pop_back();
+  }
+  if (!c.hub_cert_file.empty() && !c.hub_url.starts_with("https://")) {
+    return bad("hub.cert_file",
+               "needs an https:// hub.url (a client certificate is presented "
+               "in the TLS handshake)");
   }
   return c;
 }

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.hpp"
@@ -41,6 +42,10 @@ struct GatewayConfig {
   std::string hub_url = "http://127.0.0.1:7400";
   std::string register_token;  // one-time registration token (first start only)
   std::filesystem::path hub_ca_file;  // for an https hub: its CA ("" = the system's CAs)
+  // For an https hub: the gateway's client certificate (CN = its name) and key, presented on
+  // every request to the hub ("" = hub_client_cert() decides).
+  std::filesystem::path hub_cert_file;
+  std::filesystem::path hub_key_file;
   std::map<std::string, std::string> labels;
   std::filesystem::path root = "/etc/airlock/root.json";
   std::filesystem::path data = "/var/lib/airlock-gateway";
@@ -88,6 +93,18 @@ struct GatewayConfig {
   }
   const std::string& factory_prefix() const {
     return devices_mqtt_prefix.empty() ? mqtt_prefix : devices_mqtt_prefix;
+  }
+  // The certificate and key the gateway presents to its hub: hub.cert_file and hub.key_file; when
+  // unset and the hub is https://, the cloud broker's (mqtt.cert_file, mqtt.key_file), which
+  // name the gateway too; else none (docs/decisions.md).
+  std::pair<std::filesystem::path, std::filesystem::path> hub_client_cert() const {
+    if (!hub_cert_file.empty()) {
+      return {hub_cert_file, hub_key_file};
+    }
+    if (hub_url.starts_with("https://")) {
+      return {mqtt_cert_file, mqtt_key_file};
+    }
+    return {};
   }
   std::string client_id() const {
     return mqtt_client_id.empty() ? "airlock-gw-" + name : mqtt_client_id;

@@ -89,8 +89,15 @@ struct Setup {
   std::unique_ptr<curl_slist, SlistDeleter> headers;
 };
 
+// The TLS files of a HubHttp ("" = not set).
+struct TlsFiles {
+  const std::string& ca;
+  const std::string& cert;
+  const std::string& key;
+};
+
 Result<Setup> Prepare(const std::string& url, const std::vector<std::string>& headers,
-                      std::chrono::seconds stall, const std::string& ca_file, Transfer& t) {
+                      std::chrono::seconds stall, const TlsFiles& tls, Transfer& t) {
   Setup s;
   s.curl.reset(curl_easy_init());
   if (!s.curl) {
@@ -112,8 +119,12 @@ Result<Setup> Prepare(const std::string& url, const std::vector<std::string>& he
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(stall.count()));
   curl_easy_setopt(c, CURLOPT_USERAGENT, "airlock-gateway/0.1.0");
-  if (!ca_file.empty()) {
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca_file.c_str());
+  if (!tls.ca.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, tls.ca.c_str());
+  }
+  if (!tls.cert.empty()) {
+    curl_easy_setopt(c, CURLOPT_SSLCERT, tls.cert.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLKEY, tls.key.c_str());
   }
   // Larger reads than libcurl's 16 KiB: fewer system calls and callbacks for big blobs.
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
@@ -146,7 +157,8 @@ Result<HttpReply> HubHttp::Request(std::string_view method, std::string_view pat
   Transfer t;
   t.body = &reply.body;
   t.max_body = max_body;
-  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, ca_file_, t));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      Setup s, Prepare(url, headers, stall_timeout_, {ca_file_, cert_file_, key_file_}, t));
   CURL* c = s.curl.get();
   std::string m(method);
   if (m == "HEAD") {
@@ -182,7 +194,8 @@ Result<long> HubHttp::Fetch(std::string_view path, std::uint64_t offset, bool wi
   Transfer t;
   t.sink = &sink;
   t.cancel = cancel;
-  AIRLOCK_ASSIGN_OR_RETURN(Setup s, Prepare(url, headers, stall_timeout_, ca_file_, t));
+  AIRLOCK_ASSIGN_OR_RETURN(
+      Setup s, Prepare(url, headers, stall_timeout_, {ca_file_, cert_file_, key_file_}, t));
   CURLcode rc = curl_easy_perform(s.curl.get());
   long status = 0;
   curl_easy_getinfo(s.curl.get(), CURLINFO_RESPONSE_CODE, &status);

@@ -4,7 +4,9 @@
 // `Range: bytes=OFFSET-` resume, streamed to a sink so that a blob never sits in memory.
 //
 // Paths are joined to the hub's base URL ("https://hub.example.com" + "/v2/…"): a path from the
-// network (a grant URL) can never name another host. https uses the system's CA store.
+// network (a grant URL) can never name another host. https uses the system's CA store (or
+// set_ca_file), and presents the gateway's client certificate when it has one
+// (set_client_certificate): on every request, registration and pre-signed URLs included.
 //
 // Thread-safe: each call uses a libcurl handle of its own. Every call blocks until the hub
 // answers, the transfer stalls for stall_timeout, or *cancel turns true.
@@ -40,7 +42,13 @@ class HubHttp {
   void set_credential(std::string credential) { credential_ = std::move(credential); }
   // For an https hub: the CA its certificate chains to ("" = the system's CAs).
   void set_ca_file(std::string ca_file) { ca_file_ = std::move(ca_file); }
-
+  // For an https hub: the gateway's client certificate (PEM, CN = its name) and its key, which
+  // the hub may take instead of, or require beside, the credential (docs/hub.md, "Gateways'
+  // certificates"). "" = none. A file that does not load fails each request (kUnavailable).
+  void set_client_certificate(std::string cert_file, std::string key_file) {
+    cert_file_ = std::move(cert_file);
+    key_file_ = std::move(key_file);
+  }
 
   // One request; every HTTP status is returned, only transport failures are errors
   // (kUnavailable, naming the URL without its query). The credential goes as a bearer token
@@ -61,6 +69,8 @@ class HubHttp {
   std::string base_url_;
   std::string credential_;
   std::string ca_file_;
+  std::string cert_file_;
+  std::string key_file_;
   std::chrono::seconds stall_timeout_;
 };
 

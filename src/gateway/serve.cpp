@@ -134,7 +134,7 @@ Result<std::string> EnsureRegistered(const GatewayConfig& config, const std::str
                                        "application/json", false, 1 << 16));
   if (reply.status == 401 || reply.status == 403) {
     return Fail(ErrorCode::kVerification,
-                "the hub refused the registration token: " + HubReason(reply.body));
+                "the hub refused the registration: " + HubReason(reply.body));
   }
   if (reply.status == 409) {
     return Fail(ErrorCode::kAlreadyExists,
@@ -184,6 +184,19 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   const trust::Root* root = &trusted_root->root;
   HubHttp hub(config.hub_url, "");
   hub.set_ca_file(config.hub_ca_file.string());
+  // The gateway's certificate for the hub (hub.cert_file, else its cloud broker's): read once
+  // here, so that a file it cannot read stops it with the key named, not every request later.
+  if (auto [cert, key] = config.hub_client_cert(); !cert.empty()) {
+    const bool own = !config.hub_cert_file.empty();
+    for (const auto& [file, setting] :
+         {std::pair{cert, own ? "hub.cert_file" : "mqtt.cert_file (for the hub too)"},
+          std::pair{key, own ? "hub.key_file" : "mqtt.key_file (for the hub too)"}}) {
+      if (auto read = ReadFile(file, 1 << 20); !read) {
+        return Report(read.error().WithContext(setting));
+      }
+    }
+    hub.set_client_certificate(cert.string(), key.string());
+  }
   auto credential = EnsureRegistered(config, register_token, hub);
   if (!credential) {
     return Report(credential.error());

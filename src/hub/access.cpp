@@ -163,6 +163,27 @@ Role LeastRoleFor(Permission p) {
   return Role::kAdmin;
 }
 
+const char* GatewayAuthName(GatewayAuth mode) {
+  switch (mode) {
+    case GatewayAuth::kToken:
+      return "token";
+    case GatewayAuth::kCertificate:
+      return "certificate";
+    case GatewayAuth::kEither:
+      return "either";
+  }
+  return "?";
+}
+
+std::optional<GatewayAuth> ParseGatewayAuth(std::string_view name) {
+  for (GatewayAuth m : {GatewayAuth::kToken, GatewayAuth::kCertificate, GatewayAuth::kEither}) {
+    if (name == GatewayAuthName(m)) {
+      return m;
+    }
+  }
+  return std::nullopt;
+}
+
 std::string HashToken(std::string_view token) { return Sha256Of(token).hex(); }
 
 std::string HmacSha256Hex(std::string_view key, std::string_view message) {
@@ -316,12 +337,115 @@ AccessDecision AccessControl::FromSessionToken(std::string_view token) {
   return Admit(*found);
 }
 
-AccessDecision AccessControl::Authenticate(std::string_view authorization) {
+Result<std::string> AccessControl::GatewayCredential(std::string_view gateway) const {
+  if (!gateway_lookup_) {
+    return Fail(ErrorCode::kNotFound, "this hub looks up no gateways");
+  }
+  return gateway_lookup_(gateway);
+}
+
+AccessDecision AccessControl::FromCertificate(std::string_view client_name) {
+  auto credential = GatewayCredential(client_name);
+  if (!credential) {
+    if (credential.error().code() != ErrorCode::kNotFound) {
+      spdlog::error("{}", credential.error().ToString());
+    }
+    // Not audited, like any request without credentials (a client's first probe is one).
+    return Unauthorized(
+        "no credentials: send Authorization: Bearer <token> (the client "
+        "certificate names " +
+            std::string(client_name) + ", which is not a registered gateway)",
+        false);
+  }
+  auto found = store_.TokenByName(*credential);
+  if (!found) {
+    return Unauthorized("the credential of gateway " + std::string(client_name) +
+                            " no longer exists; register the gateway again",
+                        true);
+  }
+  AccessDecision d = Admit(*found);
+  if (d.allowed() && d.who.role != Role::kGateway) {
+    return Unauthorized(
+        "the credential of gateway " + std::string(client_name) + " is not a gateway's", true);
+  }
+  return d;
+}
+
+void AccessControl::CheckGatewayCertificate(AccessDecision& d, std::string_view client_name) {
+  if (options_.gateway_auth == GatewayAuth::kToken) {
+    return;
+  }
+  if (client_name.empty()) {
+    if (options_.gateway_auth == GatewayAuth::kCertificate) {
+      d.status = 401;
+      d.reason = "the gateway credential " + d.who.name +
+                 " came without the gateway's client certificate, and this hub takes gateways "
+                 "by their certificates (http.gateway_auth: certificate): give the gateway "
+                 "hub.cert_file and hub.key_file, a certificate from the hub's http.client_ca "
+                 "whose CN is its name";
+    }
+    return;
+  }
+  auto credential = GatewayCredential(client_name);
+  if (!credential && credential.error().code() != ErrorCode::kNotFound) {
+    spdlog::error("{}", credential.error().ToString());
+    d.status = 401;
+    d.reason = "the hub could not check the client certificate; try again";
+    return;
+  }
+  if (!credential || *credential != d.who.name) {
+    d.status = 403;
+    d.reason = "the client certificate names " + std::string(client_name) +
+               ", and the credential " + d.who.name + " is not that gateway's";
+  }
+}
+
+AccessDecision AccessControl::CheckRegistration(std::string_view name,
+                                                std::string_view client_name) const {
+  AccessDecision d;
+  d.had_credentials = true;
+  if (options_.gateway_auth == GatewayAuth::kToken) {
+    return d;
+  }
+  if (client_name.empty()) {
+    if (options_.gateway_auth == GatewayAuth::kCertificate) {
+      d.status = 401;
+      d.reason =
+          "this hub takes gateways by their client certificates (http.gateway_auth: "
+          "certificate): register with hub.cert_file and hub.key_file set in the "
+          "gateway's configuration, a certificate from the hub's http.client_ca whose CN "
+          "is " +
+          std::string(name);
+    }
+    return d;
+  }
+  if (client_name != name) {
+    d.status = 403;
+    d.reason = "the client certificate names " + std::string(client_name) +
+               ", not the gateway being registered (" + std::string(name) + ")";
+  }
+  return d;
+}
+
+AccessDecision AccessControl::Authenticate(std::string_view authorization,
+                                           std::string_view client_name) {
   if (!options_.enabled) {
     AccessDecision d;
     d.who = {"", Role::kAdmin, true};
     return d;
   }
+  if (authorization.empty() && !client_name.empty() &&
+      options_.gateway_auth != GatewayAuth::kToken) {
+    return FromCertificate(client_name);
+  }
+  AccessDecision d = FromAuthorization(authorization);
+  if (d.allowed() && d.who.role == Role::kGateway) {
+    CheckGatewayCertificate(d, client_name);
+  }
+  return d;
+}
+
+AccessDecision AccessControl::FromAuthorization(std::string_view authorization) {
   if (authorization.empty()) {
     return Unauthorized("no credentials: send Authorization: Bearer <token>", false);
   }
@@ -359,14 +483,15 @@ AccessDecision AccessControl::Authenticate(std::string_view authorization) {
   return Unauthorized("not an airlock-hub token (they start with alk_ or ahs1.)", true);
 }
 
-AccessDecision AccessControl::Decide(std::string_view authorization, Permission p) {
+AccessDecision AccessControl::Decide(std::string_view authorization, Permission p,
+                                     std::string_view client_name) {
   if (authorization.empty() && options_.enabled && options_.anonymous_pull &&
       p == Permission::kPull) {
     AccessDecision d;
     d.who = {"", Role::kViewer, true};
     return d;
   }
-  AccessDecision d = Authenticate(authorization);
+  AccessDecision d = Authenticate(authorization, client_name);
   if (!d.allowed()) {
     return d;
   }

@@ -13,12 +13,17 @@
 // - A pre-signed URL carries expires (Unix seconds) and sig = hex HMAC-SHA256 over
 //   "GET\n" + path + "\n" + expires. The two signed forms cannot be confused: one starts with
 //   "airlock-session\n", the other with a method.
+// - A gateway may prove who it is with a client certificate (CN = its registered name) that TLS
+//   verified against the hub's http.client_ca; GatewayAuth says whether it must, may, or does
+//   not (docs/hub.md, "Gateways' certificates"). A certificate alone authenticates as the
+//   gateway's credential; a gateway credential with a certificate of another name is refused.
 //
 // AccessControl is thread-safe; its methods block on the AuthStore.
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,6 +67,21 @@ enum class Permission {
 const char* PermissionName(Permission p);
 // The least role that has p (docs/hub.md has the table).
 Role LeastRoleFor(Permission p);
+
+// How gateways prove who they are to the hub (http.gateway_auth; docs/decisions.md, "The gateway
+// authenticates to the hub with its certificate").
+enum class GatewayAuth {
+  kToken,        // "token": the credential from its registration; no certificate is asked for
+  kCertificate,  // "certificate": its client certificate, with or without the credential; a
+                 // credential alone is refused (401), and so is a registration without one
+  kEither,       // "either": the credential, the certificate, or both (while gateways move over)
+};
+const char* GatewayAuthName(GatewayAuth mode);
+std::optional<GatewayAuth> ParseGatewayAuth(std::string_view name);
+
+// The name of the credential token of the gateway registered as `gateway`; kNotFound when no
+// gateway has that name. Called on the request's thread; must be thread-safe.
+using GatewayCredentialLookup = std::function<Result<std::string>(std::string_view gateway)>;
 
 // Who a request is.
 struct Principal {
@@ -112,6 +132,8 @@ class AccessControl {
     bool anonymous_pull = false;  // requests without credentials may pull
     std::chrono::seconds session_ttl{300};
     std::chrono::seconds max_presign_ttl{7 * 24 * 3600};
+    // kCertificate and kEither need SetGatewayLookup (without it no certificate authenticates).
+    GatewayAuth gateway_auth = GatewayAuth::kToken;
   };
   // store and clock must outlive this.
   AccessControl(store::AuthStore& store, std::string secret, const Clock& clock, Options options);
@@ -126,11 +148,26 @@ class AccessControl {
                                                 std::string_view created_by,
                                                 std::optional<std::chrono::seconds> ttl);
 
-  // Who the Authorization header is ("Bearer <access or session token>" or "Basic
-  // base64(user:token)", the user being ignored), and whether it may do p.
-  AccessDecision Decide(std::string_view authorization, Permission p);
-  // Only who: status 401 when the credentials are missing or bad.
-  AccessDecision Authenticate(std::string_view authorization);
+  // How certificates name gateways (RegistryStore::GetGateway); call before the first request.
+  void SetGatewayLookup(GatewayCredentialLookup lookup) { gateway_lookup_ = std::move(lookup); }
+
+  // Who the request is, and whether it may do p. authorization: the Authorization header
+  // ("Bearer <access or session token>" or "Basic base64(user:token)", the user being ignored).
+  // client_name: the CN of the client certificate TLS verified ("" when none). Without an
+  // Authorization header, a certificate naming a registered gateway is that gateway (unless
+  // gateway_auth is kToken). A gateway's credential needs a certificate of the same gateway
+  // when one is presented (else 403) and, with kCertificate, always (else 401). Every other
+  // token ignores certificates.
+  AccessDecision Decide(std::string_view authorization, Permission p,
+                        std::string_view client_name = {});
+  // Only who: status 401 when the credentials are missing or bad, 403 for a gateway credential
+  // with another gateway's certificate.
+  AccessDecision Authenticate(std::string_view authorization, std::string_view client_name = {});
+
+  // Whether gateway `name` may register over a connection whose verified client certificate
+  // names client_name ("" when none): with kCertificate it must name the gateway (401 without
+  // one); with kEither it must when there is one (403 when it names another).
+  AccessDecision CheckRegistration(std::string_view name, std::string_view client_name) const;
 
   // A session token for who, valid for options().session_ttl.
   std::string IssueSessionToken(const Principal& who);
@@ -149,17 +186,26 @@ class AccessControl {
   void Record(store::AuditEntry entry);
 
  private:
+  // Who the Authorization header is (Authenticate without the certificate's part).
+  AccessDecision FromAuthorization(std::string_view authorization);
   AccessDecision FromAccessToken(std::string_view token);
   AccessDecision FromSessionToken(std::string_view token);
   // Whether the stored token may be used now; the reason when not.
   std::optional<std::string> Unusable(const store::TokenRecord& t) const;
   // The identity a usable stored token gives, or 401 with why it is not usable.
   AccessDecision Admit(const store::TokenRecord& t) const;
+  // The name of gateway's credential token (kNotFound without a lookup).
+  Result<std::string> GatewayCredential(std::string_view gateway) const;
+  // The gateway credential the certificate names (401 when it names no registered gateway).
+  AccessDecision FromCertificate(std::string_view client_name);
+  // d authenticated a gateway's credential: the certificate must agree (see Decide).
+  void CheckGatewayCertificate(AccessDecision& d, std::string_view client_name);
 
   store::AuthStore& store_;
   std::string secret_;
   const Clock& clock_;
   Options options_;
+  GatewayCredentialLookup gateway_lookup_;
 };
 
 }  // namespace airlock::hub

@@ -133,8 +133,9 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     config.root = root;
   }
   if (const json* http = Get(doc, "http")) {
-    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(
-        *http, "http", {"address", "port", "threads", "tls_cert", "tls_key", "allow_plain"})));
+    AIRLOCK_RETURN_IF_ERROR(where(CheckMapping(*http, "http",
+                                               {"address", "port", "threads", "tls_cert", "tls_key",
+                                                "allow_plain", "client_ca", "gateway_auth"})));
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "address", config.http.address)));
     std::string cert, key;
     AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "tls_cert", cert)));
@@ -145,6 +146,18 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
     }
     config.http.tls_cert = cert;
     config.http.tls_key = key;
+    std::string client_ca, gateway_auth;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "client_ca", client_ca)));
+    config.http.client_ca = client_ca;
+    AIRLOCK_RETURN_IF_ERROR(where(ReadString(*http, "http.", "gateway_auth", gateway_auth)));
+    if (!gateway_auth.empty()) {
+      config.http.gateway_auth = ParseGatewayAuth(gateway_auth);
+      if (!config.http.gateway_auth) {
+        AIRLOCK_RETURN_IF_ERROR(where(Fail(ErrorCode::kInvalidArgument,
+                                           "http.gateway_auth: must be certificate, either or "
+                                           "token")));
+      }
+    }
     AIRLOCK_RETURN_IF_ERROR(where(ReadBool(*http, "http.", "allow_plain", config.http.allow_plain)));
     std::int64_t port = config.http.port, threads = config.http.threads;
     AIRLOCK_RETURN_IF_ERROR(where(ReadInteger(*http, "http.", "port", 0, 65535, port)));
@@ -241,11 +254,35 @@ Result<HubConfig> ParseHubConfig(std::string_view yaml, std::string_view origin)
   if (Status s = config.delivery.Check(); !s) {
     AIRLOCK_RETURN_IF_ERROR(where(Fail(std::move(s.error()).WithContext("delivery"))));
   }
+  AIRLOCK_RETURN_IF_ERROR(where(CheckHttpConfig(config)));
   if (config.delivery.url_ttl.count() > config.auth.max_presign_ttl) {
     AIRLOCK_RETURN_IF_ERROR(where(Fail(ErrorCode::kInvalidArgument,
                                        "delivery.url_ttl: above auth.max_presign_ttl")));
   }
   return config;
+}
+
+Status CheckHttpConfig(const HubConfig& config) {
+  const HubConfig::Http& http = config.http;
+  if (!http.client_ca.empty() && http.tls_cert.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "http.client_ca: client certificates need HTTPS (http.tls_cert and http.tls_key)");
+  }
+  if (!http.gateway_auth) {
+    return {};
+  }
+  if (*http.gateway_auth != GatewayAuth::kToken && http.client_ca.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                std::string("http.gateway_auth: ") + GatewayAuthName(*http.gateway_auth) +
+                    " needs http.client_ca, the CA of the gateways' certificates");
+  }
+  if (*http.gateway_auth == GatewayAuth::kToken && !http.client_ca.empty()) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "http.gateway_auth: token would ask for the certificates of http.client_ca and "
+                "ignore them; use either (to take credentials and certificates), or leave "
+                "http.client_ca out");
+  }
+  return {};
 }
 
 Result<HubConfig> LoadHubConfig(const std::filesystem::path& path) {

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "core/result.hpp"
 #include "delivery/state_machine.hpp"
+#include "hub/access.hpp"
 
 namespace airlock::hub {
 
@@ -30,6 +32,16 @@ struct HubConfig {
     std::filesystem::path tls_cert;  // with tls_key: HTTPS (docs/security.md, "HTTPS")
     std::filesystem::path tls_key;
     bool allow_plain = false;  // plain HTTP on an address other than loopback (not recommended)
+    // With HTTPS: the CA (PEM) that the gateways' client certificates chain to. Set, the hub
+    // asks every client for a certificate (operators need none), and a certificate from another
+    // CA ends the handshake.
+    std::filesystem::path client_ca;
+    // How gateways authenticate (GatewayAuth); unset: certificate with a client_ca, else token.
+    std::optional<GatewayAuth> gateway_auth;
+    GatewayAuth effective_gateway_auth() const {
+      return gateway_auth.value_or(client_ca.empty() ? GatewayAuth::kToken
+                                                     : GatewayAuth::kCertificate);
+    }
   } http;
   struct Oci {
     std::uint64_t max_blob_size = 64ULL << 30;  // bytes; bigger uploads are refused (413)
@@ -73,6 +85,10 @@ std::string DefaultMqttClientId();
 
 // The defaults, with data = DefaultDataDirectory().
 HubConfig DefaultHubConfig();
+
+// Whether the http section holds together: a client_ca needs HTTPS; gateway_auth certificate or
+// either needs a client_ca, and token does not go with one. kInvalidArgument naming the keys.
+[[nodiscard]] Status CheckHttpConfig(const HubConfig& config);
 
 // Reads a YAML configuration over the defaults. kInvalidArgument names the offending key.
 [[nodiscard]] Result<HubConfig> LoadHubConfig(const std::filesystem::path& path);

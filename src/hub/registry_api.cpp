@@ -806,6 +806,17 @@ struct RegistryApi::Handlers {
         return SendError(res, 401, "UNAUTHORIZED", "authentication required",
                          "\"token\" must be a registration token (alkreg_…) from the hub's admin");
       }
+      // Checked before the one-time token is used up: a gateway refused for its certificate
+      // registers with the same token once it has the right one.
+      AccessDecision certified =
+          api.access_.CheckRegistration(name, net::VerifiedClientOf(req).name);
+      if (!certified.allowed()) {
+        return certified.status == 401
+                   ? SendError(res, 401, "UNAUTHORIZED", "authentication required",
+                               certified.reason)
+                   : SendError(res, 403, "DENIED", "requested access to the resource is denied",
+                               certified.reason);
+      }
       auto suffix = RandomHex(4);
       auto id = RandomHex(8);
       if (!suffix || !id) {

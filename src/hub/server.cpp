@@ -195,7 +195,8 @@ struct HubServer::Impl final : ApiGate {
   // the caller.
   bool Allowed(const httplib::Request& req, httplib::Response& res, Action action,
                std::string_view repository, Principal* who = nullptr) {
-    AccessDecision d = access.Decide(req.get_header_value("Authorization"), PermissionFor(action));
+    AccessDecision d = access.Decide(req.get_header_value("Authorization"), PermissionFor(action),
+                                     net::VerifiedClientOf(req).name);
     if (who != nullptr) {
       *who = d.who;
     }
@@ -773,7 +774,8 @@ struct HubServer::Impl final : ApiGate {
       return SendError(res, 405, "UNSUPPORTED", "the operation is unsupported",
                        "the token endpoint takes GET");
     }
-    AccessDecision d = access.Authenticate(req.get_header_value("Authorization"));
+    AccessDecision d =
+        access.Authenticate(req.get_header_value("Authorization"), net::VerifiedClientOf(req).name);
     if (!d.allowed()) {
       res.set_header("WWW-Authenticate", "Basic realm=\"airlock-hub\"");
       SendError(res, 401, "UNAUTHORIZED", "authentication required",
@@ -797,7 +799,8 @@ struct HubServer::Impl final : ApiGate {
   // Whether an /api/v1/ request may do p; sends the refusal when not.
   bool ApiAllowed(const httplib::Request& req, httplib::Response& res, Permission p,
                   Principal* who) override {
-    AccessDecision d = access.Decide(req.get_header_value("Authorization"), p);
+    AccessDecision d =
+        access.Decide(req.get_header_value("Authorization"), p, net::VerifiedClientOf(req).name);
     *who = d.who;
     if (d.allowed()) {
       return true;
@@ -1245,9 +1248,10 @@ void HubServer::AddMetricsAppender(prometheus::MetricsAppender appender) {
 
 Status HubServer::Bind() {
   const HubConfig& config = impl_->config;
-  AIRLOCK_ASSIGN_OR_RETURN(impl_->server, net::MakeHttpServer({.cert = config.http.tls_cert,
-                                                               .key = config.http.tls_key,
-                                                               .client_ca = {}}));
+  AIRLOCK_ASSIGN_OR_RETURN(impl_->server,
+                           net::MakeHttpServer({.cert = config.http.tls_cert,
+                                                .key = config.http.tls_key,
+                                                .client_ca = config.http.client_ca}));
   auto& s = *impl_->server;
   int threads = config.http.threads;
   s.new_task_queue = [threads] {
@@ -1351,12 +1355,15 @@ Result<std::unique_ptr<HubAccess>> HubAccess::Open(const HubConfig& config, cons
   options.anonymous_pull = config.auth.anonymous_pull;
   options.session_ttl = std::chrono::seconds(config.auth.session_ttl);
   options.max_presign_ttl = std::chrono::seconds(config.auth.max_presign_ttl);
+  options.gateway_auth = config.http.effective_gateway_auth();
   out->access_ = std::make_unique<AccessControl>(*out->store_, std::move(secret), clock, options);
   return out;
 }
 
 Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
-  const net::HttpTls tls{.cert = config.http.tls_cert, .key = config.http.tls_key, .client_ca = {}};
+  AIRLOCK_RETURN_IF_ERROR(CheckHttpConfig(config));
+  const net::HttpTls tls{
+      .cert = config.http.tls_cert, .key = config.http.tls_key, .client_ca = config.http.client_ca};
   AIRLOCK_RETURN_IF_ERROR(net::CheckPlainHttp("the hub", config.http.address, tls,
                                               config.http.allow_plain,
                                               "http.tls_cert and http.tls_key"));
@@ -1380,6 +1387,12 @@ Result<std::unique_ptr<Hub>> Hub::Open(HubConfig config, const Clock* clock) {
   std::int64_t now = hub->access().Now();
   AIRLOCK_ASSIGN_OR_RETURN(hub->registry_, store::RegistryStore::Open(hub->metadata().sql(), now));
   AIRLOCK_ASSIGN_OR_RETURN(hub->telemetry_, TelemetryStore::Open(hub->metadata().sql(), now));
+  // A gateway's certificate names it; the registry knows its credential.
+  hub->access().SetGatewayLookup(
+      [registry = hub->registry_.get()](std::string_view name) -> Result<std::string> {
+        AIRLOCK_ASSIGN_OR_RETURN(store::GatewayRecord g, registry->GetGateway(name));
+        return g.token_name;
+      });
   std::optional<trust::TrustedRoot> root;
   if (!config.root.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(root, LoadHubRoot(config.root, HubRootsDir(config.data), time.Now()));

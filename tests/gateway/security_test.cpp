@@ -288,6 +288,33 @@ TEST(GatewayConfig, AnMqttsFactoryBrokerNeedsTheBrokerConfigFiles) {
   EXPECT_EQ(with->devices_mqtt_tls_dir, std::filesystem::path("/etc/b"));
 }
 
+TEST(GatewayConfig, TheHubCertificateIsItsOwnElseTheCloudBrokersForAnHttpsHub) {
+  const std::string mqtt = "mqtt: {cert_file: /etc/gw/mqtt.pem, key_file: /etc/gw/mqtt.key}\n";
+  auto own = ParseGatewayConfig("name: plant-1\nhub: {url: 'https://hub:7400', cert_file: "
+                                "/etc/gw/hub.pem, key_file: /etc/gw/hub.key}\n" + mqtt,
+                                "gateway.yaml");
+  ASSERT_TRUE(own) << own.error().ToString();
+  EXPECT_EQ(own->hub_client_cert().first, std::filesystem::path("/etc/gw/hub.pem"));
+  EXPECT_EQ(own->hub_client_cert().second, std::filesystem::path("/etc/gw/hub.key"));
+  auto reused = ParseGatewayConfig("name: plant-1\nhub: {url: 'https://hub:7400'}\n" + mqtt,
+                                   "gateway.yaml");
+  ASSERT_TRUE(reused) << reused.error().ToString();
+  EXPECT_EQ(reused->hub_client_cert().first, std::filesystem::path("/etc/gw/mqtt.pem"));
+  EXPECT_EQ(reused->hub_client_cert().second, std::filesystem::path("/etc/gw/mqtt.key"));
+  auto plain = ParseGatewayConfig("name: plant-1\nhub: {url: 'http://127.0.0.1:7400'}\n" + mqtt,
+                                  "gateway.yaml");
+  ASSERT_TRUE(plain) << plain.error().ToString();
+  EXPECT_TRUE(plain->hub_client_cert().first.empty());
+  for (const std::string& bad :
+       {std::string("name: g\nhub: {url: 'https://hub', cert_file: /etc/gw/hub.pem}\n"),
+        std::string("name: g\nhub: {url: 'http://hub', cert_file: /a.pem, key_file: /a.key}\n")}) {
+    auto refused = ParseGatewayConfig(bad, "gateway.yaml");
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_NE(refused.error().ToString().find("hub.cert_file"), std::string::npos)
+        << refused.error().ToString();
+  }
+}
+
 TEST(GatewayCli, ServeRefusesPlainHttpOffLoopbackUnlessAllowedAndTakesOnlyWholeTlsPairs) {
   airlock::testing::TempDir dir;
   airlock::testing::WriteAll(dir / "open.yaml", "name: plant-1\ndata: " + (dir / "data").string() +

@@ -261,7 +261,7 @@ TEST_F(GatewayServe, RefusedRegistrationTokenIsAClearError) {
                                 "alkreg_used"},
                                {}, 60);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("the hub refused the registration token: the registration token was used "
+  EXPECT_NE(r.err.find("the hub refused the registration: the registration token was used "
                        "already"),
             std::string::npos)
       << r.err;

@@ -110,6 +110,19 @@ class DeliverySystem : public ::testing::Test {
              "  backoff_initial: 1s\n"
              "  backoff_max: 2s\n"
              "  max_retries: 100\n");
+    if (hub_https_) {
+      // A CA for the hub's HTTPS and the gateways' certificates, as `make run` makes one.
+      CommandResult ca = RunAirlock({"ca", "init", (dir_ / "ca").string(), "--name", "test CA"});
+      ASSERT_EQ(ca.exit_code, 0) << ca.err;
+      CommandResult cert = RunAirlock({"ca", "issue", "--ca", (dir_ / "ca").string(), "--name",
+                                       "hub", "--host", "127.0.0.1", "-o",
+                                       (dir_ / "hub-https").string()});
+      ASSERT_EQ(cert.exit_code, 0) << cert.err;
+      std::string yaml = ReadAll(dir_ / "hub.yaml");
+      WriteAll(dir_ / "hub.yaml", yaml + "http:\n  tls_cert: " + (dir_ / "hub-https.pem").string() +
+                                      "\n  tls_key: " + (dir_ / "hub-https.key").string() +
+                                      "\n  client_ca: " + hub_ca().string() + "\n");
+    }
     StartHub();
     ASSERT_EQ(As("publisher", {"-q", "push", g_world->package().string(),
                                "127.0.0.1:" + std::to_string(hub_port_) +
@@ -138,7 +151,17 @@ class DeliverySystem : public ::testing::Test {
     hub_port_ = StartServing(hub_, argv, dir_ / ("hub-" + std::to_string(++hub_starts_) + ".log"));
     ASSERT_GT(hub_port_, 0);
   }
-  std::string hub_url() const { return "http://127.0.0.1:" + std::to_string(hub_port_); }
+  std::string hub_url() const {
+    return (hub_https_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(hub_port_);
+  }
+  fs::path hub_ca() const { return dir_ / "ca" / "ca.pem"; }
+  // With hub_https_: a client certificate for gateway name from the hub's CA, which
+  // GatewayConfig(name) then gives the gateway as hub.cert_file and hub.key_file.
+  void IssueHubCertificate(const std::string& name) {
+    CommandResult issued = RunAirlock({"ca", "issue", "--ca", (dir_ / "ca").string(), "--name",
+                                       name, "-o", (dir_ / (name + "-hub")).string()});
+    ASSERT_EQ(issued.exit_code, 0) << issued.err;
+  }
 
   // The airlock binary with a token of role and the hub in AIRLOCK_HUB.
   CommandResult As(const std::string& role, std::vector<std::string> args) const {
@@ -146,6 +169,9 @@ class DeliverySystem : public ::testing::Test {
                                      "AIRLOCK_HUB=" + hub_url(),
                                      "AIRLOCK_REGISTRY_TOKEN=" + tokens_.at(role),
                                      AirlockBinary().string()};
+    if (hub_https_) {
+      argv.insert(argv.end() - 1, "AIRLOCK_CA_FILE=" + hub_ca().string());
+    }
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(argv, dir_.path(), 120);
   }
@@ -156,12 +182,20 @@ class DeliverySystem : public ::testing::Test {
     fs::path config = dir_ / (name + ".yaml");
     CommandResult token = As("admin", {"gateways", "token", "--json"});
     EXPECT_EQ(token.exit_code, 0) << token.err;
+    std::string tls;
+    if (hub_https_) {
+      tls = "  ca_file: " + hub_ca().string() + "\n";
+      if (fs::exists(dir_ / (name + "-hub.pem"))) {
+        tls += "  cert_file: " + (dir_ / (name + "-hub.pem")).string() + "\n" +
+               "  key_file: " + (dir_ / (name + "-hub.key")).string() + "\n";
+      }
+    }
     WriteAll(config, "name: " + name +
                          "\n"
                          "hub:\n"
                          "  url: " + (hub.empty() ? hub_url() : hub) + "\n" +
                          "  register_token: " + json::parse(token.out)["token"].get<std::string>() +
-                         "\n"
+                         "\n" + tls +
                          "root: " + g_world->root().string() + "\n" +
                          "data: " + (dir_ / name).string() + "\n" +
                          "mqtt:\n"
@@ -281,6 +315,9 @@ class DeliverySystem : public ::testing::Test {
   std::unique_ptr<MosquittoBroker> broker_;
   // Set: the gateways serve HTTPS with certificates from this CA (tests of issue 8).
   fs::path gateway_ca_;
+  // Set before SetUp: the hub serves HTTPS from a CA in dir_/ca and asks gateways for
+  // certificates from it (http.client_ca); the commands and the gateways trust it.
+  bool hub_https_ = false;
   pid_t hub_ = -1;
   int hub_port_ = 0;
   int hub_starts_ = 0, gateway_starts_ = 0;
