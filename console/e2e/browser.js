@@ -1,8 +1,7 @@
 // What the console tests share: the running stack's addresses and tokens (stack.json, written by
 // scripts/demo), Debian's Chromium driven by playwright-core, and a page that records every
 // console error and failed request so that a test can assert there were none.
-import { readFileSync } from 'node:fs';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
@@ -54,4 +53,17 @@ export async function screenshot(page, name) {
   }
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+// The page's accessibility violations by axe-core's WCAG 2.1 A and AA rules, as
+// "rule: what (where)" lines. Evaluated through the DevTools protocol, which the page's
+// Content-Security-Policy does not govern, so the console's own policy stays as it ships.
+const axeSource = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+export async function accessibilityViolations(page) {
+  const violations = await page.evaluate(async (source) => {
+    (0, eval)(source);
+    const result = await window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] });
+    return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join('; ')})`);
+  }, axeSource);
+  return violations;
 }

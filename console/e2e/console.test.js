@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import { launch, open, screenshot, signIn, stack, viewports } from './browser.js';
+import { accessibilityViolations, launch, open, screenshot, signIn, stack, viewports } from './browser.js';
 
 let browser;
 before(async () => {
@@ -237,18 +237,25 @@ describe('monitoring', () => {
     noProblems(page);
   });
 
-  test('the consoles fit a 10-inch tablet and 1280×800', async () => {
+  test('every page fits 1280×800 and a 10-inch tablet, and passes axe-core\'s WCAG 2.1 AA rules', async () => {
+    const consoles = [
+      [hub, stack.hub.tokens.admin, ['#/models', '#/models/visual-inspection', '#/models/visual-inspection/releases', '#/models/visual-inspection/channels', '#/deployments', `#/deployments/${stack.deployments[1]}`, '#/deployments/new', '#/monitor/visual-inspection', '#/gateways', '#/gateways/plant-1', '#/audit']],
+      [gateway, stack.gateway.token, ['#/approvals', '#/devices', '#/rollouts', `#/rollouts/${stack.deployments[1]}`, '#/telemetry']],
+    ];
     for (const [name, viewport] of Object.entries(viewports)) {
-      const page = await open(browser, viewport);
-      await signIn(page, hub, stack.hub.tokens['release-manager']);
-      for (const hash of ['#/models', '#/deployments', `#/deployments/${stack.deployments[1]}`, '#/monitor/visual-inspection', '#/gateways']) {
-        await page.goto(`${hub}/console/${hash}`);
-        await page.locator('main h1').first().waitFor();
-        await page.waitForLoadState('networkidle');
-        await fitsWidth(page);
+      for (const [url, token, pages] of consoles) {
+        const page = await open(browser, viewport);
+        await signIn(page, url, token);
+        for (const hash of pages) {
+          await page.goto(`${url}/console/${hash}`);
+          await page.locator('main h1').first().waitFor();
+          await page.waitForLoadState('networkidle');
+          await fitsWidth(page);
+          assert.deepEqual(await accessibilityViolations(page), [], `${url}/console/${hash} at ${name}`);
+        }
+        await screenshot(page, `${url === hub ? 'hub' : 'gateway'}-${name}`);
+        noProblems(page);
       }
-      await screenshot(page, `hub-gateways-${name}`);
-      noProblems(page);
     }
   });
 });

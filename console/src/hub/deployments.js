@@ -56,7 +56,7 @@ export function DeploymentsPage({ who, params }) {
 function Progress({ done, total }) {
   const share = total > 0 ? Math.min(1, done / total) : 0;
   return html`<span class="row">
-    <span class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=${Math.round(share * 100)}>
+    <span class="progress" role="progressbar" aria-label="bytes delivered" aria-valuemin="0" aria-valuemax="100" aria-valuenow=${Math.round(share * 100)}>
       <span style=${`width:${share * 100}%`}></span>
     </span>
     <span class="muted">${bytes(done)} of ${bytes(total)}</span>
