@@ -157,6 +157,36 @@ export function Action({ run, children, kind = '', confirm, disabled }) {
   </span>`;
 }
 
+// "line=3, cell=a" or one label=value a line → {line: "3", cell: "a"}; throws, naming the part,
+// on one that is not label=value.
+export function parseLabels(text) {
+  const out = {};
+  for (const raw of text.split(/[\n,]/)) {
+    const item = raw.trim();
+    if (!item) {
+      continue;
+    }
+    const eq = item.indexOf('=');
+    if (eq <= 0) {
+      throw new Error(`"${item}" is not label=value`);
+    }
+    out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+// The device states of a rollout (docs/device-states.md), in the order a device goes through them.
+const deviceStates = ['pending', 'shadowing', 'directed', 'activating', 'health-window', 'done', 'failed', 'rolling-back', 'rolled-back'];
+
+// A rollout's device counts ({pending: 2, done: 1, …, offline}) as badges with numbers.
+export function DeviceCounts({ counts }) {
+  const shown = deviceStates.filter((s) => counts?.[s]);
+  if (!shown.length) {
+    return html`<span class="muted">no devices</span>`;
+  }
+  return html`<span class="row">${shown.map((s) => html`<span><${Badge} state=${s} /> ${counts[s]}</span>`)}${counts.offline ? html`<span class="muted">(${counts.offline} offline)</span>` : ''}</span>`;
+}
+
 export function KeyValues({ rows }) {
   return html`<dl class="kv">
     ${rows.filter(Boolean).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}

@@ -3,30 +3,13 @@
 import { useState } from 'preact/hooks';
 
 import { api } from '../common/api.js';
-import { Action, Badge, Labels, Loaded, Problem, Table, Time, html, useLoad } from '../common/ui.js';
+import { Action, Badge, Labels, Loaded, Problem, Table, Time, html, parseLabels, useLoad } from '../common/ui.js';
 
 function Models({ models }) {
   if (!models?.length) {
     return html`<span class="muted">none</span>`;
   }
   return models.map((x) => html`<div>${x.model} ${x.active_version || html`<span class="muted">(none active)</span>`} <${Badge} state=${x.phase} /></div>`);
-}
-
-// "line=3, cell=a" → {line: "3", cell: "a"}.
-function parseLabels(text) {
-  const out = {};
-  for (const part of text.split(',')) {
-    const item = part.trim();
-    if (!item) {
-      continue;
-    }
-    const eq = item.indexOf('=');
-    if (eq <= 0) {
-      throw new Error(`"${item}" is not label=value`);
-    }
-    out[item.slice(0, eq).trim()] = item.slice(eq + 1).trim();
-  }
-  return out;
 }
 
 function EnrollmentTokens({ operator }) {

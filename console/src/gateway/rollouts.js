@@ -1,16 +1,7 @@
 // The site's rollouts: each deployment's waves, where each device is, and pause / resume / cancel.
 import { api } from '../common/api.js';
 import { href } from '../common/router.js';
-import { Action, Badge, KeyValues, Labels, Loaded, Table, Time, html, useLoad } from '../common/ui.js';
-
-const statuses = ['pending', 'shadowing', 'directed', 'activating', 'health-window', 'done', 'failed', 'rolling-back', 'rolled-back'];
-
-function Counts({ counts }) {
-  const shown = statuses.filter((s) => counts?.[s]);
-  return shown.length
-    ? html`<span class="row">${shown.map((s) => html`<span><${Badge} state=${s} /> ${counts[s]}</span>`)}</span>`
-    : html`<span class="muted">none</span>`;
-}
+import { Action, Badge, DeviceCounts, KeyValues, Labels, Loaded, Table, Time, html, useLoad } from '../common/ui.js';
 
 export function RolloutsPage() {
   const state = useLoad(() => api('/api/v1/rollouts'), [], 3000);
@@ -26,7 +17,7 @@ export function RolloutsPage() {
           ['Model', (r) => `${r.model} ${r.target?.version ?? ''}`],
           ['State', (r) => html`<${Badge} state=${r.state} />`],
           ['Wave', (r) => `${r.wave} of ${r.waves}`],
-          ['Devices', (r) => html`${r.devices.total}: <${Counts} counts=${r.devices} />`],
+          ['Devices', (r) => html`${r.devices.total}: <${DeviceCounts} counts=${r.devices} />`],
           ['Updated', (r) => html`<${Time} at=${r.updated_at} />`],
         ]}
       />`}
@@ -67,7 +58,7 @@ export function RolloutPage({ id, who }) {
           columns=${[
             ['Wave', (w) => w.wave],
             ['Devices', (w) => w.total],
-            ['By state', (w) => html`<${Counts} counts=${w} />`],
+            ['By state', (w) => html`<${DeviceCounts} counts=${w} />`],
           ]}
         />
         <h2>Devices</h2>

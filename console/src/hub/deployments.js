@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 
 import { api, query } from '../common/api.js';
 import { href, navigate } from '../common/router.js';
-import { Action, Badge, KeyValues, Labels, Loaded, Problem, Table, Time, bytes, html, useLoad } from '../common/ui.js';
+import { Action, Badge, DeviceCounts, KeyValues, Labels, Loaded, Problem, Table, Time, bytes, html, parseLabels, useLoad } from '../common/ui.js';
 import { may } from './roles.js';
 
 const m = encodeURIComponent;
@@ -63,16 +63,6 @@ function Progress({ done, total }) {
   </span>`;
 }
 
-const deviceStatuses = ['pending', 'shadowing', 'directed', 'activating', 'health-window', 'done', 'failed', 'rolling-back', 'rolled-back'];
-
-function Counts({ counts }) {
-  const shown = deviceStatuses.filter((s) => counts?.[s]);
-  if (!shown.length) {
-    return html`<span class="muted">no devices</span>`;
-  }
-  return html`<span class="row">${shown.map((s) => html`<span><${Badge} state=${s} /> ${counts[s]}</span>`)}${counts.offline ? html`<span class="muted">(${counts.offline} offline)</span>` : ''}</span>`;
-}
-
 function Fleet({ rollout }) {
   return html`<section class="panel" aria-label=${`rollout at ${rollout.gateway}`}>
     <div class="spread">
@@ -82,7 +72,7 @@ function Fleet({ rollout }) {
     <${KeyValues}
       rows=${[
         ['Wave', `${rollout.wave} of ${rollout.waves}`],
-        ['Devices', html`${rollout.devices.total}: <${Counts} counts=${rollout.devices} />`],
+        ['Devices', html`${rollout.devices.total}: <${DeviceCounts} counts=${rollout.devices} />`],
         ['Failures', `${rollout.failures} (the rollout stops at ${rollout.failure_limit})`],
         rollout.reason && ['Why', rollout.reason],
       ]}
@@ -93,7 +83,7 @@ function Fleet({ rollout }) {
       columns=${[
         ['Wave', (w) => (w.wave === rollout.wave && rollout.state === 'running' ? html`<strong>${w.wave} (now)</strong>` : w.wave)],
         ['Devices', (w) => w.total],
-        ['By state', (w) => html`<${Counts} counts=${w} />`],
+        ['By state', (w) => html`<${DeviceCounts} counts=${w} />`],
       ]}
     />
   </section>`;
@@ -161,23 +151,6 @@ export function DeploymentPage({ id, who }) {
     <//>`;
 }
 
-// "line=3\ncell=a" → {line: "3", cell: "a"}; throws on a line that is not key=value.
-function parseSelector(text) {
-  const out = {};
-  for (const raw of text.split(/[\n,]/)) {
-    const line = raw.trim();
-    if (!line) {
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (eq <= 0) {
-      throw new Error(`"${line}" is not label=value`);
-    }
-    out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  return out;
-}
-
 export function NewDeploymentPage({ who, params }) {
   const models = useLoad(() => api('/api/v1/models'), []);
   const gateways = useLoad(() => api('/api/v1/gateways'), []);
@@ -208,7 +181,7 @@ export function NewDeploymentPage({ who, params }) {
     model: form.model,
     channel: form.channel,
     gateways: form.gateways,
-    selector: parseSelector(form.selector),
+    selector: parseLabels(form.selector),
     strategy: {
       waves: form.waves.split(',').map((w) => w.trim()).filter(Boolean),
       health_window: form.health_window,
