@@ -292,10 +292,14 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
     std::string failure_threshold;
     std::string shadow;
     std::optional<std::uint64_t> shadow_compared;
+    bool dry_run = false;
     HubFlags hub;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("model", a->model, "the model's name")->required();
+  cmd->add_flag("--dry-run", a->dry_run,
+                "create nothing: show the release it resolves and, per gateway, the devices its "
+                "last inventory reports that the selector selects, by platform, and the waves");
   cmd->add_option("--channel", a->channel, "the channel whose current release to deploy")
       ->required();
   cmd->add_option("--gateway", a->gateways, "a registered gateway's name; repeatable");
@@ -389,6 +393,15 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
       }
       return RunCommand([&]() -> Status {
         AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
+        if (a->dry_run) {
+          AIRLOCK_ASSIGN_OR_RETURN(json preview, hub->PreviewDeployment(request));
+          if (a->hub.json) {
+            PrintJson(preview);
+          } else {
+            std::printf("%s", DeploymentPreviewView(preview).c_str());
+          }
+          return {};
+        }
         AIRLOCK_ASSIGN_OR_RETURN(json deployment, hub->CreateDeployment(request));
         if (a->hub.json) {
           PrintJson(deployment);
@@ -405,7 +418,7 @@ void AddDeploy(CLI::App& app, Context& /*ctx*/, Action& action) {
 }
 
 void AddDeployments(CLI::App& app, Context& /*ctx*/, Action& action) {
-  auto* cmd = app.add_subcommand("deployments", "List, show and cancel deployments");
+  auto* cmd = app.add_subcommand("deployments", "List, show, pause, resume and cancel deployments");
   cmd->fallthrough();  // `deployments ls --json` takes the flags declared here
   struct Args {
     std::string model;
@@ -424,6 +437,13 @@ void AddDeployments(CLI::App& app, Context& /*ctx*/, Action& action) {
   auto* cancel = cmd->add_subcommand("cancel", "Stop a deployment that has not finished");
   cancel->add_option("id", a->id, "the deployment's id")->required();
   cancel->add_option("--reason", a->reason, "why, for the history");
+  auto* pause = cmd->add_subcommand(
+      "pause", "Pause a deployment's rollouts: its gateways start no new wave until it is resumed");
+  pause->add_option("id", a->id, "the deployment's id")->required();
+  pause->add_option("--reason", a->reason, "why, for the history");
+  auto* resume = cmd->add_subcommand("resume", "Resume a paused deployment's rollouts");
+  resume->add_option("id", a->id, "the deployment's id")->required();
+  resume->add_option("--reason", a->reason, "why, for the history");
 
   auto list = [a]() -> int {
     return ShowAnswer(
@@ -456,7 +476,26 @@ void AddDeployments(CLI::App& app, Context& /*ctx*/, Action& action) {
       });
     };
   });
-  // Subcommands' callbacks run first: with none of them, list.
+  for (auto [sub, paused] : {std::pair{pause, true}, std::pair{resume, false}}) {
+    sub->callback([&action, a, paused = paused] {
+      action = [a, paused] {
+        return RunCommand([&]() -> Status {
+          AIRLOCK_ASSIGN_OR_RETURN(auto hub, ConnectHub(a->hub));
+          AIRLOCK_ASSIGN_OR_RETURN(json d, hub->PauseDeployment(a->id, paused, a->reason));
+          if (a->hub.json) {
+            PrintJson(d);
+          } else {
+            std::printf("%s deployment %s (%s %s), state %s; its gateways are told\n",
+                        paused ? "paused" : "resumed", a->id.c_str(),
+                        trust::StringOr(d, "model").c_str(), trust::StringOr(d, "channel").c_str(),
+                        trust::StringOr(d, "state", "-").c_str());
+          }
+          return {};
+        });
+      };
+    });
+  }
+    // Subcommands' callbacks run first: with none of them, list.
   cmd->callback([&action, list] {
     if (!action) {
       action = list;

@@ -140,6 +140,16 @@ std::string StrategyCell(const json& strategy) {
 }
 
 // The spec lines of a deployment, "  label:  value", the values aligned.
+// The deployment's state, with " (paused)" while it is paused from the hub.
+std::string StateOf(const json& d) {
+  std::string state = Field(d, "state");
+  // A complete deployment is delivered; its rollouts may still be paused.
+  if (d.is_object() && d.value("paused", false) && state != "cancelled" && state != "failed") {
+    state += " (paused)";
+  }
+  return state;
+}
+
 std::string SpecLines(const json& d) {
   const json& release = At(d, "release");
   std::vector<std::pair<std::string, std::string>> lines = {
@@ -151,7 +161,7 @@ std::string SpecLines(const json& d) {
       {"gateways:", ListCell(ArrayAt(d, "gateways"), ", ")},
       {"selector:", LabelsCell(At(d, "selector"))},
       {"strategy:", StrategyCell(At(d, "strategy"))},
-      {"state:", Field(d, "state")},
+      {"state:", StateOf(d)},
       {"created:", Field(d, "created_at") + " by " + Field(d, "created_by")},
       {"updated:", Field(d, "updated_at")},
   };
@@ -227,7 +237,7 @@ std::string DeploymentsView(const json& answer, bool filtered) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& d : deployments) {
     rows.push_back({Field(d, "id"), Field(d, "model"), Field(d, "channel"), ReleaseOfDeployment(d),
-                    Field(d, "state"), std::to_string(ArrayAt(d, "gateways").size()),
+                    StateOf(d), std::to_string(ArrayAt(d, "gateways").size()),
                     Field(d, "created_at")});
   }
   return FormatTable({"ID", "MODEL", "CHANNEL", "RELEASE", "STATE", "GATEWAYS", "CREATED"}, rows);
@@ -336,7 +346,7 @@ std::string FleetView(const json& fleet) {
 }
 
 std::string StatusView(const json& d, std::size_t last) {
-  std::string out = "deployment " + Field(d, "id") + ": " + Field(d, "state") + "\n";
+  std::string out = "deployment " + Field(d, "id") + ": " + StateOf(d) + "\n";
   out += "  " + Field(d, "model") + " " + Field(d, "channel") + " (channel version " +
          Field(d, "channel_version") + ") → release " + ReleaseOfDeployment(d) + "\n";
   out += "  created " + Field(d, "created_at") + " by " + Field(d, "created_by") + ", updated " +
@@ -551,6 +561,56 @@ std::string MonitorView(const json& answer) {
                         "REPORTED"},
                        drows);
   }
+  return out;
+}
+
+std::string DeploymentPreviewView(const json& p) {
+  auto count = [](const json& obj, const char* key) {
+    return obj.is_object() && obj.contains(key) && obj[key].is_number_unsigned()
+               ? std::to_string(obj[key].get<std::uint64_t>())
+               : std::string("0");
+  };
+  auto mix = [](const json& platforms) {
+    std::vector<std::string> parts;
+    if (platforms.is_object()) {
+      for (const auto& [platform, n] : platforms.items()) {
+        parts.push_back(platform + " " + Cell(n));
+      }
+    }
+    return parts.empty() ? std::string("-") : Join(parts, ", ");
+  };
+  auto waves = [](const json& list) {
+    std::vector<std::string> parts;
+    if (list.is_array()) {
+      for (const json& n : list) {
+        parts.push_back(Cell(n));
+      }
+    }
+    return parts.empty() ? std::string("-") : Join(parts, " + ");
+  };
+  const json release = p.is_object() && p.contains("release") ? p["release"] : json::object();
+  const json totals = p.is_object() && p.contains("totals") ? p["totals"] : json::object();
+  std::string out = "dry run: nothing was created\n";
+  out += "would deploy: " + Field(p, "model") + " " + Field(release, "version") + " (" +
+         Field(p, "channel") + " v" + Cell(p.value("channel_version", json())) + ", release " +
+         ShortDigest(Field(release, "id")) + ")\n";
+  std::vector<std::string> platforms;
+  for (const json& x : ArrayAt(release, "platforms")) {
+    platforms.push_back(Cell(x));
+  }
+  out += "platforms:    " + (platforms.empty() ? std::string("-") : Join(platforms, ", ")) + "\n";
+  out += "selector:     " + Cell(p.value("selector", json::object())) + "\n";
+  out += "strategy:     " + Cell(p.value("strategy", json::object())) + "\n\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const json& g : ArrayAt(p, "gateways")) {
+    rows.push_back({Field(g, "gateway"), count(g, "devices"), mix(g.value("platforms", json())),
+                    count(g, "unsupported"), waves(g.value("waves", json())),
+                    Field(g, "inventory_reported_at")});
+  }
+  rows.push_back({"total", count(totals, "devices"), mix(totals.value("platforms", json())),
+                  count(totals, "unsupported"), waves(totals.value("waves", json())), ""});
+  out += FormatTable({"GATEWAY", "DEVICES", "PLATFORMS", "NO PLATFORM", "WAVES", "INVENTORY OF"},
+                     rows);
   return out;
 }
 

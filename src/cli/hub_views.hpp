@@ -35,6 +35,10 @@ bool DeploymentIsFinal(const nlohmann::json& deployment);
 // "deployment d-1: vibration-anomaly production (channel version 4, release 1.1.0) to 2
 // gateway(s), state pending".
 std::string DeploymentSummary(const nlohmann::json& deployment);
+// `airlock deploy … --dry-run` (POST /api/v1/deployments/preview): the release it resolves, then
+// GATEWAY, DEVICES (selected in its last inventory), PLATFORMS, NO PLATFORM (selected devices
+// whose platform the release lacks), WAVES (devices per wave), INVENTORY OF; and a total row.
+std::string DeploymentPreviewView(const nlohmann::json& preview);
 // `airlock gateways ls`: NAME, ID, LABELS, REGISTERED, LAST SEEN, DEVICES.
 std::string GatewaysView(const nlohmann::json& answer, const std::string& hub);
 

@@ -67,6 +67,20 @@ std::size_t DeviceShare::Of(std::size_t total) const {
   return std::min<std::size_t>(total, value);
 }
 
+std::vector<std::size_t> RolloutStrategy::WaveEnds(std::size_t selected) const {
+  std::vector<std::size_t> ends;
+  std::size_t end = 0;
+  for (std::size_t w = 0; w < waves.size(); ++w) {
+    end = w + 1 == waves.size() ? selected : std::max(end, waves[w].Of(selected));
+    ends.push_back(end);
+  }
+  return ends;
+}
+
+std::size_t RolloutStrategy::FailureLimit(std::size_t selected) const {
+  return std::max<std::size_t>(failure_threshold.Of(selected), 1);
+}
+
 std::string DeviceShare::ToString() const { return std::to_string(value) + (percent ? "%" : ""); }
 
 Result<DeviceShare> ParseDeviceShare(std::string_view text) {

@@ -66,6 +66,14 @@ struct RolloutStrategy {
   [[nodiscard]] static Result<RolloutStrategy> FromJson(const nlohmann::json& j);
   // Every key, durations in their shortest form ("5m", "1h30m"); FromJson reads it back equal.
   nlohmann::json ToJson() const;
+
+  // How `selected` devices split into waves: for each wave, the cumulative number of devices the
+  // rollout has reached when it is done — the share it names, never below the wave before, the
+  // last one every device. The gateway's rollout engine sizes its waves with this, and the hub's
+  // deployment preview shows it. One entry per wave; all 0 when nothing is selected.
+  std::vector<std::size_t> WaveEnds(std::size_t selected) const;
+  // The failures that abort a rollout of `selected` devices: failure_threshold of them, at least 1.
+  std::size_t FailureLimit(std::size_t selected) const;
 };
 
 // Labels a device must carry, each with that value.

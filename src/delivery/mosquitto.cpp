@@ -24,6 +24,7 @@ Result<std::string> MosquittoGatewayAcl(std::string_view prefix, std::string_vie
          "pattern read " + gw + "%u/delivery/" + kind(TopicKind::kOffer) + "\n" +
          "pattern read " + gw + "%u/delivery/+/" + kind(TopicKind::kGrant) + "\n" +
          "pattern read " + gw + "%u/delivery/+/" + kind(TopicKind::kCancel) + "\n" +
+         "pattern read " + gw + "%u/rollout/" + kind(TopicKind::kRolloutCommand) + "\n" +
          "pattern write " + gw + "%u/delivery/+/" + kind(TopicKind::kReady) + "\n" +
          "pattern write " + gw + "%u/delivery/+/" + kind(TopicKind::kReject) + "\n" +
          "pattern write " + gw + "%u/delivery/+/" + kind(TopicKind::kStatus) + "\n" +

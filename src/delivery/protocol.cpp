@@ -73,6 +73,13 @@ constexpr std::string_view kGrantType = "delivery.grant";
 constexpr std::string_view kStatusType = "delivery.status";
 constexpr std::string_view kCancelType = "delivery.cancel";
 constexpr std::string_view kFleetType = "gateway.fleet";
+constexpr std::string_view kRolloutCommandType = "rollout.command";
+
+constexpr std::pair<RolloutCommandKind, const char*> kRolloutCommands[] = {
+    {RolloutCommandKind::kPause, "pause"},
+    {RolloutCommandKind::kResume, "resume"},
+    {RolloutCommandKind::kCancel, "cancel"},
+};
 
 constexpr std::pair<RejectReason, const char*> kRejectReasons[] = {
     {RejectReason::kInsufficientSpace, "insufficient-space"},
@@ -104,10 +111,13 @@ constexpr std::pair<GatewayState, const char*> kGatewayStates[] = {
 constexpr std::pair<TopicKind, const char*> kTopicKinds[] = {
     {TopicKind::kOffer, "offer"}, {TopicKind::kReady, "ready"},   {TopicKind::kReject, "reject"},
     {TopicKind::kGrant, "grant"}, {TopicKind::kStatus, "status"}, {TopicKind::kCancel, "cancel"},
-    {TopicKind::kFleet, "fleet"},
+    {TopicKind::kFleet, "fleet"}, {TopicKind::kRolloutCommand, "command"},
 };
 
-bool PerDelivery(TopicKind kind) { return kind != TopicKind::kOffer && kind != TopicKind::kFleet; }
+bool PerDelivery(TopicKind kind) {
+  return kind != TopicKind::kOffer && kind != TopicKind::kFleet &&
+         kind != TopicKind::kRolloutCommand;
+}
 
 std::vector<std::string_view> SplitLevels(std::string_view topic) {
   std::vector<std::string_view> levels;
@@ -189,7 +199,14 @@ Result<std::string> Topics::Topic(TopicKind kind, std::string_view gateway,
       return Fail(ErrorCode::kInvalidArgument,
                   std::string("the ") + TopicKindName(kind) + " topic has no delivery id");
     }
-    return kind == TopicKind::kOffer ? base + "/delivery/offer" : base + "/fleet";
+    switch (kind) {
+      case TopicKind::kOffer:
+        return base + "/delivery/offer";
+      case TopicKind::kRolloutCommand:
+        return base + "/rollout/command";
+      default:
+        return base + "/fleet";
+    }
   }
   if (!ValidDeliveryId(delivery_id)) {
     return Fail(ErrorCode::kInvalidArgument,
@@ -229,8 +246,12 @@ Result<TopicAddress> Topics::Parse(std::string_view topic) const {
     out.kind = TopicKind::kFleet;
     return out;
   }
+  if (levels.size() == 4 && levels[2] == "rollout" && levels[3] == "command") {
+    out.kind = TopicKind::kRolloutCommand;
+    return out;
+  }
   if (levels[2] != "delivery") {
-    return refuse("not a delivery or fleet topic");
+    return refuse("not a delivery, fleet or rollout command topic");
   }
   if (levels.size() == 4 && levels[3] == "offer") {
     out.kind = TopicKind::kOffer;
@@ -593,6 +614,40 @@ Result<FleetReport> FleetReport::FromJson(const json& j) {
     r.rollouts.push_back(rollout);
   }
   return r;
+}
+
+const char* RolloutCommandKindName(RolloutCommandKind kind) {
+  return NameOf(kRolloutCommands, kind);
+}
+std::optional<RolloutCommandKind> ParseRolloutCommandKind(std::string_view name) {
+  return FindName(kRolloutCommands, name);
+}
+
+json RolloutCommand::ToJson() const {
+  return {{"type", kRolloutCommandType},
+          {"message_id", envelope.message_id},
+          {"sent_at", FormatRfc3339(envelope.sent_at)},
+          {"gateway", gateway},
+          {"deployment_id", deployment_id},
+          {"command", RolloutCommandKindName(command)},
+          {"reason", reason}};
+}
+
+Result<RolloutCommand> RolloutCommand::FromJson(const json& j) {
+  Fields f(j, "rollout command");
+  RolloutCommand c;
+  AIRLOCK_ASSIGN_OR_RETURN(c.envelope, f.Head(kRolloutCommandType));
+  AIRLOCK_ASSIGN_OR_RETURN(c.gateway, f.Id("gateway", ValidGatewayName, "a gateway name"));
+  AIRLOCK_ASSIGN_OR_RETURN(c.deployment_id, f.Id("deployment_id", ValidDeploymentId,
+                                                 "\"dep-\" and 8-64 lowercase hex digits"));
+  AIRLOCK_ASSIGN_OR_RETURN(std::string command, f.String("command"));
+  auto kind = ParseRolloutCommandKind(command);
+  if (!kind) {
+    return Fail(f.Bad("command", "must be one of pause, resume, cancel"));
+  }
+  c.command = *kind;
+  AIRLOCK_ASSIGN_OR_RETURN(c.reason, f.Text("reason"));
+  return c;
 }
 
 namespace {

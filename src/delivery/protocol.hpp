@@ -8,7 +8,8 @@
 //   hub → gateway   gw/{gw}/delivery/{id}/grant   DeliveryGrant
 //   gateway → hub   gw/{gw}/delivery/{id}/status  DeliveryStatus
 //   hub → gateway   gw/{gw}/delivery/{id}/cancel  DeliveryCancel
-//   gateway → hub   gw/{gw}/fleet                 (payload: the rollout issue's)
+//   gateway → hub   gw/{gw}/fleet                 FleetReport (retained)
+//   hub → gateway   gw/{gw}/rollout/command       RolloutCommand
 //
 // Every payload is a JSON object with "type" (which message it is), "message_id" (unique per
 // message; receivers drop repeats, since QoS 1 delivers at least once) and "sent_at" (RFC 3339,
@@ -75,8 +76,9 @@ enum class TopicKind {
   kStatus,  // gw/{gw}/delivery/{id}/status
   kCancel,  // gw/{gw}/delivery/{id}/cancel
   kFleet,   // gw/{gw}/fleet (no delivery id)
+  kRolloutCommand,  // gw/{gw}/rollout/command (no delivery id; the deployment is in the payload)
 };
-// "offer", "ready", …, "fleet": the topic's last level.
+// "offer", "ready", …, "fleet", "command": the topic's last level.
 const char* TopicKindName(TopicKind kind);
 
 // What a received topic names.
@@ -112,8 +114,9 @@ class Topics {
   // The subscriptions of the hub: every gateway's ready, reject, status and fleet topics (with '+'
   // for the gateway and delivery levels).
   std::vector<std::string> HubSubscriptions() const;
-  // The subscriptions of one gateway: its offer, and its deliveries' grant and cancel topics.
-  // kInvalidArgument for an invalid gateway name.
+  // The subscriptions of one gateway's delivery service: its offer, and its deliveries' grant
+  // and cancel topics. kInvalidArgument for an invalid gateway name. (Its rollout commands are
+  // Topic(kRolloutCommand, gateway), which the gateway's fleet service subscribes to.)
   [[nodiscard]] Result<std::vector<std::string>> GatewaySubscriptions(
       std::string_view gateway) const;
 
@@ -310,6 +313,31 @@ struct FleetReport {
 
   nlohmann::json ToJson() const;
   [[nodiscard]] static Result<FleetReport> FromJson(const nlohmann::json& j);
+};
+
+// hub → gateway on gw/{gw}/rollout/command: pause, resume or cancel the gateway's rollout of a
+// deployment (POST /api/v1/deployments/ID/pause|resume|cancel at the hub). Not retained; QoS 1 on
+// the gateway's persistent session. The gateway keeps the latest command per deployment, so that
+// a rollout it has not started yet (the package still downloading, or awaiting approval) starts
+// paused, or not at all; it drops a command older (sent_at) than the one it keeps, and a repeat of
+// it (the same message_id). "gateway" must be the topic's, and the receiver's own name.
+enum class RolloutCommandKind {
+  kPause,   // "pause": start no new device or wave; devices already directed carry on
+  kResume,  // "resume": carry on from where it paused
+  kCancel,  // "cancel": stop for good; devices are left as they are
+};
+const char* RolloutCommandKindName(RolloutCommandKind kind);
+std::optional<RolloutCommandKind> ParseRolloutCommandKind(std::string_view name);
+
+struct RolloutCommand {
+  Envelope envelope;
+  std::string gateway;        // ValidGatewayName
+  std::string deployment_id;  // ValidDeploymentId
+  RolloutCommandKind command = RolloutCommandKind::kPause;
+  std::string reason;  // ≤ kMaxTextLength, no control characters: who, and why (may be empty)
+
+  nlohmann::json ToJson() const;
+  [[nodiscard]] static Result<RolloutCommand> FromJson(const nlohmann::json& j);
 };
 
 // The values a summary's "state" and the device counts' keys take: what the hub counts by in its

@@ -172,6 +172,10 @@ void FleetService::OnDeliveryApproved(const std::string& delivery_id) {
   });
 }
 
+void FleetService::OnHubCommand(const std::string& topic, const std::string& payload) {
+  Enqueue([this, topic, payload] { HandleHubCommand(topic, payload); });
+}
+
 void FleetService::OnDeviceChanged(const std::string& device) {
   Enqueue([this, device] { HandleDeviceChanged(device); });
 }
@@ -312,9 +316,84 @@ void FleetService::StartRollout(const DeliveryRecord& record) {
       Run(Apply(older, Cancel{"superseded by deployment " + deployment}, Inputs{clock_.Now()}));
     }
   }
+  // The hub may have paused or cancelled the deployment before its rollout could start here.
+  auto command = store_.HubCommand(deployment);
+  if (!command) {
+    spdlog::error("fleet: deployment {}: cannot read the hub's commands, so no rollout yet: {}",
+                  deployment, command.error().ToString());
+    return;
+  }
+  std::string hub_command = *command ? (*command)->command : "";
   ReleaseRef target{record.version, release->ToString()};
-  Run(gateway::StartRollout(deployment, record.model, target, std::move(plan),
-                            DeviceInfos(record.model), Inputs{clock_.Now()}));
+  bool started = Run(gateway::StartRollout(deployment, record.model, target, std::move(plan),
+                                           DeviceInfos(record.model), Inputs{clock_.Now()},
+                                           hub_command == "pause" || hub_command == "cancel"));
+  if (started && hub_command == "cancel") {
+    std::string reason = (*command)->reason;
+    Run(Apply(rollouts_.at(deployment),
+              Cancel{"cancelled by the hub" + (reason.empty() ? "" : " (" + reason + ")")},
+              Inputs{clock_.Now()}));
+  }
+}
+
+void FleetService::HandleHubCommand(const std::string& topic, const std::string& payload) {
+  auto refuse = [&](const std::string& why) {
+    spdlog::warn("fleet: refused a rollout command on {}: {}", topic.substr(0, 200), why);
+  };
+  auto address = hub_topics_.Parse(topic);
+  if (!address || address->kind != delivery::TopicKind::kRolloutCommand ||
+      address->gateway != options_.gateway) {
+    return refuse(address ? "not this gateway's rollout command topic"
+                          : address.error().message());
+  }
+  auto j = delivery::ParsePayload(payload);
+  auto parsed = j ? delivery::RolloutCommand::FromJson(*j)
+                  : Result<delivery::RolloutCommand>(Fail(j.error()));
+  if (!parsed) {
+    return refuse(parsed.error().message());
+  }
+  const delivery::RolloutCommand& c = *parsed;
+  if (c.gateway != options_.gateway) {
+    return refuse("it is addressed to gateway " + c.gateway + ", not " + options_.gateway);
+  }
+  auto kept = store_.HubCommand(c.deployment_id);
+  if (!kept) {
+    spdlog::error("fleet: a rollout command for {} is dropped: {}", c.deployment_id,
+                  kept.error().ToString());
+    return;
+  }
+  if (*kept && ((*kept)->message_id == c.envelope.message_id ||
+                (*kept)->sent_at > c.envelope.sent_at)) {
+    spdlog::debug("fleet: dropped a repeated or older rollout command for {} ({})",
+                  c.deployment_id, c.envelope.message_id);
+    return;
+  }
+  const std::string name = delivery::RolloutCommandKindName(c.command);
+  HubCommandRecord record{.deployment = c.deployment_id,
+                          .command = name,
+                          .reason = c.reason,
+                          .message_id = c.envelope.message_id,
+                          .sent_at = c.envelope.sent_at,
+                          .received_at = clock_.Now()};
+  if (Status put = store_.PutHubCommand(record); !put) {
+    spdlog::error("fleet: the hub's {} of {} was not stored, so not acted on: {}", name,
+                  c.deployment_id, put.error().ToString());
+    return;
+  }
+  if (!rollouts_.contains(c.deployment_id)) {
+    spdlog::info("fleet: the hub's {} of {} is kept for when its rollout starts", name,
+                 c.deployment_id);
+    return;
+  }
+  Command command = c.command == delivery::RolloutCommandKind::kPause    ? Command::kPause
+                    : c.command == delivery::RolloutCommandKind::kResume ? Command::kResume
+                                                                         : Command::kCancel;
+  auto done = ControlLocked(c.deployment_id, command,
+                            "the hub" + (c.reason.empty() ? "" : " (" + c.reason + ")"));
+  if (!done) {
+    spdlog::info("fleet: the hub's {} of {} changes nothing: {}", name, c.deployment_id,
+                 done.error().message());
+  }
 }
 
 std::vector<DeviceInfo> FleetService::DeviceInfos(const std::string& model) {

@@ -5,7 +5,9 @@
 //
 //   dev/{dev}/state, dev/{dev}/online ──► stored (gateway.db) ──► DeviceReport / DeviceOnline
 //   delivery available + approved     ──► StartRollout (a newer deployment of the same model
-//                                          cancels the older rollout if it still runs)
+//                                          cancels the older rollout if it still runs; the
+//                                          hub's stored command may start it paused)
+//   gw/{gw}/rollout/command (hub)     ──► stored, then Pause / Resume / Cancel of its rollout
 //   Direct         ──► the device's desired state over ALL models, signed as its next directive,
 //                      published retained on dev/{dev}/directive, then DirectiveSent
 //   PublishSummary ──► every rollout's FleetSummary, retained on the cloud broker's gw/{gw}/fleet
@@ -107,6 +109,13 @@ class FleetService {
   // The hub cancelled a delivery of deployment (DeliveryService's hook): its rollout here is
   // cancelled too (devices are left as they are, as when the operator cancels it).
   void OnDeploymentCancelled(const std::string& deployment, const std::string& reason);
+  // A message on the cloud broker's gw/{gw}/rollout/command (delivery::RolloutCommand): the hub
+  // pauses, resumes or cancels its deployment. Checked strictly (the topic and the payload's
+  // gateway must be ours); a refused one is logged and changes nothing. The latest command per
+  // deployment is stored first, then applied to the deployment's rollout when there is one; a
+  // rollout started later starts paused (pause) or is cancelled at once (cancel). A command older
+  // than the stored one, or a repeat of it, is dropped.
+  void OnHubCommand(const std::string& topic, const std::string& payload);
   // A device enrolled, was relabelled or revoked (the devices API).
   void OnDeviceChanged(const std::string& device);
   // The factory broker connection came (back): directions that could not be published go now.
@@ -161,6 +170,7 @@ class FleetService {
   void PublishFleet();
   void HandleDeviceMessage(const std::string& topic, const std::string& payload);
   void HandleDeviceChanged(const std::string& device);
+  void HandleHubCommand(const std::string& topic, const std::string& payload);
   void Resume();
   void FireTimers();
   // The rollout each model's events go to: the one started last for it.

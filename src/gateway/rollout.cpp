@@ -721,7 +721,7 @@ const RolloutDevice* Rollout::Find(std::string_view device) const {
 }
 
 Step StartRollout(std::string deployment, std::string model, ReleaseRef target, RolloutPlan plan,
-                  const std::vector<DeviceInfo>& devices, const Inputs& in) {
+                  const std::vector<DeviceInfo>& devices, const Inputs& in, bool paused) {
   assert(delivery::ValidDeploymentId(deployment) && delivery::ValidModelName(model));
   assert(ValidRelease(target) && !plan.strategy.waves.empty());
   Rollout r;
@@ -748,8 +748,9 @@ Step StartRollout(std::string deployment, std::string model, ReleaseRef target, 
   const auto& waves = r.plan.strategy.waves;
   std::size_t n = selected.size();
   std::size_t end = 0;
+  const std::vector<std::size_t> ends = r.plan.strategy.WaveEnds(n);  // shared with the hub
   for (std::size_t w = 0; w < waves.size(); ++w) {
-    std::size_t reach = w + 1 == waves.size() ? n : std::max(end, waves[w].Of(n));
+    std::size_t reach = ends[w];
     for (; end < reach; ++end) {
       DeviceInfo& info = selected[end];
       r.devices.push_back({.id = std::move(info.id),
@@ -764,8 +765,8 @@ Step StartRollout(std::string deployment, std::string model, ReleaseRef target, 
                            .reason = ""});
     }
   }
-  r.failure_limit = static_cast<std::uint32_t>(
-      std::clamp<std::size_t>(r.plan.strategy.failure_threshold.Of(n), 1, kMax32));
+  r.failure_limit =
+      static_cast<std::uint32_t>(std::min<std::size_t>(r.plan.strategy.FailureLimit(n), kMax32));
 
   std::string note =
       "started on " + std::to_string(n) + " devices in " + std::to_string(waves.size()) + " waves";
@@ -773,6 +774,10 @@ Step StartRollout(std::string deployment, std::string model, ReleaseRef target, 
   Rollout empty;
   Machine m(empty, in);
   m.r() = std::move(r);
+  if (paused) {
+    m.r().state = RolloutState::kPaused;  // the hub paused the deployment first: direct no one
+    note += ", paused";
+  }
   m.Progress();
   if (m.r().state == RolloutState::kComplete) {
     note += "; the rollout is complete";

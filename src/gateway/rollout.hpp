@@ -10,7 +10,8 @@
 //      └──────────────────┴──failures ≥ threshold──► aborted (updated devices directed back)
 //   running / paused ──cancel──► cancelled (devices left as they are)
 //
-// The rollout starts running: the gateway creates it once the package is available and approved.
+// The rollout starts running (or paused, when the hub paused the deployment before it started):
+// the gateway creates it once the package is available and approved.
 // At the start the selected devices are split into waves, online devices first, then by id: wave
 // i ends at the cumulative size strategy.waves[i] resolves to (a percentage of the selected
 // devices rounded up, a count capped), never smaller than the wave before, and the last wave takes
@@ -253,10 +254,12 @@ struct Inputs {
 
 // A new rollout, running: selects from devices those the plan's selector selects, splits them
 // into waves and directs the first. With no device selected it is complete at once.
-// A device listed twice counts once. Preconditions (asserted): a valid deployment id, model name
-// and target, valid device ids and releases.
+// A device listed twice counts once. With paused, the rollout starts paused instead (the hub
+// paused its deployment before the gateway could start it): it directs no one until Resume.
+// Preconditions (asserted): a valid deployment id, model name and target, valid device ids and
+// releases.
 Step StartRollout(std::string deployment, std::string model, ReleaseRef target, RolloutPlan plan,
-                  const std::vector<DeviceInfo>& devices, const Inputs& in);
+                  const std::vector<DeviceInfo>& devices, const Inputs& in, bool paused = false);
 
 // The transition for event. Never fails: an event that does not apply is ignored (see above).
 Step Apply(const Rollout& rollout, const Event& event, const Inputs& in);

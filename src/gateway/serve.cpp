@@ -350,6 +350,18 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
     }
   }
   fleet_svc->Start();
+  // The hub's pause, resume and cancel of its deployments' rollouts here.
+  auto command_topic = topics->Topic(delivery::TopicKind::kRolloutCommand, config.name);
+  if (!command_topic) {
+    return Report(command_topic.error());
+  }
+  if (Status subscribed = client->Subscribe(*command_topic, 1,
+                                            [fleet_svc](const net::MqttMessage& m) {
+                                              fleet_svc->OnHubCommand(m.topic, m.payload);
+                                            });
+      !subscribed) {
+    return Report(subscribed.error());
+  }
   for (const std::string& filter : device_topics->GatewaySubscriptions()) {
     Status subscribed = fleet_client->Subscribe(filter, 1, [fleet_svc](const net::MqttMessage& m) {
       fleet_svc->OnDeviceMessage(m.topic, m.payload);

@@ -67,6 +67,15 @@ CREATE TABLE gw_rollouts (
 ))sql"},
     {4, "what each operator token may do", R"sql(
 ALTER TABLE gw_operator_tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'operator')sql"},
+    {5, "the hub's latest rollout command per deployment", R"sql(
+CREATE TABLE gw_hub_commands (
+  deployment  TEXT PRIMARY KEY,
+  command     TEXT NOT NULL,
+  reason      TEXT NOT NULL,
+  message_id  TEXT NOT NULL,
+  sent_at     BIGINT NOT NULL,
+  received_at BIGINT NOT NULL
+))sql"},
 };
 
 constexpr std::array<std::pair<DeliveryPhase, const char*>, 7> kPhases = {{
@@ -659,6 +668,41 @@ Result<std::vector<StoredRollout>> GatewayStateStore::Rollouts() {
     }
   }
   return rows;
+}
+
+Result<std::optional<HubCommandRecord>> GatewayStateStore::HubCommand(std::string_view deployment) {
+  auto found = store::SqlQueryOne<HubCommandRecord>(
+      *db_,
+      "SELECT deployment, command, reason, message_id, sent_at, received_at FROM "
+      "gw_hub_commands WHERE deployment = ?",
+      {std::string(deployment)},
+      [](const SqlRows& rows, std::size_t i) {
+        return HubCommandRecord{.deployment = rows.Text(i, 0),
+                                .command = rows.Text(i, 1),
+                                .reason = rows.Text(i, 2),
+                                .message_id = rows.Text(i, 3),
+                                .sent_at = FromUnix(rows.Int(i, 4)),
+                                .received_at = FromUnix(rows.Int(i, 5))};
+      },
+      "no command from the hub");
+  if (!found) {
+    if (found.error().code() == ErrorCode::kNotFound) {
+      return std::optional<HubCommandRecord>();
+    }
+    return Fail(std::move(found.error()));
+  }
+  return std::optional<HubCommandRecord>(std::move(*found));
+}
+
+Status GatewayStateStore::PutHubCommand(const HubCommandRecord& r) {
+  return db_->Transact([&](SqlSession& s) -> Status {
+    return Ok(s.Query(
+        "INSERT INTO gw_hub_commands (deployment, command, reason, message_id, sent_at, "
+        "received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (deployment) DO UPDATE SET command = "
+        "excluded.command, reason = excluded.reason, message_id = excluded.message_id, sent_at = "
+        "excluded.sent_at, received_at = excluded.received_at",
+        {r.deployment, r.command, r.reason, r.message_id, Unix(r.sent_at), Unix(r.received_at)}));
+  });
 }
 
 }  // namespace airlock::gateway

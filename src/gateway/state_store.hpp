@@ -173,6 +173,18 @@ struct StoredRollout {
   nlohmann::json record;
 };
 
+// The latest command the hub sent about a deployment's rollout here (gw/{gw}/rollout/command):
+// kept so that a rollout started after it (the package was still downloading, or awaiting
+// approval) starts paused, or cancelled, and so that older and repeated commands are dropped.
+struct HubCommandRecord {
+  std::string deployment;
+  std::string command;  // "pause", "resume", "cancel" (delivery::RolloutCommandKindName)
+  std::string reason;
+  std::string message_id;
+  TimePoint sent_at;  // the hub's
+  TimePoint received_at;
+};
+
 class GatewayStateStore {
  public:
   // Opens (creating) gateway.db in dir and applies its migrations.
@@ -245,6 +257,12 @@ class GatewayStateStore {
                                   const nlohmann::json& record, TimePoint updated_at);
   // Every rollout, in the order they started.
   [[nodiscard]] Result<std::vector<StoredRollout>> Rollouts();
+
+  // ---- the hub's rollout commands (migration 5) ----
+  // The latest kept for deployment; nullopt when the hub sent none.
+  [[nodiscard]] Result<std::optional<HubCommandRecord>> HubCommand(std::string_view deployment);
+  // Inserts or replaces the deployment's command.
+  [[nodiscard]] Status PutHubCommand(const HubCommandRecord& r);
 
  private:
   explicit GatewayStateStore(std::unique_ptr<store::SqliteDatabase> db) : db_(std::move(db)) {}

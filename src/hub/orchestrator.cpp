@@ -140,6 +140,61 @@ Result<PackagePlan> PlanPackage(store::MetadataStore& meta, std::string_view rep
   return plan;
 }
 
+std::optional<delivery::RolloutCommand> RolloutCommandOf(const store::DeploymentRecord& d,
+                                                         std::string_view gateway) {
+  if (!delivery::ValidGatewayName(gateway) || !delivery::ValidDeploymentId(d.id)) {
+    return std::nullopt;
+  }
+  using delivery::RolloutCommandKind;
+  RolloutCommandKind kind = RolloutCommandKind::kCancel;
+  std::int64_t at = 0;
+  std::string reason;
+  // The latest event of the command's kind gives its time and reason.
+  auto latest = [&](std::string_view action) -> const store::DeploymentEvent* {
+    for (auto it = d.history.rbegin(); it != d.history.rend(); ++it) {
+      if (it->action == action) {
+        return &*it;
+      }
+    }
+    return nullptr;
+  };
+  if (d.state == "cancelled") {
+    const store::DeploymentEvent* e = latest("cancelled");
+    at = e != nullptr ? e->at : d.updated_at;
+    reason = "deployment " + d.id + " cancelled" +
+             (e != nullptr ? " by " + e->actor + (e->detail.empty() ? "" : ": " + e->detail) : "");
+  } else if (d.paused_changed_at != 0) {
+    kind = d.paused ? RolloutCommandKind::kPause : RolloutCommandKind::kResume;
+    const store::DeploymentEvent* e = latest(d.paused ? "paused" : "resumed");
+    at = d.paused_changed_at;
+    reason = std::string(d.paused ? "paused" : "resumed") +
+             (e != nullptr ? " by " + e->actor + (e->detail.empty() ? "" : ": " + e->detail) : "");
+  } else {
+    return std::nullopt;
+  }
+  // Control characters cannot travel (delivery::kMaxTextLength of displayable text).
+  reason.erase(std::remove_if(reason.begin(), reason.end(),
+                              [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }),
+               reason.end());
+  if (reason.size() > delivery::kMaxTextLength) {
+    reason.resize(delivery::kMaxTextLength);
+    while (!reason.empty() && (static_cast<unsigned char>(reason.back()) & 0xC0) == 0x80) {
+      reason.pop_back();  // no half a UTF-8 character at the cut
+    }
+    if (!reason.empty() && static_cast<unsigned char>(reason.back()) >= 0xC0) {
+      reason.pop_back();
+    }
+  }
+  std::string name = delivery::RolloutCommandKindName(kind);
+  std::string id = name + "-" + std::to_string(at) + "-" + d.id.substr(4, 32);
+  return delivery::RolloutCommand{
+      .envelope = {.message_id = id, .sent_at = TimePoint(std::chrono::seconds(at))},
+      .gateway = std::string(gateway),
+      .deployment_id = d.id,
+      .command = kind,
+      .reason = std::move(reason)};
+}
+
 std::string RollUpDeployment(const std::vector<DeliveryState>& states) {
   if (states.empty()) {
     return "pending";
@@ -265,6 +320,10 @@ void DeliveryOrchestrator::DeploymentCancelled(std::string_view id, std::string_
   inbox_->Push(Cancelled{std::string(id), std::string(reason)});
 }
 
+void DeliveryOrchestrator::DeploymentPauseChanged(std::string_view id) {
+  inbox_->Push(PauseChanged{std::string(id)});
+}
+
 void DeliveryOrchestrator::Wake() {
   {
     std::lock_guard lock(inbox_->mu);
@@ -314,6 +373,9 @@ void DeliveryOrchestrator::Do(Work& work) {
           StartDeployment(w.deployment);
         } else if constexpr (std::is_same_v<T, Cancelled>) {
           CancelDeployment(w.deployment, w.reason);
+          SendRolloutCommand(w.deployment);
+        } else if constexpr (std::is_same_v<T, PauseChanged>) {
+          SendRolloutCommand(w.deployment);
         } else if constexpr (std::is_same_v<T, Connected>) {
           ResumeAll();
         } else {
@@ -372,6 +434,7 @@ void DeliveryOrchestrator::Load() {
 }
 
 void DeliveryOrchestrator::ResumeAll() {
+  ResendRolloutCommands();
   TimePoint now = clock_.Now();
   std::vector<std::string> ids;
   for (const auto& [id, d] : live_) {
@@ -515,6 +578,55 @@ void DeliveryOrchestrator::CancelDeployment(const std::string& id, const std::st
                     reason.empty() ? "deployment " + id + " cancelled" : reason});
   }
   packages_.erase(id);
+}
+
+void DeliveryOrchestrator::SendRolloutCommand(const std::string& id) {
+  auto dep = registry_.GetDeployment(id);
+  if (!dep) {
+    spdlog::error("rollout command: deployment {}: {}", id, dep.error().ToString());
+    return;
+  }
+  for (const json& g : dep->gateways) {
+    if (!g.is_string()) {
+      continue;
+    }
+    auto command = RolloutCommandOf(*dep, g.get<std::string>());
+    if (!command) {
+      continue;
+    }
+    auto topic = topics_.Topic(delivery::TopicKind::kRolloutCommand, command->gateway);
+    Status sent = topic ? mqtt_.Publish(*topic, command->ToJson().dump(),
+                                        {.qos = 1, .retained = false,
+                                         .content_type = "application/json"})
+                        : Status(Fail(topic.error()));
+    if (!sent) {
+      // Sent again at the next (re)connect to the broker (ResendRolloutCommands).
+      spdlog::warn("rollout command: the {} of {} to {} was not published: {}",
+                   delivery::RolloutCommandKindName(command->command), id, command->gateway,
+                   sent.error().ToString());
+    } else {
+      spdlog::info("rollout command: {} of {} sent to {}",
+                   delivery::RolloutCommandKindName(command->command), id, command->gateway);
+    }
+  }
+}
+
+void DeliveryOrchestrator::ResendRolloutCommands() {
+  auto deployments = registry_.ListDeployments("", "");
+  if (!deployments) {
+    spdlog::error("rollout command: cannot list the deployments: {}",
+                  deployments.error().ToString());
+    return;
+  }
+  constexpr std::int64_t kCancelResendWindow = 24 * 3600;  // the gateways' session expiry
+  for (const auto& dep : *deployments) {
+    bool resend = dep.state == "cancelled"
+                      ? dep.updated_at + kCancelResendWindow >= NowSeconds()
+                      : dep.state != "failed" && dep.paused_changed_at != 0;
+    if (resend) {
+      SendRolloutCommand(dep.id);
+    }
+  }
 }
 
 json DeliveryOrchestrator::Fleet(std::string_view deployment) const {

@@ -57,8 +57,11 @@ class DeploymentObserver {
   virtual ~DeploymentObserver() = default;
   // The deployment was stored: deliver it to its gateways.
   virtual void DeploymentCreated(std::string_view id) = 0;
-  // The deployment was cancelled: cancel its live deliveries (the gateways are told).
+  // The deployment was cancelled: cancel its live deliveries and its rollouts at every one of its
+  // gateways (the gateways are told).
   virtual void DeploymentCancelled(std::string_view id, std::string_view reason) = 0;
+  // The deployment was paused or resumed (its stored flag says which): its gateways are told.
+  virtual void DeploymentPauseChanged(std::string_view /*id*/) {}
   // What the gateways last reported of the deployment's device rollouts (gw/{gw}/fleet): one
   // object per gateway that has one, its summary with "gateway" and "reported_at" added.
   virtual nlohmann::json Fleet(std::string_view /*deployment*/) const {
@@ -95,6 +98,14 @@ struct PackagePlan {
                                               const Digest& index_digest,
                                               std::string_view index_media_type);
 
+// The rollout command a deployment's gateways must have heard last, from its stored record:
+// cancel when it is cancelled, else pause or resume when it was ever paused; nullopt otherwise.
+// Its message id is made from the deployment, the command and the time of the change, so that a
+// command sent again (after a restart, a reconnect) is the same message and a gateway that already
+// took it drops it; sent_at is the time of the change.
+std::optional<delivery::RolloutCommand> RolloutCommandOf(const store::DeploymentRecord& d,
+                                                         std::string_view gateway);
+
 // A deployment's state from its deliveries' states: "complete" when all are available, "failed"
 // when all are final and not all available, "delivering" once any gateway was granted (or is
 // done), else "pending". Empty: "pending".
@@ -128,6 +139,7 @@ class DeliveryOrchestrator final : public DeploymentObserver {
 
   void DeploymentCreated(std::string_view id) override;
   void DeploymentCancelled(std::string_view id, std::string_view reason) override;
+  void DeploymentPauseChanged(std::string_view id) override;
   // Kept in memory, per gateway, as the latest retained gw/{gw}/fleet said: the broker gives a
   // restarted hub the retained reports again.
   nlohmann::json Fleet(std::string_view deployment) const override;
@@ -155,9 +167,12 @@ class DeliveryOrchestrator final : public DeploymentObserver {
     std::string deployment;
     std::string reason;
   };
+  struct PauseChanged {
+    std::string deployment;
+  };
   struct Connected {};  // (re)connected to the broker: resume every delivery
   struct Loaded {};     // first item: load the stored deliveries
-  using Work = std::variant<Received, Created, Cancelled, Connected, Loaded>;
+  using Work = std::variant<Received, Created, Cancelled, PauseChanged, Connected, Loaded>;
 
   // The queue between the handlers and the worker; shared with the MQTT client's handlers, which
   // may outlive a Stop by a moment.
@@ -191,6 +206,11 @@ class DeliveryOrchestrator final : public DeploymentObserver {
   void ResumeAll();
   void StartDeployment(const std::string& id);
   void CancelDeployment(const std::string& id, const std::string& reason);
+  // Publishes the deployment's latest rollout command (RolloutCommandOf) to each of its gateways.
+  void SendRolloutCommand(const std::string& id);
+  // SendRolloutCommand for every deployment whose command a gateway may still lack: the paused
+  // or resumed ones that have not ended, and those cancelled in the last day.
+  void ResendRolloutCommands();
   void OnMessage(const net::MqttMessage& m);
   void FireTimers();
   // Applies event to the live delivery id: persist, then act, then roll up its deployment.

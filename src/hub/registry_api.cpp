@@ -526,6 +526,7 @@ struct RegistryApi::Handlers {
                 {"selector", d.selector},
                 {"strategy", d.strategy},
                 {"state", d.state},
+                {"paused", d.paused},
                 {"created_by", d.created_by},
                 {"created_at", Time(d.created_at)},
                 {"updated_at", Time(d.updated_at)}};
@@ -702,6 +703,139 @@ struct RegistryApi::Handlers {
                         trust::StringOr(*body, "channel").substr(0, 63));
   }
 
+  // POST /api/v1/deployments/preview: what POST /api/v1/deployments would do with this body,
+  // creating nothing; the same validation and errors as create.
+  void PreviewDeployment(const httplib::Request& req, httplib::Response& res) {
+    Principal who;
+    if (!api.gate_.ApiAllowed(req, res, Permission::kReadRegistry, &who)) {
+      return;
+    }
+    auto body = JsonBody(req, res);
+    if (!body) {
+      return;
+    }
+    auto d = DeploymentFrom(*body, who);
+    if (!d) {
+      ErrorCode code = d.error().code();
+      if (code == ErrorCode::kInvalidArgument) {
+        return SendError(res, 400, "INVALID_REQUEST", "invalid request", d.error().message());
+      }
+      if (code == ErrorCode::kVerification) {
+        return SendError(res, 422, "UNPROCESSABLE", "does not match the hub's records",
+                         d.error().message());
+      }
+      return SendStoreError(res, d.error(), "DEPLOYMENT_UNKNOWN");
+    }
+    auto preview = Preview(*d);
+    if (!preview) {
+      return SendInternal(res, preview.error());
+    }
+    SendJson(res, 200, *preview);
+  }
+
+  // The preview of a checked deployment d (DeploymentFrom): per gateway, the devices of its last
+  // inventory that d's selector selects, by platform, those without a platform of the release,
+  // and the waves the gateway would make of them (RolloutStrategy::WaveEnds, as the gateway's
+  // rollout engine sizes them); then the totals.
+  Result<json> Preview(const store::DeploymentRecord& d) {
+    AIRLOCK_ASSIGN_OR_RETURN(Selector selector, ParseSelector(d.selector));
+    AIRLOCK_ASSIGN_OR_RETURN(RolloutStrategy strategy, RolloutStrategy::FromJson(d.strategy));
+    json platforms = json::array();
+    if (auto v = api.registry_.GetVersion(d.model, d.release_version); v) {
+      platforms = v->platforms;
+    } else if (v.error().code() != ErrorCode::kNotFound) {
+      return Fail(v.error());
+    }
+    // A device's platform is served by the release when the release has it, or a variant of it
+    // ("linux/arm64" takes "linux/arm64/v8"), as the gateway picks platforms.
+    auto served = [&](const std::string& platform) {
+      return std::any_of(platforms.begin(), platforms.end(), [&](const json& p) {
+        if (!p.is_string()) {
+          return false;
+        }
+        const std::string& have = p.get_ref<const std::string&>();
+        return have == platform || have.starts_with(platform + "/");
+      });
+    };
+    auto sizes = [](const std::vector<std::size_t>& ends) {
+      json out = json::array();
+      std::size_t before = 0;
+      for (std::size_t end : ends) {
+        out.push_back(end - before);
+        before = end;
+      }
+      return out;
+    };
+    json gateways = json::array();
+    std::size_t total = 0, total_unsupported = 0;
+    std::map<std::string, std::size_t> total_platforms;
+    std::vector<std::size_t> total_waves(strategy.waves.size(), 0);
+    for (const json& g : d.gateways) {
+      std::string name = g.get<std::string>();
+      AIRLOCK_ASSIGN_OR_RETURN(store::InventoryRecord inv, api.registry_.GetInventory(name));
+      std::size_t matched = 0, unsupported = 0, listed = 0;
+      std::map<std::string, std::size_t> by_platform;
+      for (const json& device : inv.devices.is_array() ? inv.devices : json::array()) {
+        if (!device.is_object()) {
+          continue;
+        }
+        ++listed;
+        std::map<std::string, std::string> labels;
+        if (device.contains("labels") && device["labels"].is_object()) {
+          for (const auto& [k, v] : device["labels"].items()) {
+            if (v.is_string()) {
+              labels[k] = v.get<std::string>();
+            }
+          }
+        }
+        if (!Selects(selector, labels)) {
+          continue;
+        }
+        ++matched;
+        std::string platform = trust::StringOr(device, "platform");
+        by_platform[platform.empty() ? "unknown" : platform] += 1;
+        if (platform.empty() || !served(platform)) {
+          ++unsupported;
+        }
+      }
+      std::vector<std::size_t> ends = strategy.WaveEnds(matched);
+      json waves = sizes(ends);
+      for (std::size_t w = 0; w < waves.size(); ++w) {
+        total_waves[w] += waves[w].get<std::size_t>();
+      }
+      total += matched;
+      total_unsupported += unsupported;
+      for (const auto& [p, n] : by_platform) {
+        total_platforms[p] += n;
+      }
+      gateways.push_back(
+          {{"gateway", name},
+           {"inventory_reported_at", inv.reported_at == 0 ? json(nullptr) : json(Time(inv.reported_at))},
+           {"inventory_devices", listed},
+           {"devices", matched},
+           {"platforms", by_platform},
+           {"unsupported", unsupported},
+           {"waves", waves},
+           {"failure_limit", matched == 0 ? 0 : strategy.FailureLimit(matched)}});
+    }
+    json waves = json::array();
+    for (std::size_t n : total_waves) {
+      waves.push_back(n);
+    }
+    return json{{"model", d.model},
+                {"channel", d.channel},
+                {"channel_version", d.channel_version},
+                {"release", {{"version", d.release_version}, {"id", d.release_id},
+                             {"platforms", platforms}}},
+                {"selector", d.selector},
+                {"strategy", d.strategy},
+                {"gateways", gateways},
+                {"totals", {{"devices", total},
+                            {"platforms", total_platforms},
+                            {"unsupported", total_unsupported},
+                            {"waves", waves}}}};
+  }
+
   void ListDeployments(const httplib::Request& req, httplib::Response& res) {
     Read(req, res, "DEPLOYMENT_UNKNOWN", [&] {
       return ListJson("deployments",
@@ -718,6 +852,86 @@ struct RegistryApi::Handlers {
     });
   }
 
+  // Whether a complete deployment (every gateway holds the package) has ended for good: every
+  // one of its gateways reported its rollout of it finished (complete, aborted or cancelled).
+  // Until then it can still be paused, resumed and cancelled, since the rollouts still run.
+  bool RolloutsFinished(const store::DeploymentRecord& d) const {
+    if (d.state != "complete" || api.deployments_ == nullptr) {
+      return d.state == "complete";
+    }
+    json fleet = api.deployments_->Fleet(d.id);
+    for (const json& g : d.gateways) {
+      bool finished = std::any_of(fleet.begin(), fleet.end(), [&](const json& r) {
+        std::string state = trust::StringOr(r, "state");
+        return r.value("gateway", json()) == g &&
+               (state == "complete" || state == "aborted" || state == "cancelled");
+      });
+      if (!finished) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The states in which a deployment can no longer be paused, resumed or cancelled.
+  std::set<std::string> EndedStates(const store::DeploymentRecord& d) const {
+    if (RolloutsFinished(d)) {
+      return store::FinalDeploymentStates();
+    }
+    return {"cancelled", "failed"};
+  }
+
+  // The optional {"reason": "…"} of a pause, resume or cancel; nullopt after sending the 400.
+  std::optional<std::string> ReasonBody(const httplib::Request& req, httplib::Response& res) {
+    if (req.body.empty()) {
+      return std::string();
+    }
+    json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object() || (body.contains("reason") && !body["reason"].is_string())) {
+      SendError(res, 400, "INVALID_REQUEST", "invalid request",
+                "the body, when there is one, must be {\"reason\": \"…\"}");
+      return std::nullopt;
+    }
+    return trust::StringOr(body, "reason").substr(0, 500);
+  }
+
+  // POST /api/v1/deployments/ID/pause and …/resume.
+  void PauseDeployment(const httplib::Request& req, httplib::Response& res, const std::string& id,
+                       bool pause) {
+    Principal who;
+    if (!api.gate_.ApiAllowed(req, res, Permission::kDeploy, &who)) {
+      return;
+    }
+    [&] {
+      auto reason = ReasonBody(req, res);
+      if (!reason) {
+        return;
+      }
+      auto current = api.registry_.GetDeployment(id);
+      if (!current) {
+        return SendStoreError(res, current.error(), "DEPLOYMENT_UNKNOWN");
+      }
+      if (RolloutsFinished(*current)) {
+        return SendError(res, 409, "CONFLICT", "conflicts with the hub's state",
+                         "deployment " + id + " has ended: every gateway's rollout of it "
+                         "finished; it cannot be " + (pause ? "paused" : "resumed"));
+      }
+      auto d = api.registry_.SetDeploymentPaused(
+          id, pause, {Now(), Who(who), pause ? "paused" : "resumed", *reason},
+          EndedStates(*current));
+      if (!d) {
+        return SendStoreError(res, d.error(), "DEPLOYMENT_UNKNOWN");
+      }
+      if (api.deployments_ != nullptr) {
+        api.deployments_->DeploymentPauseChanged(id);
+      }
+      auto shown = DeploymentWithDeliveries(*d);
+      SendJson(res, 200, shown ? *shown : DeploymentJson(*d, true));
+    }();
+    api.gate_.Audit(req, res, who, pause ? "deployment.pause" : "deployment.resume",
+                    id.substr(0, 64));
+  }
+
   void CancelDeployment(const httplib::Request& req, httplib::Response& res,
                         const std::string& id) {
     Principal who;
@@ -726,8 +940,13 @@ struct RegistryApi::Handlers {
     }
     json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
     std::string reason = body.is_object() ? trust::StringOr(body, "reason") : "";
-    auto d = api.registry_.TransitionDeployment(
-        id, "cancelled", {Now(), Who(who), "cancelled", reason.substr(0, 500)}, store::FinalDeploymentStates());
+    // A complete deployment (delivered everywhere) can still be cancelled while a gateway's
+    // rollout of it runs: the gateways are told to cancel their rollouts.
+    auto current = api.registry_.GetDeployment(id);
+    auto d = !current ? Result<store::DeploymentRecord>(Fail(current.error()))
+                      : api.registry_.TransitionDeployment(
+                            id, "cancelled", {Now(), Who(who), "cancelled", reason.substr(0, 500)},
+                            EndedStates(*current));
     if (!d) {
       SendStoreError(res, d.error(), "DEPLOYMENT_UNKNOWN");
     } else {
@@ -1081,10 +1300,15 @@ void RegistryApi::Routes(httplib::Server& s) {
   s.Put(models + "/channels/" + seg,
         [h](Req q, Res r) { h->PutChannel(q, r, q.matches[1], q.matches[2]); });
   s.Post("/api/v1/deployments", [h](Req q, Res r) { h->CreateDeployment(q, r); });
+  s.Post("/api/v1/deployments/preview", [h](Req q, Res r) { h->PreviewDeployment(q, r); });
   s.Get("/api/v1/deployments", [h](Req q, Res r) { h->ListDeployments(q, r); });
   s.Get("/api/v1/deployments/" + seg, [h](Req q, Res r) { h->GetDeployment(q, r, q.matches[1]); });
   s.Post("/api/v1/deployments/" + seg + "/cancel",
          [h](Req q, Res r) { h->CancelDeployment(q, r, q.matches[1]); });
+  s.Post("/api/v1/deployments/" + seg + "/pause",
+         [h](Req q, Res r) { h->PauseDeployment(q, r, q.matches[1], true); });
+  s.Post("/api/v1/deployments/" + seg + "/resume",
+         [h](Req q, Res r) { h->PauseDeployment(q, r, q.matches[1], false); });
   s.Get("/api/v1/deliveries", [h](Req q, Res r) { h->ListDeliveries(q, r); });
   s.Post("/api/v1/gateways/tokens", [h](Req q, Res r) { h->CreateRegistrationToken(q, r); });
   s.Post("/api/v1/gateways/register", [h](Req q, Res r) { h->Register(q, r); });

@@ -365,6 +365,25 @@ Result<json> HubClient::CancelDeployment(std::string_view id, std::string_view r
               "cancelling deployment " + std::string(id) + " on " + base_url_, body.dump(), {200});
 }
 
+Result<json> HubClient::PauseDeployment(std::string_view id, bool pause,
+                                        std::string_view reason) {
+  json body = json::object();
+  if (!reason.empty()) {
+    body["reason"] = reason;
+  }
+  return Call("POST", "/api/v1/deployments/" + UrlEncode(id) + (pause ? "/pause" : "/resume"),
+              std::string(pause ? "pausing" : "resuming") + " deployment " + std::string(id) +
+                  " on " + base_url_,
+              body.dump(), {200});
+}
+
+Result<json> HubClient::PreviewDeployment(const json& request) {
+  return Call("POST", "/api/v1/deployments/preview",
+              "previewing a deployment of " + trust::StringOr(request, "model") + " on " +
+                  base_url_,
+              request.dump(), {200});
+}
+
 Result<json> HubClient::ListGateways() {
   return Call("GET", "/api/v1/gateways", "listing the gateways on " + base_url_, std::nullopt,
               {200});

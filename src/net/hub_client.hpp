@@ -126,6 +126,11 @@ class HubClient {
   // POST /api/v1/deployments/{id}/cancel → the deployment.
   [[nodiscard]] Result<nlohmann::json> CancelDeployment(std::string_view id,
                                                         std::string_view reason);
+  // POST /api/v1/deployments/{id}/pause (pause) or …/resume → the deployment.
+  [[nodiscard]] Result<nlohmann::json> PauseDeployment(std::string_view id, bool pause,
+                                                       std::string_view reason);
+  // POST /api/v1/deployments/preview with a create request → what it would do, creating nothing.
+  [[nodiscard]] Result<nlohmann::json> PreviewDeployment(const nlohmann::json& request);
 
   // GET /api/v1/monitor/{model}?since=&site=&device= → the monitor view (docs/hub-api.md);
   // empty filters are left out.

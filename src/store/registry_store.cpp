@@ -139,6 +139,11 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_active ON deliveries(final, deployment)
 )sql"},
+    {3, "a deployment's rollouts paused from the hub",
+     R"sql(
+ALTER TABLE deployments ADD COLUMN paused BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE deployments ADD COLUMN paused_changed_at BIGINT NOT NULL DEFAULT 0
+)sql"},
 };
 
 std::string S(std::string_view v) { return std::string(v); }
@@ -202,7 +207,8 @@ ChannelRecord ChannelAt(const SqlRows& r, std::size_t i) {
 
 constexpr char kDeploymentColumns[] =
     "SELECT id, model, channel, channel_version, release_version, release_id, gateways, "
-    "selector, strategy, state, created_by, created_at, updated_at FROM deployments ";
+    "selector, strategy, state, created_by, created_at, updated_at, paused, paused_changed_at "
+    "FROM deployments ";
 
 DeploymentRecord DeploymentAt(const SqlRows& r, std::size_t i) {
   DeploymentRecord d;
@@ -219,6 +225,8 @@ DeploymentRecord DeploymentAt(const SqlRows& r, std::size_t i) {
   d.created_by = r.Text(i, 10);
   d.created_at = r.Int(i, 11);
   d.updated_at = r.Int(i, 12);
+  d.paused = r.Int(i, 13) != 0;
+  d.paused_changed_at = r.Int(i, 14);
   return d;
 }
 
@@ -608,6 +616,29 @@ Result<DeploymentRecord> RegistryStore::TransitionDeployment(std::string_view id
     }
     AIRLOCK_RETURN_IF_ERROR(s.Query("UPDATE deployments SET state = ?, updated_at = ? WHERE id = ?",
                                     {S(state), event.at, S(id)}));
+    AIRLOCK_RETURN_IF_ERROR(AddEvent(s, id, event));
+    return LoadDeployment(s, id);
+  });
+}
+
+Result<DeploymentRecord> RegistryStore::SetDeploymentPaused(std::string_view id, bool paused,
+                                                            const DeploymentEvent& event,
+                                                            const std::set<std::string>& ended) {
+  return SqlTransact<DeploymentRecord>(db_, [&](SqlSession& s) -> Result<DeploymentRecord> {
+    AIRLOCK_ASSIGN_OR_RETURN(DeploymentRecord d, LoadDeployment(s, id));
+    const char* verb = paused ? "paused" : "resumed";
+    if (ended.contains(d.state)) {
+      return Fail(ErrorCode::kAlreadyExists, "deployment " + d.id + " is " + d.state +
+                                                 ": it has ended and cannot be " + verb);
+    }
+    if (d.paused == paused) {
+      return Fail(ErrorCode::kAlreadyExists,
+                  "deployment " + d.id + (paused ? " is paused already" : " is not paused") +
+                      (paused ? " (airlock deployments resume continues it)" : ""));
+    }
+    AIRLOCK_RETURN_IF_ERROR(s.Query(
+        "UPDATE deployments SET paused = ?, paused_changed_at = ?, updated_at = ? WHERE id = ?",
+        {std::int64_t{paused ? 1 : 0}, event.at, event.at, S(id)}));
     AIRLOCK_RETURN_IF_ERROR(AddEvent(s, id, event));
     return LoadDeployment(s, id);
   });

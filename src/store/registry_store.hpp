@@ -104,6 +104,10 @@ struct DeploymentRecord {
   std::int64_t created_at = 0;
   std::int64_t updated_at = 0;
   std::vector<DeploymentEvent> history;  // oldest first; filled by GetDeployment only
+  // Paused from the hub (POST …/pause): the gateways start no new wave of its rollouts until it
+  // is resumed. A flag beside the state, which follows the deliveries (docs/decisions.md).
+  bool paused = false;
+  std::int64_t paused_changed_at = 0;  // when it was last paused or resumed; 0: never
 };
 
 // The states a deployment never leaves: cancelled (by a person), complete (every delivery
@@ -210,6 +214,12 @@ class RegistryStore {
                                                               const std::set<std::string>& final);
 
   // ---- deliveries ----
+  // Pauses (paused) or resumes the deployment and appends event, in one transaction. kNotFound
+  // for an unknown id; kAlreadyExists, saying why, when its state is one of ended or it is
+  // paused already (pausing) or not paused (resuming).
+  [[nodiscard]] Result<DeploymentRecord> SetDeploymentPaused(std::string_view id, bool paused,
+                                                             const DeploymentEvent& event,
+                                                             const std::set<std::string>& ended);
   // Stores new deliveries (all of one deployment) and appends events to that deployment's
   // history, in one transaction. kAlreadyExists when a delivery id, or a (deployment, gateway)
   // pair, is taken.

@@ -87,6 +87,21 @@ TEST(RolloutStrategy, RefusesBadValuesNamingTheKey) {
   }
 }
 
+TEST(RolloutStrategy, WavesResolveAgainstTheSelectedDevices) {
+  auto waves = [](std::vector<std::string> w) {
+    return RolloutStrategy::FromJson({{"waves", w}}).value();
+  };
+  using Ends = std::vector<std::size_t>;
+  EXPECT_EQ(waves({"1", "50%", "100%"}).WaveEnds(5), (Ends{1, 3, 5}));
+  EXPECT_EQ(waves({"1", "50%", "100%"}).WaveEnds(1), (Ends{1, 1, 1}));
+  EXPECT_EQ(waves({"1", "50%", "100%"}).WaveEnds(0), (Ends{0, 0, 0}));
+  EXPECT_EQ(waves({"10", "5", "20%"}).WaveEnds(30), (Ends{10, 10, 30}));  // never below, last all
+  EXPECT_EQ(waves({"100%"}).WaveEnds(7), (Ends{7}));
+  EXPECT_EQ(RolloutStrategy{}.FailureLimit(5), 1u);   // 10% of 5, rounded up
+  EXPECT_EQ(RolloutStrategy{}.FailureLimit(0), 1u);   // at least one
+  EXPECT_EQ(RolloutStrategy{}.FailureLimit(25), 3u);
+}
+
 TEST(Selector, EveryLabelMustMatchAndEmptySelectsAll) {
   Selector line3 = ParseSelector({{"line", "3"}, {"cam", "top"}}).value();
   EXPECT_TRUE(Selects(line3, {{"line", "3"}, {"cam", "top"}, {"site", "x"}}));

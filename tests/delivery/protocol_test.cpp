@@ -437,6 +437,54 @@ TEST(ProtocolTest, FleetReportRoundTripsAndRefusesWhatItCannotShow) {
                  }));
 }
 
+TEST(ProtocolTest, RolloutCommandRoundTripsAndRefusesEveryMalformedField) {
+  for (RolloutCommandKind kind :
+       {RolloutCommandKind::kPause, RolloutCommandKind::kResume, RolloutCommandKind::kCancel}) {
+    RolloutCommand c{.envelope = MakeEnvelope(),
+                     .gateway = "plant-berlin",
+                     .deployment_id = "dep-5e0c2b7a9d1f4e36",
+                     .command = kind,
+                     .reason = "paused by alice: line 3 is down for maintenance"};
+    auto back = RolloutCommand::FromJson(OverTheWire(c.ToJson()));
+    ASSERT_TRUE(back) << back.error().ToString();
+    EXPECT_EQ(back->ToJson(), c.ToJson());
+    EXPECT_EQ(back->command, kind);
+  }
+  RolloutCommand c{.envelope = MakeEnvelope(),
+                   .gateway = "plant-berlin",
+                   .deployment_id = "dep-5e0c2b7a9d1f4e36",
+                   .command = RolloutCommandKind::kPause,
+                   .reason = ""};
+  EXPECT_EQ(c.ToJson()["type"], "rollout.command");
+  EXPECT_EQ(c.ToJson()["command"], "pause");
+  // The envelope's refusals (not delivery_id: a command is about a deployment).
+  std::vector<Mutation> mutations;
+  for (Mutation& m : CommonMutations()) {
+    if (m.field != "delivery_id") {
+      mutations.push_back(std::move(m));
+    }
+  }
+  for (Mutation m : std::vector<Mutation>{
+           {"type", [](json& j) { j["type"] = "delivery.cancel"; }},
+           {"gateway", [](json& j) { j.erase("gateway"); }},
+           {"gateway", [](json& j) { j["gateway"] = "plant/7"; }},
+           {"gateway", [](json& j) { j["gateway"] = ".."; }},
+           {"deployment_id", [](json& j) { j.erase("deployment_id"); }},
+           {"deployment_id", [](json& j) { j["deployment_id"] = "dlv-5e0c2b7a9d1f4e36"; }},
+           {"deployment_id", [](json& j) { j["deployment_id"] = "dep-5E0C2B7A9D1F4E36"; }},
+           {"command", [](json& j) { j.erase("command"); }},
+           {"command", [](json& j) { j["command"] = "explode"; }},
+           {"command", [](json& j) { j["command"] = "Pause"; }},
+           {"command", [](json& j) { j["command"] = 1; }},
+           {"reason", [](json& j) { j.erase("reason"); }},
+           {"reason", [](json& j) { j["reason"] = std::string(2000, 'r'); }},
+           {"reason", [](json& j) { j["reason"] = "line 1\x1b[2J"; }},
+       }) {
+    mutations.push_back(std::move(m));
+  }
+  ExpectRefusals(c.ToJson(), Parser<RolloutCommand>(), mutations);
+}
+
 BundleManifest MakeBundleManifest() {
   BundleManifest m;
   m.deployment_id = "dep-5e0c2b7a9d1f4e36";
@@ -534,6 +582,8 @@ TEST(TopicsTest, NamesUnderTheDefaultPrefix) {
   EXPECT_EQ(t.prefix(), "airlock/v1");
   EXPECT_EQ(t.Topic(TopicKind::kOffer, "plant-7").value(), "airlock/v1/gw/plant-7/delivery/offer");
   EXPECT_EQ(t.Topic(TopicKind::kFleet, "plant-7").value(), "airlock/v1/gw/plant-7/fleet");
+  EXPECT_EQ(t.Topic(TopicKind::kRolloutCommand, "plant-7").value(),
+            "airlock/v1/gw/plant-7/rollout/command");
   for (TopicKind kind : {TopicKind::kReady, TopicKind::kReject, TopicKind::kGrant,
                          TopicKind::kStatus, TopicKind::kCancel}) {
     EXPECT_EQ(t.Topic(kind, "plant-7", kDelivery).value(),
@@ -545,8 +595,9 @@ TEST(TopicsTest, ParseIsTheInverseOfTopic) {
   auto t = Topics::Create("site-a/airlock/v1").value();
   for (TopicKind kind :
        {TopicKind::kOffer, TopicKind::kReady, TopicKind::kReject, TopicKind::kGrant,
-        TopicKind::kStatus, TopicKind::kCancel, TopicKind::kFleet}) {
-    bool per_delivery = kind != TopicKind::kOffer && kind != TopicKind::kFleet;
+        TopicKind::kStatus, TopicKind::kCancel, TopicKind::kFleet, TopicKind::kRolloutCommand}) {
+    bool per_delivery = kind != TopicKind::kOffer && kind != TopicKind::kFleet &&
+                        kind != TopicKind::kRolloutCommand;
     std::string id = per_delivery ? kDelivery : "";
     auto topic = t.Topic(kind, "gw.1", id);
     ASSERT_TRUE(topic) << topic.error().ToString();
@@ -563,6 +614,8 @@ TEST(TopicsTest, BuildingRefusesBadNames) {
   EXPECT_FALSE(t.Topic(TopicKind::kOffer, ".."));
   EXPECT_FALSE(t.Topic(TopicKind::kOffer, "plant-7", kDelivery));  // offers carry it inside
   EXPECT_FALSE(t.Topic(TopicKind::kGrant, "plant-7"));
+  EXPECT_FALSE(t.Topic(TopicKind::kRolloutCommand, "plant-7", kDelivery));
+  EXPECT_FALSE(t.Topic(TopicKind::kRolloutCommand, "plant+7"));
   EXPECT_FALSE(t.Topic(TopicKind::kGrant, "plant-7", "dlv-#"));
   for (const char* bad :
        {"", "/", "airlock/", "/airlock", "a//b", "a/+/b", "a/#", "$SYS", "a/../b", "a b"}) {
@@ -599,6 +652,11 @@ TEST(TopicsTest, ParseRefusesAnythingElse) {
            base + kDelivery + "/ready/extra",
            base + "offer/extra",
            "airlock/v1/gw/plant-7/fleet/extra",
+           "airlock/v1/gw/plant-7/rollout/command/extra",
+           "airlock/v1/gw/plant-7/rollout/" + kDelivery + "/command",
+           "airlock/v1/gw/plant-7/rollout",
+           "airlock/v1/gw/plant-7/rollout/cancel",
+           "airlock/v1/gw/plant-7/delivery/command",
            "airlock/v1/gw/plant-7/telemetry",
            "airlock/v1/dev/plant-7/delivery/offer",
            "airlock/v1/gw/plant-7",

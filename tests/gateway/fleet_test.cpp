@@ -283,6 +283,33 @@ class GatewayFleet : public GatewayProcessTest {
         << ReadAll(log_);
   }
 
+  // Publishes the hub's rollout command for deployment on gw/{gateway}/rollout/command.
+  void Command(const std::string& deployment, delivery::RolloutCommandKind kind,
+               const std::string& message_id, TimePoint sent_at, const std::string& gateway = "gw1",
+               const std::string& topic_gateway = "gw1") {
+    delivery::RolloutCommand c{.envelope = {.message_id = message_id, .sent_at = sent_at},
+                               .gateway = gateway,
+                               .deployment_id = deployment,
+                               .command = kind,
+                               .reason = "by rm: line 3 is down"};
+    SendCommandPayload(c.ToJson().dump(), topic_gateway);
+  }
+  void SendCommandPayload(const std::string& payload, const std::string& topic_gateway = "gw1") {
+    auto topics = delivery::Topics::Create().value();
+    ASSERT_TRUE(hub_mqtt_->Publish(
+        topics.Topic(delivery::TopicKind::kRolloutCommand, topic_gateway).value(), payload));
+  }
+  // How often the gateway's log says it refused a rollout command.
+  std::size_t Refusals() {
+    std::string log = ReadAll(log_);
+    std::size_t n = 0;
+    for (std::size_t at = log.find("refused a rollout command"); at != std::string::npos;
+         at = log.find("refused a rollout command", at + 1)) {
+      ++n;
+    }
+    return n;
+  }
+
   // The rollout of deployment in the latest gw/gw1/fleet message.
   json FleetRollout(const std::string& deployment) {
     std::lock_guard lock(mu_);
@@ -629,6 +656,106 @@ TEST_F(GatewayFleet, PauseResumeAndCancelOverTheApi) {
   auto anonymous = api.Get("/api/v1/rollouts");
   ASSERT_TRUE(anonymous);
   EXPECT_EQ(anonymous->status, 401);
+}
+
+// The hub's pause (gw/gw1/rollout/command) holds the next wave, across a restart of the gateway;
+// forged, malformed, repeated and older commands change nothing; its resume finishes the rollout.
+TEST_F(GatewayFleet, TheHubsPauseHoldsTheNextWaveUntilItsResume) {
+  using delivery::RolloutCommandKind;
+  auto d = Sorted({&Enroll({}), &Enroll({}), &Enroll({})});
+  Connect();
+  Deliver(kDlv1, kDep1, v10_, trust_.Channel("vib", "production", 1, {v10_.release}),
+          {{"selector", json::object()}, {"strategy", Strategy()}});
+  ASSERT_TRUE(WaitUntil([&] { return d[0]->Directive().has_value(); }, kWait)) << ReadAll(log_);
+
+  TimePoint t0 = Now();
+  Command(kDep1, RolloutCommandKind::kPause, "pause-1", t0);
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "paused"); }, kWait)) << ReadAll(log_);
+  EXPECT_NE(ReadAll(log_).find("by the hub (by rm: line 3 is down)"), std::string::npos);
+  // The canary carries on to done; the next wave waits.
+  d[0]->Report("active", "1.0.0", v10_.id);
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "paused", "done", 1); }, kWait));
+
+  // Refused and logged: a resume addressed to another gateway, malformed JSON, a payload of the
+  // wrong type, an unknown command. A resume older than the pause, and the pause again, are
+  // dropped as stale and repeated.
+  Command(kDep1, RolloutCommandKind::kResume, "forged-1", t0 + std::chrono::seconds(5), "gw2");
+  SendCommandPayload("{\"type\": \"rollout.command\",");
+  SendCommandPayload(json{{"type", "delivery.cancel"}, {"message_id", "x1"}}.dump());
+  json unknown = delivery::RolloutCommand{.envelope = {.message_id = "odd-1", .sent_at = t0},
+                                          .gateway = "gw1",
+                                          .deployment_id = kDep1,
+                                          .command = RolloutCommandKind::kResume,
+                                          .reason = ""}
+                     .ToJson();
+  unknown["command"] = "resume-now";
+  SendCommandPayload(unknown.dump());
+  Command(kDep1, RolloutCommandKind::kResume, "stale-1", t0 - std::chrono::seconds(60));
+  Command(kDep1, RolloutCommandKind::kPause, "pause-1", t0);
+  ASSERT_TRUE(WaitUntil([&] { return Refusals() >= 4; }, kWait)) << ReadAll(log_);
+  std::string log = ReadAll(log_);
+  EXPECT_NE(log.find("addressed to gateway gw2"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"command\""), std::string::npos) << log;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(FleetSays(kDep1, "paused", "pending", 2));
+  EXPECT_FALSE(d[1]->LastPayload());
+
+  // Still paused after a restart.
+  StopGateway(SIGKILL);
+  std::filesystem::path first_log = log_;
+  StartGateway(Config(kPolicy), "");
+  ASSERT_TRUE(WaitUntil([&] { return ReadAll(log_).find("rollouts loaded") != std::string::npos; },
+                        kWait))
+      << ReadAll(log_);
+  auto shown = Api().Get("/api/v1/rollouts/" + kDep1, Auth());
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(json::parse(shown->body)["state"], "paused") << shown->body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(d[1]->LastPayload());
+
+  Command(kDep1, RolloutCommandKind::kResume, "resume-1", t0 + std::chrono::seconds(1));
+  ASSERT_TRUE(WaitUntil([&] { return d[1]->Directive() && d[2]->Directive(); }, kWait))
+      << ReadAll(first_log) << "\n---- restarted ----\n"
+      << ReadAll(log_);
+  d[1]->Report("active", "1.0.0", v10_.id);
+  d[2]->Report("active", "1.0.0", v10_.id);
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "complete", "done", 3); }, kWait))
+      << ReadAll(log_);
+}
+
+// A pause (or cancel) from the hub that arrives before the package: the rollout starts paused
+// (or cancelled) when the package is available, directing no one.
+TEST_F(GatewayFleet, ARolloutThatTheHubPausedBeforeItStartedStartsPaused) {
+  using delivery::RolloutCommandKind;
+  auto d = Sorted({&Enroll({}), &Enroll({})});
+  Connect();
+  Command(kDep1, RolloutCommandKind::kPause, "pause-early", Now());
+  Command(kDep2, RolloutCommandKind::kCancel, "cancel-early", Now());
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::string log = ReadAll(log_);
+        return log.find("pause of " + kDep1 + " is kept") != std::string::npos &&
+               log.find("cancel of " + kDep2 + " is kept") != std::string::npos;
+      },
+      kWait))
+      << ReadAll(log_);
+
+  Deliver(kDlv1, kDep1, v09_, trust_.Channel("vib", "production", 1, {v09_.release}),
+          {{"selector", json::object()}, {"strategy", Strategy()}});
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep1, "paused", "pending", 2); }, kWait))
+      << ReadAll(log_);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(d[0]->LastPayload());
+  Command(kDep1, RolloutCommandKind::kResume, "resume-later", Now() + std::chrono::seconds(1));
+  ASSERT_TRUE(WaitUntil([&] { return d[0]->Directive().has_value(); }, kWait)) << ReadAll(log_);
+
+  // The cancelled deployment's rollout is made cancelled (it supersedes kDep1's, as any newer
+  // deployment of the model does), and directs no one.
+  Deliver(kDlv2, kDep2, v10_, trust_.Channel("vib", "production", 2, {v10_.release, v09_.release}),
+          {{"selector", json::object()}, {"strategy", Strategy()}});
+  ASSERT_TRUE(WaitUntil([&] { return FleetSays(kDep2, "cancelled"); }, kWait)) << ReadAll(log_);
+  EXPECT_NE(FleetRollout(kDep2)["reason"].get<std::string>().find("the hub"), std::string::npos);
+  EXPECT_EQ(d[1]->LastPayload(), std::nullopt);
 }
 
 TEST_F(GatewayFleet, AGatewayRestartedMidRolloutCarriesOn) {

@@ -190,6 +190,32 @@ TEST_P(AuthTest, AMetricsTokenReadsTheMetricsAndNothingElse) {
   EXPECT_TRUE(audited) << Audit().dump();
 }
 
+// The preview changes nothing: a viewer may ask for it. Pausing and resuming are a release
+// manager's, like cancel, and audited.
+TEST_P(AuthTest, AViewerPreviewsADeploymentButOnlyAReleaseManagerPausesOrResumesOne) {
+  json body = {{"model", "demo"}, {"channel", "production"}, {"gateways", {"plant-a"}}};
+  auto preview = c().Post("/api/v1/deployments/preview", Bearer(tokens_[Role::kViewer]),
+                          body.dump(), "application/json");
+  // No channel document here: the hub's answer about the request, not a refusal of the caller.
+  EXPECT_NE(preview->status, 401) << preview->body;
+  EXPECT_NE(preview->status, 403) << preview->body;
+  EXPECT_EQ(c().Post("/api/v1/deployments/preview", body.dump(), "application/json")->status, 401);
+  for (const char* verb : {"pause", "resume"}) {
+    std::string path = "/api/v1/deployments/dep-00000000000000ff/" + std::string(verb);
+    for (Role denied : {Role::kViewer, Role::kPublisher}) {
+      EXPECT_EQ(c().Post(path, Bearer(tokens_[denied]), "", "application/json")->status, 403)
+          << verb;
+    }
+    auto allowed = c().Post(path, Bearer(tokens_[Role::kReleaseManager]), "", "application/json");
+    EXPECT_EQ(allowed->status, 404) << verb << " " << allowed->body;  // allowed; no such deployment
+  }
+  bool audited = false;
+  for (const auto& e : Audit()) {
+    audited = audited || e.value("action", "") == "deployment.pause";
+  }
+  EXPECT_TRUE(audited) << Audit().dump();
+}
+
 TEST_P(AuthTest, ChallengeNamesTheTokenRealmAndScope) {
   auto r = c().Post("/v2/models/demo/blobs/uploads/", "", "application/octet-stream");
   EXPECT_EQ(r->status, 401);

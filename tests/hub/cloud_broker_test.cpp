@@ -64,13 +64,18 @@ TEST(CloudBroker, EachGatewayReachesOnlyItsOwnTopicsAndTheHubReachesAll) {
   ASSERT_TRUE(one->Subscribe(p1 + "delivery/offer", 1, at_one.Handler()));
   (void)two->Subscribe(p1 + "delivery/offer", 1, spy.Handler());
   (void)two->Subscribe(std::string(kGw) + "+/delivery/+/grant", 1, spy.Handler());
+  ASSERT_TRUE(one->Subscribe(p1 + "rollout/command", 1, at_one.Handler()));
+  (void)two->Subscribe(p1 + "rollout/command", 1, spy.Handler());
 
   // plant-2 answers for plant-1, and plant-1 offers itself a delivery: neither is delivered.
   (void)two->Publish(p1 + "delivery/d-1/ready", "forged-ready");
   (void)one->Publish(p1 + "delivery/offer", "self-offer");
+  (void)one->Publish(p1 + "rollout/command", "self-command");
+  (void)two->Publish(p1 + "rollout/command", "forged-command");
   // The real exchange goes through.
   ASSERT_TRUE(hub->Publish(p1 + "delivery/offer", "offer"));
   ASSERT_TRUE(hub->Publish(p1 + "delivery/d-1/grant", "grant"));
+  ASSERT_TRUE(hub->Publish(p1 + "rollout/command", "command"));
   EXPECT_TRUE(WaitUntil([&] { return at_one.Has(p1 + "delivery/offer", "offer"); }));
   ASSERT_TRUE(one->Publish(p1 + "delivery/d-1/ready", "ready"));
   EXPECT_TRUE(WaitUntil([&] { return at_hub.Has(p1 + "delivery/d-1/ready", "ready"); }));
@@ -79,6 +84,10 @@ TEST(CloudBroker, EachGatewayReachesOnlyItsOwnTopicsAndTheHubReachesAll) {
   EXPECT_FALSE(at_one.Has(p1 + "delivery/offer", "self-offer"));
   EXPECT_FALSE(spy.Has(p1 + "delivery/offer", "offer"));
   EXPECT_FALSE(spy.Has(p1 + "delivery/d-1/grant", "grant"));
+  EXPECT_TRUE(WaitUntil([&] { return at_one.Has(p1 + "rollout/command", "command"); }));
+  EXPECT_FALSE(at_one.Has(p1 + "rollout/command", "self-command"));
+  EXPECT_FALSE(at_one.Has(p1 + "rollout/command", "forged-command"));
+  EXPECT_FALSE(spy.Has(p1 + "rollout/command", "command"));
 }
 
 TEST(CloudBroker, TheAclNamesEachGatewaysTopicsInTheirDirection) {
@@ -87,6 +96,7 @@ TEST(CloudBroker, TheAclNamesEachGatewaysTopicsInTheirDirection) {
   EXPECT_NE(acl.find("pattern read airlock/v1/gw/%u/delivery/offer\n"), std::string::npos);
   EXPECT_NE(acl.find("pattern write airlock/v1/gw/%u/delivery/+/ready\n"), std::string::npos);
   EXPECT_NE(acl.find("pattern write airlock/v1/gw/%u/fleet\n"), std::string::npos);
+  EXPECT_NE(acl.find("pattern read airlock/v1/gw/%u/rollout/command\n"), std::string::npos);
   EXPECT_EQ(acl.find("pattern readwrite"), std::string::npos);
   EXPECT_FALSE(delivery::MosquittoGatewayAcl("a/+", "airlock-hub"));
 }

@@ -39,6 +39,7 @@ class FakeGateway {
     client_ = std::move(*net::MqttClient::Create(options));
     EXPECT_TRUE(client_->WaitConnected(kLong));
     std::vector<std::string> filters = topics_.GatewaySubscriptions(name_).value();
+    filters.push_back(topics_.Topic(TopicKind::kRolloutCommand, name_).value());
     for (const auto& filter : filters) {
       EXPECT_TRUE(client_->Subscribe(filter, 1, [this](const net::MqttMessage& m) {
         auto address = topics_.Parse(m.topic);
@@ -641,6 +642,225 @@ TEST_P(DeliveryTest, ARestartedHubResumesEveryDeliveryWhereItWas) {
   EXPECT_EQ(DeliveryOf(dep, "plant-a")["bytes_done"], total);
   // The grant's URLs still work after the restart (the hub's secret is in its data directory).
   EXPECT_EQ(Download(grant), total);
+}
+
+// ---- pause, resume, cancel: the deployment's flag, its history, and the gateways' commands ----
+
+// POST path with an optional body; the status and the parsed answer.
+std::pair<int, json> PostJson(httplib::Client& c, const std::string& path, const json& body) {
+  auto r = c.Post(path, body.is_null() ? std::string() : body.dump(), "application/json");
+  if (!r) {
+    return {0, nullptr};
+  }
+  return {r->status, json::parse(r->body, nullptr, false)};
+}
+
+std::string DetailOf(const json& error) {
+  return error.contains("errors") ? error["errors"][0].value("detail", "") : "";
+}
+
+TEST_P(DeliveryTest, PauseAndResumeAreRecordedAndSentToEveryGatewayOfTheDeployment) {
+  Publish({"plant-a", "plant-b"});
+  FakeGateway a("plant-a", broker_.url()), b("plant-b", broker_.url());
+  std::string dep = Deploy({"plant-a", "plant-b"});
+  ASSERT_FALSE(a.WaitFor(TopicKind::kOffer).is_null());
+
+  auto [status, paused] = PostJson(c(), "/api/v1/deployments/" + dep + "/pause",
+                                   {{"reason", "line 3 is down for maintenance"}});
+  ASSERT_EQ(status, 200) << paused.dump();
+  EXPECT_EQ(paused["paused"], true);
+  EXPECT_EQ(paused["state"], "pending");  // the state follows the deliveries; paused is a flag
+  EXPECT_EQ(paused["history"].back()["action"], "paused");
+  EXPECT_EQ(paused["history"].back()["detail"], "line 3 is down for maintenance");
+  EXPECT_EQ(Deployment(dep)["paused"], true);
+  for (FakeGateway* gw : {&a, &b}) {
+    json command = gw->WaitFor(TopicKind::kRolloutCommand);
+    ASSERT_FALSE(command.is_null());
+    auto parsed = delivery::RolloutCommand::FromJson(command);
+    ASSERT_TRUE(parsed) << parsed.error().ToString();
+    EXPECT_EQ(parsed->command, delivery::RolloutCommandKind::kPause);
+    EXPECT_EQ(parsed->deployment_id, dep);
+    EXPECT_NE(parsed->reason.find("line 3 is down for maintenance"), std::string::npos);
+  }
+  EXPECT_EQ(a.WaitFor(TopicKind::kRolloutCommand)["gateway"], "plant-a");
+  EXPECT_EQ(b.WaitFor(TopicKind::kRolloutCommand)["gateway"], "plant-b");
+
+  // Paused twice: a 409 saying so, and nothing changes or is sent.
+  auto [twice, twice_error] = PostJson(c(), "/api/v1/deployments/" + dep + "/pause", nullptr);
+  EXPECT_EQ(twice, 409);
+  EXPECT_NE(DetailOf(twice_error).find("is paused already"), std::string::npos)
+      << twice_error.dump();
+  // A body that is not {"reason"} is a 400; an unknown deployment a 404.
+  EXPECT_EQ(PostJson(c(), "/api/v1/deployments/" + dep + "/resume", json::array()).first, 400);
+  auto [unknown, unknown_error] =
+      PostJson(c(), "/api/v1/deployments/dep-00000000000000ff/pause", nullptr);
+  EXPECT_EQ(unknown, 404);
+  EXPECT_EQ(unknown_error["errors"][0]["code"], "DEPLOYMENT_UNKNOWN");
+
+  auto [resumed_status, resumed] = PostJson(c(), "/api/v1/deployments/" + dep + "/resume", nullptr);
+  ASSERT_EQ(resumed_status, 200) << resumed.dump();
+  EXPECT_EQ(resumed["paused"], false);
+  EXPECT_EQ(resumed["history"].back()["action"], "resumed");
+  json second = a.WaitFor(TopicKind::kRolloutCommand, 2);
+  EXPECT_EQ(second["command"], "resume");
+  EXPECT_NE(second["message_id"], a.WaitFor(TopicKind::kRolloutCommand, 1)["message_id"]);
+  auto [again, again_error] = PostJson(c(), "/api/v1/deployments/" + dep + "/resume", nullptr);
+  EXPECT_EQ(again, 409);
+  EXPECT_NE(DetailOf(again_error).find("is not paused"), std::string::npos);
+  EXPECT_EQ(a.Received(TopicKind::kRolloutCommand).size(), 2u);
+
+  // Cancelled: the gateways are told to cancel their rollouts; it has ended for pause and resume.
+  ASSERT_EQ(PostJson(c(), "/api/v1/deployments/" + dep + "/cancel", {{"reason", "wrong model"}})
+                .first,
+            200);
+  json cancel = b.WaitFor(TopicKind::kRolloutCommand, 3);
+  EXPECT_EQ(cancel["command"], "cancel");
+  EXPECT_NE(cancel.value("reason", "").find("wrong model"), std::string::npos);
+  for (const char* verb : {"pause", "resume"}) {
+    auto [ended, ended_error] =
+        PostJson(c(), "/api/v1/deployments/" + dep + "/" + std::string(verb), nullptr);
+    EXPECT_EQ(ended, 409) << verb;
+    EXPECT_NE(DetailOf(ended_error).find("has ended"), std::string::npos) << ended_error.dump();
+  }
+  EXPECT_EQ(Deployment(dep)["state"], "cancelled");
+}
+
+TEST_P(DeliveryTest, APauseSurvivesAHubRestartAndIsSentAgainAsTheSameMessage) {
+  Publish({"plant-a"});
+  FakeGateway gw("plant-a", broker_.url());
+  std::string dep = Deploy({"plant-a"});
+  ASSERT_EQ(PostJson(c(), "/api/v1/deployments/" + dep + "/pause", nullptr).first, 200);
+  json first = gw.WaitFor(TopicKind::kRolloutCommand);
+  ASSERT_EQ(first["command"], "pause");
+
+  StopHub();
+  StartHub();
+  EXPECT_EQ(Deployment(dep)["paused"], true);
+  // Sent again on the new connection, as the same message: a gateway that has it drops it.
+  json again = gw.WaitFor(TopicKind::kRolloutCommand, 2);
+  ASSERT_FALSE(again.is_null());
+  EXPECT_EQ(again, first);
+  // The next change is a new message.
+  ASSERT_EQ(PostJson(c(), "/api/v1/deployments/" + dep + "/resume", nullptr).first, 200);
+  json resume = gw.WaitFor(TopicKind::kRolloutCommand, 3);
+  EXPECT_EQ(resume["command"], "resume");
+}
+
+// A complete deployment is delivered; its rollouts may still run, so it can still be paused and
+// cancelled, until every gateway reports its rollout finished.
+TEST_P(DeliveryTest, ADeliveredDeploymentIsPausedAndCancelledUntilItsRolloutsFinish) {
+  Publish({"plant-a"});
+  FakeGateway gw("plant-a", broker_.url());
+  std::string dep = Deploy({"plant-a"});
+  json offer = gw.WaitFor(TopicKind::kOffer);
+  std::string id = offer.value("delivery_id", "");
+  std::uint64_t total = offer.value("total_size", std::uint64_t{0});
+  gw.Send(TopicKind::kStatus, id,
+          FakeGateway::Status(id, delivery::GatewayState::kAvailable, 0, total, total));
+  ASSERT_TRUE(WaitForDeployment(dep, "complete"));
+  auto fleet = [&](const std::string& state) {
+    delivery::FleetReport r{.envelope = FakeGateway::Envelope(),
+                            .gateway = "plant-a",
+                            .rollouts = {{{"deployment", dep}, {"state", state}}}};
+    gw.Send(TopicKind::kFleet, "", r.ToJson());
+    ASSERT_TRUE(WaitUntil([&] { return Deployment(dep)["fleet"][0]["state"] == state; }, kLong));
+  };
+  fleet("running");
+  ASSERT_EQ(PostJson(c(), "/api/v1/deployments/" + dep + "/pause", nullptr).first, 200);
+  EXPECT_EQ(gw.WaitFor(TopicKind::kRolloutCommand)["command"], "pause");
+  EXPECT_EQ(Deployment(dep)["state"], "complete");
+
+  auto [cancelled, body] = PostJson(c(), "/api/v1/deployments/" + dep + "/cancel", nullptr);
+  ASSERT_EQ(cancelled, 200) << body.dump();
+  EXPECT_EQ(body["state"], "cancelled");
+  EXPECT_EQ(gw.WaitFor(TopicKind::kRolloutCommand, 2)["command"], "cancel");
+
+  // Another deployment whose rollout finished: it has ended.
+  std::string next = Deploy({"plant-a"});
+  json offer2 = gw.WaitFor(TopicKind::kOffer, 2);
+  std::string id2 = offer2.value("delivery_id", "");
+  gw.Send(TopicKind::kStatus, id2,
+          FakeGateway::Status(id2, delivery::GatewayState::kAvailable, 0, total, total));
+  ASSERT_TRUE(WaitForDeployment(next, "complete"));
+  delivery::FleetReport done{.envelope = FakeGateway::Envelope(),
+                             .gateway = "plant-a",
+                             .rollouts = {{{"deployment", next}, {"state", "complete"}}}};
+  gw.Send(TopicKind::kFleet, "", done.ToJson());
+  ASSERT_TRUE(WaitUntil([&] { return Deployment(next)["fleet"][0]["state"] == "complete"; },
+                        kLong));
+  auto [ended, ended_error] = PostJson(c(), "/api/v1/deployments/" + next + "/pause", nullptr);
+  EXPECT_EQ(ended, 409);
+  EXPECT_NE(DetailOf(ended_error).find("every gateway's rollout of it finished"),
+            std::string::npos)
+      << ended_error.dump();
+  EXPECT_EQ(PostJson(c(), "/api/v1/deployments/" + next + "/cancel", nullptr).first, 409);
+}
+
+// ---- the preview ----
+
+TEST_P(DeliveryTest, APreviewCountsTheInventorysSelectedDevicesAndSizesTheWaves) {
+  Publish({"plant-a", "plant-b"});
+  json devices = json::array();
+  auto device = [&](const std::string& id, const std::string& line, const std::string& platform) {
+    json d = {{"id", id}, {"labels", {{"line", line}}}};
+    if (!platform.empty()) {
+      d["platform"] = platform;
+    }
+    devices.push_back(d);
+  };
+  device("cam-1", "3", "linux/arm64");     // the release has linux/arm64/v8: served
+  device("cam-2", "3", "linux/arm64");
+  device("cam-3", "3", "linux/arm64/v8");
+  device("cam-4", "3", "linux/amd64");
+  device("cam-5", "3", "linux/riscv64");   // the release lacks it
+  device("cam-6", "4", "linux/amd64");     // not selected
+  device("cam-7", "4", "");
+  auto put = c().Put("/api/v1/gateways/plant-a/inventory", json{{"devices", devices}}.dump(),
+                     "application/json");
+  ASSERT_EQ(put->status, 204) << put->body;
+
+  json request = {{"model", "demo"},
+                  {"channel", "production"},
+                  {"gateways", {"plant-a", "plant-b"}},
+                  {"selector", {{"line", "3"}}},
+                  {"strategy", {{"waves", {"1", "50%", "100%"}}}}};
+  auto [status, p] = PostJson(c(), "/api/v1/deployments/preview", request);
+  ASSERT_EQ(status, 200) << p.dump();
+  EXPECT_EQ(p["release"]["version"], "1.0.0");
+  EXPECT_EQ(p["channel_version"], 1);
+  EXPECT_EQ(p["release"]["platforms"], json({"linux/amd64", "linux/arm64/v8"}));
+  ASSERT_EQ(p["gateways"].size(), 2u);
+  json a = p["gateways"][0];
+  EXPECT_EQ(a["gateway"], "plant-a");
+  EXPECT_EQ(a["inventory_devices"], 7);
+  EXPECT_EQ(a["devices"], 5);
+  EXPECT_EQ(a["platforms"],
+            json({{"linux/amd64", 1}, {"linux/arm64", 2}, {"linux/arm64/v8", 1},
+                  {"linux/riscv64", 1}}));
+  EXPECT_EQ(a["unsupported"], 1);
+  EXPECT_EQ(a["waves"], json({1, 2, 2}));  // 1, then 50% of 5 rounded up (3), then all
+  EXPECT_EQ(a["failure_limit"], 1);        // 10% of 5, rounded up
+  json b = p["gateways"][1];
+  EXPECT_EQ(b["devices"], 0);               // it never reported an inventory
+  EXPECT_TRUE(b["inventory_reported_at"].is_null());
+  EXPECT_EQ(b["waves"], json({0, 0, 0}));
+  EXPECT_EQ(p["totals"]["devices"], 5);
+  EXPECT_EQ(p["totals"]["unsupported"], 1);
+  EXPECT_EQ(p["totals"]["waves"], json({1, 2, 2}));
+  // Nothing was created.
+  auto list = c().Get("/api/v1/deployments");
+  EXPECT_EQ(json::parse(list->body)["deployments"].size(), 0u);
+
+  // The same errors as create.
+  request["gateways"] = {"plant-zz"};
+  auto [unknown, unknown_error] = PostJson(c(), "/api/v1/deployments/preview", request);
+  EXPECT_EQ(unknown, 422);
+  EXPECT_NE(DetailOf(unknown_error).find("not registered with the hub: plant-zz"),
+            std::string::npos);
+  request["gateways"] = {"plant-a"};
+  request["strategy"] = {{"waves", {"0"}}};
+  EXPECT_EQ(PostJson(c(), "/api/v1/deployments/preview", request).first, 400);
+  EXPECT_EQ(PostJson(c(), "/api/v1/deployments/preview", {{"model", "demo"}}).first, 400);
 }
 
 class ShortDeliveryTest : public DeliveryTest {

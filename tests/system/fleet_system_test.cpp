@@ -79,6 +79,10 @@ class FleetSystem : public CameraSystem {
     auto it = states_.find(c.id);
     return it == states_.end() ? std::nullopt : std::optional(it->second);
   }
+  std::string FleetState(const std::string& deployment) {
+    json f = Fleet(deployment);
+    return f.is_object() ? f.value("state", "") : "";
+  }
   std::string Logs() {
     std::string out = Status(last_deployment_).dump(2) + "\n" + GatewayLogs();
     return out;
@@ -153,6 +157,92 @@ TEST_F(FleetSystem, RollsOutInWavesAndSurvivesKillsAndAnOfflineDevice) {
   StartAgent(c);  // back: its retained directive brings it up to date
   ASSERT_TRUE(WaitForFleet(second, "complete", 3)) << Logs();
   EXPECT_EQ(Serves(c), "1.1.0");
+}
+
+// The release manager previews the deployment (`deploy --dry-run`), deploys, and pauses it at the
+// hub while the canary updates: the canary finishes, the second wave waits — across restarts of
+// the hub and of the gateway — and `deployments resume` takes the rollout to completion.
+TEST_F(FleetSystem, APauseAtTheHubHoldsTheNextWaveAcrossRestartsAndResumeFinishesIt) {
+  // What the gateway's inventory says (as a gateway reports it), for the preview.
+  httplib::Client hub("127.0.0.1", hub_port_);
+  json devices = json::array();
+  for (const Camera& c : cameras_) {
+    devices.push_back({{"id", c.id}, {"labels", {{"line", "3"}}}, {"platform", "linux/amd64"}});
+  }
+  devices.push_back({{"id", "press-1"}, {"labels", {{"line", "4"}}}, {"platform", "linux/amd64"}});
+  auto put = hub.Put("/api/v1/gateways/plant-1/inventory",
+                     {{"Authorization", "Bearer " + tokens_.at("admin")}},
+                     json{{"devices", devices}}.dump(), "application/json");
+  ASSERT_TRUE(put && put->status == 204) << (put ? put->body : "no response");
+  CommandResult preview = As("viewer", {"deploy", kModel, "--channel", "production", "--gateway",
+                                        "plant-1", "--selector", "line=3", "--waves", "1,100%",
+                                        "--dry-run"});
+  ASSERT_EQ(preview.exit_code, 0) << preview.err;
+  std::cout << preview.out;
+  EXPECT_NE(preview.out.find("dry run: nothing was created"), std::string::npos);
+  EXPECT_NE(preview.out.find("would deploy: " + kModel + " 1.0.0"), std::string::npos);
+  EXPECT_NE(preview.out.find("1 + 2"), std::string::npos) << preview.out;  // the waves
+  EXPECT_TRUE(As("viewer", {"deployments", "ls", "--json"}).out.find("dep-") == std::string::npos);
+
+  std::string dep = last_deployment_ = DeployToLine3("10s");
+  ASSERT_TRUE(WaitUntil([&] { return FleetState(dep) == "running"; }, kLong, 100ms))
+      << Logs();
+  CommandResult paused = As("release-manager", {"deployments", "pause", dep, "--reason",
+                                                "line 3 check"});
+  ASSERT_EQ(paused.exit_code, 0) << paused.err;
+  EXPECT_NE(paused.out.find("paused deployment " + dep), std::string::npos) << paused.out;
+  // The canary finishes its health window; the second wave waits.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        json f = Fleet(dep);
+        return f.is_object() && f["state"] == "paused" && f["devices"]["done"] == 1;
+      },
+      kLong, 300ms))
+      << Logs();
+  EXPECT_EQ(Fleet(dep)["devices"]["pending"], 2) << Logs();
+  CommandResult twice = As("release-manager", {"deployments", "pause", dep});
+  EXPECT_NE(twice.exit_code, 0);
+  EXPECT_NE(twice.err.find("is paused already"), std::string::npos) << twice.err;
+
+  // Both restarted; the gateway on the port its devices enrolled with.
+  fs::path config = dir_ / "plant-1.yaml";
+  std::string yaml = ReadAll(config);
+  yaml.replace(yaml.find("  port: 0\n"), 10,
+               "  port: " + std::to_string(gateway_ports_["plant-1"]) + "\n");
+  WriteAll(config, yaml);
+  StopDaemon(hub_);
+  StopGateway("plant-1");
+  StartHub();
+  StartGateway("plant-1", config);
+  json status = Status(dep);
+  EXPECT_EQ(status["paused"], true);
+  EXPECT_NE(As("viewer", {"status", dep}).out.find("(paused)"), std::string::npos);
+  ASSERT_TRUE(WaitUntil([&] { return FleetState(dep) == "paused"; }, kLong, 300ms))
+      << Logs();
+  EXPECT_EQ(Fleet(dep)["devices"]["pending"], 2) << Logs();
+  int serving = 0;
+  for (const Camera& c : cameras_) {
+    serving += Serves(c) == "1.0.0" ? 1 : 0;
+  }
+  EXPECT_EQ(serving, 1);  // the canary keeps serving; nobody else was directed
+
+  CommandResult resumed = As("release-manager", {"deployments", "resume", dep});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  ASSERT_TRUE(WaitForFleet(dep, "complete", 3)) << Logs();
+  for (const Camera& c : cameras_) {
+    EXPECT_EQ(Serves(c), "1.0.0") << c.name;
+  }
+  json history = Status(dep)["history"];
+  std::vector<std::string> actions;
+  for (const json& e : history) {
+    actions.push_back(e.value("action", ""));
+  }
+  EXPECT_NE(std::find(actions.begin(), actions.end(), "paused"), actions.end());
+  EXPECT_NE(std::find(actions.begin(), actions.end(), "resumed"), actions.end());
+  // Every rollout finished: it has ended.
+  CommandResult ended = As("release-manager", {"deployments", "pause", dep});
+  EXPECT_NE(ended.exit_code, 0);
+  EXPECT_NE(ended.err.find("has ended"), std::string::npos) << ended.err;
 }
 
 // The shadow gate: 1.1.0 first runs in shadow beside 1.0.0 on every camera, on the pictures they
