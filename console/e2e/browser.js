@@ -47,12 +47,14 @@ export async function signIn(page, url, token) {
   await page.getByRole('button', { name: 'Sign out' }).waitFor();
 }
 
-export async function screenshot(page, name) {
+// name.png in AIRLOCK_SCREENSHOTS (docs/console/ when renewing the docs' pictures): the whole page,
+// or with fullPage false what the viewport shows (for a page as long as the audit log).
+export async function screenshot(page, name, { fullPage = true } = {}) {
   if (!shots) {
     return;
   }
   mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage });
 }
 
 // The page's accessibility violations by axe-core's WCAG 2.1 A and AA rules, as

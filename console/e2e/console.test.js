@@ -81,7 +81,7 @@ describe('hub console', () => {
     await signIn(admin, hub, stack.hub.tokens.admin);
     await admin.getByRole('link', { name: 'Audit log' }).click();
     await admin.getByRole('region', { name: 'Audit log' }).getByText('deployment.create').first().waitFor();
-    await screenshot(admin, 'hub-audit');
+    await screenshot(admin, 'hub-audit', { fullPage: false });
     noProblems(admin);
   });
 });
@@ -110,7 +110,7 @@ describe('a deployment made in the hub console, approved in the gateway console'
     await page.getByLabel('Waves', { exact: true }).fill('1,100%');
     await page.getByLabel(/Health window/).fill('3s');
     await page.getByRole('button', { name: 'Preview' }).click();
-    const preview = page.getByRole('region', { name: 'Preview' });
+    const preview = page.getByRole('region', { name: 'Preview', exact: true });
     await preview.waitFor();
     assert.match(await preview.innerText(), /3 device/);
     await screenshot(page, 'hub-new-deployment');
@@ -120,6 +120,13 @@ describe('a deployment made in the hub console, approved in the gateway console'
     assert.match(id, /^dep-/);
     // The hub delivers it to plant-1, whose operator must approve it before any device gets it.
     await page.getByRole('region', { name: 'Deliveries' }).getByText('available').waitFor({ timeout: 2 * minute });
+    // Paused and resumed from the hub: both recorded, and the deployment goes on.
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByRole('heading', { level: 1 }).getByText('paused').waitFor();
+    await page.getByRole('region', { name: 'History' }).getByText('paused', { exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.getByRole('region', { name: 'History' }).getByText('resumed', { exact: true }).waitFor();
+    assert.equal(await page.getByRole('heading', { level: 1 }).getByText('paused').count(), 0);
 
     const operator = await open(browser, viewports.tablet);
     await signIn(operator, gateway, stack.gateway.token);
@@ -225,10 +232,11 @@ describe('monitoring', () => {
     noProblems(page);
   });
 
-  test('the gateway shows its own site's telemetry and drift alerts', async () => {
+  test("the gateway shows its own site's telemetry and drift alerts", async () => {
     const page = await open(browser, viewports.tablet);
     await signIn(page, gateway, stack.gateway.token);
     await page.getByRole('link', { name: 'Telemetry' }).click();
+    await page.getByLabel('Model').selectOption('visual-inspection');
     await page.getByRole('region', { name: 'Summary per version' }).getByText('1.1.0').waitFor();
     await page.getByRole('region', { name: 'Drift alerts' }).getByText('image/channel0').first().waitFor();
     await page.getByRole('status').filter({ hasText: 'drift alert' }).waitFor();
@@ -252,8 +260,10 @@ describe('monitoring', () => {
           await page.waitForLoadState('networkidle');
           await fitsWidth(page);
           assert.deepEqual(await accessibilityViolations(page), [], `${url}/console/${hash} at ${name}`);
+          if (hash === pages[0]) {
+            await screenshot(page, `${url === hub ? 'hub' : 'gateway'}-${name}`);
+          }
         }
-        await screenshot(page, `${url === hub ? 'hub' : 'gateway'}-${name}`);
         noProblems(page);
       }
     }

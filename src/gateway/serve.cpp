@@ -16,6 +16,7 @@
 #include "gateway/delivery_service.hpp"
 #include "gateway/devices_api.hpp"
 #include "gateway/fleet_service.hpp"
+#include "gateway/inventory.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/monitor_api.hpp"
 #include "gateway/registry.hpp"
@@ -355,10 +356,9 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   if (!command_topic) {
     return Report(command_topic.error());
   }
-  if (Status subscribed = client->Subscribe(*command_topic, 1,
-                                            [fleet_svc](const net::MqttMessage& m) {
-                                              fleet_svc->OnHubCommand(m.topic, m.payload);
-                                            });
+  if (Status subscribed = client->Subscribe(
+          *command_topic, 1,
+          [fleet_svc](const net::MqttMessage& m) { fleet_svc->OnHubCommand(m.topic, m.payload); });
       !subscribed) {
     return Report(subscribed.error());
   }
@@ -428,6 +428,8 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                              .root = root,
                              .hub_url = config.hub_url,
                              .imports_dir = config.data / "imports"};
+  // The site's devices, for the hub's previews and console (at start, on a change, every 30 s).
+  InventoryReporter inventory(**store, hub, config.name, std::chrono::seconds(30));
   DevicesContext devices{
       .store = store->get(),
       .ca = &*device_ca,
@@ -437,8 +439,10 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
       .mqtt_prefix = config.factory_prefix(),
       .certificate_validity = std::chrono::hours(24 * 365),
       .clock = &clock,
-      .on_change = [fleet_svc, &device_ca, &store, &config, &clock](const std::string& device) {
+      .on_change = [fleet_svc, &device_ca, &store, &config, &clock,
+                    &inventory](const std::string& device) {
         fleet_svc->OnDeviceChanged(device);
+        inventory.Changed();
         auto record = (*store)->Device(device);
         if (record && record->revoked_at) {
           Status crl = PublishDeviceCrl(*device_ca, **store, config, clock.Now());

@@ -9,7 +9,17 @@ import { may } from './roles.js';
 
 const m = encodeURIComponent;
 const states = ['', 'pending', 'delivering', 'complete', 'failed', 'cancelled'];
-const ended = new Set(['complete', 'failed', 'cancelled']);
+const done = new Set(['complete', 'aborted', 'cancelled']);
+
+// Whether a deployment can no longer be paused, resumed or cancelled: cancelled or failed, or
+// complete with every gateway's rollout finished (docs/hub-api.md, "Deployments").
+function ended(d) {
+  if (d.state === 'cancelled' || d.state === 'failed') {
+    return true;
+  }
+  const fleet = d.fleet ?? [];
+  return d.state === 'complete' && fleet.length >= d.gateways.length && fleet.every((r) => done.has(r.state));
+}
 
 export function DeploymentsPage({ who, params }) {
   const model = params.get('model') ?? '';
@@ -100,7 +110,7 @@ export function DeploymentPage({ id, who }) {
       ${(d) => html`<div class="spread">
           <h1>${d.model} ${d.release?.version} <${Badge} state=${d.state} />${d.paused ? html` <${Badge} state="paused" />` : ''}</h1>
           ${may(who, 'release-manager') &&
-          !ended.has(d.state) &&
+          !ended(d) &&
           html`<span class="row">
             ${d.paused
               ? html`<${Action} run=${command('resume', {})}>Resume</${Action}>`
@@ -252,17 +262,30 @@ export function NewDeploymentPage({ who, params }) {
     ${preview && html`<${Preview} preview=${preview} />`}`;
 }
 
+function Platforms({ platforms }) {
+  const entries = Object.entries(platforms ?? {});
+  return entries.length ? entries.map(([p, n]) => html`<span class="label">${p}: ${n}</span>`) : html`<span class="muted">–</span>`;
+}
+
 function Preview({ preview }) {
+  const totals = preview.totals ?? {};
   return html`<section class="panel" aria-label="Preview">
     <h2>What this deployment reaches</h2>
-    <p>${preview.release ? `Release ${preview.release.version} (channel version ${preview.channel_version}). ` : ''}<strong>${preview.devices ?? 0}</strong> device(s) at ${preview.gateways?.length ?? 0} site(s).</p>
+    <p>
+      ${`Release `}<strong>${preview.release?.version}</strong>${` (${preview.channel} version ${preview.channel_version}) to `}<strong>${totals.devices ?? 0} device(s)</strong>${` at ${preview.gateways?.length ?? 0} site(s), in waves of ${(totals.waves ?? []).join(' → ') || '–'}. `}
+      ${totals.unsupported > 0 && html`<span class="problem">${totals.unsupported} of them have no platform this release has (${(preview.release?.platforms ?? []).join(', ')}).</span>`}
+    </p>
     <${Table}
       label="Sites in the preview"
       rows=${preview.gateways ?? []}
+      rowKey=${(g) => g.gateway}
       columns=${[
-        ['Gateway', (g) => g.name ?? g.gateway],
-        ['Devices matched', (g) => g.devices ?? g.matched],
-        ['Waves', (g) => (g.waves ?? []).join(' → ')],
+        ['Gateway', (g) => g.gateway],
+        ['Devices matched', (g) => `${g.devices} of ${g.inventory_devices ?? 0}`],
+        ['Platforms', (g) => html`<${Platforms} platforms=${g.platforms} />`],
+        ['Waves', (g) => (g.waves ?? []).join(' → ') || '–'],
+        ['Stops after', (g) => `${g.failure_limit} failed`],
+        ['Inventory', (g) => (g.inventory_reported_at ? html`reported <${Time} at=${g.inventory_reported_at} />` : html`<span class="problem">never reported</span>`)],
       ]}
     />
   </section>`;
