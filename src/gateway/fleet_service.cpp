@@ -343,8 +343,7 @@ void FleetService::HandleHubCommand(const std::string& topic, const std::string&
   auto address = hub_topics_.Parse(topic);
   if (!address || address->kind != delivery::TopicKind::kRolloutCommand ||
       address->gateway != options_.gateway) {
-    return refuse(address ? "not this gateway's rollout command topic"
-                          : address.error().message());
+    return refuse(address ? "not this gateway's rollout command topic" : address.error().message());
   }
   auto j = delivery::ParsePayload(payload);
   auto parsed = j ? delivery::RolloutCommand::FromJson(*j)
@@ -362,10 +361,10 @@ void FleetService::HandleHubCommand(const std::string& topic, const std::string&
                   kept.error().ToString());
     return;
   }
-  if (*kept && ((*kept)->message_id == c.envelope.message_id ||
-                (*kept)->sent_at > c.envelope.sent_at)) {
-    spdlog::debug("fleet: dropped a repeated or older rollout command for {} ({})",
-                  c.deployment_id, c.envelope.message_id);
+  if (*kept &&
+      ((*kept)->message_id == c.envelope.message_id || (*kept)->sent_at > c.envelope.sent_at)) {
+    spdlog::debug("fleet: dropped a repeated or older rollout command for {} ({})", c.deployment_id,
+                  c.envelope.message_id);
     return;
   }
   const std::string name = delivery::RolloutCommandKindName(c.command);
@@ -538,13 +537,12 @@ std::optional<std::uint64_t> FleetService::Direct(const Rollout& rollout, const 
     }
     record->desired[rollout.model] = std::move(entry);
   }
-  auto version = SignAndPublish(*record, "rollout " + rollout.deployment,
-                                [&](std::uint64_t v) {
-                                  return BuildDirective(record->device, v, record->desired);
-                                });
+  auto version = SignAndPublish(*record, "rollout " + rollout.deployment, [&](std::uint64_t v) {
+    return BuildDirective(record->device, v, record->desired);
+  });
   if (version) {
-    spdlog::info("rollout {}: directive {} to {}: {} {}{}", rollout.deployment, *version,
-                 a.device, rollout.model, a.active ? a.active->version : std::string("(none)"),
+    spdlog::info("rollout {}: directive {} to {}: {} {}{}", rollout.deployment, *version, a.device,
+                 rollout.model, a.active ? a.active->version : std::string("(none)"),
                  a.shadow ? ", shadow " + a.shadow->version : std::string());
   }
   return version;
@@ -836,6 +834,9 @@ void FleetService::HandleDeviceMessage(const std::string& topic, const std::stri
       spdlog::error("fleet: {}: {}", id, set.error().ToString());
       return;
     }
+    if (options_.on_device_report) {
+      options_.on_device_report(id);
+    }
     for (const std::string& deployment : current) {
       const Rollout& r = rollouts_.at(deployment);
       if (r.Find(id) != nullptr) {
@@ -866,6 +867,9 @@ void FleetService::HandleDeviceMessage(const std::string& topic, const std::stri
         "(a replay or a late copy)",
         id, state->seq);
     return;
+  }
+  if (options_.on_device_report) {
+    options_.on_device_report(id);
   }
   for (const std::string& deployment : current) {
     const Rollout& r = rollouts_.at(deployment);
@@ -965,8 +969,7 @@ Result<Rollout> FleetService::Get(const std::string& deployment) {
   return it->second;
 }
 
-void FleetService::OnDeploymentCancelled(const std::string& deployment,
-                                         const std::string& reason) {
+void FleetService::OnDeploymentCancelled(const std::string& deployment, const std::string& reason) {
   Enqueue([this, deployment, reason] {
     auto cancelled = ControlLocked(deployment, Command::kCancel,
                                    "the hub" + (reason.empty() ? "" : " (" + reason + ")"));

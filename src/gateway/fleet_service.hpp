@@ -69,6 +69,9 @@ struct FleetServiceOptions {
   // sent to the devices in every directive. At start, a device whose last directive carried
   // fewer gets its directive renewed with them (the same entries, a new version).
   std::vector<trust::SignedDocument> root_rotations;
+  // Called (on the worker) after a device's state or online report was stored: the inventory
+  // the hub is told of follows it.
+  std::function<void(const std::string& device)> on_device_report;
 };
 
 // Publishes one message at QoS 1, retained or not; an error when the broker did not take it.
@@ -160,10 +163,8 @@ class FleetService {
   std::optional<std::uint64_t> Direct(const Rollout& rollout, const Action& action);
   // Builds record's next directive (build gets its version), stores it, then publishes it
   // (retained). The version, or nothing (logged, with why: what asked for it) when any step failed.
-  using MessageBuilder =
-      std::function<Result<delivery::DirectiveMessage>(std::uint64_t version)>;
-  std::optional<std::uint64_t> SignAndPublish(DeviceDirectiveRecord& record,
-                                              const std::string& why,
+  using MessageBuilder = std::function<Result<delivery::DirectiveMessage>(std::uint64_t version)>;
+  std::optional<std::uint64_t> SignAndPublish(DeviceDirectiveRecord& record, const std::string& why,
                                               const MessageBuilder& build);
   // A new directive, with the root rotations, to every directed device whose last one lacked some.
   void AnnounceRootRotations();

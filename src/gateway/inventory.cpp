@@ -48,11 +48,13 @@ Result<json> InventoryOf(GatewayStateStore& store) {
 }
 
 InventoryReporter::InventoryReporter(GatewayStateStore& store, HubHttp& hub, std::string gateway,
-                                     std::chrono::milliseconds interval)
+                                     std::chrono::milliseconds interval,
+                                     std::chrono::milliseconds min_gap)
     : store_(store),
       hub_(hub),
       path_("/api/v1/gateways/" + gateway + "/inventory"),
       interval_(interval),
+      min_gap_(min_gap),
       worker_([this] { Loop(); }) {}
 
 InventoryReporter::~InventoryReporter() {
@@ -88,6 +90,8 @@ void InventoryReporter::Loop() {
     lock.unlock();
     Report();
     lock.lock();
+    // Devices report often (each state, each online message): one inventory covers a burst.
+    cv_.wait_for(lock, min_gap_, [this] { return stopping_; });
   }
 }
 

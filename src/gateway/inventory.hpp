@@ -3,8 +3,9 @@
 // docs/hub-api.md, "Gateways"), so that a deployment's preview can count the devices its selector
 // reaches and the hub's console can list them. Each enrolled, unrevoked device goes with its
 // labels, the platform and models it last reported, whether it is online and when it was last
-// heard from. The report goes at start, soon after a device changes (Changed), and every interval
-// (which also tells the hub the gateway is alive); a hub that does not answer gets the next one.
+// heard from. The report goes at start, soon after a device changes (Changed: at most one report
+// every min_gap, however often devices report), and every interval (which also tells the hub the
+// gateway is alive); a hub that does not answer gets the next one.
 //
 // Thread-safe: one worker thread; Changed only wakes it.
 
@@ -28,7 +29,8 @@ class InventoryReporter {
  public:
   // store and hub must outlive the reporter.
   InventoryReporter(GatewayStateStore& store, HubHttp& hub, std::string gateway,
-                    std::chrono::milliseconds interval = std::chrono::seconds(60));
+                    std::chrono::milliseconds interval = std::chrono::seconds(60),
+                    std::chrono::milliseconds min_gap = std::chrono::seconds(1));
   ~InventoryReporter();  // stops the worker
   InventoryReporter(const InventoryReporter&) = delete;
   InventoryReporter& operator=(const InventoryReporter&) = delete;
@@ -46,6 +48,7 @@ class InventoryReporter {
   HubHttp& hub_;
   const std::string path_;
   const std::chrono::milliseconds interval_;
+  const std::chrono::milliseconds min_gap_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool changed_ = true;  // the first report goes at once

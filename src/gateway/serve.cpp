@@ -215,6 +215,9 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
   if (!store) {
     return Report(store.error());
   }
+  // The site's devices, for the hub's previews and console: at start, soon after a device changes
+  // or reports, and every 30 s.
+  InventoryReporter inventory(**store, hub, config.name, std::chrono::seconds(30));
   // What devices are enrolled with: the CA that certifies them, the key their directives are
   // signed with, and the root they pin (docs/rollout.md, "Enrollment").
   auto device_ca = OpenDeviceCa(config, clock.Now());
@@ -304,12 +307,14 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                               .content_type = payload.empty() ? "" : "application/json"});
     };
   };
-  FleetServiceOptions fleet_options{.gateway = config.name,
-                                    .device_prefix = config.factory_prefix(),
-                                    .hub_prefix = config.mqtt_prefix,
-                                    .directive_life = std::chrono::hours(24 * 30),
-                                    .capture = config.capture,
-                                    .root_rotations = trusted_root->rotations};
+  FleetServiceOptions fleet_options{
+      .gateway = config.name,
+      .device_prefix = config.factory_prefix(),
+      .hub_prefix = config.mqtt_prefix,
+      .directive_life = std::chrono::hours(24 * 30),
+      .capture = config.capture,
+      .root_rotations = trusted_root->rotations,
+      .on_device_report = [&inventory](const std::string&) { inventory.Changed(); }};
   auto fleet = FleetService::Create(fleet_options, *root, **store, *directive_key,
                                     publisher(fleet_client), publisher(client), clock);
   if (!fleet) {
@@ -428,8 +433,6 @@ int Serve(const GatewayConfig& config, const std::string& register_token, StopSi
                              .root = root,
                              .hub_url = config.hub_url,
                              .imports_dir = config.data / "imports"};
-  // The site's devices, for the hub's previews and console (at start, on a change, every 30 s).
-  InventoryReporter inventory(**store, hub, config.name, std::chrono::seconds(30));
   DevicesContext devices{
       .store = store->get(),
       .ca = &*device_ca,

@@ -65,7 +65,8 @@ class FleetFixture : public ::testing::Test {
                               .hub_prefix = "airlock/v1",
                               .directive_life = std::chrono::hours(24),
                               .capture = std::nullopt,
-                              .root_rotations = std::move(root_rotations)},
+                              .root_rotations = std::move(root_rotations),
+                              .on_device_report = {}},
                              *root, *store_, key_, publisher(devices_), publisher(hub_), clock_)
             .value();
     fleet_->Start();

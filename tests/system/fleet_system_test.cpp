@@ -25,35 +25,37 @@ class FleetSystem : public CameraSystem {
     // (sample 0 expects sample 1's output; packed without validation).
     fs::path project = SourceDir() / "examples" / kModel;
     fs::copy(project, dir_ / "broken", fs::copy_options::recursive);
-    fs::copy_file(project / "samples/1/probabilities.npy", dir_ / "broken/samples/0/probabilities.npy",
+    fs::copy_file(project / "samples/1/probabilities.npy",
+                  dir_ / "broken/samples/0/probabilities.npy",
                   fs::copy_options::overwrite_existing);
     Pack(project / "airlock.yaml", "1.0.0", 1);
     Pack(project / "airlock.yaml", "1.1.0", 2);
     Pack(dir_ / "broken/airlock.yaml", "2.0.0", 3, /*validate=*/false);
     Promote("1.0.0");
 
-    StartGateway("plant-1",
-                 GatewayConfig("plant-1", "", "policy:\n  offers: auto\n  rollout_approval: auto\n"));
+    StartGateway("plant-1", GatewayConfig("plant-1", "",
+                                          "policy:\n  offers: auto\n  rollout_approval: auto\n"));
     net::MqttOptions options;
     options.broker_url = broker_->url();
     options.client_id = "observer";
     observer_ = net::MqttClient::Create(options).value();
     ASSERT_TRUE(observer_->WaitConnected(10s));
-    ASSERT_TRUE(observer_->Subscribe("airlock/v1/dev/+/state", 1, [this](const net::MqttMessage& m) {
-      auto j = json::parse(m.payload, nullptr, false);
-      auto s = delivery::DeviceState::FromJson(j);
-      if (s) {
-        std::lock_guard lock(mu_);
-        states_[s->device] = *s;
-        for (const auto& model : s->models) {
-          phases_[s->device].push_back(model.phase +
-                                       (model.error ? ":" + model.error->code : ""));
-          if (model.shadow) {
-            agreed_[s->device] = std::max(agreed_[s->device], model.shadow->agreed);
+    ASSERT_TRUE(
+        observer_->Subscribe("airlock/v1/dev/+/state", 1, [this](const net::MqttMessage& m) {
+          auto j = json::parse(m.payload, nullptr, false);
+          auto s = delivery::DeviceState::FromJson(j);
+          if (s) {
+            std::lock_guard lock(mu_);
+            states_[s->device] = *s;
+            for (const auto& model : s->models) {
+              phases_[s->device].push_back(model.phase +
+                                           (model.error ? ":" + model.error->code : ""));
+              if (model.shadow) {
+                agreed_[s->device] = std::max(agreed_[s->device], model.shadow->agreed);
+              }
+            }
           }
-        }
-      }
-    }));
+        }));
     for (const char* cell : {"a", "b", "c"}) {
       EnrollCamera(cell);
     }
@@ -163,20 +165,28 @@ TEST_F(FleetSystem, RollsOutInWavesAndSurvivesKillsAndAnOfflineDevice) {
 // hub while the canary updates: the canary finishes, the second wave waits — across restarts of
 // the hub and of the gateway — and `deployments resume` takes the rollout to completion.
 TEST_F(FleetSystem, APauseAtTheHubHoldsTheNextWaveAcrossRestartsAndResumeFinishesIt) {
-  // What the gateway's inventory says (as a gateway reports it), for the preview.
+  // What plant-1 tells the hub of its devices (its InventoryReporter), for the preview: the
+  // three cameras, each with the platform it reported.
   httplib::Client hub("127.0.0.1", hub_port_);
-  json devices = json::array();
-  for (const Camera& c : cameras_) {
-    devices.push_back({{"id", c.id}, {"labels", {{"line", "3"}}}, {"platform", "linux/amd64"}});
-  }
-  devices.push_back({{"id", "press-1"}, {"labels", {{"line", "4"}}}, {"platform", "linux/amd64"}});
-  auto put = hub.Put("/api/v1/gateways/plant-1/inventory",
-                     {{"Authorization", "Bearer " + tokens_.at("admin")}},
-                     json{{"devices", devices}}.dump(), "application/json");
-  ASSERT_TRUE(put && put->status == 204) << (put ? put->body : "no response");
-  CommandResult preview = As("viewer", {"deploy", kModel, "--channel", "production", "--gateway",
-                                        "plant-1", "--selector", "line=3", "--waves", "1,100%",
-                                        "--dry-run"});
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = hub.Get("/api/v1/gateways/plant-1/inventory",
+                         {{"Authorization", "Bearer " + tokens_.at("admin")}});
+        json inventory = r && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
+        if (!inventory.is_object() || !inventory.contains("devices")) {
+          return false;
+        }
+        std::size_t reported = 0;
+        for (const json& d : inventory["devices"]) {
+          reported += d.contains("platform") && d["labels"].value("line", "") == "3" ? 1 : 0;
+        }
+        return reported == cameras_.size();
+      },
+      kLong, 200ms))
+      << Logs();
+  CommandResult preview =
+      As("viewer", {"deploy", kModel, "--channel", "production", "--gateway", "plant-1",
+                    "--selector", "line=3", "--waves", "1,100%", "--dry-run"});
   ASSERT_EQ(preview.exit_code, 0) << preview.err;
   std::cout << preview.out;
   EXPECT_NE(preview.out.find("dry run: nothing was created"), std::string::npos);
@@ -185,10 +195,9 @@ TEST_F(FleetSystem, APauseAtTheHubHoldsTheNextWaveAcrossRestartsAndResumeFinishe
   EXPECT_TRUE(As("viewer", {"deployments", "ls", "--json"}).out.find("dep-") == std::string::npos);
 
   std::string dep = last_deployment_ = DeployToLine3("10s");
-  ASSERT_TRUE(WaitUntil([&] { return FleetState(dep) == "running"; }, kLong, 100ms))
-      << Logs();
-  CommandResult paused = As("release-manager", {"deployments", "pause", dep, "--reason",
-                                                "line 3 check"});
+  ASSERT_TRUE(WaitUntil([&] { return FleetState(dep) == "running"; }, kLong, 100ms)) << Logs();
+  CommandResult paused =
+      As("release-manager", {"deployments", "pause", dep, "--reason", "line 3 check"});
   ASSERT_EQ(paused.exit_code, 0) << paused.err;
   EXPECT_NE(paused.out.find("paused deployment " + dep), std::string::npos) << paused.out;
   // The canary finishes its health window; the second wave waits.
@@ -217,8 +226,7 @@ TEST_F(FleetSystem, APauseAtTheHubHoldsTheNextWaveAcrossRestartsAndResumeFinishe
   json status = Status(dep);
   EXPECT_EQ(status["paused"], true);
   EXPECT_NE(As("viewer", {"status", dep}).out.find("(paused)"), std::string::npos);
-  ASSERT_TRUE(WaitUntil([&] { return FleetState(dep) == "paused"; }, kLong, 300ms))
-      << Logs();
+  ASSERT_TRUE(WaitUntil([&] { return FleetState(dep) == "paused"; }, kLong, 300ms)) << Logs();
   EXPECT_EQ(Fleet(dep)["devices"]["pending"], 2) << Logs();
   int serving = 0;
   for (const Camera& c : cameras_) {
@@ -254,10 +262,13 @@ TEST_F(FleetSystem, AShadowGateLetsAVersionGoActiveOnlyAfterItAgreedOnLiveTraffi
   std::string shadowed = last_deployment_ =
       DeployToLine3("0s", {"--shadow", "100%", "--shadow-compared", "5"});
   // No traffic, no agreement: the canary waits in shadow, still answering with 1.0.0.
-  ASSERT_TRUE(WaitUntil([&] {
-    json f = Fleet(shadowed);
-    return f.is_object() && f["devices"]["shadowing"] == 1;
-  }, kLong, 300ms)) << Logs();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        json f = Fleet(shadowed);
+        return f.is_object() && f["devices"]["shadowing"] == 1;
+      },
+      kLong, 300ms))
+      << Logs();
   std::this_thread::sleep_for(1s);
   for (const Camera& c : cameras_) {
     EXPECT_EQ(Serves(c), "1.0.0") << c.name;
@@ -296,7 +307,8 @@ TEST_F(FleetSystem, AFailedValidationAbortsAForgedDirectiveIsRefusedARevokedDevi
   trust::Directive forged;
   forged.device = a.id;
   forged.version = applied + 100;
-  forged.issued = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  forged.issued =
+      std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   forged.expires = forged.issued + std::chrono::hours(1);
   delivery::DirectiveMessage message;
   message.envelope = {"forged-1", forged.issued};
@@ -363,14 +375,14 @@ TEST_F(FleetSystem, ARootRotationAtTheHubReachesTheGatewayAndItsDevices) {
   ASSERT_TRUE(WaitForFleet(first, "complete", 3)) << Logs();
 
   ASSERT_EQ(RunAirlock({"keygen", (dir_ / "manager2").string()}).exit_code, 0);
-  CommandResult rotated = RunAirlock(
-      {"root", "rotate", "--from", g_world->root().string(), "--release-manager",
-       (dir_ / "manager2.pub").string(), "-k", g_world->key("root").string(), "-o",
-       (dir_ / "root.2.json").string()});
+  CommandResult rotated =
+      RunAirlock({"root", "rotate", "--from", g_world->root().string(), "--release-manager",
+                  (dir_ / "manager2.pub").string(), "-k", g_world->key("root").string(), "-o",
+                  (dir_ / "root.2.json").string()});
   ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
-  CommandResult taken = RunCommand({Bin("airlock-hub").string(), "root", "update",
-                                    (dir_ / "root.2.json").string(), "--data",
-                                    (dir_ / "hub").string(), "--root", g_world->root().string()});
+  CommandResult taken =
+      RunCommand({Bin("airlock-hub").string(), "root", "update", (dir_ / "root.2.json").string(),
+                  "--data", (dir_ / "hub").string(), "--root", g_world->root().string()});
   ASSERT_EQ(taken.exit_code, 0) << taken.err;
   EXPECT_NE(taken.out.find("trusted root version 2 (was 1)"), std::string::npos) << taken.out;
   StopDaemon(hub_);
@@ -392,19 +404,21 @@ TEST_F(FleetSystem, ARootRotationAtTheHubReachesTheGatewayAndItsDevices) {
     EXPECT_TRUE(WaitUntil([&] {
       auto st = StateOf(c);
       return st && st->refused && st->refused->message.find("release-manager") != std::string::npos;
-    })) << c.name << "\n" << Logs();
+    })) << c.name
+        << "\n"
+        << Logs();
     EXPECT_TRUE(fs::exists(c.store / "identity/roots/2.root.json")) << c.name;
     EXPECT_EQ(Serves(c), "1.0.0");
   }
 
   // The old release manager's key no longer promotes; the new one does, and it rolls out.
-  CommandResult old_key = As("release-manager", {"promote", kModel, "1.1.0", "--channel",
-                                                 "production", "-k",
-                                                 g_world->key("manager").string()});
+  CommandResult old_key =
+      As("release-manager", {"promote", kModel, "1.1.0", "--channel", "production", "-k",
+                             g_world->key("manager").string()});
   EXPECT_NE(old_key.exit_code, 0);
-  CommandResult promoted = As("release-manager", {"promote", kModel, "1.1.0", "--channel",
-                                                  "production", "-k",
-                                                  (dir_ / "manager2.key").string()});
+  CommandResult promoted =
+      As("release-manager", {"promote", kModel, "1.1.0", "--channel", "production", "-k",
+                             (dir_ / "manager2.key").string()});
   ASSERT_EQ(promoted.exit_code, 0) << promoted.err;
   std::string second = last_deployment_ = DeployToLine3("0s");
   ASSERT_TRUE(WaitForFleet(second, "complete", 3)) << Logs();
