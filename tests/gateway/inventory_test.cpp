@@ -131,6 +131,10 @@ TEST_F(InventoryTest, GoesAtStartOnAChangeAndAgainAfterARefusal) {
     Enroll("dev-000000000000000b", {{"line", "4"}});
     reporter.Changed();
     EXPECT_EQ(Nth(2)["devices"].size(), 2u);
+    // Counted once the answer is in, just after the stand-in recorded it.
+    for (int i = 0; i < 500 && reporter.reported() < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     EXPECT_EQ(reporter.reported(), 2u);
   }
   // A hub that refuses: counted as nothing, and the next tick tries again.
@@ -138,7 +142,8 @@ TEST_F(InventoryTest, GoesAtStartOnAChangeAndAgainAfterARefusal) {
     std::lock_guard lock(mu_);
     refuse_ = true;
   }
-  InventoryReporter reporter(*store_, hub, "plant-1", std::chrono::milliseconds(50));
+  InventoryReporter reporter(*store_, hub, "plant-1", std::chrono::milliseconds(50),
+                             std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(reporter.reported(), 0u);
   {
