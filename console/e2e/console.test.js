@@ -167,6 +167,37 @@ describe('a deployment made in the hub console, approved in the gateway console'
   });
 });
 
+describe('refusals in the browser', () => {
+  test('an operator rejects a delivery with a comment; the release manager cancels the deployment', async () => {
+    const page = await open(browser);
+    await signIn(page, hub, stack.hub.tokens['release-manager']);
+    await page.goto(`${hub}/console/#/deployments/new?model=visual-inspection`);
+    await page.getByLabel('Channel').selectOption('production');
+    await page.getByRole('checkbox', { name: /plant-1/ }).check();
+    await page.getByLabel(/Devices \(labels/).fill('line=3');
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.getByRole('heading', { name: /visual-inspection 1\.1\.0/ }).waitFor();
+    const id = page.url().split('/').at(-1);
+    await page.getByRole('region', { name: 'Deliveries' }).getByText('available').waitFor({ timeout: 2 * minute });
+
+    const operator = await open(browser);
+    await signIn(operator, gateway, stack.gateway.token);
+    await operator.getByRole('row').filter({ hasText: id }).getByRole('link').click();
+    await operator.getByLabel(/Comment/).fill('not during the night shift');
+    await operator.getByRole('button', { name: 'Reject' }).click();
+    await operator.getByRole('heading', { level: 1 }).getByText('rejected').waitFor();
+    assert.match(await operator.locator('main').innerText(), /not during the night shift/);
+
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Cancel deployment' }).click();
+    await page.getByRole('heading', { level: 1 }).getByText('cancelled').waitFor();
+    await page.getByRole('region', { name: 'History' }).getByText('cancelled in the console').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Pause' }).count(), 0);
+    noProblems(page);
+    noProblems(operator);
+  });
+});
+
 describe('gateway console', () => {
   test('an operator makes an enrollment token, sees it listed, and withdraws it', async () => {
     const page = await open(browser);
