@@ -1,7 +1,7 @@
 // The sites: each registered gateway, when it was last heard of, and the devices it reports.
 import { api } from '../common/api.js';
 import { href } from '../common/router.js';
-import { Labels, Loaded, Table, Time, html, useLoad } from '../common/ui.js';
+import { Badge, Labels, Loaded, Table, Time, html, useLoad } from '../common/ui.js';
 
 export function GatewaysPage() {
   const state = useLoad(() => api('/api/v1/gateways'), [], 10000);
@@ -37,8 +37,10 @@ export function GatewayPage({ name }) {
           columns=${[
             ['Device', (d) => d.id],
             ['Labels', (d) => html`<${Labels} labels=${d.labels} />`],
-            ['Platform', (d) => d.platform ?? '–'],
-            ['Models', (d) => (d.models ?? []).map((x) => html`<span class="label">${x.model} ${x.version ?? ''}</span>`)],
+            ['Platform', (d) => d.platform ?? html`<span class="muted">not reported yet</span>`],
+            ['Models', (d) => (d.models ?? []).map((x) => html`<span class="label">${x.model} ${x.active_version || ''}</span>`)],
+            ['Online', (d) => html`<${Badge} state=${d.online ? 'online' : 'offline'} />`],
+            ['Last seen', (d) => html`<${Time} at=${d.last_seen} />`],
           ]}
         />`}
     <//>`;
