@@ -37,12 +37,13 @@ class MonitoringSystem : public CameraSystem {
     Promote("1.0.0");
   }
 
-  void StartPlant(const std::string& gateway_extra = "") {
+  void StartPlant(const std::string& gateway_extra = "",
+                  const std::string& camera_config = "telemetry:\n  interval: 1s\n") {
     StartGateway("plant-1", GatewayConfig("plant-1", "",
                                           "policy:\n  offers: auto\n  rollout_approval: auto\n" +
                                               gateway_extra));
     for (const char* cell : {"a", "b"}) {
-      EnrollCamera(cell, "telemetry:\n  interval: 1s\n");
+      EnrollCamera(cell, camera_config);
     }
     std::string deployment = DeployToLine3("0s");
     ASSERT_TRUE(WaitForFleet(deployment, "complete", 2)) << GatewayLogs();
@@ -144,7 +145,10 @@ class MonitoringSystem : public CameraSystem {
 };
 
 TEST_F(MonitoringSystem, ShiftedPicturesRaiseADriftAlertOnTheHubAndUnshiftedOnesDoNot) {
-  StartPlant();
+  // What is tested here is the path of the drift figures, not the monitor's sampling: every
+  // request is observed (monitor_budget 1), and intervals are long enough to hold the 10 requests
+  // a device needs to judge drift even when a sanitizer slows the agents to a few a second.
+  StartPlant("", "telemetry:\n  interval: 3s\n  monitor_budget: 1\n");
   const Camera& a = cameras_[0];
   const Camera& b = cameras_[1];
   // Unshifted pictures on both cameras until the hub has judged every feature of both.
@@ -173,7 +177,7 @@ TEST_F(MonitoringSystem, ShiftedPicturesRaiseADriftAlertOnTheHubAndUnshiftedOnes
     EXPECT_LT(f["psi_max"].get<double>(), 0.1) << calm.dump(2);
   }
   EXPECT_EQ(calm["errors"], 0);
-  EXPECT_GE(calm["requests"].get<int>(), 60);
+  EXPECT_GE(calm["requests"].get<int>(), 20);  // two devices, each judged on at least 10
   EXPECT_TRUE(calm["latency_ms"]["p99"].is_number()) << calm.dump(2);
   EXPECT_TRUE(Events().empty()) << Events().dump(2);
 
