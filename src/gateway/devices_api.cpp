@@ -34,18 +34,7 @@ json DeviceView(const DeviceRecord& d, const DeviceStateRecord* reported = nullp
   // What it last said on dev/{dev}/state and dev/{dev}/online.
   v["online"] = reported->online;
   v["last_seen"] = reported->last_seen ? json(FormatRfc3339(*reported->last_seen)) : json(nullptr);
-  json models = json::array();
-  if (reported->state.is_object() && reported->state.contains("models") &&
-      reported->state["models"].is_array()) {
-    for (const json& m : reported->state["models"]) {
-      if (m.is_object()) {
-        models.push_back({{"model", m.value("model", "")},
-                          {"phase", m.value("phase", "")},
-                          {"active_version", m.value("active_version", "")}});
-      }
-    }
-  }
-  v["models"] = std::move(models);
+  v["models"] = reported->Models();
   return v;
 }
 

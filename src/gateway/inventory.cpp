@@ -22,26 +22,20 @@ Result<json> InventoryOf(GatewayStateStore& store) {
     if (d.revoked_at) {
       continue;
     }
-    json entry = {{"id", d.id}, {"labels", d.labels}, {"online", false}, {"last_seen", nullptr}};
-    json models = json::array();
+    json entry = {{"id", d.id},
+                  {"labels", d.labels},
+                  {"online", false},
+                  {"last_seen", nullptr},
+                  {"models", json::array()}};
     if (auto it = reported.find(d.id); it != reported.end()) {
       const DeviceStateRecord& s = *it->second;
       entry["online"] = s.online;
       entry["last_seen"] = s.last_seen ? json(FormatRfc3339(*s.last_seen)) : json(nullptr);
-      if (s.state.is_object()) {
-        if (s.state.contains("platform") && s.state["platform"].is_string()) {
-          entry["platform"] = s.state["platform"];
-        }
-        for (const json& m : s.state.value("models", json::array())) {
-          if (m.is_object()) {
-            models.push_back({{"model", m.value("model", "")},
-                              {"active_version", m.value("active_version", "")},
-                              {"phase", m.value("phase", "")}});
-          }
-        }
+      entry["models"] = s.Models();
+      if (s.state.is_object() && s.state.contains("platform") && s.state["platform"].is_string()) {
+        entry["platform"] = s.state["platform"];
       }
     }
-    entry["models"] = std::move(models);
     list.push_back(std::move(entry));
   }
   return json{{"devices", std::move(list)}};

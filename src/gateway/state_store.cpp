@@ -405,6 +405,20 @@ Result<std::string> GatewayStateStore::CreateEnrollmentToken(const Labels& label
   return token;
 }
 
+json DeviceStateRecord::Models() const {
+  json models = json::array();
+  if (state.is_object() && state.contains("models") && state["models"].is_array()) {
+    for (const json& m : state["models"]) {
+      if (m.is_object()) {
+        models.push_back({{"model", m.value("model", "")},
+                          {"phase", m.value("phase", "")},
+                          {"active_version", m.value("active_version", "")}});
+      }
+    }
+  }
+  return models;
+}
+
 // How many hex digits of a token's hash name it.
 constexpr std::size_t kTokenIdLength = 12;
 

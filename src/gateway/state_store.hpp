@@ -152,6 +152,9 @@ struct DeviceStateRecord {
   std::uint64_t seq = 0;  // its seq: a report must be above it to be taken
   bool online = false;
   std::optional<TimePoint> last_seen;  // the last state or online message taken
+
+  // The models its state names: [{"model", "phase", "active_version"}], empty before a state.
+  nlohmann::json Models() const;
 };
 
 // What the gateway last directed a device to (the fleet service's, docs/gateway.md).

@@ -57,6 +57,24 @@ Result<Columns> Read(const monitor::OutboxRecord& r) {
     }
     return c;
   }
+  if (r.kind == "alert") {
+    AIRLOCK_ASSIGN_OR_RETURN(monitor::AlertReport a,
+                             monitor::AlertReport::FromJson(j, r.created_ms));
+    c.device = a.device;
+    c.model = a.model;
+    c.version = a.version;
+    c.end_ms = a.end_ms;
+    c.alert = DriftAlert{.id = r.id,
+                         .site = "",  // the batch's, set when it is stored
+                         .device = a.device,
+                         .model = a.model,
+                         .version = a.version,
+                         .feature = std::move(a.feature),
+                         .psi = a.psi,
+                         .at_ms = a.end_ms,
+                         .received = 0};
+    return c;
+  }
   if (!j.is_object()) {
     return Fail(ErrorCode::kInvalidArgument, "the payload is not a JSON object");
   }
@@ -65,19 +83,6 @@ Result<Columns> Read(const monitor::OutboxRecord& r) {
     c.model = j.at("model").get<std::string>();
     c.version = j.at("version").get<std::string>();
     c.end_ms = j.value("end_ms", r.created_ms);
-    if (r.kind == "alert") {
-      DriftAlert a;
-      a.id = r.id;
-      a.device = c.device;
-      a.model = c.model;
-      a.version = c.version;
-      a.feature = j.at("feature").get<std::string>();
-      if (j.contains("psi") && j["psi"].is_number()) {
-        a.psi = j["psi"].get<double>();
-      }
-      a.at_ms = c.end_ms;
-      c.alert = std::move(a);
-    }
   } catch (const json::exception& e) {
     return Fail(ErrorCode::kInvalidArgument, std::string("record payload: ") + e.what());
   }

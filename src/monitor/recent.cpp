@@ -18,32 +18,6 @@ json RecentAlert::ToJson() const {
 RecentTelemetry::RecentTelemetry(std::chrono::milliseconds max_age, std::size_t max_reports)
     : max_age_ms_(max_age.count()), max_reports_(std::max<std::size_t>(1, max_reports)) {}
 
-namespace {
-
-// An "alert" record's payload: {device, model, version, feature, psi, end_ms}.
-std::optional<RecentAlert> AlertFrom(const OutboxRecord& r, const json& j) {
-  if (!j.is_object()) {
-    return std::nullopt;
-  }
-  try {
-    RecentAlert a{.id = r.id,
-                  .device = j.at("device").get<std::string>(),
-                  .model = j.at("model").get<std::string>(),
-                  .version = j.at("version").get<std::string>(),
-                  .feature = j.at("feature").get<std::string>(),
-                  .psi = std::nullopt,
-                  .at_ms = j.value("end_ms", r.created_ms)};
-    if (j.contains("psi") && j["psi"].is_number()) {
-      a.psi = j["psi"].get<double>();
-    }
-    return a;
-  } catch (const json::exception&) {
-    return std::nullopt;
-  }
-}
-
-}  // namespace
-
 void RecentTelemetry::Add(const std::vector<OutboxRecord>& records, std::int64_t now_ms) {
   std::vector<IntervalReport> reports;
   std::vector<RecentAlert> alerts;
@@ -60,8 +34,14 @@ void RecentTelemetry::Add(const std::vector<OutboxRecord>& records, std::int64_t
       if (auto report = IntervalReport::FromJson(*j)) {
         reports.push_back(std::move(*report));
       }
-    } else if (auto alert = AlertFrom(r, *j)) {
-      alerts.push_back(std::move(*alert));
+    } else if (auto alert = AlertReport::FromJson(*j, r.created_ms)) {
+      alerts.push_back(RecentAlert{.id = r.id,
+                                   .device = std::move(alert->device),
+                                   .model = std::move(alert->model),
+                                   .version = std::move(alert->version),
+                                   .feature = std::move(alert->feature),
+                                   .psi = alert->psi,
+                                   .at_ms = alert->end_ms});
     }
   }
   std::lock_guard lock(mu_);

@@ -156,6 +156,26 @@ json IntervalReport::ToJson() const {
   return j;
 }
 
+Result<AlertReport> AlertReport::FromJson(const json& j, std::int64_t created_ms) {
+  if (!j.is_object()) {
+    return Fail(ErrorCode::kInvalidArgument, "the payload is not a JSON object");
+  }
+  try {
+    AlertReport a{.device = j.at("device").get<std::string>(),
+                  .model = j.at("model").get<std::string>(),
+                  .version = j.at("version").get<std::string>(),
+                  .feature = j.at("feature").get<std::string>(),
+                  .psi = std::nullopt,
+                  .end_ms = j.value("end_ms", created_ms)};
+    if (j.contains("psi") && j["psi"].is_number()) {
+      a.psi = j["psi"].get<double>();
+    }
+    return a;
+  } catch (const json::exception& e) {
+    return Fail(ErrorCode::kInvalidArgument, std::string("alert payload: ") + e.what());
+  }
+}
+
 Result<IntervalReport> IntervalReport::FromJson(const json& j) {
   auto bad = [](const std::string& m) {
     return Fail(ErrorCode::kInvalidArgument, "telemetry record: " + m);

@@ -81,6 +81,18 @@ struct FeatureDrift {
   DriftLevel level = DriftLevel::kOk;
 };
 
+// The body of a telemetry record of kind "alert": a feature of a version on a device reached the
+// alert level in the interval that ended at end_ms.
+struct AlertReport {
+  std::string device, model, version, feature;
+  std::optional<double> psi;
+  std::int64_t end_ms = 0;
+
+  // kInvalidArgument naming what is missing; end_ms is created_ms (the record's) when absent.
+  [[nodiscard]] static Result<AlertReport> FromJson(const nlohmann::json& j,
+                                                    std::int64_t created_ms);
+};
+
 // One interval of one version on one device: the body of a telemetry record of kind "metrics".
 struct IntervalReport {
   std::string device;
